@@ -1,0 +1,61 @@
+# `make demo` and `make test` each do their own set-up: a virtualenv in .venv, the install,
+# Redis >= 7 and PostgreSQL >= 15 reachable (configured ones, else local ones under .run/),
+# migrations, then the job.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+ENV_FILE := .run/services.env
+WITH_SERVICES := set -a && . ./$(ENV_FILE) && set +a &&
+
+.PHONY: help install services migrate demo test unit lint format clean
+
+help:
+	@echo "make demo    run orderd end to end on this machine"
+	@echo "make test    lint, type-check and run the whole test suite"
+	@echo "make unit    the fast unit tests only (no servers)"
+	@echo "make lint    ruff and mypy"
+	@echo "make clean   stop local servers started under .run/ and remove .run/ and .venv/"
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml .ci/constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+	  echo "orderd needs Python 3.11 or newer as '$(PYTHON)' (set PYTHON=/path/to/python3.11)"; exit 2; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && [ -f /etc/debian_version ]; then \
+	    apt-get update -q && apt-get install -y -q python3-venv && $(PYTHON) -m venv $(VENV); \
+	  else echo "cannot create a virtualenv: install the venv module (Debian: apt-get install python3-venv)"; exit 2; fi; }
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c .ci/constraints.txt -e '.[test,dev]'
+	@touch $(STAMP)
+
+services: $(STAMP)
+	@$(BIN)/python .ci/services.py --env-file $(ENV_FILE)
+
+migrate: services
+	@$(WITH_SERVICES) $(BIN)/orderd migrate
+
+demo: migrate
+	@$(WITH_SERVICES) $(BIN)/orderd demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/mypy tests .ci/services.py
+
+unit: $(STAMP)
+	$(BIN)/pytest tests/unit
+
+test: lint migrate
+	@$(WITH_SERVICES) $(BIN)/pytest
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	-@test -x $(BIN)/python && $(BIN)/python .ci/services.py --stop
+	rm -rf .run $(VENV)

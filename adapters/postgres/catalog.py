@@ -1,0 +1,51 @@
+"""Writing the product catalog: one transaction for a whole import."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from msgspec import Struct
+
+from adapters.catalog import Product
+
+_COLUMNS = ("sku", "name", "weight_g", "bin", "unit_cost", "length_cm", "width_cm", "height_cm")
+
+
+class ImportResult(Struct, frozen=True):
+    created: int
+    updated: int
+    unchanged: int
+
+
+async def upsert_products(conn: Any, products: Sequence[Product]) -> ImportResult:
+    """Insert or update every product, all or nothing; count new, changed and unchanged."""
+    async with conn.transaction():
+        await conn.execute(
+            "CREATE TEMP TABLE catalog_import (LIKE products INCLUDING DEFAULTS) ON COMMIT DROP"
+        )
+        await conn.copy_records_to_table(
+            "catalog_import",
+            records=[tuple(getattr(p, c) for c in _COLUMNS) for p in products],
+            columns=_COLUMNS,
+        )
+        rows = await conn.fetch(
+            """
+            INSERT INTO products AS p
+                (sku, name, weight_g, bin, unit_cost, length_cm, width_cm, height_cm)
+            SELECT sku, name, weight_g, bin, unit_cost, length_cm, width_cm, height_cm
+            FROM catalog_import
+            ON CONFLICT (sku) DO UPDATE SET
+                name = excluded.name, weight_g = excluded.weight_g, bin = excluded.bin,
+                unit_cost = excluded.unit_cost, length_cm = excluded.length_cm,
+                width_cm = excluded.width_cm, height_cm = excluded.height_cm,
+                updated_at = now()
+            WHERE (p.name, p.weight_g, p.bin, p.unit_cost, p.length_cm, p.width_cm, p.height_cm)
+                IS DISTINCT FROM (excluded.name, excluded.weight_g, excluded.bin,
+                    excluded.unit_cost, excluded.length_cm, excluded.width_cm, excluded.height_cm)
+            RETURNING (xmax = 0) AS created
+            """
+        )
+    created = sum(1 for row in rows if row["created"])
+    updated = len(rows) - created
+    return ImportResult(created=created, updated=updated, unchanged=len(products) - len(rows))

@@ -1,0 +1,271 @@
+"""Settings: a TOML file plus ``ORDERD_<SECTION>__<KEY>`` environment overrides.
+
+Everything is loaded into frozen msgspec Structs. An unknown key, a wrong type or a
+missing secret is a :class:`ConfigError` naming the key and where it came from (the
+file, or the environment variable), so ``orderd config check`` can print one line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import msgspec
+from msgspec import Meta, Struct
+
+from adapters.errors import ConfigError
+from adapters.postgres.pool import redact_dsn as redact_dsn  # for tools that print a DSN
+
+ENV_PREFIX = "ORDERD_"
+CONFIG_ENV = "ORDERD_CONFIG"
+DEFAULT_CONFIG_PATH = Path("/etc/orderd/orderd.toml")
+
+Port = Annotated[int, Meta(ge=1, le=65535)]
+PositiveSeconds = Annotated[float, Meta(gt=0, le=86400)]
+# Warehouse codes go inside Redis Cluster hash tags, so braces and separators are out.
+WarehouseCode = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
+KeyPrefix = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+SchemaName = Annotated[str, Meta(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
+
+
+class _Section(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class DaemonSettings(_Section, frozen=True):
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    shutdown_grace_s: PositiveSeconds = 20.0
+
+
+class RedisSettings(_Section, frozen=True):
+    url: str = "redis://127.0.0.1:6379/0"
+    prefix: KeyPrefix = "orderd:"
+
+
+class PostgresSettings(_Section, frozen=True):
+    dsn: str = "postgresql://postgres@127.0.0.1:5432/orderd"
+    schema: SchemaName = "public"
+    pool_min_size: Annotated[int, Meta(ge=1, le=100)] = 2
+    pool_max_size: Annotated[int, Meta(ge=1, le=100)] = 10
+    connect_timeout_s: PositiveSeconds = 5.0
+
+
+class HttpSettings(_Section, frozen=True):
+    host: str = "127.0.0.1"
+    port: Port = 8080
+    max_body_bytes: Annotated[int, Meta(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
+
+
+class WebhookSource(_Section, frozen=True):
+    enabled: bool = False
+    secret: str = ""
+    # Secrets still accepted while a platform rotates to the new one.
+    previous_secrets: tuple[str, ...] = ()
+
+
+class WebhooksSettings(_Section, frozen=True):
+    shopify: WebhookSource = WebhookSource()
+    woocommerce: WebhookSource = WebhookSource()
+    generic: WebhookSource = WebhookSource()
+
+
+class AdminSettings(_Section, frozen=True):
+    # Empty keeps the admin API closed.
+    token: str = ""
+
+
+class Warehouse(_Section, frozen=True):
+    code: WarehouseCode
+    name: str = ""
+    priority: Annotated[int, Meta(ge=0, le=1000)] = 1
+    timezone: str = "UTC"
+
+
+class Settings(_Section, frozen=True):
+    daemon: DaemonSettings = DaemonSettings()
+    redis: RedisSettings = RedisSettings()
+    postgres: PostgresSettings = PostgresSettings()
+    http: HttpSettings = HttpSettings()
+    webhooks: WebhooksSettings = WebhooksSettings()
+    admin: AdminSettings = AdminSettings()
+    warehouses: tuple[Warehouse, ...] = (Warehouse(code="main", name="Main warehouse"),)
+    # Where the settings came from, for messages; not a key of the file.
+    source: str = "built-in defaults"
+
+
+def resolve_config_path(explicit: str | Path | None, environ: Mapping[str, str]) -> Path | None:
+    """The file to read: the one named, else ``$ORDERD_CONFIG``, else /etc/orderd/orderd.toml."""
+    if explicit:
+        return Path(explicit)
+    if environ.get(CONFIG_ENV):
+        return Path(environ[CONFIG_ENV])
+    if DEFAULT_CONFIG_PATH.exists():
+        return DEFAULT_CONFIG_PATH
+    return None
+
+
+def load_settings(
+    path: str | Path | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Read settings from ``path`` (resolved as :func:`resolve_config_path` says) and env."""
+    env = os.environ if environ is None else environ
+    config_path = resolve_config_path(path, env)
+    raw: dict[str, Any] = {}
+    where = "built-in defaults"
+    if config_path is not None:
+        where = str(config_path)
+        raw = _read_toml(config_path)
+        if "source" in raw:
+            raise ConfigError(f"{where}: source: unknown key")
+    from_env = _apply_env(raw, env, where)
+    raw["source"] = where
+    try:
+        settings = msgspec.convert(raw, Settings)
+    except msgspec.ValidationError as exc:
+        problem = _describe(exc)
+        key = problem.split(":", 1)[0]
+        raise ConfigError(f"{from_env.get(key, where)}: {problem}") from None
+    _check(settings)
+    return settings
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+_AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$")
+_UNKNOWN = re.compile(r"^Object contains unknown field `(?P<field>[^`]+)`$")
+
+
+def _describe(exc: msgspec.ValidationError) -> str:
+    """Turn msgspec's ``Expected `int`, got `str` - at `$.http.port``` into ``http.port: ...``."""
+    match = _AT.match(str(exc))
+    msg, path = (match["msg"], match["path"] or "") if match else (str(exc), "")
+    key = path.lstrip(".")
+    unknown = _UNKNOWN.match(msg)
+    if unknown:
+        key = f"{key}.{unknown['field']}" if key else unknown["field"]
+        return f"{key}: unknown key"
+    msg = msg.replace("`", "")
+    msg = msg[:1].lower() + msg[1:]
+    return f"{key}: {msg}" if key else msg
+
+
+def _apply_env(raw: dict[str, Any], environ: Mapping[str, str], where: str) -> dict[str, str]:
+    """Overlay ``ORDERD_A__B=value`` onto the file's dict, coerced to the key's type.
+
+    Returns the dotted keys set this way, each with the variable that set it.
+    """
+    applied: dict[str, str] = {}
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        parts = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
+        if not all(parts):
+            raise ConfigError(f"{name}: malformed override name (ORDERD_<SECTION>__<KEY>)")
+        field_type = _field_type(parts)
+        if field_type is None:
+            raise ConfigError(f"{name}: {'.'.join(parts)} is not a setting")
+        value = _coerce(name, parts, environ[name], field_type)
+        node = raw
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"{where}: {part}: expected a table")
+            node = child
+        node[parts[-1]] = value
+        applied[".".join(parts)] = name
+    return applied
+
+
+def _field_type(parts: list[str]) -> msgspec.inspect.Type | None:
+    info: msgspec.inspect.Type = msgspec.inspect.type_info(Settings)
+    for part in parts:
+        if not isinstance(info, msgspec.inspect.StructType):
+            return None
+        fields = {f.encode_name: f for f in info.fields if f.encode_name != "source"}
+        if part not in fields:
+            return None
+        info = fields[part].type
+    return info
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _coerce(name: str, parts: list[str], value: str, info: msgspec.inspect.Type) -> Any:
+    key = ".".join(parts)
+    inspect = msgspec.inspect
+    if isinstance(info, inspect.Metadata):
+        info = info.type
+    if isinstance(info, inspect.BoolType):
+        lowered = value.strip().lower()
+        if lowered in _TRUE | _FALSE:
+            return lowered in _TRUE
+        raise ConfigError(f"{name}: {key}: expected true or false, got {value!r}")
+    if isinstance(info, inspect.IntType):
+        try:
+            return int(value.strip())
+        except ValueError:
+            raise ConfigError(f"{name}: {key}: expected a whole number, got {value!r}") from None
+    if isinstance(info, inspect.FloatType):
+        try:
+            return float(value.strip())
+        except ValueError:
+            raise ConfigError(f"{name}: {key}: expected a number, got {value!r}") from None
+    if isinstance(info, inspect.StrType | inspect.LiteralType):
+        return value
+    if isinstance(info, inspect.VarTupleType | inspect.ListType) and isinstance(
+        info.item_type, inspect.StrType
+    ):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    raise ConfigError(f"{name}: {key} cannot be set from the environment; set it in the file")
+
+
+def _check(settings: Settings) -> None:
+    """Rules that span keys or need more than a type: secrets, URLs, time zones."""
+    where = settings.source
+    for platform in ("shopify", "woocommerce", "generic"):
+        source: WebhookSource = getattr(settings.webhooks, platform)
+        if source.enabled and not source.secret:
+            env = f"ORDERD_WEBHOOKS__{platform.upper()}__SECRET"
+            raise ConfigError(
+                f"{where}: webhooks.{platform}.secret: required when "
+                f"webhooks.{platform}.enabled is true (set it in the config file or in {env})"
+            )
+    redis_scheme = urlsplit(settings.redis.url).scheme
+    if redis_scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(f"{where}: redis.url: expected redis://, rediss:// or unix:// URL")
+    if urlsplit(settings.postgres.dsn).scheme not in ("postgres", "postgresql"):
+        raise ConfigError(f"{where}: postgres.dsn: expected a postgresql:// URL")
+    if settings.postgres.pool_min_size > settings.postgres.pool_max_size:
+        raise ConfigError(f"{where}: postgres.pool_min_size: larger than pool_max_size")
+    if not settings.warehouses:
+        raise ConfigError(f"{where}: warehouses: at least one warehouse is needed")
+    seen: set[str] = set()
+    for index, warehouse in enumerate(settings.warehouses):
+        if warehouse.code in seen:
+            raise ConfigError(f"{where}: warehouses[{index}].code: {warehouse.code!r} repeated")
+        seen.add(warehouse.code)
+        try:
+            ZoneInfo(warehouse.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(
+                f"{where}: warehouses[{index}].timezone: unknown time zone {warehouse.timezone!r}"
+            ) from None

@@ -1,0 +1,125 @@
+"""Fixtures shared by every test layer.
+
+Integration fixtures talk to the real Redis and PostgreSQL named by ORDERD_REDIS__URL
+and ORDERD_POSTGRES__DSN (``make test`` sets both). Each test gets its own Redis key
+prefix and its own PostgreSQL schema, and both are removed afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from adapters.postgres import schema as pg_schema
+from adapters.postgres.pool import connection
+from daemon.settings import Settings, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+ORDERD = Path(sys.executable).with_name("orderd")
+
+_DEFAULTS = Settings()
+REDIS_URL = os.environ.get("ORDERD_REDIS__URL", _DEFAULTS.redis.url)
+POSTGRES_DSN = os.environ.get("ORDERD_POSTGRES__DSN", _DEFAULTS.postgres.dsn)
+
+
+@pytest.fixture
+def unique_name() -> str:
+    """A short name no other test uses: a schema name or a key prefix part."""
+    return f"test_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+async def pg_schema_name(unique_name: str) -> AsyncIterator[str]:
+    """An empty PostgreSQL schema name for this test; the schema is dropped afterwards."""
+    yield unique_name
+    async with connection(POSTGRES_DSN, "public") as conn:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{unique_name}" CASCADE')
+
+
+@pytest.fixture
+async def pg(pg_schema_name: str) -> AsyncIterator[Any]:
+    """A connection to a freshly migrated schema of this test's own."""
+    async with connection(POSTGRES_DSN, pg_schema_name) as conn:
+        await pg_schema.migrate(conn, pg_schema_name)
+        yield conn
+
+
+@pytest.fixture
+def redis_prefix(unique_name: str) -> str:
+    return f"orderd-{unique_name}:"
+
+
+@pytest.fixture
+async def redis_client(redis_prefix: str) -> AsyncIterator[aioredis.Redis]:
+    """A client of the shared Redis; every key under this test's prefix is deleted after."""
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        yield client
+    finally:
+        keys = [key async for key in client.scan_iter(match=f"{redis_prefix}*", count=1000)]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+
+
+@pytest.fixture
+def test_env(pg_schema_name: str, redis_prefix: str) -> dict[str, str]:
+    """Environment overrides that point orderd at this test's schema and key prefix."""
+    return {
+        "ORDERD_REDIS__URL": REDIS_URL,
+        "ORDERD_REDIS__PREFIX": redis_prefix,
+        "ORDERD_POSTGRES__DSN": POSTGRES_DSN,
+        "ORDERD_POSTGRES__SCHEMA": pg_schema_name,
+    }
+
+
+@pytest.fixture
+def settings(test_env: dict[str, str]) -> Settings:
+    """Built-in defaults, pointed at this test's schema and key prefix."""
+    return load_settings(None, test_env)
+
+
+@pytest.fixture
+def run_orderd(
+    test_env: dict[str, str], tmp_path: Path
+) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run the installed ``orderd`` console script as an operator would, in this test's world."""
+
+    def run(*args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        environ = {key: value for key, value in os.environ.items() if not key.startswith("ORDERD_")}
+        environ.update(test_env)
+        environ.update(env or {})
+        return subprocess.run(
+            [str(ORDERD), *args],
+            capture_output=True,
+            text=True,
+            env=environ,
+            cwd=tmp_path,
+            timeout=60,
+            check=False,
+        )
+
+    return run
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "integration" in item.path.parts:
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _config_file_is_not_inherited() -> Iterator[None]:
+    # A developer's own ORDERD_CONFIG must not leak into tests that expect the defaults.
+    saved = os.environ.pop("ORDERD_CONFIG", None)
+    yield
+    if saved is not None:
+        os.environ["ORDERD_CONFIG"] = saved

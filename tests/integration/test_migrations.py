@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import asyncpg
+import pytest
+
+from adapters.errors import SchemaVersionError
+from adapters.postgres import schema
+from adapters.postgres.pool import connection
+from tests.conftest import POSTGRES_DSN
+
+TABLES = {
+    "schema_migrations",
+    "products",
+    "webhook_inbox",
+    "orders",
+    "order_lines",
+    "order_events",
+    "shipments",
+    "shipment_lines",
+    "stock_ledger",
+    "notifications",
+    "feedback",
+    "reminders",
+    "dead_letters",
+}
+
+
+async def tables(conn: Any, schema_name: str) -> set[str]:
+    rows = await conn.fetch(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = $1", schema_name
+    )
+    return {row["table_name"] for row in rows}
+
+
+async def test_migrate_creates_the_schema_once(pg_schema_name: str) -> None:
+    async with connection(POSTGRES_DSN, pg_schema_name) as conn:
+        assert await schema.current_version(conn) == 0
+        applied = await schema.migrate(conn, pg_schema_name)
+        assert [m.version for m in applied] == list(range(1, schema.latest_version() + 1))
+        assert await tables(conn, pg_schema_name) == TABLES
+        assert await schema.migrate(conn, pg_schema_name) == []
+        await schema.require_current(conn, pg_schema_name)
+
+
+async def test_two_processes_migrating_together_apply_each_migration_once(
+    pg_schema_name: str,
+) -> None:
+    async with (
+        connection(POSTGRES_DSN, pg_schema_name) as first,
+        connection(POSTGRES_DSN, pg_schema_name) as second,
+    ):
+        results = await asyncio.gather(
+            schema.migrate(first, pg_schema_name), schema.migrate(second, pg_schema_name)
+        )
+        assert sorted(len(applied) for applied in results) == [0, schema.latest_version()]
+        count = await first.fetchval("SELECT count(*) FROM schema_migrations")
+        assert count == schema.latest_version()
+
+
+async def test_an_unmigrated_schema_is_refused(pg_schema_name: str) -> None:
+    async with connection(POSTGRES_DSN, pg_schema_name) as conn:
+        with pytest.raises(SchemaVersionError, match="run `orderd migrate`"):
+            await schema.require_current(conn, pg_schema_name)
+
+
+async def test_a_schema_from_a_newer_orderd_is_refused(pg: Any, pg_schema_name: str) -> None:
+    await pg.execute(
+        "INSERT INTO schema_migrations (version, name, checksum) VALUES (999, 'future', 'x')"
+    )
+    with pytest.raises(SchemaVersionError, match="upgrade orderd"):
+        await schema.require_current(pg, pg_schema_name)
+    with pytest.raises(SchemaVersionError, match="upgrade orderd"):
+        await schema.migrate(pg, pg_schema_name)
+
+
+async def test_an_edited_migration_is_detected(pg: Any, pg_schema_name: str) -> None:
+    await pg.execute("UPDATE schema_migrations SET checksum = 'edited' WHERE version = 1")
+    with pytest.raises(SchemaVersionError, match="was changed after it was applied"):
+        await schema.migrate(pg, pg_schema_name)
+
+
+async def test_the_order_event_log_is_append_only(pg: Any) -> None:
+    await pg.execute(
+        "INSERT INTO orders (id, source, external_id, document) VALUES ('o1', 'shopify', '1', '{}')"
+    )
+    await pg.execute(
+        "INSERT INTO order_events (order_id, seq, type, at) VALUES ('o1', 1, 'received', now())"
+    )
+    with pytest.raises(asyncpg.RaiseError, match="append-only"):
+        await pg.execute("UPDATE order_events SET type = 'rewritten'")
+    with pytest.raises(asyncpg.RaiseError, match="append-only"):
+        await pg.execute("DELETE FROM order_events")
+    assert await pg.fetchval("SELECT type FROM order_events") == "received"
+
+
+async def test_stock_movements_happen_once_per_key(pg: Any) -> None:
+    await pg.execute(
+        "INSERT INTO products (sku, name, weight_g, bin, unit_cost) VALUES ('A', 'A', 1, 'x', 1)"
+    )
+    insert = (
+        "INSERT INTO stock_ledger (movement_key, warehouse, sku, kind, on_hand_delta) "
+        "VALUES ('receipt:1', 'main', 'A', 'receipt', 5)"
+    )
+    await pg.execute(insert)
+    with pytest.raises(asyncpg.UniqueViolationError):
+        await pg.execute(insert)
+
+
+async def test_order_states_outside_the_contract_are_refused(pg: Any) -> None:
+    with pytest.raises(asyncpg.CheckViolationError):
+        await pg.execute(
+            "INSERT INTO orders (id, source, external_id, document, state) "
+            "VALUES ('o2', 'shopify', '2', '{}', 'lost')"
+        )
