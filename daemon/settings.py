@@ -80,6 +80,17 @@ class AdminSettings(_Section, frozen=True):
     token: str = ""
 
 
+class AllocationSettings(_Section, frozen=True):
+    backorder_policy: Literal["wait_all", "ship_available", "cancel_after_days"] = "wait_all"
+    cancel_after_days: Annotated[int, Meta(ge=1, le=365)] = 14
+    split_across_warehouses: bool = False
+    idempotency_days: Annotated[int, Meta(ge=1, le=365)] = 30
+    batch_max: Annotated[int, Meta(ge=1, le=10_000)] = 512
+    batch_linger_ms: Annotated[float, Meta(ge=0, le=1000)] = 0.0
+    batches_in_flight: Annotated[int, Meta(ge=1, le=64)] = 4
+    fill_limit: Annotated[int, Meta(ge=1, le=100_000)] = 500
+
+
 class Warehouse(_Section, frozen=True):
     code: WarehouseCode
     name: str = ""
@@ -94,6 +105,7 @@ class Settings(_Section, frozen=True):
     http: HttpSettings = HttpSettings()
     webhooks: WebhooksSettings = WebhooksSettings()
     admin: AdminSettings = AdminSettings()
+    allocation: AllocationSettings = AllocationSettings()
     warehouses: tuple[Warehouse, ...] = (Warehouse(code="main", name="Main warehouse"),)
     # Where the settings came from, for messages; not a key of the file.
     source: str = "built-in defaults"

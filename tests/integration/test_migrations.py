@@ -25,6 +25,8 @@ TABLES = {
     "feedback",
     "reminders",
     "dead_letters",
+    "orderd_instance",
+    "backorders",
 }
 
 

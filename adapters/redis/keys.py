@@ -1,0 +1,77 @@
+"""Every Redis key orderd uses, in one place.
+
+All keys start with the configured prefix (default ``orderd:``). Keys that belong to a
+warehouse carry its code in a Redis Cluster hash tag, ``orderd:{main}:...``, so one
+warehouse lives on one shard and a Lua script may touch all of its keys.
+
+Warehouse keys (``W`` = ``orderd:{main}:``):
+
+=============================  =====  ===================================================
+``W meta``                     HASH   ``instance`` (the PostgreSQL database it mirrors),
+                                      ``rebuilt_at``; scripts refuse to run without it
+``W stock:<sku>``              HASH   ``on_hand``, ``reserved``, ``backordered``;
+                                      available = on_hand - reserved
+``W res:<order>``              HASH   sku -> quantity reserved for the order here
+``W bo:<order>``               HASH   sku -> quantity the order still waits for here
+``W backorders:<sku>``         ZSET   orders waiting for the sku; lowest score is served
+                                      first (priority, then age; see :func:`queue_score`)
+``W ops:<order>``              HASH   operation id -> packed result, so a repeated call
+                                      returns the first result (expires)
+``W moves:<sku>``              HASH   stock movement id -> packed result (expires)
+=============================  =====  ===================================================
+
+The Lua scripts receive the warehouse base (``orderd:{main}:``) and append these same
+suffixes; this module is the reference for their shapes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Scores put higher priorities first, then older entries; both fit a double exactly.
+_PRIORITY_STEP = 10**13
+MAX_PRIORITY = 9
+
+
+def queue_score(priority: int, enqueued_ms: int) -> int:
+    """Backorder queue score: priority 9 before 0, then first come first served."""
+    return (MAX_PRIORITY - priority) * _PRIORITY_STEP + enqueued_ms
+
+
+@dataclass(frozen=True, slots=True)
+class WarehouseKeys:
+    """Key names of one warehouse under one prefix."""
+
+    prefix: str
+    warehouse: str
+
+    @property
+    def base(self) -> str:
+        return f"{self.prefix}{{{self.warehouse}}}:"
+
+    @property
+    def meta(self) -> str:
+        return f"{self.base}meta"
+
+    @property
+    def pattern(self) -> str:
+        """SCAN pattern matching every key of the warehouse (braces escaped)."""
+        return f"{self.prefix}\\{{{self.warehouse}\\}}:*"
+
+    def stock(self, sku: str) -> str:
+        return f"{self.base}stock:{sku}"
+
+    def reservation(self, order_id: str) -> str:
+        return f"{self.base}res:{order_id}"
+
+    def backorder(self, order_id: str) -> str:
+        return f"{self.base}bo:{order_id}"
+
+    def backorder_queue(self, sku: str) -> str:
+        return f"{self.base}backorders:{sku}"
+
+    def ops(self, order_id: str) -> str:
+        return f"{self.base}ops:{order_id}"
+
+    def moves(self, sku: str) -> str:
+        return f"{self.base}moves:{sku}"

@@ -1,0 +1,110 @@
+--[[ adjust: change a sku's stock on hand, then fill waiting backorders from what is free.
+
+KEYS[1]  <base>meta        the warehouse's meta hash; its absence means Redis lost the warehouse
+ARGV[1]  base              the warehouse's key base, e.g. "orderd:{main}:"
+ARGV[2]  now_ms            the caller's clock (unused today; kept for the common call shape)
+ARGV[3]  ops_ttl_s         how long a movement's result is kept to recognise a repeat
+ARGV[4]  sku
+ARGV[5]  mode              "delta": on_hand += quantity (receipt, damage, correction)
+                           "set":   on_hand = quantity (cycle count)
+                           "fill":  no change; only fill backorders (after a restart, or to
+                                    go on where an earlier call stopped at fill_limit)
+ARGV[6]  quantity          integer, -1e9..1e9 (>= 0 for "set", ignored for "fill")
+ARGV[7]  movement_id       unique per movement ("delta" and "set"); empty for "fill"
+ARGV[8]  fill_limit        at most this many queued orders are examined in one call
+Returns  msgpack {code, on_hand_delta, on_hand, reserved, backordered, fills, more} with
+         fills = {{order_id, {{sku, quantity}, ...}}, ...}: orders whose every waiting line
+         was reserved, in queue order; more = 1 when fill_limit stopped the walk with stock left.
+Codes    1 done; -1 unknown sku; -2 bad quantity; -3 bad request;
+         -5 on_hand would fall below what is reserved (release or commit first);
+         -6 duplicate movement id (nothing written; the stored result is returned).
+Errors   "NOMETA ..." when KEYS[1] is missing. Everything is validated before the first write.
+Filling: orders are taken in queue order (priority, then age); an order is filled only when
+every sku it waits for is free at once; one that cannot be keeps its place and the walk goes on.
+]]
+
+local DONE, UNKNOWN_SKU, BAD_QUANTITY, BAD_REQUEST, BELOW_RESERVED, DUPLICATE = 1, -1, -2, -3, -5, -6
+local MAX_QUANTITY = 1000000000
+
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return redis.error_reply('NOMETA warehouse not initialised: ' .. KEYS[1])
+end
+local base, sku, mode, movement = ARGV[1], ARGV[4], ARGV[5], ARGV[7]
+local ttl, quantity, limit = tonumber(ARGV[3]), tonumber(ARGV[6]), tonumber(ARGV[8])
+if KEYS[1] ~= base .. 'meta' or not ttl or not limit or sku == '' then
+  return cmsgpack.pack({ BAD_REQUEST, 0, 0, 0, 0, {}, 0 })
+end
+if mode ~= 'fill' and (not quantity or quantity % 1 ~= 0 or math.abs(quantity) > MAX_QUANTITY
+    or (mode == 'set' and quantity < 0) or (mode == 'delta' and quantity == 0)) then
+  return cmsgpack.pack({ BAD_QUANTITY, 0, 0, 0, 0, {}, 0 })
+end
+if (mode == 'fill') ~= (movement == '') or not (mode == 'fill' or mode == 'set' or mode == 'delta') then
+  return cmsgpack.pack({ BAD_REQUEST, 0, 0, 0, 0, {}, 0 })
+end
+
+local stock_key = base .. 'stock:' .. sku
+local stock = redis.call('HMGET', stock_key, 'on_hand', 'reserved', 'backordered')
+if not stock[1] then return cmsgpack.pack({ UNKNOWN_SKU, 0, 0, 0, 0, {}, 0 }) end
+local on_hand, reserved = tonumber(stock[1]), tonumber(stock[2])
+
+local moves = base .. 'moves:' .. sku
+if movement ~= '' then
+  local earlier = redis.call('HGET', moves, movement)
+  if earlier then
+    local result = cmsgpack.unpack(earlier)
+    result[1] = DUPLICATE
+    return cmsgpack.pack(result)
+  end
+end
+
+local delta = 0
+if mode == 'delta' then delta = quantity elseif mode == 'set' then delta = quantity - on_hand end
+if on_hand + delta < reserved then
+  return cmsgpack.pack({ BELOW_RESERVED, delta, on_hand, reserved, tonumber(stock[3]), {}, 0 })
+end
+if delta ~= 0 then
+  on_hand = redis.call('HINCRBY', stock_key, 'on_hand', delta)
+end
+
+-- Fill waiting orders from what is free now, in queue order.
+local fills, more = {}, 0
+local queue = base .. 'backorders:' .. sku
+local free = on_hand - reserved
+if free > 0 then
+  local waiting = redis.call('ZRANGE', queue, 0, limit - 1)
+  for _, order in ipairs(waiting) do
+    if free <= 0 then break end
+    local needs = redis.call('HGETALL', base .. 'bo:' .. order)
+    if #needs == 0 then redis.call('ZREM', queue, order) end  -- a stale entry: drop it
+    local lines, fits = {}, #needs > 0
+    for i = 1, #needs, 2 do
+      local need_sku, need = needs[i], tonumber(needs[i + 1])
+      lines[#lines + 1] = { need_sku, need }
+      if fits then
+        local s = redis.call('HMGET', base .. 'stock:' .. need_sku, 'on_hand', 'reserved')
+        fits = s[1] ~= false and tonumber(s[1]) - tonumber(s[2]) >= need
+      end
+    end
+    if fits then
+      for _, line in ipairs(lines) do
+        local key = base .. 'stock:' .. line[1]
+        redis.call('HINCRBY', key, 'reserved', line[2])
+        redis.call('HINCRBY', key, 'backordered', -line[2])
+        redis.call('HINCRBY', base .. 'res:' .. order, line[1], line[2])
+        redis.call('ZREM', base .. 'backorders:' .. line[1], order)
+        if line[1] == sku then free = free - line[2] end
+      end
+      redis.call('DEL', base .. 'bo:' .. order)
+      fills[#fills + 1] = { order, lines }
+    end
+  end
+  if free > 0 and #waiting == limit then more = 1 end
+end
+
+local after = redis.call('HMGET', stock_key, 'reserved', 'backordered')
+local result = { DONE, delta, on_hand, tonumber(after[1]), tonumber(after[2]), fills, more }
+if movement ~= '' then
+  redis.call('HSET', moves, movement, cmsgpack.pack(result))
+  redis.call('EXPIRE', moves, ttl)
+end
+return cmsgpack.pack(result)

@@ -1,0 +1,204 @@
+"""The allocation core's Lua scripts: loaded once from ``lua/*.lua``, called through small
+typed wrappers.
+
+redis-py's ``Script`` runs EVALSHA and loads the script again on NOSCRIPT, so a Redis
+restart (which empties the script cache) costs one extra round trip, not an error.
+Negative result codes become named exceptions; NOMETA (the warehouse's keys are gone)
+becomes :class:`WarehouseNotReady` so the caller can rebuild from PostgreSQL and retry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cache
+from importlib import resources
+from typing import Any, Literal
+
+import msgspec
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+from redis.exceptions import ResponseError
+
+from adapters.errors import OrderdError
+from adapters.redis.keys import WarehouseKeys
+
+ReserveMode = Literal["all", "partial", "wait_all", "ship_available"]
+Lines = Sequence[tuple[str, int]]
+
+RESERVED, PARTIAL, QUEUED, SHORT = 1, 2, 3, 4
+
+
+class AllocationError(OrderdError):
+    """A stock operation was refused; nothing was written."""
+
+
+class UnknownSku(AllocationError):
+    pass
+
+
+class BadQuantity(AllocationError):
+    pass
+
+
+class BadRequest(AllocationError):
+    pass
+
+
+class NotHeld(AllocationError):
+    """Releasing or committing more than the order holds."""
+
+
+class BelowReserved(AllocationError):
+    """An adjustment would leave less on hand than is reserved."""
+
+
+class DuplicateMovement(AllocationError):
+    pass
+
+
+class WarehouseNotReady(Exception):
+    """Redis has no state for the warehouse (emptied or restarted): rebuild, then retry."""
+
+
+_ERRORS: dict[int, type[AllocationError]] = {
+    -1: UnknownSku,
+    -2: BadQuantity,
+    -3: BadRequest,
+    -4: NotHeld,
+    -5: BelowReserved,
+    -6: DuplicateMovement,
+}
+
+
+def error_for(code: int, what: str) -> AllocationError:
+    return _ERRORS.get(code, AllocationError)(what)
+
+
+class ReserveLine(msgspec.Struct, array_like=True, frozen=True):
+    sku: str
+    wanted: int
+    reserved: int
+    backordered: int
+
+
+class ReserveResult(msgspec.Struct, array_like=True, frozen=True):
+    code: int
+    lines: tuple[ReserveLine, ...]
+    replay: int
+
+
+class Quantity(msgspec.Struct, array_like=True, frozen=True):
+    sku: str
+    quantity: int
+
+
+class ReleaseResult(msgspec.Struct, array_like=True, frozen=True):
+    code: int
+    released: tuple[Quantity, ...]
+    dropped: tuple[Quantity, ...]
+    replay: int
+
+
+class CommitResult(msgspec.Struct, array_like=True, frozen=True):
+    code: int
+    committed: tuple[Quantity, ...]
+    replay: int
+
+
+class Fill(msgspec.Struct, array_like=True, frozen=True):
+    order_id: str
+    lines: tuple[Quantity, ...]
+
+
+class AdjustResult(msgspec.Struct, array_like=True, frozen=True):
+    code: int
+    on_hand_delta: int
+    on_hand: int
+    reserved: int
+    backordered: int
+    fills: tuple[Fill, ...]
+    more: int
+
+
+_reserve_results = msgspec.msgpack.Decoder(list[ReserveResult])
+_release_results = msgspec.msgpack.Decoder(list[ReleaseResult])
+_commit_results = msgspec.msgpack.Decoder(list[CommitResult])
+_adjust_result = msgspec.msgpack.Decoder(AdjustResult)
+_encode = msgspec.msgpack.Encoder().encode
+
+
+@cache
+def lua_source(name: str) -> str:
+    """The text of ``lua/<name>.lua``, shipped with the package."""
+    return resources.files("adapters.redis").joinpath("lua", f"{name}.lua").read_text("utf-8")
+
+
+class Scripts:
+    """The four scripts registered on one client."""
+
+    def __init__(self, client: Redis) -> None:
+        self._reserve: AsyncScript = client.register_script(lua_source("reserve"))
+        self._release: AsyncScript = client.register_script(lua_source("release"))
+        self._commit: AsyncScript = client.register_script(lua_source("commit"))
+        self._adjust: AsyncScript = client.register_script(lua_source("adjust"))
+
+    async def reserve(
+        self,
+        keys: WarehouseKeys,
+        now_ms: int,
+        ttl_s: int,
+        requests: Sequence[tuple[str, str, ReserveMode, int, Lines]],
+    ) -> list[ReserveResult]:
+        """``requests``: (order_id, op_id, mode, priority, lines), one result each."""
+        raw = await _call(self._reserve, keys, now_ms, ttl_s, _encode(requests))
+        return _reserve_results.decode(raw)
+
+    async def release(
+        self,
+        keys: WarehouseKeys,
+        now_ms: int,
+        ttl_s: int,
+        requests: Sequence[tuple[str, str, Lines]],
+    ) -> list[ReleaseResult]:
+        """``requests``: (order_id, op_id, lines); empty lines release everything."""
+        raw = await _call(self._release, keys, now_ms, ttl_s, _encode(requests))
+        return _release_results.decode(raw)
+
+    async def commit(
+        self,
+        keys: WarehouseKeys,
+        now_ms: int,
+        ttl_s: int,
+        requests: Sequence[tuple[str, str, Lines]],
+    ) -> list[CommitResult]:
+        """``requests``: (order_id, op_id, lines shipped)."""
+        raw = await _call(self._commit, keys, now_ms, ttl_s, _encode(requests))
+        return _commit_results.decode(raw)
+
+    async def adjust(
+        self,
+        keys: WarehouseKeys,
+        now_ms: int,
+        ttl_s: int,
+        sku: str,
+        mode: Literal["delta", "set", "fill"],
+        quantity: int,
+        movement_id: str,
+        fill_limit: int = 500,
+    ) -> AdjustResult:
+        raw = await _call(
+            self._adjust, keys, now_ms, ttl_s, sku, mode, quantity, movement_id, fill_limit
+        )
+        return _adjust_result.decode(raw)
+
+
+async def _call(script: AsyncScript, keys: WarehouseKeys, *args: Any) -> bytes:
+    try:
+        raw = await script(keys=[keys.meta], args=[keys.base, *args])
+    except ResponseError as exc:
+        if str(exc).startswith("NOMETA"):
+            raise WarehouseNotReady(keys.warehouse) from None
+        raise
+    if not isinstance(raw, bytes):
+        raise TypeError(f"script returned {type(raw).__name__}, expected bytes")
+    return raw
