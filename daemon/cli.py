@@ -11,21 +11,29 @@ import asyncio
 import os
 import sys
 import traceback
+import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
+from actors.order.types import is_valid_sku
 from adapters.catalog import parse_catalog
 from adapters.errors import CatalogError, OrderdError
 from adapters.postgres import schema
 from adapters.postgres.catalog import upsert_products
 from adapters.postgres.pool import connection
+from adapters.stock.allocator import Adjusted, StockLevel
+from daemon.resources import open_resources
 from daemon.settings import Settings, load_settings, resolve_config_path
 
 EXIT_OK = 0
 EXIT_UNEXPECTED = 1
+EXIT_DRIFT = 1
 EXIT_USAGE = 2
+_MAX_QUANTITY = 1_000_000_000
 _MAX_PROBLEMS_SHOWN = 50
 _MAX_CATALOG_BYTES = 256 * 1024 * 1024
 
@@ -110,6 +118,152 @@ async def cmd_catalog_import(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _sku(text: str) -> str:
+    if not is_valid_sku(text):
+        raise OrderdError(
+            f"malformed sku {text!r}: 1-64 of letters, digits and . _ / + # -, "
+            "starting with a letter or digit"
+        )
+    return text
+
+
+def _quantity(text: str, *, signed: bool) -> int:
+    """A whole number within +/-1e9: ``+N``/``-N`` (not 0) when signed, else ``N >= 0``."""
+    stripped = text.strip()
+    digits = stripped[1:] if stripped[:1] in "+-" else stripped
+    if not digits.isdigit() or (not signed and stripped[:1] in "+-"):
+        form = "+N or -N" if signed else "a whole number >= 0"
+        raise OrderdError(f"quantity {text!r}: expected {form}")
+    value = int(stripped)
+    if abs(value) > _MAX_QUANTITY:
+        raise OrderdError(
+            f"quantity {text!r}: more than {_MAX_QUANTITY:,} is not a real stock level"
+        )
+    if signed and value == 0:
+        raise OrderdError("quantity 0: an adjustment must change something")
+    return value
+
+
+def _warehouse(settings: Settings, code: str | None) -> str:
+    codes = [w.code for w in settings.warehouses]
+    if code is None:
+        return sorted(settings.warehouses, key=lambda w: (w.priority, w.code))[0].code
+    if code not in codes:
+        raise OrderdError(f"unknown warehouse {code!r}; configured: {', '.join(codes)}")
+    return code
+
+
+def _movement_id(args: argparse.Namespace) -> str:
+    movement: str = args.id or f"cli-{uuid.uuid4().hex}"
+    if not 1 <= len(movement) <= 128 or not movement.isprintable() or " " in movement:
+        raise OrderdError(f"movement id {movement!r}: 1-128 printable characters, no spaces")
+    return movement
+
+
+def _reason(text: str | None) -> str | None:
+    if text is not None and (not text.strip() or len(text) > 200 or not text.isprintable()):
+        raise OrderdError("--reason: 1-200 printable characters")
+    return text
+
+
+def _describe_adjusted(done: Adjusted) -> list[str]:
+    lines = [
+        f"{done.sku} @ {done.warehouse}: on hand {done.on_hand} ({done.on_hand_delta:+d}), "
+        f"reserved {done.reserved}, available {done.on_hand - done.reserved}, "
+        f"backordered {done.backordered} (movement {done.movement_id})"
+    ]
+    if done.filled_orders:
+        lines.append(f"filled backorders: {', '.join(done.filled_orders)}")
+    return lines
+
+
+async def _adjust(args: argparse.Namespace, quantity: int, mode: str, reason: str) -> int:
+    settings = _settings(args)
+    sku = _sku(args.sku)
+    warehouse = _warehouse(settings, args.warehouse)
+    movement = _movement_id(args)
+    async with open_resources(settings, pool_size=2) as res:
+        await res.allocator.start()
+        done = await res.allocator.adjust(
+            sku,
+            quantity,
+            movement_id=movement,
+            mode="set" if mode == "set" else "delta",
+            reason=reason,
+            warehouse=warehouse,
+        )
+    for line in _describe_adjusted(done):
+        _out(line)
+    return EXIT_OK
+
+
+async def cmd_stock_set(args: argparse.Namespace) -> int:
+    quantity = _quantity(args.quantity, signed=False)
+    return await _adjust(args, quantity, "set", _reason(args.reason) or "stock set")
+
+
+async def cmd_stock_adjust(args: argparse.Namespace) -> int:
+    quantity = _quantity(args.delta, signed=True)
+    reason = _reason(args.reason)
+    if reason is None:
+        raise OrderdError("--reason is required: say why stock changes (receipt, count, damage)")
+    return await _adjust(args, quantity, "delta", reason)
+
+
+async def cmd_stock_show(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    sku = _sku(args.sku)
+    warehouse = _warehouse(settings, args.warehouse)
+    async with open_resources(settings, pool_size=2) as res:
+        await res.allocator.start()
+        level: StockLevel = await res.allocator.stock(sku, warehouse)
+    if args.json:
+        _out(msgspec.json.encode(level).decode())
+    else:
+        _out(
+            f"{level.sku} @ {level.warehouse}: on hand {level.on_hand}, reserved {level.reserved}, "
+            f"available {level.available}, backordered {level.backordered}"
+        )
+    return EXIT_OK
+
+
+async def cmd_stock_reconcile(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    warehouse = _warehouse(settings, args.warehouse) if args.warehouse else None
+    async with open_resources(settings, pool_size=2) as res:
+        drift = await res.allocator.reconcile(warehouse)
+        for item in drift:
+            _out(f"drift {item.warehouse} {item.what}: Redis {item.redis}, ledger {item.ledger}")
+        if not drift:
+            _out("Redis matches the ledger")
+            return EXIT_OK
+        if not args.fix:
+            _out(f"{len(drift)} difference(s); run with --fix to rebuild Redis from the ledger")
+            return EXIT_DRIFT
+        for code in sorted({item.warehouse for item in drift}):
+            await res.allocator.recover(code)
+        left = await res.allocator.reconcile(warehouse)
+    if left:
+        raise OrderdError(f"{len(left)} difference(s) remain after the rebuild")
+    _out(f"fixed: rebuilt Redis from the ledger ({len(drift)} difference(s) repaired)")
+    return EXIT_OK
+
+
+async def cmd_recover(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    async with open_resources(settings, pool_size=2) as res:
+        for code in res.allocator.warehouses:
+            rebuilt = await res.allocator.recover(code)
+            if rebuilt is None:
+                _out(f"warehouse {code}: rebuilt by another process meanwhile")
+            else:
+                _out(
+                    f"warehouse {code}: rebuilt {rebuilt.skus} skus, {rebuilt.reservations} "
+                    f"reservation lines, {rebuilt.backorders} backordered orders from the ledger"
+                )
+    return EXIT_OK
+
+
 async def cmd_demo(args: argparse.Namespace) -> int:
     settings = _settings(args)
     async with _db(settings) as conn:
@@ -146,8 +300,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, func: Command, help_text: str, sub: Any = commands) -> Any:
-        command = sub.add_parser(name, help=help_text, description=help_text, parents=[common])
+    def add(
+        name: str,
+        func: Command,
+        help_text: str,
+        sub: Any = commands,
+        parents: Sequence[argparse.ArgumentParser] = (),
+    ) -> Any:
+        command = sub.add_parser(
+            name, help=help_text, description=help_text, parents=[common, *parents]
+        )
         command.set_defaults(func=func)
         return command
 
@@ -175,6 +337,47 @@ def _parser() -> argparse.ArgumentParser:
     )
     imp.add_argument("file", help="CSV file; all rows are imported or none")
 
+    stock = commands.add_parser("stock", help="stock levels, adjustments and reconciliation")
+    stock_commands = stock.add_subparsers(dest="stock_command", required=True, metavar="ACTION")
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument("--warehouse", metavar="CODE", help="warehouse code (default: the first)")
+    movement = argparse.ArgumentParser(add_help=False)
+    movement.add_argument(
+        "--id", metavar="MOVEMENT", help="movement id; repeating one is refused (default: new)"
+    )
+    stock_set = add(
+        "set",
+        cmd_stock_set,
+        "set the quantity on hand (a count)",
+        stock_commands,
+        (where, movement),
+    )
+    stock_set.add_argument("sku")
+    stock_set.add_argument("quantity", help="units on hand, >= 0")
+    stock_set.add_argument("--reason", help="why (default: stock set)")
+    stock_adjust = add(
+        "adjust",
+        cmd_stock_adjust,
+        "add or remove units on hand (+N receipt, -N damage)",
+        stock_commands,
+        (where, movement),
+    )
+    stock_adjust.add_argument("sku")
+    stock_adjust.add_argument("delta", help="+N or -N")
+    stock_adjust.add_argument("--reason", help="why: receipt, count, damage ... (required)")
+    show = add("show", cmd_stock_show, "one sku's stock", stock_commands, (where,))
+    show.add_argument("sku")
+    show.add_argument("--json", action="store_true", help="print JSON")
+    reconcile = add(
+        "reconcile",
+        cmd_stock_reconcile,
+        "compare Redis with the ledger (exit 1 on drift)",
+        stock_commands,
+        (where,),
+    )
+    reconcile.add_argument("--fix", action="store_true", help="rebuild Redis from the ledger")
+
+    add("recover", cmd_recover, "rebuild Redis state from PostgreSQL")
     add("demo", cmd_demo, "run orderd end to end on this machine")
     return parser
 

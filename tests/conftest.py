@@ -8,10 +8,13 @@ prefix and its own PostgreSQL schema, and both are removed afterwards.
 from __future__ import annotations
 
 import os
+import shutil
+import socket
 import subprocess
 import sys
+import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +22,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from adapters.postgres import schema as pg_schema
-from adapters.postgres.pool import connection
+from adapters.postgres.pool import connection, create_pool
+from adapters.stock.allocator import AllocationPolicy, Allocator, WarehouseConfig
 from daemon.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -123,3 +127,124 @@ def _config_file_is_not_inherited() -> Iterator[None]:
     yield
     if saved is not None:
         os.environ["ORDERD_CONFIG"] = saved
+
+
+class RedisServer:
+    """A redis-server of the test's own, on a free port: tests that flush, restart or
+    empty Redis use one, never the shared server."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = _free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed")
+        self.process = subprocess.Popen(
+            [
+                binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "no", "--dir", str(self.directory), "--loglevel", "warning",
+            ],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as conn:
+                    conn.sendall(b"PING\r\n")
+                    if conn.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise RuntimeError(f"redis-server on port {self.port} did not start")
+            time.sleep(0.02)  # bounded wait for a process we just started
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self.process = None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def add_products(conn: Any, *skus: str) -> None:
+    """Catalog rows for ``skus``, as an import would make them."""
+    await conn.executemany(
+        "INSERT INTO products (sku, name, weight_g, bin, unit_cost) VALUES ($1, $1, 100, 'A-1', 1)",
+        [(sku,) for sku in skus],
+    )
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def make_allocator(
+    pg: Any, pg_schema_name: str, redis_prefix: str, redis_client: aioredis.Redis, clock: Clock
+) -> AsyncIterator[Callable[..., Awaitable[Allocator]]]:
+    """Build started allocators over this test's schema and key prefix (the shared Redis
+    unless a client is given); all are drained and closed afterwards."""
+    made: list[tuple[Allocator, Any]] = []
+
+    async def make(
+        *,
+        redis: aioredis.Redis | None = None,
+        warehouses: Sequence[WarehouseConfig] = (WarehouseConfig("main"),),
+        policy: AllocationPolicy | None = None,
+        prefix: str | None = None,
+    ) -> Allocator:
+        pool = await create_pool(POSTGRES_DSN, pg_schema_name, min_size=1, max_size=4)
+        allocator = Allocator(
+            redis or redis_client,
+            pool,
+            prefix=prefix or redis_prefix,
+            warehouses=warehouses,
+            policy=policy,
+            clock=clock,
+        )
+        made.append((allocator, pool))
+        await allocator.start()
+        return allocator
+
+    yield make
+    for allocator, pool in made:
+        await allocator.drain()
+        await pool.close()

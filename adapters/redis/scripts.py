@@ -9,6 +9,7 @@ becomes :class:`WarehouseNotReady` so the caller can rebuild from PostgreSQL and
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from functools import cache
 from importlib import resources
@@ -17,7 +18,9 @@ from typing import Any, Literal
 import msgspec
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from adapters.errors import OrderdError
 from adapters.redis.keys import WarehouseKeys
@@ -56,6 +59,10 @@ class DuplicateMovement(AllocationError):
     pass
 
 
+class CorruptStock(AllocationError):
+    """A stock record in Redis holds something other than numbers (repair: orderd recover)."""
+
+
 class WarehouseNotReady(Exception):
     """Redis has no state for the warehouse (emptied or restarted): rebuild, then retry."""
 
@@ -67,6 +74,7 @@ _ERRORS: dict[int, type[AllocationError]] = {
     -4: NotHeld,
     -5: BelowReserved,
     -6: DuplicateMovement,
+    -7: CorruptStock,
 }
 
 
@@ -192,13 +200,24 @@ class Scripts:
         return _adjust_result.decode(raw)
 
 
+_RETRIES = 3
+
+
 async def _call(script: AsyncScript, keys: WarehouseKeys, *args: Any) -> bytes:
-    try:
-        raw = await script(keys=[keys.meta], args=[keys.base, *args])
-    except ResponseError as exc:
-        if str(exc).startswith("NOMETA"):
-            raise WarehouseNotReady(keys.warehouse) from None
-        raise
+    # Every script is idempotent (operation and movement ids), so a call whose outcome a
+    # dropped connection hid can simply be made again.
+    for attempt in range(_RETRIES + 1):
+        try:
+            raw = await script(keys=[keys.meta], args=[keys.base, *args])
+            break
+        except (RedisConnectionError, RedisTimeoutError):
+            if attempt == _RETRIES:
+                raise
+            await asyncio.sleep(0.05 * 2**attempt)
+        except ResponseError as exc:
+            if str(exc).startswith("NOMETA"):
+                raise WarehouseNotReady(keys.warehouse) from None
+            raise
     if not isinstance(raw, bytes):
         raise TypeError(f"script returned {type(raw).__name__}, expected bytes")
     return raw

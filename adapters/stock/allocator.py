@@ -114,6 +114,13 @@ class Drift(Struct, frozen=True):
     ledger: int
 
 
+class Rebuilt(Struct, frozen=True):
+    warehouse: str
+    skus: int
+    reservations: int
+    backorders: int
+
+
 class _Call(Struct, frozen=True):
     order_id: str
     op_id: str
@@ -206,12 +213,12 @@ class Allocator:
         held = await self._redis.hget(self._keys[code].meta, "instance")
         return held is not None and _text(held) == await self._instance_id()
 
-    async def recover(self, code: str) -> None:
+    async def recover(self, code: str) -> Rebuilt | None:
         """Rebuild the warehouse's Redis state from the ledger, whatever Redis holds now.
 
         Scripts refuse to run while the warehouse's meta key is missing, so nothing acts
         on a half-built warehouse; meta is written last. One process rebuilds at a time
-        (a Redis lock); the others wait for it to finish.
+        (a Redis lock); the others wait for it to finish and get None.
         """
         keys = self._keys[code]
         lock_key = f"{keys.base}recovering"
@@ -219,9 +226,9 @@ class Allocator:
             token = f"{time.time_ns()}"
             if not await self._redis.set(lock_key, token, nx=True, px=_RECOVERY_LOCK_MS):
                 await self._wait_for_meta(keys)
-                return
+                return None
             try:
-                await self._rebuild(code, keys)
+                return await self._rebuild(code, keys)
             finally:
                 if await self._redis.get(lock_key) == token.encode():
                     await self._redis.delete(lock_key)
@@ -235,7 +242,7 @@ class Allocator:
             await asyncio.sleep(delay)  # another process is rebuilding: back off
             delay = min(delay * 2, 0.5)
 
-    async def _rebuild(self, code: str, keys: WarehouseKeys) -> None:
+    async def _rebuild(self, code: str, keys: WarehouseKeys) -> Rebuilt:
         since = datetime.fromtimestamp(self._clock(), UTC) - timedelta(
             days=self._policy.idempotency_days
         )
@@ -281,6 +288,7 @@ class Allocator:
         await self._redis.hset(
             keys.meta, mapping={"instance": instance, "rebuilt_at": int(self._clock() * 1000)}
         )
+        return Rebuilt(code, len(stock), len(reservations), len({b.order_id for b in waiting}))
 
     async def _script(self, code: str, call: Callable[[], Any]) -> Any:
         """Run a script call; if Redis lost the warehouse, rebuild it and run the call again."""
@@ -853,17 +861,23 @@ def _refusal(order_id: str, code: int, lines: Sequence[Any]) -> str:
         -2: "quantities must be whole numbers from 1 to 1,000,000,000",
         -3: "malformed request",
         -4: "more than the order holds",
+        -7: "a stock record in Redis is not numbers; run `orderd recover`",
     }.get(code, f"refused ({code})")
     skus = ", ".join(repr(line.sku) for line in lines)
-    return f"order {order_id!r}: {what}" + (f" ({skus})" if skus and code in (-1, -4) else "")
+    return f"order {order_id!r}: {what}" + (f" ({skus})" if skus and code in (-1, -4, -7) else "")
 
 
 def _adjust_refusal(sku: str, quantity: int, mode: str, result: AdjustResult) -> str:
+    would_be = result.on_hand + result.on_hand_delta
+    if result.code == -5 and result.reserved == 0:
+        return f"{sku}: on hand would be {would_be}; it cannot go below 0"
     if result.code == -5:
         return (
-            f"{sku}: on hand would be {result.on_hand + result.on_hand_delta}, below the "
+            f"{sku}: on hand would be {would_be}, below the "
             f"{result.reserved} reserved for orders; release or ship those first"
         )
+    if result.code == -7:
+        return f"{sku}: the stock record in Redis is not numbers; run `orderd recover`"
     if result.code == -2:
         return f"{sku}: {mode} {quantity}: quantity must be a whole number up to 1,000,000,000"
     return f"{sku}: refused ({result.code})"

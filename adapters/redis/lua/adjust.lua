@@ -17,13 +17,15 @@ Returns  msgpack {code, on_hand_delta, on_hand, reserved, backordered, fills, mo
          was reserved, in queue order; more = 1 when fill_limit stopped the walk with stock left.
 Codes    1 done; -1 unknown sku; -2 bad quantity; -3 bad request;
          -5 on_hand would fall below what is reserved (release or commit first);
-         -6 duplicate movement id (nothing written; the stored result is returned).
+         -6 duplicate movement id (nothing written; the stored result is returned);
+         -7 the stock record is not numbers (repair with recover).
 Errors   "NOMETA ..." when KEYS[1] is missing. Everything is validated before the first write.
 Filling: orders are taken in queue order (priority, then age); an order is filled only when
 every sku it waits for is free at once; one that cannot be keeps its place and the walk goes on.
 ]]
 
-local DONE, UNKNOWN_SKU, BAD_QUANTITY, BAD_REQUEST, BELOW_RESERVED, DUPLICATE = 1, -1, -2, -3, -5, -6
+local DONE, UNKNOWN_SKU, BAD_QUANTITY, BAD_REQUEST, BELOW_RESERVED, DUPLICATE, CORRUPT =
+  1, -1, -2, -3, -5, -6, -7
 local MAX_QUANTITY = 1000000000
 
 if redis.call('EXISTS', KEYS[1]) == 0 then
@@ -45,7 +47,8 @@ end
 local stock_key = base .. 'stock:' .. sku
 local stock = redis.call('HMGET', stock_key, 'on_hand', 'reserved', 'backordered')
 if not stock[1] then return cmsgpack.pack({ UNKNOWN_SKU, 0, 0, 0, 0, {}, 0 }) end
-local on_hand, reserved = tonumber(stock[1]), tonumber(stock[2])
+local on_hand, reserved = tonumber(stock[1]), tonumber(stock[2] or '0')
+if not on_hand or not reserved or not tonumber(stock[3] or '0') then return cmsgpack.pack({ CORRUPT, 0, 0, 0, 0, {}, 0 }) end
 
 local moves = base .. 'moves:' .. sku
 if movement ~= '' then
@@ -60,7 +63,7 @@ end
 local delta = 0
 if mode == 'delta' then delta = quantity elseif mode == 'set' then delta = quantity - on_hand end
 if on_hand + delta < reserved then
-  return cmsgpack.pack({ BELOW_RESERVED, delta, on_hand, reserved, tonumber(stock[3]), {}, 0 })
+  return cmsgpack.pack({ BELOW_RESERVED, delta, on_hand, reserved, tonumber(stock[3] or '0'), {}, 0 })
 end
 if delta ~= 0 then
   on_hand = redis.call('HINCRBY', stock_key, 'on_hand', delta)
@@ -82,7 +85,8 @@ if free > 0 then
       lines[#lines + 1] = { need_sku, need }
       if fits then
         local s = redis.call('HMGET', base .. 'stock:' .. need_sku, 'on_hand', 'reserved')
-        fits = s[1] ~= false and tonumber(s[1]) - tonumber(s[2]) >= need
+        local have, held = tonumber(s[1] or ''), tonumber(s[2] or '0')
+        fits = have ~= nil and held ~= nil and have - held >= need
       end
     end
     if fits then
@@ -102,7 +106,7 @@ if free > 0 then
 end
 
 local after = redis.call('HMGET', stock_key, 'reserved', 'backordered')
-local result = { DONE, delta, on_hand, tonumber(after[1]), tonumber(after[2]), fills, more }
+local result = { DONE, delta, on_hand, tonumber(after[1]), tonumber(after[2] or '0'), fills, more }
 if movement ~= '' then
   redis.call('HSET', moves, movement, cmsgpack.pack(result))
   redis.call('EXPIRE', moves, ttl)

@@ -12,11 +12,12 @@ Returns  msgpack array, one result per request: {code, released, dropped, replay
          released = {{sku, quantity}, ...} given back to available stock,
          dropped  = {{sku, quantity}, ...} taken out of the backorder queues,
          replay 1 when the result is the stored one of an earlier call with the same op_id.
-Codes    1 done; -2 bad quantity; -3 bad request; -4 more than the order holds (nothing written).
+Codes    1 done; -2 bad quantity; -3 bad request; -4 more than the order holds;
+         -7 a stock record that is not numbers. Nothing is written unless the code is 1.
 Errors   "NOMETA ..." when KEYS[1] is missing; "BADBATCH ..." when ARGV cannot be read.
 ]]
 
-local DONE, BAD_QUANTITY, BAD_REQUEST, NOT_HELD = 1, -2, -3, -4
+local DONE, BAD_QUANTITY, BAD_REQUEST, NOT_HELD, CORRUPT = 1, -2, -3, -4, -7
 local MAX_QUANTITY = 1000000000
 
 if redis.call('EXISTS', KEYS[1]) == 0 then
@@ -73,6 +74,16 @@ local function release_one(request)
       local held = tonumber(redis.call('HGET', res, sku) or '0')
       if held < wanted[sku] then return { NOT_HELD, { { sku, wanted[sku] } }, {}, 0 } end
       released[#released + 1] = { sku, wanted[sku] }
+    end
+  end
+
+  -- Every stock record written below must hold numbers, or the script would stop half way.
+  for _, group in ipairs({ released, dropped }) do
+    for _, line in ipairs(group) do
+      local s = redis.call('HMGET', base .. 'stock:' .. line[1], 'reserved', 'backordered')
+      if not tonumber(s[1] or '0') or not tonumber(s[2] or '0') then
+        return { CORRUPT, { { line[1], line[2] } }, {}, 0 }
+      end
     end
   end
 

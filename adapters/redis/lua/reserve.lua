@@ -18,7 +18,8 @@ Returns  msgpack array, one result per request: {code, lines, replay} with
          when the result is the stored one of an earlier call with the same order and op_id.
 Codes    1 reserved in full; 2 partly reserved (the rest queued, or not, per mode);
          3 queued, nothing reserved; 4 short: nothing written (modes "all" and "partial");
-         -1 unknown sku (the first one is in lines); -2 bad quantity; -3 bad request.
+         -1 unknown sku (the first one is in lines); -2 bad quantity; -3 bad request;
+         -7 a stock record that is not numbers (the sku is in lines; repair with recover).
 Errors   "NOMETA ..." when KEYS[1] is missing; "BADBATCH ..." when ARGV cannot be read.
          Every request is validated before anything is written for it, and a script error
          is raised before the first write, so nothing is ever left half done.
@@ -26,7 +27,7 @@ Invariant per sku: 0 <= reserved <= on_hand; backordered = sum of the queued qua
 ]]
 
 local RESERVED, PARTIAL, QUEUED, SHORT = 1, 2, 3, 4
-local UNKNOWN_SKU, BAD_QUANTITY, BAD_REQUEST = -1, -2, -3
+local UNKNOWN_SKU, BAD_QUANTITY, BAD_REQUEST, CORRUPT = -1, -2, -3, -7
 local MAX_QUANTITY = 1000000000
 local PRIORITY_STEP = 10000000000000
 local MODES = { all = true, partial = true, wait_all = true, ship_available = true }
@@ -81,9 +82,11 @@ local function reserve_one(request)
 
   local free, whole = {}, true
   for _, sku in ipairs(skus) do
-    local stock = redis.call('HMGET', base .. 'stock:' .. sku, 'on_hand', 'reserved')
+    local stock = redis.call('HMGET', base .. 'stock:' .. sku, 'on_hand', 'reserved', 'backordered')
     if not stock[1] then return { UNKNOWN_SKU, { { sku, wanted[sku], 0, 0 } }, 0 } end
-    free[sku] = tonumber(stock[1]) - tonumber(stock[2])
+    local on_hand, reserved = tonumber(stock[1]), tonumber(stock[2] or '0')
+    if not on_hand or not reserved or not tonumber(stock[3] or '0') then return { CORRUPT, { { sku, wanted[sku], 0, 0 } }, 0 } end
+    free[sku] = on_hand - reserved
     if free[sku] < wanted[sku] then whole = false end
   end
 

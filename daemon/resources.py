@@ -1,0 +1,72 @@
+"""Opening what the commands need (PostgreSQL, Redis, the allocator) from the settings."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+
+from adapters.postgres import schema
+from adapters.postgres.pool import create_pool
+from adapters.redis.client import connect_redis
+from adapters.stock.allocator import AllocationPolicy, Allocator, WarehouseConfig
+from daemon.settings import Settings
+
+
+def allocation_policy(settings: Settings) -> AllocationPolicy:
+    a = settings.allocation
+    return AllocationPolicy(
+        backorder_policy=a.backorder_policy,
+        cancel_after_days=a.cancel_after_days,
+        split_across_warehouses=a.split_across_warehouses,
+        idempotency_days=a.idempotency_days,
+        batch_max=a.batch_max,
+        batch_linger_ms=a.batch_linger_ms,
+        batches_in_flight=a.batches_in_flight,
+        fill_limit=a.fill_limit,
+    )
+
+
+@dataclass(frozen=True)
+class Resources:
+    settings: Settings
+    pool: Any
+    redis: Redis
+    allocator: Allocator
+
+
+@asynccontextmanager
+async def open_resources(
+    settings: Settings, *, pool_size: int | None = None
+) -> AsyncIterator[Resources]:
+    """PostgreSQL (schema checked), Redis (answering) and an allocator over both."""
+    pg = settings.postgres
+    size = pool_size or pg.pool_max_size
+    pool = await create_pool(
+        pg.dsn,
+        pg.schema,
+        min_size=min(pg.pool_min_size, size),
+        max_size=size,
+        timeout_s=pg.connect_timeout_s,
+    )
+    try:
+        async with pool.acquire() as conn:
+            await schema.require_current(conn, pg.schema)
+        redis = await connect_redis(settings.redis.url)
+        try:
+            allocator = Allocator(
+                redis,
+                pool,
+                prefix=settings.redis.prefix,
+                warehouses=[WarehouseConfig(w.code, w.priority) for w in settings.warehouses],
+                policy=allocation_policy(settings),
+            )
+            yield Resources(settings, pool, redis, allocator)
+            await allocator.drain()
+        finally:
+            await redis.aclose()
+    finally:
+        await pool.close()

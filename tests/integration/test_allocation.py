@@ -1,0 +1,436 @@
+"""The allocation core against real Redis and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from adapters.redis.keys import WarehouseKeys
+from adapters.redis.scripts import (
+    BadQuantity,
+    CorruptStock,
+    DuplicateMovement,
+    NotHeld,
+    UnknownSku,
+    lua_source,
+)
+from adapters.stock.allocator import AllocationPolicy, Allocator, WarehouseConfig
+from tests.conftest import Clock, add_products
+
+MakeAllocator = Callable[..., Awaitable[Allocator]]
+
+
+async def stocked(make: MakeAllocator, pg: Any, levels: dict[str, int], **kwargs: Any) -> Allocator:
+    await add_products(pg, *levels)
+    allocator = await make(**kwargs)
+    for sku, quantity in levels.items():
+        if quantity:
+            await allocator.adjust(sku, quantity, movement_id=f"init-{sku}", mode="set")
+    return allocator
+
+
+async def level(allocator: Allocator, sku: str, warehouse: str | None = None) -> tuple[int, ...]:
+    s = await allocator.stock(sku, warehouse)
+    assert s.on_hand == s.available + s.reserved
+    assert min(s.on_hand, s.reserved, s.available, s.backordered) >= 0
+    return (s.on_hand, s.reserved, s.backordered)
+
+
+async def ledger_rows(pg: Any) -> int:
+    count: int = await pg.fetchval("SELECT count(*) FROM stock_ledger")
+    return count
+
+
+async def test_an_order_is_reserved_whole_and_recorded(
+    make_allocator: MakeAllocator, pg: Any
+) -> None:
+    allocator = await stocked(make_allocator, pg, {"A": 10, "B": 4})
+    result = await allocator.reserve("o1", [("A", 3), ("B", 4)])
+    assert result.status == "reserved"
+    assert [(line.sku, line.reserved) for line in result.lines] == [("A", 3), ("B", 4)]
+    assert await level(allocator, "A") == (10, 3, 0)
+    assert await level(allocator, "B") == (4, 4, 0)
+    rows = await pg.fetch(
+        "SELECT sku, kind, reserved_delta FROM stock_ledger WHERE order_id = 'o1' ORDER BY sku"
+    )
+    assert [tuple(r) for r in rows] == [("A", "reserve", 3), ("B", "reserve", 4)]
+    assert await allocator.reconcile() == []
+
+
+async def test_two_lines_of_one_sku_are_summed(make_allocator: MakeAllocator, pg: Any) -> None:
+    allocator = await stocked(make_allocator, pg, {"A": 5})
+    result = await allocator.reserve("o1", [("A", 3), ("A", 3)])
+    assert result.status == "backordered"
+    assert [(line.wanted, line.reserved, line.backordered) for line in result.lines] == [(6, 0, 6)]
+    assert await level(allocator, "A") == (5, 0, 6)
+
+
+async def test_a_repeated_reservation_returns_the_first_result_and_moves_nothing(
+    make_allocator: MakeAllocator, pg: Any
+) -> None:
+    allocator = await stocked(make_allocator, pg, {"A": 10})
+    first = await allocator.reserve("o1", [("A", 4)])
+    rows = await ledger_rows(pg)
+    again = await allocator.reserve("o1", [("A", 4)])
+    assert (first.replay, again.replay) == (False, True)
+    assert again.lines == first.lines
+    assert await level(allocator, "A") == (10, 4, 0)
+    assert await ledger_rows(pg) == rows
+
+
+async def test_wait_all_holds_the_order_until_every_line_can_be_reserved(
+    make_allocator: MakeAllocator, pg: Any
+) -> None:
+    allocator = await stocked(make_allocator, pg, {"A": 10, "B": 0})
+    result = await allocator.reserve("o1", [("A", 2), ("B", 1)], policy="wait_all")
+    assert result.status == "backordered"
+    assert await level(allocator, "A") == (10, 0, 2)
+    # Stock of A alone does not fill it: B is still missing.
+    assert (await allocator.adjust("A", 5, movement_id="rcv-a")).filled_orders == ()
+    done = await allocator.adjust("B", 1, movement_id="rcv-b", reason="receipt")
+    assert done.filled_orders == ("o1",)
+    assert await level(allocator, "A") == (15, 2, 0)
+    assert await level(allocator, "B") == (1, 1, 0)
+    closed = await pg.fetch("SELECT closed_by FROM backorders WHERE order_id = 'o1'")
+    assert {r["closed_by"] for r in closed} == {"filled"}
+    assert await allocator.reconcile() == []
+
+
+async def test_ship_available_reserves_what_is_free_and_queues_the_rest(
+    make_allocator: MakeAllocator, pg: Any
+) -> None:
+    allocator = await stocked(make_allocator, pg, {"A": 3, "B": 5})
+    result = await allocator.reserve("o1", [("A", 5), ("B", 2)], policy="ship_available")
+    assert result.status == "partially_reserved"
+    assert [(ln.sku, ln.reserved, ln.backordered) for ln in result.lines] == [
+        ("A", 3, 2),
+        ("B", 2, 0),
+    ]
+    assert await level(allocator, "A") == (3, 3, 2)
+    done = await allocator.adjust("A", 2, movement_id="rcv")
+    assert done.filled_orders == ("o1",)
+    assert await level(allocator, "A") == (5, 5, 0)
+    assert await allocator.reconcile() == []
+
+
+async def test_backorders_are_filled_by_priority_then_age(
+    make_allocator: MakeAllocator, pg: Any, clock: Clock
+) -> None:
+    allocator = await stocked(make_allocator, pg, {"A": 0})
+    for order_id, priority in (("old", 0), ("vip", 5), ("new", 0)):
+        await allocator.reserve(order_id, [("A", 1)], priority=priority)
+        clock.advance(60)
+    assert (await allocator.adjust("A", 1, movement_id="m1")).filled_orders == ("vip",)
+    assert (await allocator.adjust("A", 1, movement_id="m2")).filled_orders == ("old",)
+    assert (await allocator.adjust("A", 1, movement_id="m3")).filled_orders == ("new",)
+
+
+async def test_an_order_too_big_to_fill_keeps_its_place_while_smaller_ones_pass(
+    make_allocator: MakeAllocator, pg: Any
+) -> None:
+    allocator = await stocked(make_allocator, pg, {"A": 0})
+    await allocator.reserve("big", [("A", 10)])
+    await allocator.reserve("small", [("A", 2)])
+    assert (await allocator.adjust("A", 3, movement_id="m1")).filled_orders == ("small",)
+    assert (await allocator.adjust("A", 9, movement_id="m2")).filled_orders == ("big",)
+    assert await level(allocator, "A") == (12, 12, 0)
+
+
+async def test_cancel_releases_everything_and_leaves_the_queues(
+    make_allocator: MakeAllocator, pg: Any, redis_client: aioredis.Redis
+) -> None:
+    allocator = await stocked(make_allocator, pg, {"A": 5, "B": 0})
+    await allocator.reserve("o1", [("A", 2), ("B", 1)], policy="ship_available")
+    [released] = await allocator.release("o1", "cancel")
+    assert released.released == (("A", 2),)
+    assert released.dropped == (("B", 1),)
+    assert await level(allocator, "A") == (5, 0, 0)
+    assert await level(allocator, "B") == (0, 0, 0)
+    keys = allocator.keys("main")
+    assert await redis_client.zcard(keys.backorder_queue("B")) == 0
+    assert await redis_client.exists(keys.reservation("o1"), keys.backorder("o1")) == 0
+    assert (await allocator.adjust("B", 1, movement_id="m1")).filled_orders == ()
+    assert await allocator.reconcile() == []
+
+
+async def test_a_short_pick_releases_only_the_missing_units(
+    make_allocator: MakeAllocator, pg: Any
+) -> None:
+    allocator = await stocked(make_allocator, pg, {"A": 5})
+    await allocator.reserve("o1", [("A", 4)])
+    await allocator.release("o1", "short-pick:1", [("A", 1)])
+    assert await level(allocator, "A") == (5, 3, 0)
+    with pytest.raises(NotHeld):
+        await allocator.release("o1", "short-pick:2", [("A", 4)])
+    assert await level(allocator, "A") == (5, 3, 0)
+
+
+async def test_commit_takes_shipped_units_off_hand(make_allocator: MakeAllocator, pg: Any) -> None:
+    allocator = await stocked(make_allocator, pg, {"A": 5, "B": 2})
+    await allocator.reserve("o1", [("A", 3), ("B", 1)])
+    with pytest.raises(NotHeld):
+        await allocator.commit("o1", "ship:1", [("A", 3), ("B", 2)])
+    assert await level(allocator, "A") == (5, 3, 0)
+    result = await allocator.commit("o1", "ship:1", [("A", 3), ("B", 1)])
+    assert result.replay == 0
+    again = await allocator.commit("o1", "ship:1", [("A", 3), ("B", 1)])
+    assert again.replay == 1
+    assert await level(allocator, "A") == (2, 0, 0)
+    assert await level(allocator, "B") == (1, 0, 0)
+    assert await allocator.reconcile() == []
+
+
+async def test_bad_adjustments_are_refused_and_write_nothing(
+    make_allocator: MakeAllocator, pg: Any
+) -> None:
+    allocator = await stocked(make_allocator, pg, {"A": 5})
+    await allocator.reserve("o1", [("A", 4)])
+    rows = await ledger_rows(pg)
+    with pytest.raises(DuplicateMovement):
+        await allocator.adjust("A", 1, movement_id="init-A")
+    with pytest.raises(UnknownSku):
+        await allocator.adjust("NOPE", 1, movement_id="x1")
+    with pytest.raises(BadQuantity):
+        await allocator.adjust("A", 10**9 + 1, movement_id="x2")
+    with pytest.raises(BadQuantity):
+        await allocator.adjust("A", 0, movement_id="x3")
+    with pytest.raises(Exception, match="below the 4 reserved"):
+        await allocator.adjust("A", -2, movement_id="x4")
+    with pytest.raises(UnknownSku):
+        await allocator.reserve("o2", [("A", 1), ("NOPE", 1)])
+    with pytest.raises(BadQuantity):
+        await allocator.reserve("o3", [("A", 0)])
+    assert await level(allocator, "A") == (5, 4, 0)
+    assert await ledger_rows(pg) == rows
+
+
+async def test_a_hot_sku_is_never_oversold(make_allocator: MakeAllocator, pg: Any) -> None:
+    allocator = await stocked(make_allocator, pg, {"HOT": 10})
+    results = await asyncio.gather(*(allocator.reserve(f"o{i}", [("HOT", 1)]) for i in range(1000)))
+    statuses = [r.status for r in results]
+    assert statuses.count("reserved") == 10
+    assert statuses.count("backordered") == 990
+    assert await level(allocator, "HOT") == (10, 10, 990)
+    assert await allocator.reconcile() == []
+
+
+async def test_a_broken_request_in_a_batch_writes_nothing_and_spares_the_others(
+    make_allocator: MakeAllocator, pg: Any, redis_client: aioredis.Redis
+) -> None:
+    allocator = await stocked(make_allocator, pg, {"A": 10, "B": 10, "C": 10})
+    keys = allocator.keys("main")
+    await redis_client.hset(keys.stock("C"), "reserved", "not-a-number")
+    results = await asyncio.gather(
+        allocator.reserve("good-1", [("A", 1)]),
+        allocator.reserve("bad", [("B", 1), ("C", 1)]),
+        allocator.reserve("good-2", [("A", 1), ("B", 1)]),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], CorruptStock)
+    assert [getattr(r, "status", None) for r in (results[0], results[2])] == ["reserved"] * 2
+    assert await level(allocator, "B") == (10, 1, 0)
+    assert not await redis_client.exists(keys.reservation("bad"), keys.ops("bad"))
+
+
+async def test_a_malformed_script_call_writes_nothing(
+    make_allocator: MakeAllocator, pg: Any, redis_client: aioredis.Redis, redis_prefix: str
+) -> None:
+    allocator = await stocked(make_allocator, pg, {"A": 10})
+    keys = WarehouseKeys(redis_prefix, "main")
+    before = {k async for k in redis_client.scan_iter(match=f"{redis_prefix}*")}
+    script = redis_client.register_script(lua_source("reserve"))
+    with pytest.raises(aioredis.ResponseError, match="BADBATCH"):
+        await script(keys=[keys.meta], args=[keys.base, 1, 60, b"\xc1 not msgpack"])
+    after = {k async for k in redis_client.scan_iter(match=f"{redis_prefix}*")}
+    assert after == before
+    assert await level(allocator, "A") == (10, 0, 0)
+
+
+async def test_script_flush_is_survived(
+    make_allocator: MakeAllocator, pg: Any, redis_server: Any
+) -> None:
+    client = aioredis.Redis.from_url(redis_server.url)
+    try:
+        allocator = await stocked(make_allocator, pg, {"A": 10}, redis=client)
+        await allocator.reserve("o1", [("A", 1)])
+        await client.script_flush()
+        await allocator.reserve("o2", [("A", 1)])
+        await client.script_flush()
+        await allocator.adjust("A", 1, movement_id="after-flush")
+        assert await level(allocator, "A") == (11, 2, 0)
+    finally:
+        await client.aclose()
+
+
+async def test_an_emptied_redis_is_rebuilt_from_the_ledger(
+    make_allocator: MakeAllocator, pg: Any, redis_server: Any
+) -> None:
+    client = aioredis.Redis.from_url(redis_server.url)
+    try:
+        allocator = await stocked(make_allocator, pg, {"A": 10, "B": 0}, redis=client)
+        await allocator.reserve("o1", [("A", 3)])
+        await allocator.reserve("o2", [("A", 1), ("B", 2)], priority=3)
+        await allocator.commit("o1", "ship:1", [("A", 1)])
+        await client.flushall()
+        # The next call finds the warehouse gone, rebuilds it, and carries on.
+        again = await allocator.reserve("o1", [("A", 3)])
+        assert again.replay is True
+        assert await level(allocator, "A") == (9, 2, 1)
+        assert await level(allocator, "B") == (0, 0, 2)
+        assert (await allocator.adjust("B", 2, movement_id="rcv")).filled_orders == ("o2",)
+        assert await allocator.reconcile() == []
+    finally:
+        await client.aclose()
+
+
+async def test_a_restarted_empty_redis_is_rebuilt(
+    make_allocator: MakeAllocator, pg: Any, redis_server: Any
+) -> None:
+    client = aioredis.Redis.from_url(redis_server.url)
+    try:
+        allocator = await stocked(make_allocator, pg, {"A": 10}, redis=client)
+        await allocator.reserve("o1", [("A", 4)])
+        redis_server.stop()
+        redis_server.start()
+        assert (await allocator.reserve("o2", [("A", 4)])).status == "reserved"
+        assert await level(allocator, "A") == (10, 8, 0)
+        assert await allocator.reconcile() == []
+    finally:
+        await client.aclose()
+
+
+async def test_redis_holding_another_databases_data_is_rebuilt_at_start(
+    make_allocator: MakeAllocator, pg: Any, redis_client: aioredis.Redis
+) -> None:
+    allocator = await stocked(make_allocator, pg, {"A": 7})
+    keys = allocator.keys("main")
+    await redis_client.hset(keys.meta, "instance", "some-other-database")
+    await redis_client.hset(keys.stock("A"), "on_hand", 999)
+    second = await make_allocator()
+    assert await level(second, "A") == (7, 0, 0)
+
+
+async def test_recovery_restores_queue_positions(
+    make_allocator: MakeAllocator, pg: Any, redis_client: aioredis.Redis, clock: Clock
+) -> None:
+    allocator = await stocked(make_allocator, pg, {"A": 0})
+    for order_id in ("first", "second", "third"):
+        await allocator.reserve(order_id, [("A", 1)])
+        clock.advance(1)
+    await allocator.recover("main")
+    assert (await allocator.adjust("A", 2, movement_id="m1")).filled_orders == ("first", "second")
+
+
+async def test_reconcile_reports_drift_and_recover_repairs_it(
+    make_allocator: MakeAllocator, pg: Any, redis_client: aioredis.Redis
+) -> None:
+    allocator = await stocked(make_allocator, pg, {"A": 5})
+    await allocator.reserve("o1", [("A", 2)])
+    keys = allocator.keys("main")
+    await redis_client.hset(keys.stock("A"), "on_hand", 50)
+    await redis_client.hset(keys.reservation("ghost"), "A", 1)
+    drift = await allocator.reconcile()
+    assert sorted((d.what, d.redis, d.ledger) for d in drift) == [
+        ("res:ghost A", 1, 0),
+        ("stock:A on_hand", 50, 5),
+    ]
+    await allocator.recover("main")
+    assert await allocator.reconcile() == []
+
+
+async def test_cancel_after_days_becomes_due(
+    make_allocator: MakeAllocator, pg: Any, clock: Clock
+) -> None:
+    allocator = await stocked(
+        make_allocator, pg, {"A": 0}, policy=AllocationPolicy(cancel_after_days=3)
+    )
+    await allocator.reserve("o1", [("A", 1)], policy="cancel_after_days")
+    await allocator.reserve("o2", [("A", 1)], policy="wait_all")
+    clock.advance(2 * 86400)
+    assert await allocator.due_cancellations() == []
+    clock.advance(86400 + 1)
+    assert await allocator.due_cancellations() == [("main", "o1")]
+    await allocator.release("o1", "cancel")
+    assert await allocator.due_cancellations() == []
+
+
+TWO = (WarehouseConfig("east", priority=1), WarehouseConfig("west", priority=2))
+
+
+async def two_warehouses(
+    make: MakeAllocator, pg: Any, east: dict[str, int], west: dict[str, int], **policy: Any
+) -> Allocator:
+    await add_products(pg, *sorted(set(east) | set(west)))
+    allocator = await make(warehouses=TWO, policy=AllocationPolicy(**policy))
+    for code, levels in (("east", east), ("west", west)):
+        for sku, quantity in levels.items():
+            await allocator.adjust(sku, quantity, movement_id=f"{code}-{sku}", warehouse=code)
+    return allocator
+
+
+async def test_the_first_warehouse_that_fills_the_order_whole_gets_it(
+    make_allocator: MakeAllocator, pg: Any
+) -> None:
+    allocator = await two_warehouses(make_allocator, pg, {"A": 5, "B": 1}, {"A": 5, "B": 5})
+    first = await allocator.reserve("o1", [("A", 2), ("B", 1)])
+    second = await allocator.reserve("o2", [("A", 2), ("B", 1)])
+    assert {line.warehouse for line in first.lines} == {"east"}
+    assert {line.warehouse for line in second.lines} == {"west"}
+    again = await allocator.reserve("o2", [("A", 2), ("B", 1)])
+    assert again.replay and {line.warehouse for line in again.lines} == {"west"}
+    assert await level(allocator, "A", "west") == (5, 2, 0)
+
+
+async def test_without_splitting_a_short_order_waits_in_the_first_warehouse(
+    make_allocator: MakeAllocator, pg: Any
+) -> None:
+    allocator = await two_warehouses(make_allocator, pg, {"A": 1}, {"A": 1})
+    result = await allocator.reserve("o1", [("A", 2)])
+    assert result.status == "backordered"
+    assert await level(allocator, "A", "east") == (1, 0, 2)
+    assert await level(allocator, "A", "west") == (1, 0, 0)
+
+
+async def test_a_split_takes_from_each_warehouse(make_allocator: MakeAllocator, pg: Any) -> None:
+    allocator = await two_warehouses(
+        make_allocator, pg, {"A": 2}, {"A": 3}, split_across_warehouses=True
+    )
+    result = await allocator.reserve("o1", [("A", 4)])
+    assert result.status == "reserved"
+    assert sorted((ln.warehouse, ln.reserved) for ln in result.lines) == [("east", 2), ("west", 2)]
+    assert (await allocator.reserve("o1", [("A", 4)])).replay is True
+    assert await level(allocator, "A", "east") == (2, 2, 0)
+    assert await level(allocator, "A", "west") == (3, 2, 0)
+    assert await allocator.reconcile() == []
+
+
+async def test_a_split_that_cannot_finish_is_given_back_under_wait_all(
+    make_allocator: MakeAllocator, pg: Any
+) -> None:
+    allocator = await two_warehouses(
+        make_allocator, pg, {"A": 2}, {"A": 1}, split_across_warehouses=True
+    )
+    result = await allocator.reserve("o1", [("A", 5)], policy="wait_all")
+    assert result.status == "backordered"
+    assert await level(allocator, "A", "east") == (2, 0, 5)
+    assert await level(allocator, "A", "west") == (1, 0, 0)
+    again = await allocator.reserve("o1", [("A", 5)], policy="wait_all")
+    assert again.replay and again.status == "backordered"
+    assert await allocator.reconcile() == []
+
+
+async def test_a_split_ships_what_it_found_under_ship_available(
+    make_allocator: MakeAllocator, pg: Any
+) -> None:
+    allocator = await two_warehouses(
+        make_allocator, pg, {"A": 2}, {"A": 1}, split_across_warehouses=True
+    )
+    result = await allocator.reserve("o1", [("A", 5)], policy="ship_available")
+    assert result.status == "partially_reserved"
+    assert await level(allocator, "A", "east") == (2, 2, 2)
+    assert await level(allocator, "A", "west") == (1, 1, 0)
+    assert await allocator.reconcile() == []
