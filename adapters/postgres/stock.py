@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from msgspec import Struct
 
-MovementKind = Literal["set", "adjust", "reserve", "release", "commit"]
+MovementKind = Literal["set", "adjust", "reserve", "fill", "release", "commit"]
 
 
 class Movement(Struct, frozen=True, kw_only=True):
@@ -23,38 +23,28 @@ class Movement(Struct, frozen=True, kw_only=True):
     kind: MovementKind
     on_hand_delta: int = 0
     reserved_delta: int = 0
+    backordered_delta: int = 0
     order_id: str | None = None
     op_id: str | None = None
     reason: str | None = None
     at: datetime
 
 
-class BackorderOpened(Struct, frozen=True, kw_only=True):
+class QueuePlace(Struct, frozen=True, kw_only=True):
+    """Where an order waits: set on its first wait in a warehouse, never moved."""
+
     warehouse: str
     order_id: str
-    op_id: str
-    sku: str
-    quantity: int
     priority: int
     enqueued_at: datetime
     cancel_at: datetime | None = None
-
-
-class BackordersClosed(Struct, frozen=True, kw_only=True):
-    """Every open backorder of the order in the warehouse is filled or released."""
-
-    warehouse: str
-    order_id: str
-    closed_by: Literal["filled", "released"]
-    at: datetime
 
 
 class LedgerEntry(Struct, frozen=True, kw_only=True):
     """What one stock operation changed, written in one transaction with others."""
 
     movements: tuple[Movement, ...] = ()
-    opened: tuple[BackorderOpened, ...] = ()
-    closed: tuple[BackordersClosed, ...] = ()
+    queued: tuple[QueuePlace, ...] = ()
 
 
 async def instance_id(conn: Any) -> str:
@@ -64,57 +54,46 @@ async def instance_id(conn: Any) -> str:
 
 
 async def write_entries(conn: Any, entries: Sequence[LedgerEntry]) -> None:
-    """Write many entries in one transaction; repeated movements and backorders are no-ops."""
+    """Write many entries in one transaction; repeated movements and places are no-ops.
+
+    Every row only adds deltas up, so entries written in any order (concurrent batches)
+    imply the same stock.
+    """
     movements = [m for e in entries for m in e.movements]
-    opened = [b for e in entries for b in e.opened]
-    closed = [c for e in entries for c in e.closed]
+    queued = [q for e in entries for q in e.queued]
     async with conn.transaction():
         if movements:
             await conn.execute(
                 """
                 INSERT INTO stock_ledger (movement_key, warehouse, sku, kind, on_hand_delta,
-                                          reserved_delta, order_id, op_id, reason, at)
+                                          reserved_delta, backordered_delta, order_id, op_id,
+                                          reason, at)
                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
-                                     $5::bigint[], $6::bigint[], $7::text[], $8::text[],
-                                     $9::text[], $10::timestamptz[])
+                                     $5::bigint[], $6::bigint[], $7::bigint[], $8::text[],
+                                     $9::text[], $10::text[], $11::timestamptz[])
                 ON CONFLICT (movement_key) DO NOTHING
                 """,
                 *_columns(
                     movements,
                     (
                         "movement_key", "warehouse", "sku", "kind", "on_hand_delta",
-                        "reserved_delta", "order_id", "op_id", "reason", "at",
+                        "reserved_delta", "backordered_delta", "order_id", "op_id", "reason",
+                        "at",
                     ),
                 ),
             )  # fmt: skip
-        if opened:
+        if queued:
             await conn.execute(
                 """
-                INSERT INTO backorders (warehouse, order_id, op_id, sku, quantity, priority,
-                                        enqueued_at, cancel_at)
-                SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
-                                     $5::int[], $6::smallint[], $7::timestamptz[],
-                                     $8::timestamptz[])
+                INSERT INTO backorder_queue (warehouse, order_id, priority, enqueued_at,
+                                             cancel_at)
+                SELECT * FROM unnest($1::text[], $2::text[], $3::smallint[],
+                                     $4::timestamptz[], $5::timestamptz[])
                 ON CONFLICT DO NOTHING
                 """,
                 *_columns(
-                    opened,
-                    (
-                        "warehouse", "order_id", "op_id", "sku", "quantity", "priority",
-                        "enqueued_at", "cancel_at",
-                    ),
+                    queued, ("warehouse", "order_id", "priority", "enqueued_at", "cancel_at")
                 ),
-            )  # fmt: skip
-        if closed:
-            await conn.execute(
-                """
-                UPDATE backorders b SET closed_at = c.at, closed_by = c.closed_by
-                FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])
-                     AS c (warehouse, order_id, closed_by, at)
-                WHERE b.warehouse = c.warehouse AND b.order_id = c.order_id
-                  AND b.closed_at IS NULL
-                """,
-                *_columns(closed, ("warehouse", "order_id", "closed_by", "at")),
             )
 
 
@@ -142,19 +121,17 @@ class StockRow(Struct, frozen=True):
 
 
 async def implied_stock(conn: Any, warehouse: str) -> list[StockRow]:
-    """Per product: on hand and reserved as the ledger implies, and open backorders."""
+    """Per product: on hand, reserved and backordered, as the ledger implies."""
     rows = await conn.fetch(
         """
         SELECT p.sku,
                coalesce(l.on_hand, 0)::bigint AS on_hand,
                coalesce(l.reserved, 0)::bigint AS reserved,
-               coalesce(b.waiting, 0)::bigint AS backordered
+               coalesce(l.backordered, 0)::bigint AS backordered
         FROM products p
-        LEFT JOIN (SELECT sku, sum(on_hand_delta) AS on_hand, sum(reserved_delta) AS reserved
+        LEFT JOIN (SELECT sku, sum(on_hand_delta) AS on_hand, sum(reserved_delta) AS reserved,
+                          sum(backordered_delta) AS backordered
                    FROM stock_ledger WHERE warehouse = $1 GROUP BY sku) l ON l.sku = p.sku
-        LEFT JOIN (SELECT sku, sum(quantity) AS waiting
-                   FROM backorders WHERE warehouse = $1 AND closed_at IS NULL
-                   GROUP BY sku) b ON b.sku = p.sku
         ORDER BY p.sku
         """,
         warehouse,
@@ -187,16 +164,17 @@ class OpenBackorder(Struct, frozen=True):
 
 
 async def open_backorders(conn: Any, warehouse: str) -> list[OpenBackorder]:
-    """Open backorders summed per (order, sku), with the order's queue position inputs."""
+    """What each order still waits for, per sku, with its place in the queue."""
     rows = await conn.fetch(
         """
-        SELECT order_id, sku, sum(quantity)::bigint AS quantity,
-               max(max(priority)) OVER (PARTITION BY order_id) AS priority,
-               min(min(enqueued_at)) OVER (PARTITION BY order_id) AS enqueued_at
-        FROM backorders
-        WHERE warehouse = $1 AND closed_at IS NULL
-        GROUP BY order_id, sku
-        ORDER BY order_id, sku
+        SELECT l.order_id, l.sku, sum(l.backordered_delta)::bigint AS quantity,
+               q.priority, q.enqueued_at
+        FROM stock_ledger l
+        JOIN backorder_queue q ON q.warehouse = l.warehouse AND q.order_id = l.order_id
+        WHERE l.warehouse = $1 AND l.order_id IS NOT NULL
+        GROUP BY l.order_id, l.sku, q.priority, q.enqueued_at
+        HAVING sum(l.backordered_delta) > 0
+        ORDER BY l.order_id, l.sku
         """,
         warehouse,
     )
@@ -213,13 +191,14 @@ class RecentOp(Struct, frozen=True):
     sku: str
     on_hand_delta: int
     reserved_delta: int
+    backordered_delta: int
 
 
 async def recent_ops(conn: Any, warehouse: str, since: datetime) -> list[RecentOp]:
     """Ledger rows since ``since`` that carry an operation id, to rebuild repeat detection."""
     rows = await conn.fetch(
         """
-        SELECT order_id, op_id, kind, sku, on_hand_delta, reserved_delta
+        SELECT order_id, op_id, kind, sku, on_hand_delta, reserved_delta, backordered_delta
         FROM stock_ledger
         WHERE warehouse = $1 AND at >= $2 AND op_id IS NOT NULL
         ORDER BY id
@@ -229,37 +208,28 @@ async def recent_ops(conn: Any, warehouse: str, since: datetime) -> list[RecentO
     )
     return [
         RecentOp(
-            r["order_id"], r["op_id"], r["kind"], r["sku"], r["on_hand_delta"], r["reserved_delta"]
+            r["order_id"],
+            r["op_id"],
+            r["kind"],
+            r["sku"],
+            r["on_hand_delta"],
+            r["reserved_delta"],
+            r["backordered_delta"],
         )
         for r in rows
     ]
-
-
-async def backordered_by_op(
-    conn: Any, warehouse: str, since: datetime
-) -> dict[tuple[str, str], dict[str, int]]:
-    """(order_id, op_id) -> sku -> quantity queued by that reservation, open or not."""
-    rows = await conn.fetch(
-        """
-        SELECT order_id, op_id, sku, quantity FROM backorders
-        WHERE warehouse = $1 AND enqueued_at >= $2
-        """,
-        warehouse,
-        since,
-    )
-    found: dict[tuple[str, str], dict[str, int]] = {}
-    for r in rows:
-        found.setdefault((r["order_id"], r["op_id"]), {})[r["sku"]] = r["quantity"]
-    return found
 
 
 async def due_cancellations(conn: Any, now: datetime) -> list[tuple[str, str]]:
     """(warehouse, order_id) of backorders whose cancel-after deadline has passed."""
     rows = await conn.fetch(
         """
-        SELECT DISTINCT warehouse, order_id FROM backorders
-        WHERE closed_at IS NULL AND cancel_at IS NOT NULL AND cancel_at <= $1
-        ORDER BY warehouse, order_id
+        SELECT q.warehouse, q.order_id
+        FROM backorder_queue q
+        WHERE q.cancel_at <= $1
+          AND (SELECT sum(l.backordered_delta) FROM stock_ledger l
+               WHERE l.warehouse = q.warehouse AND l.order_id = q.order_id) > 0
+        ORDER BY q.warehouse, q.order_id
         """,
         now,
     )

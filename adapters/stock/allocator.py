@@ -255,7 +255,6 @@ class Allocator:
             reservations = await ledger.implied_reservations(conn, code)
             waiting = await ledger.open_backorders(conn, code)
             ops = await ledger.recent_ops(conn, code, since)
-            queued_by_op = await ledger.backordered_by_op(conn, code, since)
         self._instance = instance
 
         await self._redis.delete(keys.meta)
@@ -281,7 +280,7 @@ class Allocator:
             pipe.hset(keys.backorder(bo.order_id), bo.sku, bo.quantity)
             score = queue_score(bo.priority, int(bo.enqueued_at.timestamp() * 1000))
             pipe.zadd(keys.backorder_queue(bo.sku), {bo.order_id: score})
-        for key, field, value in _recovered_results(ops, queued_by_op, keys):
+        for key, field, value in _recovered_results(ops, keys):
             pipe.hset(key, field, value)
             pipe.expire(key, self._ttl_s)
         await pipe.execute()
@@ -465,29 +464,7 @@ class Allocator:
             result: ReleaseResult = await self._release_batches[code].submit(
                 (order_id, op_id, tuple(lines or ()))
             )
-            now = self._clock()
-            entry = ledger.LedgerEntry(
-                movements=tuple(
-                    ledger.Movement(
-                        movement_key=movement_key(code, order_id, op_id, q.sku),
-                        warehouse=code,
-                        sku=q.sku,
-                        kind="release",
-                        reserved_delta=-q.quantity,
-                        order_id=order_id,
-                        op_id=op_id,
-                        at=_at(now),
-                    )
-                    for q in result.released
-                ),
-                closed=(
-                    (ledger.BackordersClosed(
-                        warehouse=code, order_id=order_id, closed_by="released", at=_at(now)
-                    ),)
-                    if result.dropped
-                    else ()
-                ),
-            )  # fmt: skip
+            entry = _release_entry(code, order_id, op_id, result, self._clock())
             await self._ledger.submit(entry)
             outcome.append(
                 Released(
@@ -640,7 +617,7 @@ class Allocator:
             at=_at(self._clock()),
         )
         fills = self._fill_entry(code, movement_id, result.fills)
-        return ledger.LedgerEntry(movements=(movement, *fills.movements), closed=fills.closed)
+        return ledger.LedgerEntry(movements=(movement, *fills.movements))
 
     def _fill_entry(
         self, code: str, movement_id: str, fills: Sequence[scripts.Fill]
@@ -653,21 +630,16 @@ class Allocator:
                     movement_key=movement_key(code, fill.order_id, op_id, q.sku),
                     warehouse=code,
                     sku=q.sku,
-                    kind="reserve",
+                    kind="fill",
                     reserved_delta=q.quantity,
+                    backordered_delta=-q.quantity,
                     order_id=fill.order_id,
                     op_id=op_id,
                     at=at,
                 )
                 for fill in fills
                 for q in fill.lines
-            ),
-            closed=tuple(
-                ledger.BackordersClosed(
-                    warehouse=code, order_id=fill.order_id, closed_by="filled", at=at
-                )
-                for fill in fills
-            ),
+            )
         )
 
     async def _ensure_stock_records(self, code: str, skus: Sequence[str]) -> bool:
@@ -823,6 +795,7 @@ def _reservation_entry(
     cancel_at: float | None = None,
 ) -> ledger.LedgerEntry:
     at = _at(now)
+    waits_in = sorted({line.warehouse for line in lines if line.backordered})
     return ledger.LedgerEntry(
         movements=tuple(
             ledger.Movement(
@@ -831,27 +804,47 @@ def _reservation_entry(
                 sku=line.sku,
                 kind="reserve",
                 reserved_delta=line.reserved,
+                backordered_delta=line.backordered,
                 order_id=order_id,
                 op_id=op_id,
                 at=at,
             )
             for line in lines
-            if line.reserved
+            if line.reserved or line.backordered
         ),
-        opened=tuple(
-            ledger.BackorderOpened(
-                warehouse=line.warehouse,
+        queued=tuple(
+            ledger.QueuePlace(
+                warehouse=code,
                 order_id=order_id,
-                op_id=op_id,
-                sku=line.sku,
-                quantity=line.backordered,
                 priority=priority,
                 enqueued_at=at,
                 cancel_at=_at(cancel_at) if cancel_at is not None else None,
             )
-            for line in lines
-            if line.backordered
+            for code in waits_in
         ),
+    )
+
+
+def _release_entry(
+    code: str, order_id: str, op_id: str, result: ReleaseResult, now: float
+) -> ledger.LedgerEntry:
+    released = {q.sku: q.quantity for q in result.released}
+    dropped = {q.sku: q.quantity for q in result.dropped}
+    return ledger.LedgerEntry(
+        movements=tuple(
+            ledger.Movement(
+                movement_key=movement_key(code, order_id, op_id, sku),
+                warehouse=code,
+                sku=sku,
+                kind="release",
+                reserved_delta=-released.get(sku, 0),
+                backordered_delta=-dropped.get(sku, 0),
+                order_id=order_id,
+                op_id=op_id,
+                at=_at(now),
+            )
+            for sku in dict.fromkeys([*released, *dropped])
+        )
     )
 
 
@@ -884,36 +877,37 @@ def _adjust_refusal(sku: str, quantity: int, mode: str, result: AdjustResult) ->
 
 
 def _recovered_results(
-    ops: Sequence[ledger.RecentOp],
-    queued_by_op: dict[tuple[str, str], dict[str, int]],
-    keys: WarehouseKeys,
+    ops: Sequence[ledger.RecentOp], keys: WarehouseKeys
 ) -> list[tuple[str, str, bytes]]:
     """The stored results scripts use to recognise repeated calls, rebuilt from the ledger."""
-    reserved: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
-    released: dict[tuple[str, str], list[tuple[str, int]]] = defaultdict(list)
+    reserved: dict[tuple[str, str], dict[str, tuple[int, int]]] = defaultdict(dict)
+    released: dict[tuple[str, str], tuple[list[tuple[str, int]], list[tuple[str, int]]]] = {}
     committed: dict[tuple[str, str], list[tuple[str, int]]] = defaultdict(list)
     moves: dict[tuple[str, str], int] = {}
     for op in ops:
         if op.order_id is None:
             moves[(op.sku, op.op_id)] = op.on_hand_delta
-        elif op.kind == "reserve":
-            reserved[(op.order_id, op.op_id)][op.sku] = op.reserved_delta
+            continue
+        key = (op.order_id, op.op_id)
+        if op.kind == "reserve":
+            reserved[key][op.sku] = (op.reserved_delta, op.backordered_delta)
         elif op.kind == "release":
-            released[(op.order_id, op.op_id)].append((op.sku, -op.reserved_delta))
+            gave, dropped = released.setdefault(key, ([], []))
+            if op.reserved_delta:
+                gave.append((op.sku, -op.reserved_delta))
+            if op.backordered_delta:
+                dropped.append((op.sku, -op.backordered_delta))
         elif op.kind == "commit":
-            committed[(op.order_id, op.op_id)].append((op.sku, -op.reserved_delta))
+            committed[key].append((op.sku, -op.reserved_delta))
     out: list[tuple[str, str, bytes]] = []
-    for order_op in set(reserved) | set(queued_by_op):
-        took = reserved.get(order_op, {})
-        queued = queued_by_op.get(order_op, {})
-        skus = list(dict.fromkeys([*took, *queued]))
-        lines = [
-            (s, took.get(s, 0) + queued.get(s, 0), took.get(s, 0), queued.get(s, 0)) for s in skus
-        ]
-        code = RESERVED if not queued else (PARTIAL if took else QUEUED)
-        out.append((keys.ops(order_op[0]), order_op[1], _PACK((code, lines, 0))))
-    for (order_id, op_id), items in released.items():
-        out.append((keys.ops(order_id), op_id, _PACK((1, items, [], 0))))
+    for (order_id, op_id), by_sku in reserved.items():
+        lines = [(sku, took + queued, took, queued) for sku, (took, queued) in by_sku.items()]
+        took_any = any(line[2] for line in lines)
+        queued_any = any(line[3] for line in lines)
+        code = RESERVED if not queued_any else (PARTIAL if took_any else QUEUED)
+        out.append((keys.ops(order_id), op_id, _PACK((code, lines, 0))))
+    for (order_id, op_id), (gave, dropped) in released.items():
+        out.append((keys.ops(order_id), op_id, _PACK((1, gave, dropped, 0))))
     for (order_id, op_id), items in committed.items():
         out.append((keys.ops(order_id), op_id, _PACK((1, items, 0))))
     for (sku, op_id), delta in moves.items():

@@ -95,8 +95,10 @@ async def test_wait_all_holds_the_order_until_every_line_can_be_reserved(
     assert done.filled_orders == ("o1",)
     assert await level(allocator, "A") == (15, 2, 0)
     assert await level(allocator, "B") == (1, 1, 0)
-    closed = await pg.fetch("SELECT closed_by FROM backorders WHERE order_id = 'o1'")
-    assert {r["closed_by"] for r in closed} == {"filled"}
+    waiting = await pg.fetchval(
+        "SELECT sum(backordered_delta) FROM stock_ledger WHERE order_id = 'o1'"
+    )
+    assert waiting == 0
     assert await allocator.reconcile() == []
 
 

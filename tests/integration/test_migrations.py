@@ -26,7 +26,7 @@ TABLES = {
     "reminders",
     "dead_letters",
     "orderd_instance",
-    "backorders",
+    "backorder_queue",
 }
 
 
@@ -104,7 +104,7 @@ async def test_stock_movements_happen_once_per_key(pg: Any) -> None:
     )
     insert = (
         "INSERT INTO stock_ledger (movement_key, warehouse, sku, kind, on_hand_delta) "
-        "VALUES ('receipt:1', 'main', 'A', 'receipt', 5)"
+        "VALUES ('receipt:1', 'main', 'A', 'adjust', 5)"
     )
     await pg.execute(insert)
     with pytest.raises(asyncpg.UniqueViolationError):

@@ -1,5 +1,6 @@
 -- The allocation core's durable side: which database this is (so a Redis holding another
--- database's data is recognised), the operation behind each ledger row, and backorders.
+-- database's data is recognised), the operation behind each ledger row, backordered
+-- quantities as ledger deltas, and each waiting order's place in the queue.
 
 CREATE TABLE orderd_instance (
     singleton  boolean PRIMARY KEY DEFAULT true CHECK (singleton),
@@ -8,25 +9,25 @@ CREATE TABLE orderd_instance (
 );
 INSERT INTO orderd_instance DEFAULT VALUES;
 
--- The operation (reserve, release:<x>, commit:<x>, a movement id) a ledger row belongs to,
+-- op_id: the operation (reserve, release:<x>, commit:<x>, a movement id) a row belongs to,
 -- so recovery can restore what Redis needs to recognise a repeated call.
+-- backordered_delta: units an order starts (+) or stops (-) waiting for. Like the other
+-- deltas it only adds up, so rows written in any order imply the same state.
 ALTER TABLE stock_ledger ADD COLUMN op_id text;
+ALTER TABLE stock_ledger ADD COLUMN backordered_delta bigint NOT NULL DEFAULT 0;
+ALTER TABLE stock_ledger DROP CONSTRAINT stock_ledger_kind_check;
+ALTER TABLE stock_ledger ADD CONSTRAINT stock_ledger_kind_check CHECK (kind IN (
+    'set', 'adjust', 'reserve', 'fill', 'release', 'commit'));
 CREATE INDEX stock_ledger_recent_ops ON stock_ledger (warehouse, at) WHERE op_id IS NOT NULL;
 
--- Orders waiting for stock, one row per (order, operation, sku). Rows are closed, never
--- deleted, so a repeated write of an old backorder cannot bring it back.
-CREATE TABLE backorders (
+-- An order's place in the backorder queues of a warehouse: set when it first waits and
+-- never moved, so a restart or a second wait keeps the position.
+CREATE TABLE backorder_queue (
     warehouse    text NOT NULL,
     order_id     text NOT NULL,
-    op_id        text NOT NULL,
-    sku          text NOT NULL REFERENCES products (sku),
-    quantity     integer NOT NULL CHECK (quantity > 0),
-    priority     smallint NOT NULL DEFAULT 0 CHECK (priority BETWEEN 0 AND 9),
+    priority     smallint NOT NULL CHECK (priority BETWEEN 0 AND 9),
     enqueued_at  timestamptz NOT NULL,
     cancel_at    timestamptz,
-    closed_at    timestamptz,
-    closed_by    text CHECK (closed_by IN ('filled', 'released')),
-    PRIMARY KEY (warehouse, order_id, op_id, sku)
+    PRIMARY KEY (warehouse, order_id)
 );
-CREATE INDEX backorders_open ON backorders (warehouse, sku) WHERE closed_at IS NULL;
-CREATE INDEX backorders_due_cancel ON backorders (cancel_at) WHERE closed_at IS NULL AND cancel_at IS NOT NULL;
+CREATE INDEX backorder_queue_cancel ON backorder_queue (cancel_at) WHERE cancel_at IS NOT NULL;
