@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Awaitable
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -41,6 +41,10 @@ adjust_op = st.tuples(
 operation = st.one_of(reserve_op, release_op, commit_op, adjust_op)
 
 
+def text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def make_machine(schema_name: str) -> type[RuleBasedStateMachine]:
     warehouses = itertools.count()
 
@@ -59,8 +63,8 @@ def make_machine(schema_name: str) -> type[RuleBasedStateMachine]:
             self.orders: list[str] = []
             self.ids = itertools.count()
 
-        def run(self, coro: Coroutine[Any, Any, Any]) -> Any:
-            return self.loop.run_until_complete(coro)
+        def run(self, step: Awaitable[Any]) -> Any:
+            return self.loop.run_until_complete(step)
 
         def teardown(self) -> None:
             keys = self.allocator.keys(self.code)
@@ -78,7 +82,7 @@ def make_machine(schema_name: str) -> type[RuleBasedStateMachine]:
 
         async def held(self, order_id: str) -> list[tuple[str, int]]:
             raw = await self.redis.hgetall(self.allocator.keys(self.code).reservation(order_id))
-            return [(k.decode(), int(v)) for k, v in raw.items()]
+            return [(text(k), int(v)) for k, v in raw.items()]
 
         async def apply(self, op: tuple[Any, ...]) -> None:
             n = next(self.ids)
@@ -129,9 +133,9 @@ def make_machine(schema_name: str) -> type[RuleBasedStateMachine]:
             waiting = {sku: 0 for sku in SKUS}
             for order_id in self.orders:
                 for sku, quantity in (await self.redis.hgetall(keys.reservation(order_id))).items():
-                    held[sku.decode()] += int(quantity)
+                    held[text(sku)] += int(quantity)
                 for sku, quantity in (await self.redis.hgetall(keys.backorder(order_id))).items():
-                    waiting[sku.decode()] += int(quantity)
+                    waiting[text(sku)] += int(quantity)
             for sku in SKUS:
                 level = await self.allocator.stock(sku, self.code)
                 assert 0 <= level.reserved <= level.on_hand
