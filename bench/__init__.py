@@ -1,0 +1,1 @@
+"""Benchmarks, each measuring a baseline in the same run."""
