@@ -45,12 +45,8 @@ from redis.exceptions import RedisError
 from adapters.errors import OrderdError
 from adapters.postgres import schema as pg_schema
 from adapters.postgres.pool import connection, create_pool, redact_dsn
-from adapters.stock.allocator import (
-    AllocationPolicy,
-    Allocator,
-    StockLevel,
-    WarehouseConfig,
-)
+from adapters.stock.allocator import Allocator
+from adapters.stock.model import AllocationPolicy, StockLevel, WarehouseConfig
 from daemon.settings import Settings, load_settings
 
 Line = tuple[str, int]

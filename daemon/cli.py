@@ -25,7 +25,7 @@ from adapters.errors import CatalogError, OrderdError
 from adapters.postgres import schema
 from adapters.postgres.catalog import upsert_products
 from adapters.postgres.pool import connection
-from adapters.stock.allocator import Adjusted, StockLevel
+from adapters.stock.model import Adjusted, StockLevel
 from daemon.resources import open_resources
 from daemon.settings import Settings, load_settings, resolve_config_path
 

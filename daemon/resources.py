@@ -12,7 +12,8 @@ from redis.asyncio import Redis
 from adapters.postgres import schema
 from adapters.postgres.pool import create_pool
 from adapters.redis.client import connect_redis
-from adapters.stock.allocator import AllocationPolicy, Allocator, WarehouseConfig
+from adapters.stock.allocator import Allocator
+from adapters.stock.model import AllocationPolicy, WarehouseConfig
 from daemon.settings import Settings
 
 

@@ -23,7 +23,8 @@ import redis.asyncio as aioredis
 
 from adapters.postgres import schema as pg_schema
 from adapters.postgres.pool import connection, create_pool
-from adapters.stock.allocator import AllocationPolicy, Allocator, WarehouseConfig
+from adapters.stock.allocator import Allocator
+from adapters.stock.model import AllocationPolicy, WarehouseConfig
 from daemon.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,8 +1,11 @@
-"""The stock ledger and backorders in PostgreSQL: the durable side of the allocation core.
+"""The stock ledger and backorder queue places in PostgreSQL: the durable side of the
+allocation core.
 
-Every movement Redis makes is written here with its idempotency key (``movement_key``);
-writing the same movement twice changes nothing. What the ledger implies (on hand,
-reserved, each order's reservation, open backorders) is what recovery rebuilds Redis from.
+Every operation Redis applies is written here as one row with its idempotency key
+(``movement_key``) and its lines' deltas; writing the same operation twice changes
+nothing. Rows only add deltas up, so batches written concurrently, in any order, imply
+the same stock. What the ledger implies (on hand, reserved, backordered, each order's
+reservation) is what recovery rebuilds Redis from.
 """
 
 from __future__ import annotations
@@ -11,23 +14,32 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
 
+import msgspec
 from msgspec import Struct
 
+from adapters.batching import Coalescer
+
 MovementKind = Literal["set", "adjust", "reserve", "fill", "release", "commit"]
+
+
+class Delta(Struct, frozen=True, array_like=True):
+    """One sku's change within a movement."""
+
+    sku: str
+    on_hand: int = 0
+    reserved: int = 0
+    backordered: int = 0
 
 
 class Movement(Struct, frozen=True, kw_only=True):
     movement_key: str
     warehouse: str
-    sku: str
     kind: MovementKind
-    on_hand_delta: int = 0
-    reserved_delta: int = 0
-    backordered_delta: int = 0
     order_id: str | None = None
-    op_id: str | None = None
+    op_id: str
     reason: str | None = None
     at: datetime
+    lines: tuple[Delta, ...]
 
 
 class QueuePlace(Struct, frozen=True, kw_only=True):
@@ -47,6 +59,10 @@ class LedgerEntry(Struct, frozen=True, kw_only=True):
     queued: tuple[QueuePlace, ...] = ()
 
 
+_encode_lines = msgspec.json.Encoder().encode
+_decode_lines = msgspec.json.Decoder(tuple[Delta, ...]).decode
+
+
 async def instance_id(conn: Any) -> str:
     """The identity of this database, kept in Redis to recognise whose data it holds."""
     value = await conn.fetchval("SELECT id::text FROM orderd_instance")
@@ -54,34 +70,28 @@ async def instance_id(conn: Any) -> str:
 
 
 async def write_entries(conn: Any, entries: Sequence[LedgerEntry]) -> None:
-    """Write many entries in one transaction; repeated movements and places are no-ops.
-
-    Every row only adds deltas up, so entries written in any order (concurrent batches)
-    imply the same stock.
-    """
-    movements = [m for e in entries for m in e.movements]
+    """Write many entries in one transaction; repeated movements and places are no-ops."""
+    movements = [m for e in entries for m in e.movements if m.lines]
     queued = [q for e in entries for q in e.queued]
     async with conn.transaction():
         if movements:
             await conn.execute(
                 """
-                INSERT INTO stock_ledger (movement_key, warehouse, sku, kind, on_hand_delta,
-                                          reserved_delta, backordered_delta, order_id, op_id,
-                                          reason, at)
+                INSERT INTO stock_ledger (movement_key, warehouse, kind, order_id, op_id,
+                                          reason, at, lines)
                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
-                                     $5::bigint[], $6::bigint[], $7::bigint[], $8::text[],
-                                     $9::text[], $10::text[], $11::timestamptz[])
+                                     $5::text[], $6::text[], $7::timestamptz[], $8::jsonb[])
                 ON CONFLICT (movement_key) DO NOTHING
                 """,
-                *_columns(
-                    movements,
-                    (
-                        "movement_key", "warehouse", "sku", "kind", "on_hand_delta",
-                        "reserved_delta", "backordered_delta", "order_id", "op_id", "reason",
-                        "at",
-                    ),
-                ),
-            )  # fmt: skip
+                [m.movement_key for m in movements],
+                [m.warehouse for m in movements],
+                [m.kind for m in movements],
+                [m.order_id for m in movements],
+                [m.op_id for m in movements],
+                [m.reason for m in movements],
+                [m.at for m in movements],
+                [_encode_lines(m.lines).decode() for m in movements],
+            )
         if queued:
             await conn.execute(
                 """
@@ -91,14 +101,12 @@ async def write_entries(conn: Any, entries: Sequence[LedgerEntry]) -> None:
                                      $4::timestamptz[], $5::timestamptz[])
                 ON CONFLICT DO NOTHING
                 """,
-                *_columns(
-                    queued, ("warehouse", "order_id", "priority", "enqueued_at", "cancel_at")
-                ),
+                [q.warehouse for q in queued],
+                [q.order_id for q in queued],
+                [q.priority for q in queued],
+                [q.enqueued_at for q in queued],
+                [q.cancel_at for q in queued],
             )
-
-
-def _columns(rows: Sequence[Struct], names: Sequence[str]) -> list[list[Any]]:
-    return [[getattr(row, name) for row in rows] for name in names]
 
 
 async def product_exists(conn: Any, sku: str) -> bool:
@@ -113,6 +121,16 @@ async def movement_exists(conn: Any, movement_key: str) -> bool:
     )
 
 
+# The ledger's lines, one row per (movement, sku): l->>0 sku, 1 on hand, 2 reserved,
+# 3 backordered.
+_LINES = """
+    SELECT s.order_id, l->>0 AS sku, (l->>1)::bigint AS on_hand,
+           (l->>2)::bigint AS reserved, (l->>3)::bigint AS backordered
+    FROM stock_ledger s, jsonb_array_elements(s.lines) AS l
+    WHERE s.warehouse = $1
+"""
+
+
 class StockRow(Struct, frozen=True):
     sku: str
     on_hand: int
@@ -123,15 +141,13 @@ class StockRow(Struct, frozen=True):
 async def implied_stock(conn: Any, warehouse: str) -> list[StockRow]:
     """Per product: on hand, reserved and backordered, as the ledger implies."""
     rows = await conn.fetch(
-        """
+        f"""
         SELECT p.sku,
-               coalesce(l.on_hand, 0)::bigint AS on_hand,
-               coalesce(l.reserved, 0)::bigint AS reserved,
-               coalesce(l.backordered, 0)::bigint AS backordered
-        FROM products p
-        LEFT JOIN (SELECT sku, sum(on_hand_delta) AS on_hand, sum(reserved_delta) AS reserved,
-                          sum(backordered_delta) AS backordered
-                   FROM stock_ledger WHERE warehouse = $1 GROUP BY sku) l ON l.sku = p.sku
+               coalesce(sum(d.on_hand), 0)::bigint AS on_hand,
+               coalesce(sum(d.reserved), 0)::bigint AS reserved,
+               coalesce(sum(d.backordered), 0)::bigint AS backordered
+        FROM products p LEFT JOIN ({_LINES}) d ON d.sku = p.sku
+        GROUP BY p.sku
         ORDER BY p.sku
         """,
         warehouse,
@@ -142,12 +158,12 @@ async def implied_stock(conn: Any, warehouse: str) -> list[StockRow]:
 async def implied_reservations(conn: Any, warehouse: str) -> list[tuple[str, str, int]]:
     """(order_id, sku, quantity) still reserved, as the ledger implies."""
     rows = await conn.fetch(
-        """
-        SELECT order_id, sku, sum(reserved_delta)::bigint AS quantity
-        FROM stock_ledger
-        WHERE warehouse = $1 AND order_id IS NOT NULL
+        f"""
+        SELECT order_id, sku, sum(reserved)::bigint AS quantity
+        FROM ({_LINES}) d
+        WHERE order_id IS NOT NULL
         GROUP BY order_id, sku
-        HAVING sum(reserved_delta) <> 0
+        HAVING sum(reserved) <> 0
         ORDER BY order_id, sku
         """,
         warehouse,
@@ -166,15 +182,14 @@ class OpenBackorder(Struct, frozen=True):
 async def open_backorders(conn: Any, warehouse: str) -> list[OpenBackorder]:
     """What each order still waits for, per sku, with its place in the queue."""
     rows = await conn.fetch(
-        """
-        SELECT l.order_id, l.sku, sum(l.backordered_delta)::bigint AS quantity,
+        f"""
+        SELECT d.order_id, d.sku, sum(d.backordered)::bigint AS quantity,
                q.priority, q.enqueued_at
-        FROM stock_ledger l
-        JOIN backorder_queue q ON q.warehouse = l.warehouse AND q.order_id = l.order_id
-        WHERE l.warehouse = $1 AND l.order_id IS NOT NULL
-        GROUP BY l.order_id, l.sku, q.priority, q.enqueued_at
-        HAVING sum(l.backordered_delta) > 0
-        ORDER BY l.order_id, l.sku
+        FROM ({_LINES}) d
+        JOIN backorder_queue q ON q.warehouse = $1 AND q.order_id = d.order_id
+        GROUP BY d.order_id, d.sku, q.priority, q.enqueued_at
+        HAVING sum(d.backordered) > 0
+        ORDER BY d.order_id, d.sku
         """,
         warehouse,
     )
@@ -188,49 +203,63 @@ class RecentOp(Struct, frozen=True):
     order_id: str | None
     op_id: str
     kind: str
-    sku: str
-    on_hand_delta: int
-    reserved_delta: int
-    backordered_delta: int
+    lines: tuple[Delta, ...]
 
 
 async def recent_ops(conn: Any, warehouse: str, since: datetime) -> list[RecentOp]:
-    """Ledger rows since ``since`` that carry an operation id, to rebuild repeat detection."""
+    """Operations since ``since``, to rebuild what recognises a repeated call."""
     rows = await conn.fetch(
         """
-        SELECT order_id, op_id, kind, sku, on_hand_delta, reserved_delta, backordered_delta
+        SELECT order_id, op_id, kind, lines::text AS lines
         FROM stock_ledger
-        WHERE warehouse = $1 AND at >= $2 AND op_id IS NOT NULL
+        WHERE warehouse = $1 AND at >= $2
         ORDER BY id
         """,
         warehouse,
         since,
     )
-    return [
-        RecentOp(
-            r["order_id"],
-            r["op_id"],
-            r["kind"],
-            r["sku"],
-            r["on_hand_delta"],
-            r["reserved_delta"],
-            r["backordered_delta"],
-        )
-        for r in rows
-    ]
+    return [RecentOp(r["order_id"], r["op_id"], r["kind"], _decode_lines(r["lines"])) for r in rows]
 
 
 async def due_cancellations(conn: Any, now: datetime) -> list[tuple[str, str]]:
-    """(warehouse, order_id) of backorders whose cancel-after deadline has passed."""
+    """(warehouse, order_id) of waiting orders whose cancel-after deadline has passed."""
     rows = await conn.fetch(
         """
         SELECT q.warehouse, q.order_id
         FROM backorder_queue q
         WHERE q.cancel_at <= $1
-          AND (SELECT sum(l.backordered_delta) FROM stock_ledger l
-               WHERE l.warehouse = q.warehouse AND l.order_id = q.order_id) > 0
+          AND (SELECT sum((l->>3)::bigint)
+               FROM stock_ledger s, jsonb_array_elements(s.lines) AS l
+               WHERE s.warehouse = q.warehouse AND s.order_id = q.order_id) > 0
         ORDER BY q.warehouse, q.order_id
         """,
         now,
     )
     return [(r["warehouse"], r["order_id"]) for r in rows]
+
+
+class LedgerWriter:
+    """Writes ledger entries for many concurrent callers in shared transactions.
+
+    ``await record(entry)`` returns once the entry is committed.
+    """
+
+    def __init__(
+        self, pool: Any, *, max_batch: int = 512, linger_s: float = 0.0, max_in_flight: int = 4
+    ) -> None:
+        self._pool = pool
+        self._batches: Coalescer[LedgerEntry, None] = Coalescer(
+            self._write, max_batch=max_batch, linger_s=linger_s, max_in_flight=max_in_flight
+        )
+
+    async def record(self, entry: LedgerEntry) -> None:
+        if entry.movements or entry.queued:
+            await self._batches.submit(entry)
+
+    async def _write(self, entries: Sequence[LedgerEntry]) -> list[None]:
+        async with self._pool.acquire() as conn:
+            await write_entries(conn, entries)
+        return [None] * len(entries)
+
+    async def drain(self) -> None:
+        await self._batches.drain()

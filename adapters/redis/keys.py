@@ -15,9 +15,9 @@ Warehouse keys (``W`` = ``orderd:{main}:``):
 ``W bo:<order>``               HASH   sku -> quantity the order still waits for here
 ``W backorders:<sku>``         ZSET   orders waiting for the sku; lowest score is served
                                       first (priority, then age; see :func:`queue_score`)
-``W ops:<order>``              HASH   operation id -> packed result, so a repeated call
-                                      returns the first result (expires)
-``W moves:<sku>``              HASH   stock movement id -> packed result (expires)
+``W op:<order>:<op_id>``       STRING the packed result of an order's stock operation, so
+                                      a repeated call returns the first result (expires)
+``W move:<sku>:<movement>``    STRING the packed result of a stock movement (expires)
 =============================  =====  ===================================================
 
 The Lua scripts receive the warehouse base (``orderd:{main}:``) and append these same
@@ -70,8 +70,8 @@ class WarehouseKeys:
     def backorder_queue(self, sku: str) -> str:
         return f"{self.base}backorders:{sku}"
 
-    def ops(self, order_id: str) -> str:
-        return f"{self.base}ops:{order_id}"
+    def op(self, order_id: str, op_id: str) -> str:
+        return f"{self.base}op:{order_id}:{op_id}"
 
-    def moves(self, sku: str) -> str:
-        return f"{self.base}moves:{sku}"
+    def move(self, sku: str, movement_id: str) -> str:
+        return f"{self.base}move:{sku}:{movement_id}"

@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import Sequence
 from functools import cache
 from importlib import resources
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 import msgspec
 from redis.asyncio import Redis
@@ -29,6 +29,8 @@ ReserveMode = Literal["all", "partial", "wait_all", "ship_available"]
 Lines = Sequence[tuple[str, int]]
 
 RESERVED, PARTIAL, QUEUED, SHORT = 1, 2, 3, 4
+
+R = TypeVar("R")
 
 
 class AllocationError(OrderdError):
@@ -92,7 +94,6 @@ class ReserveLine(msgspec.Struct, array_like=True, frozen=True):
 class ReserveResult(msgspec.Struct, array_like=True, frozen=True):
     code: int
     lines: tuple[ReserveLine, ...]
-    replay: int
 
 
 class Quantity(msgspec.Struct, array_like=True, frozen=True):
@@ -104,13 +105,18 @@ class ReleaseResult(msgspec.Struct, array_like=True, frozen=True):
     code: int
     released: tuple[Quantity, ...]
     dropped: tuple[Quantity, ...]
-    replay: int
 
 
 class CommitResult(msgspec.Struct, array_like=True, frozen=True):
     code: int
     committed: tuple[Quantity, ...]
-    replay: int
+
+
+class Outcome(msgspec.Struct, Generic[R], frozen=True):
+    """A script's result for one request, and whether it is the stored one of a repeat."""
+
+    result: R
+    replay: bool
 
 
 class Fill(msgspec.Struct, array_like=True, frozen=True):
@@ -128,9 +134,9 @@ class AdjustResult(msgspec.Struct, array_like=True, frozen=True):
     more: int
 
 
-_reserve_results = msgspec.msgpack.Decoder(list[ReserveResult])
-_release_results = msgspec.msgpack.Decoder(list[ReleaseResult])
-_commit_results = msgspec.msgpack.Decoder(list[CommitResult])
+reserve_result = msgspec.msgpack.Decoder(ReserveResult)
+release_result = msgspec.msgpack.Decoder(ReleaseResult)
+commit_result = msgspec.msgpack.Decoder(CommitResult)
 _adjust_result = msgspec.msgpack.Decoder(AdjustResult)
 _encode = msgspec.msgpack.Encoder().encode
 
@@ -156,10 +162,10 @@ class Scripts:
         now_ms: int,
         ttl_s: int,
         requests: Sequence[tuple[str, str, ReserveMode, int, Lines]],
-    ) -> list[ReserveResult]:
-        """``requests``: (order_id, op_id, mode, priority, lines), one result each."""
-        raw = await _call(self._reserve, keys, now_ms, ttl_s, _encode(requests))
-        return _reserve_results.decode(raw)
+    ) -> list[Outcome[ReserveResult]]:
+        """``requests``: (order_id, op_id, mode, priority, lines), one outcome each."""
+        flat = await _call(self._reserve, keys, now_ms, ttl_s, _encode(requests))
+        return _outcomes(flat, reserve_result)
 
     async def release(
         self,
@@ -167,10 +173,10 @@ class Scripts:
         now_ms: int,
         ttl_s: int,
         requests: Sequence[tuple[str, str, Lines]],
-    ) -> list[ReleaseResult]:
+    ) -> list[Outcome[ReleaseResult]]:
         """``requests``: (order_id, op_id, lines); empty lines release everything."""
-        raw = await _call(self._release, keys, now_ms, ttl_s, _encode(requests))
-        return _release_results.decode(raw)
+        flat = await _call(self._release, keys, now_ms, ttl_s, _encode(requests))
+        return _outcomes(flat, release_result)
 
     async def commit(
         self,
@@ -178,10 +184,10 @@ class Scripts:
         now_ms: int,
         ttl_s: int,
         requests: Sequence[tuple[str, str, Lines]],
-    ) -> list[CommitResult]:
+    ) -> list[Outcome[CommitResult]]:
         """``requests``: (order_id, op_id, lines shipped)."""
-        raw = await _call(self._commit, keys, now_ms, ttl_s, _encode(requests))
-        return _commit_results.decode(raw)
+        flat = await _call(self._commit, keys, now_ms, ttl_s, _encode(requests))
+        return _outcomes(flat, commit_result)
 
     async def adjust(
         self,
@@ -197,13 +203,22 @@ class Scripts:
         raw = await _call(
             self._adjust, keys, now_ms, ttl_s, sku, mode, quantity, movement_id, fill_limit
         )
+        if not isinstance(raw, bytes):
+            raise TypeError(f"adjust returned {type(raw).__name__}, expected bytes")
         return _adjust_result.decode(raw)
+
+
+def _outcomes(flat: Any, decoder: msgspec.msgpack.Decoder[R]) -> list[Outcome[R]]:
+    """Pairs of (replay flag, packed result) from a batch script, decoded."""
+    if not isinstance(flat, list) or len(flat) % 2:
+        raise TypeError("batch script returned something other than replay/result pairs")
+    return [Outcome(decoder.decode(flat[i + 1]), bool(flat[i])) for i in range(0, len(flat), 2)]
 
 
 _RETRIES = 3
 
 
-async def _call(script: AsyncScript, keys: WarehouseKeys, *args: Any) -> bytes:
+async def _call(script: AsyncScript, keys: WarehouseKeys, *args: Any) -> Any:
     # Every script is idempotent (operation and movement ids), so a call whose outcome a
     # dropped connection hid can simply be made again.
     for attempt in range(_RETRIES + 1):
@@ -218,6 +233,4 @@ async def _call(script: AsyncScript, keys: WarehouseKeys, *args: Any) -> bytes:
             if str(exc).startswith("NOMETA"):
                 raise WarehouseNotReady(keys.warehouse) from None
             raise
-    if not isinstance(raw, bytes):
-        raise TypeError(f"script returned {type(raw).__name__}, expected bytes")
     return raw

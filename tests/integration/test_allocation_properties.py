@@ -20,7 +20,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 from adapters.postgres import schema
 from adapters.postgres.pool import connection, create_pool
 from adapters.redis.scripts import BelowReserved, NotHeld
-from adapters.stock.allocator import Allocator, WarehouseConfig
+from adapters.stock.allocator import Allocator
+from adapters.stock.model import WarehouseConfig
 from tests.conftest import POSTGRES_DSN, REDIS_URL, add_products
 
 SKUS = ("A", "B", "C")

@@ -99,12 +99,9 @@ async def test_the_order_event_log_is_append_only(pg: Any) -> None:
 
 
 async def test_stock_movements_happen_once_per_key(pg: Any) -> None:
-    await pg.execute(
-        "INSERT INTO products (sku, name, weight_g, bin, unit_cost) VALUES ('A', 'A', 1, 'x', 1)"
-    )
     insert = (
-        "INSERT INTO stock_ledger (movement_key, warehouse, sku, kind, on_hand_delta) "
-        "VALUES ('receipt:1', 'main', 'A', 'adjust', 5)"
+        "INSERT INTO stock_ledger (movement_key, warehouse, kind, op_id, lines) "
+        """VALUES ('main/sku:A/receipt-1', 'main', 'adjust', 'receipt-1', '[["A", 5, 0, 0]]')"""
     )
     await pg.execute(insert)
     with pytest.raises(asyncpg.UniqueViolationError):

@@ -52,11 +52,11 @@ async def test_set_adjust_and_show(run_orderd: Run, pg: Any) -> None:
         run_orderd("stock", "adjust", "MUG-1", "-3", "--reason", "damage")
     )
     assert show(run_orderd, "MUG-1")["available"] == 14
-    rows = await pg.fetch("SELECT kind, on_hand_delta, reason FROM stock_ledger ORDER BY id")
-    assert [tuple(r) for r in rows] == [
-        ("set", 12, "stock set"),
-        ("adjust", 5, "receipt"),
-        ("adjust", -3, "damage"),
+    rows = await pg.fetch("SELECT kind, lines::text, reason FROM stock_ledger ORDER BY id")
+    assert [(r["kind"], json.loads(r["lines"]), r["reason"]) for r in rows] == [
+        ("set", [["MUG-1", 12, 0, 0]], "stock set"),
+        ("adjust", [["MUG-1", 5, 0, 0]], "receipt"),
+        ("adjust", [["MUG-1", -3, 0, 0]], "damage"),
     ]
 
 

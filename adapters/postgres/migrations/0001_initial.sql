@@ -140,23 +140,24 @@ CREATE TABLE shipment_lines (
     PRIMARY KEY (shipment_id, line_no)
 );
 
--- Every stock movement, with the key that makes it happen at most once.
+-- Every stock movement, with the key that makes it happen at most once. One row per
+-- operation (a reservation of an order's lines, a shipment's commit, a receipt), its lines
+-- as [[sku, on_hand_delta, reserved_delta, backordered_delta], ...]. Rows only add deltas
+-- up, so rows written in any order imply the same stock.
 CREATE TABLE stock_ledger (
     id              bigserial PRIMARY KEY,
     movement_key    text NOT NULL UNIQUE,
     warehouse       text NOT NULL,
-    sku             text NOT NULL REFERENCES products (sku),
     kind            text NOT NULL CHECK (kind IN (
-                        'set', 'receipt', 'adjust', 'count', 'damage',
-                        'reserve', 'release', 'commit')),
-    on_hand_delta   bigint NOT NULL DEFAULT 0,
-    reserved_delta  bigint NOT NULL DEFAULT 0,
+                        'set', 'adjust', 'reserve', 'fill', 'release', 'commit')),
     order_id        text,
+    op_id           text NOT NULL,
     reason          text,
-    at              timestamptz NOT NULL DEFAULT now()
+    at              timestamptz NOT NULL DEFAULT now(),
+    lines           jsonb NOT NULL CHECK (jsonb_typeof(lines) = 'array')
 );
-CREATE INDEX stock_ledger_sku ON stock_ledger (warehouse, sku);
 CREATE INDEX stock_ledger_order ON stock_ledger (order_id) WHERE order_id IS NOT NULL;
+CREATE INDEX stock_ledger_at ON stock_ledger USING brin (at);
 
 -- Outbox: one row per message that must go out, unique per (order, kind, shipment, episode).
 CREATE TABLE notifications (

@@ -15,6 +15,7 @@ ARGV[8]  fill_limit        at most this many queued orders are examined in one c
 Returns  msgpack {code, on_hand_delta, on_hand, reserved, backordered, fills, more} with
          fills = {{order_id, {{sku, quantity}, ...}}, ...}: orders whose every waiting line
          was reserved, in queue order; more = 1 when fill_limit stopped the walk with stock left.
+         A movement's result is kept under <base>move:<sku>:<movement_id>.
 Codes    1 done; -1 unknown sku; -2 bad quantity; -3 bad request;
          -5 on_hand would fall below what is reserved (release or commit first);
          -6 duplicate movement id (nothing written; the stored result is returned);
@@ -48,11 +49,13 @@ local stock_key = base .. 'stock:' .. sku
 local stock = redis.call('HMGET', stock_key, 'on_hand', 'reserved', 'backordered')
 if not stock[1] then return cmsgpack.pack({ UNKNOWN_SKU, 0, 0, 0, 0, {}, 0 }) end
 local on_hand, reserved = tonumber(stock[1]), tonumber(stock[2] or '0')
-if not on_hand or not reserved or not tonumber(stock[3] or '0') then return cmsgpack.pack({ CORRUPT, 0, 0, 0, 0, {}, 0 }) end
+if not on_hand or not reserved or not tonumber(stock[3] or '0') then
+  return cmsgpack.pack({ CORRUPT, 0, 0, 0, 0, {}, 0 })
+end
 
-local moves = base .. 'moves:' .. sku
+local move_key = base .. 'move:' .. sku .. ':' .. movement
 if movement ~= '' then
-  local earlier = redis.call('HGET', moves, movement)
+  local earlier = redis.call('GET', move_key)
   if earlier then
     local result = cmsgpack.unpack(earlier)
     result[1] = DUPLICATE
@@ -63,7 +66,8 @@ end
 local delta = 0
 if mode == 'delta' then delta = quantity elseif mode == 'set' then delta = quantity - on_hand end
 if on_hand + delta < reserved then
-  return cmsgpack.pack({ BELOW_RESERVED, delta, on_hand, reserved, tonumber(stock[3] or '0'), {}, 0 })
+  local waiting = tonumber(stock[3] or '0')
+  return cmsgpack.pack({ BELOW_RESERVED, delta, on_hand, reserved, waiting, {}, 0 })
 end
 if delta ~= 0 then
   on_hand = redis.call('HINCRBY', stock_key, 'on_hand', delta)
@@ -107,8 +111,5 @@ end
 
 local after = redis.call('HMGET', stock_key, 'reserved', 'backordered')
 local result = { DONE, delta, on_hand, tonumber(after[1]), tonumber(after[2] or '0'), fills, more }
-if movement ~= '' then
-  redis.call('HSET', moves, movement, cmsgpack.pack(result))
-  redis.call('EXPIRE', moves, ttl)
-end
+if movement ~= '' then redis.call('SET', move_key, cmsgpack.pack(result), 'EX', ttl) end
 return cmsgpack.pack(result)

@@ -3,13 +3,14 @@
 KEYS[1]  <base>meta        the warehouse's meta hash; its absence means Redis lost the warehouse
 ARGV[1]  base              the warehouse's key base, e.g. "orderd:{main}:"
 ARGV[2]  now_ms            the caller's clock (unused today; kept for the common call shape)
-ARGV[3]  ops_ttl_s         how long an order's operation results are kept for repeated calls
+ARGV[3]  ops_ttl_s         how long an operation's result is kept to recognise a repeated call
 ARGV[4]  batch             msgpack array of requests {order_id, op_id, lines}, where
                            lines = {{sku, quantity}, ...} is what the shipment holds; each
                            quantity must be reserved for the order.
-Returns  msgpack array, one result per request: {code, committed, replay} with
-         committed = {{sku, quantity}, ...}: on_hand and reserved both went down by it;
-         replay 1 when the result is the stored one of an earlier call with the same op_id.
+Returns  a flat array, two items per request: replay, result. replay is 1 when result is the
+         stored one of an earlier call with the same order and op_id; result is msgpack
+         {code, committed} with committed = {{sku, quantity}, ...}: on_hand and reserved both
+         went down by it.
 Codes    1 done; -2 bad quantity; -3 bad request; -4 more than the order holds;
          -7 a stock record that is not numbers. Nothing is written unless the code is 1.
 Errors   "NOMETA ..." when KEYS[1] is missing; "BADBATCH ..." when ARGV cannot be read.
@@ -29,19 +30,15 @@ if KEYS[1] ~= base .. 'meta' or not ttl or not decoded or type(batch) ~= 'table'
 end
 
 local function commit_one(request)
-  if type(request) ~= 'table' then return { BAD_REQUEST, {}, 0 } end
+  if type(request) ~= 'table' then return 0, cmsgpack.pack({ BAD_REQUEST, {} }) end
   local order, op, lines = request[1], request[2], request[3]
   if type(order) ~= 'string' or order == '' or type(op) ~= 'string' or op == ''
       or type(lines) ~= 'table' or #lines == 0 then
-    return { BAD_REQUEST, {}, 0 }
+    return 0, cmsgpack.pack({ BAD_REQUEST, {} })
   end
-  local ops = base .. 'ops:' .. order
-  local earlier = redis.call('HGET', ops, op)
-  if earlier then
-    local result = cmsgpack.unpack(earlier)
-    result[3] = 1
-    return result
-  end
+  local op_key = base .. 'op:' .. order .. ':' .. op
+  local earlier = redis.call('GET', op_key)
+  if earlier then return 1, earlier end
 
   local res = base .. 'res:' .. order
   local wanted, skus = {}, {}
@@ -49,7 +46,7 @@ local function commit_one(request)
     local sku, quantity = line[1], line[2]
     if type(sku) ~= 'string' or type(quantity) ~= 'number' or quantity < 1
         or quantity > MAX_QUANTITY or quantity % 1 ~= 0 then
-      return { BAD_QUANTITY, {}, 0 }
+      return 0, cmsgpack.pack({ BAD_QUANTITY, {} })
     end
     if not wanted[sku] then
       skus[#skus + 1] = sku
@@ -60,7 +57,7 @@ local function commit_one(request)
   local committed = {}
   for i, sku in ipairs(skus) do
     local held = tonumber(redis.call('HGET', res, sku) or '0')
-    if held < wanted[sku] then return { NOT_HELD, { { sku, wanted[sku] } }, 0 } end
+    if held < wanted[sku] then return 0, cmsgpack.pack({ NOT_HELD, { { sku, wanted[sku] } } }) end
     committed[i] = { sku, wanted[sku] }
   end
 
@@ -69,7 +66,7 @@ local function commit_one(request)
     for _, line in ipairs(group) do
       local s = redis.call('HMGET', base .. 'stock:' .. line[1], 'on_hand', 'reserved')
       if not tonumber(s[1] or '0') or not tonumber(s[2] or '0') then
-        return { CORRUPT, { { line[1], line[2] } }, 0 }
+        return 0, cmsgpack.pack({ CORRUPT, { { line[1], line[2] } } })
       end
     end
   end
@@ -83,14 +80,13 @@ local function commit_one(request)
     end
   end
 
-  local result = { DONE, committed, 0 }
-  redis.call('HSET', ops, op, cmsgpack.pack(result))
-  redis.call('EXPIRE', ops, ttl)
-  return result
+  local result = cmsgpack.pack({ DONE, committed })
+  redis.call('SET', op_key, result, 'EX', ttl)
+  return 0, result
 end
 
-local results = {}
+local out = {}
 for i, request in ipairs(batch) do
-  results[i] = commit_one(request)
+  out[2 * i - 1], out[2 * i] = commit_one(request)
 end
-return cmsgpack.pack(results)
+return out

@@ -3,7 +3,7 @@
 KEYS[1]  <base>meta        the warehouse's meta hash; its absence means Redis lost the warehouse
 ARGV[1]  base              the warehouse's key base, e.g. "orderd:{main}:" (KEYS[1] without "meta")
 ARGV[2]  now_ms            the caller's clock; the script never reads one
-ARGV[3]  ops_ttl_s         how long an order's operation results are kept for repeated calls
+ARGV[3]  ops_ttl_s         how long an operation's result is kept to recognise a repeated call
 ARGV[4]  batch             msgpack array of requests {order_id, op_id, mode, priority, lines}, where
                            lines = {{sku, quantity}, ...}; a sku may repeat (summed);
                            mode: "all"            all lines or nothing; nothing is queued
@@ -13,9 +13,10 @@ ARGV[4]  batch             msgpack array of requests {order_id, op_id, mode, pri
                            priority 0..9 (9 first in the backorder queues)
                            op_id names the reservation ("reserve" for the order's first one; a
                            re-route after a short pick gets its own): one result per order and op_id.
-Returns  msgpack array, one result per request: {code, lines, replay} with
-         lines = {{sku, wanted, reserved, backordered}, ...} (one per distinct sku) and replay 1
-         when the result is the stored one of an earlier call with the same order and op_id.
+Returns  a flat array, two items per request: replay, result. replay is 1 when result is the
+         stored one of an earlier call with the same order and op_id, else 0; result is
+         msgpack {code, lines} with lines = {{sku, wanted, reserved, backordered}, ...}, one per
+         distinct sku. Results that wrote something are kept under <base>op:<order>:<op_id>.
 Codes    1 reserved in full; 2 partly reserved (the rest queued, or not, per mode);
          3 queued, nothing reserved; 4 short: nothing written (modes "all" and "partial");
          -1 unknown sku (the first one is in lines); -2 bad quantity; -3 bad request;
@@ -49,43 +50,43 @@ local function is_quantity(q)
 end
 
 local function reserve_one(request)
-  if type(request) ~= 'table' then return { BAD_REQUEST, {}, 0 } end
+  if type(request) ~= 'table' then return 0, cmsgpack.pack({ BAD_REQUEST, {} }) end
   local order, op, mode, priority, lines = request[1], request[2], request[3], request[4], request[5]
   if type(order) ~= 'string' or order == '' or type(op) ~= 'string' or op == ''
       or not MODES[mode] or type(lines) ~= 'table' or #lines == 0
       or type(priority) ~= 'number' or priority < 0 or priority > 9 then
-    return { BAD_REQUEST, {}, 0 }
+    return 0, cmsgpack.pack({ BAD_REQUEST, {} })
   end
 
-  local ops = base .. 'ops:' .. order
-  local earlier = redis.call('HGET', ops, op)
-  if earlier then
-    local result = cmsgpack.unpack(earlier)
-    result[3] = 1
-    return result
-  end
+  local op_key = base .. 'op:' .. order .. ':' .. op
+  local earlier = redis.call('GET', op_key)
+  if earlier then return 1, earlier end
 
   -- Sum the lines per sku, keeping the order in which skus first appear.
   local skus, wanted = {}, {}
   for _, line in ipairs(lines) do
     local sku, quantity = line[1], line[2]
     if type(sku) ~= 'string' or sku == '' or not is_quantity(quantity) then
-      return { BAD_QUANTITY, {}, 0 }
+      return 0, cmsgpack.pack({ BAD_QUANTITY, {} })
     end
     if not wanted[sku] then
       skus[#skus + 1] = sku
       wanted[sku] = 0
     end
     wanted[sku] = wanted[sku] + quantity
-    if wanted[sku] > MAX_QUANTITY then return { BAD_QUANTITY, {}, 0 } end
+    if wanted[sku] > MAX_QUANTITY then return 0, cmsgpack.pack({ BAD_QUANTITY, {} }) end
   end
 
   local free, whole = {}, true
   for _, sku in ipairs(skus) do
     local stock = redis.call('HMGET', base .. 'stock:' .. sku, 'on_hand', 'reserved', 'backordered')
-    if not stock[1] then return { UNKNOWN_SKU, { { sku, wanted[sku], 0, 0 } }, 0 } end
+    if not stock[1] then
+      return 0, cmsgpack.pack({ UNKNOWN_SKU, { { sku, wanted[sku], 0, 0 } } })
+    end
     local on_hand, reserved = tonumber(stock[1]), tonumber(stock[2] or '0')
-    if not on_hand or not reserved or not tonumber(stock[3] or '0') then return { CORRUPT, { { sku, wanted[sku], 0, 0 } }, 0 } end
+    if not on_hand or not reserved or not tonumber(stock[3] or '0') then
+      return 0, cmsgpack.pack({ CORRUPT, { { sku, wanted[sku], 0, 0 } } })
+    end
     free[sku] = on_hand - reserved
     if free[sku] < wanted[sku] then whole = false end
   end
@@ -110,7 +111,7 @@ local function reserve_one(request)
     result_lines[i] = { sku, wanted[sku], take[sku], queue[sku] }
   end
   if not taken_any and not queued_any then
-    return { SHORT, result_lines, 0 }  -- nothing written, so nothing to remember
+    return 0, cmsgpack.pack({ SHORT, result_lines })  -- nothing written: nothing to remember
   end
 
   local score = (9 - priority) * PRIORITY_STEP + now
@@ -134,14 +135,13 @@ local function reserve_one(request)
   elseif taken_any then
     code = PARTIAL
   end
-  local result = { code, result_lines, 0 }
-  redis.call('HSET', ops, op, cmsgpack.pack(result))
-  redis.call('EXPIRE', ops, ttl)
-  return result
+  local result = cmsgpack.pack({ code, result_lines })
+  redis.call('SET', op_key, result, 'EX', ttl)
+  return 0, result
 end
 
-local results = {}
+local out = {}
 for i, request in ipairs(batch) do
-  results[i] = reserve_one(request)
+  out[2 * i - 1], out[2 * i] = reserve_one(request)
 end
-return cmsgpack.pack(results)
+return out

@@ -1,0 +1,160 @@
+"""Ledger entries for what the scripts did: pure functions from results to rows.
+
+Each entry's movement key is derived from (warehouse, owner, operation), so writing the
+entry of a repeated call again is a no-op in the ledger.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from adapters.postgres.stock import Delta, LedgerEntry, Movement, MovementKind, QueuePlace
+from adapters.redis.scripts import CommitResult, Fill, ReleaseResult
+from adapters.stock.model import AllocatedLine
+
+
+def movement_key(warehouse: str, owner: str, op_id: str) -> str:
+    """The ledger's idempotency key: one movement per warehouse, owner and operation.
+
+    ``owner`` is ``order:<id>`` for an order's operations and ``sku:<sku>`` for stock
+    movements, so an order and a sku of the same name never share a key.
+    """
+    return f"{warehouse}/{owner}/{op_id}"
+
+
+def stock_movement_key(warehouse: str, sku: str, movement_id: str) -> str:
+    return movement_key(warehouse, f"sku:{sku}", movement_id)
+
+
+def at(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def reservation(
+    order_id: str,
+    op_id: str,
+    lines: Sequence[AllocatedLine],
+    priority: int,
+    now: float,
+    cancel_at: float | None = None,
+) -> LedgerEntry:
+    """Units reserved and queued by one reservation, and the order's place in each queue."""
+    when = at(now)
+    by_warehouse: dict[str, list[Delta]] = {}
+    for line in lines:
+        if line.reserved or line.backordered:
+            by_warehouse.setdefault(line.warehouse, []).append(
+                Delta(line.sku, 0, line.reserved, line.backordered)
+            )
+    waits_in = sorted({line.warehouse for line in lines if line.backordered})
+    return LedgerEntry(
+        movements=tuple(
+            _movement(code, order_id, op_id, "reserve", deltas, when, order_id=order_id)
+            for code, deltas in by_warehouse.items()
+        ),
+        queued=tuple(
+            QueuePlace(
+                warehouse=code,
+                order_id=order_id,
+                priority=priority,
+                enqueued_at=when,
+                cancel_at=at(cancel_at) if cancel_at is not None else None,
+            )
+            for code in waits_in
+        ),
+    )
+
+
+def release(code: str, order_id: str, op_id: str, result: ReleaseResult, now: float) -> LedgerEntry:
+    """Units given back to available stock, and units no longer waited for."""
+    released = {q.sku: q.quantity for q in result.released}
+    dropped = {q.sku: q.quantity for q in result.dropped}
+    deltas = [
+        Delta(sku, 0, -released.get(sku, 0), -dropped.get(sku, 0))
+        for sku in dict.fromkeys([*released, *dropped])
+    ]
+    return _entry(code, order_id, op_id, "release", deltas, at(now), order_id=order_id)
+
+
+def commit(code: str, order_id: str, op_id: str, result: CommitResult, now: float) -> LedgerEntry:
+    """Shipped units leaving on hand and the order's reservation."""
+    deltas = [Delta(q.sku, -q.quantity, -q.quantity, 0) for q in result.committed]
+    return _entry(code, order_id, op_id, "commit", deltas, at(now), order_id=order_id)
+
+
+def adjustment(
+    code: str,
+    sku: str,
+    movement_id: str,
+    kind: MovementKind,
+    on_hand_delta: int,
+    reason: str | None,
+    fills: Sequence[Fill],
+    now: float,
+) -> LedgerEntry:
+    """A receipt, count or write-off, and the backorders it filled."""
+    own = _movement(
+        code, sku, movement_id, kind, [Delta(sku, on_hand_delta)], at(now), reason=reason
+    )
+    return LedgerEntry(movements=(own, *filled(code, movement_id, fills, now).movements))
+
+
+def filled(code: str, movement_id: str, fills: Sequence[Fill], now: float) -> LedgerEntry:
+    """Waiting orders whose lines were reserved when stock arrived."""
+    op_id = f"fill:{movement_id}"
+    return LedgerEntry(
+        movements=tuple(
+            _movement(
+                code,
+                fill.order_id,
+                op_id,
+                "fill",
+                [Delta(q.sku, 0, q.quantity, -q.quantity) for q in fill.lines],
+                at(now),
+                order_id=fill.order_id,
+            )
+            for fill in fills
+        )
+    )
+
+
+def _movement(
+    code: str,
+    owner: str,
+    op_id: str,
+    kind: MovementKind,
+    deltas: Sequence[Delta],
+    when: datetime,
+    *,
+    order_id: str | None = None,
+    reason: str | None = None,
+) -> Movement:
+    key_owner = f"order:{order_id}" if order_id is not None else f"sku:{owner}"
+    return Movement(
+        movement_key=movement_key(code, key_owner, op_id),
+        warehouse=code,
+        kind=kind,
+        order_id=order_id,
+        op_id=op_id,
+        reason=reason,
+        at=when,
+        lines=tuple(deltas),
+    )
+
+
+def _entry(
+    code: str,
+    owner: str,
+    op_id: str,
+    kind: MovementKind,
+    deltas: Sequence[Delta],
+    when: datetime,
+    *,
+    order_id: str | None = None,
+) -> LedgerEntry:
+    if not deltas:
+        return LedgerEntry()
+    return LedgerEntry(
+        movements=(_movement(code, owner, op_id, kind, deltas, when, order_id=order_id),)
+    )

@@ -1,0 +1,187 @@
+"""Rebuilding a warehouse's Redis state from the ledger, and comparing the two.
+
+Scripts refuse to run while a warehouse's meta key is missing, so nothing acts on a
+half-built warehouse: the rebuild deletes meta first and writes it last. One process
+rebuilds a warehouse at a time (a Redis lock); the others wait for meta to come back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+from redis.asyncio import Redis
+
+from adapters.postgres import stock as ledger
+from adapters.redis.keys import WarehouseKeys, queue_score
+from adapters.redis.scripts import PARTIAL, QUEUED, RESERVED, WarehouseNotReady
+from adapters.stock.model import Drift, Rebuilt
+
+_LOCK_MS = 120_000
+_PACK = msgspec.msgpack.Encoder().encode
+
+
+def text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class Recovery:
+    """Rebuilds and reconciles the warehouses of one key prefix against one database."""
+
+    def __init__(self, redis: Redis, pool: Any, *, ttl_s: int, clock: Callable[[], float]) -> None:
+        self._redis = redis
+        self._pool = pool
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._instance: str | None = None
+        self._local: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    async def instance_id(self) -> str:
+        if self._instance is None:
+            async with self._pool.acquire() as conn:
+                self._instance = await ledger.instance_id(conn)
+        return self._instance
+
+    async def holds_this_database(self, keys: WarehouseKeys) -> bool:
+        held = await self._redis.hget(keys.meta, "instance")
+        return held is not None and text(held) == await self.instance_id()
+
+    async def recover(self, keys: WarehouseKeys) -> Rebuilt | None:
+        """Rebuild the warehouse from the ledger, whatever Redis holds now.
+
+        Returns None when another process did the rebuild while this one waited.
+        """
+        lock_key = f"{keys.base}recovering"
+        async with self._local[keys.warehouse]:
+            token = str(time.time_ns())
+            if not await self._redis.set(lock_key, token, nx=True, px=_LOCK_MS):
+                await self._wait_for_meta(keys)
+                return None
+            try:
+                return await self._rebuild(keys, lock_key)
+            finally:
+                if await self._redis.get(lock_key) == token.encode():
+                    await self._redis.delete(lock_key)
+
+    async def _wait_for_meta(self, keys: WarehouseKeys) -> None:
+        deadline = time.monotonic() + _LOCK_MS / 1000
+        delay = 0.01
+        while not await self._redis.exists(keys.meta):
+            if time.monotonic() > deadline:
+                raise WarehouseNotReady(keys.warehouse)
+            await asyncio.sleep(delay)  # another process is rebuilding: back off
+            delay = min(delay * 2, 0.5)
+
+    async def _rebuild(self, keys: WarehouseKeys, lock_key: str) -> Rebuilt:
+        code = keys.warehouse
+        ttl_days = self._ttl_s / 86400
+        since = datetime.fromtimestamp(self._clock(), UTC) - timedelta(days=ttl_days)
+        async with (
+            self._pool.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            instance = await ledger.instance_id(conn)
+            stock = await ledger.implied_stock(conn, code)
+            reservations = await ledger.implied_reservations(conn, code)
+            waiting = await ledger.open_backorders(conn, code)
+            ops = await ledger.recent_ops(conn, code, since)
+        self._instance = instance
+
+        await self._redis.delete(keys.meta)
+        stale = [
+            key
+            async for key in self._redis.scan_iter(match=keys.pattern, count=1000)
+            if text(key) != lock_key
+        ]
+        for start in range(0, len(stale), 1000):
+            await self._redis.delete(*stale[start : start + 1000])
+
+        pipe = self._redis.pipeline(transaction=False)
+        for row in stock:
+            pipe.hset(
+                keys.stock(row.sku),
+                mapping={
+                    "on_hand": row.on_hand,
+                    "reserved": row.reserved,
+                    "backordered": row.backordered,
+                },
+            )
+        for order_id, sku, quantity in reservations:
+            pipe.hset(keys.reservation(order_id), sku, quantity)
+        for bo in waiting:
+            pipe.hset(keys.backorder(bo.order_id), bo.sku, bo.quantity)
+            score = queue_score(bo.priority, int(bo.enqueued_at.timestamp() * 1000))
+            pipe.zadd(keys.backorder_queue(bo.sku), {bo.order_id: score})
+        for key, value in recovered_results(ops, keys):
+            pipe.set(key, value, ex=self._ttl_s)
+        await pipe.execute()
+        await self._redis.hset(
+            keys.meta, mapping={"instance": instance, "rebuilt_at": int(self._clock() * 1000)}
+        )
+        return Rebuilt(code, len(stock), len(reservations), len({b.order_id for b in waiting}))
+
+    async def reconcile(self, keys: WarehouseKeys) -> list[Drift]:
+        """Where Redis and what the ledger implies disagree (empty when they agree)."""
+        code = keys.warehouse
+        async with (
+            self._pool.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            stock = await ledger.implied_stock(conn, code)
+            reservations = await ledger.implied_reservations(conn, code)
+        drift: list[Drift] = []
+        if not await self.holds_this_database(keys):
+            drift.append(Drift(code, "meta (Redis does not hold this database)", 0, 1))
+        pipe = self._redis.pipeline(transaction=False)
+        for row in stock:
+            pipe.hmget(keys.stock(row.sku), ["on_hand", "reserved", "backordered"])
+        fields = ("on_hand", "reserved", "backordered")
+        for row, values in zip(stock, await pipe.execute(), strict=True):
+            for name, value in zip(fields, values, strict=True):
+                held, implied = int(value or 0), getattr(row, name)
+                if held != implied:
+                    drift.append(Drift(code, f"stock:{row.sku} {name}", held, implied))
+        implied_res = {(order_id, sku): qty for order_id, sku, qty in reservations}
+        held_res: dict[tuple[str, str], int] = {}
+        prefix = keys.reservation("")
+        async for key in self._redis.scan_iter(match=f"{keys.pattern[:-1]}res:*", count=1000):
+            order_id = text(key)[len(prefix) :]
+            for sku, quantity in (await self._redis.hgetall(key)).items():
+                held_res[(order_id, text(sku))] = int(quantity)
+        for pair in sorted(set(implied_res) | set(held_res)):
+            held, implied = held_res.get(pair, 0), implied_res.get(pair, 0)
+            if held != implied:
+                drift.append(Drift(code, f"res:{pair[0]} {pair[1]}", held, implied))
+        return drift
+
+
+def recovered_results(
+    ops: Sequence[ledger.RecentOp], keys: WarehouseKeys
+) -> list[tuple[str, bytes]]:
+    """The stored results scripts use to recognise repeated calls, rebuilt from the ledger."""
+    out: list[tuple[str, bytes]] = []
+    for op in ops:
+        if op.order_id is None:
+            delta = sum(line.on_hand for line in op.lines)
+            out.append((keys.move(op.lines[0].sku, op.op_id), _PACK((1, delta, 0, 0, 0, [], 0))))
+        elif op.kind == "reserve":
+            lines = [
+                (d.sku, d.reserved + d.backordered, d.reserved, d.backordered) for d in op.lines
+            ]
+            took = any(d.reserved for d in op.lines)
+            queued = any(d.backordered for d in op.lines)
+            code = RESERVED if not queued else (PARTIAL if took else QUEUED)
+            out.append((keys.op(op.order_id, op.op_id), _PACK((code, lines))))
+        elif op.kind == "release":
+            gave = [(d.sku, -d.reserved) for d in op.lines if d.reserved]
+            dropped = [(d.sku, -d.backordered) for d in op.lines if d.backordered]
+            out.append((keys.op(op.order_id, op.op_id), _PACK((1, gave, dropped))))
+        elif op.kind == "commit":
+            shipped = [(d.sku, -d.reserved) for d in op.lines]
+            out.append((keys.op(op.order_id, op.op_id), _PACK((1, shipped))))
+    return out
