@@ -42,24 +42,31 @@ def reservation(
     """Units reserved and queued by one reservation, and the order's place in each queue."""
     when = at(now)
     by_warehouse: dict[str, list[Delta]] = {}
+    waits_in: list[str] = []
     for line in lines:
         if line.reserved or line.backordered:
-            by_warehouse.setdefault(line.warehouse, []).append(
-                Delta(line.sku, 0, line.reserved, line.backordered)
-            )
-    waits_in = sorted({line.warehouse for line in lines if line.backordered})
+            deltas = by_warehouse.get(line.warehouse)
+            if deltas is None:
+                deltas = by_warehouse[line.warehouse] = []
+            deltas.append(Delta(line.sku, 0, line.reserved, line.backordered))
+        if line.backordered and line.warehouse not in waits_in:
+            waits_in.append(line.warehouse)
+    movements = tuple(
+        _movement(code, order_id, op_id, "reserve", deltas, when, order_id=order_id)
+        for code, deltas in by_warehouse.items()
+    )
+    if not waits_in:
+        return LedgerEntry(movements=movements)
+    cancel = at(cancel_at) if cancel_at is not None else None
     return LedgerEntry(
-        movements=tuple(
-            _movement(code, order_id, op_id, "reserve", deltas, when, order_id=order_id)
-            for code, deltas in by_warehouse.items()
-        ),
+        movements=movements,
         queued=tuple(
             QueuePlace(
                 warehouse=code,
                 order_id=order_id,
                 priority=priority,
                 enqueued_at=when,
-                cancel_at=at(cancel_at) if cancel_at is not None else None,
+                cancel_at=cancel,
             )
             for code in waits_in
         ),
