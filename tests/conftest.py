@@ -58,20 +58,26 @@ async def pg(pg_schema_name: str) -> AsyncIterator[Any]:
 
 
 @pytest.fixture
-def redis_prefix(unique_name: str) -> str:
-    return f"orderd-{unique_name}:"
+async def redis_prefix(unique_name: str) -> AsyncIterator[str]:
+    """This test's Redis key prefix; every key under it is deleted afterwards."""
+    prefix = f"orderd-{unique_name}:"
+    yield prefix
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        keys = [key async for key in client.scan_iter(match=f"{prefix}*", count=1000)]
+        for start in range(0, len(keys), 1000):
+            await client.delete(*keys[start : start + 1000])
+    finally:
+        await client.aclose()
 
 
 @pytest.fixture
 async def redis_client(redis_prefix: str) -> AsyncIterator[aioredis.Redis]:
-    """A client of the shared Redis; every key under this test's prefix is deleted after."""
+    """A client of the shared Redis (keys under this test's prefix are cleaned up)."""
     client = aioredis.Redis.from_url(REDIS_URL)
     try:
         yield client
     finally:
-        keys = [key async for key in client.scan_iter(match=f"{redis_prefix}*", count=1000)]
-        if keys:
-            await client.delete(*keys)
         await client.aclose()
 
 
