@@ -13,19 +13,18 @@ import sys
 import traceback
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from actors.order.types import is_valid_sku
-from adapters.catalog import parse_catalog
 from adapters.errors import CatalogError, OrderdError
 from adapters.postgres import schema
-from adapters.postgres.catalog import upsert_products
 from adapters.postgres.pool import connection
 from adapters.stock.model import Adjusted, StockLevel
+from daemon.catalog import import_catalog
+from daemon.demo import run_demo
 from daemon.resources import open_resources
 from daemon.settings import Settings, load_settings, resolve_config_path
 
@@ -35,7 +34,6 @@ EXIT_DRIFT = 1
 EXIT_USAGE = 2
 _MAX_QUANTITY = 1_000_000_000
 _MAX_PROBLEMS_SHOWN = 50
-_MAX_CATALOG_BYTES = 256 * 1024 * 1024
 
 Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
@@ -84,33 +82,6 @@ async def cmd_migrate(args: argparse.Namespace) -> int:
     else:
         _out(f"{where} is up to date at version {version}")
     return EXIT_OK
-
-
-def _read_catalog(path: Path) -> list[str]:
-    try:
-        if path.stat().st_size > _MAX_CATALOG_BYTES:
-            raise OrderdError(f"{path}: larger than {_MAX_CATALOG_BYTES // 2**20} MiB; split it")
-        # utf-8-sig: spreadsheets often start a CSV with a byte-order mark.
-        with path.open(encoding="utf-8-sig", newline="") as handle:
-            return handle.readlines()
-    except FileNotFoundError:
-        raise OrderdError(f"{path}: no such file") from None
-    except UnicodeDecodeError as exc:
-        raise OrderdError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
-    except OSError as exc:
-        raise OrderdError(f"{path}: cannot read: {exc.strerror}") from None
-
-
-async def import_catalog(settings: Settings, path: Path) -> str:
-    """Import the catalog at ``path``; return the summary line. Nothing is written on error."""
-    products = parse_catalog(_read_catalog(path))
-    async with _db(settings) as conn:
-        await schema.require_current(conn, settings.postgres.schema)
-        result = await upsert_products(conn, products)
-    return (
-        f"imported {len(products)} products from {path}: {result.created} new, "
-        f"{result.updated} changed, {result.unchanged} unchanged"
-    )
 
 
 async def cmd_catalog_import(args: argparse.Namespace) -> int:
@@ -265,17 +236,9 @@ async def cmd_recover(args: argparse.Namespace) -> int:
 
 
 async def cmd_demo(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    async with _db(settings) as conn:
-        await schema.migrate(conn, settings.postgres.schema)
-    _out(f"demo: schema {settings.postgres.schema!r} is at version {schema.latest_version()}")
-    catalog = resources.files("daemon").joinpath("data", "demo_catalog.csv")
-    with resources.as_file(catalog) as path:
-        _out("demo: " + await import_catalog(settings, path))
-    _out(
-        "demo: stops here for now: order intake, allocation and shipping are not part of "
-        "this orderd yet, so no orders are run."
-    )
+    if not 1 <= args.orders <= 100_000:
+        raise OrderdError("--orders: from 1 to 100000")
+    await run_demo(_settings(args), args.orders, lambda line: _out(f"demo: {line}"))
     return EXIT_OK
 
 
@@ -378,7 +341,8 @@ def _parser() -> argparse.ArgumentParser:
     reconcile.add_argument("--fix", action="store_true", help="rebuild Redis from the ledger")
 
     add("recover", cmd_recover, "rebuild Redis state from PostgreSQL")
-    add("demo", cmd_demo, "run orderd end to end on this machine")
+    demo = add("demo", cmd_demo, "run orderd end to end on this machine")
+    demo.add_argument("--orders", type=int, default=50, help="orders to run (default 50)")
     return parser
 
 

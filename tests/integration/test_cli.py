@@ -147,9 +147,19 @@ async def test_a_database_from_a_newer_orderd_is_refused(
     assert "upgrade orderd" in one_clean_line(run_orderd("migrate"))
 
 
-async def test_demo_migrates_and_imports_its_catalog(run_orderd: Run, pg_schema_name: str) -> None:
-    result = run_orderd("demo")
+async def test_demo_runs_the_allocation_core_and_leaves_stock_as_it_found_it(
+    run_orderd: Run, pg_schema_name: str
+) -> None:
+    result = run_orderd("demo", "--orders", "40")
     assert result.returncode == 0, result.stderr
-    assert "stops here for now" in result.stdout
+    assert "40 orders reserved concurrently" in result.stdout
+    assert "Redis matches the ledger" in result.stdout
+    assert "stops after allocation" in result.stdout
+    again = run_orderd("demo", "--orders", "10")
+    assert again.returncode == 0, again.stderr
     async with connection(POSTGRES_DSN, pg_schema_name) as conn:
         assert await conn.fetchval("SELECT count(*) FROM products") == 20
+        reserved = await conn.fetchval(
+            "SELECT sum((l->>2)::int) FROM stock_ledger, jsonb_array_elements(lines) l"
+        )
+        assert reserved == 0
