@@ -377,23 +377,20 @@ async def run_orderd(
     orders = workload.orders[:count]
     stock = workload.stock(bench.skus, count)
     prefix = f"{bench.prefix}{workload.name}{'-handed' if handed_over else ''}:"
-    setup = Allocator(
-        bench.redis,
-        pool,
-        prefix=prefix,
-        warehouses=[WarehouseConfig(WAREHOUSE)],
-        policy=bench.policy,
-    )
-    allocator = setup
-    if handed_over:
-        allocator = Allocator(
+
+    def allocator_with(sink: HandedOver | None) -> Allocator:
+        return Allocator(
             bench.redis,
             pool,
             prefix=prefix,
             warehouses=[WarehouseConfig(WAREHOUSE)],
             policy=bench.policy,
-            ledger_sink=HandedOver(),
+            ledger_sink=sink,
         )
+
+    # Stock is set through a durable allocator in both runs, so both start alike.
+    setup = allocator_with(None)
+    allocator = allocator_with(HandedOver()) if handed_over else setup
     await allocator.start()
 
     skus = list(stock)
