@@ -33,10 +33,10 @@ class CancelRequested(_Message, frozen=True, tag="cancel_requested"):
 
 
 class BackorderFilled(_Message, frozen=True, tag="backorder_filled"):
-    """Stock arrived and the allocation core reserved this order's waiting line."""
+    """Stock arrived and the allocation core reserved what the order was waiting for."""
 
     warehouse: str
-    sku: Sku
+    lines: tuple[tuple[Sku, int], ...]
 
 
 class ReminderDue(_Message, frozen=True, tag="reminder_due"):

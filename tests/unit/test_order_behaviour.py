@@ -1,0 +1,214 @@
+"""The order actor's decisions, as plain function calls."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import msgspec
+import pytest
+
+from actors.order.behaviour import (
+    CANCEL_BACKORDER,
+    Allocated,
+    Decision,
+    ReleaseAll,
+    ReleasedAll,
+    Remind,
+    Reserve,
+    Rules,
+    Snapshot,
+    decide,
+    evolve,
+)
+from actors.order.events import (
+    BackorderFilled,
+    Event,
+    CancelRefused,
+    Holding,
+    NothingToShip,
+    OrderCancelled,
+    OrderReceived,
+    StockAllocated,
+    decode_event,
+    encode_event,
+)
+from actors.order.messages import BackorderFilled as Filled
+from actors.order.messages import CancelRequested, Message, OrderPaid, ReminderDue
+from actors.order.states import OrderState
+from actors.order.types import Customer, Line, NormalizedOrder
+
+NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+RULES = Rules(backorder_policy="wait_all", cancel_after_days=10)
+
+
+def an_order(*lines: Line, policy: str | None = None) -> NormalizedOrder:
+    return NormalizedOrder(
+        id="ord_1",
+        platform="shopify",
+        external_id="1001",
+        currency="EUR",
+        customer=Customer(),
+        lines=lines or (Line(sku="A", quantity=2), Line(sku="B", quantity=1)),
+        backorder_policy=policy,  # type: ignore[arg-type]
+    )
+
+
+def run(
+    snapshot: Snapshot | None, message: Message | Allocated | ReleasedAll
+) -> tuple[Decision, Snapshot | None]:
+    decision = decide(snapshot, message, RULES, NOW)
+    for event in decision.events:
+        snapshot = evolve(snapshot, event, "ord_1")
+    return decision, snapshot
+
+
+def paid(order: NormalizedOrder | None = None) -> OrderPaid:
+    return OrderPaid(order_id="ord_1", order=order or an_order(), received_at=NOW)
+
+
+def test_a_paid_order_is_received_and_asks_for_a_reservation() -> None:
+    decision, snapshot = run(None, paid())
+    assert [type(e) for e in decision.events] == [OrderReceived]
+    assert decision.effects == (Reserve((("A", 2), ("B", 1)), "wait_all"),)
+    assert snapshot is not None
+    assert snapshot.state is OrderState.RECEIVED
+
+
+def test_lines_of_one_sku_are_summed_and_digital_lines_left_out() -> None:
+    order = an_order(
+        Line(sku="A", quantity=1),
+        Line(sku="GIFT", quantity=1, requires_shipping=False),
+        Line(sku="A", quantity=2),
+    )
+    decision, _ = run(None, paid(order))
+    assert decision.effects == (Reserve((("A", 3),), "wait_all"),)
+
+
+def test_an_order_with_nothing_to_ship_is_completed() -> None:
+    order = an_order(Line(sku="GIFT", quantity=1, requires_shipping=False))
+    decision, snapshot = run(None, paid(order))
+    assert [type(e) for e in decision.events] == [OrderReceived, NothingToShip]
+    assert decision.effects == ()
+    assert snapshot is not None
+    assert snapshot.state is OrderState.COMPLETED
+
+
+def test_the_orders_own_policy_wins_over_the_store_setting() -> None:
+    decision, _ = run(None, paid(an_order(Line(sku="A", quantity=1), policy="ship_available")))
+    assert decision.effects == (Reserve((("A", 1),), "ship_available"),)
+
+
+def test_a_second_paid_message_changes_nothing() -> None:
+    _, snapshot = run(None, paid())
+    assert decide(snapshot, paid(), RULES, NOW) == Decision()
+
+
+@pytest.mark.parametrize(
+    ("status", "state"),
+    [
+        ("reserved", OrderState.RESERVED),
+        ("partially_reserved", OrderState.PARTIALLY_RESERVED),
+        ("backordered", OrderState.BACKORDERED),
+    ],
+)
+def test_the_allocation_sets_the_state(status: str, state: OrderState) -> None:
+    _, snapshot = run(None, paid())
+    holdings = (Holding("main", "A", 2, 0),)
+    allocated = Allocated(status=status, holdings=holdings, policy="wait_all")  # type: ignore[arg-type]
+    decision, snapshot = run(snapshot, allocated)
+    assert snapshot is not None
+    assert snapshot.state is state
+    assert snapshot.holdings == holdings
+    assert decision.effects == ()
+
+
+def test_a_cancel_after_days_backorder_sets_a_reminder() -> None:
+    _, snapshot = run(None, paid())
+    allocated = Allocated(
+        status="backordered", holdings=(Holding("main", "A", 0, 2),), policy="cancel_after_days"
+    )
+    decision, _ = run(snapshot, allocated)
+    assert decision.effects == (Remind(CANCEL_BACKORDER, NOW + timedelta(days=10)),)
+
+
+def backordered() -> Snapshot:
+    _, snapshot = run(None, paid())
+    holdings = (Holding("main", "A", 0, 2), Holding("main", "B", 0, 1))
+    _, snapshot = run(
+        snapshot, Allocated(status="backordered", holdings=holdings, policy="wait_all")
+    )
+    assert snapshot is not None
+    return snapshot
+
+
+def test_a_filled_backorder_reserves_the_order() -> None:
+    filled = Filled(order_id="ord_1", warehouse="main", lines=(("A", 2), ("B", 1)))
+    decision, snapshot = run(backordered(), filled)
+    assert [type(e) for e in decision.events] == [BackorderFilled]
+    assert snapshot is not None
+    assert snapshot.state is OrderState.RESERVED
+    assert snapshot.holdings == (Holding("main", "A", 2, 0), Holding("main", "B", 1, 0))
+
+
+def test_a_partly_filled_backorder_leaves_the_order_partly_reserved() -> None:
+    filled = Filled(order_id="ord_1", warehouse="main", lines=(("A", 2),))
+    _, snapshot = run(backordered(), filled)
+    assert snapshot is not None
+    assert snapshot.state is OrderState.PARTIALLY_RESERVED
+
+
+def test_cancelling_a_held_order_releases_then_cancels() -> None:
+    cancel = CancelRequested(order_id="ord_1", reason="customer asked", requested_by="shopify")
+    decision, snapshot = run(backordered(), cancel)
+    assert decision.events == ()
+    assert decision.effects == (ReleaseAll("cancel"),)
+    assert decision.pending == ReleasedAll(reason="customer asked", by="shopify")
+    decision, snapshot = run(snapshot, decision.pending)
+    assert decision.events == (OrderCancelled(at=NOW, reason="customer asked", by="shopify"),)
+    assert snapshot is not None
+    assert snapshot.state is OrderState.CANCELLED
+    assert snapshot.holdings == ()
+
+
+def test_a_cancel_before_the_paid_message_is_remembered() -> None:
+    cancel = CancelRequested(order_id="ord_1", reason="fraud", requested_by="operator")
+    _, snapshot = run(None, cancel)
+    assert snapshot is not None
+    assert snapshot.state is OrderState.CANCELLED
+    assert decide(snapshot, paid(), RULES, NOW) == Decision()
+
+
+def test_a_cancel_after_the_label_is_refused() -> None:
+    shipped = Snapshot(order_id="ord_1", state=OrderState.SHIPPED)
+    decision, snapshot = run(
+        shipped, CancelRequested(order_id="ord_1", reason="x", requested_by="y")
+    )
+    assert [type(e) for e in decision.events] == [CancelRefused]
+    assert snapshot is not None
+    assert snapshot.state is OrderState.SHIPPED
+
+
+def test_the_backorder_reminder_cancels_only_what_still_waits() -> None:
+    due = ReminderDue(order_id="ord_1", kind=CANCEL_BACKORDER, key="k", due_at=NOW)
+    decision, _ = run(backordered(), due)
+    assert decision.effects == (ReleaseAll("cancel"),)
+    assert decision.pending is not None
+    assert decision.pending.reason == "backorder waited 10 days"
+    reserved = msgspec.structs.replace(
+        backordered(), state=OrderState.RESERVED, holdings=(Holding("main", "A", 2, 0),)
+    )
+    assert decide(reserved, due, RULES, NOW) == Decision()
+
+
+def test_events_round_trip_as_json() -> None:
+    events: list[Event] = [
+        OrderReceived(at=NOW, order=an_order(Line(sku="A", quantity=1, unit_price=Decimal("2.5")))),
+        StockAllocated(
+            at=NOW, status="backordered", holdings=(Holding("main", "A", 0, 1),), policy="wait_all"
+        ),
+        BackorderFilled(at=NOW, warehouse="main", lines=(("A", 1),)),
+        OrderCancelled(at=NOW, reason="r", by="b"),
+    ]
+    for event in events:
+        assert decode_event(encode_event(event)) == event
