@@ -23,8 +23,8 @@ from actors.order.behaviour import (
 )
 from actors.order.events import (
     BackorderFilled,
-    Event,
     CancelRefused,
+    Event,
     Holding,
     NothingToShip,
     OrderCancelled,
