@@ -75,3 +75,43 @@ class WarehouseKeys:
 
     def move(self, sku: str, movement_id: str) -> str:
         return f"{self.base}move:{sku}:{movement_id}"
+
+
+GROUP = "orderd"  # the consumer group every orderd process joins
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeKeys:
+    """Key names of the actor runtime under one prefix (not warehouse-scoped).
+
+    ==============================  ======  ============================================
+    ``P stream:orders``             STREAM  every message for an order actor; fields
+                                            ``order``, ``seq``, ``msg`` (JSON), ``mid``
+    ``P stream:dead``               STREAM  messages given up on after N deliveries
+    ``P lease:<order>``             STRING  which process runs the order's turn (expires)
+    ``P reminders``                 ZSET    reminder key -> due time (ms); PostgreSQL
+                                            holds the reminder itself
+    ``P consumers``                 HASH    consumer name -> last heartbeat (ms)
+    ==============================  ======  ============================================
+    """
+
+    prefix: str
+
+    @property
+    def orders_stream(self) -> str:
+        return f"{self.prefix}stream:orders"
+
+    @property
+    def dead_stream(self) -> str:
+        return f"{self.prefix}stream:dead"
+
+    def lease(self, order_id: str) -> str:
+        return f"{self.prefix}lease:{order_id}"
+
+    @property
+    def reminders(self) -> str:
+        return f"{self.prefix}reminders"
+
+    @property
+    def consumers(self) -> str:
+        return f"{self.prefix}consumers"

@@ -27,6 +27,8 @@ TABLES = {
     "dead_letters",
     "orderd_instance",
     "backorder_queue",
+    "order_seq",
+    "mailbox",
 }
 
 
