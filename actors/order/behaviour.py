@@ -108,7 +108,13 @@ class ReleasedAll(Struct, frozen=True, kw_only=True):
     by: str
 
 
-Result = Allocated | ReleasedAll
+class AllocationRefused(Struct, frozen=True, kw_only=True):
+    """:class:`Reserve` was refused (a sku the catalog does not know): a person must look."""
+
+    reason: str
+
+
+Result = Allocated | ReleasedAll | AllocationRefused
 
 
 class Decision(Struct, frozen=True):
@@ -148,6 +154,8 @@ def decide(
             return _cancel(snapshot, message.order_id, reason, "orderd", now)
         case ReleasedAll(reason=reason, by=by):
             return Decision((OrderCancelled(at=now, reason=reason, by=by),))
+        case AllocationRefused(reason=reason):
+            return Decision((AttentionNeeded(at=now, reason=reason),))
         case ReminderDue():
             return Decision()
     return Decision()

@@ -178,8 +178,12 @@ class Allocator:
         policy: Policy | None = None,
         priority: int = 0,
         op_id: str = "reserve",
+        sink: LedgerSink | None = None,
     ) -> Reservation:
         """Reserve an order's lines, or queue them as the backorder policy says.
+
+        The ledger entry goes to ``sink`` when one is given (the order actor writes it with
+        its turn), else it is written before this returns.
 
         The first warehouse (by priority) that can fill the order whole gets it. Otherwise,
         with splitting allowed, each warehouse in turn reserves what it can; what is still
@@ -188,7 +192,9 @@ class Allocator:
         policy = policy or self._policy.backorder_policy
         mode: ReserveMode = "ship_available" if policy == "ship_available" else "wait_all"
         now = self._clock()
-        record = partial(self._record_reservation, order_id, policy=policy, priority=priority)
+        record = partial(
+            self._record_reservation, order_id, policy=policy, priority=priority, sink=sink
+        )
         if len(self._order) == 1:
             code = self._order[0]
             outcome = await self._reserve_in(code, _Call(order_id, op_id, mode, priority, lines))
@@ -210,7 +216,7 @@ class Allocator:
         split_op = f"{op_id}:split"
         parts: list[AllocatedLine] = []
         if self._policy.split_across_warehouses:
-            parts = await self._split(order_id, split_op, lines, priority)
+            parts = await self._split(order_id, split_op, lines, priority, sink)
             await record(split_op, parts, now)
         remaining = _remaining(lines, parts)
         if parts and not remaining:
@@ -222,7 +228,7 @@ class Allocator:
         else:
             if parts:
                 # wait_all: a split that cannot finish gives back what it took.
-                await self._undo_split(order_id, split_op, parts)
+                await self._undo_split(order_id, split_op, parts, sink)
                 parts = []
             rest_call = _Call(order_id, op_id, mode, priority, lines)
         rest = _allocated(primary, (await self._reserve_in(primary, rest_call)).result)
@@ -265,7 +271,7 @@ class Allocator:
         return found
 
     async def _split(
-        self, order_id: str, split_op: str, lines: Lines, priority: int
+        self, order_id: str, split_op: str, lines: Lines, priority: int, sink: LedgerSink | None
     ) -> list[AllocatedLine]:
         parts: list[AllocatedLine] = []
         for code in self._order:
@@ -277,19 +283,23 @@ class Allocator:
                     code, _Call(order_id, split_op, "partial", priority, tuple(remaining))
                 )
             except Exception:
-                await self._undo_split(order_id, split_op, parts)
+                await self._undo_split(order_id, split_op, parts, sink)
                 raise
             parts.extend(line for line in _allocated(code, outcome.result) if line.reserved)
         return parts
 
     async def _undo_split(
-        self, order_id: str, split_op: str, parts: Sequence[AllocatedLine]
+        self,
+        order_id: str,
+        split_op: str,
+        parts: Sequence[AllocatedLine],
+        sink: LedgerSink | None,
     ) -> None:
         by_warehouse: dict[str, list[tuple[str, int]]] = defaultdict(list)
         for line in parts:
             by_warehouse[line.warehouse].append((line.sku, line.reserved))
         for code, taken in by_warehouse.items():
-            await self.release(order_id, f"{split_op}:undo", taken, warehouse=code)
+            await self.release(order_id, f"{split_op}:undo", taken, warehouse=code, sink=sink)
 
     async def _record_reservation(
         self,
@@ -300,11 +310,12 @@ class Allocator:
         *,
         policy: Policy,
         priority: int,
+        sink: LedgerSink | None,
     ) -> None:
         cancel_at = None
         if policy == "cancel_after_days":
             cancel_at = now + self._policy.cancel_after_days * 86400
-        await self._ledger.record(
+        await (sink or self._ledger).record(
             entries.reservation(order_id, op_id, lines, priority, now, cancel_at)
         )
 
@@ -317,6 +328,7 @@ class Allocator:
         lines: Lines | None = None,
         *,
         warehouse: str | None = None,
+        sink: LedgerSink | None = None,
     ) -> list[Released]:
         """Give back what the order holds: ``lines`` (short pick) or everything (cancel).
 
@@ -331,7 +343,8 @@ class Allocator:
                 (order_id, op_id, tuple(lines or ()))
             )
             result = outcome.result
-            await self._ledger.record(entries.release(code, order_id, op_id, result, self._clock()))
+            entry = entries.release(code, order_id, op_id, result, self._clock())
+            await (sink or self._ledger).record(entry)
             done.append(
                 Released(
                     code,
@@ -343,7 +356,13 @@ class Allocator:
         return done
 
     async def commit(
-        self, order_id: str, op_id: str, lines: Lines, *, warehouse: str | None = None
+        self,
+        order_id: str,
+        op_id: str,
+        lines: Lines,
+        *,
+        warehouse: str | None = None,
+        sink: LedgerSink | None = None,
     ) -> Committed:
         """A shipment left: its quantities leave on hand and the order's reservation."""
         code = warehouse or self._order[0]
@@ -351,7 +370,8 @@ class Allocator:
             (order_id, op_id, tuple(lines))
         )
         result = outcome.result
-        await self._ledger.record(entries.commit(code, order_id, op_id, result, self._clock()))
+        entry = entries.commit(code, order_id, op_id, result, self._clock())
+        await (sink or self._ledger).record(entry)
         return Committed(code, tuple((q.sku, q.quantity) for q in result.committed), outcome.replay)
 
     # -- adjust ---------------------------------------------------------------------------

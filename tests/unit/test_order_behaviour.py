@@ -11,11 +11,13 @@ import pytest
 from actors.order.behaviour import (
     CANCEL_BACKORDER,
     Allocated,
+    AllocationRefused,
     Decision,
     ReleaseAll,
     ReleasedAll,
     Remind,
     Reserve,
+    Result,
     Rules,
     Snapshot,
     decide,
@@ -54,9 +56,7 @@ def an_order(*lines: Line, policy: str | None = None) -> NormalizedOrder:
     )
 
 
-def run(
-    snapshot: Snapshot | None, message: Message | Allocated | ReleasedAll
-) -> tuple[Decision, Snapshot | None]:
+def run(snapshot: Snapshot | None, message: Message | Result) -> tuple[Decision, Snapshot | None]:
     decision = decide(snapshot, message, RULES, NOW)
     for event in decision.events:
         snapshot = evolve(snapshot, event, "ord_1")
@@ -121,6 +121,14 @@ def test_the_allocation_sets_the_state(status: str, state: OrderState) -> None:
     assert snapshot.state is state
     assert snapshot.holdings == holdings
     assert decision.effects == ()
+
+
+def test_a_refused_reservation_holds_the_order_for_a_person() -> None:
+    _, snapshot = run(None, paid())
+    _, snapshot = run(snapshot, AllocationRefused(reason="unknown sku 'NOSKU-1'"))
+    assert snapshot is not None
+    assert snapshot.state is OrderState.NEEDS_ATTENTION
+    assert snapshot.reason == "unknown sku 'NOSKU-1'"
 
 
 def test_a_cancel_after_days_backorder_sets_a_reminder() -> None:

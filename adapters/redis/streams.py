@@ -1,0 +1,211 @@
+"""The order stream and its consumer group: add, read, acknowledge, claim, dead-letter, trim.
+
+One stream carries every message for every order actor; every orderd process reads it as a
+consumer of the same group, so more processes share the work. Entries hold the message JSON
+and its place in the order's sequence; PostgreSQL holds the message itself, so Redis losing
+the stream loses nothing (see :func:`adapters.postgres.mailbox.restream_unapplied`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from msgspec import Struct
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from adapters.postgres.mailbox import Posted
+from adapters.redis.keys import GROUP, RuntimeKeys
+
+
+class GroupLost(Exception):
+    """The stream or its group is gone (Redis lost its data): recreate and rebuild."""
+
+
+class Entry(Struct, frozen=True):
+    id: str
+    order_id: str
+    seq: int
+    body: bytes
+    deliveries: int = 1
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _entry(entry_id: Any, fields: dict[Any, Any], deliveries: int = 1) -> Entry | None:
+    try:
+        return Entry(
+            _text(entry_id),
+            _text(fields[b"order"]),
+            int(fields[b"seq"]),
+            bytes(fields[b"msg"]),
+            deliveries,
+        )
+    except (KeyError, ValueError, TypeError):
+        return None  # not an orderd entry: acknowledged and dropped by the caller
+
+
+class Streams:
+    def __init__(self, redis: Redis, keys: RuntimeKeys) -> None:
+        self._redis = redis
+        self._keys = keys
+        self.stream = keys.orders_stream
+
+    async def ensure_group(self) -> bool:
+        """Create the stream and group if missing; True when they were created."""
+        try:
+            await self._redis.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" in str(exc):
+                return False
+            raise
+        return True
+
+    async def add(self, posted: Sequence[Posted]) -> list[str]:
+        """Put stored messages on the stream, in order; return their entry ids."""
+        if not posted:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        for message in posted:
+            pipe.xadd(
+                self.stream,
+                {
+                    "order": message.order_id,
+                    "seq": message.seq,
+                    "msg": message.body,
+                    "mid": message.id,
+                },
+            )
+        return [_text(entry_id) for entry_id in await pipe.execute()]
+
+    async def read(
+        self, consumer: str, *, count: int, block_ms: int | None, own_pending: bool = False
+    ) -> tuple[list[Entry], list[str]]:
+        """New entries for ``consumer`` (or its own pending ones); also ids of foreign entries."""
+        try:
+            reply = await self._redis.xreadgroup(
+                GROUP,
+                consumer,
+                {self.stream: "0" if own_pending else ">"},
+                count=count,
+                block=None if own_pending else block_ms,
+            )
+        except ResponseError as exc:
+            if "NOGROUP" in str(exc):
+                raise GroupLost(str(exc)) from None
+            raise
+        entries, foreign = [], []
+        for _stream, items in reply or ():
+            for entry_id, fields in items:
+                if not fields:
+                    foreign.append(_text(entry_id))  # deleted while pending
+                    continue
+                entry = _entry(entry_id, fields)
+                if entry is None:
+                    foreign.append(_text(entry_id))
+                else:
+                    entries.append(entry)
+        return entries, foreign
+
+    async def ack(self, ids: Sequence[str]) -> None:
+        if ids:
+            await self._redis.xack(self.stream, GROUP, *ids)
+
+    async def claim_idle(self, consumer: str, min_idle_ms: int, count: int = 100) -> list[Entry]:
+        """Take over entries idle that long on any consumer (one that died, most likely)."""
+        try:
+            reply = await self._redis.xautoclaim(
+                self.stream, GROUP, consumer, min_idle_time=min_idle_ms, start_id="0-0",
+                count=count,
+            )  # fmt: skip
+        except ResponseError as exc:
+            if "NOGROUP" in str(exc):
+                raise GroupLost(str(exc)) from None
+            raise
+        # Redis 7 answers (next start, claimed entries, ids deleted from the stream); the
+        # deleted ones are already gone from the pending list.
+        claimed = reply[1] if len(reply) > 1 else []
+        if not claimed:
+            return []
+        counts = await self.delivery_counts([_text(entry_id) for entry_id, _ in claimed])
+        entries = []
+        for entry_id, fields in claimed:
+            entry = _entry(entry_id, fields or {}, counts.get(_text(entry_id), 1))
+            if entry is not None:
+                entries.append(entry)
+        return entries
+
+    async def delivery_counts(self, ids: Sequence[str]) -> dict[str, int]:
+        """How many times each pending entry was delivered."""
+        if not ids:
+            return {}
+        low, high = min(ids, key=_order_key), max(ids, key=_order_key)
+        pending = await self._redis.xpending_range(
+            self.stream, GROUP, min=low, max=high, count=max(len(ids), 1) * 4
+        )
+        wanted = set(ids)
+        return {
+            _text(p["message_id"]): int(p["times_delivered"])
+            for p in pending
+            if _text(p["message_id"]) in wanted
+        }
+
+    async def dead_letter(self, entry: Entry, error: str) -> None:
+        """Copy the entry to the dead-letter stream and acknowledge it here."""
+        await self._redis.xadd(
+            self._keys.dead_stream,
+            {
+                "order": entry.order_id,
+                "seq": entry.seq,
+                "msg": entry.body,
+                "entry": entry.id,
+                "deliveries": entry.deliveries,
+                "error": error[:500],
+            },
+        )
+        await self.ack([entry.id])
+
+    async def trim(self) -> int:
+        """Drop entries every group has acknowledged; never one still pending anywhere."""
+        groups = await self._redis.xinfo_groups(self.stream)
+        if not groups:
+            return 0
+        floor: str | None = None
+        for group in groups:
+            name = _text(group["name"])
+            candidates = [_text(group["last-delivered-id"])]
+            summary = await self._redis.xpending(self.stream, name)
+            if summary and summary.get("pending"):
+                candidates.append(_text(summary["min"]))
+            lowest = min(candidates, key=_order_key)
+            floor = lowest if floor is None else min(floor, lowest, key=_order_key)
+        if floor is None or floor == "0-0":
+            return 0
+        trimmed: int = await self._redis.xtrim(self.stream, minid=floor)
+        return trimmed
+
+    async def forget_idle_consumers(self, idle_ms: int) -> list[str]:
+        """Delete consumers idle that long, but never one with pending entries."""
+        gone = []
+        for consumer in await self._redis.xinfo_consumers(self.stream, GROUP):
+            if int(consumer["pending"]) == 0 and int(consumer["idle"]) >= idle_ms:
+                name = _text(consumer["name"])
+                await self._redis.xgroup_delconsumer(self.stream, GROUP, name)
+                gone.append(name)
+        return gone
+
+    async def backlog(self) -> dict[str, int]:
+        """Entries not yet delivered to the group, and entries delivered but unacknowledged."""
+        info = await self._redis.xinfo_groups(self.stream)
+        for group in info:
+            if _text(group["name"]) == GROUP:
+                return {"lag": int(group.get("lag") or 0), "pending": int(group["pending"])}
+        return {"lag": 0, "pending": 0}
+
+
+def _order_key(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
