@@ -164,8 +164,8 @@ def decide(
 def _paid(
     snapshot: Snapshot | None, order: NormalizedOrder, rules: Rules, now: datetime
 ) -> Decision:
-    if snapshot is not None:
-        return Decision()  # already known: a second paid webhook changes nothing
+    if snapshot is not None and (snapshot.order is not None or snapshot.state in TERMINAL):
+        return Decision()  # already known, or cancelled first: a paid webhook changes nothing
     received = OrderReceived(at=now, order=order)
     shippable: dict[str, int] = {}
     for line in order.shippable_lines():

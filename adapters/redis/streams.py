@@ -86,7 +86,7 @@ class Streams:
     ) -> tuple[list[Entry], list[str]]:
         """New entries for ``consumer`` (or its own pending ones); also ids of foreign entries."""
         try:
-            reply = await self._redis.xreadgroup(
+            reply: Any = await self._redis.xreadgroup(
                 GROUP,
                 consumer,
                 {self.stream: "0" if own_pending else ">"},
@@ -117,7 +117,7 @@ class Streams:
     async def claim_idle(self, consumer: str, min_idle_ms: int, count: int = 100) -> list[Entry]:
         """Take over entries idle that long on any consumer (one that died, most likely)."""
         try:
-            reply = await self._redis.xautoclaim(
+            reply: Any = await self._redis.xautoclaim(
                 self.stream, GROUP, consumer, min_idle_time=min_idle_ms, start_id="0-0",
                 count=count,
             )  # fmt: skip
@@ -143,7 +143,7 @@ class Streams:
         if not ids:
             return {}
         low, high = min(ids, key=_order_key), max(ids, key=_order_key)
-        pending = await self._redis.xpending_range(
+        pending: Any = await self._redis.xpending_range(
             self.stream, GROUP, min=low, max=high, count=max(len(ids), 1) * 4
         )
         wanted = set(ids)
@@ -170,14 +170,14 @@ class Streams:
 
     async def trim(self) -> int:
         """Drop entries every group has acknowledged; never one still pending anywhere."""
-        groups = await self._redis.xinfo_groups(self.stream)
+        groups: Any = await self._redis.xinfo_groups(self.stream)
         if not groups:
             return 0
         floor: str | None = None
         for group in groups:
             name = _text(group["name"])
             candidates = [_text(group["last-delivered-id"])]
-            summary = await self._redis.xpending(self.stream, name)
+            summary: Any = await self._redis.xpending(self.stream, name)
             if summary and summary.get("pending"):
                 candidates.append(_text(summary["min"]))
             lowest = min(candidates, key=_order_key)
@@ -190,7 +190,8 @@ class Streams:
     async def forget_idle_consumers(self, idle_ms: int) -> list[str]:
         """Delete consumers idle that long, but never one with pending entries."""
         gone = []
-        for consumer in await self._redis.xinfo_consumers(self.stream, GROUP):
+        consumers: Any = await self._redis.xinfo_consumers(self.stream, GROUP)
+        for consumer in consumers:
             if int(consumer["pending"]) == 0 and int(consumer["idle"]) >= idle_ms:
                 name = _text(consumer["name"])
                 await self._redis.xgroup_delconsumer(self.stream, GROUP, name)
@@ -199,7 +200,7 @@ class Streams:
 
     async def backlog(self) -> dict[str, int]:
         """Entries not yet delivered to the group, and entries delivered but unacknowledged."""
-        info = await self._redis.xinfo_groups(self.stream)
+        info: Any = await self._redis.xinfo_groups(self.stream)
         for group in info:
             if _text(group["name"]) == GROUP:
                 return {"lag": int(group.get("lag") or 0), "pending": int(group["pending"])}

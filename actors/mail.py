@@ -1,0 +1,59 @@
+"""Sending messages to order actors: stored in PostgreSQL first, then streamed.
+
+A message is acknowledged to whoever sent it (a platform, an operator) once it is stored;
+putting it on the Redis stream follows. If that fails or the process dies in between, the
+pump streams it later: a message is never lost, and one streamed twice is recognised by
+its sequence number.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from actors.order.messages import Message
+from adapters.postgres import mailbox
+from adapters.postgres.mailbox import Posted
+from adapters.redis.streams import Streams
+
+log = logging.getLogger("orderd.mail")
+
+
+class Mail:
+    def __init__(self, pool: Any, streams: Streams) -> None:
+        self._pool = pool
+        self._streams = streams
+
+    async def send(self, messages: Sequence[Message]) -> list[Posted]:
+        """Store and stream ``messages``; they are durable when this returns."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            posted = await mailbox.post(conn, messages)
+        await self.stream(posted)
+        return posted
+
+    async def stream(self, posted: Sequence[Posted]) -> None:
+        """Put stored messages on the stream; on failure the pump retries them."""
+        if not posted:
+            return
+        try:
+            await self._streams.add(posted)
+        except (RedisError, OSError) as exc:
+            log.warning("stream unavailable, %d message(s) left to the pump: %s", len(posted), exc)
+            return
+        try:
+            async with self._pool.acquire() as conn:
+                await mailbox.mark_streamed(conn, [p.id for p in posted])
+        except Exception as exc:  # streamed already; a second copy later is harmless
+            log.warning("could not mark %d message(s) streamed: %s", len(posted), exc)
+
+    async def pump(self, older_than_s: float = 5.0, limit: int = 500) -> int:
+        """Stream stored messages that are not known to be on the stream; return how many."""
+        before = datetime.now(UTC) - timedelta(seconds=older_than_s)
+        async with self._pool.acquire() as conn:
+            waiting = await mailbox.unstreamed(conn, before, limit)
+        await self.stream(waiting)
+        return len(waiting)

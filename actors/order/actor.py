@@ -1,0 +1,200 @@
+"""One turn of an order actor: lease, load, decide and run effects, save, in that order.
+
+The turn applies the order's message number ``seq`` only if it is the next one: a repeat
+is acknowledged without effect, a message that arrived ahead of an earlier one waits. A
+lease in Redis keeps other processes off the order for the turn, and the version check
+when saving makes sure that even a lease that expired mid-turn cannot apply a turn twice.
+Effects run with fixed operation ids, so a turn retried after a crash repeats none of them.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any
+
+from redis.asyncio import Redis
+
+from actors.order.behaviour import (
+    Allocated,
+    AllocationRefused,
+    Effect,
+    ReleaseAll,
+    Remind,
+    Reserve,
+    Result,
+    Rules,
+    Snapshot,
+    decide,
+    evolve,
+)
+from actors.order.events import AttentionNeeded, Event, Holding
+from actors.order.messages import Message
+from adapters.postgres import orders
+from adapters.postgres.stock import LedgerEntry
+from adapters.redis.keys import RuntimeKeys
+from adapters.redis.scripts import UnknownSku
+from adapters.stock.allocator import Allocator
+
+# Deletes the lease only if it is still ours, so a slow turn never frees another's lease.
+_RELEASE_LEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+_MAX_STEPS = 16  # effects feeding results back: a bound, not a budget
+
+
+class Outcome(Enum):
+    APPLIED = "applied"  # saved; acknowledge
+    REPEAT = "repeat"  # applied before; acknowledge
+    EARLY = "early"  # an earlier message of the order is not applied yet; retry later
+    BUSY = "busy"  # another process holds the order; retry later
+
+
+@dataclass
+class _Collected:
+    """What a turn gathers to save in its one transaction."""
+
+    ledger: list[LedgerEntry] = field(default_factory=list)
+    reminders: list[orders.Reminder] = field(default_factory=list)
+
+    async def record(self, entry: LedgerEntry) -> None:
+        self.ledger.append(entry)
+
+
+class OrderTurns:
+    """Runs turns of order actors against PostgreSQL, Redis and the allocation core."""
+
+    def __init__(
+        self,
+        *,
+        pool: Any,
+        redis: Redis,
+        keys: RuntimeKeys,
+        allocator: Allocator,
+        rules: Rules,
+        lease_ms: int = 30_000,
+        clock: Callable[[], float],
+    ) -> None:
+        self._pool = pool
+        self._redis = redis
+        self._keys = keys
+        self._allocator = allocator
+        self._rules = rules
+        self._lease_ms = lease_ms
+        self._clock = clock
+        self._release = redis.register_script(_RELEASE_LEASE)
+
+    async def apply(self, order_id: str, seq: int, message: Message) -> Outcome:
+        """Apply message ``seq`` of the order, exactly once and in order."""
+        lease = self._keys.lease(order_id)
+        token = secrets.token_hex(8)
+        if not await self._redis.set(lease, token, nx=True, px=self._lease_ms):
+            return Outcome.BUSY
+        try:
+            return await self._turn(order_id, seq, message)
+        finally:
+            await self._release(keys=[lease], args=[token])
+
+    async def _turn(self, order_id: str, seq: int, message: Message) -> Outcome:
+        async with self._pool.acquire() as conn:
+            loaded = await orders.load(conn, order_id)
+        if seq <= loaded.last_seq:
+            return Outcome.REPEAT
+        if seq > loaded.last_seq + 1:
+            return Outcome.EARLY
+
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        collected = _Collected()
+        snapshot, events = loaded.snapshot, []
+        pending: list[Message | Result] = [message]
+        for _ in range(_MAX_STEPS):
+            if not pending:
+                break
+            decision = decide(snapshot, pending.pop(0), self._rules, now)
+            for event in decision.events:
+                snapshot = evolve(snapshot, event, order_id)
+                events.append(event)
+            for effect in decision.effects:
+                result = await self._run(order_id, effect, collected, now)
+                if result is not None:
+                    pending.append(result)
+            if decision.pending is not None:
+                pending.append(decision.pending)
+        if snapshot is None:
+            # A message for an order never seen (a reminder or fill for a stale id): note
+            # it, so the order's later messages are not held behind it.
+            note = AttentionNeeded(at=now, reason=f"message {seq} for an unknown order")
+            snapshot = evolve(None, note, order_id)
+            events.append(note)
+        await self._save(order_id, loaded, snapshot, events, seq, collected)
+        return Outcome.APPLIED
+
+    async def _run(
+        self, order_id: str, effect: Effect, collected: _Collected, now: datetime
+    ) -> Result | None:
+        match effect:
+            case Reserve(lines=lines, policy=policy, op_id=op_id):
+                try:
+                    reservation = await self._allocator.reserve(
+                        order_id, lines, policy=policy, op_id=op_id, sink=collected
+                    )
+                except UnknownSku as exc:
+                    return AllocationRefused(reason=str(exc))
+                holdings = tuple(
+                    Holding(line.warehouse, line.sku, line.reserved, line.backordered)
+                    for line in reservation.lines
+                    if line.reserved or line.backordered
+                )
+                return Allocated(status=reservation.status, holdings=holdings, policy=policy)
+            case ReleaseAll(op_id=op_id):
+                await self._allocator.release(order_id, op_id, sink=collected)
+                return None
+            case Remind(kind=kind, due_at=due_at):
+                key = f"{order_id}:{kind}"
+                collected.reminders.append(orders.Reminder(key, order_id, kind, due_at))
+                return None
+        return None
+
+    async def _save(
+        self,
+        order_id: str,
+        loaded: orders.Loaded,
+        snapshot: Snapshot,
+        events: list[Event],
+        seq: int,
+        collected: _Collected,
+    ) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            await orders.save_turn(
+                conn,
+                order_id=order_id,
+                loaded=loaded,
+                snapshot=snapshot,
+                events=events,
+                seq=seq,
+                ledger=collected.ledger,
+                reminders=collected.reminders,
+            )
+        if collected.reminders:
+            await self._redis.zadd(
+                self._keys.reminders,
+                {r.key: int(r.due_at.timestamp() * 1000) for r in collected.reminders},
+            )
+
+    async def give_up(self, order_id: str, seq: int, reason: str) -> None:
+        """Mark message ``seq`` as dealt with by holding the order for a person.
+
+        Used when the message was dead-lettered: the order's later messages can go on.
+        """
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        async with self._pool.acquire() as conn:
+            loaded = await orders.load(conn, order_id)
+        if seq <= loaded.last_seq:
+            return
+        note = AttentionNeeded(at=now, reason=reason)
+        snapshot = evolve(loaded.snapshot, note, order_id)
+        await self._save(order_id, loaded, snapshot, [note], seq, _Collected())
