@@ -15,10 +15,11 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from actors.order.messages import Message
+from actors.order.messages import BackorderFilled, Message
 from adapters.postgres import mailbox
 from adapters.postgres.mailbox import Posted
 from adapters.redis.streams import Streams
+from adapters.stock.model import Adjusted
 
 log = logging.getLogger("orderd.mail")
 
@@ -30,6 +31,8 @@ class Mail:
 
     async def send(self, messages: Sequence[Message]) -> list[Posted]:
         """Store and stream ``messages``; they are durable when this returns."""
+        if not messages:
+            return []
         async with self._pool.acquire() as conn, conn.transaction():
             posted = await mailbox.post(conn, messages)
         await self.stream(posted)
@@ -49,6 +52,17 @@ class Mail:
                 await mailbox.mark_streamed(conn, [p.id for p in posted])
         except Exception as exc:  # streamed already; a second copy later is harmless
             log.warning("could not mark %d message(s) streamed: %s", len(posted), exc)
+
+    async def tell_filled(self, adjusted: Adjusted) -> None:
+        """Tell each order whose backorder a stock arrival filled."""
+        await self.send(
+            [
+                BackorderFilled(
+                    order_id=fill.order_id, warehouse=adjusted.warehouse, lines=fill.lines
+                )
+                for fill in adjusted.fills
+            ]
+        )
 
     async def pump(self, older_than_s: float = 5.0, limit: int = 500) -> int:
         """Stream stored messages that are not known to be on the stream; return how many."""

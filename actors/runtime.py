@@ -67,6 +67,7 @@ class ActorRuntime:
         self._attempts: dict[str, int] = {}
         self._retries: dict[str, asyncio.TimerHandle] = {}
         self._reading = False
+        self.started = asyncio.Event()  # set once the runtime reads new entries
         self._stopping = asyncio.Event()
         self.turns_done = 0
         self.last_progress = time.monotonic()
@@ -85,6 +86,7 @@ class ActorRuntime:
         await self._own_pending()
         janitor = asyncio.create_task(self._janitor())
         self._reading = True
+        self.started.set()
         try:
             while not self._stopping.is_set():
                 try:

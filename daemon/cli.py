@@ -7,7 +7,6 @@ code 2; ``--debug`` adds the traceback for anything unexpected.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 import traceback
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import uvloop
 
 from actors.order.types import is_valid_sku
 from adapters.errors import CatalogError, OrderdError
@@ -25,7 +25,9 @@ from adapters.postgres.pool import connection
 from adapters.stock.model import Adjusted, StockLevel
 from daemon.catalog import import_catalog
 from daemon.demo import run_demo
+from daemon.order_commands import add_commands
 from daemon.resources import open_resources
+from daemon.run import serve
 from daemon.settings import Settings, load_settings, resolve_config_path
 
 EXIT_OK = 0
@@ -163,6 +165,7 @@ async def _adjust(args: argparse.Namespace, quantity: int, mode: str, reason: st
             reason=reason,
             warehouse=warehouse,
         )
+        await res.mail.tell_filled(done)
     for line in _describe_adjusted(done):
         _out(line)
     return EXIT_OK
@@ -233,6 +236,10 @@ async def cmd_recover(args: argparse.Namespace) -> int:
                     f"reservation lines, {rebuilt.backorders} backordered orders from the ledger"
                 )
     return EXIT_OK
+
+
+async def cmd_run(args: argparse.Namespace) -> int:
+    return await serve(_settings(args))
 
 
 async def cmd_demo(args: argparse.Namespace) -> int:
@@ -341,6 +348,8 @@ def _parser() -> argparse.ArgumentParser:
     reconcile.add_argument("--fix", action="store_true", help="rebuild Redis from the ledger")
 
     add("recover", cmd_recover, "rebuild Redis state from PostgreSQL")
+    add("run", cmd_run, "run the daemon (what systemd starts)")
+    add_commands(commands, add)
     demo = add("demo", cmd_demo, "run orderd end to end on this machine")
     demo.add_argument("--orders", type=int, default=50, help="orders to run (default 50)")
     return parser
@@ -352,7 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.config = getattr(args, "config", None)
     debug = getattr(args, "debug", False)
     try:
-        code: int = asyncio.run(args.func(args))
+        code: int = uvloop.run(args.func(args))
         return code
     except CatalogError as exc:
         _err(f"orderd: {exc}")

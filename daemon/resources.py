@@ -9,9 +9,12 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from actors.mail import Mail
 from adapters.postgres import schema
 from adapters.postgres.pool import create_pool
 from adapters.redis.client import connect_redis
+from adapters.redis.keys import RuntimeKeys
+from adapters.redis.streams import Streams
 from adapters.stock.allocator import Allocator
 from adapters.stock.model import AllocationPolicy, WarehouseConfig
 from daemon.settings import Settings
@@ -37,6 +40,7 @@ class Resources:
     pool: Any
     redis: Redis
     allocator: Allocator
+    mail: Mail
 
 
 @asynccontextmanager
@@ -65,7 +69,8 @@ async def open_resources(
                 warehouses=[WarehouseConfig(w.code, w.priority) for w in settings.warehouses],
                 policy=allocation_policy(settings),
             )
-            yield Resources(settings, pool, redis, allocator)
+            mail = Mail(pool, Streams(redis, RuntimeKeys(settings.redis.prefix)))
+            yield Resources(settings, pool, redis, allocator, mail)
             await allocator.drain()
         finally:
             await redis.aclose()

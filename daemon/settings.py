@@ -41,6 +41,15 @@ class _Section(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
 class DaemonSettings(_Section, frozen=True):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     shutdown_grace_s: PositiveSeconds = 20.0
+    # Empty: host name and process id, unique per running process.
+    consumer_name: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.:-]{0,64}$")] = ""
+
+
+class RuntimeSettings(_Section, frozen=True):
+    max_deliveries: Annotated[int, Meta(ge=1, le=100)] = 5
+    lease_ms: Annotated[int, Meta(ge=1000, le=600_000)] = 30_000
+    claim_idle_ms: Annotated[int, Meta(ge=1000, le=86_400_000)] = 60_000
+    read_count: Annotated[int, Meta(ge=1, le=10_000)] = 256
 
 
 class RedisSettings(_Section, frozen=True):
@@ -106,6 +115,7 @@ class Settings(_Section, frozen=True):
     webhooks: WebhooksSettings = WebhooksSettings()
     admin: AdminSettings = AdminSettings()
     allocation: AllocationSettings = AllocationSettings()
+    runtime: RuntimeSettings = RuntimeSettings()
     warehouses: tuple[Warehouse, ...] = (Warehouse(code="main", name="Main warehouse"),)
     # Where the settings came from, for messages; not a key of the file.
     source: str = "built-in defaults"

@@ -40,7 +40,7 @@ Policy = Literal["wait_all", "ship_available", "cancel_after_days"]
 CANCEL_BACKORDER = "cancel_backorder"
 
 # Until a label is bought an order can still be cancelled with nothing to undo outside.
-_CANCELLABLE = frozenset(
+CANCELLABLE = frozenset(
     {
         OrderState.RECEIVED,
         OrderState.RESERVED,
@@ -148,7 +148,7 @@ def decide(
         case ReminderDue(kind=kind) if kind == CANCEL_BACKORDER:
             if snapshot is None or not any(h.backordered for h in snapshot.holdings):
                 return Decision()  # filled meanwhile, or gone: nothing to cancel
-            if snapshot.state not in _CANCELLABLE:
+            if snapshot.state not in CANCELLABLE:
                 return Decision()
             reason = f"backorder waited {rules.cancel_after_days} days"
             return _cancel(snapshot, message.order_id, reason, "orderd", now)
@@ -184,7 +184,7 @@ def _cancel(
         return Decision((OrderCancelled(at=now, reason=reason, by=by),))
     if snapshot.state in TERMINAL:
         return Decision()
-    if snapshot.state not in _CANCELLABLE:
+    if snapshot.state not in CANCELLABLE:
         refusal = f"cannot cancel in state {snapshot.state.value}: the label is bought"
         return Decision((CancelRefused(at=now, reason=refusal, by=by),))
     if not snapshot.holdings:

@@ -44,6 +44,7 @@ from adapters.stock.model import (
     AllocationPolicy,
     Committed,
     Drift,
+    Filled,
     Policy,
     Rebuilt,
     Released,
@@ -423,7 +424,7 @@ class Allocator:
                 self._clock(),
             )
         )
-        filled = [fill.order_id for fill in result.fills]
+        filled = [_filled(fill) for fill in result.fills]
         reserved, backordered, more = result.reserved, result.backordered, result.more
         while more:
             step: AdjustResult = await self._script(
@@ -435,7 +436,7 @@ class Allocator:
             await self._ledger.record(
                 entries.filled(code, f"{movement_id}+{len(filled)}", step.fills, self._clock())
             )
-            filled.extend(fill.order_id for fill in step.fills)
+            filled.extend(_filled(fill) for fill in step.fills)
             reserved, backordered = step.reserved, step.backordered
             more = step.more if step.fills else 0
         return Adjusted(
@@ -496,6 +497,10 @@ class Allocator:
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
+
+
+def _filled(fill: Any) -> Filled:
+    return Filled(fill.order_id, tuple((q.sku, q.quantity) for q in fill.lines))
 
 
 def _reserve_request(call: _Call) -> tuple[str, str, ReserveMode, int, Lines]:

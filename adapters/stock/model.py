@@ -56,6 +56,13 @@ class Committed(Struct, frozen=True):
     replay: bool
 
 
+class Filled(Struct, frozen=True):
+    """A waiting order whose every waiting line was reserved when stock arrived."""
+
+    order_id: str
+    lines: tuple[tuple[str, int], ...]
+
+
 class Adjusted(Struct, frozen=True):
     warehouse: str
     sku: str
@@ -64,7 +71,11 @@ class Adjusted(Struct, frozen=True):
     on_hand: int
     reserved: int
     backordered: int
-    filled_orders: tuple[str, ...]
+    fills: tuple[Filled, ...]
+
+    @property
+    def filled_orders(self) -> tuple[str, ...]:
+        return tuple(fill.order_id for fill in self.fills)
 
 
 class StockLevel(Struct, frozen=True):

@@ -1,0 +1,92 @@
+"""Durable reminders: an order actor's timers that survive restarts.
+
+A reminder is a row in PostgreSQL; Redis keeps a sorted set of what is due when, which
+:meth:`Reminders.rebuild` recreates from the rows. When one comes due it is sent to its
+order as a :class:`ReminderDue` message, which activates the actor like any other. Firing
+marks the row in the same transaction that stores the message, so two processes firing
+together send it once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from actors.mail import Mail
+from actors.order.messages import ReminderDue
+from adapters.postgres import mailbox
+from adapters.redis.keys import RuntimeKeys
+
+log = logging.getLogger("orderd.reminders")
+
+
+class Reminders:
+    def __init__(
+        self,
+        *,
+        pool: Any,
+        redis: Redis,
+        keys: RuntimeKeys,
+        mail: Mail,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._pool = pool
+        self._redis = redis
+        self._keys = keys
+        self._mail = mail
+        self._clock = clock
+
+    async def rebuild(self) -> int:
+        """Put every reminder not yet fired back in Redis; return how many."""
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch("SELECT key, due_at FROM reminders WHERE fired_at IS NULL")
+        if rows:
+            await self._redis.zadd(
+                self._keys.reminders,
+                {r["key"]: int(r["due_at"].timestamp() * 1000) for r in rows},
+            )
+        return len(rows)
+
+    async def fire_due(self, limit: int = 100) -> int:
+        """Send every reminder that is due; return how many were sent."""
+        now_ms = int(self._clock() * 1000)
+        due = await self._redis.zrangebyscore(self._keys.reminders, "-inf", now_ms, 0, limit)
+        sent = 0
+        for raw in due:
+            key = raw.decode() if isinstance(raw, bytes) else str(raw)
+            async with self._pool.acquire() as conn, conn.transaction():
+                row = await conn.fetchrow(
+                    """
+                    UPDATE reminders SET fired_at = now()
+                    WHERE key = $1 AND fired_at IS NULL
+                    RETURNING order_id, kind, due_at
+                    """,
+                    key,
+                )
+                posted = []
+                if row is not None:
+                    message = ReminderDue(
+                        order_id=row["order_id"], kind=row["kind"], key=key, due_at=row["due_at"]
+                    )
+                    posted = await mailbox.post(conn, [message])
+            await self._mail.stream(posted)
+            await self._redis.zrem(self._keys.reminders, key)
+            sent += len(posted)
+        return sent
+
+    async def run(self, stopping: asyncio.Event, every_s: float = 1.0) -> None:
+        """Fire due reminders until ``stopping`` is set."""
+        while not stopping.is_set():
+            try:
+                await self.fire_due()
+            except (RedisError, OSError) as exc:
+                log.warning("firing reminders failed: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), every_s)

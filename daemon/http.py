@@ -1,0 +1,317 @@
+"""The HTTP server: platform webhooks, health, metrics and the admin API (aiohttp).
+
+Every answer is JSON (metrics aside) and never carries a stack trace. A webhook is
+verified on its raw bytes before anything else is read from it; it is answered 202 only
+once stored, 200 with a reason when ignored or a repeat, 401 when unsigned or forged, 400
+when malformed, 413 when too large, and 503 while the store is away or the daemon is
+stopping, so the platform retries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import msgspec
+from aiohttp import web
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from actors.mail import Mail
+from actors.order.types import is_valid_sku
+from adapters.errors import OrderdError
+from adapters.platforms import MalformedPayload, generic, shopify, woocommerce
+from adapters.platforms.signatures import verify_generic, verify_shopify, verify_woocommerce
+from adapters.postgres import orders
+from adapters.stock.allocator import Allocator
+from daemon.intake import Intake, StoreUnavailable
+from daemon.settings import Settings, WebhookSource
+
+log = logging.getLogger("orderd.http")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class Context:
+    """What the handlers need, built once by the daemon."""
+
+    settings: Settings
+    pool: Any
+    redis: Redis
+    intake: Intake
+    allocator: Allocator
+    mail: Mail
+    ready: Callable[[], bool] = lambda: True
+    metrics: Callable[[], Awaitable[dict[str, float]]] | None = None
+    draining: bool = False
+    answers: dict[str, int] = field(default_factory=dict)
+
+
+CONTEXT = web.AppKey("context", Context)
+
+
+def _json(status: int, body: dict[str, Any]) -> web.Response:
+    return web.Response(
+        status=status, body=msgspec.json.encode(body), content_type="application/json"
+    )
+
+
+def _error(status: int, reason: str) -> web.Response:
+    return _json(status, {"error": reason})
+
+
+@web.middleware
+async def _answers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    context = request.app[CONTEXT]
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        response = _error(exc.status, exc.reason)
+    except StoreUnavailable:
+        response = _error(503, "the order store is unavailable; retry later")
+    except Exception:
+        # Logged here with its traceback; the caller learns only that it may retry.
+        log.exception("unexpected error answering %s %s", request.method, request.path)
+        response = _error(503, "temporarily unavailable; retry later")
+    key = f"{request.method} {_route(request)} {response.status}"
+    context.answers[key] = context.answers.get(key, 0) + 1
+    return response
+
+
+def _route(request: web.Request) -> str:
+    info = request.match_info.route.resource
+    return info.canonical if info is not None else "unmatched"
+
+
+async def _body(request: web.Request) -> bytes:
+    limit = request.app[CONTEXT].settings.http.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+    return await request.read()
+
+
+def _webhook(
+    name: str,
+    verify: Callable[[bytes, str | None, list[str]], bool],
+    signature_header: str,
+    parse: Callable[[web.Request, bytes], Any],
+    delivery_headers: tuple[str, str | None],
+) -> Handler:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        context = request.app[CONTEXT]
+        source: WebhookSource = getattr(context.settings.webhooks, name)
+        if not source.enabled:
+            return _error(404, f"{name} webhooks are not enabled")
+        if context.draining:
+            return _error(503, "shutting down; retry later")
+        body = await _body(request)
+        if name == "woocommerce" and woocommerce.is_ping(body):
+            return _json(200, {"status": "ok", "reason": "webhook ping"})
+        secrets = [s for s in (source.secret, *source.previous_secrets) if s]
+        if not verify(body, request.headers.get(signature_header), secrets):
+            return _error(401, f"missing or invalid {signature_header}")
+        try:
+            decision = parse(request, body)
+        except MalformedPayload as exc:
+            return _error(400, exc.reason)
+        delivery_header, event_header = delivery_headers
+        delivery = request.headers.get(delivery_header) or hashlib.sha256(body).hexdigest()
+        event = request.headers.get(event_header) if event_header else None
+        answer = await context.intake.accept(
+            source=name,
+            topic=_topic(request, name),
+            delivery_id=delivery,
+            event_id=event,
+            body=body,
+            decision=decision,
+        )
+        return _json(answer.status, answer.body)
+
+    return handle
+
+
+def _topic(request: web.Request, name: str) -> str:
+    header = {"shopify": "X-Shopify-Topic", "woocommerce": "X-WC-Webhook-Topic"}.get(name)
+    return request.headers.get(header, "") if header else "order"
+
+
+async def healthz(request: web.Request) -> web.StreamResponse:
+    return _json(200, {"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.StreamResponse:
+    context = request.app[CONTEXT]
+    checks: dict[str, str] = {}
+    try:
+        await context.redis.ping()
+        checks["redis"] = "ok"
+    except (RedisError, OSError) as exc:
+        checks["redis"] = f"unavailable: {type(exc).__name__}"
+    try:
+        async with context.pool.acquire(timeout=2) as conn:
+            await conn.fetchval("SELECT 1")
+        checks["postgres"] = "ok"
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        checks["postgres"] = f"unavailable: {type(exc).__name__}"
+    checks["consumers"] = "ok" if context.ready() else "not running"
+    if context.draining:
+        checks["daemon"] = "stopping"
+    ok = all(value == "ok" for value in checks.values())
+    return _json(200 if ok else 503, {"status": "ready" if ok else "not ready", "checks": checks})
+
+
+_METRIC_NAME = re.compile(r"[^a-zA-Z0-9_]")
+
+
+async def metrics(request: web.Request) -> web.StreamResponse:
+    context = request.app[CONTEXT]
+    lines = ["# TYPE orderd_http_answers_total counter"]
+    for key, count in sorted(context.answers.items()):
+        method, route, status = key.split(" ")
+        lines.append(
+            f'orderd_http_answers_total{{method="{method}",route="{route}",status="{status}"}} '
+            f"{count}"
+        )
+    lines.append("# TYPE orderd_webhooks_total counter")
+    for outcome, count in sorted(context.intake.outcomes.items()):
+        lines.append(f'orderd_webhooks_total{{outcome="{outcome}"}} {count}')
+    if context.metrics is not None:
+        for name, value in sorted((await context.metrics()).items()):
+            metric = "orderd_" + _METRIC_NAME.sub("_", name)
+            lines.append(f"# TYPE {metric} gauge")
+            lines.append(f"{metric} {value}")
+    return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+
+
+def _authorised(request: web.Request) -> web.Response | None:
+    token = request.app[CONTEXT].settings.admin.token
+    if not token:
+        return _error(404, "the admin API is not enabled")
+    offered = request.headers.get("Authorization", "")
+    scheme, _, value = offered.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(value.encode(), token.encode()):
+        return _error(401, "missing or invalid bearer token")
+    return None
+
+
+async def admin_order(request: web.Request) -> web.StreamResponse:
+    refused = _authorised(request)
+    if refused is not None:
+        return refused
+    context = request.app[CONTEXT]
+    async with context.pool.acquire() as conn:
+        try:
+            order_id = await orders.resolve(conn, request.match_info["id"])
+            return _json(200, await orders.view(conn, order_id))
+        except orders.UnknownOrder as exc:
+            return _error(404, str(exc))
+
+
+async def admin_stock(request: web.Request) -> web.StreamResponse:
+    refused = _authorised(request)
+    if refused is not None:
+        return refused
+    sku = request.match_info["sku"]
+    if not is_valid_sku(sku):
+        return _error(400, "malformed sku")
+    context = request.app[CONTEXT]
+    warehouse = request.query.get("warehouse")
+    if warehouse is not None and warehouse not in context.allocator.warehouses:
+        return _error(400, "unknown warehouse")
+    try:
+        level = await context.allocator.stock(sku, warehouse)
+    except OrderdError as exc:
+        return _error(404, str(exc))
+    return _json(200, msgspec.to_builtins(level))
+
+
+class _Adjustment(msgspec.Struct, forbid_unknown_fields=True):
+    delta: int
+    reason: str
+    movement_id: str | None = None
+    warehouse: str | None = None
+
+
+async def admin_adjust(request: web.Request) -> web.StreamResponse:
+    refused = _authorised(request)
+    if refused is not None:
+        return refused
+    context = request.app[CONTEXT]
+    sku = request.match_info["sku"]
+    if not is_valid_sku(sku):
+        return _error(400, "malformed sku")
+    try:
+        body = msgspec.json.decode(await _body(request), type=_Adjustment)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        return _error(400, f"expected {{delta, reason[, movement_id, warehouse]}}: {exc}")
+    if body.delta == 0 or abs(body.delta) > 1_000_000_000:
+        return _error(400, "delta: a whole number from -1e9 to 1e9, not 0")
+    if not body.reason.strip() or len(body.reason) > 200:
+        return _error(400, "reason: 1-200 characters")
+    if body.warehouse is not None and body.warehouse not in context.allocator.warehouses:
+        return _error(400, "unknown warehouse")
+    # Without an id every call is a movement of its own; send one to make retries safe.
+    movement = body.movement_id or f"api-{uuid.uuid4().hex}"
+    try:
+        done = await context.allocator.adjust(
+            sku, body.delta, movement_id=movement, reason=body.reason, warehouse=body.warehouse
+        )
+    except OrderdError as exc:
+        return _error(409 if "already recorded" in str(exc) else 400, str(exc))
+    await context.mail.tell_filled(done)
+    return _json(200, msgspec.to_builtins(done))
+
+
+def build_app(context: Context) -> web.Application:
+    """The aiohttp application with every route of the contract."""
+    app = web.Application(
+        client_max_size=context.settings.http.max_body_bytes, middlewares=[_answers]
+    )
+    app[CONTEXT] = context
+    app.router.add_post(
+        "/webhooks/shopify",
+        _webhook(
+            "shopify",
+            verify_shopify,
+            "X-Shopify-Hmac-Sha256",
+            lambda request, body: shopify.parse(body, request.headers.get("X-Shopify-Topic")),
+            ("X-Shopify-Webhook-Id", "X-Shopify-Event-Id"),
+        ),
+    )
+    app.router.add_post(
+        "/webhooks/woocommerce",
+        _webhook(
+            "woocommerce",
+            verify_woocommerce,
+            "X-WC-Webhook-Signature",
+            lambda request, body: woocommerce.parse(
+                body, request.headers.get("X-WC-Webhook-Topic")
+            ),
+            ("X-WC-Webhook-Delivery-ID", None),
+        ),
+    )
+    app.router.add_post(
+        "/webhooks/orders",
+        _webhook(
+            "generic",
+            verify_generic,
+            "X-Orderd-Signature",
+            lambda request, body: generic.parse(body),
+            ("X-Orderd-Delivery-Id", None),
+        ),
+    )
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/api/v1/orders/{id}", admin_order)
+    app.router.add_get("/api/v1/stock/{sku}", admin_stock)
+    app.router.add_post("/api/v1/stock/{sku}/adjust", admin_adjust)
+    return app

@@ -1,0 +1,138 @@
+"""``orderd order ...`` and ``orderd dlq ...``: what an operator does with single orders."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from actors.order.behaviour import CANCELLABLE
+from actors.order.messages import CancelRequested, decode_message
+from actors.order.states import OrderState
+from adapters.errors import OrderdError
+from adapters.postgres import dead_letters, orders
+from daemon.resources import open_resources
+from daemon.settings import Settings, load_settings
+
+_CANCEL_WAIT_S = 10.0
+
+
+async def show(settings: Settings, ref: str, as_json: bool, say: Callable[[str], None]) -> None:
+    async with open_resources(settings, pool_size=2) as res, res.pool.acquire() as conn:
+        order_id = await orders.resolve(conn, ref)
+        view = await orders.view(conn, order_id)
+    if as_json:
+        say(msgspec.json.encode(view).decode())
+        return
+    name = f" {view['name']}" if view["name"] else ""
+    origin = f"{view['source'] or '-'} {view['external_id'] or '-'}"
+    say(f"{view['id']}{name} ({origin}): {view['state']}")
+    if view["reason"]:
+        say(f"  reason: {view['reason']}")
+    for line in view["lines"]:
+        shipped = "" if line["requires_shipping"] else " (not shipped)"
+        say(f"  {line['sku']} x{line['quantity']}: reserved {line['reserved']}{shipped}")
+    for event in view["events"]:
+        say(f"  {event['at']}  {event['type']}")
+
+
+async def cancel(settings: Settings, ref: str, reason: str, say: Callable[[str], None]) -> None:
+    """Ask the order's actor to cancel, then wait a little for it to be done."""
+    async with open_resources(settings, pool_size=2) as res:
+        async with res.pool.acquire() as conn:
+            order_id = await orders.resolve(conn, ref)
+            state = OrderState((await orders.view(conn, order_id))["state"])
+        if state is OrderState.CANCELLED:
+            say(f"{order_id} is already cancelled")
+            return
+        if state not in CANCELLABLE:
+            raise OrderdError(f"{order_id} is {state.value}: it can no longer be cancelled")
+        await res.mail.send(
+            [CancelRequested(order_id=order_id, reason=reason, requested_by="operator")]
+        )
+        deadline = time.monotonic() + _CANCEL_WAIT_S
+        while time.monotonic() < deadline:
+            async with res.pool.acquire() as conn:
+                state = OrderState((await orders.view(conn, order_id))["state"])
+            if state is OrderState.CANCELLED:
+                say(f"{order_id} cancelled; its stock is released")
+                return
+            await asyncio.sleep(0.2)  # the daemon applies it: wait a bounded while
+    say(f"{order_id}: cancellation requested; the daemon applies it when it runs")
+
+
+async def dlq_list(settings: Settings, say: Callable[[str], None]) -> None:
+    async with open_resources(settings, pool_size=2) as res, res.pool.acquire() as conn:
+        letters = await dead_letters.listed(conn)
+    if not letters:
+        say("no dead letters")
+    for letter in letters:
+        say(
+            f"{letter.id}  {letter.dead_at.isoformat(timespec='seconds')}  order {letter.order_id} "
+            f"message {letter.seq}  after {letter.deliveries} deliveries: {letter.error[:120]}"
+        )
+
+
+async def dlq_replay(settings: Settings, letter_id: int, say: Callable[[str], None]) -> None:
+    async with open_resources(settings, pool_size=2) as res:
+        async with res.pool.acquire() as conn:
+            letter = await dead_letters.get(conn, letter_id)
+        if letter is None:
+            raise OrderdError(f"no dead letter {letter_id}")
+        if letter.replayed_at is not None:
+            raise OrderdError(f"dead letter {letter_id} was replayed already")
+        try:
+            message = decode_message(letter.payload)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise OrderdError(f"dead letter {letter_id} cannot be replayed: {exc}") from None
+        async with res.pool.acquire() as conn:
+            if not await dead_letters.mark_replayed(conn, letter_id):
+                raise OrderdError(f"dead letter {letter_id} was replayed already")
+        await res.mail.send([message])
+    say(f"dead letter {letter_id} sent again to order {message.order_id}")
+
+
+def add_commands(commands: Any, add: Callable[..., argparse.ArgumentParser]) -> None:
+    """Register ``order`` and ``dlq`` with the CLI's parser."""
+    order = commands.add_parser("order", help="one order: show, cancel")
+    order_commands = order.add_subparsers(dest="order_command", required=True, metavar="ACTION")
+    shown = add("show", cmd_order_show, "show one order", order_commands)
+    shown.add_argument("id", help="orderd's id, the platform's order id or its name (#1001)")
+    shown.add_argument("--json", action="store_true", help="print JSON")
+    cancelled = add("cancel", cmd_order_cancel, "cancel an order not yet shipped", order_commands)
+    cancelled.add_argument("id", help="orderd's id, the platform's order id or its name")
+    cancelled.add_argument("--reason", default="cancelled by an operator", help="why")
+
+    dlq = commands.add_parser("dlq", help="dead-lettered messages")
+    dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
+    add("list", cmd_dlq_list, "list dead letters not yet replayed", dlq_commands)
+    replay = add("replay", cmd_dlq_replay, "send a dead letter to its order again", dlq_commands)
+    replay.add_argument("id", type=int, help="the dead letter's number from `dlq list`")
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+async def cmd_order_show(args: argparse.Namespace) -> int:
+    await show(load_settings(args.config), args.id, args.json, _say)
+    return 0
+
+
+async def cmd_order_cancel(args: argparse.Namespace) -> int:
+    await cancel(load_settings(args.config), args.id, args.reason, _say)
+    return 0
+
+
+async def cmd_dlq_list(args: argparse.Namespace) -> int:
+    await dlq_list(load_settings(args.config), _say)
+    return 0
+
+
+async def cmd_dlq_replay(args: argparse.Namespace) -> int:
+    await dlq_replay(load_settings(args.config), args.id, _say)
+    return 0

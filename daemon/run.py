@@ -1,0 +1,206 @@
+"""``orderd run``: the daemon, and the one place where its parts are put together.
+
+Start-up: settings, PostgreSQL (schema checked), Redis, the allocation core (Redis rebuilt
+from the ledger if it does not hold this database), the actor runtime, reminders, the
+pump, and the HTTP server; READY=1 goes to systemd only when all of them are up.
+
+Shutdown, on SIGTERM or SIGINT: STOPPING=1, webhooks answer 503, the runtime stops
+reading and gives running turns the grace period; what is unfinished stays pending in
+the consumer group for the next process. A second signal stops at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from actors.mail import Mail
+from actors.order.actor import OrderTurns
+from actors.order.behaviour import Rules
+from actors.reminders import Reminders
+from actors.runtime import ActorRuntime
+from actors.runtime import RuntimeSettings as ActorSettings
+from adapters.postgres import mailbox
+from adapters.redis.keys import RuntimeKeys
+from adapters.redis.streams import Streams
+from daemon import logs, systemd
+from daemon.http import Context, build_app
+from daemon.intake import Intake
+from daemon.resources import open_resources
+from daemon.settings import Settings
+
+log = logging.getLogger("orderd.daemon")
+
+
+class Daemon:
+    """The running process: its parts, their tasks, and how it stops."""
+
+    def __init__(self, settings: Settings, resources: Any, clock: Callable[[], float]) -> None:
+        self.settings = settings
+        pool, redis, allocator = resources.pool, resources.redis, resources.allocator
+        keys = RuntimeKeys(settings.redis.prefix)
+        self.streams = Streams(redis, keys)
+        self.mail = Mail(pool, self.streams)
+        rules = Rules(
+            backorder_policy=settings.allocation.backorder_policy,
+            cancel_after_days=settings.allocation.cancel_after_days,
+        )
+        turns = OrderTurns(
+            pool=pool,
+            redis=redis,
+            keys=keys,
+            allocator=allocator,
+            rules=rules,
+            lease_ms=settings.runtime.lease_ms,
+            clock=clock,
+        )
+        consumer = settings.daemon.consumer_name or f"{socket.gethostname()}-{os.getpid()}"
+        self.runtime = ActorRuntime(
+            streams=self.streams,
+            turns=turns,
+            pool=pool,
+            consumer=consumer,
+            settings=ActorSettings(
+                read_count=settings.runtime.read_count,
+                max_deliveries=settings.runtime.max_deliveries,
+                claim_idle_ms=settings.runtime.claim_idle_ms,
+            ),
+            on_group_lost=self.rebuild_backlog,
+        )
+        self.reminders = Reminders(pool=pool, redis=redis, keys=keys, mail=self.mail, clock=clock)
+        self.context = Context(
+            settings=settings,
+            pool=pool,
+            redis=redis,
+            intake=Intake(pool, self.mail),
+            allocator=allocator,
+            mail=self.mail,
+            ready=lambda: self.runtime.reading,
+            metrics=self.gauges,
+        )
+        self.pool = pool
+        self.stopping = asyncio.Event()
+
+    async def rebuild_backlog(self) -> None:
+        """Redis lost the stream: stream again every stored message not yet applied."""
+        async with self.pool.acquire() as conn:
+            count = await mailbox.restream_unapplied(conn)
+        await self.reminders.rebuild()
+        log.warning("stream rebuilt from PostgreSQL: %d message(s) to stream again", count)
+
+    async def gauges(self) -> dict[str, float]:
+        backlog = await self.streams.backlog()
+        return {
+            "stream_lag": backlog["lag"],
+            "stream_pending": backlog["pending"],
+            "actors_active": self.runtime.active_actors,
+            "turns_total": self.runtime.turns_done,
+        }
+
+    async def pump(self) -> None:
+        """Stream what was stored but not streamed (a crash in between, Redis away)."""
+        while not self.stopping.is_set():
+            try:
+                while await self.mail.pump() and not self.stopping.is_set():
+                    pass
+            except Exception as exc:
+                log.warning("pump failed: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), 1.0)
+
+    async def watchdog(self, every_s: float) -> None:
+        """WATCHDOG=1 while the event loop runs and the runtime keeps reading."""
+        stale_after = max(every_s * 4, 10.0)
+        while not self.stopping.is_set():
+            if time.monotonic() - self.runtime.last_progress < stale_after:
+                systemd.notify("WATCHDOG=1")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), every_s)
+
+
+async def serve(settings: Settings, clock: Callable[[], float] = time.time) -> int:
+    """Run until a signal; return the exit status."""
+    logs.configure(settings.daemon.log_level)
+    loop = asyncio.get_running_loop()
+    signals = asyncio.Queue[int]()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, signals.put_nowait, int(sig))
+
+    async with open_resources(settings) as resources:
+        rebuilt = await resources.allocator.start()
+        if rebuilt:
+            log.warning("stock rebuilt from the ledger for warehouse(s): %s", ", ".join(rebuilt))
+        daemon = Daemon(settings, resources, clock)
+        await daemon.streams.ensure_group()
+        await daemon.reminders.rebuild()
+
+        app = build_app(daemon.context)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, settings.http.host, settings.http.port, reuse_address=True)
+        await site.start()
+
+        tasks: list[asyncio.Task[Any]] = [
+            asyncio.create_task(daemon.runtime.run(), name="runtime"),
+            asyncio.create_task(daemon.reminders.run(daemon.stopping), name="reminders"),
+            asyncio.create_task(daemon.pump(), name="pump"),
+        ]
+        every = systemd.watchdog_interval_s()
+        if every is not None:
+            tasks.append(asyncio.create_task(daemon.watchdog(every), name="watchdog"))
+        await _until_reading(daemon, tasks)
+        address = f"{settings.http.host}:{settings.http.port}"
+        log.info("orderd ready", extra={"http": address, "consumer": daemon.runtime.consumer})
+        systemd.notify(f"READY=1\nSTATUS=serving on {address}")
+
+        number = await _first(signals, tasks)
+        log.info("stopping", extra={"signal": number})
+        systemd.notify("STOPPING=1\nSTATUS=draining")
+        daemon.context.draining = True
+        grace = settings.daemon.shutdown_grace_s
+        drained = asyncio.create_task(daemon.runtime.stop(grace))
+        forced = asyncio.create_task(signals.get())
+        done, _ = await asyncio.wait({drained, forced}, return_when=asyncio.FIRST_COMPLETED)
+        if forced in done:
+            log.warning("second signal: stopping now")
+            drained.cancel()
+        else:
+            forced.cancel()
+        daemon.stopping.set()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await runner.cleanup()
+    log.info("stopped")
+    return 0
+
+
+async def _until_reading(daemon: Daemon, tasks: list[asyncio.Task[Any]]) -> None:
+    """Wait until the runtime reads the stream (its own pending entries dispatched first)."""
+    reading = asyncio.create_task(daemon.runtime.started.wait())
+    done, _ = await asyncio.wait({reading, *tasks}, return_when=asyncio.FIRST_COMPLETED)
+    if reading not in done:
+        reading.cancel()
+        for task in done:
+            task.result()  # a part that died at start-up stops the daemon with its error
+
+
+async def _first(signals: asyncio.Queue[int], tasks: list[asyncio.Task[Any]]) -> int:
+    """The first signal; a part of the daemon that ends by itself is an error."""
+    waiter = asyncio.create_task(signals.get())
+    done, _ = await asyncio.wait({waiter, *tasks}, return_when=asyncio.FIRST_COMPLETED)
+    if waiter in done:
+        return waiter.result()
+    waiter.cancel()
+    for task in done:
+        task.result()  # raises what stopped it
+    raise RuntimeError(f"{next(iter(done)).get_name()} stopped by itself")
