@@ -255,3 +255,23 @@ async def make_allocator(
     for allocator, pool in made:
         await allocator.drain()
         await pool.close()
+
+
+@pytest.fixture
+def make_daemon(test_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """Start real ``orderd run`` processes for this test's schema and prefix; all are
+    stopped (killed if they do not stop) afterwards."""
+    from tests.integration.daemon_harness import Daemon, daemon_env
+
+    started: list[Any] = []
+
+    def make(name: str = "d1", start: bool = True, **extra: str) -> Daemon:
+        daemon = Daemon(daemon_env(test_env, **extra), tmp_path / f"{name}.log", name)
+        started.append(daemon)
+        if start:
+            daemon.start()
+        return daemon
+
+    yield make
+    for daemon in started:
+        daemon.kill()
