@@ -26,7 +26,7 @@ from msgspec import Struct
 from redis.exceptions import RedisError
 
 from actors.order.actor import OrderTurns, Outcome
-from actors.order.messages import decode_message
+from actors.order.messages import Message, decode_message
 from adapters.postgres import dead_letters
 from adapters.redis.streams import Entry, GroupLost, Streams
 
@@ -179,7 +179,7 @@ class ActorRuntime:
             if message.order_id != entry.order_id:
                 raise ValueError("message is for another order than its entry says")
         except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
-            await self._dead_letter(entry, f"unreadable message: {exc}")
+            await self._dead_letter(entry, f"unreadable message: {exc}", None)
             return None
         try:
             outcome = await self._turns.apply(entry.order_id, entry.seq, message)
@@ -187,7 +187,7 @@ class ActorRuntime:
             attempts = self._attempts.get(entry.id, 0) + 1
             self._attempts[entry.id] = attempts
             if max(attempts, entry.deliveries) >= self._settings.max_deliveries:
-                await self._dead_letter(entry, f"{type(exc).__name__}: {exc}")
+                await self._dead_letter(entry, f"{type(exc).__name__}: {exc}", message)
                 return None
             log.warning(
                 "turn failed for order %s message %d (attempt %d): %s",
@@ -209,7 +209,7 @@ class ActorRuntime:
         delay_ms = min(self._settings.retry_ms * 2 ** (attempts - 1), self._settings.retry_max_ms)
         return float(delay_ms) / 1000
 
-    async def _dead_letter(self, entry: Entry, error: str) -> None:
+    async def _dead_letter(self, entry: Entry, error: str, message: Message | None) -> None:
         log.error("dead-lettering order %s message %d: %s", entry.order_id, entry.seq, error)
         deliveries = max(self._attempts.get(entry.id, 0), entry.deliveries)
         async with self._pool.acquire() as conn:
@@ -224,7 +224,7 @@ class ActorRuntime:
                 payload=entry.body,
             )
         await self._turns.give_up(
-            entry.order_id, entry.seq, f"message {entry.seq} dead-lettered: {error[:200]}"
+            entry.order_id, entry.seq, f"message {entry.seq} dead-lettered: {error[:200]}", message
         )
         await self._streams.dead_letter(entry, error)
 

@@ -73,7 +73,7 @@ async def dlq_list(settings: Settings, say: Callable[[str], None]) -> None:
     for letter in letters:
         say(
             f"{letter.id}  {letter.dead_at.isoformat(timespec='seconds')}  order {letter.order_id} "
-            f"message {letter.seq}  after {letter.deliveries} deliveries: {letter.error[:120]}"
+            f"message {letter.seq} after {letter.deliveries} deliveries: {letter.error[:120]}"
         )
 
 

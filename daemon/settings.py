@@ -47,7 +47,7 @@ class DaemonSettings(_Section, frozen=True):
 
 class RuntimeSettings(_Section, frozen=True):
     max_deliveries: Annotated[int, Meta(ge=1, le=100)] = 5
-    lease_ms: Annotated[int, Meta(ge=1000, le=600_000)] = 30_000
+    lease_ms: Annotated[int, Meta(ge=1000, le=600_000)] = 10_000
     claim_idle_ms: Annotated[int, Meta(ge=1000, le=86_400_000)] = 60_000
     read_count: Annotated[int, Meta(ge=1, le=10_000)] = 256
 

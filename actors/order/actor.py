@@ -31,12 +31,12 @@ from actors.order.behaviour import (
     decide,
     evolve,
 )
-from actors.order.events import AttentionNeeded, Event, Holding
-from actors.order.messages import Message
+from actors.order.events import AttentionNeeded, Event, Holding, OrderReceived
+from actors.order.messages import Message, OrderPaid
 from adapters.postgres import orders
-from adapters.postgres.stock import LedgerEntry
+from adapters.postgres.stock import LedgerEntry, fresh, hold_ledger
 from adapters.redis.keys import RuntimeKeys
-from adapters.redis.scripts import UnknownSku
+from adapters.redis.scripts import StaleEpoch, UnknownSku
 from adapters.stock.allocator import Allocator
 
 # Deletes the lease only if it is still ours, so a slow turn never frees another's lease.
@@ -169,6 +169,9 @@ class OrderTurns:
         collected: _Collected,
     ) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
+            await hold_ledger(conn)
+            if not await self._still_fresh(collected.ledger):
+                raise StaleEpoch(f"Redis was rebuilt during the turn of order {order_id}")
             await orders.save_turn(
                 conn,
                 order_id=order_id,
@@ -185,16 +188,35 @@ class OrderTurns:
                 {r.key: int(r.due_at.timestamp() * 1000) for r in collected.reminders},
             )
 
-    async def give_up(self, order_id: str, seq: int, reason: str) -> None:
+    async def _still_fresh(self, entries: list[LedgerEntry]) -> bool:
+        warehouses = sorted({w for entry in entries for w, _ in entry.epochs})
+        if not warehouses:
+            return True
+        current = await self._allocator.epochs(warehouses)
+        return all(fresh(entry, current) for entry in entries)
+
+    async def give_up(
+        self, order_id: str, seq: int, reason: str, message: Message | None = None
+    ) -> None:
         """Mark message ``seq`` as dealt with by holding the order for a person.
 
-        Used when the message was dead-lettered: the order's later messages can go on.
+        Used when the message was dead-lettered: the order's later messages can go on. A
+        paid order that never got further is recorded with its platform data, so a person
+        sees what it is (and a replay of the dead letter tries its reservation again).
         """
         now = datetime.fromtimestamp(self._clock(), UTC)
         async with self._pool.acquire() as conn:
             loaded = await orders.load(conn, order_id)
         if seq <= loaded.last_seq:
             return
-        note = AttentionNeeded(at=now, reason=reason)
-        snapshot = evolve(loaded.snapshot, note, order_id)
-        await self._save(order_id, loaded, snapshot, [note], seq, _Collected())
+        events: list[Event] = []
+        if isinstance(message, OrderPaid) and (
+            loaded.snapshot is None or loaded.snapshot.order is None
+        ):
+            events.append(OrderReceived(at=now, order=message.order))
+        events.append(AttentionNeeded(at=now, reason=reason))
+        snapshot = loaded.snapshot
+        for event in events:
+            snapshot = evolve(snapshot, event, order_id)
+        assert snapshot is not None  # at least one event was applied
+        await self._save(order_id, loaded, snapshot, events, seq, _Collected())

@@ -164,15 +164,25 @@ def decide(
 def _paid(
     snapshot: Snapshot | None, order: NormalizedOrder, rules: Rules, now: datetime
 ) -> Decision:
-    if snapshot is not None and (snapshot.order is not None or snapshot.state in TERMINAL):
-        return Decision()  # already known, or cancelled first: a paid webhook changes nothing
-    received = OrderReceived(at=now, order=order)
+    policy: Policy = order.backorder_policy or rules.backorder_policy
     shippable: dict[str, int] = {}
     for line in order.shippable_lines():
         shippable[line.sku] = shippable.get(line.sku, 0) + line.quantity
+    if (
+        snapshot is not None
+        and snapshot.state is OrderState.NEEDS_ATTENTION
+        and snapshot.order is not None
+        and not snapshot.holdings
+        and shippable
+    ):
+        # Held before anything was reserved, and sent again (a replayed dead letter):
+        # the reservation is tried again.
+        return Decision((), (Reserve(tuple(shippable.items()), policy),))
+    if snapshot is not None and (snapshot.order is not None or snapshot.state in TERMINAL):
+        return Decision()  # already known, or cancelled first: a paid webhook changes nothing
+    received = OrderReceived(at=now, order=order)
     if not shippable:
         return Decision((received, NothingToShip(at=now)))
-    policy: Policy = order.backorder_policy or rules.backorder_policy
     return Decision((received,), (Reserve(tuple(shippable.items()), policy),))
 
 

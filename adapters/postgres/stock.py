@@ -10,7 +10,7 @@ reservation) is what recovery rebuilds Redis from.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -53,10 +53,27 @@ class QueuePlace(Struct, frozen=True, kw_only=True):
 
 
 class LedgerEntry(Struct, frozen=True, kw_only=True):
-    """What one stock operation changed, written in one transaction with others."""
+    """What one stock operation changed, written in one transaction with others.
+
+    ``epochs`` names, per warehouse, the Redis epoch the change was made under; the entry
+    is only written while Redis still holds that epoch (see :func:`fresh`).
+    """
 
     movements: tuple[Movement, ...] = ()
     queued: tuple[QueuePlace, ...] = ()
+    epochs: tuple[tuple[str, str], ...] = ()
+
+
+async def hold_ledger(conn: Any, *, exclusive: bool = False) -> None:
+    """Writers of the ledger share this lock; a rebuild of Redis takes it alone, so it
+    reads every committed write and no write slips between its read and its epoch change."""
+    kind = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+    await conn.execute(f"SELECT {kind}(hashtext('orderd.ledger.' || current_schema()))")
+
+
+def fresh(entry: LedgerEntry, current: dict[str, str | None]) -> bool:
+    """Whether every Redis change the entry records is still in Redis."""
+    return all(current.get(warehouse) == epoch for warehouse, epoch in entry.epochs)
 
 
 _encode_lines = msgspec.json.Encoder().encode
@@ -238,16 +255,29 @@ async def due_cancellations(conn: Any, now: datetime) -> list[tuple[str, str]]:
     return [(r["warehouse"], r["order_id"]) for r in rows]
 
 
+Epochs = Callable[[Sequence[str]], Awaitable[dict[str, str | None]]]
+
+
 class LedgerWriter:
     """Writes ledger entries for many concurrent callers in shared transactions.
 
-    ``await record(entry)`` returns once the entry is committed.
+    ``await record(entry)`` returns once the entry is committed; it raises ``stale`` (an
+    exception instance factory) when Redis was rebuilt since the entry's change.
     """
 
     def __init__(
-        self, pool: Any, *, max_batch: int = 512, linger_s: float = 0.0, max_in_flight: int = 4
+        self,
+        pool: Any,
+        epochs: Epochs,
+        stale: Callable[[], Exception],
+        *,
+        max_batch: int = 512,
+        linger_s: float = 0.0,
+        max_in_flight: int = 4,
     ) -> None:
         self._pool = pool
+        self._epochs = epochs
+        self._stale = stale
         self._batches: Coalescer[LedgerEntry, None] = Coalescer(
             self._write, max_batch=max_batch, linger_s=linger_s, max_in_flight=max_in_flight
         )
@@ -256,10 +286,14 @@ class LedgerWriter:
         if entry.movements or entry.queued:
             await self._batches.submit(entry)
 
-    async def _write(self, entries: Sequence[LedgerEntry]) -> list[None]:
-        async with self._pool.acquire() as conn:
-            await write_entries(conn, entries)
-        return [None] * len(entries)
+    async def _write(self, entries: Sequence[LedgerEntry]) -> list[Exception | None]:
+        warehouses = sorted({w for entry in entries for w, _ in entry.epochs})
+        async with self._pool.acquire() as conn, conn.transaction():
+            await hold_ledger(conn)
+            current = await self._epochs(warehouses)
+            fit = [entry for entry in entries if fresh(entry, current)]
+            await write_entries(conn, fit)
+        return [None if fresh(entry, current) else self._stale() for entry in entries]
 
     async def drain(self) -> None:
         await self._batches.drain()

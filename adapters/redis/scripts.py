@@ -69,6 +69,11 @@ class WarehouseNotReady(Exception):
     """Redis has no state for the warehouse (emptied or restarted): rebuild, then retry."""
 
 
+class StaleEpoch(Exception):
+    """Redis was rebuilt after an operation changed it and before its ledger write: the
+    change is gone from Redis, so the write is refused and the operation must run again."""
+
+
 _ERRORS: dict[int, type[AllocationError]] = {
     -1: UnknownSku,
     -2: BadQuantity,
@@ -113,10 +118,12 @@ class CommitResult(msgspec.Struct, array_like=True, frozen=True):
 
 
 class Outcome(msgspec.Struct, Generic[R], frozen=True):
-    """A script's result for one request, and whether it is the stored one of a repeat."""
+    """A script's result for one request, whether it is the stored one of a repeat, and
+    the warehouse epoch (which changes when Redis is rebuilt) it was applied under."""
 
     result: R
     replay: bool
+    epoch: str
 
 
 class Fill(msgspec.Struct, array_like=True, frozen=True):
@@ -132,6 +139,7 @@ class AdjustResult(msgspec.Struct, array_like=True, frozen=True):
     backordered: int
     fills: tuple[Fill, ...]
     more: int
+    epoch: str = ""
 
 
 reserve_result = msgspec.msgpack.Decoder(ReserveResult)
@@ -209,10 +217,13 @@ class Scripts:
 
 
 def _outcomes(flat: Any, decoder: msgspec.msgpack.Decoder[R]) -> list[Outcome[R]]:
-    """Pairs of (replay flag, packed result) from a batch script, decoded."""
-    if not isinstance(flat, list) or len(flat) % 2:
-        raise TypeError("batch script returned something other than replay/result pairs")
-    return [Outcome(decoder.decode(flat[i + 1]), bool(flat[i])) for i in range(0, len(flat), 2)]
+    """The epoch, then pairs of (replay flag, packed result) from a batch script, decoded."""
+    if not isinstance(flat, list) or len(flat) % 2 != 1:
+        raise TypeError("batch script returned something other than epoch and result pairs")
+    epoch = flat[0].decode() if isinstance(flat[0], bytes) else str(flat[0])
+    return [
+        Outcome(decoder.decode(flat[i + 1]), bool(flat[i]), epoch) for i in range(1, len(flat), 2)
+    ]
 
 
 _RETRIES = 3

@@ -13,7 +13,7 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 from msgspec import Struct
 from redis.asyncio import Redis
@@ -32,6 +32,7 @@ from adapters.redis.scripts import (
     ReserveMode,
     ReserveResult,
     Scripts,
+    StaleEpoch,
     UnknownSku,
     WarehouseNotReady,
     error_for,
@@ -100,7 +101,7 @@ class Allocator:
             "linger_s": self._policy.batch_linger_ms / 1000,
             "max_in_flight": self._policy.batches_in_flight,
         }
-        self._writer = ledger.LedgerWriter(pool, **batching)
+        self._writer = ledger.LedgerWriter(pool, self.epochs, StaleEpoch, **batching)
         self._ledger: LedgerSink = ledger_sink or self._writer
         self._batches: dict[str, dict[str, Coalescer[Any, Any]]] = defaultdict(dict)
         for code in self._order:
@@ -122,6 +123,19 @@ class Allocator:
 
     def keys(self, warehouse: str) -> WarehouseKeys:
         return self._keys[warehouse]
+
+    async def epochs(self, warehouses: Sequence[str]) -> dict[str, str | None]:
+        """The Redis epoch of each warehouse now (None: Redis does not hold it)."""
+        if not warehouses:
+            return {}
+        pipe = self._redis.pipeline(transaction=False)
+        for code in warehouses:
+            pipe.hget(self._keys[code].meta, "epoch")
+        values = await pipe.execute()
+        return {
+            code: (value.decode() if isinstance(value, bytes) else value)
+            for code, value in zip(warehouses, values, strict=True)
+        }
 
     # -- start-up, recovery, reconciliation ---------------------------------------------
 
@@ -190,17 +204,41 @@ class Allocator:
         with splitting allowed, each warehouse in turn reserves what it can; what is still
         missing (or, without splitting, the order) waits in the first warehouse's queues.
         """
+        return await _again_if_stale(
+            lambda: self._reserve(order_id, lines, policy, priority, op_id, sink)
+        )
+
+    async def _reserve(
+        self,
+        order_id: str,
+        lines: Lines,
+        policy: Policy | None,
+        priority: int,
+        op_id: str,
+        sink: LedgerSink | None,
+    ) -> Reservation:
+        """One attempt of :meth:`reserve`: the warehouses' epochs it saw go with its entry."""
         policy = policy or self._policy.backorder_policy
         mode: ReserveMode = "ship_available" if policy == "ship_available" else "wait_all"
         now = self._clock()
-        record = partial(
-            self._record_reservation, order_id, policy=policy, priority=priority, sink=sink
-        )
+        seen: dict[str, str] = {}
+
+        async def record(record_op: str, allocated: Sequence[AllocatedLine]) -> None:
+            await self._record_reservation(
+                order_id, record_op, allocated, now, dict(seen), policy, priority, sink
+            )
+
+        async def attempt(code: str, call: _Call) -> ReserveResult:
+            outcome = await self._reserve_in(code, call)
+            seen[code] = outcome.epoch
+            return outcome.result
+
         if len(self._order) == 1:
             code = self._order[0]
             outcome = await self._reserve_in(code, _Call(order_id, op_id, mode, priority, lines))
+            seen[code] = outcome.epoch
             allocated = _allocated(code, outcome.result)
-            await record(op_id, allocated, now)
+            await record(op_id, allocated)
             return Reservation(order_id, op_id, status_of(allocated), allocated, outcome.replay)
 
         earlier = await self._earlier_reservation(order_id, op_id)
@@ -208,17 +246,18 @@ class Allocator:
             return Reservation(order_id, op_id, status_of(earlier), tuple(earlier), True)
 
         for code in self._order:
-            outcome = await self._reserve_in(code, _Call(order_id, op_id, "all", priority, lines))
-            if outcome.result.code == RESERVED:
-                allocated = _allocated(code, outcome.result)
-                await record(op_id, allocated, now)
+            result = await attempt(code, _Call(order_id, op_id, "all", priority, lines))
+            if result.code == RESERVED:
+                allocated = _allocated(code, result)
+                seen = {code: seen[code]}
+                await record(op_id, allocated)
                 return Reservation(order_id, op_id, "reserved", allocated, False)
 
         split_op = f"{op_id}:split"
         parts: list[AllocatedLine] = []
         if self._policy.split_across_warehouses:
-            parts = await self._split(order_id, split_op, lines, priority, sink)
-            await record(split_op, parts, now)
+            parts = await self._split(order_id, split_op, lines, priority, sink, attempt)
+            await record(split_op, parts)
         remaining = _remaining(lines, parts)
         if parts and not remaining:
             return Reservation(order_id, op_id, "reserved", tuple(parts), False)
@@ -232,8 +271,8 @@ class Allocator:
                 await self._undo_split(order_id, split_op, parts, sink)
                 parts = []
             rest_call = _Call(order_id, op_id, mode, priority, lines)
-        rest = _allocated(primary, (await self._reserve_in(primary, rest_call)).result)
-        await record(rest_call.op_id, rest, now)
+        rest = _allocated(primary, await attempt(primary, rest_call))
+        await record(rest_call.op_id, rest)
         allocated = (*parts, *rest)
         return Reservation(order_id, op_id, status_of(allocated), allocated, False)
 
@@ -272,7 +311,13 @@ class Allocator:
         return found
 
     async def _split(
-        self, order_id: str, split_op: str, lines: Lines, priority: int, sink: LedgerSink | None
+        self,
+        order_id: str,
+        split_op: str,
+        lines: Lines,
+        priority: int,
+        sink: LedgerSink | None,
+        attempt: Callable[[str, _Call], Awaitable[ReserveResult]],
     ) -> list[AllocatedLine]:
         parts: list[AllocatedLine] = []
         for code in self._order:
@@ -280,13 +325,13 @@ class Allocator:
             if not remaining:
                 break
             try:
-                outcome = await self._reserve_in(
+                result = await attempt(
                     code, _Call(order_id, split_op, "partial", priority, tuple(remaining))
                 )
             except Exception:
                 await self._undo_split(order_id, split_op, parts, sink)
                 raise
-            parts.extend(line for line in _allocated(code, outcome.result) if line.reserved)
+            parts.extend(line for line in _allocated(code, result) if line.reserved)
         return parts
 
     async def _undo_split(
@@ -308,7 +353,7 @@ class Allocator:
         op_id: str,
         lines: Sequence[AllocatedLine],
         now: float,
-        *,
+        epochs: dict[str, str],
         policy: Policy,
         priority: int,
         sink: LedgerSink | None,
@@ -316,8 +361,11 @@ class Allocator:
         cancel_at = None
         if policy == "cancel_after_days":
             cancel_at = now + self._policy.cancel_after_days * 86400
+        used = {
+            line.warehouse: epochs[line.warehouse] for line in lines if line.warehouse in epochs
+        }
         await (sink or self._ledger).record(
-            entries.reservation(order_id, op_id, lines, priority, now, cancel_at)
+            entries.reservation(order_id, op_id, lines, priority, now, cancel_at, used)
         )
 
     # -- release and commit ---------------------------------------------------------------
@@ -338,13 +386,23 @@ class Allocator:
         """
         everywhere = self._order if lines is None else self._order[:1]
         codes = [warehouse] if warehouse else everywhere
+        return await _again_if_stale(lambda: self._release(order_id, op_id, lines, codes, sink))
+
+    async def _release(
+        self,
+        order_id: str,
+        op_id: str,
+        lines: Lines | None,
+        codes: Sequence[str],
+        sink: LedgerSink | None,
+    ) -> list[Released]:
         done = []
         for code in codes:
             outcome: Outcome[ReleaseResult] = await self._batches["release"][code].submit(
                 (order_id, op_id, tuple(lines or ()))
             )
             result = outcome.result
-            entry = entries.release(code, order_id, op_id, result, self._clock())
+            entry = entries.release(code, order_id, op_id, result, self._clock(), outcome.epoch)
             await (sink or self._ledger).record(entry)
             done.append(
                 Released(
@@ -367,11 +425,16 @@ class Allocator:
     ) -> Committed:
         """A shipment left: its quantities leave on hand and the order's reservation."""
         code = warehouse or self._order[0]
+        return await _again_if_stale(lambda: self._commit(order_id, op_id, lines, code, sink))
+
+    async def _commit(
+        self, order_id: str, op_id: str, lines: Lines, code: str, sink: LedgerSink | None
+    ) -> Committed:
         outcome: Outcome[CommitResult] = await self._batches["commit"][code].submit(
             (order_id, op_id, tuple(lines))
         )
         result = outcome.result
-        entry = entries.commit(code, order_id, op_id, result, self._clock())
+        entry = entries.commit(code, order_id, op_id, result, self._clock(), outcome.epoch)
         await (sink or self._ledger).record(entry)
         return Committed(code, tuple((q.sku, q.quantity) for q in result.committed), outcome.replay)
 
@@ -393,6 +456,19 @@ class Allocator:
         filled are returned so their actors can be told.
         """
         code = warehouse or self._order[0]
+        return await _again_if_stale(
+            lambda: self._adjust(sku, quantity, movement_id, mode, reason, code)
+        )
+
+    async def _adjust(
+        self,
+        sku: str,
+        quantity: int,
+        movement_id: str,
+        mode: Literal["delta", "set"],
+        reason: str | None,
+        code: str,
+    ) -> Adjusted:
         async with self._pool.acquire() as conn:
             if not await ledger.product_exists(conn, sku):
                 raise UnknownSku(f"unknown sku {sku!r}: import it with `orderd catalog import`")
@@ -422,6 +498,7 @@ class Allocator:
                 reason,
                 result.fills,
                 self._clock(),
+                result.epoch,
             )
         )
         filled = [_filled(fill) for fill in result.fills]
@@ -434,7 +511,9 @@ class Allocator:
                 ),
             )
             await self._ledger.record(
-                entries.filled(code, f"{movement_id}+{len(filled)}", step.fills, self._clock())
+                entries.filled(
+                    code, f"{movement_id}+{len(filled)}", step.fills, self._clock(), step.epoch
+                )
             )
             filled.extend(_filled(fill) for fill in step.fills)
             reserved, backordered = step.reserved, step.backordered
@@ -497,6 +576,22 @@ class Allocator:
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
+
+
+T = TypeVar("T")
+_STALE_ATTEMPTS = 3
+
+
+async def _again_if_stale(operation: Callable[[], Awaitable[T]]) -> T:
+    """Run ``operation`` again when Redis was rebuilt under it: the rebuilt Redis no longer
+    holds its change, so running it again applies it once, where it now counts."""
+    for attempt in range(_STALE_ATTEMPTS):
+        try:
+            return await operation()
+        except StaleEpoch:
+            if attempt == _STALE_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _filled(fill: Any) -> Filled:

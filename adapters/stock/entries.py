@@ -38,6 +38,7 @@ def reservation(
     priority: int,
     now: float,
     cancel_at: float | None = None,
+    epochs: dict[str, str] | None = None,
 ) -> LedgerEntry:
     """Units reserved and queued by one reservation, and the order's place in each queue."""
     when = at(now)
@@ -55,11 +56,13 @@ def reservation(
         _movement(code, order_id, op_id, "reserve", deltas, when, order_id=order_id)
         for code, deltas in by_warehouse.items()
     )
+    used = tuple(sorted((epochs or {}).items()))
     if not waits_in:
-        return LedgerEntry(movements=movements)
+        return LedgerEntry(movements=movements, epochs=used)
     cancel = at(cancel_at) if cancel_at is not None else None
     return LedgerEntry(
         movements=movements,
+        epochs=used,
         queued=tuple(
             QueuePlace(
                 warehouse=code,
@@ -73,7 +76,9 @@ def reservation(
     )
 
 
-def release(code: str, order_id: str, op_id: str, result: ReleaseResult, now: float) -> LedgerEntry:
+def release(
+    code: str, order_id: str, op_id: str, result: ReleaseResult, now: float, epoch: str
+) -> LedgerEntry:
     """Units given back to available stock, and units no longer waited for."""
     released = {q.sku: q.quantity for q in result.released}
     dropped = {q.sku: q.quantity for q in result.dropped}
@@ -81,13 +86,15 @@ def release(code: str, order_id: str, op_id: str, result: ReleaseResult, now: fl
         Delta(sku, 0, -released.get(sku, 0), -dropped.get(sku, 0))
         for sku in dict.fromkeys([*released, *dropped])
     ]
-    return _entry(code, order_id, op_id, "release", deltas, at(now), order_id=order_id)
+    return _entry(code, order_id, op_id, "release", deltas, at(now), epoch, order_id=order_id)
 
 
-def commit(code: str, order_id: str, op_id: str, result: CommitResult, now: float) -> LedgerEntry:
+def commit(
+    code: str, order_id: str, op_id: str, result: CommitResult, now: float, epoch: str
+) -> LedgerEntry:
     """Shipped units leaving on hand and the order's reservation."""
     deltas = [Delta(q.sku, -q.quantity, -q.quantity, 0) for q in result.committed]
-    return _entry(code, order_id, op_id, "commit", deltas, at(now), order_id=order_id)
+    return _entry(code, order_id, op_id, "commit", deltas, at(now), epoch, order_id=order_id)
 
 
 def adjustment(
@@ -99,15 +106,19 @@ def adjustment(
     reason: str | None,
     fills: Sequence[Fill],
     now: float,
+    epoch: str,
 ) -> LedgerEntry:
     """A receipt, count or write-off, and the backorders it filled."""
     own = _movement(
         code, sku, movement_id, kind, [Delta(sku, on_hand_delta)], at(now), reason=reason
     )
-    return LedgerEntry(movements=(own, *filled(code, movement_id, fills, now).movements))
+    fill_movements = filled(code, movement_id, fills, now, epoch).movements
+    return LedgerEntry(movements=(own, *fill_movements), epochs=((code, epoch),))
 
 
-def filled(code: str, movement_id: str, fills: Sequence[Fill], now: float) -> LedgerEntry:
+def filled(
+    code: str, movement_id: str, fills: Sequence[Fill], now: float, epoch: str
+) -> LedgerEntry:
     """Waiting orders whose lines were reserved when stock arrived."""
     op_id = f"fill:{movement_id}"
     return LedgerEntry(
@@ -122,7 +133,8 @@ def filled(code: str, movement_id: str, fills: Sequence[Fill], now: float) -> Le
                 order_id=fill.order_id,
             )
             for fill in fills
-        )
+        ),
+        epochs=((code, epoch),),
     )
 
 
@@ -157,11 +169,13 @@ def _entry(
     kind: MovementKind,
     deltas: Sequence[Delta],
     when: datetime,
+    epoch: str,
     *,
     order_id: str | None = None,
 ) -> LedgerEntry:
     if not deltas:
         return LedgerEntry()
     return LedgerEntry(
-        movements=(_movement(code, owner, op_id, kind, deltas, when, order_id=order_id),)
+        movements=(_movement(code, owner, op_id, kind, deltas, when, order_id=order_id),),
+        epochs=((code, epoch),),
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -81,17 +82,31 @@ class Recovery:
         code = keys.warehouse
         ttl_days = self._ttl_s / 86400
         since = datetime.fromtimestamp(self._clock(), UTC) - timedelta(days=ttl_days)
-        async with (
-            self._pool.acquire() as conn,
-            conn.transaction(isolation="repeatable_read", readonly=True),
-        ):
+        # The ledger lock is held until Redis carries the new epoch: a write that changed
+        # the old Redis either committed before the read below, or finds the epoch changed
+        # and is refused (its operation runs again against the rebuilt Redis).
+        # Read committed, not a snapshot: a snapshot would be taken before the lock is had.
+        async with self._pool.acquire() as conn, conn.transaction():
+            await ledger.hold_ledger(conn, exclusive=True)
             instance = await ledger.instance_id(conn)
             stock = await ledger.implied_stock(conn, code)
             reservations = await ledger.implied_reservations(conn, code)
             waiting = await ledger.open_backorders(conn, code)
             ops = await ledger.recent_ops(conn, code, since)
+            await self._write(keys, lock_key, stock, reservations, waiting, ops, instance)
         self._instance = instance
+        return Rebuilt(code, len(stock), len(reservations), len({b.order_id for b in waiting}))
 
+    async def _write(
+        self,
+        keys: WarehouseKeys,
+        lock_key: str,
+        stock: Sequence[ledger.StockRow],
+        reservations: Sequence[tuple[str, str, int]],
+        waiting: Sequence[ledger.OpenBackorder],
+        ops: Sequence[ledger.RecentOp],
+        instance: str,
+    ) -> None:
         await self._redis.delete(keys.meta)
         stale = [
             key
@@ -121,9 +136,13 @@ class Recovery:
             pipe.set(key, value, ex=self._ttl_s)
         await pipe.execute()
         await self._redis.hset(
-            keys.meta, mapping={"instance": instance, "rebuilt_at": int(self._clock() * 1000)}
+            keys.meta,
+            mapping={
+                "instance": instance,
+                "epoch": uuid.uuid4().hex,
+                "rebuilt_at": int(self._clock() * 1000),
+            },
         )
-        return Rebuilt(code, len(stock), len(reservations), len({b.order_id for b in waiting}))
 
     async def reconcile(self, keys: WarehouseKeys) -> list[Drift]:
         """Where Redis and what the ledger implies disagree (empty when they agree)."""

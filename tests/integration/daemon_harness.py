@@ -189,6 +189,7 @@ def daemon_env(test_env: Mapping[str, str], **extra: str) -> dict[str, str]:
             "ORDERD_ADMIN__TOKEN": ADMIN_TOKEN,
             "ORDERD_DAEMON__SHUTDOWN_GRACE_S": "5",
             "ORDERD_RUNTIME__CLAIM_IDLE_MS": "2000",
+            "ORDERD_RUNTIME__LEASE_MS": "2000",
         }
     )
     env.update(extra)

@@ -131,6 +131,14 @@ def test_a_refused_reservation_holds_the_order_for_a_person() -> None:
     assert snapshot.reason == "unknown sku 'NOSKU-1'"
 
 
+def test_a_paid_order_held_before_reserving_tries_again_when_sent_again() -> None:
+    _, snapshot = run(None, paid())
+    _, snapshot = run(snapshot, AllocationRefused(reason="unknown sku"))
+    decision, _ = run(snapshot, paid())
+    assert decision.events == ()
+    assert decision.effects == (Reserve((("A", 2), ("B", 1)), "wait_all"),)
+
+
 def test_a_cancel_after_days_backorder_sets_a_reminder() -> None:
     _, snapshot = run(None, paid())
     allocated = Allocated(

@@ -12,9 +12,10 @@ ARGV[5]  mode              "delta": on_hand += quantity (receipt, damage, correc
 ARGV[6]  quantity          integer, -1e9..1e9 (>= 0 for "set", ignored for "fill")
 ARGV[7]  movement_id       unique per movement ("delta" and "set"); empty for "fill"
 ARGV[8]  fill_limit        at most this many queued orders are examined in one call
-Returns  msgpack {code, on_hand_delta, on_hand, reserved, backordered, fills, more} with
+Returns  msgpack {code, on_hand_delta, on_hand, reserved, backordered, fills, more, epoch} with
          fills = {{order_id, {{sku, quantity}, ...}}, ...}: orders whose every waiting line
-         was reserved, in queue order; more = 1 when fill_limit stopped the walk with stock left.
+         was reserved, in queue order; more = 1 when fill_limit stopped the walk with stock left;
+         epoch = the warehouse's epoch from its meta hash (error results leave it out).
          A movement's result is kept under <base>move:<sku>:<movement_id>.
 Codes    1 done; -1 unknown sku; -2 bad quantity; -3 bad request;
          -5 on_hand would fall below what is reserved (release or commit first);
@@ -29,7 +30,10 @@ local DONE, UNKNOWN_SKU, BAD_QUANTITY, BAD_REQUEST, BELOW_RESERVED, DUPLICATE, C
   1, -1, -2, -3, -5, -6, -7
 local MAX_QUANTITY = 1000000000
 
-if redis.call('EXISTS', KEYS[1]) == 0 then
+-- The warehouse's epoch: it changes with every rebuild, so a ledger write can tell whether
+-- the Redis state it records still exists.
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
   return redis.error_reply('NOMETA warehouse not initialised: ' .. KEYS[1])
 end
 local base, sku, mode, movement = ARGV[1], ARGV[4], ARGV[5], ARGV[7]
@@ -59,6 +63,7 @@ if movement ~= '' then
   if earlier then
     local result = cmsgpack.unpack(earlier)
     result[1] = DUPLICATE
+    result[8] = epoch
     return cmsgpack.pack(result)
   end
 end
@@ -110,6 +115,8 @@ if free > 0 then
 end
 
 local after = redis.call('HMGET', stock_key, 'reserved', 'backordered')
-local result = { DONE, delta, on_hand, tonumber(after[1]), tonumber(after[2] or '0'), fills, more }
+local result = {
+  DONE, delta, on_hand, tonumber(after[1]), tonumber(after[2] or '0'), fills, more, epoch,
+}
 if movement ~= '' then redis.call('SET', move_key, cmsgpack.pack(result), 'EX', ttl) end
 return cmsgpack.pack(result)

@@ -7,7 +7,8 @@ ARGV[3]  ops_ttl_s         how long an operation's result is kept to recognise a
 ARGV[4]  batch             msgpack array of requests {order_id, op_id, lines}, where
                            lines = {{sku, quantity}, ...} is what the shipment holds; each
                            quantity must be reserved for the order.
-Returns  a flat array, two items per request: replay, result. replay is 1 when result is the
+Returns  a flat array: the warehouse's epoch, then two items per request: replay, result.
+         replay is 1 when result is the
          stored one of an earlier call with the same order and op_id; result is msgpack
          {code, committed} with committed = {{sku, quantity}, ...}: on_hand and reserved both
          went down by it.
@@ -19,7 +20,10 @@ Errors   "NOMETA ..." when KEYS[1] is missing; "BADBATCH ..." when ARGV cannot b
 local DONE, BAD_QUANTITY, BAD_REQUEST, NOT_HELD, CORRUPT = 1, -2, -3, -4, -7
 local MAX_QUANTITY = 1000000000
 
-if redis.call('EXISTS', KEYS[1]) == 0 then
+-- The warehouse's epoch: it changes with every rebuild, so a ledger write can tell whether
+-- the Redis state it records still exists.
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
   return redis.error_reply('NOMETA warehouse not initialised: ' .. KEYS[1])
 end
 local base = ARGV[1]
@@ -85,8 +89,8 @@ local function commit_one(request)
   return 0, result
 end
 
-local out = {}
+local out = { epoch }
 for i, request in ipairs(batch) do
-  out[2 * i - 1], out[2 * i] = commit_one(request)
+  out[2 * i], out[2 * i + 1] = commit_one(request)
 end
 return out

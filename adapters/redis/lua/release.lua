@@ -8,7 +8,8 @@ ARGV[4]  batch             msgpack array of requests {order_id, op_id, lines}, w
                            lines = {{sku, quantity}, ...} releases those quantities (short pick),
                            and an empty lines array releases everything the order holds here
                            and takes it out of every backorder queue (cancel).
-Returns  a flat array, two items per request: replay, result. replay is 1 when result is the
+Returns  a flat array: the warehouse's epoch, then two items per request: replay, result.
+         replay is 1 when result is the
          stored one of an earlier call with the same order and op_id; result is msgpack
          {code, released, dropped} with released = {{sku, quantity}, ...} given back to
          available stock and dropped = {{sku, quantity}, ...} taken out of the queues.
@@ -20,7 +21,10 @@ Errors   "NOMETA ..." when KEYS[1] is missing; "BADBATCH ..." when ARGV cannot b
 local DONE, BAD_QUANTITY, BAD_REQUEST, NOT_HELD, CORRUPT = 1, -2, -3, -4, -7
 local MAX_QUANTITY = 1000000000
 
-if redis.call('EXISTS', KEYS[1]) == 0 then
+-- The warehouse's epoch: it changes with every rebuild, so a ledger write can tell whether
+-- the Redis state it records still exists.
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
   return redis.error_reply('NOMETA warehouse not initialised: ' .. KEYS[1])
 end
 local base = ARGV[1]
@@ -102,8 +106,8 @@ local function release_one(request)
   return 0, result
 end
 
-local out = {}
+local out = { epoch }
 for i, request in ipairs(batch) do
-  out[2 * i - 1], out[2 * i] = release_one(request)
+  out[2 * i], out[2 * i + 1] = release_one(request)
 end
 return out

@@ -13,7 +13,8 @@ ARGV[4]  batch             msgpack array of requests {order_id, op_id, mode, pri
                            priority 0..9 (9 first in the backorder queues)
                            op_id names the reservation ("reserve" for the order's first one; a
                            re-route after a short pick gets its own): one result per order and op_id.
-Returns  a flat array, two items per request: replay, result. replay is 1 when result is the
+Returns  a flat array: the warehouse's epoch, then two items per request: replay, result.
+         replay is 1 when result is the
          stored one of an earlier call with the same order and op_id, else 0; result is
          msgpack {code, lines} with lines = {{sku, wanted, reserved, backordered}, ...}, one per
          distinct sku. Results that wrote something are kept under <base>op:<order>:<op_id>.
@@ -35,7 +36,10 @@ local PRIORITY_STEP = 10000000000000
 local MODES = { all = true, partial = true, wait_all = true, ship_available = true }
 local QUEUES = { wait_all = true, ship_available = true }
 
-if redis.call('EXISTS', KEYS[1]) == 0 then
+-- The warehouse's epoch: it changes with every rebuild, so a ledger write can tell whether
+-- the Redis state it records still exists.
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
   return redis.error_reply('NOMETA warehouse not initialised: ' .. KEYS[1])
 end
 local base = ARGV[1]
@@ -175,9 +179,9 @@ local function reserve_one(request, op_key)
   return 0, result
 end
 
-local out = {}
+local out = { epoch }
 for i, request in ipairs(batch) do
-  out[2 * i - 1], out[2 * i] = reserve_one(request, op_keys[i])
+  out[2 * i], out[2 * i + 1] = reserve_one(request, op_keys[i])
 end
 
 -- Every write, now that every request is decided.

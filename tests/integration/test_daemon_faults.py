@@ -1,0 +1,224 @@
+"""``orderd run`` under faults: kill -9, several processes, poison messages, SIGTERM, and
+Redis losing everything. Every test uses real processes, Redis and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from tests.conftest import RedisServer, add_products
+from tests.integration.daemon_harness import (
+    eventually,
+    generic_body,
+    generic_headers,
+    request,
+)
+
+MakeDaemon = Callable[..., Any]
+Run = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def send_orders(url: str, orders: list[tuple[str, list[tuple[str, int]]]]) -> list[int]:
+    """Post generic orders concurrently, as a platform's workers would; return the statuses."""
+
+    def post(order: tuple[str, list[tuple[str, int]]]) -> int:
+        body = generic_body(order[0], order[1])
+        try:
+            return request(f"{url}/webhooks/orders", body, generic_headers(body))[0]
+        except OSError:
+            return 0  # the daemon was killed mid-request
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return list(pool.map(post, orders))
+
+
+async def settled(pg: Any, count: int) -> bool:
+    """Every stored message applied, and ``count`` orders known."""
+    pending = await pg.fetchval(
+        """
+        SELECT count(*) FROM mailbox m
+        WHERE m.seq > coalesce((SELECT last_seq FROM orders o WHERE o.id = m.order_id), 0)
+        """
+    )
+    orders = await pg.fetchval("SELECT count(*) FROM orders")
+    return pending == 0 and orders == count
+
+
+async def holdings_match_stock(pg: Any, run_orderd: Run, skus: list[str]) -> None:
+    """What orders hold adds up to what stock says is reserved, and Redis matches the ledger."""
+    reconcile = run_orderd("stock", "reconcile")
+    assert reconcile.returncode == 0, reconcile.stdout
+    for sku in skus:
+        held = await pg.fetchval(
+            "SELECT coalesce(sum(reserved), 0) FROM order_lines WHERE sku = $1", sku
+        )
+        shown = json.loads(run_orderd("stock", "show", sku, "--json").stdout)
+        assert shown["reserved"] == held, sku
+        assert shown["on_hand"] == shown["available"] + shown["reserved"]
+
+
+async def one_outcome_each(pg: Any) -> None:
+    """No order received twice, none applied out of order."""
+    repeats = await pg.fetchval(
+        """
+        SELECT count(*) FROM (
+            SELECT order_id FROM order_events WHERE type = 'received'
+            GROUP BY order_id HAVING count(*) > 1) r
+        """
+    )
+    assert repeats == 0
+    allocations = await pg.fetchval(
+        """
+        SELECT count(*) FROM (
+            SELECT order_id FROM order_events WHERE type = 'stock_allocated'
+            GROUP BY order_id HAVING count(*) > 1) r
+        """
+    )
+    assert allocations == 0
+
+
+async def test_kill_9_mid_flight_loses_nothing_and_reserves_nothing_twice(
+    make_daemon: MakeDaemon, pg: Any, run_orderd: Run
+) -> None:
+    skus = ["A-1", "B-1", "C-1"]
+    await add_products(pg, *skus)
+    for sku in skus:
+        assert run_orderd("stock", "set", sku, "40").returncode == 0
+    first = make_daemon("same-name")
+    orders = [(f"K{n}", [(skus[n % 3], 1), (skus[(n + 1) % 3], 2)]) for n in range(60)]
+    with ThreadPoolExecutor(max_workers=1) as background:
+        sending = background.submit(send_orders, first.url, orders)
+        await eventually(lambda: _at_least(pg, 10), what="some orders to be taken before the kill")
+        first.kill()  # SIGKILL: no drain, no acknowledgements
+        statuses = sending.result()
+    accepted = [order for order, status in zip(orders, statuses, strict=True) if status == 202]
+    refused = [order for order, status in zip(orders, statuses, strict=True) if status != 202]
+    # The platform retries what was not accepted; the restarted daemon takes it.
+    second = make_daemon("same-name")
+    assert all(status in (202, 200) for status in send_orders(second.url, refused))
+    await eventually(lambda: settled(pg, len(orders)), what="every order to settle")
+    assert len(accepted) + len(refused) == len(orders)
+    await one_outcome_each(pg)
+    await holdings_match_stock(pg, run_orderd, skus)
+
+
+async def _at_least(pg: Any, count: int) -> bool:
+    taken: int = await pg.fetchval("SELECT count(*) FROM orders")
+    return taken >= count
+
+
+async def test_three_processes_share_the_group_without_running_an_order_twice(
+    make_daemon: MakeDaemon, pg: Any, run_orderd: Run
+) -> None:
+    skus = ["A-1", "B-1"]
+    await add_products(pg, *skus)
+    assert run_orderd("stock", "set", "A-1", "10").returncode == 0
+    daemons = [make_daemon(name) for name in ("p1", "p2", "p3")]
+    orders = [(f"T{n}", [("A-1", 1), ("B-1", 1)]) for n in range(30)]
+    for n, daemon in enumerate(daemons):
+        assert set(send_orders(daemon.url, orders[n::3])) == {202}
+    await eventually(lambda: settled(pg, 30), what="30 orders backordered")
+    # B-1 arrives: every order waits for it; the fills are messages for the same orders,
+    # and cancellations for some of them race with them across the three processes.
+    assert run_orderd("stock", "set", "B-1", "30").returncode == 0
+    for n in range(0, 30, 4):
+        cancel = generic_body(f"T{n}", [("A-1", 1), ("B-1", 1)], status="cancelled")
+        url = daemons[n % 3].url
+        assert request(f"{url}/webhooks/orders", cancel, generic_headers(cancel))[0] == 202
+    await eventually(lambda: settled(pg, 30), what="fills and cancellations to settle")
+    await one_outcome_each(pg)
+    states = dict(await pg.fetch("SELECT name, state FROM orders"))
+    assert all(states[f"#T{n}"] == "cancelled" for n in range(0, 30, 4))
+    await holdings_match_stock(pg, run_orderd, skus)
+    consumers = await pg.fetchval("SELECT count(DISTINCT order_id) FROM order_events")
+    assert consumers == 30
+
+
+async def test_a_poison_message_is_dead_lettered_while_others_flow(
+    make_daemon: MakeDaemon,
+    pg: Any,
+    run_orderd: Run,
+    redis_client: aioredis.Redis,
+    redis_prefix: str,
+) -> None:
+    await add_products(pg, "GOOD-1", "BAD-1")
+    assert run_orderd("stock", "set", "GOOD-1", "10").returncode == 0
+    assert run_orderd("stock", "set", "BAD-1", "10").returncode == 0
+    # A stock record broken by hand: every turn reserving BAD-1 fails.
+    await redis_client.hset(f"{redis_prefix}{{main}}:stock:BAD-1", "reserved", "broken")
+    daemon = make_daemon(ORDERD_RUNTIME__MAX_DELIVERIES="2")
+    orders = [("P1", [("BAD-1", 1)]), *[(f"G{n}", [("GOOD-1", 1)]) for n in range(5)]]
+    assert set(send_orders(daemon.url, orders)) == {202}
+    await eventually(lambda: settled(pg, 6), what="the good orders and the poison one")
+    states = dict(await pg.fetch("SELECT name, state FROM orders"))
+    assert states.pop("#P1") == "needs_attention"
+    assert set(states.values()) == {"reserved"}
+    listed = run_orderd("dlq", "list")
+    assert listed.returncode == 0
+    assert "message 1 after 2 deliveries" in listed.stdout
+    # Repaired, the dead letter is sent again and the order goes through.
+    assert run_orderd("recover").returncode == 0
+    letter = await pg.fetchval("SELECT id FROM dead_letters")
+    assert run_orderd("dlq", "replay", str(letter)).returncode == 0
+
+    async def reserved() -> bool:
+        return await pg.fetchval("SELECT state FROM orders WHERE name = '#P1'") == "reserved"
+
+    await eventually(reserved, what="the replayed order to be reserved")
+    assert "no dead letters" in run_orderd("dlq", "list").stdout
+
+
+async def test_sigterm_drains_and_tells_systemd(
+    make_daemon: MakeDaemon, pg: Any, tmp_path: Path
+) -> None:
+    await add_products(pg, "A-1")
+    address = str(tmp_path / "notify.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(address)
+    listener.settimeout(30)
+    try:
+        daemon = make_daemon(start=False, NOTIFY_SOCKET=address)
+        daemon.start()
+        assert listener.recv(4096).startswith(b"READY=1\nSTATUS=serving on")
+        assert set(send_orders(daemon.url, [(f"S{n}", [("A-1", 1)]) for n in range(10)])) == {202}
+        daemon.signal(signal.SIGTERM)
+        assert listener.recv(4096).startswith(b"STOPPING=1")
+        assert daemon.wait(timeout=15) == 0
+        assert '"msg":"stopped"' in daemon.log_path.read_text()
+    finally:
+        listener.close()
+    # Whatever was accepted and not finished is taken by the next process.
+    make_daemon("d2")
+    await eventually(lambda: settled(pg, 10), what="the accepted orders to settle")
+
+
+async def test_redis_losing_everything_loses_no_order(
+    make_daemon: MakeDaemon, pg: Any, run_orderd: Run, redis_server: RedisServer
+) -> None:
+    skus = ["A-1", "B-1"]
+    await add_products(pg, *skus)
+    private = {"ORDERD_REDIS__URL": redis_server.url}
+    assert run_orderd("stock", "set", "A-1", "50", env=private).returncode == 0
+    assert run_orderd("stock", "set", "B-1", "50", env=private).returncode == 0
+    daemon = make_daemon(**private)
+    before = [(f"R{n}", [("A-1", 1), ("B-1", 1)]) for n in range(10)]
+    assert set(send_orders(daemon.url, before)) == {202}
+    await eventually(lambda: settled(pg, 10), what="the first orders")
+    redis_server.stop()
+    redis_server.start()  # empty: no stock, no stream, no group, no scripts
+    after = [(f"R{n}", [("A-1", 2)]) for n in range(10, 20)]
+    assert set(send_orders(daemon.url, after)) == {202}
+    await eventually(lambda: settled(pg, 20), what="the orders after the loss", within_s=40)
+    await one_outcome_each(pg)
+    reconcile = run_orderd("stock", "reconcile", env=private)
+    assert reconcile.returncode == 0, reconcile.stdout
+    shown = json.loads(run_orderd("stock", "show", "A-1", "--json", env=private).stdout)
+    assert shown["reserved"] == 10 + 20
