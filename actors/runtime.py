@@ -40,6 +40,10 @@ class RuntimeSettings(Struct, frozen=True, kw_only=True):
     retry_ms: int = 100
     retry_max_ms: int = 5000
     claim_idle_ms: int = 60_000
+    # Turns running at once, and entries held in memory: a burst waits on the stream (and
+    # in PostgreSQL) instead of in this process, and webhooks keep their share of the loop.
+    max_turns: int = 16
+    max_buffered: int = 2048
     janitor_every_s: float = 5.0
     forget_consumers_after_ms: int = 24 * 3600 * 1000
 
@@ -66,6 +70,9 @@ class ActorRuntime:
         self._known: set[str] = set()
         self._attempts: dict[str, int] = {}
         self._retries: dict[str, asyncio.TimerHandle] = {}
+        self._turn_slots = asyncio.Semaphore(self._settings.max_turns)
+        self._room = asyncio.Event()
+        self._room.set()
         self._reading = False
         self.started = asyncio.Event()  # set once the runtime reads new entries
         self._stopping = asyncio.Event()
@@ -89,6 +96,10 @@ class ActorRuntime:
         self.started.set()
         try:
             while not self._stopping.is_set():
+                if len(self._known) >= self._settings.max_buffered:
+                    self._room.clear()
+                    await self._room.wait()  # set again as turns finish
+                    continue
                 try:
                     entries, foreign = await self._streams.read(
                         self.consumer,
@@ -119,6 +130,7 @@ class ActorRuntime:
         restarted) runs them.
         """
         self._stopping.set()
+        self._room.set()
         for handle in self._retries.values():
             handle.cancel()
         self._retries.clear()
@@ -158,7 +170,8 @@ class ActorRuntime:
         try:
             while queue:
                 entry = queue[0]
-                delay = await self._turn(entry)
+                async with self._turn_slots:
+                    delay = await self._turn(entry)
                 if delay is not None:
                     if not self._stopping.is_set():
                         loop = asyncio.get_running_loop()
@@ -166,6 +179,8 @@ class ActorRuntime:
                     return
                 queue.popleft()
                 self._known.discard(entry.id)
+                if len(self._known) < self._settings.max_buffered // 2:
+                    self._room.set()
                 self._attempts.pop(entry.id, None)
         finally:
             del self._actors[order_id]

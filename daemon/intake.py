@@ -1,14 +1,17 @@
-"""Taking a verified, parsed webhook in: store it, recognise repeats, hand the order over.
+"""Taking verified, parsed webhooks in: store them, recognise repeats, hand orders over.
 
-The delivery goes into the webhook inbox and, when it carries a paid order or a
+Each delivery goes into the webhook inbox and, when it carries a paid order or a
 cancellation, a message goes into the order's mailbox, in one transaction. Only then is
-the platform told 202; the message is streamed to the actors right after.
+the platform told 202; the message is streamed to the actors right after. Deliveries
+arriving together share one transaction (a handful of statements for the whole batch),
+which is what lets intake keep up with a platform's bursts.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +20,7 @@ from msgspec import Struct
 
 from actors.mail import Mail
 from actors.order.messages import CancelRequested, Message, OrderPaid
+from adapters.batching import Coalescer
 from adapters.platforms import Cancelled, Ignored, Paid
 from adapters.postgres import mailbox
 
@@ -30,14 +34,26 @@ class Answer(Struct, frozen=True):
     body: dict[str, Any]
 
 
+class Delivery(Struct, frozen=True, kw_only=True):
+    source: str
+    topic: str
+    delivery_id: str
+    event_id: str | None
+    body: bytes
+    decision: Decision
+
+
 class StoreUnavailable(Exception):
     """PostgreSQL could not store the delivery: the platform should retry (503)."""
 
 
 class Intake:
-    def __init__(self, pool: Any, mail: Mail) -> None:
+    def __init__(self, pool: Any, mail: Mail, *, max_batch: int = 256) -> None:
         self._pool = pool
         self._mail = mail
+        self._batches: Coalescer[Delivery, Answer] = Coalescer(
+            self._accept_batch, max_batch=max_batch, max_in_flight=4
+        )
         self.outcomes: Counter[str] = Counter()
 
     async def accept(
@@ -50,75 +66,117 @@ class Intake:
         body: bytes,
         decision: Decision,
     ) -> Answer:
-        external_id = _external_id(decision)
+        """Store one delivery (with others arriving at the same time) and say how it went."""
+        answer = await self._batches.submit(
+            Delivery(
+                source=source,
+                topic=topic[:100],
+                delivery_id=delivery_id[:200],
+                event_id=event_id[:200] if event_id else None,
+                body=body,
+                decision=decision,
+            )
+        )
+        self.outcomes[str(answer.body["status"])] += 1
+        return answer
+
+    async def _accept_batch(self, deliveries: Sequence[Delivery]) -> list[Answer | Exception]:
         try:
             async with self._pool.acquire() as conn, conn.transaction():
-                inbox_id = await conn.fetchval(
-                    """
-                    INSERT INTO webhook_inbox (source, topic, delivery_id, event_id,
-                                               external_id, body)
-                    VALUES ($1, $2, $3, $4, $5, $6)
-                    ON CONFLICT DO NOTHING
-                    RETURNING id
-                    """,
-                    source,
-                    topic[:100],
-                    delivery_id[:200],
-                    event_id[:200] if event_id else None,
-                    external_id,
-                    body,
-                )
-                if inbox_id is None:
-                    return self._answer(200, "duplicate", "this delivery was already received")
-                message: Message | None = None
-                match decision:
-                    case Ignored(reason=reason):
-                        await _settle(conn, inbox_id, "ignored", reason, None)
-                        return self._answer(200, "ignored", reason)
-                    case Paid(order=order):
-                        if await mailbox.paid_known(conn, order.id):
-                            reason = "this order was already received"
-                            await _settle(conn, inbox_id, "ignored", reason, order.id)
-                            return self._answer(200, "duplicate", reason)
-                        message = OrderPaid(
-                            order_id=order.id, order=order, received_at=datetime.now(UTC)
-                        )
-                    case Cancelled(reason=reason):
-                        message = CancelRequested(
-                            order_id=decision.order_id, reason=reason, requested_by=source
-                        )
-                posted = await mailbox.post(conn, [message])
-                await _settle(conn, inbox_id, "streamed", None, message.order_id)
+                answers, posted = await _store(conn, deliveries)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            log.warning("could not store a %s webhook: %s", source, type(exc).__name__)
-            raise StoreUnavailable(str(exc)) from None
+            log.warning("could not store %d webhook(s): %s", len(deliveries), type(exc).__name__)
+            return [StoreUnavailable(str(exc)) for _ in deliveries]
         await self._mail.stream(posted)
-        self.outcomes["accepted"] += 1
-        return Answer(202, {"status": "accepted", "order_id": message.order_id})
+        return list(answers)
 
-    def _answer(self, status: int, outcome: str, reason: str) -> Answer:
-        self.outcomes[outcome] += 1
-        return Answer(status, {"status": outcome, "reason": reason})
+
+async def _store(
+    conn: Any, deliveries: Sequence[Delivery]
+) -> tuple[list[Answer], list[mailbox.Posted]]:
+    new_ids = await _into_inbox(conn, deliveries)
+    answers: list[Answer | None] = [None] * len(deliveries)
+    messages: list[Message] = []
+    settle: list[tuple[int, str, str | None, str | None]] = []
+    paid = [d.decision.order.id for d in deliveries if isinstance(d.decision, Paid)]
+    known = await mailbox.paid_known(conn, paid) if paid else set()
+    for index, delivery in enumerate(deliveries):
+        # pop: the same delivery twice in one batch is new only the first time.
+        inbox_id = new_ids.pop((delivery.source, delivery.delivery_id), None)
+        if inbox_id is None:
+            answers[index] = _duplicate("this delivery was already received")
+            continue
+        match delivery.decision:
+            case Ignored(reason=reason):
+                settle.append((inbox_id, "ignored", reason, None))
+                answers[index] = Answer(200, {"status": "ignored", "reason": reason})
+                continue
+            case Paid(order=order) if order.id in known:
+                reason = "this order was already received"
+                settle.append((inbox_id, "ignored", reason, order.id))
+                answers[index] = _duplicate(reason)
+                continue
+            case Paid(order=order):
+                known.add(order.id)  # a second delivery of it in this batch is a repeat
+                message: Message = OrderPaid(
+                    order_id=order.id, order=order, received_at=datetime.now(UTC)
+                )
+            case Cancelled(reason=reason):
+                message = CancelRequested(
+                    order_id=delivery.decision.order_id,
+                    reason=reason,
+                    requested_by=delivery.source,
+                )
+        messages.append(message)
+        settle.append((inbox_id, "streamed", None, message.order_id))
+        answers[index] = Answer(202, {"status": "accepted", "order_id": message.order_id})
+    posted = await mailbox.post(conn, messages)
+    if settle:
+        await conn.execute(
+            """
+            UPDATE webhook_inbox w SET status = s.status, reason = s.reason, order_id = s.order_id
+            FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[])
+                 AS s (id, status, reason, order_id)
+            WHERE w.id = s.id
+            """,
+            [s[0] for s in settle],
+            [s[1] for s in settle],
+            [s[2] for s in settle],
+            [s[3] for s in settle],
+        )
+    done = [a for a in answers if a is not None]
+    assert len(done) == len(deliveries)  # every delivery got its answer above
+    return done, posted
+
+
+async def _into_inbox(conn: Any, deliveries: Sequence[Delivery]) -> dict[tuple[str, str], int]:
+    """Insert the deliveries; return the ids of those not seen before (by delivery or event)."""
+    rows = await conn.fetch(
+        """
+        INSERT INTO webhook_inbox (source, topic, delivery_id, event_id, external_id, body)
+        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                             $6::bytea[])
+        ON CONFLICT DO NOTHING
+        RETURNING id, source, delivery_id
+        """,
+        [d.source for d in deliveries],
+        [d.topic for d in deliveries],
+        [d.delivery_id for d in deliveries],
+        [d.event_id for d in deliveries],
+        [_external_id(d.decision) for d in deliveries],
+        [d.body for d in deliveries],
+    )
+    return {(r["source"], r["delivery_id"]): r["id"] for r in rows}
+
+
+def _duplicate(reason: str) -> Answer:
+    return Answer(200, {"status": "duplicate", "reason": reason})
 
 
 def _external_id(decision: Decision) -> str | None:
     match decision:
         case Paid(order=order):
             return order.external_id
-        case Cancelled(external_id=external_id):
-            return external_id
-        case Ignored(external_id=external_id):
+        case Cancelled(external_id=external_id) | Ignored(external_id=external_id):
             return external_id
     return None
-
-
-async def _settle(
-    conn: Any, inbox_id: int, status: str, reason: str | None, order_id: str | None
-) -> None:
-    await conn.execute(
-        "UPDATE webhook_inbox SET status = $2, reason = $3, order_id = $4 WHERE id = $1",
-        inbox_id,
-        status,
-        reason,
-        order_id,
-    )

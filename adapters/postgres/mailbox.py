@@ -24,37 +24,60 @@ class Posted(Struct, frozen=True):
 
 
 async def post(conn: Any, messages: Sequence[Message]) -> list[Posted]:
-    """Store ``messages`` (inside the caller's transaction), each with its order's next seq."""
-    posted = []
+    """Store ``messages`` (inside the caller's transaction), each with its order's next seq.
+
+    Two statements for any number of messages: the per-order counters move by how many
+    messages each order gets, and the messages take the numbers in the order given.
+    """
+    if not messages:
+        return []
+    per_order: dict[str, int] = {}
     for message in messages:
-        seq = await conn.fetchval(
-            """
-            INSERT INTO order_seq (order_id, last) VALUES ($1, 1)
-            ON CONFLICT (order_id) DO UPDATE SET last = order_seq.last + 1
-            RETURNING last
-            """,
-            message.order_id,
-        )
-        body = encode_message(message)
-        message_id = await conn.fetchval(
-            "INSERT INTO mailbox (order_id, seq, type, body) VALUES ($1, $2, $3, $4) RETURNING id",
-            message.order_id,
-            seq,
-            type(message).__struct_config__.tag,
-            body,
-        )
-        posted.append(Posted(message_id, message.order_id, seq, body))
-    return posted
-
-
-async def paid_known(conn: Any, order_id: str) -> bool:
-    """Whether a paid message for the order was already stored (a duplicate webhook)."""
-    return bool(
-        await conn.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM mailbox WHERE order_id = $1 AND type = 'order_paid')",
-            order_id,
-        )
+        per_order[message.order_id] = per_order.get(message.order_id, 0) + 1
+    rows = await conn.fetch(
+        """
+        INSERT INTO order_seq (order_id, last)
+        SELECT * FROM unnest($1::text[], $2::int[])
+        ON CONFLICT (order_id) DO UPDATE SET last = order_seq.last + excluded.last
+        RETURNING order_id, last
+        """,
+        list(per_order),
+        list(per_order.values()),
     )
+    next_seq = {r["order_id"]: r["last"] - per_order[r["order_id"]] + 1 for r in rows}
+    seqs, bodies = [], []
+    for message in messages:
+        seqs.append(next_seq[message.order_id])
+        next_seq[message.order_id] += 1
+        bodies.append(encode_message(message))
+    ids = await conn.fetch(
+        """
+        INSERT INTO mailbox (order_id, seq, type, body)
+        SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::bytea[])
+        RETURNING id, order_id, seq
+        """,
+        [m.order_id for m in messages],
+        seqs,
+        [type(m).__struct_config__.tag for m in messages],
+        bodies,
+    )
+    stored = {(row["order_id"], row["seq"]): row["id"] for row in ids}
+    return [
+        Posted(stored[(message.order_id, seq)], message.order_id, seq, body)
+        for message, seq, body in zip(messages, seqs, bodies, strict=True)
+    ]
+
+
+async def paid_known(conn: Any, order_ids: Sequence[str]) -> set[str]:
+    """Which of the orders already have a paid message stored (duplicate webhooks)."""
+    rows = await conn.fetch(
+        """
+        SELECT DISTINCT order_id FROM mailbox
+        WHERE type = 'order_paid' AND order_id = ANY($1::text[])
+        """,
+        list(order_ids),
+    )
+    return {r["order_id"] for r in rows}
 
 
 async def mark_streamed(conn: Any, ids: Sequence[int]) -> None:
