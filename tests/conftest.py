@@ -7,11 +7,14 @@ prefix and its own PostgreSQL schema, and both are removed afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pwd
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
@@ -275,3 +278,67 @@ def make_daemon(test_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[.
     yield make
     for daemon in started:
         daemon.kill()
+
+
+class PostgresServer:
+    """A PostgreSQL cluster of the test's own, for tests that stop the database."""
+
+    def __init__(self) -> None:
+        self.port = _free_port()
+        # Outside pytest's private tmp dirs: the server may run as another user.
+        self.directory = Path(tempfile.mkdtemp(prefix="orderd-pg-"))
+        self.directory.chmod(0o755)
+        self.data = self.directory / "data"
+        self.user = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
+        bindir = _pg_bindir()
+        self.pg_ctl = str(bindir / "pg_ctl")
+        self.initdb = str(bindir / "initdb")
+
+    @property
+    def dsn(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _as_owner(self, *command: str) -> None:
+        prefix = ["runuser", "-u", "postgres", "--"] if self.user is not None else []
+        subprocess.run([*prefix, *command], check=True, capture_output=True, timeout=60)
+
+    def create(self) -> None:
+        self.data.mkdir(mode=0o700)
+        if self.user is not None:
+            os.chown(self.data, self.user.pw_uid, self.user.pw_gid)
+        self._as_owner(self.initdb, "-D", str(self.data), "--auth=trust", "-U", "postgres")
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.data} -c listen_addresses=127.0.0.1 -c fsync=off"
+        log = str(self.data / "server.log")
+        self._as_owner(self.pg_ctl, "-D", str(self.data), "-o", options, "-l", log, "-w", "start")
+
+    def stop(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            self._as_owner(self.pg_ctl, "-D", str(self.data), "-m", "immediate", "-w", "stop")
+
+    def remove(self) -> None:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _pg_bindir() -> Path:
+    found = shutil.which("pg_ctl")
+    if found:
+        return Path(found).resolve().parent
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
+    if not candidates:
+        raise RuntimeError("PostgreSQL server binaries (pg_ctl, initdb) are not installed")
+    return candidates[-1]
+
+
+@pytest.fixture
+def postgres_server() -> Iterator[PostgresServer]:
+    server = PostgresServer()
+    server.create()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.remove()

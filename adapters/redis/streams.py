@@ -184,7 +184,7 @@ class Streams:
             floor = lowest if floor is None else min(floor, lowest, key=_order_key)
         if floor is None or floor == "0-0":
             return 0
-        trimmed: int = await self._redis.xtrim(self.stream, minid=floor)
+        trimmed: int = await self._redis.xtrim(self.stream, minid=floor, approximate=False)
         return trimmed
 
     async def forget_idle_consumers(self, idle_ms: int) -> list[str]:

@@ -14,11 +14,13 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from tests.conftest import RedisServer, add_products
+from adapters.postgres.pool import connection
+from tests.conftest import PostgresServer, RedisServer, add_products
 from tests.integration.daemon_harness import (
     eventually,
     generic_body,
     generic_headers,
+    get,
     request,
 )
 
@@ -49,7 +51,7 @@ async def settled(pg: Any, count: int) -> bool:
         """
     )
     orders = await pg.fetchval("SELECT count(*) FROM orders")
-    return pending == 0 and orders == count
+    return bool(pending == 0 and orders == count)
 
 
 async def holdings_match_stock(pg: Any, run_orderd: Run, skus: list[str]) -> None:
@@ -170,7 +172,8 @@ async def test_a_poison_message_is_dead_lettered_while_others_flow(
     assert run_orderd("dlq", "replay", str(letter)).returncode == 0
 
     async def reserved() -> bool:
-        return await pg.fetchval("SELECT state FROM orders WHERE name = '#P1'") == "reserved"
+        state = await pg.fetchval("SELECT state FROM orders WHERE name = '#P1'")
+        return bool(state == "reserved")
 
     await eventually(reserved, what="the replayed order to be reserved")
     assert "no dead letters" in run_orderd("dlq", "list").stdout
@@ -222,3 +225,35 @@ async def test_redis_losing_everything_loses_no_order(
     assert reconcile.returncode == 0, reconcile.stdout
     shown = json.loads(run_orderd("stock", "show", "A-1", "--json", env=private).stdout)
     assert shown["reserved"] == 10 + 20
+
+
+async def test_postgres_away_for_a_while_answers_503_and_loses_nothing(
+    make_daemon: MakeDaemon,
+    run_orderd: Run,
+    postgres_server: PostgresServer,
+    pg_schema_name: str,
+) -> None:
+    private = {"ORDERD_POSTGRES__DSN": postgres_server.dsn}
+    assert run_orderd("migrate", env=private).returncode == 0
+    catalog = "sku,name,weight_g,bin,unit_cost\nA-1,A,100,A-1,1\n"
+    catalog_file = Path(postgres_server.directory) / "catalog.csv"
+    catalog_file.write_text(catalog)
+    assert run_orderd("catalog", "import", str(catalog_file), env=private).returncode == 0
+    assert run_orderd("stock", "set", "A-1", "10", env=private).returncode == 0
+    daemon = make_daemon(**private)
+    assert send_orders(daemon.url, [("PG1", [("A-1", 1)])]) == [202]
+
+    async def reserved(names: list[str]) -> bool:
+        async with connection(postgres_server.dsn, pg_schema_name) as conn:
+            states = await conn.fetch("SELECT name, state FROM orders")
+        return {name: "reserved" for name in names} == dict(states)
+
+    await eventually(lambda: reserved(["#PG1"]), what="the first order")
+    postgres_server.stop()
+    assert send_orders(daemon.url, [("PG2", [("A-1", 1)])]) == [503]
+    assert get(f"{daemon.url}/readyz")[0] == 503
+    postgres_server.start()
+    # The platform retries; the daemon has reconnected by itself.
+    assert send_orders(daemon.url, [("PG2", [("A-1", 1)])]) == [202]
+    await eventually(lambda: reserved(["#PG1", "#PG2"]), what="both orders")
+    assert get(f"{daemon.url}/readyz")[0] == 200

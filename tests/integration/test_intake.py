@@ -219,3 +219,48 @@ async def test_health_readiness_metrics_and_the_admin_api(make_daemon: MakeDaemo
     assert get(f"{daemon.url}/api/v1/stock/NOPE-1", auth)[0] == 404
     assert get(f"{daemon.url}/api/v1/orders/none", auth)[0] == 404
     assert get(f"{daemon.url}/no/such/route")[0] == 404
+
+
+ROUTES: dict[str, tuple[str, Callable[[], bytes], Callable[[bytes], dict[str, str]], str]] = {
+    "woocommerce": (
+        "/webhooks/woocommerce",
+        lambda: (PAYLOADS / "woocommerce_order_processing.json").read_bytes(),
+        woocommerce_headers,
+        "X-WC-Webhook-Signature",
+    ),
+    "generic": (
+        "/webhooks/orders",
+        lambda: generic_body("X-1", [("MUG-1", 1)]),
+        generic_headers,
+        "X-Orderd-Signature",
+    ),
+}
+
+
+@pytest.mark.parametrize("route", sorted(ROUTES))
+@pytest.mark.parametrize("spoil", ["forged", "unsigned", "truncated", "wrong_types", "huge"])
+async def test_bad_deliveries_to_every_route_are_refused_and_store_nothing(
+    make_daemon: MakeDaemon, pg: Any, route: str, spoil: str
+) -> None:
+    daemon = make_daemon()
+    path, make_body, sign, header = ROUTES[route]
+    body = make_body()
+    if spoil == "truncated":
+        body = body[: len(body) // 2]
+    elif spoil == "wrong_types":
+        data = json.loads(body)
+        data["line_items" if route == "woocommerce" else "lines"] = "three mugs"
+        body = json.dumps(data).encode()
+    elif spoil == "huge":
+        body = body[:-1] + b', "padding": "' + b"x" * (2 * 1024 * 1024) + b'"}'
+    headers = sign(body)
+    if spoil == "forged":
+        headers[header] = sign(body + b" ")[header]
+    elif spoil == "unsigned":
+        del headers[header]
+    expected = {"forged": 401, "unsigned": 401, "truncated": 400, "wrong_types": 400, "huge": 413}
+    status, answer = request(f"{daemon.url}{path}", body, headers)
+    assert status == expected[spoil]
+    assert isinstance(answer, dict)
+    assert "error" in answer
+    assert await stored(pg) == (0, 0)

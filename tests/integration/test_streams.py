@@ -1,0 +1,119 @@
+"""The order stream's housekeeping and the durable reminders, against real Redis and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from actors.mail import Mail
+from actors.order.messages import CancelRequested, ReminderDue, decode_message
+from actors.reminders import Reminders
+from adapters.postgres import mailbox
+from adapters.redis.keys import RuntimeKeys
+from adapters.redis.streams import Streams
+from tests.conftest import Clock
+
+
+async def stored(pg: Any, count: int) -> list[mailbox.Posted]:
+    messages = [
+        CancelRequested(order_id=f"o{n % 3}", reason="test", requested_by="test")
+        for n in range(count)
+    ]
+    async with pg.transaction():
+        return await mailbox.post(pg, messages)
+
+
+async def test_messages_are_numbered_per_order(pg: Any) -> None:
+    posted = await stored(pg, 7)
+    assert [(p.order_id, p.seq) for p in posted] == [
+        ("o0", 1), ("o1", 1), ("o2", 1), ("o0", 2), ("o1", 2), ("o2", 2), ("o0", 3),
+    ]  # fmt: skip
+    more = await stored(pg, 1)
+    assert (more[0].order_id, more[0].seq) == ("o0", 4)
+
+
+async def test_trimming_keeps_every_entry_still_pending(
+    pg: Any, redis_client: aioredis.Redis, redis_prefix: str
+) -> None:
+    streams = Streams(redis_client, RuntimeKeys(redis_prefix))
+    await streams.ensure_group()
+    await streams.add(await stored(pg, 10))
+    first, _ = await streams.read("c1", count=4, block_ms=None)
+    second, _ = await streams.read("c2", count=4, block_ms=None)
+    await streams.ack([e.id for e in first])  # c1 done; c2's four still pending
+    await streams.trim()
+    left: Any = await redis_client.xrange(streams.stream)
+    left_ids = [entry_id.decode() for entry_id, _ in left]
+    assert [e.id for e in second] == left_ids[:4]
+    assert len(left) == 6  # c2's pending four and the two never delivered
+
+
+async def test_a_consumer_with_pending_entries_is_never_forgotten(
+    pg: Any, redis_client: aioredis.Redis, redis_prefix: str
+) -> None:
+    streams = Streams(redis_client, RuntimeKeys(redis_prefix))
+    await streams.ensure_group()
+    await streams.add(await stored(pg, 2))
+    await streams.read("busy", count=1, block_ms=None)
+    await streams.read("idle", count=1, block_ms=None, own_pending=True)
+    assert await streams.forget_idle_consumers(idle_ms=0) == ["idle"]
+    consumers = await redis_client.xinfo_consumers(streams.stream, "orderd")
+    assert [c["name"].decode() for c in consumers] == ["busy"]
+
+
+async def test_idle_entries_of_a_dead_consumer_are_claimed_with_their_delivery_count(
+    pg: Any, redis_client: aioredis.Redis, redis_prefix: str
+) -> None:
+    streams = Streams(redis_client, RuntimeKeys(redis_prefix))
+    await streams.ensure_group()
+    await streams.add(await stored(pg, 3))
+    taken, _ = await streams.read("dead", count=3, block_ms=None)
+    claimed = await streams.claim_idle("alive", min_idle_ms=0)
+    assert [e.id for e in claimed] == [e.id for e in taken]
+    assert {e.deliveries for e in claimed} == {2}
+
+
+async def test_a_due_reminder_is_sent_to_its_order_once(
+    pg: Any, redis_client: aioredis.Redis, redis_prefix: str, clock: Clock
+) -> None:
+    keys = RuntimeKeys(redis_prefix)
+    streams = Streams(redis_client, keys)
+    await streams.ensure_group()
+    mail = Mail(pg_pool := _Single(pg), streams)
+    reminders = Reminders(pool=pg_pool, redis=redis_client, keys=keys, mail=mail, clock=clock)
+    due = datetime.fromtimestamp(clock.now, UTC) + timedelta(minutes=5)
+    await pg.execute(
+        "INSERT INTO reminders (key, order_id, kind, due_at) VALUES ('o1:k', 'o1', 'k', $1)", due
+    )
+    assert await reminders.rebuild() == 1
+    assert await reminders.fire_due() == 0  # not yet
+    clock.advance(301)
+    assert await reminders.fire_due() == 1
+    assert await reminders.fire_due() == 0
+    [entry], _ = await streams.read("c", count=10, block_ms=None)
+    message = decode_message(entry.body)
+    assert isinstance(message, ReminderDue)
+    assert (message.order_id, message.kind, message.key) == ("o1", "k", "o1:k")
+    assert await redis_client.zcard(keys.reminders) == 0
+    assert await pg.fetchval("SELECT fired_at IS NOT NULL FROM reminders") is True
+
+
+class _Single:
+    """A pool of one connection, for code that acquires from a pool."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    def acquire(self) -> Any:
+        conn = self._conn
+
+        class _Acquired:
+            async def __aenter__(self) -> Any:
+                return conn
+
+            async def __aexit__(self, *exc: object) -> None:
+                return None
+
+        return _Acquired()
