@@ -18,7 +18,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 
 from actors.order.actor import OrderTurns, Outcome
 from actors.order.messages import Message, decode_message
+from adapters.batching import Coalescer
 from adapters.postgres import dead_letters
 from adapters.redis.streams import Entry, GroupLost, Streams
 
@@ -42,7 +43,7 @@ class RuntimeSettings(Struct, frozen=True, kw_only=True):
     claim_idle_ms: int = 60_000
     # Turns running at once, and entries held in memory: a burst waits on the stream (and
     # in PostgreSQL) instead of in this process, and webhooks keep their share of the loop.
-    max_turns: int = 16
+    max_turns: int = 128
     max_buffered: int = 2048
     janitor_every_s: float = 5.0
     forget_consumers_after_ms: int = 24 * 3600 * 1000
@@ -71,6 +72,7 @@ class ActorRuntime:
         self._attempts: dict[str, int] = {}
         self._retries: dict[str, asyncio.TimerHandle] = {}
         self._turn_slots = asyncio.Semaphore(self._settings.max_turns)
+        self._acks: Coalescer[str, None] = Coalescer(self._ack_batch)
         self._room = asyncio.Event()
         self._room.set()
         self._reading = False
@@ -213,12 +215,16 @@ class ActorRuntime:
             )
             return self._backoff(attempts)
         if outcome in (Outcome.APPLIED, Outcome.REPEAT):
-            await self._streams.ack([entry.id])
+            await self._acks.submit(entry.id)
             self.turns_done += 1
             self.last_progress = time.monotonic()
             return None
         # EARLY or BUSY: another message or process comes first; not a failure.
         return self._backoff(1)
+
+    async def _ack_batch(self, ids: Sequence[str]) -> list[None]:
+        await self._streams.ack(ids)
+        return [None] * len(ids)
 
     def _backoff(self, attempts: int) -> float:
         delay_ms = min(self._settings.retry_ms * 2 ** (attempts - 1), self._settings.retry_max_ms)

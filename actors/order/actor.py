@@ -10,7 +10,7 @@ Effects run with fixed operation ids, so a turn retried after a crash repeats no
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
@@ -33,6 +33,7 @@ from actors.order.behaviour import (
 )
 from actors.order.events import AttentionNeeded, Event, Holding, OrderReceived
 from actors.order.messages import Message, OrderPaid
+from adapters.batching import Coalescer
 from adapters.postgres import orders
 from adapters.postgres.stock import LedgerEntry, fresh, hold_ledger
 from adapters.redis.keys import RuntimeKeys
@@ -87,21 +88,69 @@ class OrderTurns:
         self._lease_ms = lease_ms
         self._clock = clock
         self._release = redis.register_script(_RELEASE_LEASE)
+        # Turns of different orders share their round trips: leases, loads and saves of
+        # the turns running at the same time go in one call each.
+        self._leases: Coalescer[tuple[str, str], bool] = Coalescer(self._take_leases)
+        self._unleases: Coalescer[tuple[str, str], None] = Coalescer(self._free_leases)
+        self._loads: Coalescer[str, orders.Loaded] = Coalescer(self._load_batch)
+        self._saves: Coalescer[orders.Turn, None] = Coalescer(self._save_batch)
 
     async def apply(self, order_id: str, seq: int, message: Message) -> Outcome:
         """Apply message ``seq`` of the order, exactly once and in order."""
-        lease = self._keys.lease(order_id)
         token = secrets.token_hex(8)
-        if not await self._redis.set(lease, token, nx=True, px=self._lease_ms):
+        if not await self._leases.submit((order_id, token)):
             return Outcome.BUSY
         try:
             return await self._turn(order_id, seq, message)
         finally:
-            await self._release(keys=[lease], args=[token])
+            await self._unleases.submit((order_id, token))
+
+    async def _take_leases(self, wanted: Sequence[tuple[str, str]]) -> list[bool]:
+        pipe = self._redis.pipeline(transaction=False)
+        for order_id, token in wanted:
+            pipe.set(self._keys.lease(order_id), token, nx=True, px=self._lease_ms)
+        return [bool(taken) for taken in await pipe.execute()]
+
+    async def _free_leases(self, held: Sequence[tuple[str, str]]) -> list[None]:
+        pipe = self._redis.pipeline(transaction=False)
+        for order_id, token in held:
+            await self._release(keys=[self._keys.lease(order_id)], args=[token], client=pipe)
+        await pipe.execute()
+        return [None] * len(held)
+
+    async def _load_batch(self, order_ids: Sequence[str]) -> list[orders.Loaded]:
+        async with self._pool.acquire() as conn:
+            found = await orders.load_many(conn, list(dict.fromkeys(order_ids)))
+        return [found[order_id] for order_id in order_ids]
+
+    async def _save_batch(self, turns: Sequence[orders.Turn]) -> list[Exception | None]:
+        outcome: list[Exception | None] = [None] * len(turns)
+        async with self._pool.acquire() as conn, conn.transaction():
+            await hold_ledger(conn)
+            warehouses = sorted({w for t in turns for e in t.ledger for w, _ in e.epochs})
+            current = await self._allocator.epochs(warehouses) if warehouses else {}
+            fit = []
+            for index, turn in enumerate(turns):
+                if all(fresh(entry, current) for entry in turn.ledger):
+                    fit.append(turn)
+                else:
+                    outcome[index] = StaleEpoch(
+                        f"Redis was rebuilt during a turn of {turn.order_id}"
+                    )
+            saved = await orders.save_turns(conn, fit)
+        for index, turn in enumerate(turns):
+            if outcome[index] is None and turn.order_id not in saved:
+                outcome[index] = orders.ConcurrentTurn(turn.order_id)
+        reminders = [r for t in turns if t.order_id in saved for r in t.reminders]
+        if reminders:
+            await self._redis.zadd(
+                self._keys.reminders,
+                {r.key: int(r.due_at.timestamp() * 1000) for r in reminders},
+            )
+        return outcome
 
     async def _turn(self, order_id: str, seq: int, message: Message) -> Outcome:
-        async with self._pool.acquire() as conn:
-            loaded = await orders.load(conn, order_id)
+        loaded = await self._loads.submit(order_id)
         if seq <= loaded.last_seq:
             return Outcome.REPEAT
         if seq > loaded.last_seq + 1:
@@ -168,12 +217,8 @@ class OrderTurns:
         seq: int,
         collected: _Collected,
     ) -> None:
-        async with self._pool.acquire() as conn, conn.transaction():
-            await hold_ledger(conn)
-            if not await self._still_fresh(collected.ledger):
-                raise StaleEpoch(f"Redis was rebuilt during the turn of order {order_id}")
-            await orders.save_turn(
-                conn,
+        await self._saves.submit(
+            orders.Turn(
                 order_id=order_id,
                 loaded=loaded,
                 snapshot=snapshot,
@@ -182,18 +227,7 @@ class OrderTurns:
                 ledger=collected.ledger,
                 reminders=collected.reminders,
             )
-        if collected.reminders:
-            await self._redis.zadd(
-                self._keys.reminders,
-                {r.key: int(r.due_at.timestamp() * 1000) for r in collected.reminders},
-            )
-
-    async def _still_fresh(self, entries: list[LedgerEntry]) -> bool:
-        warehouses = sorted({w for entry in entries for w, _ in entry.epochs})
-        if not warehouses:
-            return True
-        current = await self._allocator.epochs(warehouses)
-        return all(fresh(entry, current) for entry in entries)
+        )
 
     async def give_up(
         self, order_id: str, seq: int, reason: str, message: Message | None = None
@@ -205,8 +239,7 @@ class OrderTurns:
         sees what it is (and a replay of the dead letter tries its reservation again).
         """
         now = datetime.fromtimestamp(self._clock(), UTC)
-        async with self._pool.acquire() as conn:
-            loaded = await orders.load(conn, order_id)
+        loaded = await self._loads.submit(order_id)
         if seq <= loaded.last_seq:
             return
         events: list[Event] = []

@@ -44,140 +44,229 @@ class Reminder(Struct, frozen=True):
     due_at: datetime
 
 
+class Turn(Struct, frozen=True, kw_only=True):
+    """One applied message of one order, to be saved."""
+
+    order_id: str
+    loaded: Loaded
+    snapshot: Snapshot
+    events: Sequence[Event]
+    seq: int
+    ledger: Sequence[stock.LedgerEntry] = ()
+    reminders: Sequence[Reminder] = ()
+
+
 async def load(conn: Any, order_id: str) -> Loaded:
-    row = await conn.fetchrow(
-        "SELECT actor_state::text AS state, version, last_seq FROM orders WHERE id = $1", order_id
+    return (await load_many(conn, [order_id]))[order_id]
+
+
+async def load_many(conn: Any, order_ids: Sequence[str]) -> dict[str, Loaded]:
+    """The saved state of each order (version 0 for one never saved), in one query."""
+    rows = await conn.fetch(
+        """
+        SELECT id, actor_state::text AS state, version, last_seq
+        FROM orders WHERE id = ANY($1::text[])
+        """,
+        list(order_ids),
     )
-    if row is None:
-        return Loaded(None, 0, 0)
-    snapshot = _snapshot.decode(row["state"]) if row["state"] is not None else None
-    return Loaded(snapshot, row["version"], row["last_seq"])
+    found = {
+        r["id"]: Loaded(
+            _snapshot.decode(r["state"]) if r["state"] is not None else None,
+            r["version"],
+            r["last_seq"],
+        )
+        for r in rows
+    }
+    return {order_id: found.get(order_id, Loaded(None, 0, 0)) for order_id in order_ids}
 
 
-async def save_turn(
-    conn: Any,
-    *,
-    order_id: str,
-    loaded: Loaded,
-    snapshot: Snapshot,
-    events: Sequence[Event],
-    seq: int,
-    ledger: Sequence[stock.LedgerEntry] = (),
-    reminders: Sequence[Reminder] = (),
-) -> None:
-    """Save the turn that applied message ``seq``; raise :class:`ConcurrentTurn` if another
-    process saved one since ``loaded`` was read. Runs inside the caller's transaction."""
-    order = snapshot.order
-    state_json = _encode(snapshot).decode()
-    if loaded.version == 0:
-        inserted = await conn.fetchval(
-            """
-            INSERT INTO orders (id, source, external_id, name, state, state_reason, version,
-                                backorder_policy, paid_at, currency, service_level, document,
-                                actor_state, last_seq)
-            VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $9, $10, $11::jsonb, $12::jsonb, $13)
-            ON CONFLICT (id) DO NOTHING
-            RETURNING 1
-            """,
-            order_id,
-            order.platform if order else None,
-            order.external_id if order else None,
-            order.name if order else None,
-            snapshot.state.value,
-            snapshot.reason,
-            snapshot.policy,
-            order.paid_at if order else None,
-            order.currency if order else None,
-            order.shipping_service if order else None,
-            _encode(order).decode() if order else None,
-            state_json,
-            seq,
-        )
-        if inserted is None:
-            raise ConcurrentTurn(order_id)
-    else:
-        status = await conn.execute(
-            """
-            UPDATE orders SET state = $3, state_reason = $4, version = version + 1,
-                              backorder_policy = $5, actor_state = $6::jsonb, last_seq = $7,
-                              updated_at = now()
-            WHERE id = $1 AND version = $2
-            """,
-            order_id,
-            loaded.version,
-            snapshot.state.value,
-            snapshot.reason,
-            snapshot.policy,
-            state_json,
-            seq,
-        )
-        if status != "UPDATE 1":
-            raise ConcurrentTurn(order_id)
-    if any(isinstance(e, OrderReceived) for e in events) and order is not None:
-        await conn.executemany(
-            """
-            INSERT INTO order_lines (order_id, line_no, external_line_id, sku, name, quantity,
-                                     requires_shipping, grams, unit_price)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-            """,
-            [
-                (
-                    order_id, number, line.external_line_id, line.sku, line.name, line.quantity,
-                    line.requires_shipping, line.grams, line.unit_price,
-                )
-                for number, line in enumerate(order.lines, start=1)
-            ],
-        )  # fmt: skip
-    if order is not None:
-        await _record_reserved(conn, order_id, snapshot)
-    if events:
+async def save_turns(conn: Any, turns: Sequence[Turn]) -> set[str]:
+    """Save many orders' turns in the caller's transaction; return the orders saved.
+
+    A turn whose order another process saved since it was loaded (its version moved) is
+    left out, with everything it would have written: its caller drops it.
+    """
+    saved = await _insert_new(conn, [t for t in turns if t.loaded.version == 0])
+    saved |= await _update_known(conn, [t for t in turns if t.loaded.version > 0])
+    done = [t for t in turns if t.order_id in saved]
+    await _insert_lines(
+        conn, [t for t in done if any(isinstance(e, OrderReceived) for e in t.events)]
+    )
+    await _record_reserved(conn, [t for t in done if t.snapshot.order is not None])
+    await _append_events(conn, [t for t in done if t.events])
+    entries = [entry for t in done for entry in t.ledger]
+    if entries:
+        await stock.write_entries(conn, entries)
+    reminders = [r for t in done for r in t.reminders]
+    if reminders:
         await conn.execute(
             """
-            INSERT INTO order_events (order_id, seq, type, at, data)
-            SELECT $1, base.n + e.i, e.type, e.at, e.data::jsonb
-            FROM unnest($2::text[], $3::timestamptz[], $4::text[]) WITH ORDINALITY
-                 AS e (type, at, data, i),
-                 (SELECT coalesce(max(seq), 0) AS n FROM order_events WHERE order_id = $1) base
-            """,
-            order_id,
-            [event_type(e) for e in events],
-            [e.at for e in events],
-            [encode_event(e).decode() for e in events],
-        )
-    if ledger:
-        await stock.write_entries(conn, ledger)
-    if reminders:
-        await conn.executemany(
-            """
-            INSERT INTO reminders (key, order_id, kind, due_at) VALUES ($1, $2, $3, $4)
+            INSERT INTO reminders (key, order_id, kind, due_at)
+            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])
             ON CONFLICT (key) DO NOTHING
             """,
-            [(r.key, r.order_id, r.kind, r.due_at) for r in reminders],
+            [r.key for r in reminders],
+            [r.order_id for r in reminders],
+            [r.kind for r in reminders],
+            [r.due_at for r in reminders],
         )
+    return saved
 
 
-async def _record_reserved(conn: Any, order_id: str, snapshot: Snapshot) -> None:
-    """Spread what the order holds per sku over its shippable lines, in line order."""
-    if snapshot.order is None:
+async def save_turn(conn: Any, turn: Turn) -> None:
+    """Save one turn; raise :class:`ConcurrentTurn` if another process saved first."""
+    if turn.order_id not in await save_turns(conn, [turn]):
+        raise ConcurrentTurn(turn.order_id)
+
+
+async def _insert_new(conn: Any, turns: Sequence[Turn]) -> set[str]:
+    if not turns:
+        return set()
+    orders = [t.snapshot.order for t in turns]
+    rows = await conn.fetch(
+        """
+        INSERT INTO orders (id, source, external_id, name, state, state_reason, version,
+                            backorder_policy, paid_at, currency, service_level, document,
+                            actor_state, last_seq)
+        SELECT id, source, external_id, name, state, reason, 1, policy, paid_at, currency,
+               service, document::jsonb, actor_state::jsonb, last_seq
+        FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                    $7::text[], $8::timestamptz[], $9::text[], $10::text[], $11::text[],
+                    $12::text[], $13::int[])
+             AS t (id, source, external_id, name, state, reason, policy, paid_at, currency,
+                   service, document, actor_state, last_seq)
+        ON CONFLICT (id) DO NOTHING
+        RETURNING id
+        """,
+        [t.order_id for t in turns],
+        [o.platform if o else None for o in orders],
+        [o.external_id if o else None for o in orders],
+        [o.name if o else None for o in orders],
+        [t.snapshot.state.value for t in turns],
+        [t.snapshot.reason for t in turns],
+        [t.snapshot.policy for t in turns],
+        [o.paid_at if o else None for o in orders],
+        [o.currency if o else None for o in orders],
+        [o.shipping_service if o else None for o in orders],
+        [_encode(o).decode() if o else None for o in orders],
+        [_encode(t.snapshot).decode() for t in turns],
+        [t.seq for t in turns],
+    )
+    return {r["id"] for r in rows}
+
+
+async def _update_known(conn: Any, turns: Sequence[Turn]) -> set[str]:
+    if not turns:
+        return set()
+    rows = await conn.fetch(
+        """
+        UPDATE orders o SET state = u.state, state_reason = u.reason, version = o.version + 1,
+                            backorder_policy = u.policy, actor_state = u.actor_state::jsonb,
+                            last_seq = u.last_seq, updated_at = now()
+        FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[],
+                    $7::int[])
+             AS u (id, expected, state, reason, policy, actor_state, last_seq)
+        WHERE o.id = u.id AND o.version = u.expected
+        RETURNING o.id
+        """,
+        [t.order_id for t in turns],
+        [t.loaded.version for t in turns],
+        [t.snapshot.state.value for t in turns],
+        [t.snapshot.reason for t in turns],
+        [t.snapshot.policy for t in turns],
+        [_encode(t.snapshot).decode() for t in turns],
+        [t.seq for t in turns],
+    )
+    return {r["id"] for r in rows}
+
+
+async def _insert_lines(conn: Any, turns: Sequence[Turn]) -> None:
+    rows = [
+        (
+            t.order_id, number, line.external_line_id, line.sku, line.name, line.quantity,
+            line.requires_shipping, line.grams, line.unit_price,
+        )
+        for t in turns
+        if t.snapshot.order is not None
+        for number, line in enumerate(t.snapshot.order.lines, start=1)
+    ]  # fmt: skip
+    if not rows:
         return
-    held: dict[str, int] = {}
-    for holding in snapshot.holdings:
-        held[holding.sku] = held.get(holding.sku, 0) + holding.reserved
-    numbers, reserved = [], []
-    for number, line in enumerate(snapshot.order.lines, start=1):
-        units = min(held.get(line.sku, 0), line.quantity) if line.requires_shipping else 0
-        held[line.sku] = held.get(line.sku, 0) - units
-        numbers.append(number)
-        reserved.append(units)
+    columns = list(zip(*rows, strict=True))
+    await conn.execute(
+        """
+        INSERT INTO order_lines (order_id, line_no, external_line_id, sku, name, quantity,
+                                 requires_shipping, grams, unit_price)
+        SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[],
+                             $6::int[], $7::bool[], $8::int[], $9::numeric[])
+        ON CONFLICT DO NOTHING
+        """,
+        *[list(column) for column in columns],
+    )
+
+
+async def _record_reserved(conn: Any, turns: Sequence[Turn]) -> None:
+    """Spread what each order holds per sku over its shippable lines, in line order."""
+    order_ids, numbers, reserved = [], [], []
+    for turn in turns:
+        order = turn.snapshot.order
+        if order is None:
+            continue
+        held: dict[str, int] = {}
+        for holding in turn.snapshot.holdings:
+            held[holding.sku] = held.get(holding.sku, 0) + holding.reserved
+        for number, line in enumerate(order.lines, start=1):
+            units = min(held.get(line.sku, 0), line.quantity) if line.requires_shipping else 0
+            held[line.sku] = held.get(line.sku, 0) - units
+            order_ids.append(turn.order_id)
+            numbers.append(number)
+            reserved.append(units)
+    if not order_ids:
+        return
     await conn.execute(
         """
         UPDATE order_lines l SET reserved = u.reserved
-        FROM unnest($2::int[], $3::int[]) AS u (line_no, reserved)
-        WHERE l.order_id = $1 AND l.line_no = u.line_no AND l.reserved <> u.reserved
+        FROM unnest($1::text[], $2::int[], $3::int[]) AS u (order_id, line_no, reserved)
+        WHERE l.order_id = u.order_id AND l.line_no = u.line_no AND l.reserved <> u.reserved
         """,
-        order_id,
+        order_ids,
         numbers,
         reserved,
+    )
+
+
+async def _append_events(conn: Any, turns: Sequence[Turn]) -> None:
+    if not turns:
+        return
+    rows = await conn.fetch(
+        """
+        SELECT order_id, max(seq) AS last FROM order_events
+        WHERE order_id = ANY($1::text[]) GROUP BY order_id
+        """,
+        [t.order_id for t in turns],
+    )
+    last = {r["order_id"]: r["last"] for r in rows}
+    order_ids, seqs, types, ats, data = [], [], [], [], []
+    for turn in turns:
+        base = last.get(turn.order_id, 0)
+        for offset, event in enumerate(turn.events, start=1):
+            order_ids.append(turn.order_id)
+            seqs.append(base + offset)
+            types.append(event_type(event))
+            ats.append(event.at)
+            data.append(encode_event(event).decode())
+    await conn.execute(
+        """
+        INSERT INTO order_events (order_id, seq, type, at, data)
+        SELECT order_id, seq, type, at, data::jsonb
+        FROM unnest($1::text[], $2::int[], $3::text[], $4::timestamptz[], $5::text[])
+             AS e (order_id, seq, type, at, data)
+        """,
+        order_ids,
+        seqs,
+        types,
+        ats,
+        data,
     )
 
 
