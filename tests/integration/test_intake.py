@@ -264,3 +264,35 @@ async def test_bad_deliveries_to_every_route_are_refused_and_store_nothing(
     assert isinstance(answer, dict)
     assert "error" in answer
     assert await stored(pg) == (0, 0)
+
+
+async def test_an_operator_cancels_a_held_order_and_its_stock_comes_back(
+    make_daemon: MakeDaemon, pg: Any, run_orderd: Any
+) -> None:
+    await add_products(pg, "MUG-1")
+    assert run_orderd("stock", "set", "MUG-1", "5").returncode == 0
+    daemon = make_daemon()
+    body = generic_body("C-1", [("MUG-1", 2)])
+    assert request(f"{daemon.url}/webhooks/orders", body, generic_headers(body))[0] == 202
+
+    async def reserved() -> bool:
+        return await order_state(pg, "#C-1") == "reserved"
+
+    await eventually(reserved, what="the order to be reserved")
+    cancelled = run_orderd("order", "cancel", "#C-1")
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert "cancelled; its stock is released" in cancelled.stdout
+    stock = json.loads(run_orderd("stock", "show", "MUG-1", "--json").stdout)
+    assert (stock["reserved"], stock["available"]) == (0, 5)
+    again = run_orderd("order", "cancel", "C-1")
+    assert "already cancelled" in again.stdout
+    unknown = run_orderd("order", "show", "#nope")
+    assert unknown.returncode == 2
+    assert unknown.stderr.strip() == "orderd: no order '#nope'"
+
+
+def test_run_with_a_broken_config_says_so_and_exits_2(run_orderd: Any) -> None:
+    result = run_orderd("run", env={"ORDERD_WEBHOOKS__SHOPIFY__ENABLED": "true"})
+    assert result.returncode == 2
+    assert "webhooks.shopify.secret: required" in result.stderr
+    assert "Traceback" not in result.stderr
