@@ -1,20 +1,36 @@
 """``orderd demo``: the pipeline as far as it is built, end to end on this machine.
 
-Today that is the catalog and the allocation core: stock is set, a stream of random
-orders is reserved or backordered concurrently, a delivery of the scarcest product fills
-the waiting orders, and the demo's reservations are given back at the end so a second run
-starts from the same stock.
+Today: the catalog is imported and stock set; a real ``orderd run`` is started; random
+orders arrive as signed webhooks, concurrently, and its order actors reserve or backorder
+them; a delivery of the scarcest product fills the waiting orders; Redis is checked
+against the ledger; the demo's orders are cancelled at the end so a second run starts from
+the same stock.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
 from importlib import resources
+from pathlib import Path
+from typing import Any
 
+import aiohttp
+import msgspec
+
+from actors.order.messages import CancelRequested
+from adapters.errors import OrderdError
+from adapters.platforms.signatures import sign_generic
 from adapters.postgres import schema
 from adapters.postgres.pool import connection
 from daemon.catalog import import_catalog
@@ -25,6 +41,7 @@ SCARCE_SKU = "MUG-BLK"
 SCARCE_STOCK = 5
 STOCK = 40
 RECEIPT = 60
+_WAIT_S = 60.0
 
 
 async def run_demo(settings: Settings, orders: int, say: Callable[[str], None]) -> None:
@@ -41,52 +58,159 @@ async def run_demo(settings: Settings, orders: int, say: Callable[[str], None]) 
     run = uuid.uuid4().hex[:8]
     rng = random.Random(run)  # noqa: S311 - demo orders, not secrets
     async with open_resources(settings) as res:
-        allocator = res.allocator
-        await allocator.start()
+        await res.allocator.start()
         for sku in skus:
             units = SCARCE_STOCK if sku == SCARCE_SKU else STOCK
-            await allocator.adjust(
+            await res.allocator.adjust(
                 sku, units, movement_id=f"demo-{run}-set-{sku}", mode="set", reason="demo count"
             )
         say(f"stock set: {STOCK} units of each product, {SCARCE_STOCK} of {SCARCE_SKU}")
 
-        ids = [f"demo-{run}-{n:05d}" for n in range(orders)]
+        secret = secrets.token_hex(16)
+        daemon, url = await _start_daemon(settings, secret, run)
+        try:
+            say(f"orderd run started on {url}")
+            bodies = [_order(run, n, skus, rng) for n in range(orders)]
+            answers = await _post_all(url, bodies, secret)
+            say(f"{orders} signed webhooks sent concurrently: {_counted(a for a, _ in answers)}")
+            ids = [order_id for _, order_id in answers if order_id]
+            states = await _wait_for(res.pool, ids, lambda s: s != "received")
+            say(f"the order actors took them: {_counted(states.values())}")
 
-        async def place(order_id: str) -> str:
-            picks = rng.sample(skus, rng.randint(1, 3))
-            if rng.random() < 0.3:
-                picks = [SCARCE_SKU, *picks[:2]]  # a popular product runs short
-            lines = [(sku, rng.randint(1, 2)) for sku in dict.fromkeys(picks)]
-            return (await allocator.reserve(order_id, lines)).status
+            delivered = await res.allocator.adjust(
+                SCARCE_SKU, RECEIPT, movement_id=f"demo-{run}-receipt", reason="demo receipt"
+            )
+            await res.mail.tell_filled(delivered)
+            say(
+                f"receipt of {RECEIPT} x {SCARCE_SKU} filled {len(delivered.fills)} waiting "
+                "orders in queue order"
+            )
+            filled = list(delivered.filled_orders)
+            await _wait_for(res.pool, filled, lambda s: s != "backordered")
+            states = await _wait_for(res.pool, ids, lambda s: s != "received")
+            say(f"now: {_counted(states.values())}")
+            level = await res.allocator.stock(SCARCE_SKU)
+            say(
+                f"{SCARCE_SKU} @ {level.warehouse}: on hand {level.on_hand}, reserved "
+                f"{level.reserved}, available {level.available}, backordered {level.backordered}"
+            )
+            drift = await res.allocator.reconcile()
+            say("Redis matches the ledger" if not drift else f"{len(drift)} ledger differences")
 
-        statuses = Counter(await asyncio.gather(*(place(order_id) for order_id in ids)))
-        say(
-            f"{orders} orders reserved concurrently: {statuses['reserved']} reserved, "
-            f"{statuses['backordered']} backordered (policy {settings.allocation.backorder_policy})"
-        )
-        delivered = await allocator.adjust(
-            SCARCE_SKU, RECEIPT, movement_id=f"demo-{run}-receipt", reason="demo receipt"
-        )
-        say(
-            f"receipt of {RECEIPT} x {SCARCE_SKU} filled {len(delivered.filled_orders)} "
-            "waiting orders in queue order"
-        )
-        level = await allocator.stock(SCARCE_SKU)
-        say(
-            f"{SCARCE_SKU} @ {level.warehouse}: on hand {level.on_hand}, reserved "
-            f"{level.reserved}, available {level.available}, backordered {level.backordered}"
-        )
-        drift = await allocator.reconcile()
-        say(
-            "Redis matches the ledger" if not drift else f"{len(drift)} differences from the ledger"
-        )
-        for order_id in ids:
-            await allocator.release(order_id, "demo-cancel")
-        await allocator.adjust(
-            SCARCE_SKU, -RECEIPT, movement_id=f"demo-{run}-return", reason="demo reset"
-        )
-        say("the demo's orders were cancelled and their stock released")
-    say(
-        "order intake, fulfillment and shipping are not built yet, so the demo stops after "
-        "allocation"
+            await res.mail.send(
+                [CancelRequested(order_id=i, reason="demo over", requested_by="demo") for i in ids]
+            )
+            await _wait_for(res.pool, ids, lambda s: s == "cancelled")
+            await res.allocator.adjust(
+                SCARCE_SKU, -RECEIPT, movement_id=f"demo-{run}-return", reason="demo reset"
+            )
+            say("the demo's orders were cancelled through their actors; stock is released")
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            try:
+                daemon.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                daemon.kill()
+    say("fulfillment and shipping are not built yet, so the demo stops after allocation")
+
+
+def _order(run: str, n: int, skus: list[str], rng: random.Random) -> bytes:
+    picks = rng.sample(skus, rng.randint(1, 3))
+    if rng.random() < 0.3:
+        picks = [SCARCE_SKU, *picks[:2]]  # a popular product runs short
+    return msgspec.json.encode(
+        {
+            "id": f"D{run}-{n}",
+            "name": f"#D{run}-{n}",
+            "status": "paid",
+            "paid_at": "2026-11-26T09:00:00Z",
+            "currency": "EUR",
+            "customer": {"email": f"customer{n}@example.com"},
+            "shipping_address": {
+                "name": "Demo Customer", "line1": "Damrak 1", "city": "Amsterdam",
+                "postal_code": "1012 LG", "country": "NL",
+            },
+            "lines": [
+                {"sku": sku, "quantity": rng.randint(1, 2)} for sku in dict.fromkeys(picks)
+            ],
+        }
+    )  # fmt: skip
+
+
+async def _start_daemon(
+    settings: Settings, secret: str, run: str
+) -> tuple[subprocess.Popen[bytes], str]:
+    daemon, url = _spawn(settings, secret, run)
+    deadline = time.monotonic() + _WAIT_S
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            if daemon.poll() is not None:
+                raise OrderdError(f"orderd run stopped at start (exit {daemon.returncode})")
+            try:
+                async with session.get(f"{url}/readyz") as answer:
+                    if answer.status == 200:
+                        return daemon, url
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)  # the daemon starts in its own process
+    daemon.kill()
+    raise OrderdError("orderd run did not become ready")
+
+
+def _spawn(settings: Settings, secret: str, run: str) -> tuple[subprocess.Popen[bytes], str]:
+    """``orderd run`` with the same settings, its generic webhook open under ``secret``."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = dict(os.environ)
+    if Path(settings.source).is_file():
+        env["ORDERD_CONFIG"] = settings.source
+    env.update(
+        {
+            "ORDERD_WEBHOOKS__GENERIC__ENABLED": "true",
+            "ORDERD_WEBHOOKS__GENERIC__SECRET": secret,
+            "ORDERD_HTTP__HOST": "127.0.0.1",
+            "ORDERD_HTTP__PORT": str(port),
+            "ORDERD_DAEMON__CONSUMER_NAME": f"demo-{run}",
+            "ORDERD_DAEMON__LOG_LEVEL": "warning",
+        }
     )
+    orderd = Path(sys.executable).with_name("orderd")
+    command = (
+        [str(orderd), "run"] if orderd.exists() else [sys.executable, "-m", "daemon.cli", "run"]
+    )
+    daemon = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)  # noqa: S603
+    return daemon, f"http://127.0.0.1:{port}"
+
+
+async def _post_all(url: str, bodies: list[bytes], secret: str) -> list[tuple[str, str]]:
+    """Post every order; (status and outcome, order id) for each."""
+    connector = aiohttp.TCPConnector(limit=32)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def post(body: bytes) -> tuple[str, str]:
+            headers = {"X-Orderd-Signature": sign_generic(body, secret)}
+            async with session.post(f"{url}/webhooks/orders", data=body, headers=headers) as a:
+                answer = await a.json()
+                return f"{a.status} {answer.get('status', '')}", answer.get("order_id", "")
+
+        return list(await asyncio.gather(*(post(body) for body in bodies)))
+
+
+async def _wait_for(pool: Any, ids: list[str], done: Callable[[str], bool]) -> dict[str, str]:
+    """Each order's state once every one of them satisfies ``done`` (the daemon works apart)."""
+    deadline = time.monotonic() + _WAIT_S
+    while True:
+        async with pool.acquire() as conn:
+            rows = await conn.fetch("SELECT id, state FROM orders WHERE id = ANY($1::text[])", ids)
+        states = {r["id"]: r["state"] for r in rows}
+        if len(states) == len(ids) and all(done(s) for s in states.values()):
+            return states
+        if time.monotonic() > deadline:
+            raise OrderdError("the daemon did not finish the demo's orders in time")
+        await asyncio.sleep(0.1)  # polling the daemon's progress, bounded above
+
+
+def _counted(values: Any) -> str:
+    counts = Counter(values)
+    return ", ".join(f"{count} {value}" for value, count in counts.most_common())

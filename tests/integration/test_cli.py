@@ -152,7 +152,8 @@ async def test_demo_runs_the_allocation_core_and_leaves_stock_as_it_found_it(
 ) -> None:
     result = run_orderd("demo", "--orders", "40")
     assert result.returncode == 0, result.stderr
-    assert "40 orders reserved concurrently" in result.stdout
+    assert "40 signed webhooks sent concurrently: 40 202 accepted" in result.stdout
+    assert "the order actors took them" in result.stdout
     assert "Redis matches the ledger" in result.stdout
     assert "stops after allocation" in result.stdout
     again = run_orderd("demo", "--orders", "10")
