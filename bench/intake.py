@@ -221,14 +221,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             processes.append(
                 subprocess.Popen([str(ORDERD), "run"], env=env, stdout=out, stderr=out)
             )
-        with (logs / "baseline.log").open("wb") as out:
-            processes.append(
-                subprocess.Popen(
-                    [sys.executable, "-c", BASELINE_APP, str(baseline_port)], stdout=out, stderr=out
-                )
-            )
-        await wait_ready(f"http://127.0.0.1:{orderd_port}/readyz", processes[0])
-        await wait_ready(f"http://127.0.0.1:{baseline_port}/healthz", processes[1])
+        baseline_process = subprocess.Popen(
+            [sys.executable, "-c", BASELINE_APP, str(baseline_port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        processes.append(baseline_process)
+        for process in processes[:-1]:
+            await wait_ready(f"http://127.0.0.1:{orderd_port}/readyz", process)
+        await wait_ready(f"http://127.0.0.1:{baseline_port}/healthz", baseline_process)
 
         count = args.requests
         paced_count = int(args.rate * args.paced_seconds)
@@ -261,6 +262,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 "requests": count,
                 "connections": args.connections,
                 "paced_requests": paced_count,
+                "orderd_processes": args.processes,
                 "cpu_count": os.cpu_count(),
             },
             "targets": {
@@ -293,6 +295,8 @@ def render(report: dict[str, Any]) -> str:
             "orderd intake benchmark (signed Shopify orders/paid)",
             f"  machine: {report['settings']['cpu_count']} CPUs; client, servers, Redis and "
             "PostgreSQL share them",
+            f"  orderd: {report['settings']['orderd_processes']} process(es) on one port, "
+            "one consumer group",
             f"  flood: {report['settings']['requests']:,} requests over "
             f"{report['settings']['connections']} connections",
             f"  {'':<28}{'orderd':>12}{'bare aiohttp':>14}",
@@ -323,6 +327,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--rate", type=float, default=1000.0, help="fixed rate per second")
     parser.add_argument("--paced-seconds", type=float, default=None)
+    parser.add_argument(
+        "--processes", type=int, default=1, help="orderd run processes sharing the port"
+    )
     args = parser.parse_args(argv)
     args.requests = args.requests or (4000 if args.quick else 20000)
     args.paced_seconds = args.paced_seconds or (4.0 if args.quick else 15.0)

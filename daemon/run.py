@@ -146,7 +146,13 @@ async def serve(settings: Settings, clock: Callable[[], float] = time.time) -> i
         app = build_app(daemon.context)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, settings.http.host, settings.http.port, reuse_address=True)
+        site = web.TCPSite(
+            runner,
+            settings.http.host,
+            settings.http.port,
+            reuse_address=True,
+            reuse_port=settings.http.reuse_port or None,
+        )
         await site.start()
 
         tasks: list[asyncio.Task[Any]] = [

@@ -69,6 +69,9 @@ class HttpSettings(_Section, frozen=True):
     host: str = "127.0.0.1"
     port: Port = 8080
     max_body_bytes: Annotated[int, Meta(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
+    # Several orderd processes on one host may share the port (the kernel spreads the
+    # connections), to use more than one core for webhooks.
+    reuse_port: bool = False
 
 
 class WebhookSource(_Section, frozen=True):
