@@ -150,6 +150,17 @@ class ActorRuntime:
             await asyncio.gather(*running, return_exceptions=True)
         return not running
 
+    async def abort(self) -> None:
+        """Stop now: running turns are cancelled; their entries stay pending in the group."""
+        self._stopping.set()
+        self._room.set()
+        for handle in self._retries.values():
+            handle.cancel()
+        tasks = list(self._actors.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)

@@ -179,6 +179,9 @@ async def serve(settings: Settings, clock: Callable[[], float] = time.time) -> i
         if forced in done:
             log.warning("second signal: stopping now")
             drained.cancel()
+            await daemon.runtime.abort()
+            # Connections stuck in a statement are closed, not waited for.
+            resources.pool.terminate()
         else:
             forced.cancel()
         daemon.stopping.set()

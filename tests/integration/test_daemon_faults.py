@@ -257,3 +257,49 @@ async def test_postgres_away_for_a_while_answers_503_and_loses_nothing(
     assert send_orders(daemon.url, [("PG2", [("A-1", 1)])]) == [202]
     await eventually(lambda: reserved(["#PG1", "#PG2"]), what="both orders")
     assert get(f"{daemon.url}/readyz")[0] == 200
+
+
+async def test_a_second_signal_stops_at_once_and_the_next_process_finishes_the_turn(
+    make_daemon: MakeDaemon, pg: Any, run_orderd: Run
+) -> None:
+    await add_products(pg, "A-1")
+    assert run_orderd("stock", "set", "A-1", "5").returncode == 0
+    daemon = make_daemon("same", ORDERD_DAEMON__SHUTDOWN_GRACE_S="60")
+    assert send_orders(daemon.url, [("Z1", [("A-1", 2)])]) == [202]
+    await eventually(lambda: settled(pg, 1), what="the order")
+    # A row lock held here makes the cancellation's turn wait inside its save.
+    async with pg.transaction():
+        await pg.execute("SELECT 1 FROM orders WHERE name = '#Z1' FOR UPDATE")
+        cancel = generic_body("Z1", [("A-1", 2)], status="cancelled")
+        assert request(f"{daemon.url}/webhooks/orders", cancel, generic_headers(cancel))[0] == 202
+        await eventually(lambda: _waiting_on_lock(pg), what="the turn to wait on the row lock")
+        daemon.signal(signal.SIGTERM)
+        try:
+            daemon.wait(timeout=2)
+            raise AssertionError("the daemon stopped while a turn was running")
+        except subprocess.TimeoutExpired:
+            pass  # draining: the turn is given its grace period
+        daemon.signal(signal.SIGINT)
+        assert daemon.wait(timeout=15) == 0
+    # The unfinished cancellation is still pending for this consumer: the next process
+    # with the same name runs it first.
+    make_daemon("same")
+
+    async def cancelled() -> bool:
+        state = await pg.fetchval("SELECT state FROM orders WHERE name = '#Z1'")
+        return bool(state == "cancelled")
+
+    await eventually(cancelled, what="the cancellation to be applied")
+    assert run_orderd("stock", "reconcile").returncode == 0
+    shown = json.loads(run_orderd("stock", "show", "A-1", "--json").stdout)
+    assert shown["reserved"] == 0
+
+
+async def _waiting_on_lock(pg: Any) -> bool:
+    # Inside a transaction the statistics are a snapshot: take a fresh one each time.
+    await pg.execute("SELECT pg_stat_clear_snapshot()")
+    waiting = await pg.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+        "AND query LIKE '%UPDATE orders%'"
+    )
+    return bool(waiting)
