@@ -238,23 +238,6 @@ async def recent_ops(conn: Any, warehouse: str, since: datetime) -> list[RecentO
     return [RecentOp(r["order_id"], r["op_id"], r["kind"], _decode_lines(r["lines"])) for r in rows]
 
 
-async def due_cancellations(conn: Any, now: datetime) -> list[tuple[str, str]]:
-    """(warehouse, order_id) of waiting orders whose cancel-after deadline has passed."""
-    rows = await conn.fetch(
-        """
-        SELECT q.warehouse, q.order_id
-        FROM backorder_queue q
-        WHERE q.cancel_at <= $1
-          AND (SELECT sum((l->>3)::bigint)
-               FROM stock_ledger s, jsonb_array_elements(s.lines) AS l
-               WHERE s.warehouse = q.warehouse AND s.order_id = q.order_id) > 0
-        ORDER BY q.warehouse, q.order_id
-        """,
-        now,
-    )
-    return [(r["warehouse"], r["order_id"]) for r in rows]
-
-
 Epochs = Callable[[Sequence[str]], Awaitable[dict[str, str | None]]]
 
 

@@ -562,11 +562,6 @@ class Allocator:
         on_hand, reserved, backordered = (int(v or 0) for v in values)
         return StockLevel(sku, code, on_hand, reserved, on_hand - reserved, backordered)
 
-    async def due_cancellations(self) -> list[tuple[str, str]]:
-        """(warehouse, order_id) of cancel-after backorders whose time has come."""
-        async with self._pool.acquire() as conn:
-            return await ledger.due_cancellations(conn, entries.at(self._clock()))
-
     async def drain(self) -> None:
         """Wait for every batched call and ledger write in flight."""
         for group in self._batches.values():
