@@ -37,14 +37,9 @@ from adapters.batching import Coalescer
 from adapters.postgres import orders
 from adapters.postgres.stock import LedgerEntry, fresh, hold_ledger
 from adapters.redis.keys import RuntimeKeys
-from adapters.redis.scripts import StaleEpoch, UnknownSku
+from adapters.redis.scripts import StaleEpoch, UnknownSku, lua_source
 from adapters.stock.allocator import Allocator
 
-# Deletes the lease only if it is still ours, so a slow turn never frees another's lease.
-_RELEASE_LEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 _MAX_STEPS = 16  # effects feeding results back: a bound, not a budget
 
 
@@ -87,7 +82,8 @@ class OrderTurns:
         self._rules = rules
         self._lease_ms = lease_ms
         self._clock = clock
-        self._release = redis.register_script(_RELEASE_LEASE)
+        # Frees a lease only if it is still ours, so a slow turn never frees another's.
+        self._release = redis.register_script(lua_source("release_lease"))
         # Turns of different orders share their round trips: leases, loads and saves of
         # the turns running at the same time go in one call each.
         self._leases: Coalescer[tuple[str, str], bool] = Coalescer(self._take_leases)
