@@ -112,10 +112,3 @@ async def restream_unapplied(conn: Any) -> int:
         """
     )
     return int(status.split()[-1])
-
-
-async def body_of(conn: Any, order_id: str, seq: int) -> bytes | None:
-    raw = await conn.fetchval(
-        "SELECT body FROM mailbox WHERE order_id = $1 AND seq = $2", order_id, seq
-    )
-    return None if raw is None else bytes(raw)
