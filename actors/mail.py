@@ -8,6 +8,7 @@ its sequence number.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from actors.order.messages import BackorderFilled, Message
+from adapters.batching import Coalescer
 from adapters.postgres import mailbox
 from adapters.postgres.mailbox import Posted
 from adapters.redis.streams import Streams
@@ -28,6 +30,10 @@ class Mail:
     def __init__(self, pool: Any, streams: Streams) -> None:
         self._pool = pool
         self._streams = streams
+        # Noting "streamed" is bookkeeping for the pump: nobody waits for it, and notes
+        # made at the same time share one statement.
+        self._notes: Coalescer[int, None] = Coalescer(self._note_streamed, max_in_flight=1)
+        self._noting: set[asyncio.Task[None]] = set()
 
     async def send(self, messages: Sequence[Message]) -> list[Posted]:
         """Store and stream ``messages``; they are durable when this returns."""
@@ -47,11 +53,26 @@ class Mail:
         except (RedisError, OSError) as exc:
             log.warning("stream unavailable, %d message(s) left to the pump: %s", len(posted), exc)
             return
+        for message in posted:
+            task = asyncio.create_task(self._note(message.id))
+            self._noting.add(task)
+            task.add_done_callback(self._noting.discard)
+
+    async def _note(self, message_id: int) -> None:
         try:
-            async with self._pool.acquire() as conn:
-                await mailbox.mark_streamed(conn, [p.id for p in posted])
+            await self._notes.submit(message_id)
         except Exception as exc:  # streamed already; a second copy later is harmless
-            log.warning("could not mark %d message(s) streamed: %s", len(posted), exc)
+            log.warning("could not note message %d as streamed: %s", message_id, exc)
+
+    async def _note_streamed(self, ids: Sequence[int]) -> list[None]:
+        async with self._pool.acquire() as conn:
+            await mailbox.mark_streamed(conn, ids)
+        return [None] * len(ids)
+
+    async def drain(self) -> None:
+        """Wait for the streamed notes still being written."""
+        while self._noting:
+            await asyncio.gather(*self._noting, return_exceptions=True)
 
     async def tell_filled(self, adjusted: Adjusted) -> None:
         """Tell each order whose backorder a stock arrival filled."""

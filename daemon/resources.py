@@ -72,6 +72,7 @@ async def open_resources(
             mail = Mail(pool, Streams(redis, RuntimeKeys(settings.redis.prefix)))
             yield Resources(settings, pool, redis, allocator, mail)
             await allocator.drain()
+            await mail.drain()
         finally:
             await redis.aclose()
     finally:

@@ -11,9 +11,10 @@ from actors.mail import Mail
 from actors.order.messages import CancelRequested, ReminderDue, decode_message
 from actors.reminders import Reminders
 from adapters.postgres import mailbox
+from adapters.postgres.pool import create_pool
 from adapters.redis.keys import RuntimeKeys
 from adapters.redis.streams import Streams
-from tests.conftest import Clock
+from tests.conftest import POSTGRES_DSN, Clock
 
 
 async def stored(pg: Any, count: int) -> list[mailbox.Posted]:
@@ -76,13 +77,14 @@ async def test_idle_entries_of_a_dead_consumer_are_claimed_with_their_delivery_c
 
 
 async def test_a_due_reminder_is_sent_to_its_order_once(
-    pg: Any, redis_client: aioredis.Redis, redis_prefix: str, clock: Clock
+    pg: Any, pg_schema_name: str, redis_client: aioredis.Redis, redis_prefix: str, clock: Clock
 ) -> None:
     keys = RuntimeKeys(redis_prefix)
     streams = Streams(redis_client, keys)
     await streams.ensure_group()
-    mail = Mail(pg_pool := _Single(pg), streams)
-    reminders = Reminders(pool=pg_pool, redis=redis_client, keys=keys, mail=mail, clock=clock)
+    pool = await create_pool(POSTGRES_DSN, pg_schema_name, min_size=1, max_size=2)
+    mail = Mail(pool, streams)
+    reminders = Reminders(pool=pool, redis=redis_client, keys=keys, mail=mail, clock=clock)
     due = datetime.fromtimestamp(clock.now, UTC) + timedelta(minutes=5)
     await pg.execute(
         "INSERT INTO reminders (key, order_id, kind, due_at) VALUES ('o1:k', 'o1', 'k', $1)", due
@@ -98,22 +100,5 @@ async def test_a_due_reminder_is_sent_to_its_order_once(
     assert (message.order_id, message.kind, message.key) == ("o1", "k", "o1:k")
     assert await redis_client.zcard(keys.reminders) == 0
     assert await pg.fetchval("SELECT fired_at IS NOT NULL FROM reminders") is True
-
-
-class _Single:
-    """A pool of one connection, for code that acquires from a pool."""
-
-    def __init__(self, conn: Any) -> None:
-        self._conn = conn
-
-    def acquire(self) -> Any:
-        conn = self._conn
-
-        class _Acquired:
-            async def __aenter__(self) -> Any:
-                return conn
-
-            async def __aexit__(self, *exc: object) -> None:
-                return None
-
-        return _Acquired()
+    await mail.drain()
+    await pool.close()
