@@ -16,10 +16,12 @@ from msgspec import Struct
 
 from actors.order.behaviour import Snapshot
 from actors.order.events import Event, OrderReceived, encode_event, event_type
+from actors.order.types import NormalizedOrder
 from adapters.errors import OrderdError
 from adapters.postgres import stock
 
 _snapshot = msgspec.json.Decoder(Snapshot)
+_order = msgspec.json.Decoder(NormalizedOrder)
 _encode = msgspec.json.Encoder().encode
 
 
@@ -64,19 +66,12 @@ async def load_many(conn: Any, order_ids: Sequence[str]) -> dict[str, Loaded]:
     """The saved state of each order (version 0 for one never saved), in one query."""
     rows = await conn.fetch(
         """
-        SELECT id, actor_state::text AS state, version, last_seq
+        SELECT id, actor_state::text AS state, document::text AS document, version, last_seq
         FROM orders WHERE id = ANY($1::text[])
         """,
         list(order_ids),
     )
-    found = {
-        r["id"]: Loaded(
-            _snapshot.decode(r["state"]) if r["state"] is not None else None,
-            r["version"],
-            r["last_seq"],
-        )
-        for r in rows
-    }
+    found = {r["id"]: Loaded(_restored(r), r["version"], r["last_seq"]) for r in rows}
     return {order_id: found.get(order_id, Loaded(None, 0, 0)) for order_id in order_ids}
 
 
@@ -149,23 +144,52 @@ async def _insert_new(conn: Any, turns: Sequence[Turn]) -> set[str]:
         [o.currency if o else None for o in orders],
         [o.shipping_service if o else None for o in orders],
         [_encode(o).decode() if o else None for o in orders],
-        [_encode(t.snapshot).decode() for t in turns],
+        [_state_json(t.snapshot) for t in turns],
         [t.seq for t in turns],
     )
     return {r["id"] for r in rows}
 
 
+def _state_json(snapshot: Snapshot) -> str:
+    """The actor state without the order itself, which the ``document`` column holds."""
+    return _encode(msgspec.structs.replace(snapshot, order=None)).decode()
+
+
+def _restored(row: Any) -> Snapshot | None:
+    if row["state"] is None:
+        return None
+    snapshot = _snapshot.decode(row["state"])
+    if row["document"] is not None:
+        snapshot = msgspec.structs.replace(snapshot, order=_order.decode(row["document"]))
+    return snapshot
+
+
 async def _update_known(conn: Any, turns: Sequence[Turn]) -> set[str]:
     if not turns:
         return set()
+    # An order known before its platform data (cancelled first, or held after a dead
+    # letter) gets its document and platform columns when the order itself is received.
+    received = [
+        t.snapshot.order if any(isinstance(e, OrderReceived) for e in t.events) else None
+        for t in turns
+    ]
     rows = await conn.fetch(
         """
         UPDATE orders o SET state = u.state, state_reason = u.reason, version = o.version + 1,
                             backorder_policy = u.policy, actor_state = u.actor_state::jsonb,
-                            last_seq = u.last_seq, updated_at = now()
+                            last_seq = u.last_seq, updated_at = now(),
+                            document = coalesce(u.document::jsonb, o.document),
+                            source = coalesce(u.source, o.source),
+                            external_id = coalesce(u.external_id, o.external_id),
+                            name = coalesce(u.name, o.name),
+                            paid_at = coalesce(u.paid_at, o.paid_at),
+                            currency = coalesce(u.currency, o.currency),
+                            service_level = coalesce(u.service, o.service_level)
         FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[],
-                    $7::int[])
-             AS u (id, expected, state, reason, policy, actor_state, last_seq)
+                    $7::int[], $8::text[], $9::text[], $10::text[], $11::text[],
+                    $12::timestamptz[], $13::text[], $14::text[])
+             AS u (id, expected, state, reason, policy, actor_state, last_seq, document,
+                   source, external_id, name, paid_at, currency, service)
         WHERE o.id = u.id AND o.version = u.expected
         RETURNING o.id
         """,
@@ -174,8 +198,15 @@ async def _update_known(conn: Any, turns: Sequence[Turn]) -> set[str]:
         [t.snapshot.state.value for t in turns],
         [t.snapshot.reason for t in turns],
         [t.snapshot.policy for t in turns],
-        [_encode(t.snapshot).decode() for t in turns],
+        [_state_json(t.snapshot) for t in turns],
         [t.seq for t in turns],
+        [_encode(o).decode() if o else None for o in received],
+        [o.platform if o else None for o in received],
+        [o.external_id if o else None for o in received],
+        [o.name if o else None for o in received],
+        [o.paid_at if o else None for o in received],
+        [o.currency if o else None for o in received],
+        [o.shipping_service if o else None for o in received],
     )
     return {r["id"] for r in rows}
 

@@ -1,0 +1,63 @@
+"""Saving and loading order turns in PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from actors.order.behaviour import evolve
+from actors.order.events import AttentionNeeded, OrderReceived
+from actors.order.types import Customer, Line, NormalizedOrder
+from adapters.postgres import orders
+
+NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+ORDER = NormalizedOrder(
+    id="ord_x",
+    platform="shopify",
+    external_id="42",
+    name="#42",
+    currency="EUR",
+    customer=Customer(email="c@example.com"),
+    lines=(Line(sku="A", quantity=1),),
+)
+
+
+async def test_an_order_known_before_its_data_gets_it_when_received(pg: Any) -> None:
+    held = AttentionNeeded(at=NOW, reason="message 1 dead-lettered")
+    first = evolve(None, held, "ord_x")
+    await orders.save_turn(
+        pg, orders.Turn(order_id="ord_x", loaded=orders.Loaded(None, 0, 0), snapshot=first,
+                        events=[held], seq=1)
+    )  # fmt: skip
+    loaded = await orders.load(pg, "ord_x")
+    assert loaded.snapshot is not None
+    assert loaded.snapshot.order is None
+    received = OrderReceived(at=NOW, order=ORDER)
+    second = evolve(loaded.snapshot, received, "ord_x")
+    await orders.save_turn(
+        pg, orders.Turn(order_id="ord_x", loaded=loaded, snapshot=second, events=[received],
+                        seq=2)
+    )  # fmt: skip
+    again = await orders.load(pg, "ord_x")
+    assert again.snapshot is not None
+    assert again.snapshot.order == ORDER
+    assert (again.version, again.last_seq) == (2, 2)
+    row = await pg.fetchrow("SELECT name, external_id, source FROM orders WHERE id = 'ord_x'")
+    assert tuple(row) == ("#42", "42", "shopify")
+
+
+async def test_a_turn_saved_against_a_stale_version_is_refused(pg: Any) -> None:
+    received = OrderReceived(at=NOW, order=ORDER)
+    snapshot = evolve(None, received, "ord_x")
+    fresh = orders.Loaded(None, 0, 0)
+    await orders.save_turn(
+        pg, orders.Turn(order_id="ord_x", loaded=fresh, snapshot=snapshot, events=[received],
+                        seq=1)
+    )  # fmt: skip
+    with pytest.raises(orders.ConcurrentTurn):
+        await orders.save_turn(
+            pg, orders.Turn(order_id="ord_x", loaded=fresh, snapshot=snapshot, events=[], seq=1)
+        )
+    assert await pg.fetchval("SELECT count(*) FROM order_events") == 1
