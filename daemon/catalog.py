@@ -8,7 +8,7 @@ from adapters.catalog import parse_catalog
 from adapters.errors import OrderdError
 from adapters.postgres import schema
 from adapters.postgres.catalog import upsert_products
-from adapters.postgres.pool import connection
+from daemon.resources import database
 from daemon.settings import Settings
 
 _MAX_CATALOG_BYTES = 256 * 1024 * 1024
@@ -32,8 +32,7 @@ def _read_catalog(path: Path) -> list[str]:
 async def import_catalog(settings: Settings, path: Path) -> str:
     """Import the catalog at ``path``; return the summary line. Nothing is written on error."""
     products = parse_catalog(_read_catalog(path))
-    pg = settings.postgres
-    async with connection(pg.dsn, pg.schema, pg.connect_timeout_s) as conn:
+    async with database(settings) as conn:
         await schema.require_current(conn, settings.postgres.schema)
         result = await upsert_products(conn, products)
     return (

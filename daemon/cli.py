@@ -21,12 +21,11 @@ import uvloop
 from actors.order.types import is_valid_sku
 from adapters.errors import CatalogError, OrderdError
 from adapters.postgres import schema
-from adapters.postgres.pool import connection
 from adapters.stock.model import Adjusted, StockLevel
 from daemon.catalog import import_catalog
 from daemon.demo import run_demo
 from daemon.order_commands import add_commands
-from daemon.resources import open_resources
+from daemon.resources import database, open_resources
 from daemon.run import serve
 from daemon.settings import Settings, load_settings, resolve_config_path
 
@@ -52,11 +51,6 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(args.config)
 
 
-def _db(settings: Settings) -> Any:
-    pg = settings.postgres
-    return connection(pg.dsn, pg.schema, pg.connect_timeout_s)
-
-
 async def cmd_config_check(args: argparse.Namespace) -> int:
     path = args.path or resolve_config_path(args.config, os.environ)
     settings = load_settings(path)
@@ -74,7 +68,7 @@ async def cmd_config_check(args: argparse.Namespace) -> int:
 
 async def cmd_migrate(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    async with _db(settings) as conn:
+    async with database(settings) as conn:
         applied = await schema.migrate(conn, settings.postgres.schema)
         version = await schema.current_version(conn)
     where = f"schema {settings.postgres.schema!r}"

@@ -32,9 +32,8 @@ from actors.order.messages import CancelRequested
 from adapters.errors import OrderdError
 from adapters.platforms.signatures import sign_generic
 from adapters.postgres import schema
-from adapters.postgres.pool import connection
 from daemon.catalog import import_catalog
-from daemon.resources import open_resources
+from daemon.resources import database, open_resources
 from daemon.settings import Settings
 
 SCARCE_SKU = "MUG-BLK"
@@ -47,7 +46,7 @@ _WAIT_S = 60.0
 async def run_demo(settings: Settings, orders: int, say: Callable[[str], None]) -> None:
     """Run the demo against the configured servers, telling each step through ``say``."""
     pg = settings.postgres
-    async with connection(pg.dsn, pg.schema, pg.connect_timeout_s) as conn:
+    async with database(settings) as conn:
         await schema.migrate(conn, pg.schema)
     say(f"schema {pg.schema!r} is at version {schema.latest_version()}")
     catalog = resources.files("daemon").joinpath("data", "demo_catalog.csv")

@@ -7,11 +7,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from redis.asyncio import Redis
 
 from actors.mail import Mail
 from adapters.postgres import schema
-from adapters.postgres.pool import create_pool
+from adapters.postgres.pool import connection, create_pool
 from adapters.redis.client import connect_redis
 from adapters.redis.keys import RuntimeKeys
 from adapters.redis.streams import Streams
@@ -21,17 +22,14 @@ from daemon.settings import Settings
 
 
 def allocation_policy(settings: Settings) -> AllocationPolicy:
-    a = settings.allocation
-    return AllocationPolicy(
-        backorder_policy=a.backorder_policy,
-        cancel_after_days=a.cancel_after_days,
-        split_across_warehouses=a.split_across_warehouses,
-        idempotency_days=a.idempotency_days,
-        batch_max=a.batch_max,
-        batch_linger_ms=a.batch_linger_ms,
-        batches_in_flight=a.batches_in_flight,
-        fill_limit=a.fill_limit,
-    )
+    # The settings section and the allocator's policy have the same fields.
+    return AllocationPolicy(**msgspec.structs.asdict(settings.allocation))
+
+
+def database(settings: Settings) -> Any:
+    """``async with database(settings) as conn``: one connection in the configured schema."""
+    pg = settings.postgres
+    return connection(pg.dsn, pg.schema, pg.connect_timeout_s)
 
 
 @dataclass(frozen=True)

@@ -91,7 +91,6 @@ class RuntimeKeys:
     ``P lease:<order>``             STRING  which process runs the order's turn (expires)
     ``P reminders``                 ZSET    reminder key -> due time (ms); PostgreSQL
                                             holds the reminder itself
-    ``P consumers``                 HASH    consumer name -> last heartbeat (ms)
     ==============================  ======  ============================================
     """
 
@@ -111,7 +110,3 @@ class RuntimeKeys:
     @property
     def reminders(self) -> str:
         return f"{self.prefix}reminders"
-
-    @property
-    def consumers(self) -> str:
-        return f"{self.prefix}consumers"
