@@ -25,13 +25,15 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from actors.mail import Mail
+from actors.order.messages import Packed, Picked, ShortPicked
 from actors.order.types import is_valid_sku
 from adapters.errors import OrderdError
 from adapters.platforms import MalformedPayload, generic, shopify, woocommerce
 from adapters.platforms.signatures import verify_generic, verify_shopify, verify_woocommerce
 from adapters.postgres import orders
 from adapters.stock.allocator import Allocator
-from daemon.intake import Intake, StoreUnavailable
+from adapters.wms.callbacks import parse_callback
+from daemon.intake import ForOrder, Intake, StoreUnavailable
 from daemon.settings import Settings, WebhookSource
 
 log = logging.getLogger("orderd.http")
@@ -98,24 +100,42 @@ async def _body(request: web.Request) -> bytes:
     return await request.read()
 
 
+def _platform_secrets(name: str) -> Callable[[Settings], list[str] | None]:
+    def secrets(settings: Settings) -> list[str] | None:
+        source: WebhookSource = getattr(settings.webhooks, name)
+        if not source.enabled:
+            return None
+        return [s for s in (source.secret, *source.previous_secrets) if s]
+
+    return secrets
+
+
+def _wms_secrets(settings: Settings) -> list[str] | None:
+    # Open whenever a secret is set: an HTTP WMS, or packers confirming from a scanner.
+    wms = settings.wms
+    return [s for s in (wms.secret, *wms.previous_secrets) if s] or None
+
+
 def _webhook(
     name: str,
     verify: Callable[[bytes, str | None, list[str]], bool],
     signature_header: str,
     parse: Callable[[web.Request, bytes], Any],
     delivery_headers: tuple[str, str | None],
+    secrets_for: Callable[[Settings], list[str] | None] | None = None,
 ) -> Handler:
+    find_secrets = secrets_for or _platform_secrets(name)
+
     async def handle(request: web.Request) -> web.StreamResponse:
         context = request.app[CONTEXT]
-        source: WebhookSource = getattr(context.settings.webhooks, name)
-        if not source.enabled:
+        secrets = find_secrets(context.settings)
+        if secrets is None:
             return _error(404, f"{name} webhooks are not enabled")
         if context.draining:
             return _error(503, "shutting down; retry later")
         body = await _body(request)
         if name == "woocommerce" and woocommerce.is_ping(body):
             return _json(200, {"status": "ok", "reason": "webhook ping"})
-        secrets = [s for s in (source.secret, *source.previous_secrets) if s]
         if not verify(body, request.headers.get(signature_header), secrets):
             return _error(401, f"missing or invalid {signature_header}")
         try:
@@ -136,6 +156,10 @@ def _webhook(
         return _json(answer.status, answer.body)
 
     return handle
+
+
+def _for_order(message: Picked | Packed | ShortPicked) -> ForOrder:
+    return ForOrder(message, message.shipment_id)
 
 
 def _topic(request: web.Request, name: str) -> str:
@@ -306,6 +330,17 @@ def build_app(context: Context) -> web.Application:
             "X-Orderd-Signature",
             lambda request, body: generic.parse(body),
             ("X-Orderd-Delivery-Id", None),
+        ),
+    )
+    app.router.add_post(
+        "/webhooks/wms",
+        _webhook(
+            "wms",
+            verify_generic,
+            "X-Orderd-Signature",
+            lambda request, body: _for_order(parse_callback(body)),
+            ("X-Orderd-Delivery-Id", None),
+            secrets_for=_wms_secrets,
         ),
     )
     app.router.add_get("/healthz", healthz)

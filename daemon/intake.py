@@ -26,7 +26,15 @@ from adapters.postgres import mailbox
 
 log = logging.getLogger("orderd.intake")
 
-Decision = Paid | Cancelled | Ignored
+
+class ForOrder(Struct, frozen=True):
+    """A callback (from the warehouse system) carrying a message for one of its shipments."""
+
+    message: Message
+    shipment_id: str
+
+
+Decision = Paid | Cancelled | Ignored | ForOrder
 
 
 class Answer(Struct, frozen=True):
@@ -100,6 +108,8 @@ async def _store(
     settle: list[tuple[int, str, str | None, str | None]] = []
     paid = [d.decision.order.id for d in deliveries if isinstance(d.decision, Paid)]
     known = await mailbox.paid_known(conn, paid) if paid else set()
+    asked = [d.decision.shipment_id for d in deliveries if isinstance(d.decision, ForOrder)]
+    shipments = await _known_shipments(conn, asked) if asked else set()
     for index, delivery in enumerate(deliveries):
         # pop: the same delivery twice in one batch is new only the first time.
         inbox_id = new_ids.pop((delivery.source, delivery.delivery_id), None)
@@ -127,6 +137,12 @@ async def _store(
                     reason=reason,
                     requested_by=delivery.source,
                 )
+            case ForOrder(message=message, shipment_id=shipment_id):
+                if (message.order_id, shipment_id) not in shipments:
+                    reason = "unknown shipment"
+                    settle.append((inbox_id, "ignored", reason, None))
+                    answers[index] = Answer(200, {"status": "ignored", "reason": reason})
+                    continue
         messages.append(message)
         settle.append((inbox_id, "streamed", None, message.order_id))
         answers[index] = Answer(202, {"status": "accepted", "order_id": message.order_id})
@@ -167,6 +183,13 @@ async def _into_inbox(conn: Any, deliveries: Sequence[Delivery]) -> dict[tuple[s
         [d.body for d in deliveries],
     )
     return {(r["source"], r["delivery_id"]): r["id"] for r in rows}
+
+
+async def _known_shipments(conn: Any, shipment_ids: Sequence[str]) -> set[tuple[str, str]]:
+    rows = await conn.fetch(
+        "SELECT order_id, id FROM shipments WHERE id = ANY($1::text[])", list(shipment_ids)
+    )
+    return {(r["order_id"], r["id"]) for r in rows}
 
 
 def _duplicate(reason: str) -> Answer:

@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 
 from actors.order.behaviour import CANCELLABLE
-from actors.order.messages import CancelRequested, decode_message
+from actors.order.messages import CancelRequested, Packed, decode_message
 from actors.order.states import OrderState
 from adapters.errors import OrderdError
 from adapters.postgres import dead_letters, orders
@@ -36,6 +36,26 @@ async def show(settings: Settings, ref: str, as_json: bool, say: Callable[[str],
     for line in view["lines"]:
         shipped = "" if line["requires_shipping"] else " (not shipped)"
         say(f"  {line['sku']} x{line['quantity']}: reserved {line['reserved']}{shipped}")
+    for shipment in view["shipments"]:
+        carrier = " ".join(
+            str(part)
+            for part in (
+                shipment["carrier_account"],
+                shipment["service"],
+                shipment["tracking_number"],
+            )
+            if part
+        )
+        eta = shipment["estimated_delivery"]
+        say(
+            f"  shipment {shipment['id']}: {shipment['status']}"
+            + (f", {carrier}" if carrier else "")
+            + (f", delivery by {eta}" if eta else "")
+        )
+        if shipment["problem"]:
+            say(f"    problem: {shipment['problem']}")
+        if shipment["label_path"]:
+            say(f"    label: {shipment['label_path']}")
     for event in view["events"]:
         say(f"  {event['at']}  {event['type']}")
 
@@ -63,6 +83,54 @@ async def cancel(settings: Settings, ref: str, reason: str, say: Callable[[str],
                 return
             await asyncio.sleep(0.2)  # the daemon applies it: wait a bounded while
     say(f"{order_id}: cancellation requested; the daemon applies it when it runs")
+
+
+async def packed(
+    settings: Settings,
+    ref: str,
+    shipment_id: str | None,
+    weight_g: int | None,
+    say: Callable[[str], None],
+) -> None:
+    """Confirm that a shipment was packed exactly as its pick list says (spool warehouses)."""
+    if weight_g is not None and not 1 <= weight_g <= 1_000_000:
+        raise OrderdError("--weight-g: from 1 to 1000000 grams")
+    async with open_resources(settings, pool_size=2) as res:
+        async with res.pool.acquire() as conn:
+            order_id = await orders.resolve(conn, ref)
+            waiting = await conn.fetch(
+                """
+                SELECT id FROM shipments
+                WHERE order_id = $1 AND status IN ('requested', 'picked', 'mismatch')
+                  AND ($2::text IS NULL OR id = $2)
+                ORDER BY seq
+                """,
+                order_id,
+                shipment_id,
+            )
+            if not waiting:
+                which = f"shipment {shipment_id}" if shipment_id else "no shipment"
+                raise OrderdError(f"{order_id}: {which} waiting to be packed")
+            if len(waiting) > 1:
+                ids = ", ".join(r["id"] for r in waiting)
+                raise OrderdError(f"{order_id} has several shipments to pack ({ids}): name one")
+            chosen = waiting[0]["id"]
+            lines = await conn.fetch(
+                "SELECT sku, quantity FROM shipment_lines WHERE shipment_id = $1 ORDER BY line_no",
+                chosen,
+            )
+        await res.mail.send(
+            [
+                Packed(
+                    order_id=order_id,
+                    shipment_id=chosen,
+                    items=tuple((r["sku"], r["quantity"]) for r in lines),
+                    weight_g=weight_g,
+                    by="operator",
+                )
+            ]
+        )
+    say(f"{chosen} confirmed packed; the daemon buys its label next")
 
 
 async def dlq_list(settings: Settings, say: Callable[[str], None]) -> None:
@@ -98,7 +166,7 @@ async def dlq_replay(settings: Settings, letter_id: int, say: Callable[[str], No
 
 def add_commands(commands: Any, add: Callable[..., argparse.ArgumentParser]) -> None:
     """Register ``order`` and ``dlq`` with the CLI's parser."""
-    order = commands.add_parser("order", help="one order: show, cancel")
+    order = commands.add_parser("order", help="one order: show, cancel, packed")
     order_commands = order.add_subparsers(dest="order_command", required=True, metavar="ACTION")
     shown = add("show", cmd_order_show, "show one order", order_commands)
     shown.add_argument("id", help="orderd's id, the platform's order id or its name (#1001)")
@@ -106,6 +174,10 @@ def add_commands(commands: Any, add: Callable[..., argparse.ArgumentParser]) -> 
     cancelled = add("cancel", cmd_order_cancel, "cancel an order not yet shipped", order_commands)
     cancelled.add_argument("id", help="orderd's id, the platform's order id or its name")
     cancelled.add_argument("--reason", default="cancelled by an operator", help="why")
+    pack = add("packed", cmd_order_packed, "confirm a shipment packed as listed", order_commands)
+    pack.add_argument("id", help="orderd's id, the platform's order id or its name")
+    pack.add_argument("--shipment", help="the shipment, when the order has several to pack")
+    pack.add_argument("--weight-g", type=int, help="the packed parcel's weight in grams")
 
     dlq = commands.add_parser("dlq", help="dead-lettered messages")
     dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
@@ -125,6 +197,11 @@ async def cmd_order_show(args: argparse.Namespace) -> int:
 
 async def cmd_order_cancel(args: argparse.Namespace) -> int:
     await cancel(load_settings(args.config), args.id, args.reason, _say)
+    return 0
+
+
+async def cmd_order_packed(args: argparse.Namespace) -> int:
+    await packed(load_settings(args.config), args.id, args.shipment, args.weight_g, _say)
     return 0
 
 

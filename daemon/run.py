@@ -18,21 +18,22 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiohttp import web
 
+from actors.fulfillment import Dispatcher
 from actors.mail import Mail
 from actors.order.actor import OrderTurns
-from actors.order.behaviour import Rules
 from actors.reminders import Reminders
 from actors.runtime import ActorRuntime
 from actors.runtime import RuntimeSettings as ActorSettings
 from adapters.postgres import mailbox
+from adapters.postgres.mailbox import Posted
 from adapters.redis.keys import RuntimeKeys
 from adapters.redis.streams import Streams
-from daemon import logs, systemd
+from daemon import logs, shipping, systemd
 from daemon.http import Context, build_app
 from daemon.intake import Intake
 from daemon.resources import open_resources
@@ -50,18 +51,25 @@ class Daemon:
         keys = RuntimeKeys(settings.redis.prefix)
         self.streams = Streams(redis, keys)
         self.mail = Mail(pool, self.streams)
-        rules = Rules(
-            backorder_policy=settings.allocation.backorder_policy,
-            cancel_after_days=settings.allocation.cancel_after_days,
+        system = shipping.warehouse_system(settings)
+        self.dispatcher = Dispatcher(
+            pool=pool,
+            mail=self.mail,
+            warehouse=system,
+            retry_max_s=settings.wms.retry_max_s,
+            clock=clock,
         )
+        self.shipping = shipping.shipping(settings, pool, clock, system)
         turns = OrderTurns(
             pool=pool,
             redis=redis,
             keys=keys,
             allocator=allocator,
-            rules=rules,
+            rules=shipping.rules(settings),
             lease_ms=settings.runtime.lease_ms,
             clock=clock,
+            shipping=self.shipping,
+            on_saved=self.saved,
         )
         consumer = settings.daemon.consumer_name or f"{socket.gethostname()}-{os.getpid()}"
         self.runtime = ActorRuntime(
@@ -89,6 +97,16 @@ class Daemon:
         )
         self.pool = pool
         self.stopping = asyncio.Event()
+
+    async def saved(self, told: Sequence[Posted], requested: bool) -> None:
+        """After turns are saved: stream what orders told themselves, wake the dispatcher."""
+        await self.mail.stream(told)
+        if requested:
+            self.dispatcher.wake()
+
+    async def close(self) -> None:
+        await self.dispatcher.close()
+        await self.shipping.close()
 
     async def rebuild_backlog(self) -> None:
         """Redis lost the stream: stream again every stored message not yet applied."""
@@ -159,6 +177,7 @@ async def serve(settings: Settings, clock: Callable[[], float] = time.time) -> i
             asyncio.create_task(daemon.runtime.run(), name="runtime"),
             asyncio.create_task(daemon.reminders.run(daemon.stopping), name="reminders"),
             asyncio.create_task(daemon.pump(), name="pump"),
+            asyncio.create_task(daemon.dispatcher.run(daemon.stopping), name="dispatcher"),
         ]
         every = systemd.watchdog_interval_s()
         if every is not None:
@@ -189,6 +208,7 @@ async def serve(settings: Settings, clock: Callable[[], float] = time.time) -> i
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await runner.cleanup()
+        await daemon.close()
     log.info("stopped")
     return 0
 

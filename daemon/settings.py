@@ -11,6 +11,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -103,11 +104,113 @@ class AllocationSettings(_Section, frozen=True):
     fill_limit: Annotated[int, Meta(ge=1, le=100_000)] = 500
 
 
+class ShipFrom(_Section, frozen=True):
+    """The warehouse's address, printed on labels and sent to carriers."""
+
+    name: str = "Main warehouse"
+    company: str = ""
+    line1: str = "1 Warehouse Way"
+    line2: str = ""
+    city: str = "Springfield"
+    region: str = "IL"
+    postal_code: str = "62701"
+    country: Annotated[str, Meta(pattern=r"^[A-Z]{2}$")] = "US"
+    phone: str = ""
+
+
 class Warehouse(_Section, frozen=True):
     code: WarehouseCode
     name: str = ""
     priority: Annotated[int, Meta(ge=0, le=1000)] = 1
     timezone: str = "UTC"
+    # Parcels packed after the cutoff (local time) leave the next business day.
+    cutoff: Annotated[str, Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")] = "15:00"
+    holidays: tuple[date, ...] = ()
+    address: ShipFrom = ShipFrom()
+
+
+class WmsSettings(_Section, frozen=True):
+    # sandbox: picks and packs by itself; spool: pick list files for a printer and
+    # `orderd order packed`; http: a WMS that takes JSON and calls back on /webhooks/wms.
+    adapter: Literal["sandbox", "spool", "http"] = "sandbox"
+    url: str = ""
+    # Signs requests to the WMS and verifies its callbacks on /webhooks/wms.
+    secret: str = ""
+    previous_secrets: tuple[str, ...] = ()
+    timeout_s: PositiveSeconds = 10.0
+    retry_max_s: PositiveSeconds = 300.0
+    spool_dir: str = "/var/lib/orderd/spool"
+    sandbox_delay_s: Annotated[float, Meta(ge=0, le=86400)] = 1.0
+    sandbox_mispick_rate: Annotated[float, Meta(ge=0, le=1)] = 0.0
+
+
+class CarrierAccount(_Section, frozen=True):
+    enabled: bool = False
+    api_key: str = ""
+    base_url: str = ""
+    webhook_secret: str = ""
+    timeout_s: PositiveSeconds = 15.0
+
+
+class SandboxCarrier(_Section, frozen=True):
+    enabled: bool = True
+    # Empty: the rate table shipped with orderd (config/sandbox_rates.toml).
+    rates_file: str = ""
+
+
+class CarriersSettings(_Section, frozen=True):
+    sandbox: SandboxCarrier = SandboxCarrier()
+    easypost: CarrierAccount = CarrierAccount(base_url="https://api.easypost.com/v2")
+    shippo: CarrierAccount = CarrierAccount(base_url="https://api.goshippo.com")
+
+
+class LabelsSettings(_Section, frozen=True):
+    dir: str = "/var/lib/orderd/labels"
+    format: Literal["pdf", "zpl"] = "pdf"
+
+
+class ServiceLevelSetting(_Section, frozen=True):
+    name: str
+    max_days: Annotated[int, Meta(ge=1, le=60)]
+    match: tuple[str, ...] = ()
+
+
+class ZoneSetting(_Section, frozen=True):
+    name: str
+    countries: tuple[Annotated[str, Meta(pattern=r"^[A-Z]{2}$")], ...]
+    postal_prefixes: tuple[str, ...] = ()
+
+
+class PreferenceSetting(_Section, frozen=True):
+    countries: tuple[Annotated[str, Meta(pattern=r"^[A-Z]{2}$")], ...] = ()
+    prefer: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+
+Money = Annotated[float, Meta(ge=0, le=1_000_000)]
+
+
+class ShippingSettings(_Section, frozen=True):
+    strategy: Literal["cheapest", "fastest", "best_value"] = "cheapest"
+    # best_value: what one business day sooner is worth, in the rate's currency.
+    day_value: Money = 2.0
+    # 0: no limit.
+    max_price: Money = 0.0
+    # Orders worth more than this ship with a signature on delivery; 0: never.
+    signature_above: Money = 0.0
+    default_service_level: str = "standard"
+    service_levels: tuple[ServiceLevelSetting, ...] = (
+        ServiceLevelSetting(name="standard", max_days=5, match=("standard", "economy", "ground")),
+        ServiceLevelSetting(name="express", max_days=2, match=("express", "expedited", "priority")),
+        ServiceLevelSetting(
+            name="overnight", max_days=1, match=("overnight", "next day", "next-day")
+        ),
+    )
+    zones: tuple[ZoneSetting, ...] = ()
+    preferences: tuple[PreferenceSetting, ...] = ()
+    # Packaging added to the items' weight, and the box used when items have no sizes.
+    tare_g: Annotated[int, Meta(ge=0, le=100_000)] = 100
+    default_box_cm: tuple[float, float, float] = (30.0, 20.0, 10.0)
 
 
 class Settings(_Section, frozen=True):
@@ -120,6 +223,10 @@ class Settings(_Section, frozen=True):
     allocation: AllocationSettings = AllocationSettings()
     runtime: RuntimeSettings = RuntimeSettings()
     warehouses: tuple[Warehouse, ...] = (Warehouse(code="main", name="Main warehouse"),)
+    wms: WmsSettings = WmsSettings()
+    carriers: CarriersSettings = CarriersSettings()
+    labels: LabelsSettings = LabelsSettings()
+    shipping: ShippingSettings = ShippingSettings()
     # Where the settings came from, for messages; not a key of the file.
     source: str = "built-in defaults"
 
@@ -294,3 +401,47 @@ def _check(settings: Settings) -> None:
             raise ConfigError(
                 f"{where}: warehouses[{index}].timezone: unknown time zone {warehouse.timezone!r}"
             ) from None
+    _check_shipping(settings)
+
+
+def _check_shipping(settings: Settings) -> None:
+    where = settings.source
+    wms = settings.wms
+    if wms.adapter == "http":
+        if urlsplit(wms.url).scheme not in ("http", "https"):
+            raise ConfigError(f"{where}: wms.url: an http:// or https:// URL is required")
+        if not wms.secret:
+            raise ConfigError(
+                f"{where}: wms.secret: required when wms.adapter is http "
+                "(set it in the config file or in ORDERD_WMS__SECRET)"
+            )
+    enabled = [name for name in ("sandbox", "easypost", "shippo") if _carrier_on(settings, name)]
+    if not enabled:
+        raise ConfigError(f"{where}: carriers: enable at least one carrier")
+    for name in ("easypost", "shippo"):
+        account: CarrierAccount = getattr(settings.carriers, name)
+        if not account.enabled:
+            continue
+        env = f"ORDERD_CARRIERS__{name.upper()}__API_KEY"
+        if not account.api_key:
+            raise ConfigError(
+                f"{where}: carriers.{name}.api_key: required when carriers.{name}.enabled "
+                f"is true (set it in the config file or in {env})"
+            )
+        if urlsplit(account.base_url).scheme not in ("http", "https"):
+            raise ConfigError(f"{where}: carriers.{name}.base_url: expected an http(s):// URL")
+    levels = [level.name for level in settings.shipping.service_levels]
+    if len(set(levels)) != len(levels):
+        raise ConfigError(f"{where}: shipping.service_levels: a name is repeated")
+    if settings.shipping.default_service_level not in levels:
+        raise ConfigError(
+            f"{where}: shipping.default_service_level: "
+            f"{settings.shipping.default_service_level!r} is not one of {', '.join(levels)}"
+        )
+    if any(side <= 0 for side in settings.shipping.default_box_cm):
+        raise ConfigError(f"{where}: shipping.default_box_cm: sizes must be above 0")
+
+
+def _carrier_on(settings: Settings, name: str) -> bool:
+    account: CarrierAccount | SandboxCarrier = getattr(settings.carriers, name)
+    return account.enabled

@@ -269,7 +269,12 @@ def make_daemon(test_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[.
     started: list[Any] = []
 
     def make(name: str = "d1", start: bool = True, **extra: str) -> Daemon:
-        daemon = Daemon(daemon_env(test_env, **extra), tmp_path / f"{name}.log", name)
+        places = {
+            "ORDERD_LABELS__DIR": str(tmp_path / "labels"),
+            "ORDERD_WMS__SPOOL_DIR": str(tmp_path / "spool"),
+        }
+        env = daemon_env(test_env, **{**places, **extra})
+        daemon = Daemon(env, tmp_path / f"{name}.log", name)
         started.append(daemon)
         if start:
             daemon.start()

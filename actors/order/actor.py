@@ -10,7 +10,7 @@ Effects run with fixed operation ids, so a turn retried after a crash repeats no
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
@@ -21,20 +21,31 @@ from redis.asyncio import Redis
 from actors.order.behaviour import (
     Allocated,
     AllocationRefused,
+    Buy,
+    Commit,
+    CommittedShipment,
     Effect,
     ReleaseAll,
     Remind,
+    RequestFulfillment,
     Reserve,
     Result,
     Rules,
+    ShopRates,
     Snapshot,
+    Tell,
+    Void,
+    WriteOff,
+    WrittenOff,
     decide,
     evolve,
 )
+from actors.order.effects import Shipping
 from actors.order.events import AttentionNeeded, Event, Holding, OrderReceived
 from actors.order.messages import Message, OrderPaid
 from adapters.batching import Coalescer
-from adapters.postgres import orders
+from adapters.postgres import fulfillment, orders
+from adapters.postgres.mailbox import Posted
 from adapters.postgres.stock import LedgerEntry, fresh, hold_ledger
 from adapters.redis.keys import RuntimeKeys
 from adapters.redis.scripts import StaleEpoch, UnknownSku, lua_source
@@ -56,6 +67,8 @@ class _Collected:
 
     ledger: list[LedgerEntry] = field(default_factory=list)
     reminders: list[orders.Reminder] = field(default_factory=list)
+    told: list[Message] = field(default_factory=list)  # the order's messages to itself
+    requests: list[fulfillment.Queued] = field(default_factory=list)
 
     async def record(self, entry: LedgerEntry) -> None:
         self.ledger.append(entry)
@@ -74,8 +87,13 @@ class OrderTurns:
         rules: Rules,
         lease_ms: int = 30_000,
         clock: Callable[[], float],
+        shipping: Shipping | None = None,
+        on_saved: Callable[[Sequence[Posted], bool], Awaitable[None]] | None = None,
     ) -> None:
         self._pool = pool
+        self._shipping = shipping
+        # Told after each save: messages to stream, and whether fulfillment requests wait.
+        self._on_saved = on_saved
         self._redis = redis
         self._keys = keys
         self._allocator = allocator
@@ -133,7 +151,7 @@ class OrderTurns:
                     outcome[index] = StaleEpoch(
                         f"Redis was rebuilt during a turn of {turn.order_id}"
                     )
-            saved = await orders.save_turns(conn, fit)
+            saved, posted = await orders.save_turns(conn, fit)
         for index, turn in enumerate(turns):
             if outcome[index] is None and turn.order_id not in saved:
                 outcome[index] = orders.ConcurrentTurn(turn.order_id)
@@ -143,6 +161,9 @@ class OrderTurns:
                 self._keys.reminders,
                 {r.key: int(r.due_at.timestamp() * 1000) for r in reminders},
             )
+        if self._on_saved is not None:
+            requested = any(t.requests for t in turns if t.order_id in saved)
+            await self._on_saved(posted, requested)
         return outcome
 
     async def _turn(self, order_id: str, seq: int, message: Message) -> Outcome:
@@ -164,7 +185,7 @@ class OrderTurns:
                 snapshot = evolve(snapshot, event, order_id)
                 events.append(event)
             for effect in decision.effects:
-                result = await self._run(order_id, effect, collected, now)
+                result = await self._run(order_id, snapshot, effect, collected, now)
                 if result is not None:
                     pending.append(result)
             if decision.pending is not None:
@@ -179,7 +200,12 @@ class OrderTurns:
         return Outcome.APPLIED
 
     async def _run(
-        self, order_id: str, effect: Effect, collected: _Collected, now: datetime
+        self,
+        order_id: str,
+        snapshot: Snapshot | None,
+        effect: Effect,
+        collected: _Collected,
+        now: datetime,
     ) -> Result | None:
         match effect:
             case Reserve(lines=lines, policy=policy, op_id=op_id):
@@ -194,7 +220,9 @@ class OrderTurns:
                     for line in reservation.lines
                     if line.reserved or line.backordered
                 )
-                return Allocated(status=reservation.status, holdings=holdings, policy=policy)
+                return Allocated(
+                    status=reservation.status, holdings=holdings, policy=policy, op_id=op_id
+                )
             case ReleaseAll(op_id=op_id):
                 await self._allocator.release(order_id, op_id, sink=collected)
                 return None
@@ -202,6 +230,51 @@ class OrderTurns:
                 key = f"{order_id}:{kind}"
                 collected.reminders.append(orders.Reminder(key, order_id, kind, due_at))
                 return None
+            case Tell(message=message):
+                collected.told.append(message)
+                return None
+            case Commit(shipment_id=shipment_id, warehouse=warehouse, lines=lines):
+                committed = await self._allocator.commit(
+                    order_id, f"ship:{shipment_id}", lines, warehouse=warehouse, sink=collected
+                )
+                return CommittedShipment(shipment_id=shipment_id, lines=committed.committed)
+            case WriteOff(shipment_id=shipment_id, warehouse=warehouse, lines=lines):
+                written = await self._allocator.write_off(
+                    order_id,
+                    f"short:{shipment_id}",
+                    lines,
+                    reason=f"short pick of shipment {shipment_id}",
+                    warehouse=warehouse,
+                    sink=collected,
+                )
+                return WrittenOff(shipment_id=shipment_id, lines=written.committed)
+        return await self._ship(order_id, snapshot, effect, collected, now)
+
+    async def _ship(
+        self,
+        order_id: str,
+        snapshot: Snapshot | None,
+        effect: Effect,
+        collected: _Collected,
+        now: datetime,
+    ) -> Result | None:
+        shipping = self._shipping
+        if shipping is None:
+            raise RuntimeError(f"{type(effect).__name__}: shipping is not configured here")
+        order = snapshot.order if snapshot is not None else None
+        match effect:
+            case RequestFulfillment():
+                assert order is not None  # only an order with platform data is fulfilled
+                result, queued = await shipping.request(order_id, order, effect, now)
+                collected.requests.append(queued)
+                return result
+            case ShopRates():
+                assert order is not None
+                return await shipping.quote(effect, order)
+            case Buy():
+                return await shipping.buy(effect)
+            case Void():
+                return await shipping.void(effect)
         return None
 
     async def _save(
@@ -222,6 +295,8 @@ class OrderTurns:
                 seq=seq,
                 ledger=collected.ledger,
                 reminders=collected.reminders,
+                told=collected.told,
+                requests=collected.requests,
             )
         )
 

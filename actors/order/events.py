@@ -6,13 +6,16 @@ Events are facts, so applying one cannot fail. They are stored in the append-onl
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Literal
 
 import msgspec
 from msgspec import Struct
 
 from actors.order.types import NormalizedOrder
+from actors.shipping.pick_list import PickLine
+from adapters.carriers.model import Parcel, Rate
 
 
 class Holding(Struct, frozen=True, array_like=True):
@@ -33,11 +36,16 @@ class OrderReceived(_Event, frozen=True, tag="received"):
 
 
 class StockAllocated(_Event, frozen=True, tag="stock_allocated"):
-    """The allocation core's answer: reserved, partly reserved, or waiting."""
+    """The allocation core's answer: reserved, partly reserved, or waiting.
+
+    The order's first reservation (``op_id`` "reserve") gives its holdings; a later one
+    (the shortfall of a short pick) adds to them.
+    """
 
     status: Literal["reserved", "partially_reserved", "backordered"]
     holdings: tuple[Holding, ...]
     policy: str
+    op_id: str = "reserve"
 
 
 class BackorderFilled(_Event, frozen=True, tag="backorder_filled"):
@@ -63,6 +71,76 @@ class AttentionNeeded(_Event, frozen=True, tag="needs_attention"):
     reason: str
 
 
+class FulfillmentRequested(_Event, frozen=True, tag="fulfillment_requested"):
+    """A shipment's pick list went to the warehouse."""
+
+    shipment_id: str
+    warehouse: str
+    lines: tuple[tuple[str, int], ...]
+    service_level: str
+    promised_by: date | None
+    pick_list: tuple[PickLine, ...]
+    parcel: Parcel
+
+
+class ShipmentPicked(_Event, frozen=True, tag="picked"):
+    shipment_id: str
+
+
+class ShipmentPacked(_Event, frozen=True, tag="packed"):
+    """Packed exactly as ordered."""
+
+    shipment_id: str
+    parcel: Parcel
+
+
+class PackMismatch(_Event, frozen=True, tag="pack_mismatch"):
+    """The scanned contents differ from the shipment: it is held, never shipped wrong."""
+
+    shipment_id: str
+    difference: str
+
+
+class ShortPick(_Event, frozen=True, tag="short_picked"):
+    """Units missing from their bin: written off, the shipment replaced by a later one."""
+
+    shipment_id: str
+    missing: tuple[tuple[str, int], ...]
+
+
+class CarrierChosen(_Event, frozen=True, tag="carrier_chosen"):
+    shipment_id: str
+    rate: Rate
+    estimated_delivery: date | None
+    alternatives: tuple[Rate, ...]
+    reason: str
+
+
+class LabelCreated(_Event, frozen=True, tag="label_created"):
+    shipment_id: str
+    carrier: str
+    carrier_account: str
+    service: str
+    tracking_number: str
+    tracking_url: str | None
+    label_format: str
+    label_path: str
+    purchase_id: str
+    amount: Decimal
+    currency: str
+
+
+class Shipped(_Event, frozen=True, tag="shipped"):
+    """The shipment's stock left the warehouse (committed)."""
+
+    shipment_id: str
+    lines: tuple[tuple[str, int], ...]
+
+
+class LabelVoided(_Event, frozen=True, tag="label_voided"):
+    shipment_id: str
+
+
 Event = (
     OrderReceived
     | StockAllocated
@@ -71,6 +149,15 @@ Event = (
     | OrderCancelled
     | CancelRefused
     | AttentionNeeded
+    | FulfillmentRequested
+    | ShipmentPicked
+    | ShipmentPacked
+    | PackMismatch
+    | ShortPick
+    | CarrierChosen
+    | LabelCreated
+    | Shipped
+    | LabelVoided
 )
 
 _encoder = msgspec.json.Encoder()

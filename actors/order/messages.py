@@ -7,11 +7,14 @@ field, so an operator reading an entry with redis-cli sees what it is.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 import msgspec
-from msgspec import Struct
+from msgspec import Meta, Struct
 
-from actors.order.types import NormalizedOrder, Sku
+from actors.order.types import NormalizedOrder, Quantity, Sku
+
+Centimetres = Annotated[float, Meta(gt=0, le=1000)]
 
 
 class _Message(Struct, frozen=True, kw_only=True, tag_field="type"):
@@ -47,7 +50,56 @@ class ReminderDue(_Message, frozen=True, tag="reminder_due"):
     due_at: datetime
 
 
-Message = OrderPaid | CancelRequested | BackorderFilled | ReminderDue
+class Picked(_Message, frozen=True, tag="picked"):
+    """The warehouse picked the shipment's items."""
+
+    shipment_id: str
+
+
+class Packed(_Message, frozen=True, tag="packed"):
+    """The warehouse packed the shipment: what it scanned into the parcel, and the parcel."""
+
+    shipment_id: str
+    items: Annotated[tuple[tuple[Sku, Quantity], ...], Meta(max_length=1000)]
+    weight_g: Annotated[int, Meta(ge=1, le=1_000_000)] | None = None
+    dimensions_cm: tuple[Centimetres, Centimetres, Centimetres] | None = None
+    by: str = "wms"
+
+
+class ShortPicked(_Message, frozen=True, tag="short_picked"):
+    """The warehouse could not find some units in their bin."""
+
+    shipment_id: str
+    missing: Annotated[tuple[tuple[Sku, Quantity], ...], Meta(min_length=1, max_length=1000)]
+
+
+class WarehouseRefused(_Message, frozen=True, tag="warehouse_refused"):
+    """The warehouse system refused the fulfillment request for good."""
+
+    shipment_id: str
+    reason: str
+
+
+class BuyLabel(_Message, frozen=True, tag="buy_label"):
+    """The order's own next step: buy the label of a shipment whose carrier is chosen.
+
+    Sent by the order to itself, so that the choice is saved before anything is bought.
+    """
+
+    shipment_id: str
+
+
+Message = (
+    OrderPaid
+    | CancelRequested
+    | BackorderFilled
+    | ReminderDue
+    | Picked
+    | Packed
+    | ShortPicked
+    | WarehouseRefused
+    | BuyLabel
+)
 
 _decoder = msgspec.json.Decoder(Message)
 _encoder = msgspec.json.Encoder()

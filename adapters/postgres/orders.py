@@ -15,10 +15,25 @@ import msgspec
 from msgspec import Struct
 
 from actors.order.behaviour import Snapshot
-from actors.order.events import Event, OrderReceived, encode_event, event_type
+from actors.order.events import (
+    CarrierChosen,
+    Event,
+    FulfillmentRequested,
+    LabelCreated,
+    LabelVoided,
+    OrderReceived,
+    PackMismatch,
+    ShipmentPacked,
+    ShipmentPicked,
+    Shipped,
+    ShortPick,
+    encode_event,
+    event_type,
+)
+from actors.order.messages import Message
 from actors.order.types import NormalizedOrder
 from adapters.errors import OrderdError
-from adapters.postgres import stock
+from adapters.postgres import fulfillment, mailbox, shipments, stock
 
 _snapshot = msgspec.json.Decoder(Snapshot)
 _order = msgspec.json.Decoder(NormalizedOrder)
@@ -56,6 +71,14 @@ class Turn(Struct, frozen=True, kw_only=True):
     seq: int
     ledger: Sequence[stock.LedgerEntry] = ()
     reminders: Sequence[Reminder] = ()
+    told: Sequence[Message] = ()
+    requests: Sequence[fulfillment.Queued] = ()
+
+
+_SHIPMENT_EVENTS = (
+    FulfillmentRequested, ShipmentPicked, ShipmentPacked, PackMismatch, ShortPick, CarrierChosen,
+    LabelCreated, Shipped, LabelVoided,
+)  # fmt: skip
 
 
 async def load(conn: Any, order_id: str) -> Loaded:
@@ -75,8 +98,9 @@ async def load_many(conn: Any, order_ids: Sequence[str]) -> dict[str, Loaded]:
     return {order_id: found.get(order_id, Loaded(None, 0, 0)) for order_id in order_ids}
 
 
-async def save_turns(conn: Any, turns: Sequence[Turn]) -> set[str]:
-    """Save many orders' turns in the caller's transaction; return the orders saved.
+async def save_turns(conn: Any, turns: Sequence[Turn]) -> tuple[set[str], list[mailbox.Posted]]:
+    """Save many orders' turns in the caller's transaction; return the orders saved and
+    the messages they told themselves (to stream once the transaction commits).
 
     A turn whose order another process saved since it was loaded (its version moved) is
     left out, with everything it would have written: its caller drops it.
@@ -105,13 +129,64 @@ async def save_turns(conn: Any, turns: Sequence[Turn]) -> set[str]:
             [r.kind for r in reminders],
             [r.due_at for r in reminders],
         )
-    return saved
+    moved = [t for t in done if any(isinstance(e, _SHIPMENT_EVENTS) for e in t.events)]
+    await shipments.save(
+        conn, [(t.order_id, s, t.events[-1].at) for t in moved for s in t.snapshot.shipments]
+    )
+    await _record_shipped(conn, moved)
+    await fulfillment.queue(conn, [q for t in done for q in t.requests])
+    posted = await mailbox.post(conn, [m for t in done for m in t.told])
+    return saved, posted
 
 
-async def save_turn(conn: Any, turn: Turn) -> None:
+async def save_turn(conn: Any, turn: Turn) -> list[mailbox.Posted]:
     """Save one turn; raise :class:`ConcurrentTurn` if another process saved first."""
-    if turn.order_id not in await save_turns(conn, [turn]):
+    saved, posted = await save_turns(conn, [turn])
+    if turn.order_id not in saved:
         raise ConcurrentTurn(turn.order_id)
+    return posted
+
+
+async def _record_shipped(conn: Any, turns: Sequence[Turn]) -> None:
+    """Spread each order's shipped units over its lines, and note when it first shipped."""
+    first = [(t.order_id, e.at) for t in turns for e in t.events if isinstance(e, Shipped)]
+    if not first:
+        return
+    order_ids, numbers, shipped = [], [], []
+    for turn in turns:
+        order = turn.snapshot.order
+        if order is None:
+            continue
+        sent: dict[str, int] = {}
+        for s in turn.snapshot.shipments:
+            if s.status == "shipped":
+                for sku, units in s.lines:
+                    sent[sku] = sent.get(sku, 0) + units
+        for number, line in enumerate(order.lines, start=1):
+            units = min(sent.get(line.sku, 0), line.quantity) if line.requires_shipping else 0
+            sent[line.sku] = sent.get(line.sku, 0) - units
+            order_ids.append(turn.order_id)
+            numbers.append(number)
+            shipped.append(units)
+    await conn.execute(
+        """
+        UPDATE order_lines l SET shipped = u.shipped
+        FROM unnest($1::text[], $2::int[], $3::int[]) AS u (order_id, line_no, shipped)
+        WHERE l.order_id = u.order_id AND l.line_no = u.line_no AND l.shipped <> u.shipped
+        """,
+        order_ids,
+        numbers,
+        shipped,
+    )
+    await conn.execute(
+        """
+        UPDATE orders o SET shipped_at = coalesce(o.shipped_at, u.at)
+        FROM unnest($1::text[], $2::timestamptz[]) AS u (id, at)
+        WHERE o.id = u.id
+        """,
+        [order_id for order_id, _ in first],
+        [at for _, at in first],
+    )
 
 
 async def _insert_new(conn: Any, turns: Sequence[Turn]) -> set[str]:
@@ -301,6 +376,43 @@ async def _append_events(conn: Any, turns: Sequence[Turn]) -> None:
     )
 
 
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _shipment_view(r: Any) -> dict[str, Any]:
+    return {
+        "id": r["id"],
+        "warehouse": r["warehouse"],
+        "status": r["status"],
+        "carrier": r["carrier"],
+        "carrier_account": r["carrier_account"],
+        "service": r["service"],
+        "service_level": r["service_level"],
+        "rate": str(r["rate_amount"]) if r["rate_amount"] is not None else None,
+        "currency": r["rate_currency"],
+        "tracking_number": r["tracking_number"],
+        "tracking_url": r["tracking_url"],
+        "label_format": r["label_format"],
+        "label_path": r["label_path"],
+        "weight_g": r["weight_g"],
+        "promised_by": _iso(r["promised_by"]),
+        "estimated_delivery": _iso(r["estimated_delivery"]),
+        "packed_ok": r["packed_ok"],
+        "problem": r["problem"],
+        "shipped_at": _iso(r["shipped_at"]),
+        "fulfillment_request": (
+            {
+                "status": r["request_status"],
+                "attempts": r["request_attempts"],
+                "last_error": r["request_error"],
+            }
+            if r["request_status"] is not None
+            else None
+        ),
+    }
+
+
 async def resolve(conn: Any, ref: str) -> str:
     """orderd's id for ``ref``: orderd's own id, the platform's order id, or its name."""
     found = await conn.fetch(
@@ -341,8 +453,14 @@ async def view(conn: Any, order_id: str) -> dict[str, Any]:
     )
     shipments = await conn.fetch(
         """
-        SELECT id, carrier, service, tracking_number, label_format, estimated_delivery, status
-        FROM shipments WHERE order_id = $1 ORDER BY seq
+        SELECT s.id, s.warehouse, s.carrier, s.carrier_account, s.service, s.service_level,
+               s.rate_amount, s.rate_currency, s.tracking_number, s.tracking_url,
+               s.label_format, s.label_path, s.weight_g, s.promised_by, s.estimated_delivery,
+               s.status, s.packed_ok, s.problem, s.shipped_at,
+               r.status AS request_status, r.attempts AS request_attempts,
+               r.last_error AS request_error
+        FROM shipments s LEFT JOIN fulfillment_requests r ON r.shipment_id = s.id
+        WHERE s.order_id = $1 ORDER BY s.seq
         """,
         order_id,
     )
@@ -369,19 +487,6 @@ async def view(conn: Any, order_id: str) -> dict[str, Any]:
             }
             for r in lines
         ],
-        "shipments": [
-            {
-                "id": r["id"],
-                "carrier": r["carrier"],
-                "service": r["service"],
-                "tracking_number": r["tracking_number"],
-                "label_format": r["label_format"],
-                "estimated_delivery": (
-                    r["estimated_delivery"].isoformat() if r["estimated_delivery"] else None
-                ),
-                "status": r["status"],
-            }
-            for r in shipments
-        ],
+        "shipments": [_shipment_view(r) for r in shipments],
         "events": [{"seq": r["seq"], "at": r["at"].isoformat(), "type": r["type"]} for r in events],
     }

@@ -427,14 +427,43 @@ class Allocator:
         code = warehouse or self._order[0]
         return await _again_if_stale(lambda: self._commit(order_id, op_id, lines, code, sink))
 
+    async def write_off(
+        self,
+        order_id: str,
+        op_id: str,
+        lines: Lines,
+        *,
+        reason: str,
+        warehouse: str | None = None,
+        sink: LedgerSink | None = None,
+    ) -> Committed:
+        """Reserved units that are not on the shelf (a short pick) leave on hand and the
+        order's reservation in one atomic step, recorded as an adjustment with ``reason``.
+
+        Releasing and then adjusting would let another order reserve the missing units
+        in between.
+        """
+        code = warehouse or self._order[0]
+        return await _again_if_stale(
+            lambda: self._commit(order_id, op_id, lines, code, sink, write_off=reason)
+        )
+
     async def _commit(
-        self, order_id: str, op_id: str, lines: Lines, code: str, sink: LedgerSink | None
+        self,
+        order_id: str,
+        op_id: str,
+        lines: Lines,
+        code: str,
+        sink: LedgerSink | None,
+        write_off: str | None = None,
     ) -> Committed:
         outcome: Outcome[CommitResult] = await self._batches["commit"][code].submit(
             (order_id, op_id, tuple(lines))
         )
         result = outcome.result
-        entry = entries.commit(code, order_id, op_id, result, self._clock(), outcome.epoch)
+        entry = entries.commit(
+            code, order_id, op_id, result, self._clock(), outcome.epoch, write_off=write_off
+        )
         await (sink or self._ledger).record(entry)
         return Committed(code, tuple((q.sku, q.quantity) for q in result.committed), outcome.replay)
 

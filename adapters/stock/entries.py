@@ -90,11 +90,27 @@ def release(
 
 
 def commit(
-    code: str, order_id: str, op_id: str, result: CommitResult, now: float, epoch: str
+    code: str,
+    order_id: str,
+    op_id: str,
+    result: CommitResult,
+    now: float,
+    epoch: str,
+    *,
+    write_off: str | None = None,
 ) -> LedgerEntry:
-    """Shipped units leaving on hand and the order's reservation."""
+    """Shipped units leaving on hand and the order's reservation.
+
+    With ``write_off`` (the reason) the units did not ship but were not there: the same
+    movement, recorded as an adjustment so that it never counts as goods shipped.
+    """
     deltas = [Delta(q.sku, -q.quantity, -q.quantity, 0) for q in result.committed]
-    return _entry(code, order_id, op_id, "commit", deltas, at(now), epoch, order_id=order_id)
+    if write_off is None:
+        return _entry(code, order_id, op_id, "commit", deltas, at(now), epoch, order_id=order_id)
+    movement = _movement(
+        code, order_id, op_id, "adjust", deltas, at(now), order_id=order_id, reason=write_off
+    )
+    return LedgerEntry(movements=(movement,), epochs=((code, epoch),)) if deltas else LedgerEntry()
 
 
 def adjustment(

@@ -190,6 +190,8 @@ def daemon_env(test_env: Mapping[str, str], **extra: str) -> dict[str, str]:
             "ORDERD_DAEMON__SHUTDOWN_GRACE_S": "5",
             "ORDERD_RUNTIME__CLAIM_IDLE_MS": "2000",
             "ORDERD_RUNTIME__LEASE_MS": "2000",
+            # Orders stay with the sandbox warehouse unless a test lets it pack at once.
+            "ORDERD_WMS__SANDBOX_DELAY_S": "3600",
         }
     )
     env.update(extra)

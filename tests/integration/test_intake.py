@@ -48,21 +48,26 @@ async def test_a_signed_shopify_paid_order_is_accepted_and_reserved(
     assert status == 202
     assert answer["status"] == "accepted"
 
+    # Reserved in full, the order goes on to the warehouse at once.
     async def reserved() -> bool:
-        return await order_state(pg, "#1001") == "reserved"
+        return await order_state(pg, "#1001") == "fulfillment_requested"
 
     await eventually(reserved, what="the order to be reserved")
     shown = run_orderd("order", "show", "#1001", "--json")
     assert shown.returncode == 0, shown.stderr
     view = json.loads(shown.stdout)
-    assert view["state"] == "reserved"
+    assert view["state"] == "fulfillment_requested"
     assert view["external_id"] == "820982911946154508"
     assert [(line["sku"], line["reserved"]) for line in view["lines"]] == [
         ("SKU2006-001", 1),
         ("SKU2006-020", 2),
         ("LINE-315789986012684393", 0),
     ]
-    assert [event["type"] for event in view["events"]] == ["received", "stock_allocated"]
+    assert [event["type"] for event in view["events"]] == [
+        "received",
+        "stock_allocated",
+        "fulfillment_requested",
+    ]
     stock = json.loads(run_orderd("stock", "show", "SKU2006-020", "--json").stdout)
     assert (stock["reserved"], stock["available"]) == (2, 3)
 
@@ -276,7 +281,7 @@ async def test_an_operator_cancels_a_held_order_and_its_stock_comes_back(
     assert request(f"{daemon.url}/webhooks/orders", body, generic_headers(body))[0] == 202
 
     async def reserved() -> bool:
-        return await order_state(pg, "#C-1") == "reserved"
+        return await order_state(pg, "#C-1") == "fulfillment_requested"
 
     await eventually(reserved, what="the order to be reserved")
     cancelled = run_orderd("order", "cancel", "#C-1")

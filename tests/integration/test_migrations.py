@@ -13,6 +13,8 @@ from tests.conftest import POSTGRES_DSN
 
 TABLES = {
     "schema_migrations",
+    "fulfillment_requests",
+    "sandbox_shipments",
     "products",
     "webhook_inbox",
     "orders",

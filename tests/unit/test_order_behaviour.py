@@ -16,6 +16,7 @@ from actors.order.behaviour import (
     ReleaseAll,
     ReleasedAll,
     Remind,
+    RequestFulfillment,
     Reserve,
     Result,
     Rules,
@@ -38,10 +39,14 @@ from actors.order.events import (
 from actors.order.messages import BackorderFilled as Filled
 from actors.order.messages import CancelRequested, Message, OrderPaid, ReminderDue
 from actors.order.states import OrderState
-from actors.order.types import Customer, Line, NormalizedOrder
+from actors.order.types import Address, Customer, Line, NormalizedOrder
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 RULES = Rules(backorder_policy="wait_all", cancel_after_days=10)
+ADDRESS = Address(
+    name="Ada Lovelace", line1="12 Main St", city="Springfield", region="IL",
+    postal_code="62701", country="US",
+)  # fmt: skip
 
 
 def an_order(*lines: Line, policy: str | None = None) -> NormalizedOrder:
@@ -51,6 +56,7 @@ def an_order(*lines: Line, policy: str | None = None) -> NormalizedOrder:
         external_id="1001",
         currency="EUR",
         customer=Customer(),
+        shipping_address=ADDRESS,
         lines=lines or (Line(sku="A", quantity=2), Line(sku="B", quantity=1)),
         backorder_policy=policy,  # type: ignore[arg-type]
     )
@@ -114,13 +120,16 @@ def test_a_second_paid_message_changes_nothing() -> None:
 )
 def test_the_allocation_sets_the_state(status: str, state: OrderState) -> None:
     _, snapshot = run(None, paid())
-    holdings = (Holding("main", "A", 2, 0),)
+    waiting = {"reserved": 0, "partially_reserved": 1, "backordered": 2}[status]
+    holdings = (Holding("main", "A", 2 - waiting, waiting),)
     allocated = Allocated(status=status, holdings=holdings, policy="wait_all")  # type: ignore[arg-type]
     decision, snapshot = run(snapshot, allocated)
     assert snapshot is not None
     assert snapshot.state is state
     assert snapshot.holdings == holdings
-    assert decision.effects == ()
+    # Only a whole reservation goes to the warehouse under wait_all.
+    asked = [type(effect) for effect in decision.effects]
+    assert asked == ([RequestFulfillment] if status == "reserved" else [])
 
 
 def test_a_refused_reservation_holds_the_order_for_a_person() -> None:

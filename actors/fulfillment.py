@@ -1,0 +1,114 @@
+"""Delivering fulfillment requests to the warehouse system, apart from the order actors.
+
+An order's turn stores its request; this dispatcher delivers it, retrying with back-off
+while the warehouse system is away, so no order waits in a turn for a WMS. A request the
+WMS refuses for good is marked failed and the order is told (it is then held for a
+person). Whatever messages a delivery answers with (the sandbox's picked and packed) are
+stored in the same transaction that marks it sent: each reaches the order once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from actors.mail import Mail
+from actors.order.messages import Message, WarehouseRefused
+from adapters.postgres import fulfillment, mailbox
+from adapters.wms.model import WarehouseSystem, WmsError
+
+log = logging.getLogger("orderd.fulfillment")
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        *,
+        pool: Any,
+        mail: Mail,
+        warehouse: WarehouseSystem,
+        retry_max_s: float = 300.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._pool = pool
+        self._mail = mail
+        self.warehouse = warehouse
+        self._retry_max_s = retry_max_s
+        self._clock = clock
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """New requests were stored: look for due ones now rather than at the next tick."""
+        self._wake.set()
+
+    async def dispatch_due(self, limit: int = 50) -> int:
+        """Deliver every request that is due; return how many were tried."""
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        async with self._pool.acquire() as conn, conn.transaction():
+            due = await fulfillment.take_due(conn, now, limit)
+            if not due:
+                return 0
+            outcomes = await asyncio.gather(
+                *(self.warehouse.send(d.request) for d in due), return_exceptions=True
+            )
+            delivered: list[str] = []
+            answers: list[Message] = []
+            for item, outcome in zip(due, outcomes, strict=True):
+                request = item.request
+                if isinstance(outcome, list):
+                    delivered.append(request.shipment_id)
+                    answers.extend(outcome)
+                    continue
+                error = _error_text(outcome)
+                if isinstance(outcome, WmsError) and not outcome.temporary:
+                    log.warning("the warehouse refused shipment %s: %s", request.shipment_id, error)
+                    await fulfillment.failed(conn, request.shipment_id, error)
+                    answers.append(
+                        WarehouseRefused(
+                            order_id=request.order_id,
+                            shipment_id=request.shipment_id,
+                            reason=error,
+                        )
+                    )
+                    continue
+                delay = min(self._retry_max_s, 2.0 ** min(item.attempts, 16))
+                log.warning(
+                    "delivering shipment %s failed (attempt %d), again in %.0f s: %s",
+                    request.shipment_id,
+                    item.attempts + 1,
+                    delay,
+                    error,
+                )
+                await fulfillment.retry(
+                    conn, request.shipment_id, error, now + timedelta(seconds=delay)
+                )
+            await fulfillment.sent(conn, delivered, now)
+            posted = await mailbox.post(conn, answers)
+        await self._mail.stream(posted)
+        return len(due)
+
+    async def run(self, stopping: asyncio.Event, every_s: float = 0.5) -> None:
+        """Deliver due requests until ``stopping`` is set."""
+        while not stopping.is_set():
+            try:
+                while await self.dispatch_due() and not stopping.is_set():
+                    pass
+            except Exception as exc:
+                log.warning("delivering fulfillment requests failed: %s", exc)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), every_s)
+
+    async def close(self) -> None:
+        await self.warehouse.close()
+
+
+def _error_text(outcome: BaseException) -> str:
+    if isinstance(outcome, WmsError):
+        return str(outcome)
+    return f"{type(outcome).__name__}: {outcome}"[:300]

@@ -1,0 +1,212 @@
+"""The shipping side of an order's effects: pick lists, rates, labels and voids.
+
+Each method runs one effect ``decide`` asked for and returns its result for the next
+``decide``. Choices stay in ``decide``; here is only what needs the outside world: the
+catalog, the carriers, the label directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from actors.order.behaviour import (
+    Buy,
+    FulfillmentQueued,
+    LabelBought,
+    LabelRefused,
+    RatesQuoted,
+    RequestFulfillment,
+    ShopRates,
+    Void,
+    Voided,
+)
+from actors.order.types import Address, NormalizedOrder
+from actors.shipping.pick_list import PickLine, estimate_parcel, sort_pick_list
+from adapters.carriers.model import Carrier, CarrierError, Purchase, Rate, RateRequest
+from adapters.postgres import fulfillment
+from adapters.wms.model import FulfillmentRequest
+
+
+class Shipping:
+    def __init__(
+        self,
+        *,
+        pool: Any,
+        carriers: Mapping[str, Carrier],
+        ship_from: Mapping[str, Address],
+        labels_dir: str | Path,
+        wms_adapter: str,
+        wms_delay_s: float = 0.0,
+        tare_g: int = 100,
+        default_box_cm: tuple[float, float, float] = (30.0, 20.0, 10.0),
+    ) -> None:
+        self._pool = pool
+        self._carriers = dict(carriers)
+        self._ship_from = dict(ship_from)
+        self._labels_dir = Path(labels_dir)
+        self._wms_adapter = wms_adapter
+        self._wms_delay_s = wms_delay_s
+        self._tare_g = tare_g
+        self._default_box = default_box_cm
+
+    async def request(
+        self, order_id: str, order: NormalizedOrder, effect: RequestFulfillment, now: datetime
+    ) -> tuple[FulfillmentQueued, fulfillment.Queued]:
+        """The shipment's pick list and request; the request is stored with the turn."""
+        names = {line.sku: line.name for line in order.lines}
+        numbers: dict[str, int] = {}
+        for number, line in enumerate(order.lines, start=1):
+            numbers.setdefault(line.sku, number)
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                """
+                SELECT sku, name, weight_g, bin, length_cm, width_cm, height_cm
+                FROM products WHERE sku = ANY($1::text[])
+                """,
+                [sku for sku, _ in effect.lines],
+            )
+        products = {r["sku"]: r for r in rows}
+        lines = []
+        for sku, units in effect.lines:
+            product = products.get(sku)
+            grams = next((line.grams for line in order.lines if line.sku == sku), 0)
+            lines.append(
+                PickLine(
+                    line_no=numbers.get(sku, 0),
+                    sku=sku,
+                    name=product["name"] if product else names.get(sku, ""),
+                    quantity=units,
+                    bin=product["bin"] if product else "",
+                    # The catalog's weight, else the platform's grams for the line.
+                    weight_g=product["weight_g"] if product else grams,
+                    length_cm=_cm(product, "length_cm"),
+                    width_cm=_cm(product, "width_cm"),
+                    height_cm=_cm(product, "height_cm"),
+                )
+            )
+        pick_list = sort_pick_list(lines)
+        parcel = estimate_parcel(pick_list, default_box=self._default_box, tare_g=self._tare_g)
+        assert order.shipping_address is not None  # checked before a shipment is requested
+        request = FulfillmentRequest(
+            shipment_id=effect.shipment_id,
+            order_id=order_id,
+            order_name=order.name,
+            warehouse=effect.warehouse,
+            requested_at=now,
+            pick_list=pick_list,
+            service_level=effect.service_level,
+            promised_by=effect.promised_by,
+            parcel=parcel,
+            ship_to=order.shipping_address,
+            note=order.note,
+        )
+        due = now.timestamp() + self._wms_delay_s
+        queued = fulfillment.Queued(
+            request, self._wms_adapter, datetime.fromtimestamp(due, now.tzinfo)
+        )
+        return FulfillmentQueued(request=effect, pick_list=pick_list, parcel=parcel), queued
+
+    async def quote(self, effect: ShopRates, order: NormalizedOrder) -> RatesQuoted:
+        """Ask every enabled carrier; a carrier that fails is noted, unless all of them do."""
+        request = RateRequest(
+            shipment_id=effect.shipment_id,
+            ship_from=self._origin(effect.warehouse),
+            ship_to=effect.ship_to,
+            parcel=effect.parcel,
+            signature=effect.signature,
+            declared_value=order.total,
+            currency=order.currency,
+        )
+        names = sorted(self._carriers)
+        answers = await asyncio.gather(
+            *(self._carriers[name].rates(request) for name in names), return_exceptions=True
+        )
+        rates: list[Rate] = []
+        failures: list[str] = []
+        temporary: list[CarrierError] = []
+        for name, answer in zip(names, answers, strict=True):
+            if isinstance(answer, list):
+                rates.extend(answer)
+            elif isinstance(answer, CarrierError):
+                failures.append(f"{name}: {answer}")
+                if answer.temporary:
+                    temporary.append(answer)
+            elif isinstance(answer, BaseException):
+                raise answer
+        if not rates and temporary:
+            raise temporary[0]  # nobody answered yet: the turn is tried again later
+        return RatesQuoted(
+            shipment_id=effect.shipment_id, rates=tuple(rates), failures=tuple(failures)
+        )
+
+    async def buy(self, effect: Buy) -> LabelBought | LabelRefused:
+        """Buy the chosen rate's label (once per quote) and keep the file."""
+        carrier = self._carriers.get(effect.rate.carrier)
+        if carrier is None:
+            return LabelRefused(
+                shipment_id=effect.shipment_id,
+                reason=f"carrier {effect.rate.carrier} is no longer enabled",
+            )
+        try:
+            purchase = await carrier.buy(
+                effect.rate,
+                idempotency_key=effect.idempotency_key,
+                label_format=effect.label_format,
+            )
+        except CarrierError as exc:
+            if exc.temporary:
+                raise
+            return LabelRefused(shipment_id=effect.shipment_id, reason=str(exc))
+        path = await asyncio.to_thread(self._keep_label, effect.shipment_id, purchase)
+        return LabelBought(
+            shipment_id=effect.shipment_id,
+            carrier=purchase.carrier,
+            carrier_account=purchase.carrier_account,
+            service=purchase.service,
+            tracking_number=purchase.tracking_number,
+            tracking_url=purchase.tracking_url,
+            label_format=purchase.label_format,
+            label_path=str(path),
+            purchase_id=purchase.purchase_id,
+            amount=purchase.amount,
+            currency=purchase.currency,
+        )
+
+    async def void(self, effect: Void) -> Voided:
+        carrier = self._carriers.get(effect.carrier)
+        if carrier is None:
+            raise CarrierError(
+                f"cannot void the label of {effect.shipment_id}: carrier {effect.carrier} "
+                "is not enabled",
+                temporary=True,
+            )
+        await carrier.void(effect.purchase_id)
+        return Voided(shipment_id=effect.shipment_id)
+
+    def _origin(self, warehouse: str) -> Address:
+        return self._ship_from[warehouse]
+
+    def _keep_label(self, shipment_id: str, purchase: Purchase) -> Path:
+        """Write the label file under its shipment's name, whole or not at all."""
+        self._labels_dir.mkdir(parents=True, exist_ok=True)
+        path = self._labels_dir / f"{shipment_id}.{purchase.label_format}"
+        partial = path.with_name(f".{path.name}.partial")
+        with partial.open("wb") as handle:
+            handle.write(purchase.label)
+            handle.flush()
+            os.fsync(handle.fileno())
+        partial.replace(path)
+        return path.resolve()
+
+    async def close(self) -> None:
+        for carrier in self._carriers.values():
+            await carrier.close()
+
+
+def _cm(product: Any, column: str) -> float | None:
+    return float(product[column]) if product is not None and product[column] is not None else None

@@ -1,0 +1,50 @@
+"""A shipment as its order actor knows it: one parcel from one warehouse, and how far it got."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Literal
+
+from msgspec import Struct
+
+from adapters.carriers.model import Parcel, Rate
+
+ShipmentStatus = Literal[
+    "requested",  # the pick list went to the warehouse
+    "picked",
+    "packed",
+    "mismatch",  # packed contents differ from the order: held for a person
+    "label_created",
+    "shipped",
+    "short_picked",  # the warehouse lacked units: replaced by a later shipment
+    "voided",  # the label was voided when the order was cancelled
+]
+
+# A shipment in one of these holds its units: they are in a parcel or on their way to one.
+OPEN: frozenset[str] = frozenset({"requested", "picked", "packed", "mismatch", "label_created"})
+
+
+class Shipment(Struct, frozen=True, kw_only=True):
+    id: str
+    seq: int
+    warehouse: str
+    lines: tuple[tuple[str, int], ...]
+    status: ShipmentStatus = "requested"
+    service_level: str
+    promised_by: date | None = None
+    parcel: Parcel | None = None  # estimated when requested, measured when packed
+    rate: Rate | None = None
+    estimated_delivery: date | None = None
+    tracking_number: str | None = None
+    tracking_url: str | None = None
+    label_format: str | None = None
+    label_path: str | None = None
+    purchase_id: str | None = None
+    packed_ok: bool | None = None
+    problem: str | None = None
+    short: tuple[tuple[str, int], ...] = ()  # units the warehouse could not find
+
+
+def find(shipments: tuple[Shipment, ...], shipment_id: str) -> Shipment | None:
+    """The shipment with ``shipment_id``, if the order has it."""
+    return next((s for s in shipments if s.id == shipment_id), None)

@@ -1,0 +1,55 @@
+"""A WMS reached over HTTP: the request POSTed as signed JSON, answers coming back later.
+
+The body is the :class:`FulfillmentRequest` as JSON. ``X-Orderd-Signature: sha256=<hex>``
+is the HMAC-SHA256 of the body with the shared secret, and ``Idempotency-Key`` is the
+shipment id, so a request delivered twice (a retry after a lost answer) is recognisable.
+The WMS confirms on ``POST /webhooks/wms`` with ``picked``, ``packed`` or ``short_pick``.
+"""
+
+from __future__ import annotations
+
+import aiohttp
+import msgspec
+
+from actors.order.messages import Message
+from adapters.platforms.signatures import sign_generic
+from adapters.wms.model import FulfillmentRequest, WmsError
+
+_encode = msgspec.json.Encoder().encode
+# Worth retrying: the WMS is busy, restarting or asked us to slow down.
+_TEMPORARY = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+class HttpWarehouse:
+    name = "http"
+    delay_s = 0.0
+
+    def __init__(self, *, url: str, secret: str, timeout_s: float = 10.0) -> None:
+        self._url = url
+        self._secret = secret
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def send(self, request: FulfillmentRequest) -> list[Message]:
+        body = _encode(request)
+        headers = {
+            "Content-Type": "application/json",
+            "X-Orderd-Signature": sign_generic(body, self._secret),
+            "Idempotency-Key": request.shipment_id,
+        }
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        try:
+            async with self._session.post(self._url, data=body, headers=headers) as answer:
+                status = answer.status
+                text = (await answer.content.read(500)).decode(errors="replace")
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise WmsError(f"WMS unreachable: {type(exc).__name__}", temporary=True) from None
+        if 200 <= status < 300:
+            return []
+        detail = " ".join(text.split())[:200]
+        raise WmsError(f"WMS answered {status}: {detail}", temporary=status in _TEMPORARY)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()

@@ -1,0 +1,44 @@
+"""The sandbox warehouse: picks and packs every request by itself after a delay.
+
+It packs exactly what was asked, except for an optional share of shipments (the mis-pick
+rate) where one unit goes missing or a unit too many goes in, so the pack check and the
+shipping accuracy figure have something to catch. Which shipments are mis-picked follows
+from their ids, so a retried delivery packs the same way.
+"""
+
+from __future__ import annotations
+
+import random
+
+from actors.order.messages import Message, Packed, Picked
+from adapters.wms.model import FulfillmentRequest
+
+
+class SandboxWarehouse:
+    name = "sandbox"
+
+    def __init__(self, *, delay_s: float = 1.0, mispick_rate: float = 0.0) -> None:
+        self.delay_s = delay_s
+        self._mispick_rate = mispick_rate
+
+    async def send(self, request: FulfillmentRequest) -> list[Message]:
+        items = [(line.sku, line.quantity) for line in request.pick_list]
+        chance = random.Random(request.shipment_id)  # noqa: S311 - a simulation, not a secret
+        if items and chance.random() < self._mispick_rate:
+            sku, units = items[0]
+            items[0] = (sku, units - 1) if units > 1 else (sku, units + 1)
+        parcel = request.parcel
+        return [
+            Picked(order_id=request.order_id, shipment_id=request.shipment_id),
+            Packed(
+                order_id=request.order_id,
+                shipment_id=request.shipment_id,
+                items=tuple(items),
+                weight_g=parcel.weight_g,
+                dimensions_cm=(parcel.length_cm, parcel.width_cm, parcel.height_cm),
+                by="sandbox",
+            ),
+        ]
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,328 @@
+"""Paid orders going on by themselves: pick lists to the warehouse, labels, shipped."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from adapters.carriers.tracking_numbers import is_valid_sandbox_tracking_number
+from adapters.platforms.signatures import sign_generic
+from tests.conftest import add_products
+from tests.integration.daemon_harness import (
+    SECRET,
+    eventually,
+    request,
+    shopify_body,
+    shopify_headers,
+)
+
+MakeDaemon = Callable[..., Any]
+SKUS = ("SKU2006-001", "SKU2006-020")
+
+
+async def state_of(pg: Any, name: str = "#1001") -> str | None:
+    state: str | None = await pg.fetchval("SELECT state FROM orders WHERE name = $1", name)
+    return state
+
+
+async def reaches(pg: Any, state: str, name: str = "#1001") -> None:
+    async def there() -> bool:
+        return await state_of(pg, name) == state
+
+    await eventually(there, within_s=30, what=f"order {name} to be {state}")
+
+
+def stocked(run_orderd: Any, units: int = 5) -> None:
+    for sku in SKUS:
+        assert run_orderd("stock", "set", sku, str(units)).returncode == 0
+
+
+def show(run_orderd: Any, ref: str = "#1001") -> dict[str, Any]:
+    shown = run_orderd("order", "show", ref, "--json")
+    assert shown.returncode == 0, shown.stderr
+    view: dict[str, Any] = json.loads(shown.stdout)
+    return view
+
+
+def contents(path: Path) -> bytes:
+    return path.read_bytes()
+
+
+def send_paid(daemon: Any) -> None:
+    # Paid now, so that the promised date lies ahead and the cheapest rate meets it.
+    body = shopify_body(processed_at=datetime.now(UTC).isoformat())
+    status, _ = request(f"{daemon.url}/webhooks/shopify", body, shopify_headers(body))
+    assert status == 202
+
+
+@pytest.mark.parametrize(
+    ("label_format", "starts", "ends"), [("pdf", b"%PDF-1.", b"%%EOF"), ("zpl", b"^XA", b"^XZ")]
+)
+async def test_a_paid_order_ships_by_itself_with_the_sandbox_warehouse_and_carrier(
+    make_daemon: MakeDaemon,
+    pg: Any,
+    run_orderd: Any,
+    tmp_path: Path,
+    label_format: str,
+    starts: bytes,
+    ends: bytes,
+) -> None:
+    await add_products(pg, *SKUS)
+    stocked(run_orderd)
+    daemon = make_daemon(ORDERD_WMS__SANDBOX_DELAY_S="0", ORDERD_LABELS__FORMAT=label_format)
+    send_paid(daemon)
+    await reaches(pg, "shipped")
+
+    view = show(run_orderd)
+    assert view["state"] == "shipped"
+    [shipment] = view["shipments"]
+    assert shipment["status"] == "shipped"
+    assert shipment["carrier"] == "sandbox"
+    assert shipment["service"] in ("ground", "express", "overnight")
+    assert shipment["label_format"] == label_format
+    assert shipment["estimated_delivery"] is not None
+    assert shipment["estimated_delivery"] <= shipment["promised_by"]
+    assert is_valid_sandbox_tracking_number(shipment["tracking_number"])
+    label = Path(shipment["label_path"])
+    assert label.parent == tmp_path / "labels"
+    data = contents(label)
+    assert data.startswith(starts)
+    assert data.rstrip().endswith(ends)
+    assert [e["type"] for e in view["events"]] == [
+        "received", "stock_allocated", "fulfillment_requested", "picked", "packed",
+        "carrier_chosen", "label_created", "shipped",
+    ]  # fmt: skip
+    assert [(line["sku"], line["shipped"]) for line in view["lines"][:2]] == [
+        ("SKU2006-001", 1),
+        ("SKU2006-020", 2),
+    ]
+    # The stock left: on hand down by what shipped, nothing held any more.
+    level = json.loads(run_orderd("stock", "show", "SKU2006-020", "--json").stdout)
+    assert (level["on_hand"], level["reserved"], level["available"]) == (3, 0, 3)
+    commits = await pg.fetchval("SELECT count(*) FROM stock_ledger WHERE kind = 'commit'")
+    assert commits == 1
+    chosen = await pg.fetchval(
+        "SELECT data->>'reason' FROM order_events WHERE type = 'carrier_chosen'"
+    )
+    assert chosen.startswith("cheapest")
+    bought = await pg.fetchval("SELECT count(*) FROM sandbox_shipments WHERE bought_at IS NOT NULL")
+    assert bought == 1
+    shipped_at = await pg.fetchval("SELECT shipped_at FROM orders WHERE name = '#1001'")
+    assert shipped_at is not None
+
+
+async def test_a_wrongly_packed_shipment_is_held_and_never_shipped(
+    make_daemon: MakeDaemon, pg: Any, run_orderd: Any
+) -> None:
+    await add_products(pg, *SKUS)
+    stocked(run_orderd)
+    daemon = make_daemon(ORDERD_WMS__SANDBOX_DELAY_S="0", ORDERD_WMS__SANDBOX_MISPICK_RATE="1")
+    send_paid(daemon)
+    await reaches(pg, "needs_attention")
+
+    view = show(run_orderd)
+    [shipment] = view["shipments"]
+    assert shipment["status"] == "mismatch"
+    assert shipment["packed_ok"] is False
+    assert "packed wrong" in view["reason"]
+    assert shipment["tracking_number"] is None
+    assert await pg.fetchval("SELECT count(*) FROM sandbox_shipments") == 0
+    level = json.loads(run_orderd("stock", "show", "SKU2006-020", "--json").stdout)
+    assert (level["on_hand"], level["reserved"]) == (5, 2)  # still held, nothing left
+
+
+async def test_a_spool_warehouse_gets_files_and_the_packer_confirms(
+    make_daemon: MakeDaemon, pg: Any, run_orderd: Any, tmp_path: Path
+) -> None:
+    await add_products(pg, *SKUS)
+    stocked(run_orderd)
+    daemon = make_daemon(ORDERD_WMS__ADAPTER="spool")
+    send_paid(daemon)
+    await reaches(pg, "fulfillment_requested")
+    shipment_id = show(run_orderd)["shipments"][0]["id"]
+    pdf = tmp_path / "spool" / f"{shipment_id}.pdf"
+    rows = tmp_path / "spool" / f"{shipment_id}.csv"
+
+    async def written() -> bool:
+        return pdf.exists() and rows.exists()
+
+    await eventually(written, what="the pick list files")
+    assert pdf.read_bytes().startswith(b"%PDF-1.")
+    with rows.open() as handle:
+        lines = list(csv.DictReader(handle))
+    assert [(r["sku"], r["quantity"]) for r in lines] == [
+        ("SKU2006-001", "1"),
+        ("SKU2006-020", "2"),
+    ]
+
+    confirmed = run_orderd("order", "packed", "#1001", "--weight-g", "1200")
+    assert confirmed.returncode == 0, confirmed.stderr
+    await reaches(pg, "shipped")
+    assert show(run_orderd)["shipments"][0]["weight_g"] == 1200
+    again = run_orderd("order", "packed", "#1001")
+    assert again.returncode == 2
+    assert "no shipment waiting to be packed" in again.stderr
+
+
+def wms_callback(daemon: Any, payload: dict[str, Any], secret: str = SECRET) -> tuple[int, Any]:
+    body = json.dumps(payload).encode()
+    headers = {"Content-Type": "application/json", "X-Orderd-Signature": sign_generic(body, secret)}
+    return request(f"{daemon.url}/webhooks/wms", body, headers)
+
+
+class RecordingWms:
+    """A WMS endpoint on this machine: keeps what it is sent, fails when told to."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[bytes, dict[str, str]]] = []
+        self.failures: list[int] = []
+        self.app = web.Application()
+        self.app.router.add_post("/requests", self._take)
+        self.runner = web.AppRunner(self.app, access_log=None)
+        self.url = ""
+
+    async def _take(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        self.received.append((body, dict(request.headers)))
+        if self.failures:
+            return web.Response(status=self.failures.pop(0), text="busy")
+        return web.json_response({"accepted": True}, status=202)
+
+    async def __aenter__(self) -> RecordingWms:
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        self.url = f"http://127.0.0.1:{self.runner.addresses[0][1]}/requests"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.runner.cleanup()
+
+
+async def test_an_http_wms_gets_a_signed_request_retried_and_its_callbacks_ship_the_order(
+    make_daemon: MakeDaemon, pg: Any, run_orderd: Any
+) -> None:
+    await add_products(pg, *SKUS)
+    stocked(run_orderd)
+    async with RecordingWms() as wms:
+        wms.failures.append(503)  # busy at first: the request comes again
+        daemon = make_daemon(
+            ORDERD_WMS__ADAPTER="http",
+            ORDERD_WMS__URL=wms.url,
+            ORDERD_WMS__SECRET=SECRET,
+            ORDERD_WMS__RETRY_MAX_S="1",
+        )
+        send_paid(daemon)
+
+        async def delivered() -> bool:
+            return len(wms.received) >= 2
+
+        await eventually(delivered, what="the request to reach the WMS twice")
+        body, headers = wms.received[-1]
+        assert headers["X-Orderd-Signature"] == sign_generic(body, SECRET)
+        sent = json.loads(body)
+        assert (
+            headers["Idempotency-Key"]
+            == sent["shipment_id"]
+            == wms.received[0][1]["Idempotency-Key"]
+        )
+        assert [line["sku"] for line in sent["pick_list"]] == ["SKU2006-001", "SKU2006-020"]
+        assert sent["ship_to"]["country"] == "US"
+        order_id, shipment_id = sent["order_id"], sent["shipment_id"]
+
+        ids = {"order_id": order_id, "shipment_id": shipment_id}
+        assert wms_callback(daemon, {"event": "picked", **ids})[0] == 202
+        await reaches(pg, "picked")
+        items = [{"sku": "SKU2006-001", "quantity": 1}, {"sku": "SKU2006-020", "quantity": 2}]
+        packed = {"event": "packed", **ids, "items": items, "weight_g": 1400,
+                  "dimensions_cm": {"length": 25, "width": 20, "height": 8}}  # fmt: skip
+        assert wms_callback(daemon, packed)[0] == 202
+        await reaches(pg, "shipped")
+        # The same callback again is a repeat: answered, nothing changes.
+        status, answer = wms_callback(daemon, packed)
+        assert (status, answer["status"]) == (200, "duplicate")
+    view = show(run_orderd)
+    assert view["shipments"][0]["weight_g"] == 1400
+    assert view["shipments"][0]["fulfillment_request"]["attempts"] == 2
+
+
+async def test_a_short_pick_is_written_off_and_the_rest_waits_as_a_backorder(
+    make_daemon: MakeDaemon, pg: Any, run_orderd: Any
+) -> None:
+    await add_products(pg, *SKUS)
+    stocked(run_orderd, units=2)
+    daemon = make_daemon(ORDERD_WMS__ADAPTER="spool", ORDERD_WMS__SECRET=SECRET)
+    send_paid(daemon)
+    await reaches(pg, "fulfillment_requested")
+    shipment = show(run_orderd)["shipments"][0]
+    order_id = show(run_orderd)["id"]
+    missing = {"event": "short_pick", "order_id": order_id, "shipment_id": shipment["id"],
+               "missing": [{"sku": "SKU2006-020", "quantity": 2}]}  # fmt: skip
+    assert wms_callback(daemon, missing)[0] == 202
+    await reaches(pg, "partially_reserved")
+    view = show(run_orderd)
+    assert [s["status"] for s in view["shipments"]] == ["short_picked"]
+    level = json.loads(run_orderd("stock", "show", "SKU2006-020", "--json").stdout)
+    # Both units were not there: written off, and the order waits for two more.
+    assert (level["on_hand"], level["reserved"], level["backordered"]) == (0, 0, 2)
+    adjusted = await pg.fetchval(
+        "SELECT reason FROM stock_ledger WHERE kind = 'adjust' AND order_id = $1", order_id
+    )
+    assert adjusted == f"short pick of shipment {shipment['id']}"
+    # Stock arrives: the backorder fills and a new shipment with everything goes out.
+    assert run_orderd("stock", "adjust", "SKU2006-020", "+3", "--reason", "receipt").returncode == 0
+    await reaches(pg, "fulfillment_requested")
+    second = show(run_orderd)["shipments"][1]
+    assert second["id"].endswith("-2")
+    lines = await pg.fetch(
+        "SELECT sku, quantity FROM shipment_lines WHERE shipment_id = $1 ORDER BY sku",
+        second["id"],
+    )
+    assert [(r["sku"], r["quantity"]) for r in lines] == [("SKU2006-001", 1), ("SKU2006-020", 2)]
+
+
+async def test_bad_wms_callbacks_are_refused_and_change_nothing(
+    make_daemon: MakeDaemon, pg: Any, run_orderd: Any
+) -> None:
+    await add_products(pg, *SKUS)
+    stocked(run_orderd)
+    daemon = make_daemon(ORDERD_WMS__SECRET=SECRET)
+    send_paid(daemon)
+    await reaches(pg, "fulfillment_requested")
+    view = show(run_orderd)
+    ids = {"order_id": view["id"], "shipment_id": view["shipments"][0]["id"]}
+    before = await pg.fetchval("SELECT count(*) FROM mailbox")
+    good = json.dumps({"event": "picked", **ids}).encode()
+    cases: list[tuple[bytes, dict[str, str], int]] = [
+        (good, {}, 401),
+        (good, {"X-Orderd-Signature": sign_generic(good, "wrong")}, 401),
+    ]
+    for payload in (
+        b'{"event": "picked"',
+        b'{"event": "thrown", "order_id": "x", "shipment_id": "y"}',
+        json.dumps({"event": "packed", **ids}).encode(),
+        json.dumps(
+            {"event": "picked", **ids, "shipment_id": "ord_aaaaaaaaaaaaaaaaaaaa-1"}
+        ).encode(),
+        json.dumps(
+            {"event": "short_pick", **ids, "missing": [{"sku": "A", "quantity": 0}]}
+        ).encode(),
+    ):
+        cases.append((payload, {"X-Orderd-Signature": sign_generic(payload, SECRET)}, 400))
+    for payload, headers, expected in cases:
+        status, answer = request(f"{daemon.url}/webhooks/wms", payload, headers)
+        assert status == expected, (payload, answer)
+        assert "error" in answer
+    stranger = {"event": "picked", "order_id": "ord_aaaaaaaaaaaaaaaaaaaa",
+                "shipment_id": "ord_aaaaaaaaaaaaaaaaaaaa-1"}  # fmt: skip
+    status, answer = wms_callback(daemon, stranger)
+    assert (status, answer["status"], answer["reason"]) == (200, "ignored", "unknown shipment")
+    assert await pg.fetchval("SELECT count(*) FROM mailbox") == before
+    assert await state_of(pg) == "fulfillment_requested"
