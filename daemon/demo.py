@@ -1,10 +1,12 @@
 """``orderd demo``: the pipeline as far as it is built, end to end on this machine.
 
-Today: the catalog is imported and stock set; a real ``orderd run`` is started; random
-orders arrive as signed webhooks, concurrently, and its order actors reserve or backorder
-them; a delivery of the scarcest product fills the waiting orders; Redis is checked
-against the ledger; the demo's orders are cancelled at the end so a second run starts from
-the same stock.
+The catalog is imported and stock set; a real ``orderd run`` is started with the sandbox
+warehouse and carrier; random orders arrive as signed webhooks, concurrently; its order
+actors reserve or backorder them, the sandbox warehouse picks and packs (a few wrongly, so
+the pack check has something to catch), carriers are chosen and labels bought, and the
+orders ship. A delivery of the scarcest product fills the waiting orders, which ship too.
+Redis is checked against the ledger; orders still held at the end are cancelled, so a
+second run starts from the same stock.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -73,7 +77,7 @@ async def run_demo(settings: Settings, orders: int, say: Callable[[str], None]) 
             answers = await _post_all(url, bodies, secret)
             say(f"{orders} signed webhooks sent concurrently: {_counted(a for a, _ in answers)}")
             ids = [order_id for _, order_id in answers if order_id]
-            states = await _wait_for(res.pool, ids, lambda s: s != "received")
+            states = await _wait_for(res.pool, ids, lambda s: s in _AT_REST)
             say(f"the order actors took them: {_counted(states.values())}")
 
             delivered = await res.allocator.adjust(
@@ -85,9 +89,11 @@ async def run_demo(settings: Settings, orders: int, say: Callable[[str], None]) 
                 "orders in queue order"
             )
             filled = list(delivered.filled_orders)
-            await _wait_for(res.pool, filled, lambda s: s != "backordered")
-            states = await _wait_for(res.pool, ids, lambda s: s != "received")
+            await _wait_for(res.pool, filled, lambda s: s in ("shipped", "needs_attention"))
+            states = await _wait_for(res.pool, ids, lambda s: s in _AT_REST)
             say(f"now: {_counted(states.values())}")
+            for line in await _shipping_report(res.pool, ids):
+                say(line)
             level = await res.allocator.stock(SCARCE_SKU)
             say(
                 f"{SCARCE_SKU} @ {level.warehouse}: on hand {level.on_hand}, reserved "
@@ -96,21 +102,65 @@ async def run_demo(settings: Settings, orders: int, say: Callable[[str], None]) 
             drift = await res.allocator.reconcile()
             say("Redis matches the ledger" if not drift else f"{len(drift)} ledger differences")
 
+            held = [i for i, state in states.items() if state != "shipped"]
             await res.mail.send(
-                [CancelRequested(order_id=i, reason="demo over", requested_by="demo") for i in ids]
+                [CancelRequested(order_id=i, reason="demo over", requested_by="demo") for i in held]
             )
-            await _wait_for(res.pool, ids, lambda s: s == "cancelled")
-            await res.allocator.adjust(
-                SCARCE_SKU, -RECEIPT, movement_id=f"demo-{run}-return", reason="demo reset"
-            )
-            say("the demo's orders were cancelled through their actors; stock is released")
+            await _wait_for(res.pool, held, lambda s: s == "cancelled")
+            # The next run sets every product's stock again, so it starts where this one did.
+            say(f"{len(held)} orders still held were cancelled through their actors")
         finally:
             daemon.send_signal(signal.SIGTERM)
             try:
                 daemon.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 daemon.kill()
-    say("fulfillment and shipping are not built yet, so the demo stops after allocation")
+    say("customer messages and delivery tracking are not built yet: the demo ends at shipped")
+
+
+# Where an order rests until something from outside (stock, a person) moves it on.
+_AT_REST = frozenset({"shipped", "backordered", "partially_reserved", "needs_attention"})
+
+
+async def _shipping_report(pool: Any, ids: list[str]) -> list[str]:
+    """What shipped, how, and how fast, from the durable record."""
+    async with pool.acquire() as conn:
+        shipped = await conn.fetch(
+            """
+            SELECT s.carrier_account, s.service, s.tracking_number, s.label_path,
+                   s.estimated_delivery, s.shipped_at - o.paid_at AS took
+            FROM shipments s JOIN orders o ON o.id = s.order_id
+            WHERE s.order_id = ANY($1::text[]) AND s.status = 'shipped'
+            ORDER BY s.shipped_at
+            """,
+            ids,
+        )
+        wrong = await conn.fetchval(
+            "SELECT count(*) FROM shipments WHERE order_id = ANY($1::text[]) AND NOT packed_ok",
+            ids,
+        )
+    if not shipped:
+        return ["nothing shipped"]
+    services = _counted(f"{r['carrier_account']} {r['service']}" for r in shipped)
+    took = sorted(r["took"].total_seconds() for r in shipped)
+    first = shipped[0]
+    return [
+        f"{len(shipped)} shipments left: {services}",
+        f"paid -> shipped: median {took[len(took) // 2]:.1f} s, slowest {took[-1]:.1f} s",
+        f"packed wrong and held for a person: {wrong}",
+        f"e.g. tracking number {first['tracking_number']}, delivery expected "
+        f"{first['estimated_delivery']}, label {first['label_path']}",
+    ]
+
+
+_ADDRESSES = (
+    {"name": "Demo Customer", "line1": "200 Main St", "city": "Springfield", "region": "IL",
+     "postal_code": "62704", "country": "US"},
+    {"name": "Demo Customer", "line1": "5 Ocean Ave", "city": "Brooklyn", "region": "NY",
+     "postal_code": "11225", "country": "US"},
+    {"name": "Demo Customer", "line1": "Damrak 1", "city": "Amsterdam",
+     "postal_code": "1012 LG", "country": "NL"},
+)  # fmt: skip
 
 
 def _order(run: str, n: int, skus: list[str], rng: random.Random) -> bytes:
@@ -122,13 +172,11 @@ def _order(run: str, n: int, skus: list[str], rng: random.Random) -> bytes:
             "id": f"D{run}-{n}",
             "name": f"#D{run}-{n}",
             "status": "paid",
-            "paid_at": "2026-11-26T09:00:00Z",
+            "paid_at": datetime.now(UTC).isoformat(),
             "currency": "EUR",
             "customer": {"email": f"customer{n}@example.com"},
-            "shipping_address": {
-                "name": "Demo Customer", "line1": "Damrak 1", "city": "Amsterdam",
-                "postal_code": "1012 LG", "country": "NL",
-            },
+            "shipping_address": rng.choice(_ADDRESSES),
+            "shipping_service": rng.choice(("Standard", "Standard", "Express")),
             "lines": [
                 {"sku": sku, "quantity": rng.randint(1, 2)} for sku in dict.fromkeys(picks)
             ],
@@ -157,7 +205,9 @@ async def _start_daemon(
 
 
 def _spawn(settings: Settings, secret: str, run: str) -> tuple[subprocess.Popen[bytes], str]:
-    """``orderd run`` with the same settings, its generic webhook open under ``secret``."""
+    """``orderd run`` with the same settings, its generic webhook open under ``secret``,
+    the sandbox warehouse, and labels kept in a directory of the run's own."""
+    labels = Path(tempfile.gettempdir()) / f"orderd-demo-{run}" / "labels"
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -172,6 +222,11 @@ def _spawn(settings: Settings, secret: str, run: str) -> tuple[subprocess.Popen[
             "ORDERD_HTTP__PORT": str(port),
             "ORDERD_DAEMON__CONSUMER_NAME": f"demo-{run}",
             "ORDERD_DAEMON__LOG_LEVEL": "warning",
+            # The sandbox warehouse packs at once and gets one parcel in 25 wrong.
+            "ORDERD_WMS__ADAPTER": "sandbox",
+            "ORDERD_WMS__SANDBOX_DELAY_S": "0.2",
+            "ORDERD_WMS__SANDBOX_MISPICK_RATE": "0.04",
+            "ORDERD_LABELS__DIR": str(labels),
         }
     )
     orderd = Path(sys.executable).with_name("orderd")

@@ -147,7 +147,7 @@ async def test_a_database_from_a_newer_orderd_is_refused(
     assert "upgrade orderd" in one_clean_line(run_orderd("migrate"))
 
 
-async def test_demo_runs_the_allocation_core_and_leaves_stock_as_it_found_it(
+async def test_demo_ships_its_orders_and_leaves_nothing_reserved(
     run_orderd: Run, pg_schema_name: str
 ) -> None:
     result = run_orderd("demo", "--orders", "40")
@@ -155,11 +155,16 @@ async def test_demo_runs_the_allocation_core_and_leaves_stock_as_it_found_it(
     assert "40 signed webhooks sent concurrently: 40 202 accepted" in result.stdout
     assert "the order actors took them" in result.stdout
     assert "Redis matches the ledger" in result.stdout
-    assert "stops after allocation" in result.stdout
+    assert "ends at shipped" in result.stdout
     again = run_orderd("demo", "--orders", "10")
     assert again.returncode == 0, again.stderr
     async with connection(POSTGRES_DSN, pg_schema_name) as conn:
         assert await conn.fetchval("SELECT count(*) FROM products") == 20
+        states = dict(await conn.fetch("SELECT state, count(*) FROM orders GROUP BY state"))
+        assert set(states) <= {"shipped", "cancelled"}
+        assert states["shipped"] >= 40  # a few may be packed wrong, held, then cancelled
+        labels = await conn.fetch("SELECT label_path FROM shipments WHERE status = 'shipped'")
+        assert all(Path(r["label_path"]).is_file() for r in labels)
         reserved = await conn.fetchval(
             "SELECT sum((l->>2)::int) FROM stock_ledger, jsonb_array_elements(lines) l"
         )

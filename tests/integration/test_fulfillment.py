@@ -14,6 +14,7 @@ from aiohttp import web
 
 from adapters.carriers.tracking_numbers import is_valid_sandbox_tracking_number
 from adapters.platforms.signatures import sign_generic
+from tests.carrier_servers import EasyPostServer, ShippoServer
 from tests.conftest import add_products
 from tests.integration.daemon_harness import (
     SECRET,
@@ -326,3 +327,58 @@ async def test_bad_wms_callbacks_are_refused_and_change_nothing(
     assert (status, answer["status"], answer["reason"]) == (200, "ignored", "unknown shipment")
     assert await pg.fetchval("SELECT count(*) FROM mailbox") == before
     assert await state_of(pg) == "fulfillment_requested"
+
+
+@pytest.mark.parametrize("server_kind", [EasyPostServer, ShippoServer])
+async def test_a_real_carrier_api_ships_the_order(
+    make_daemon: MakeDaemon, pg: Any, run_orderd: Any, server_kind: Any
+) -> None:
+    await add_products(pg, *SKUS)
+    stocked(run_orderd)
+    async with server_kind() as server:
+        name = "easypost" if server_kind is EasyPostServer else "shippo"
+        daemon = make_daemon(**carrier_env(name, server), ORDERD_WMS__SANDBOX_DELAY_S="0")
+        send_paid(daemon)
+        await reaches(pg, "shipped")
+        assert server.purchases == 1
+    [shipment] = show(run_orderd)["shipments"]
+    assert shipment["carrier"] == name
+    assert shipment["tracking_number"] == server.sales[0].tracking_number
+    assert contents(Path(shipment["label_path"])).startswith(b"%PDF-1.4")
+
+
+async def test_a_crash_between_buying_and_recording_buys_no_second_label(
+    make_daemon: MakeDaemon, pg: Any, run_orderd: Any
+) -> None:
+    await add_products(pg, *SKUS)
+    stocked(run_orderd)
+    async with EasyPostServer() as server:
+        env = {**carrier_env("easypost", server), "ORDERD_WMS__SANDBOX_DELAY_S": "0"}
+        first = make_daemon("d1", **env)
+        # The carrier sells the label, and the daemon dies before it hears of it.
+        server.on_buy = first.kill
+        send_paid(first)
+
+        async def sold() -> bool:
+            return server.purchases == 1
+
+        await eventually(sold, what="the label to be sold")
+        assert first.process is not None
+        assert first.process.wait(10) == -9
+        server.on_buy = None
+        make_daemon("d2", **env)
+        await reaches(pg, "shipped")
+        assert server.purchases == 1
+    [shipment] = show(run_orderd)["shipments"]
+    assert shipment["tracking_number"] == server.sales[0].tracking_number
+
+
+def carrier_env(name: str, server: Any) -> dict[str, str]:
+    """Only carrier ``name``, at the local server speaking its API."""
+    prefix = f"ORDERD_CARRIERS__{name.upper()}__"
+    return {
+        "ORDERD_CARRIERS__SANDBOX__ENABLED": "false",
+        f"{prefix}ENABLED": "true",
+        f"{prefix}API_KEY": server.api_key,
+        f"{prefix}BASE_URL": server.base_url,
+    }
