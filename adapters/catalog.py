@@ -1,4 +1,5 @@
-"""Reading a product catalog CSV (sku,name,weight_g,bin,unit_cost and optional dimensions).
+"""Reading a product catalog CSV (sku,name,weight_g,bin,unit_cost, optional dimensions and
+optional ``flags``: handling words such as ``fragile;keep_upright``, separated by ``;``).
 
 Pure: text in, products or a list of every problem (with its line number) out. A file is
 taken whole or not at all, so the parser reports every bad row rather than the first.
@@ -7,6 +8,7 @@ taken whole or not at all, so the parser reports every bad row rather than the f
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
 
@@ -17,6 +19,8 @@ from adapters.errors import CatalogError
 
 REQUIRED = ("sku", "name", "weight_g", "bin", "unit_cost")
 DIMENSIONS = ("length_cm", "width_cm", "height_cm")
+FLAGS = "flags"
+_FLAG = re.compile(r"^[a-z0-9_]{1,32}$")
 MAX_ROWS = 1_000_000
 _MAX_WEIGHT_G = 1_000_000  # a tonne: beyond that it is not a parcel
 _MAX_COST = Decimal(1_000_000_000)
@@ -33,6 +37,7 @@ class Product(Struct, frozen=True, kw_only=True):
     length_cm: Decimal | None = None
     width_cm: Decimal | None = None
     height_cm: Decimal | None = None
+    flags: tuple[str, ...] = ()  # handling notes for the packer and the carrier
 
 
 def parse_catalog(lines: Iterable[str]) -> list[Product]:
@@ -88,7 +93,7 @@ def _check_header(columns: list[str]) -> str | None:
     missing = [c for c in REQUIRED if c not in columns]
     if missing:
         return f"header lacks {', '.join(missing)}; expected " + ",".join(REQUIRED)
-    unknown = [c for c in columns if c not in REQUIRED and c not in DIMENSIONS]
+    unknown = [c for c in columns if c not in REQUIRED and c not in DIMENSIONS and c != FLAGS]
     if unknown:
         return f"unknown column {unknown[0]!r}"
     if len(set(columns)) != len(columns):
@@ -128,12 +133,19 @@ def _parse_row(row: dict[str, str]) -> tuple[Product | None, list[str]]:
                 dims[column] = _decimal(
                     values[column], column, Decimal("0.01"), _MAX_DIMENSION_CM, problems
                 )
+    flags = tuple(
+        dict.fromkeys(f.strip().lower() for f in row.get(FLAGS, "").split(";") if f.strip())
+    )
+    bad = [f for f in flags if not _FLAG.fullmatch(f)]
+    if bad or len(flags) > 8:
+        problems.append("flags: up to 8 words of a-z, 0-9 and _, separated by ';'")
     if problems or unit_cost is None:
         return None, problems
-    return (
-        Product(sku=sku, name=name, weight_g=weight_g, bin=bin_code, unit_cost=unit_cost, **dims),
-        problems,
-    )
+    product = Product(
+        sku=sku, name=name, weight_g=weight_g, bin=bin_code, unit_cost=unit_cost, flags=flags,
+        **dims,
+    )  # fmt: skip
+    return product, problems
 
 
 def _decimal(

@@ -208,6 +208,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 "ORDERD_WEBHOOKS__SHOPIFY__ENABLED": "true",
                 "ORDERD_WEBHOOKS__SHOPIFY__SECRET": SECRET,
                 "ORDERD_DAEMON__LOG_LEVEL": "warning",
+                # Orders stop at the warehouse: what is measured is intake and reservation.
+                "ORDERD_WMS__SANDBOX_DELAY_S": "86400",
+                "ORDERD_LABELS__DIR": str(logs / "labels"),
             }
         )
         for sku in ("SKU2006-001", "SKU2006-020"):

@@ -666,7 +666,14 @@ def evolve(snapshot: Snapshot | None, event: Event, order_id: str) -> Snapshot:
         case NothingToShip():
             return structs.replace(current, state=OrderState.COMPLETED, reason="nothing to ship")
         case OrderCancelled(reason=reason):
-            return structs.replace(current, state=OrderState.CANCELLED, holdings=(), reason=reason)
+            # Shipments not yet labelled go no further; a labelled one was voided first.
+            stopped = tuple(
+                structs.replace(s, status="cancelled") if s.status in OPEN else s
+                for s in current.shipments
+            )
+            return structs.replace(
+                current, state=OrderState.CANCELLED, holdings=(), reason=reason, shipments=stopped
+            )
         case AttentionNeeded(reason=reason):
             return structs.replace(current, state=OrderState.NEEDS_ATTENTION, reason=reason)
         case CancelRefused():

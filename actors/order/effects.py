@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from actors.order.behaviour import (
 )
 from actors.order.types import Address, NormalizedOrder
 from actors.shipping.pick_list import PickLine, estimate_parcel, sort_pick_list
+from adapters.batching import Coalescer
 from adapters.carriers.model import Carrier, CarrierError, Purchase, Rate, RateRequest
 from adapters.postgres import fulfillment
 from adapters.wms.model import FulfillmentRequest
@@ -53,6 +54,8 @@ class Shipping:
         self._wms_delay_s = wms_delay_s
         self._tare_g = tare_g
         self._default_box = default_box_cm
+        # Pick lists of turns running together look their products up in one query.
+        self._products: Coalescer[str, Any] = Coalescer(self._load_products)
 
     async def request(
         self, order_id: str, order: NormalizedOrder, effect: RequestFulfillment, now: datetime
@@ -62,15 +65,8 @@ class Shipping:
         numbers: dict[str, int] = {}
         for number, line in enumerate(order.lines, start=1):
             numbers.setdefault(line.sku, number)
-        async with self._pool.acquire() as conn:
-            rows = await conn.fetch(
-                """
-                SELECT sku, name, weight_g, bin, length_cm, width_cm, height_cm
-                FROM products WHERE sku = ANY($1::text[])
-                """,
-                [sku for sku, _ in effect.lines],
-            )
-        products = {r["sku"]: r for r in rows}
+        found = await asyncio.gather(*(self._products.submit(sku) for sku, _ in effect.lines))
+        products = {sku: row for (sku, _), row in zip(effect.lines, found, strict=True)}
         lines = []
         for sku, units in effect.lines:
             product = products.get(sku)
@@ -87,6 +83,7 @@ class Shipping:
                     length_cm=_cm(product, "length_cm"),
                     width_cm=_cm(product, "width_cm"),
                     height_cm=_cm(product, "height_cm"),
+                    flags=tuple(product["flags"]) if product else (),
                 )
             )
         pick_list = sort_pick_list(lines)
@@ -104,6 +101,7 @@ class Shipping:
             parcel=parcel,
             ship_to=order.shipping_address,
             note=order.note,
+            flags=tuple(sorted({flag for line in pick_list for flag in line.flags})),
         )
         due = now.timestamp() + self._wms_delay_s
         queued = fulfillment.Queued(
@@ -187,6 +185,18 @@ class Shipping:
             )
         await carrier.void(effect.purchase_id)
         return Voided(shipment_id=effect.shipment_id)
+
+    async def _load_products(self, skus: Sequence[str]) -> list[Any]:
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                """
+                SELECT sku, name, weight_g, bin, length_cm, width_cm, height_cm, flags
+                FROM products WHERE sku = ANY($1::text[])
+                """,
+                list(set(skus)),
+            )
+        by_sku = {r["sku"]: r for r in rows}
+        return [by_sku.get(sku) for sku in skus]
 
     def _origin(self, warehouse: str) -> Address:
         return self._ship_from[warehouse]

@@ -18,6 +18,7 @@ ShipmentStatus = Literal[
     "shipped",
     "short_picked",  # the warehouse lacked units: replaced by a later shipment
     "voided",  # the label was voided when the order was cancelled
+    "cancelled",  # the order was cancelled before its label was bought
 ]
 
 # A shipment in one of these holds its units: they are in a parcel or on their way to one.

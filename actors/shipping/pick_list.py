@@ -30,6 +30,7 @@ class PickLine(Struct, frozen=True, kw_only=True):
     length_cm: float | None = None
     width_cm: float | None = None
     height_cm: float | None = None
+    flags: tuple[str, ...] = ()  # handling notes from the catalog: fragile, keep_upright, ...
 
 
 def bin_sort_key(bin: str) -> tuple[int, tuple[BinRun, ...]]:

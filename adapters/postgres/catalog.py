@@ -9,7 +9,9 @@ from msgspec import Struct
 
 from adapters.catalog import Product
 
-_COLUMNS = ("sku", "name", "weight_g", "bin", "unit_cost", "length_cm", "width_cm", "height_cm")
+_COLUMNS = (
+    "sku", "name", "weight_g", "bin", "unit_cost", "length_cm", "width_cm", "height_cm", "flags",
+)  # fmt: skip
 
 
 class ImportResult(Struct, frozen=True):
@@ -32,17 +34,19 @@ async def upsert_products(conn: Any, products: Sequence[Product]) -> ImportResul
         rows = await conn.fetch(
             """
             INSERT INTO products AS p
-                (sku, name, weight_g, bin, unit_cost, length_cm, width_cm, height_cm)
-            SELECT sku, name, weight_g, bin, unit_cost, length_cm, width_cm, height_cm
+                (sku, name, weight_g, bin, unit_cost, length_cm, width_cm, height_cm, flags)
+            SELECT sku, name, weight_g, bin, unit_cost, length_cm, width_cm, height_cm, flags
             FROM catalog_import
             ON CONFLICT (sku) DO UPDATE SET
                 name = excluded.name, weight_g = excluded.weight_g, bin = excluded.bin,
                 unit_cost = excluded.unit_cost, length_cm = excluded.length_cm,
                 width_cm = excluded.width_cm, height_cm = excluded.height_cm,
-                updated_at = now()
-            WHERE (p.name, p.weight_g, p.bin, p.unit_cost, p.length_cm, p.width_cm, p.height_cm)
+                flags = excluded.flags, updated_at = now()
+            WHERE (p.name, p.weight_g, p.bin, p.unit_cost, p.length_cm, p.width_cm, p.height_cm,
+                   p.flags)
                 IS DISTINCT FROM (excluded.name, excluded.weight_g, excluded.bin,
-                    excluded.unit_cost, excluded.length_cm, excluded.width_cm, excluded.height_cm)
+                    excluded.unit_cost, excluded.length_cm, excluded.width_cm, excluded.height_cm,
+                    excluded.flags)
             RETURNING (xmax = 0) AS created
             """
         )

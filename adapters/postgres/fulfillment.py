@@ -98,3 +98,16 @@ async def failed(conn: Any, shipment_id: str, error: str) -> None:
         shipment_id,
         error,
     )
+
+
+async def withdraw(conn: Any, order_ids: Sequence[str]) -> None:
+    """Requests of cancelled orders that were not delivered yet are not delivered at all."""
+    if not order_ids:
+        return
+    await conn.execute(
+        """
+        UPDATE fulfillment_requests SET status = 'cancelled'
+        WHERE order_id = ANY($1::text[]) AND status = 'pending'
+        """,
+        list(order_ids),
+    )

@@ -21,6 +21,7 @@ from actors.order.events import (
     FulfillmentRequested,
     LabelCreated,
     LabelVoided,
+    OrderCancelled,
     OrderReceived,
     PackMismatch,
     ShipmentPacked,
@@ -77,7 +78,7 @@ class Turn(Struct, frozen=True, kw_only=True):
 
 _SHIPMENT_EVENTS = (
     FulfillmentRequested, ShipmentPicked, ShipmentPacked, PackMismatch, ShortPick, CarrierChosen,
-    LabelCreated, Shipped, LabelVoided,
+    LabelCreated, Shipped, LabelVoided, OrderCancelled,
 )  # fmt: skip
 
 
@@ -135,6 +136,8 @@ async def save_turns(conn: Any, turns: Sequence[Turn]) -> tuple[set[str], list[m
     )
     await _record_shipped(conn, moved)
     await fulfillment.queue(conn, [q for t in done for q in t.requests])
+    cancelled = [t.order_id for t in moved if any(isinstance(e, OrderCancelled) for e in t.events)]
+    await fulfillment.withdraw(conn, cancelled)
     posted = await mailbox.post(conn, [m for t in done for m in t.told])
     return saved, posted
 

@@ -34,6 +34,7 @@ class FulfillmentRequest(Struct, frozen=True, kw_only=True):
     carrier: str | None = None  # chosen after packing, when the parcel is weighed
     service: str | None = None
     note: str | None = None  # the customer's note or gift message, for the packing slip
+    flags: tuple[str, ...] = ()  # every handling note of the parcel's items
 
 
 class WmsError(OrderdError):

@@ -152,7 +152,9 @@ def _table(page: Page, lines: Sequence[PickLine], *, top: float) -> float:
         bin_code = line.bin or "no bin"
         page.text(_BIN_X, baseline, bin_code, size=10, bold=True, max_width=_BIN_WIDTH, mark=_CUT)
         page.text(_SKU_X, baseline, line.sku, size=9, max_width=_SKU_WIDTH, mark=_CUT)
-        page.text(_NAME_X, baseline, line.name, size=9, max_width=_NAME_WIDTH, mark=_CUT)
+        # Handling notes first in the cell, so a cut long name never hides them.
+        name = f"[{', '.join(line.flags)}] {line.name}" if line.flags else line.name
+        page.text(_NAME_X, baseline, name, size=9, max_width=_NAME_WIDTH, mark=_CUT)
         page.right_text(_QTY_RIGHT, baseline, str(line.quantity), size=10, bold=True)
         page.right_text(_WEIGHT_RIGHT, baseline, _weight(line.weight_g * line.quantity), size=9)
         y -= _ROW_HEIGHT

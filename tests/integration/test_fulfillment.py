@@ -382,3 +382,81 @@ def carrier_env(name: str, server: Any) -> dict[str, str]:
         f"{prefix}API_KEY": server.api_key,
         f"{prefix}BASE_URL": server.base_url,
     }
+
+
+async def test_cancelling_before_the_warehouse_has_it_withdraws_the_request(
+    make_daemon: MakeDaemon, pg: Any, run_orderd: Any
+) -> None:
+    await add_products(pg, *SKUS)
+    stocked(run_orderd)
+    send_paid(make_daemon())  # the sandbox warehouse of the tests waits an hour
+    await reaches(pg, "fulfillment_requested")
+    cancelled = run_orderd("order", "cancel", "#1001")
+    assert cancelled.returncode == 0, cancelled.stderr
+    await reaches(pg, "cancelled")
+    view = show(run_orderd)
+    assert view["shipments"][0]["status"] == "cancelled"
+    assert view["shipments"][0]["fulfillment_request"]["status"] == "cancelled"
+    level = json.loads(run_orderd("stock", "show", "SKU2006-020", "--json").stdout)
+    assert (level["on_hand"], level["reserved"]) == (5, 0)
+
+
+TWO_WAREHOUSES = """
+[[warehouses]]
+code = "main"
+priority = 1
+
+[[warehouses]]
+code = "north"
+priority = 2
+timezone = "America/Chicago"
+"""
+
+
+async def test_a_short_pick_is_reserved_again_in_another_warehouse_and_ships_from_both(
+    make_daemon: MakeDaemon, pg: Any, run_orderd: Any, tmp_path: Path
+) -> None:
+    config = tmp_path / "orderd.toml"
+    config.write_text(TWO_WAREHOUSES)
+    env = {"ORDERD_CONFIG": str(config)}
+    await add_products(pg, *SKUS)
+    for sku, units, warehouse in (
+        ("SKU2006-001", 1, "main"), ("SKU2006-020", 2, "main"), ("SKU2006-020", 5, "north")
+    ):  # fmt: skip
+        done = run_orderd("stock", "set", sku, str(units), "--warehouse", warehouse, env=env)
+        assert done.returncode == 0, done.stderr
+    daemon = make_daemon(ORDERD_WMS__ADAPTER="spool", ORDERD_WMS__SECRET=SECRET, **env)
+    send_paid(daemon)
+    await reaches(pg, "fulfillment_requested")
+    view = show(run_orderd)
+    first = view["shipments"][0]
+    assert first["warehouse"] == "main"
+    missing = {"event": "short_pick", "order_id": view["id"], "shipment_id": first["id"],
+               "missing": [{"sku": "SKU2006-020", "quantity": 2}]}  # fmt: skip
+    assert wms_callback(daemon, missing)[0] == 202
+
+    async def rerouted() -> bool:
+        return len(show(run_orderd)["shipments"]) == 3
+
+    await eventually(rerouted, what="the shortfall to go out from the other warehouse")
+    shipments = show(run_orderd)["shipments"]
+    assert [(s["warehouse"], s["status"]) for s in shipments] == [
+        ("main", "short_picked"), ("main", "requested"), ("north", "requested"),
+    ]  # fmt: skip
+    for shipment in shipments[1:]:
+        packed = run_orderd("order", "packed", "#1001", "--shipment", shipment["id"], env=env)
+        assert packed.returncode == 0, packed.stderr
+    await reaches(pg, "shipped")
+
+    async def both_shipped() -> bool:
+        return [s["status"] for s in show(run_orderd)["shipments"]][1:] == ["shipped", "shipped"]
+
+    await eventually(both_shipped, what="both shipments to ship")
+    north = json.loads(
+        run_orderd("stock", "show", "SKU2006-020", "--warehouse", "north", "--json", env=env).stdout
+    )
+    main = json.loads(
+        run_orderd("stock", "show", "SKU2006-020", "--warehouse", "main", "--json", env=env).stdout
+    )
+    assert (north["on_hand"], north["reserved"]) == (3, 0)
+    assert (main["on_hand"], main["reserved"]) == (0, 0)

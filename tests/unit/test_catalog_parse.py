@@ -128,3 +128,23 @@ def test_any_valid_catalog_round_trips(rows: list[tuple[str, int, Decimal]]) -> 
     text = HEADER + "\n" + "".join(f"{sku},Item {sku},{g},Z-{g},{cost}\n" for sku, g, cost in rows)
     products = parse(text)
     assert [(p.sku, p.weight_g, p.unit_cost) for p in products] == rows
+
+
+def test_handling_flags_are_read_lower_cased_and_once_each() -> None:
+    text = (
+        "sku,name,weight_g,bin,unit_cost,flags\n"
+        "LAMP,Desk lamp,1450,C-01,18.90,Fragile;keep_upright;fragile\n"
+        "TEE,Tee,180,A-02,4.75,\n"
+    )
+    lamp, tee = parse_catalog(text.splitlines(keepends=True))
+    assert lamp.flags == ("fragile", "keep_upright")
+    assert tee.flags == ()
+
+
+def test_a_flag_that_is_not_a_plain_word_is_rejected() -> None:
+    text = "sku,name,weight_g,bin,unit_cost,flags\nLAMP,Desk lamp,1450,C-01,18.90,fragile!\n"
+    with pytest.raises(CatalogError) as caught:
+        parse_catalog(text.splitlines(keepends=True))
+    assert caught.value.problems == [
+        "line 2: flags: up to 8 words of a-z, 0-9 and _, separated by ';'"
+    ]

@@ -350,3 +350,17 @@ def test_a_refusing_warehouse_holds_the_order() -> None:
     _, snapshot = step(snapshot, refused)
     assert snapshot.state is OrderState.NEEDS_ATTENTION
     assert snapshot.reason == "the warehouse refused shipment ord_1-1: 400 bad"
+
+
+def test_a_cancelled_order_takes_no_word_from_the_warehouse_any_more() -> None:
+    request, snapshot = reserved(received())
+    cancel = CancelRequested(order_id="ord_1", reason="changed mind", requested_by="shopify")
+    decision, snapshot = step(snapshot, cancel)
+    assert decision.effects == (ReleaseAll("cancel"),)
+    _, snapshot = step(snapshot, decision.pending or ReleasedAll(reason="", by=""))
+    assert snapshot.state is OrderState.CANCELLED
+    assert snapshot.shipments[0].status == "cancelled"
+    late = Packed(order_id="ord_1", shipment_id=request.shipment_id, items=(("A", 2), ("B", 1)))
+    decision, after = step(snapshot, late)
+    assert decision == Decision()
+    assert after == snapshot

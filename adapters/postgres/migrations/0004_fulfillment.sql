@@ -1,6 +1,9 @@
 -- Fulfillment and shipping: what a shipment holds and how it left, the requests sent to
 -- the warehouse system, and the built-in sandbox carrier's own account of its labels.
 
+-- Handling notes for packers and carriers (fragile, keep_upright, hazmat, ...).
+ALTER TABLE products ADD COLUMN flags text[] NOT NULL DEFAULT '{}';
+
 ALTER TABLE shipments ADD COLUMN carrier_account text;
 ALTER TABLE shipments ADD COLUMN service_level text;
 ALTER TABLE shipments ADD COLUMN quote_id text;
@@ -13,7 +16,7 @@ ALTER TABLE shipments ADD COLUMN height_cm numeric(8, 2);
 ALTER TABLE shipments ADD COLUMN problem text;
 ALTER TABLE shipments ADD CONSTRAINT shipments_status CHECK (status IN (
     'requested', 'picked', 'packed', 'mismatch', 'label_created', 'shipped', 'short_picked',
-    'voided', 'in_transit', 'out_for_delivery', 'delivered', 'returned', 'failure'));
+    'voided', 'cancelled', 'in_transit', 'out_for_delivery', 'delivered', 'returned', 'failure'));
 ALTER TABLE shipments ALTER COLUMN status SET DEFAULT 'requested';
 
 -- The fulfillment request of each shipment, delivered to the warehouse system by the
@@ -25,7 +28,7 @@ CREATE TABLE fulfillment_requests (
     adapter          text NOT NULL,
     body             jsonb NOT NULL,
     status           text NOT NULL DEFAULT 'pending'
-                     CHECK (status IN ('pending', 'sent', 'failed')),
+                     CHECK (status IN ('pending', 'sent', 'failed', 'cancelled')),
     attempts         integer NOT NULL DEFAULT 0,
     next_attempt_at  timestamptz NOT NULL,
     last_error       text,
