@@ -4,6 +4,7 @@ import itertools
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 
+import msgspec
 import pytest
 
 from actors.order.types import Address
@@ -634,9 +635,8 @@ def test_bin_order_ignores_case_and_blanks() -> None:
 
 
 def line(line_no: int, sku: str, bin: str, **dimensions: float) -> PickLine:
-    return PickLine(
-        line_no=line_no, sku=sku, name=sku, quantity=1, bin=bin, weight_g=100, **dimensions
-    )
+    plain = PickLine(line_no=line_no, sku=sku, name=sku, quantity=1, bin=bin, weight_g=100)
+    return msgspec.structs.replace(plain, **dimensions)
 
 
 def test_the_pick_list_is_sorted_by_bin_then_sku_then_line() -> None:
