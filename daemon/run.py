@@ -101,7 +101,8 @@ class Daemon:
     async def saved(self, told: Sequence[Posted], requested: bool) -> None:
         """After turns are saved: stream what orders told themselves, wake the dispatcher."""
         await self.mail.stream(told)
-        if requested:
+        # Requests due later (the sandbox's picking time) are found by the dispatcher's tick.
+        if requested and self.dispatcher.warehouse.delay_s == 0:
             self.dispatcher.wake()
 
     async def close(self) -> None:
