@@ -72,8 +72,14 @@ class Reminders:
                 )
                 posted = []
                 if row is not None:
+                    # Keys are order:kind or order:kind:scope.
+                    scope = key.removeprefix(f"{row['order_id']}:{row['kind']}").lstrip(":")
                     message = ReminderDue(
-                        order_id=row["order_id"], kind=row["kind"], key=key, due_at=row["due_at"]
+                        order_id=row["order_id"],
+                        kind=row["kind"],
+                        key=key,
+                        due_at=row["due_at"],
+                        scope=scope,
                     )
                     posted = await mailbox.post(conn, [message])
             await self._mail.stream(posted)

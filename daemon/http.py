@@ -13,9 +13,11 @@ import hashlib
 import hmac
 import logging
 import re
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -27,14 +29,22 @@ from redis.exceptions import RedisError
 from actors.mail import Mail
 from actors.order.messages import Packed, Picked, ShortPicked
 from actors.order.types import is_valid_sku
+from adapters.carriers.webhooks import (
+    TrackingUpdate,
+    parse_easypost,
+    parse_shippo,
+    verify_easypost,
+    verify_shippo,
+)
 from adapters.errors import OrderdError
+from adapters.feedback import not_found_page, read_token, thank_you_page, token_id
 from adapters.platforms import MalformedPayload, generic, shopify, woocommerce
 from adapters.platforms.signatures import verify_generic, verify_shopify, verify_woocommerce
 from adapters.postgres import orders
 from adapters.stock.allocator import Allocator
 from adapters.wms.callbacks import parse_callback
-from daemon.intake import ForOrder, Intake, StoreUnavailable
-from daemon.settings import Settings, WebhookSource
+from daemon.intake import ForOrder, Intake, StoreUnavailable, Tracked
+from daemon.settings import CarrierAccount, Settings, WebhookSource
 
 log = logging.getLogger("orderd.http")
 
@@ -52,6 +62,9 @@ class Context:
     allocator: Allocator
     mail: Mail
     ready: Callable[[], bool] = lambda: True
+    # The key that signs rating links, and the clock their expiry is read by.
+    feedback_secrets: Callable[[], list[str]] = lambda: []
+    clock: Callable[[], float] = time.time
     metrics: Callable[[], Awaitable[dict[str, float]]] | None = None
     draining: bool = False
     answers: dict[str, int] = field(default_factory=dict)
@@ -156,6 +169,68 @@ def _webhook(
         return _json(answer.status, answer.body)
 
     return handle
+
+
+def _carrier_webhook(
+    name: str,
+    verified: Callable[[web.Request, bytes, list[str]], bool],
+    parse: Callable[[bytes], TrackingUpdate | None],
+) -> Handler:
+    """Tracking news from a carrier: verified, parsed, and handed to the parcel's order."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        context = request.app[CONTEXT]
+        account: CarrierAccount = getattr(context.settings.carriers, name)
+        if not account.enabled or not account.webhook_secret:
+            return _error(404, f"{name} tracking webhooks are not enabled")
+        if context.draining:
+            return _error(503, "shutting down; retry later")
+        body = await _body(request)
+        if not verified(request, body, [account.webhook_secret]):
+            return _error(401, f"missing or invalid {name} webhook signature")
+        try:
+            update = parse(body)
+        except MalformedPayload as exc:
+            return _error(400, exc.reason)
+        if update is None:
+            return _json(200, {"status": "ignored", "reason": "not tracking news"})
+        answer = await context.intake.accept(
+            source=name,
+            topic="tracking",
+            delivery_id=update.event_id or hashlib.sha256(body).hexdigest(),
+            event_id=None,
+            body=body,
+            decision=Tracked(update),
+        )
+        return _json(answer.status, answer.body)
+
+    return handle
+
+
+async def feedback(request: web.Request) -> web.StreamResponse:
+    """A one-click rating from a review request: recorded, then thanked for."""
+    context = request.app[CONTEXT]
+    token = request.match_info["token"]
+    score = request.query.get("score", "")
+    now = datetime.fromtimestamp(context.clock(), UTC)
+    order_id = read_token(token, context.feedback_secrets(), now=now)
+    if order_id is None or score not in ("1", "2", "3", "4", "5"):
+        return web.Response(status=404, text=not_found_page(), content_type="text/html")
+    async with context.pool.acquire() as conn:
+        stored = await conn.fetchval(
+            """
+            INSERT INTO feedback (order_id, score, token_id, at)
+            SELECT id, $2, $3, $4 FROM orders WHERE id = $1
+            RETURNING id
+            """,
+            order_id,
+            int(score),
+            token_id(token),
+            now,
+        )
+    if stored is None:
+        return web.Response(status=404, text=not_found_page(), content_type="text/html")
+    return web.Response(text=thank_you_page(int(score)), content_type="text/html")
 
 
 def _for_order(message: Picked | Packed | ShortPicked) -> ForOrder:
@@ -343,6 +418,25 @@ def build_app(context: Context) -> web.Application:
             secrets_for=_wms_secrets,
         ),
     )
+    app.router.add_post(
+        "/webhooks/carriers/easypost",
+        _carrier_webhook(
+            "easypost",
+            lambda request, body, secrets: verify_easypost(
+                body, request.headers.get("X-Hmac-Signature"), secrets
+            ),
+            parse_easypost,
+        ),
+    )
+    app.router.add_post(
+        "/webhooks/carriers/shippo",
+        _carrier_webhook(
+            "shippo",
+            lambda request, body, secrets: verify_shippo(request.query.get("token"), secrets),
+            parse_shippo,
+        ),
+    )
+    app.router.add_get("/feedback/{token}", feedback)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

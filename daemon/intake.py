@@ -19,8 +19,9 @@ import asyncpg
 from msgspec import Struct
 
 from actors.mail import Mail
-from actors.order.messages import CancelRequested, Message, OrderPaid
+from actors.order.messages import CancelRequested, Message, OrderPaid, TrackingUpdated
 from adapters.batching import Coalescer
+from adapters.carriers.webhooks import TrackingUpdate
 from adapters.platforms import Cancelled, Ignored, Paid
 from adapters.postgres import mailbox
 
@@ -34,7 +35,13 @@ class ForOrder(Struct, frozen=True):
     shipment_id: str
 
 
-Decision = Paid | Cancelled | Ignored | ForOrder
+class Tracked(Struct, frozen=True):
+    """A carrier's news of a parcel, found by its tracking number."""
+
+    update: TrackingUpdate
+
+
+Decision = Paid | Cancelled | Ignored | ForOrder | Tracked
 
 
 class Answer(Struct, frozen=True):
@@ -110,6 +117,12 @@ async def _store(
     known = await mailbox.paid_known(conn, paid) if paid else set()
     asked = [d.decision.shipment_id for d in deliveries if isinstance(d.decision, ForOrder)]
     shipments = await _known_shipments(conn, asked) if asked else set()
+    numbers = [
+        (d.decision.update.carrier, d.decision.update.tracking_number)
+        for d in deliveries
+        if isinstance(d.decision, Tracked)
+    ]
+    parcels = await _parcels(conn, numbers) if numbers else {}
     for index, delivery in enumerate(deliveries):
         # pop: the same delivery twice in one batch is new only the first time.
         inbox_id = new_ids.pop((delivery.source, delivery.delivery_id), None)
@@ -143,6 +156,25 @@ async def _store(
                     settle.append((inbox_id, "ignored", reason, None))
                     answers[index] = Answer(200, {"status": "ignored", "reason": reason})
                     continue
+            case Tracked(update=update):
+                parcel = parcels.get((update.carrier, update.tracking_number))
+                if parcel is None:
+                    log.info("tracking news for an unknown %s parcel ignored", update.carrier)
+                    reason = "unknown tracking number"
+                    settle.append((inbox_id, "ignored", reason, None))
+                    answers[index] = Answer(200, {"status": "ignored", "reason": reason})
+                    continue
+                order_id, shipment_id = parcel
+                message = TrackingUpdated(
+                    order_id=order_id,
+                    shipment_id=shipment_id,
+                    status=update.status,
+                    carrier_status=update.carrier_status,
+                    at=update.at,
+                    detail=update.detail,
+                    estimated_delivery=update.estimated_delivery,
+                    location=update.location,
+                )
         messages.append(message)
         settle.append((inbox_id, "streamed", None, message.order_id))
         answers[index] = Answer(202, {"status": "accepted", "order_id": message.order_id})
@@ -190,6 +222,23 @@ async def _known_shipments(conn: Any, shipment_ids: Sequence[str]) -> set[tuple[
         "SELECT order_id, id FROM shipments WHERE id = ANY($1::text[])", list(shipment_ids)
     )
     return {(r["order_id"], r["id"]) for r in rows}
+
+
+async def _parcels(
+    conn: Any, numbers: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], tuple[str, str]]:
+    """(order, shipment) of each (carrier, tracking number) orderd shipped."""
+    rows = await conn.fetch(
+        """
+        SELECT s.carrier, s.tracking_number, s.order_id, s.id
+        FROM shipments s
+        JOIN unnest($1::text[], $2::text[]) AS n (carrier, tracking_number)
+          ON s.carrier = n.carrier AND s.tracking_number = n.tracking_number
+        """,
+        [carrier for carrier, _ in numbers],
+        [number for _, number in numbers],
+    )
+    return {(r["carrier"], r["tracking_number"]): (r["order_id"], r["id"]) for r in rows}
 
 
 def _duplicate(reason: str) -> Answer:

@@ -21,21 +21,24 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import msgspec
 from aiohttp import web
 
 from actors.fulfillment import Dispatcher
 from actors.mail import Mail
+from actors.notifier import Outbox
 from actors.order.actor import OrderTurns
+from actors.order.outbox import CustomerMessages
 from actors.reminders import Reminders
 from actors.runtime import ActorRuntime
 from actors.runtime import RuntimeSettings as ActorSettings
-from adapters.postgres import mailbox
+from adapters.postgres import mailbox, orders
 from adapters.postgres.mailbox import Posted
 from adapters.redis.keys import RuntimeKeys
 from adapters.redis.streams import Streams
 from daemon import logs, shipping, systemd
 from daemon.http import Context, build_app
-from daemon.intake import Intake
+from daemon.intake import Intake, Tracked
 from daemon.resources import open_resources
 from daemon.settings import Settings
 
@@ -60,6 +63,18 @@ class Daemon:
             clock=clock,
         )
         self.shipping = shipping.shipping(settings, pool, clock, system)
+        self.outbox = Outbox(
+            pool=pool,
+            mail=self.mail,
+            senders=shipping.senders(settings),
+            settings=shipping.outbox_settings(settings),
+            clock=clock,
+        )
+        self.feedback_key = ""  # read from the database at start when none is configured
+        messages = CustomerMessages(
+            settings=shipping.message_settings(settings),
+            feedback_secret=lambda: self.feedback_secrets()[0],
+        )
         turns = OrderTurns(
             pool=pool,
             redis=redis,
@@ -69,6 +84,7 @@ class Daemon:
             lease_ms=settings.runtime.lease_ms,
             clock=clock,
             shipping=self.shipping,
+            messages=messages,
             on_saved=self.saved,
         )
         consumer = settings.daemon.consumer_name or f"{socket.gethostname()}-{os.getpid()}"
@@ -94,19 +110,52 @@ class Daemon:
             mail=self.mail,
             ready=lambda: self.runtime.reading,
             metrics=self.gauges,
+            feedback_secrets=self.feedback_secrets,
+            clock=clock,
         )
         self.pool = pool
         self.stopping = asyncio.Event()
 
-    async def saved(self, told: Sequence[Posted], requested: bool) -> None:
-        """After turns are saved: stream what orders told themselves, wake the dispatcher."""
+    async def saved(self, told: Sequence[Posted], saved: Sequence[orders.Turn]) -> None:
+        """After turns are saved: stream what orders told themselves, wake the senders."""
         await self.mail.stream(told)
         # Requests due later (the sandbox's picking time) are found by the dispatcher's tick.
-        if requested and self.dispatcher.warehouse.delay_s == 0:
+        if any(t.requests for t in saved) and self.dispatcher.warehouse.delay_s == 0:
             self.dispatcher.wake()
+        if any(t.notifications for t in saved):
+            self.outbox.wake()
+
+    def feedback_secrets(self) -> list[str]:
+        """Keys of rating links: the configured ones, else the database's own."""
+        configured = self.settings.feedback
+        keys = [k for k in (configured.secret, *configured.previous_secrets) if k]
+        return keys or [self.feedback_key]
+
+    async def sandbox_tracking(self) -> None:
+        """The sandbox carrier's scans, sent the way a carrier's webhook sends them."""
+        sandbox = self.shipping.sandbox
+        assert sandbox is not None  # started only with the sandbox carrier enabled
+        while not self.stopping.is_set():
+            try:
+                for quote_id, count, total, update in await sandbox.news():
+                    answer = await self.context.intake.accept(
+                        source="sandbox",
+                        topic="tracking",
+                        delivery_id=update.event_id or f"{update.tracking_number}:{count}",
+                        event_id=None,
+                        body=msgspec.json.encode(update),
+                        decision=Tracked(update),
+                    )
+                    if answer.status < 300:
+                        await sandbox.told(quote_id, count, total)
+            except Exception as exc:
+                log.warning("sandbox tracking failed: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), 0.5)
 
     async def close(self) -> None:
         await self.dispatcher.close()
+        await self.outbox.close()
         await self.shipping.close()
 
     async def rebuild_backlog(self) -> None:
@@ -146,9 +195,18 @@ class Daemon:
                 await asyncio.wait_for(self.stopping.wait(), every_s)
 
 
+def scaled(clock: Callable[[], float], scale: float) -> Callable[[], float]:
+    """A clock that runs ``scale`` times faster from now on (demos and tests)."""
+    if scale == 1:
+        return clock
+    start = clock()
+    return lambda: start + (clock() - start) * scale
+
+
 async def serve(settings: Settings, clock: Callable[[], float] = time.time) -> int:
     """Run until a signal; return the exit status."""
     logs.configure(settings.daemon.log_level)
+    clock = scaled(clock, settings.clock.scale)
     loop = asyncio.get_running_loop()
     signals = asyncio.Queue[int]()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -159,6 +217,8 @@ async def serve(settings: Settings, clock: Callable[[], float] = time.time) -> i
         if rebuilt:
             log.warning("stock rebuilt from the ledger for warehouse(s): %s", ", ".join(rebuilt))
         daemon = Daemon(settings, resources, clock)
+        async with resources.pool.acquire() as conn:
+            daemon.feedback_key = await conn.fetchval("SELECT feedback_key FROM orderd_instance")
         await daemon.streams.ensure_group()
         await daemon.reminders.rebuild()
 
@@ -179,7 +239,10 @@ async def serve(settings: Settings, clock: Callable[[], float] = time.time) -> i
             asyncio.create_task(daemon.reminders.run(daemon.stopping), name="reminders"),
             asyncio.create_task(daemon.pump(), name="pump"),
             asyncio.create_task(daemon.dispatcher.run(daemon.stopping), name="dispatcher"),
+            asyncio.create_task(daemon.outbox.run(daemon.stopping), name="outbox"),
         ]
+        if daemon.shipping.sandbox is not None:
+            tasks.append(asyncio.create_task(daemon.sandbox_tracking(), name="sandbox-tracking"))
         every = systemd.watchdog_interval_s()
         if every is not None:
             tasks.append(asyncio.create_task(daemon.watchdog(every), name="watchdog"))

@@ -156,6 +156,9 @@ class SandboxCarrier(_Section, frozen=True):
     enabled: bool = True
     # Empty: the rate table shipped with orderd (config/sandbox_rates.toml).
     rates_file: str = ""
+    # Shares of sandbox parcels that arrive two days late, or fail delivery.
+    delay_rate: Annotated[float, Meta(ge=0, le=1)] = 0.0
+    exception_rate: Annotated[float, Meta(ge=0, le=1)] = 0.0
 
 
 class CarriersSettings(_Section, frozen=True):
@@ -188,6 +191,70 @@ class PreferenceSetting(_Section, frozen=True):
 
 
 Money = Annotated[float, Meta(ge=0, le=1_000_000)]
+ClockTime = Annotated[str, Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+
+
+class EmailSettings(_Section, frozen=True):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: Port = 25
+    tls: Literal["none", "starttls", "implicit"] = "none"
+    username: str = ""
+    password: str = ""
+    sender: str = msgspec.field(default="orders@example.com", name="from")
+    reply_to: str = ""
+    # Templates here replace the packaged ones of the same file name.
+    templates_dir: str = ""
+    timeout_s: PositiveSeconds = 15.0
+
+
+class SmsSettings(_Section, frozen=True):
+    enabled: bool = False
+    base_url: str = "https://api.twilio.com"
+    account_sid: str = ""
+    auth_token: str = ""
+    sender: str = msgspec.field(default="", name="from")
+    timeout_s: PositiveSeconds = 15.0
+
+
+class NotifySettings(_Section, frozen=True):
+    # Which channels the store uses; narrowed per customer by what they gave and allow.
+    channels: Literal["email", "sms", "both"] = "email"
+    store_name: str = "Our store"
+    shop_url: str = "https://shop.example.com"
+    # Where customers reach orderd's rating links (GET /feedback/...).
+    public_url: str = "http://127.0.0.1:8080"
+    # No SMS in the customer's local night.
+    quiet_start: ClockTime = "21:00"
+    quiet_end: ClockTime = "08:00"
+    delivered_message: bool = True
+    # Follow-ups after delivery; 0 leaves one out.
+    review_after_days: Annotated[int, Meta(ge=0, le=365)] = 7
+    repeat_after_days: Annotated[int, Meta(ge=0, le=3650)] = 30
+    max_attempts: Annotated[int, Meta(ge=1, le=100)] = 12
+    retry_max_s: PositiveSeconds = 3600.0
+
+
+class TrackingSettings(_Section, frozen=True):
+    # Carriers without webhooks (or as a safety net) are asked this often.
+    poll_interval_s: Annotated[float, Meta(ge=60, le=7 * 86400)] = 4 * 3600.0
+    poll_for_days: Annotated[int, Meta(ge=1, le=120)] = 30
+    poll_carriers: tuple[str, ...] = ()
+    no_scan_hours: Annotated[float, Meta(gt=0, le=24 * 30)] = 48.0
+    pickup_grace_hours: Annotated[float, Meta(gt=0, le=24 * 30)] = 24.0
+
+
+class FeedbackSettings(_Section, frozen=True):
+    # Signs rating links; empty uses a random key kept in the database.
+    secret: str = ""
+    previous_secrets: tuple[str, ...] = ()
+    # How long a rating link works; the latest click within it counts.
+    window_days: Annotated[int, Meta(ge=1, le=365)] = 60
+
+
+class ClockSettings(_Section, frozen=True):
+    # Run reminders and the sandbox carrier this many times faster (demos and tests).
+    scale: Annotated[float, Meta(ge=1, le=10_000_000)] = 1.0
 
 
 class ShippingSettings(_Section, frozen=True):
@@ -227,6 +294,12 @@ class Settings(_Section, frozen=True):
     carriers: CarriersSettings = CarriersSettings()
     labels: LabelsSettings = LabelsSettings()
     shipping: ShippingSettings = ShippingSettings()
+    email: EmailSettings = EmailSettings()
+    sms: SmsSettings = SmsSettings()
+    notify: NotifySettings = NotifySettings()
+    tracking: TrackingSettings = TrackingSettings()
+    feedback: FeedbackSettings = FeedbackSettings()
+    clock: ClockSettings = ClockSettings()
     # Where the settings came from, for messages; not a key of the file.
     source: str = "built-in defaults"
 
@@ -402,6 +475,27 @@ def _check(settings: Settings) -> None:
                 f"{where}: warehouses[{index}].timezone: unknown time zone {warehouse.timezone!r}"
             ) from None
     _check_shipping(settings)
+    _check_notify(settings)
+
+
+def _check_notify(settings: Settings) -> None:
+    where = settings.source
+    sms = settings.sms
+    if sms.enabled:
+        for key, value in (("account_sid", sms.account_sid), ("auth_token", sms.auth_token),
+                           ("from", sms.sender)):  # fmt: skip
+            if not value:
+                raise ConfigError(
+                    f"{where}: sms.{key}: required when sms.enabled is true "
+                    f"(set it in the config file or in ORDERD_SMS__{key.upper()})"
+                )
+        if urlsplit(sms.base_url).scheme not in ("http", "https"):
+            raise ConfigError(f"{where}: sms.base_url: expected an http(s):// URL")
+    if settings.email.enabled and "@" not in settings.email.sender:
+        raise ConfigError(f"{where}: email.from: an address like orders@example.com is needed")
+    for key in ("public_url", "shop_url"):
+        if urlsplit(getattr(settings.notify, key)).scheme not in ("http", "https"):
+            raise ConfigError(f"{where}: notify.{key}: expected an http(s):// URL")
 
 
 def _check_shipping(settings: Settings) -> None:

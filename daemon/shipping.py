@@ -1,4 +1,4 @@
-"""Building the fulfillment and shipping parts from settings: rules, carriers, the WMS."""
+"""Building the fulfillment, shipping and customer-message parts from settings."""
 
 from __future__ import annotations
 
@@ -7,15 +7,22 @@ from datetime import time
 from decimal import Decimal
 from typing import Any
 
+from actors.notifier import NotifierSettings
 from actors.order.behaviour import Rules
 from actors.order.effects import Shipping
+from actors.order.outbox import MessageSettings
 from actors.order.types import Address
 from actors.shipping.calendar import BusinessCalendar
 from actors.shipping.selection import Preference, ServiceLevel, ShippingRules, Zone
+from actors.shipping.tracking import DelayRules
 from adapters.carriers.easypost import EasyPost
 from adapters.carriers.model import Carrier
 from adapters.carriers.sandbox import BUILT_IN_RATES, SandboxCarrier, load_rate_table
 from adapters.carriers.shippo import Shippo
+from adapters.notify.model import Notifier
+from adapters.notify.sms import TwilioSms
+from adapters.notify.smtp import SmtpNotifier
+from adapters.notify.templates import Templates
 from adapters.wms.http import HttpWarehouse
 from adapters.wms.model import WarehouseSystem
 from adapters.wms.sandbox import SandboxWarehouse
@@ -46,6 +53,16 @@ def rules(settings: Settings) -> Rules:
             ),
         ),
         label_format=settings.labels.format,
+        delivered_message=settings.notify.delivered_message,
+        review_after_days=settings.notify.review_after_days,
+        repeat_after_days=settings.notify.repeat_after_days,
+        delays=DelayRules(
+            no_scan_hours=settings.tracking.no_scan_hours,
+            pickup_grace_hours=settings.tracking.pickup_grace_hours,
+        ),
+        poll_carriers=settings.tracking.poll_carriers,
+        poll_interval_s=settings.tracking.poll_interval_s,
+        poll_for_days=settings.tracking.poll_for_days,
     )
 
 
@@ -72,7 +89,12 @@ def carriers(settings: Settings, pool: Any, clock: Callable[[], float]) -> dict[
     if config.sandbox.enabled:
         table = load_rate_table(config.sandbox.rates_file or BUILT_IN_RATES)
         enabled["sandbox"] = SandboxCarrier(
-            pool=pool, table=table, zones=zones(settings), clock=clock
+            pool=pool,
+            table=table,
+            zones=zones(settings),
+            clock=clock,
+            delay_rate=config.sandbox.delay_rate,
+            exception_rate=config.sandbox.exception_rate,
         )
     if config.easypost.enabled:
         enabled["easypost"] = EasyPost(
@@ -131,3 +153,56 @@ def ship_from(warehouse: Warehouse) -> Address:
 def _money(value: float) -> Decimal | None:
     # 0 means "no limit" in the settings; amounts are compared as exact decimals.
     return Decimal(str(value)) if value else None
+
+
+def message_settings(settings: Settings) -> MessageSettings:
+    notify = settings.notify
+    return MessageSettings(
+        channels=notify.channels,
+        email_enabled=settings.email.enabled,
+        sms_enabled=settings.sms.enabled,
+        store_name=notify.store_name,
+        shop_url=notify.shop_url,
+        public_url=notify.public_url,
+        feedback_window_days=settings.feedback.window_days,
+    )
+
+
+def senders(settings: Settings) -> dict[str, Notifier]:
+    """The enabled channels' senders, by channel."""
+    templates = Templates(settings.email.templates_dir or None)
+    enabled: dict[str, Notifier] = {}
+    email = settings.email
+    if email.enabled:
+        enabled["email"] = SmtpNotifier(
+            host=email.host,
+            port=email.port,
+            tls=email.tls,
+            username=email.username,
+            password=email.password,
+            sender=email.sender,
+            reply_to=email.reply_to,
+            templates=templates,
+            timeout_s=email.timeout_s,
+        )
+    sms = settings.sms
+    if sms.enabled:
+        enabled["sms"] = TwilioSms(
+            base_url=sms.base_url,
+            account_sid=sms.account_sid,
+            auth_token=sms.auth_token,
+            sender=sms.sender,
+            templates=templates,
+            timeout_s=sms.timeout_s,
+        )
+    return enabled
+
+
+def outbox_settings(settings: Settings) -> NotifierSettings:
+    notify = settings.notify
+    return NotifierSettings(
+        max_attempts=notify.max_attempts,
+        retry_max_s=notify.retry_max_s,
+        quiet_start=notify.quiet_start,
+        quiet_end=notify.quiet_end,
+    )

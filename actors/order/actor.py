@@ -25,6 +25,7 @@ from actors.order.behaviour import (
     Commit,
     CommittedShipment,
     Effect,
+    Notify,
     ReleaseAll,
     Remind,
     RequestFulfillment,
@@ -34,6 +35,7 @@ from actors.order.behaviour import (
     ShopRates,
     Snapshot,
     Tell,
+    Track,
     Void,
     WriteOff,
     WrittenOff,
@@ -43,8 +45,9 @@ from actors.order.behaviour import (
 from actors.order.effects import Shipping
 from actors.order.events import AttentionNeeded, Event, Holding, OrderReceived
 from actors.order.messages import Message, OrderPaid
+from actors.order.outbox import CustomerMessages
 from adapters.batching import Coalescer
-from adapters.postgres import fulfillment, orders
+from adapters.postgres import fulfillment, notifications, orders
 from adapters.postgres.mailbox import Posted
 from adapters.postgres.stock import LedgerEntry, fresh, hold_ledger
 from adapters.redis.keys import RuntimeKeys
@@ -69,6 +72,7 @@ class _Collected:
     reminders: list[orders.Reminder] = field(default_factory=list)
     told: list[Message] = field(default_factory=list)  # the order's messages to itself
     requests: list[fulfillment.Queued] = field(default_factory=list)
+    notifications: list[notifications.Row] = field(default_factory=list)
 
     async def record(self, entry: LedgerEntry) -> None:
         self.ledger.append(entry)
@@ -88,11 +92,14 @@ class OrderTurns:
         lease_ms: int = 30_000,
         clock: Callable[[], float],
         shipping: Shipping | None = None,
-        on_saved: Callable[[Sequence[Posted], bool], Awaitable[None]] | None = None,
+        messages: CustomerMessages | None = None,
+        on_saved: Callable[[Sequence[Posted], Sequence[orders.Turn]], Awaitable[None]]
+        | None = None,
     ) -> None:
         self._pool = pool
         self._shipping = shipping
-        # Told after each save: messages to stream, and whether fulfillment requests wait.
+        self._messages = messages
+        # Told after each save: the messages to stream, and the turns saved.
         self._on_saved = on_saved
         self._redis = redis
         self._keys = keys
@@ -162,8 +169,7 @@ class OrderTurns:
                 {r.key: int(r.due_at.timestamp() * 1000) for r in reminders},
             )
         if self._on_saved is not None:
-            requested = any(t.requests for t in turns if t.order_id in saved)
-            await self._on_saved(posted, requested)
+            await self._on_saved(posted, [t for t in turns if t.order_id in saved])
         return outcome
 
     async def _turn(self, order_id: str, seq: int, message: Message) -> Outcome:
@@ -206,7 +212,7 @@ class OrderTurns:
         effect: Effect,
         collected: _Collected,
         now: datetime,
-    ) -> Result | None:
+    ) -> Message | Result | None:
         match effect:
             case Reserve(lines=lines, policy=policy, op_id=op_id):
                 try:
@@ -226,10 +232,16 @@ class OrderTurns:
             case ReleaseAll(op_id=op_id):
                 await self._allocator.release(order_id, op_id, sink=collected)
                 return None
-            case Remind(kind=kind, due_at=due_at):
-                key = f"{order_id}:{kind}"
+            case Remind(kind=kind, due_at=due_at, scope=scope):
+                key = f"{order_id}:{kind}:{scope}" if scope else f"{order_id}:{kind}"
                 collected.reminders.append(orders.Reminder(key, order_id, kind, due_at))
                 return None
+            case Notify():
+                if self._messages is None:
+                    raise RuntimeError("Notify: customer messages are not configured here")
+                queued, rows = self._messages.queue(order_id, snapshot, effect, now)
+                collected.notifications.extend(rows)
+                return queued
             case Tell(message=message):
                 collected.told.append(message)
                 return None
@@ -257,7 +269,7 @@ class OrderTurns:
         effect: Effect,
         collected: _Collected,
         now: datetime,
-    ) -> Result | None:
+    ) -> Message | Result | None:
         shipping = self._shipping
         if shipping is None:
             raise RuntimeError(f"{type(effect).__name__}: shipping is not configured here")
@@ -275,6 +287,8 @@ class OrderTurns:
                 return await shipping.buy(effect)
             case Void():
                 return await shipping.void(effect)
+            case Track():
+                return await shipping.track(order_id, effect)
         return None
 
     async def _save(
@@ -297,6 +311,7 @@ class OrderTurns:
                 reminders=collected.reminders,
                 told=collected.told,
                 requests=collected.requests,
+                notifications=collected.notifications,
             )
         )
 

@@ -9,9 +9,10 @@ No I/O here: every test of an order decision is a plain function call.
 from __future__ import annotations
 
 from collections import Counter
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Literal
+from zoneinfo import ZoneInfo
 
 from msgspec import Struct, structs
 
@@ -21,17 +22,26 @@ from actors.order.events import (
     BackorderFilled,
     CancelRefused,
     CarrierChosen,
+    DelayDetected,
+    DelayEnded,
+    DeliveryFailed,
     Event,
+    FollowUpDone,
+    FollowUpsScheduled,
     FulfillmentRequested,
     Holding,
     LabelCreated,
     LabelVoided,
+    MessageQueued,
     NothingToShip,
     OrderCancelled,
+    OrderCompleted,
     OrderReceived,
     PackMismatch,
+    ShipmentDelivered,
     ShipmentPacked,
     ShipmentPicked,
+    ShipmentTracked,
     Shipped,
     ShortPick,
     StockAllocated,
@@ -43,11 +53,13 @@ from actors.order.messages import (
     BuyLabel,
     CancelRequested,
     Message,
+    NotificationSettled,
     OrderPaid,
     Packed,
     Picked,
     ReminderDue,
     ShortPicked,
+    TrackingUpdated,
     WarehouseRefused,
 )
 from actors.order.shipment import OPEN, Shipment
@@ -65,10 +77,17 @@ from actors.shipping.selection import (
     needs_signature,
     service_level_for,
 )
+from actors.shipping.tracking import DelayRules, ShipmentTrack, advances, delay_reason
 from adapters.carriers.model import LabelFormat, Parcel, Rate
 
 Policy = Literal["wait_all", "ship_available", "cancel_after_days"]
 CANCEL_BACKORDER = "cancel_backorder"
+# Reminders that look at a shipment in flight for a delay.
+PICKUP_CHECK, PROMISE_CHECK, NO_SCAN = "pickup_check", "promise_check", "no_scan"
+TRACK_POLL = "track_poll"
+# Messages after delivery; the order is completed once each is sent or skipped.
+REVIEW_REQUEST, REPEAT_PURCHASE = "review_request", "repeat_purchase"
+FOLLOW_UPS = (REVIEW_REQUEST, REPEAT_PURCHASE)
 
 # Until a label is bought an order can still be cancelled with nothing to undo outside.
 CANCELLABLE = frozenset(
@@ -103,6 +122,14 @@ class Rules(Struct, frozen=True, kw_only=True):
     calendars: tuple[tuple[str, BusinessCalendar], ...] = ()
     shipping: ShippingRules = ShippingRules()
     label_format: LabelFormat = "pdf"
+    delivered_message: bool = True
+    review_after_days: int = 7
+    repeat_after_days: int = 30
+    delays: DelayRules = DelayRules()
+    # Carriers whose tracking is asked for (no webhooks, or as a safety net).
+    poll_carriers: tuple[str, ...] = ()
+    poll_interval_s: float = 4 * 3600.0
+    poll_for_days: int = 30
 
     def calendar(self, warehouse: str) -> BusinessCalendar:
         """The warehouse's business days and cutoff (any weekday, 15:00 UTC if unknown)."""
@@ -119,6 +146,7 @@ class Snapshot(Struct, frozen=True, kw_only=True):
     policy: str | None = None
     reason: str | None = None
     shipments: tuple[Shipment, ...] = ()
+    follow_ups: tuple[str, ...] = ()  # messages after delivery not yet sent or skipped
 
 
 # -- effects: what the runtime must do, and the messages their results come back as ----
@@ -137,6 +165,7 @@ class ReleaseAll(Struct, frozen=True):
 class Remind(Struct, frozen=True):
     kind: str
     due_at: datetime
+    scope: str = ""  # e.g. a shipment: one reminder per order, kind and scope
 
 
 class RequestFulfillment(Struct, frozen=True, kw_only=True):
@@ -189,6 +218,23 @@ class Void(Struct, frozen=True, kw_only=True):
     purchase_id: str
 
 
+class Notify(Struct, frozen=True, kw_only=True):
+    """Put a customer message in the outbox, once per kind, shipment and delay episode."""
+
+    kind: str
+    shipment_id: str | None = None
+    episode: int = 0
+
+
+class Track(Struct, frozen=True, kw_only=True):
+    """Ask the carrier for the parcel's tracking."""
+
+    shipment_id: str
+    carrier: str
+    tracking_number: str
+    carrier_account: str | None
+
+
 class Tell(Struct, frozen=True):
     """A message for the order itself, stored with the turn and applied in a later one."""
 
@@ -197,7 +243,7 @@ class Tell(Struct, frozen=True):
 
 Effect = (
     Reserve | ReleaseAll | Remind | RequestFulfillment | ShopRates | Buy | Commit | WriteOff
-    | Void | Tell
+    | Void | Tell | Notify | Track
 )  # fmt: skip
 
 
@@ -270,9 +316,24 @@ class Voided(Struct, frozen=True, kw_only=True):
     shipment_id: str
 
 
+class Queued(Struct, frozen=True, kw_only=True):
+    """The result of :class:`Notify`: the channels the message went into the outbox for."""
+
+    kind: str
+    shipment_id: str | None
+    episode: int
+    channels: tuple[str, ...]
+
+
+class NothingTracked(Struct, frozen=True, kw_only=True):
+    """The result of :class:`Track` when the carrier had nothing to say."""
+
+    shipment_id: str
+
+
 Result = (
     Allocated | ReleasedAll | AllocationRefused | FulfillmentQueued | RatesQuoted | LabelBought
-    | LabelRefused | CommittedShipment | WrittenOff | Voided
+    | LabelRefused | CommittedShipment | WrittenOff | Voided | Queued | NothingTracked
 )  # fmt: skip
 
 
@@ -295,8 +356,11 @@ def decide(
                 at=now, status=status, holdings=holdings, policy=policy, op_id=op_id
             )
             remind: tuple[Effect, ...] = ()
-            if status != "reserved" and policy == "cancel_after_days" and op_id == "reserve":
-                remind = (Remind(CANCEL_BACKORDER, now + timedelta(days=rules.cancel_after_days)),)
+            if status != "reserved" and op_id == "reserve":
+                remind = (Notify(kind="backorder_notice"),)
+                if policy == "cancel_after_days":
+                    due = now + timedelta(days=rules.cancel_after_days)
+                    remind += (Remind(CANCEL_BACKORDER, due),)
             return _then_fulfil(snapshot, (allocated,), rules, now, remind)
         case BackorderFilledMessage(warehouse=warehouse, lines=lines):
             if snapshot is None or snapshot.state in TERMINAL:
@@ -316,8 +380,6 @@ def decide(
             return Decision((OrderCancelled(at=now, reason=reason, by=by),))
         case AllocationRefused(reason=reason):
             return Decision((AttentionNeeded(at=now, reason=reason),))
-        case ReminderDue():
-            return Decision()
         case FulfillmentQueued(request=request, pick_list=pick_list, parcel=parcel):
             requested = FulfillmentRequested(
                 at=now,
@@ -377,11 +439,37 @@ def decide(
             why = f"no label for shipment {shipment_id}: {reason}"
             return Decision((AttentionNeeded(at=now, reason=why),))
         case CommittedShipment(shipment_id=shipment_id, lines=lines):
-            return Decision((Shipped(at=now, shipment_id=shipment_id, lines=lines),))
+            shipped = Shipped(at=now, shipment_id=shipment_id, lines=lines)
+            return Decision((shipped,), _watch(snapshot, shipment_id, rules, now))
+        case TrackingUpdated():
+            return _tracked(snapshot, message, rules, now)
+        case ReminderDue(kind=kind) if kind in (PICKUP_CHECK, PROMISE_CHECK, NO_SCAN):
+            return _check_delay(snapshot, message, rules, now)
+        case ReminderDue(kind=kind, scope=scope) if kind == TRACK_POLL:
+            return _poll(snapshot, scope, rules, now)
+        case ReminderDue(kind=kind) if kind in FOLLOW_UPS:
+            if snapshot is None or kind not in snapshot.follow_ups:
+                return Decision()
+            return Decision((), (Notify(kind=kind),))
+        case Queued(kind=kind, shipment_id=shipment_id, episode=episode, channels=channels):
+            queued = MessageQueued(
+                at=now, kind=kind, shipment_id=shipment_id, episode=episode, channels=channels
+            )
+            if not channels and snapshot is not None and kind in snapshot.follow_ups:
+                return Decision((queued, *_follow_up_done(snapshot, kind, "skipped", now)))
+            return Decision((queued,))
+        case NotificationSettled(kind=kind, status=status):
+            if snapshot is None or kind not in snapshot.follow_ups:
+                return Decision()
+            return Decision(_follow_up_done(snapshot, kind, status, now))
+        case NothingTracked():
+            return Decision()
         case WrittenOff(shipment_id=shipment_id):
             return _reserve_shortfall(snapshot, shipment_id, rules)
         case Voided(shipment_id=shipment_id):
             return Decision((LabelVoided(at=now, shipment_id=shipment_id),))
+        case ReminderDue():
+            return Decision()
     return Decision()
 
 
@@ -644,6 +732,191 @@ def _rates(
     return Decision((chosen,), (buy,))
 
 
+# -- delivery monitoring and completion ----------------------------------------------------
+
+
+def _watch(
+    snapshot: Snapshot | None, shipment_id: str, rules: Rules, now: datetime
+) -> tuple[Effect, ...]:
+    """What a shipment that just left sets going: the confirmation and its delay checks."""
+    found = _shipment(snapshot, shipment_id)
+    effects: list[Effect] = [Notify(kind="shipping_confirmation", shipment_id=shipment_id)]
+    if found is None:
+        return tuple(effects)
+    grace = timedelta(hours=rules.delays.pickup_grace_hours)
+    effects.append(Remind(PICKUP_CHECK, now + grace, scope=shipment_id))
+    if found.promised_by is not None:
+        zone = ZoneInfo(rules.calendar(found.warehouse).timezone)
+        # The promise is broken once the promised day is over where the parcel left from.
+        over = datetime.combine(found.promised_by + timedelta(days=1), time(0), zone)
+        effects.append(Remind(PROMISE_CHECK, over.astimezone(UTC), scope=shipment_id))
+    if found.rate is not None and found.rate.carrier in rules.poll_carriers:
+        due = now + timedelta(seconds=rules.poll_interval_s)
+        effects.append(Remind(TRACK_POLL, due, scope=f"{shipment_id}:1"))
+    return tuple(effects)
+
+
+def _late_by_estimate(found: Shipment, estimate: date | None) -> bool:
+    return estimate is not None and found.promised_by is not None and estimate > found.promised_by
+
+
+def _tracked(
+    snapshot: Snapshot | None, news: TrackingUpdated, rules: Rules, now: datetime
+) -> Decision:
+    found = _shipment(snapshot, news.shipment_id)
+    if snapshot is None or found is None or found.status != "shipped":
+        return Decision()  # not on its way (any more): late news changes nothing
+    if snapshot.state in TERMINAL:
+        return Decision()
+    if not advances(found.tracking_status, found.tracking_at, news.status, news.at):
+        return Decision()  # older than what is known, or the same again
+    sid = found.id
+    estimate = news.estimated_delivery or found.carrier_estimate
+    events: list[Event] = [
+        ShipmentTracked(
+            at=now,
+            shipment_id=sid,
+            status=news.status,
+            carrier_status=news.carrier_status,
+            detail=news.detail,
+            scanned_at=news.at,
+            estimated_delivery=news.estimated_delivery,
+        )
+    ]
+    effects: list[Effect] = []
+    final = news.status in ("delivered", "failure", "returned")
+    if found.delayed and (final or _episode_over(found, estimate)):
+        events.append(DelayEnded(at=now, shipment_id=sid, episode=found.delay_episode))
+    if news.status == "delivered":
+        events.append(ShipmentDelivered(at=now, shipment_id=sid, delivered_at=news.at))
+        return _then_complete(snapshot, tuple(events), tuple(effects), rules, now, news.at)
+    if news.status in ("failure", "returned"):
+        detail = news.detail or news.carrier_status
+        events.append(DeliveryFailed(at=now, shipment_id=sid, status=news.status, detail=detail))
+        events.append(
+            AttentionNeeded(
+                at=now, reason=f"shipment {sid} {news.status.replace('_', ' ')}: {detail}"
+            )
+        )
+        effects.append(Notify(kind="delivery_exception", shipment_id=sid))
+        return Decision(tuple(events), tuple(effects))
+    still_delayed = found.delayed and not any(isinstance(e, DelayEnded) for e in events)
+    if not still_delayed and _late_by_estimate(found, estimate):
+        episode = found.delay_episode + 1
+        reason = f"the carrier now expects {estimate}, after the promised {found.promised_by}"
+        events.append(DelayDetected(at=now, shipment_id=sid, episode=episode, reason=reason))
+        effects.append(Notify(kind="delay_alert", shipment_id=sid, episode=episode))
+    if news.status != "pre_transit":
+        due = news.at + timedelta(hours=rules.delays.no_scan_hours)
+        effects.append(Remind(NO_SCAN, max(due, now), scope=f"{sid}:{found.scans + 1}"))
+    return Decision(tuple(events), tuple(effects))
+
+
+def _episode_over(found: Shipment, estimate: date | None) -> bool:
+    """Whether news that moved the parcel ends its open delay episode.
+
+    A parcel that stopped moving is back on its way with any scan; one whose carrier
+    estimate was late only when the estimate is back within the promise; a broken
+    promise stays broken until delivery.
+    """
+    reason = found.delay_reason or ""
+    if reason.startswith("the promised date"):
+        return False
+    if reason.startswith("the carrier now expects"):
+        return not _late_by_estimate(found, estimate)
+    return True
+
+
+def _check_delay(
+    snapshot: Snapshot | None, due: ReminderDue, rules: Rules, now: datetime
+) -> Decision:
+    shipment_id, _, scan = due.scope.partition(":")
+    found = _shipment(snapshot, shipment_id)
+    if snapshot is None or found is None or found.status != "shipped" or found.delayed:
+        return Decision()
+    if due.kind == NO_SCAN and scan != str(found.scans):
+        return Decision()  # scanned again since: this check is stale
+    if found.shipped_at is None:
+        return Decision()
+    zone = ZoneInfo(rules.calendar(found.warehouse).timezone)
+    track = ShipmentTrack(
+        promised_by=found.promised_by,
+        shipped_at=found.shipped_at,
+        status=found.tracking_status or "pre_transit",
+        last_scan_at=found.tracking_at,
+        carrier_estimate=found.carrier_estimate,
+        delivered=False,
+    )
+    reason = delay_reason(track, now, rules.delays, local_today=now.astimezone(zone).date())
+    if reason is None:
+        return Decision()
+    episode = found.delay_episode + 1
+    return Decision(
+        (DelayDetected(at=now, shipment_id=shipment_id, episode=episode, reason=reason),),
+        (Notify(kind="delay_alert", shipment_id=shipment_id, episode=episode),),
+    )
+
+
+def _poll(snapshot: Snapshot | None, scope: str, rules: Rules, now: datetime) -> Decision:
+    shipment_id, _, number = scope.partition(":")
+    found = _shipment(snapshot, shipment_id)
+    if found is None or found.status != "shipped" or found.rate is None:
+        return Decision()
+    if found.tracking_number is None or found.shipped_at is None:
+        return Decision()
+    effects: list[Effect] = [
+        Track(
+            shipment_id=shipment_id,
+            carrier=found.rate.carrier,
+            tracking_number=found.tracking_number,
+            carrier_account=found.rate.carrier_account,
+        )
+    ]
+    if now - found.shipped_at < timedelta(days=rules.poll_for_days):
+        again = now + timedelta(seconds=rules.poll_interval_s)
+        next_scope = f"{shipment_id}:{int(number or 0) + 1}"
+        effects.append(Remind(TRACK_POLL, again, scope=next_scope))
+    return Decision((), tuple(effects))
+
+
+def _then_complete(
+    snapshot: Snapshot,
+    events: tuple[Event, ...],
+    effects: tuple[Effect, ...],
+    rules: Rules,
+    now: datetime,
+    delivered_at: datetime,
+) -> Decision:
+    """After a delivery: when every shipment is delivered and nothing waits, the order is
+    delivered: its message goes out and the follow-ups are set, or it is complete."""
+    after: Snapshot = snapshot
+    for event in events:
+        after = evolve(after, event, snapshot.order_id)
+    if after.state is not OrderState.DELIVERED:
+        return Decision(events, effects)
+    more: list[Effect] = list(effects)
+    if rules.delivered_message:
+        more.append(Notify(kind="delivered"))
+    kinds = []
+    for kind, days in (
+        (REVIEW_REQUEST, rules.review_after_days),
+        (REPEAT_PURCHASE, rules.repeat_after_days),
+    ):
+        if days:
+            kinds.append(kind)
+            more.append(Remind(kind, delivered_at + timedelta(days=days)))
+    if not kinds:
+        return Decision((*events, OrderCompleted(at=now)), tuple(more))
+    return Decision((*events, FollowUpsScheduled(at=now, kinds=tuple(kinds))), tuple(more))
+
+
+def _follow_up_done(snapshot: Snapshot, kind: str, status: str, now: datetime) -> tuple[Event, ...]:
+    done: tuple[Event, ...] = (FollowUpDone(at=now, kind=kind, status=status),)
+    if set(snapshot.follow_ups) == {kind}:
+        return (*done, OrderCompleted(at=now))
+    return done
+
+
 # -- evolve ------------------------------------------------------------------------------
 
 
@@ -729,11 +1002,64 @@ def evolve(snapshot: Snapshot | None, event: Event, order_id: str) -> Snapshot:
         case Shipped(shipment_id=shipment_id, lines=lines):
             found = shipments.find(current.shipments, shipment_id)
             warehouse = found.warehouse if found else ""
-            moved = _moved(current, shipment_id, OrderState.SHIPPED, status="shipped")
+            moved = _moved(
+                current, shipment_id, OrderState.SHIPPED, status="shipped", shipped_at=event.at
+            )
             return structs.replace(moved, holdings=_less(current.holdings, warehouse, lines))
         case LabelVoided(shipment_id=shipment_id):
             return _moved(current, shipment_id, current.state, status="voided")
+        case ShipmentTracked():
+            found = shipments.find(current.shipments, event.shipment_id)
+            state = _TRACKED_STATE.get(event.status, current.state)
+            if current.state is OrderState.NEEDS_ATTENTION:
+                state = current.state
+            known = found.carrier_estimate if found else None
+            return _moved(
+                current, event.shipment_id, state, tracking_status=event.status,
+                tracking_detail=event.detail or event.carrier_status,
+                tracking_at=event.scanned_at, carrier_estimate=event.estimated_delivery or known,
+                scans=(found.scans + 1) if found else 1,
+            )  # fmt: skip
+        case DelayDetected(shipment_id=shipment_id, episode=episode, reason=reason):
+            return _moved(
+                current, shipment_id, current.state, delayed=True, delay_episode=episode,
+                delay_reason=reason,
+            )  # fmt: skip
+        case DelayEnded(shipment_id=shipment_id):
+            return _moved(current, shipment_id, current.state, delayed=False)
+        case ShipmentDelivered(shipment_id=shipment_id, delivered_at=delivered_at):
+            moved = _moved(
+                current, shipment_id, current.state, status="delivered", delivered_at=delivered_at
+            )
+            return structs.replace(moved, state=_delivery_state(moved))
+        case DeliveryFailed(shipment_id=shipment_id, status=status):
+            return _moved(current, shipment_id, current.state, status=status)
+        case MessageQueued():
+            return current
+        case FollowUpsScheduled(kinds=kinds):
+            return structs.replace(current, follow_ups=kinds)
+        case FollowUpDone(kind=kind):
+            left = tuple(k for k in current.follow_ups if k != kind)
+            return structs.replace(current, follow_ups=left)
+        case OrderCompleted():
+            return structs.replace(current, state=OrderState.COMPLETED, follow_ups=())
     return current
+
+
+_TRACKED_STATE = {
+    "in_transit": OrderState.IN_TRANSIT,
+    "out_for_delivery": OrderState.OUT_FOR_DELIVERY,
+    "available_for_pickup": OrderState.OUT_FOR_DELIVERY,
+}
+
+
+def _delivery_state(snapshot: Snapshot) -> OrderState:
+    """Delivered once every shipment that left has arrived and nothing more is to come."""
+    left = [s for s in snapshot.shipments if s.status in ("shipped", *OPEN)]
+    waiting = any(h.backordered or h.reserved for h in snapshot.holdings)
+    if left or waiting or snapshot.state is OrderState.NEEDS_ATTENTION:
+        return snapshot.state
+    return OrderState.DELIVERED
 
 
 def _moved(current: Snapshot, shipment_id: str, state: OrderState, **changes: object) -> Snapshot:

@@ -19,16 +19,20 @@ from actors.order.behaviour import (
     FulfillmentQueued,
     LabelBought,
     LabelRefused,
+    NothingTracked,
     RatesQuoted,
     RequestFulfillment,
     ShopRates,
+    Track,
     Void,
     Voided,
 )
+from actors.order.messages import TrackingUpdated
 from actors.order.types import Address, NormalizedOrder
 from actors.shipping.pick_list import PickLine, estimate_parcel, sort_pick_list
 from adapters.batching import Coalescer
 from adapters.carriers.model import Carrier, CarrierError, Purchase, Rate, RateRequest
+from adapters.carriers.sandbox import SandboxCarrier
 from adapters.postgres import fulfillment
 from adapters.wms.model import FulfillmentRequest
 
@@ -197,6 +201,38 @@ class Shipping:
             )
         by_sku = {r["sku"]: r for r in rows}
         return [by_sku.get(sku) for sku in skus]
+
+    async def track(self, order_id: str, effect: Track) -> TrackingUpdated | NothingTracked:
+        """The carrier's latest scan of the parcel, as the news its webhook would bring."""
+        nothing = NothingTracked(shipment_id=effect.shipment_id)
+        carrier = self._carriers.get(effect.carrier)
+        if carrier is None:
+            return nothing
+        try:
+            tracking = await carrier.track(
+                effect.tracking_number, carrier_account=effect.carrier_account
+            )
+        except CarrierError:
+            return nothing  # asked again at the next poll
+        if not tracking.events:
+            return nothing  # no scan to date it by: nothing to go on yet
+        latest = max(tracking.events, key=lambda e: e.at)
+        return TrackingUpdated(
+            order_id=order_id,
+            shipment_id=effect.shipment_id,
+            status=tracking.status,
+            carrier_status=tracking.carrier_status,
+            at=latest.at,
+            detail=latest.detail,
+            estimated_delivery=tracking.estimated_delivery,
+            location=latest.location,
+        )
+
+    @property
+    def sandbox(self) -> SandboxCarrier | None:
+        """The sandbox carrier, when enabled: it reports its parcels' scans itself."""
+        carrier = self._carriers.get("sandbox")
+        return carrier if isinstance(carrier, SandboxCarrier) else None
 
     def _origin(self, warehouse: str) -> Address:
         return self._ship_from[warehouse]

@@ -15,7 +15,7 @@ from msgspec import Struct
 
 from actors.order.types import NormalizedOrder
 from actors.shipping.pick_list import PickLine
-from adapters.carriers.model import Parcel, Rate
+from adapters.carriers.model import Parcel, Rate, TrackingStatus
 
 
 class Holding(Struct, frozen=True, array_like=True):
@@ -141,6 +141,63 @@ class LabelVoided(_Event, frozen=True, tag="label_voided"):
     shipment_id: str
 
 
+class ShipmentTracked(_Event, frozen=True, tag="tracked"):
+    """News of the parcel that moved it on (older or repeated news is not recorded)."""
+
+    shipment_id: str
+    status: TrackingStatus
+    carrier_status: str
+    detail: str
+    scanned_at: datetime
+    estimated_delivery: date | None = None
+
+
+class DelayDetected(_Event, frozen=True, tag="delayed"):
+    shipment_id: str
+    episode: int
+    reason: str
+
+
+class DelayEnded(_Event, frozen=True, tag="delay_ended"):
+    """The parcel moved again: the delay episode is over."""
+
+    shipment_id: str
+    episode: int
+
+
+class ShipmentDelivered(_Event, frozen=True, tag="delivered"):
+    shipment_id: str
+    delivered_at: datetime
+
+
+class DeliveryFailed(_Event, frozen=True, tag="delivery_exception"):
+    shipment_id: str
+    status: TrackingStatus
+    detail: str
+
+
+class MessageQueued(_Event, frozen=True, tag="message_queued"):
+    """A customer message is in the outbox (or had no channel to go by)."""
+
+    kind: str
+    shipment_id: str | None
+    episode: int
+    channels: tuple[str, ...]
+
+
+class FollowUpsScheduled(_Event, frozen=True, tag="follow_ups_scheduled"):
+    kinds: tuple[str, ...]
+
+
+class FollowUpDone(_Event, frozen=True, tag="follow_up_done"):
+    kind: str
+    status: str
+
+
+class OrderCompleted(_Event, frozen=True, tag="completed"):
+    pass
+
+
 Event = (
     OrderReceived
     | StockAllocated
@@ -158,6 +215,15 @@ Event = (
     | LabelCreated
     | Shipped
     | LabelVoided
+    | ShipmentTracked
+    | DelayDetected
+    | DelayEnded
+    | ShipmentDelivered
+    | DeliveryFailed
+    | MessageQueued
+    | FollowUpsScheduled
+    | FollowUpDone
+    | OrderCompleted
 )
 
 _encoder = msgspec.json.Encoder()

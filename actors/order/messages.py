@@ -6,13 +6,14 @@ field, so an operator reading an entry with redis-cli sees what it is.
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated
+from datetime import date, datetime
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta, Struct
 
 from actors.order.types import NormalizedOrder, Quantity, Sku
+from adapters.carriers.model import TrackingStatus
 
 Centimetres = Annotated[float, Meta(gt=0, le=1000)]
 
@@ -48,6 +49,26 @@ class ReminderDue(_Message, frozen=True, tag="reminder_due"):
     kind: str
     key: str
     due_at: datetime
+    scope: str = ""  # what the reminder is about within the order, e.g. a shipment
+
+
+class TrackingUpdated(_Message, frozen=True, tag="tracking_updated"):
+    """A carrier's news of a shipment: from its webhook, a poll, or the sandbox carrier."""
+
+    shipment_id: str
+    status: TrackingStatus
+    carrier_status: str
+    at: datetime
+    detail: str = ""
+    estimated_delivery: date | None = None
+    location: str = ""
+
+
+class NotificationSettled(_Message, frozen=True, tag="notification_settled"):
+    """A customer message went out, failed for good, or had nobody to go to."""
+
+    kind: str
+    status: Literal["sent", "failed", "skipped"]
 
 
 class Picked(_Message, frozen=True, tag="picked"):
@@ -99,6 +120,8 @@ Message = (
     | ShortPicked
     | WarehouseRefused
     | BuyLabel
+    | TrackingUpdated
+    | NotificationSettled
 )
 
 _decoder = msgspec.json.Decoder(Message)

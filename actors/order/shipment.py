@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Literal
 
 from msgspec import Struct
 
-from adapters.carriers.model import Parcel, Rate
+from adapters.carriers.model import Parcel, Rate, TrackingStatus
 
 ShipmentStatus = Literal[
     "requested",  # the pick list went to the warehouse
@@ -19,6 +19,9 @@ ShipmentStatus = Literal[
     "short_picked",  # the warehouse lacked units: replaced by a later shipment
     "voided",  # the label was voided when the order was cancelled
     "cancelled",  # the order was cancelled before its label was bought
+    "delivered",
+    "failure",  # the carrier could not deliver it
+    "returned",  # on its way back to the warehouse
 ]
 
 # A shipment in one of these holds its units: they are in a parcel or on their way to one.
@@ -44,6 +47,17 @@ class Shipment(Struct, frozen=True, kw_only=True):
     packed_ok: bool | None = None
     problem: str | None = None
     short: tuple[tuple[str, int], ...] = ()  # units the warehouse could not find
+    shipped_at: datetime | None = None
+    # The carrier's news: the latest status, when it was scanned, its own estimate.
+    tracking_status: TrackingStatus | None = None
+    tracking_detail: str | None = None
+    tracking_at: datetime | None = None
+    carrier_estimate: date | None = None
+    scans: int = 0
+    delayed: bool = False
+    delay_episode: int = 0
+    delay_reason: str | None = None
+    delivered_at: datetime | None = None
 
 
 def find(shipments: tuple[Shipment, ...], shipment_id: str) -> Shipment | None:

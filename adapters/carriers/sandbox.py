@@ -8,8 +8,9 @@ Nothing leaves the machine.
 
 from __future__ import annotations
 
+import random
 import tomllib
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import msgspec
 from msgspec import Struct
 
+from actors.shipping.calendar import BusinessCalendar, add_business_days, ship_date
 from actors.shipping.selection import Zone, zone_for
 from adapters.carriers.labels import LabelData, render_pdf, render_zpl
 from adapters.carriers.model import (
@@ -26,12 +28,67 @@ from adapters.carriers.model import (
     Rate,
     RateRequest,
     Tracking,
+    TrackingEvent,
+    TrackingStatus,
 )
 from adapters.carriers.tracking_numbers import sandbox_tracking_number
+from adapters.carriers.webhooks import TrackingUpdate
 from adapters.errors import ConfigError
 
 BUILT_IN_RATES = Path(__file__).with_name("sandbox_rates.toml")
 TRACKING_URL = "https://sandbox.orderd.invalid/track/{}"
+# The sandbox's own working days: Monday to Friday, parcels collected until 17:00 UTC.
+_WEEKDAYS = BusinessCalendar(timezone="UTC", cutoff=time(17, 0))
+_LATE_BY_DAYS = 2  # how late a delayed parcel arrives
+
+
+class Journey(Struct, frozen=True):
+    """One step of a sandbox parcel's way, as its tracking reports it."""
+
+    at: datetime
+    status: TrackingStatus
+    carrier_status: str
+    detail: str
+    location: str
+    estimated_delivery: date | None = None
+
+
+def journey(bought_at: datetime, delivery: date, fate: str) -> list[Journey]:
+    """Every scan a sandbox parcel gets: picked up, sorted, a scan a day on its way, out
+    for delivery, then delivered on ``delivery``: two working days late when ``fate`` is
+    "delayed" (the carrier's estimate moves at the sorting scan), or a failed attempt when
+    it is "exception"."""
+    late = fate == "delayed"
+    arrives = add_business_days(_WEEKDAYS, delivery, _LATE_BY_DAYS) if late else delivery
+    picked = bought_at + timedelta(hours=2)
+    sorted_at = picked + timedelta(hours=10)
+    steps = [
+        Journey(picked, "in_transit", "picked_up", "Picked up by Sandbox Post", "Springfield, IL"),
+        Journey(
+            sorted_at, "in_transit", "arrived_at_facility", "Arrived at the sorting centre",
+            "Chicago, IL", estimated_delivery=arrives,
+        ),
+    ]  # fmt: skip
+    day = sorted_at.date() + timedelta(days=1)
+    while day < arrives:
+        steps.append(
+            Journey(datetime.combine(day, time(6, 0), UTC), "in_transit", "in_transit",
+                    "On its way", "In transit")
+        )  # fmt: skip
+        day += timedelta(days=1)
+    morning = max(datetime.combine(arrives, time(8, 0), UTC), sorted_at + timedelta(hours=1))
+    steps.append(
+        Journey(morning, "out_for_delivery", "out_for_delivery", "Out for delivery", "Local depot")
+    )
+    afternoon = morning + timedelta(hours=6)
+    if fate == "exception":
+        steps.append(
+            Journey(afternoon, "failure", "delivery_failed",
+                    "Delivery attempt failed: no access to the building", "Local depot")
+        )  # fmt: skip
+    else:
+        steps.append(Journey(afternoon, "delivered", "delivered", "Delivered", "Front door"))
+    return steps
 
 
 class Service(Struct, frozen=True, forbid_unknown_fields=True):
@@ -83,11 +140,15 @@ class SandboxCarrier:
         table: RateTable,
         zones: tuple[Zone, ...] = (),
         clock: Any = None,
+        delay_rate: float = 0.0,
+        exception_rate: float = 0.0,
     ) -> None:
         self._pool = pool
         self._table = table
         self._zones = zones
         self._clock = clock
+        self._delay_rate = delay_rate
+        self._exception_rate = exception_rate
 
     async def rates(self, request: RateRequest) -> list[Rate]:
         zone = zone_for(
@@ -109,6 +170,7 @@ class SandboxCarrier:
                 msgspec.json.encode(_Quote(request, zone)).decode(),
             )
         rates = []
+        leaves = ship_date(_WEEKDAYS, self._now())
         for service in self._table.services:
             price = _price(service, zone, request.parcel.weight_g)
             if price is None:
@@ -123,6 +185,7 @@ class SandboxCarrier:
                     amount=price,
                     currency=self._table.currency,
                     delivery_days=service.transit_days[zone],
+                    delivery_date=add_business_days(_WEEKDAYS, leaves, service.transit_days[zone]),
                     rate_id=f"{quote_id}:{service.name}",
                     quote_id=quote_id,
                 )
@@ -130,12 +193,15 @@ class SandboxCarrier:
         return rates
 
     async def buy(self, rate: Rate, *, idempotency_key: str, label_format: LabelFormat) -> Purchase:
+        now = self._now()
+        transit = rate.delivery_days or 1
         async with self._pool.acquire() as conn:
             row = await conn.fetchrow(
                 """
                 UPDATE sandbox_shipments
                 SET idempotency_key = $2, tracking_number = $3, service = $4, amount = $5,
-                    currency = $6, transit_days = $7, label_format = $8, bought_at = $9
+                    currency = $6, transit_days = $7, label_format = $8, bought_at = $9,
+                    fate = $10, delivery_date = $11
                 WHERE quote_id = $1 AND bought_at IS NULL
                 RETURNING *
                 """,
@@ -145,9 +211,11 @@ class SandboxCarrier:
                 rate.service,
                 rate.amount,
                 rate.currency,
-                rate.delivery_days,
+                transit,
                 label_format,
-                self._now(),
+                now,
+                self._fate(rate.quote_id),
+                add_business_days(_WEEKDAYS, ship_date(_WEEKDAYS, now), transit),
             ) or await conn.fetchrow(
                 "SELECT * FROM sandbox_shipments WHERE quote_id = $1", rate.quote_id
             )
@@ -188,7 +256,10 @@ class SandboxCarrier:
     async def track(self, tracking_number: str, *, carrier_account: str | None = None) -> Tracking:
         async with self._pool.acquire() as conn:
             row = await conn.fetchrow(
-                "SELECT bought_at, voided_at FROM sandbox_shipments WHERE tracking_number = $1",
+                """
+                SELECT bought_at, voided_at, delivery_date, fate FROM sandbox_shipments
+                WHERE tracking_number = $1
+                """,
                 tracking_number,
             )
         if row is None:
@@ -199,9 +270,94 @@ class SandboxCarrier:
             return Tracking(
                 tracking_number=tracking_number, status="failure", carrier_status="voided"
             )
-        return Tracking(
-            tracking_number=tracking_number, status="pre_transit", carrier_status="label_created"
+        now = self._now()
+        steps = [
+            step
+            for step in journey(row["bought_at"], row["delivery_date"], row["fate"])
+            if step.at <= now
+        ]
+        if not steps:
+            return Tracking(
+                tracking_number=tracking_number,
+                status="pre_transit",
+                carrier_status="label_created",
+                estimated_delivery=row["delivery_date"],
+            )
+        estimate = next(
+            (s.estimated_delivery for s in reversed(steps) if s.estimated_delivery), None
         )
+        return Tracking(
+            tracking_number=tracking_number,
+            status=steps[-1].status,
+            carrier_status=steps[-1].carrier_status,
+            estimated_delivery=estimate or row["delivery_date"],
+            events=tuple(
+                TrackingEvent(
+                    status=s.status, carrier_status=s.carrier_status, detail=s.detail, at=s.at,
+                    location=s.location,
+                )
+                for s in steps
+            ),
+        )  # fmt: skip
+
+    async def news(self, limit: int = 200) -> list[tuple[str, int, int, TrackingUpdate]]:
+        """Scans that have happened and were not told yet: (quote, how many scans that
+        makes, how many the journey has, the scan) each. The sandbox sends them the way a
+        carrier's webhook does, then notes them with :meth:`told`."""
+        now = self._now()
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                """
+                SELECT quote_id, tracking_number, bought_at, delivery_date, fate, events_sent
+                FROM sandbox_shipments
+                WHERE bought_at IS NOT NULL AND voided_at IS NULL AND fate IS NOT NULL
+                  AND NOT arrived
+                ORDER BY bought_at
+                LIMIT $1
+                """,
+                limit,
+            )
+        due = []
+        for row in rows:
+            steps = journey(row["bought_at"], row["delivery_date"], row["fate"])
+            for number, step in enumerate(steps):
+                if number >= row["events_sent"] and step.at <= now:
+                    update = TrackingUpdate(
+                        carrier=self.name,
+                        tracking_number=row["tracking_number"],
+                        status=step.status,
+                        carrier_status=step.carrier_status,
+                        detail=step.detail,
+                        at=step.at,
+                        estimated_delivery=step.estimated_delivery,
+                        event_id=f"{row['tracking_number']}:{number}",
+                        location=step.location,
+                    )
+                    due.append((row["quote_id"], number + 1, len(steps), update))
+        return due
+
+    async def told(self, quote_id: str, count: int, total: int) -> None:
+        """The first ``count`` of the parcel's ``total`` scans reached orderd."""
+        async with self._pool.acquire() as conn:
+            await conn.execute(
+                """
+                UPDATE sandbox_shipments SET events_sent = greatest(events_sent, $2),
+                                             arrived = arrived OR $2 >= $3
+                WHERE quote_id = $1
+                """,
+                quote_id,
+                count,
+                total,
+            )
+
+    def _fate(self, quote_id: str) -> str:
+        # Decided by the quote, so a label bought again after a crash has the same fate.
+        draw = random.Random(quote_id).random()  # noqa: S311 - a simulation, not a secret
+        if draw < self._exception_rate:
+            return "exception"
+        if draw < self._exception_rate + self._delay_rate:
+            return "delayed"
+        return "on_time"
 
     async def void(self, purchase_id: str) -> None:
         async with self._pool.acquire() as conn:

@@ -17,15 +17,21 @@ from msgspec import Struct
 from actors.order.behaviour import Snapshot
 from actors.order.events import (
     CarrierChosen,
+    DelayDetected,
+    DelayEnded,
+    DeliveryFailed,
     Event,
     FulfillmentRequested,
     LabelCreated,
     LabelVoided,
     OrderCancelled,
+    OrderCompleted,
     OrderReceived,
     PackMismatch,
+    ShipmentDelivered,
     ShipmentPacked,
     ShipmentPicked,
+    ShipmentTracked,
     Shipped,
     ShortPick,
     encode_event,
@@ -34,7 +40,7 @@ from actors.order.events import (
 from actors.order.messages import Message
 from actors.order.types import NormalizedOrder
 from adapters.errors import OrderdError
-from adapters.postgres import fulfillment, mailbox, shipments, stock
+from adapters.postgres import fulfillment, mailbox, notifications, shipments, stock
 
 _snapshot = msgspec.json.Decoder(Snapshot)
 _order = msgspec.json.Decoder(NormalizedOrder)
@@ -74,11 +80,13 @@ class Turn(Struct, frozen=True, kw_only=True):
     reminders: Sequence[Reminder] = ()
     told: Sequence[Message] = ()
     requests: Sequence[fulfillment.Queued] = ()
+    notifications: Sequence[notifications.Row] = ()
 
 
 _SHIPMENT_EVENTS = (
     FulfillmentRequested, ShipmentPicked, ShipmentPacked, PackMismatch, ShortPick, CarrierChosen,
-    LabelCreated, Shipped, LabelVoided, OrderCancelled,
+    LabelCreated, Shipped, LabelVoided, OrderCancelled, ShipmentTracked, DelayDetected,
+    DelayEnded, ShipmentDelivered, DeliveryFailed,
 )  # fmt: skip
 
 
@@ -138,6 +146,8 @@ async def save_turns(conn: Any, turns: Sequence[Turn]) -> tuple[set[str], list[m
     await fulfillment.queue(conn, [q for t in done for q in t.requests])
     cancelled = [t.order_id for t in moved if any(isinstance(e, OrderCancelled) for e in t.events)]
     await fulfillment.withdraw(conn, cancelled)
+    await notifications.queue(conn, [n for t in done for n in t.notifications])
+    await _record_milestones(conn, done)
     posted = await mailbox.post(conn, [m for t in done for m in t.told])
     return saved, posted
 
@@ -148,6 +158,33 @@ async def save_turn(conn: Any, turn: Turn) -> list[mailbox.Posted]:
     if turn.order_id not in saved:
         raise ConcurrentTurn(turn.order_id)
     return posted
+
+
+async def _record_milestones(conn: Any, turns: Sequence[Turn]) -> None:
+    """When each order was delivered (its last parcel) and completed, for the reports."""
+    ids, delivered, completed = [], [], []
+    for turn in turns:
+        arrived = [e.delivered_at for e in turn.events if isinstance(e, ShipmentDelivered)]
+        done = [e.at for e in turn.events if isinstance(e, OrderCompleted)]
+        state = turn.snapshot.state.value
+        if (arrived and state in ("delivered", "completed")) or done:
+            ids.append(turn.order_id)
+            delivered.append(max(arrived) if arrived else None)
+            completed.append(done[0] if done else None)
+    if not ids:
+        return
+    await conn.execute(
+        """
+        UPDATE orders o SET delivered_at = coalesce(o.delivered_at, u.delivered),
+                            completed_at = coalesce(o.completed_at, u.completed)
+        FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[])
+             AS u (id, delivered, completed)
+        WHERE o.id = u.id
+        """,
+        ids,
+        delivered,
+        completed,
+    )
 
 
 async def _record_shipped(conn: Any, turns: Sequence[Turn]) -> None:
@@ -404,6 +441,16 @@ def _shipment_view(r: Any) -> dict[str, Any]:
         "packed_ok": r["packed_ok"],
         "problem": r["problem"],
         "shipped_at": _iso(r["shipped_at"]),
+        "tracking": {
+            "status": r["tracking_status"],
+            "detail": r["tracking_detail"],
+            "at": _iso(r["tracking_at"]),
+            "carrier_estimate": _iso(r["carrier_estimate"]),
+        },
+        "delayed": r["delayed"],
+        "delay_episodes": r["delay_episode"],
+        "delay_reason": r["delay_reason"],
+        "delivered_at": _iso(r["delivered_at"]),
         "fulfillment_request": (
             {
                 "status": r["request_status"],
@@ -440,7 +487,7 @@ async def view(conn: Any, order_id: str) -> dict[str, Any]:
     row = await conn.fetchrow(
         """
         SELECT id, external_id, source, name, state, state_reason, paid_at, created_at,
-               updated_at
+               updated_at, shipped_at, delivered_at, completed_at
         FROM orders WHERE id = $1
         """,
         order_id,
@@ -459,7 +506,9 @@ async def view(conn: Any, order_id: str) -> dict[str, Any]:
         SELECT s.id, s.warehouse, s.carrier, s.carrier_account, s.service, s.service_level,
                s.rate_amount, s.rate_currency, s.tracking_number, s.tracking_url,
                s.label_format, s.label_path, s.weight_g, s.promised_by, s.estimated_delivery,
-               s.status, s.packed_ok, s.problem, s.shipped_at,
+               s.status, s.packed_ok, s.problem, s.shipped_at, s.tracking_status,
+               s.tracking_detail, s.tracking_at, s.carrier_estimate, s.delayed,
+               s.delay_episode, s.delay_reason, s.delivered_at,
                r.status AS request_status, r.attempts AS request_attempts,
                r.last_error AS request_error
         FROM shipments s LEFT JOIN fulfillment_requests r ON r.shipment_id = s.id
@@ -478,6 +527,9 @@ async def view(conn: Any, order_id: str) -> dict[str, Any]:
         "state": row["state"],
         "reason": row["state_reason"],
         "paid_at": row["paid_at"].isoformat() if row["paid_at"] else None,
+        "shipped_at": _iso(row["shipped_at"]),
+        "delivered_at": _iso(row["delivered_at"]),
+        "completed_at": _iso(row["completed_at"]),
         "lines": [
             {
                 "line": r["line_no"],
@@ -491,5 +543,6 @@ async def view(conn: Any, order_id: str) -> dict[str, Any]:
             for r in lines
         ],
         "shipments": [_shipment_view(r) for r in shipments],
+        "messages": await notifications.of_order(conn, order_id),
         "events": [{"seq": r["seq"], "at": r["at"].isoformat(), "type": r["type"]} for r in events],
     }

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
 import json
 import os
 import signal
@@ -196,3 +198,34 @@ def daemon_env(test_env: Mapping[str, str], **extra: str) -> dict[str, str]:
     )
     env.update(extra)
     return env
+
+
+class SmtpSink:
+    """A real SMTP server (aiosmtpd) on this machine that keeps every message it takes."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.messages: list[Any] = []
+        self._controller: Any = None
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        self.messages.append(parsed)
+        return "250 OK"
+
+    def __enter__(self) -> SmtpSink:
+        from aiosmtpd.controller import Controller
+
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        self._controller.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._controller.stop()
+
+    def env(self) -> dict[str, str]:
+        """Settings that send orderd's mail here."""
+        return {"ORDERD_EMAIL__HOST": "127.0.0.1", "ORDERD_EMAIL__PORT": str(self.port)}
+
+    def of_kind(self, subject_part: str) -> list[Any]:
+        return [m for m in self.messages if subject_part.lower() in str(m["Subject"]).lower()]

@@ -98,7 +98,7 @@ async def test_a_paid_order_ships_by_itself_with_the_sandbox_warehouse_and_carri
     assert data.rstrip().endswith(ends)
     assert [e["type"] for e in view["events"]] == [
         "received", "stock_allocated", "fulfillment_requested", "picked", "packed",
-        "carrier_chosen", "label_created", "shipped",
+        "carrier_chosen", "label_created", "shipped", "message_queued",
     ]  # fmt: skip
     assert [(line["sku"], line["shipped"]) for line in view["lines"][:2]] == [
         ("SKU2006-001", 1),

@@ -13,6 +13,7 @@ from actors.order.behaviour import (
     Allocated,
     AllocationRefused,
     Decision,
+    Notify,
     ReleaseAll,
     ReleasedAll,
     Remind,
@@ -127,9 +128,10 @@ def test_the_allocation_sets_the_state(status: str, state: OrderState) -> None:
     assert snapshot is not None
     assert snapshot.state is state
     assert snapshot.holdings == holdings
-    # Only a whole reservation goes to the warehouse under wait_all.
+    # Only a whole reservation goes to the warehouse under wait_all; the customer hears of
+    # a wait.
     asked = [type(effect) for effect in decision.effects]
-    assert asked == ([RequestFulfillment] if status == "reserved" else [])
+    assert asked == ([RequestFulfillment] if status == "reserved" else [Notify])
 
 
 def test_a_refused_reservation_holds_the_order_for_a_person() -> None:
@@ -154,7 +156,10 @@ def test_a_cancel_after_days_backorder_sets_a_reminder() -> None:
         status="backordered", holdings=(Holding("main", "A", 0, 2),), policy="cancel_after_days"
     )
     decision, _ = run(snapshot, allocated)
-    assert decision.effects == (Remind(CANCEL_BACKORDER, NOW + timedelta(days=10)),)
+    assert decision.effects == (
+        Notify(kind="backorder_notice"),
+        Remind(CANCEL_BACKORDER, NOW + timedelta(days=10)),
+    )
 
 
 def backordered() -> Snapshot:

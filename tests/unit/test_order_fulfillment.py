@@ -13,6 +13,7 @@ from actors.order.behaviour import (
     Decision,
     FulfillmentQueued,
     LabelBought,
+    Notify,
     RatesQuoted,
     ReleaseAll,
     ReleasedAll,
@@ -159,7 +160,7 @@ def test_wait_all_sends_nothing_until_the_backorder_is_filled() -> None:
     holdings = (Holding("main", "A", 1, 1), Holding("main", "B", 1, 0))
     allocated = Allocated(status="partially_reserved", holdings=holdings, policy="wait_all")
     decision, snapshot = step(received(), allocated)
-    assert decision.effects == ()
+    assert decision.effects == (Notify(kind="backorder_notice"),)
     filled = BackorderFilled(order_id="ord_1", warehouse="main", lines=(("A", 1),))
     decision, snapshot = step(snapshot, filled)
     [request] = decision.effects
@@ -171,7 +172,8 @@ def test_ship_available_sends_what_is_there_and_the_rest_when_it_comes() -> None
     holdings = (Holding("main", "A", 1, 1), Holding("main", "B", 1, 0))
     allocated = Allocated(status="partially_reserved", holdings=holdings, policy="ship_available")
     decision, snapshot = step(received(), allocated)
-    [first] = decision.effects
+    notice, first = decision.effects
+    assert notice == Notify(kind="backorder_notice")
     assert isinstance(first, RequestFulfillment)
     assert first.lines == (("A", 1), ("B", 1))
     _, snapshot = step(snapshot, queued(first))

@@ -1,0 +1,144 @@
+"""Sending the outbox of customer messages, apart from the order actors.
+
+A message is sent, then marked sent, in one transaction that holds its row: a crash in
+between leaves it pending, and the resend carries the same Message-ID, so the customer's
+mail program can tell. Temporary failures are tried again with back-off, up to a number of
+attempts; permanent ones are recorded and shown on the order. An order never waits for a
+message; it hears only when a follow-up it is waiting for has been sent or given up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from msgspec import Struct
+
+from actors.mail import Mail
+from actors.order.behaviour import FOLLOW_UPS
+from actors.order.messages import Message, NotificationSettled
+from adapters.errors import OrderdError
+from adapters.notify.model import Notifier, NotifyError
+from adapters.notify.rules import quiet_until
+from adapters.postgres import mailbox, notifications
+
+log = logging.getLogger("orderd.notifier")
+
+
+class NotifierSettings(Struct, frozen=True, kw_only=True):
+    max_attempts: int = 12
+    retry_max_s: float = 3600.0
+    quiet_start: str = "21:00"
+    quiet_end: str = "08:00"
+
+
+class Outbox:
+    def __init__(
+        self,
+        *,
+        pool: Any,
+        mail: Mail,
+        senders: Mapping[str, Notifier],
+        settings: NotifierSettings,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._pool = pool
+        self._mail = mail
+        self._senders = dict(senders)
+        self._settings = settings
+        self._clock = clock
+        self._quiet = (_clock_time(settings.quiet_start), _clock_time(settings.quiet_end))
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def send_due(self, limit: int = 20) -> int:
+        """Send every message that is due; return how many were tried."""
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        async with self._pool.acquire() as conn, conn.transaction():
+            due = await notifications.take_due(conn, now, limit)
+            if not due:
+                return 0
+            outcomes = await asyncio.gather(
+                *(self._send(item.message, now) for item in due), return_exceptions=True
+            )
+            settled: list[Message] = []
+            for item, outcome in zip(due, outcomes, strict=True):
+                final = await self._record(conn, item, outcome, now)
+                if final is not None and item.message.kind in FOLLOW_UPS:
+                    settled.append(
+                        NotificationSettled(
+                            order_id=item.order_id, kind=item.message.kind, status=final
+                        )
+                    )
+            posted = await mailbox.post(conn, settled)
+        await self._mail.stream(posted)
+        return len(due)
+
+    async def _send(self, message: Any, now: datetime) -> str | datetime:
+        """The Message-ID of the sent message, or when to try (quiet hours)."""
+        sender = self._senders.get(message.channel)
+        if sender is None:
+            raise NotifyError(f"the {message.channel} channel is not enabled", temporary=False)
+        if message.channel == "sms":
+            start, end = self._quiet
+            until = quiet_until(now, message.context.get("country"), start=start, end=end)
+            if until is not None:
+                return until
+        sent = await sender.send(message)
+        return sent.message_id
+
+    async def _record(
+        self, conn: Any, item: notifications.Due, outcome: object, now: datetime
+    ) -> Literal["sent", "failed"] | None:
+        """Write what became of one message; its final status, or None while pending."""
+        kind, channel = item.message.kind, item.message.channel
+        if isinstance(outcome, datetime):
+            await notifications.later(conn, item.id, outcome, None, tried=False)
+            return None
+        if isinstance(outcome, str):
+            await notifications.sent(conn, item.id, outcome, now)
+            log.info("sent %s by %s for order %s", kind, channel, item.order_id)
+            return "sent"
+        error = str(outcome) if isinstance(outcome, OrderdError) else type(outcome).__name__
+        temporary = not isinstance(outcome, OrderdError) or getattr(outcome, "temporary", False)
+        attempts = item.attempts + 1
+        if temporary and attempts < self._settings.max_attempts:
+            delay = min(self._settings.retry_max_s, 2.0 ** min(attempts, 16))
+            await notifications.later(conn, item.id, now + timedelta(seconds=delay), error, True)
+            log.warning(
+                "%s by %s for order %s failed (attempt %d), again in %.0f s: %s",
+                kind, channel, item.order_id, attempts, delay, error,
+            )  # fmt: skip
+            return None
+        await notifications.failed(conn, item.id, error)
+        log.warning(
+            "%s by %s for order %s failed for good: %s", kind, channel, item.order_id, error
+        )
+        return "failed"
+
+    async def run(self, stopping: asyncio.Event, every_s: float = 0.5) -> None:
+        while not stopping.is_set():
+            try:
+                while await self.send_due() and not stopping.is_set():
+                    pass
+            except Exception as exc:
+                log.warning("sending customer messages failed: %s", exc)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), every_s)
+
+    async def close(self) -> None:
+        for sender in self._senders.values():
+            await sender.close()
+
+
+def _clock_time(text: str) -> Any:
+    hours, minutes = (int(part) for part in text.split(":"))
+    return datetime.min.replace(hour=hours, minute=minutes).time()

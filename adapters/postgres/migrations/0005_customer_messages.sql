@@ -1,0 +1,28 @@
+-- Customer messages and delivery monitoring: the outbox's message data, each shipment's
+-- tracking and delay episodes, the sandbox carrier's parcel journeys, and the key that
+-- signs rating links when none is configured.
+
+ALTER TABLE notifications ADD COLUMN episode integer NOT NULL DEFAULT 0;
+-- Personal data (an address or a phone number): shown to operators, never logged.
+ALTER TABLE notifications ADD COLUMN recipient text NOT NULL DEFAULT '';
+-- What the message says: its template values, items and links.
+ALTER TABLE notifications ADD COLUMN payload jsonb NOT NULL DEFAULT '{}'::jsonb;
+CREATE INDEX notifications_order ON notifications (order_id);
+
+ALTER TABLE shipments ADD COLUMN tracking_detail text;
+ALTER TABLE shipments ADD COLUMN tracking_at timestamptz;
+ALTER TABLE shipments ADD COLUMN carrier_estimate date;
+-- Delay episodes: the count so far; `delayed` says whether one is open now.
+ALTER TABLE shipments ADD COLUMN delay_episode integer NOT NULL DEFAULT 0;
+ALTER TABLE shipments ADD COLUMN delay_reason text;
+CREATE INDEX shipments_tracking ON shipments (tracking_number);
+
+ALTER TABLE sandbox_shipments ADD COLUMN fate text;
+ALTER TABLE sandbox_shipments ADD COLUMN delivery_date date;
+ALTER TABLE sandbox_shipments ADD COLUMN events_sent integer NOT NULL DEFAULT 0;
+ALTER TABLE sandbox_shipments ADD COLUMN arrived boolean NOT NULL DEFAULT false;
+CREATE INDEX sandbox_shipments_moving ON sandbox_shipments (bought_at)
+    WHERE bought_at IS NOT NULL AND voided_at IS NULL AND fate IS NOT NULL AND NOT arrived;
+
+ALTER TABLE orderd_instance ADD COLUMN feedback_key text NOT NULL
+    DEFAULT replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', '');

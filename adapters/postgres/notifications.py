@@ -1,0 +1,139 @@
+"""The outbox of customer messages: one row per message that must go out, kept after.
+
+A row is unique by its idempotency key, (order, kind, shipment, episode, channel): asking
+twice for the same message adds nothing, so at most one of each goes out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import msgspec
+from msgspec import Struct
+
+from adapters.notify.model import Outgoing
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(Outgoing).decode
+
+
+class Row(Struct, frozen=True, kw_only=True):
+    order_id: str
+    shipment_id: str | None
+    episode: int
+    message: Outgoing
+    due_at: datetime
+
+
+class Due(Struct, frozen=True):
+    id: int
+    order_id: str
+    message: Outgoing
+    attempts: int
+
+
+async def queue(conn: Any, rows: Sequence[Row]) -> None:
+    """Add messages to the outbox (in the caller's transaction); repeats add nothing."""
+    if not rows:
+        return
+    await conn.execute(
+        """
+        INSERT INTO notifications (idempotency_key, order_id, shipment_id, kind, channel,
+                                   episode, recipient, payload, next_attempt_at)
+        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                             $6::int[], $7::text[], $8::jsonb[], $9::timestamptz[])
+        ON CONFLICT (idempotency_key) DO NOTHING
+        """,
+        [r.message.idempotency_key for r in rows],
+        [r.order_id for r in rows],
+        [r.shipment_id for r in rows],
+        [r.message.kind for r in rows],
+        [r.message.channel for r in rows],
+        [r.episode for r in rows],
+        [r.message.to for r in rows],
+        [_encode(r.message).decode() for r in rows],
+        [r.due_at for r in rows],
+    )
+
+
+async def take_due(conn: Any, now: datetime, limit: int) -> list[Due]:
+    """Lock messages due to go (in the caller's transaction); other processes skip them."""
+    rows = await conn.fetch(
+        """
+        SELECT id, order_id, payload::text AS payload, attempts FROM notifications
+        WHERE status = 'pending' AND next_attempt_at <= $1
+        ORDER BY next_attempt_at
+        LIMIT $2
+        FOR UPDATE SKIP LOCKED
+        """,
+        now,
+        limit,
+    )
+    return [Due(r["id"], r["order_id"], _decode(r["payload"]), r["attempts"]) for r in rows]
+
+
+async def sent(conn: Any, row_id: int, message_id: str, now: datetime) -> None:
+    await conn.execute(
+        """
+        UPDATE notifications SET status = 'sent', message_id = $2, sent_at = $3,
+                                 attempts = attempts + 1, last_error = NULL
+        WHERE id = $1
+        """,
+        row_id,
+        message_id,
+        now,
+    )
+
+
+async def later(conn: Any, row_id: int, when: datetime, error: str | None, tried: bool) -> None:
+    """Try again at ``when``: after a temporary failure, or out of quiet hours (not tried)."""
+    await conn.execute(
+        """
+        UPDATE notifications SET next_attempt_at = $2, last_error = coalesce($3, last_error),
+                                 attempts = attempts + $4::int
+        WHERE id = $1
+        """,
+        row_id,
+        when,
+        error,
+        1 if tried else 0,
+    )
+
+
+async def failed(conn: Any, row_id: int, error: str) -> None:
+    await conn.execute(
+        """
+        UPDATE notifications SET status = 'failed', attempts = attempts + 1, last_error = $2
+        WHERE id = $1
+        """,
+        row_id,
+        error,
+    )
+
+
+async def of_order(conn: Any, order_id: str) -> list[dict[str, Any]]:
+    """The order's messages as ``orderd order show`` prints them (no recipients)."""
+    rows = await conn.fetch(
+        """
+        SELECT kind, channel, shipment_id, episode, status, attempts, message_id, last_error,
+               created_at, sent_at
+        FROM notifications WHERE order_id = $1 ORDER BY id
+        """,
+        order_id,
+    )
+    return [
+        {
+            "kind": r["kind"],
+            "channel": r["channel"],
+            "shipment_id": r["shipment_id"],
+            "episode": r["episode"],
+            "status": r["status"],
+            "attempts": r["attempts"],
+            "message_id": r["message_id"],
+            "last_error": r["last_error"],
+            "sent_at": r["sent_at"].isoformat() if r["sent_at"] else None,
+        }
+        for r in rows
+    ]

@@ -1,0 +1,158 @@
+"""From paid to completed by itself: customer messages by real SMTP, tracking, delays,
+the rating link."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from tests.conftest import add_products
+from tests.integration.daemon_harness import (
+    SmtpSink,
+    eventually,
+    get,
+    request,
+    shopify_body,
+    shopify_headers,
+)
+
+MakeDaemon = Callable[..., Any]
+SKUS = ("SKU2006-001", "SKU2006-020")
+CUSTOMER = "jon@example.com"  # the Shopify sample order's customer
+
+# A day passes in a second; follow-ups come a day and two days after delivery.
+FAST = {
+    "ORDERD_CLOCK__SCALE": "86400",
+    "ORDERD_WMS__SANDBOX_DELAY_S": "0",
+    "ORDERD_NOTIFY__REVIEW_AFTER_DAYS": "1",
+    "ORDERD_NOTIFY__REPEAT_AFTER_DAYS": "2",
+}
+
+
+async def state_of(pg: Any, name: str = "#1001") -> str | None:
+    state: str | None = await pg.fetchval("SELECT state FROM orders WHERE name = $1", name)
+    return state
+
+
+async def reaches(pg: Any, state: str, within_s: float = 45) -> None:
+    async def there() -> bool:
+        return await state_of(pg) == state
+
+    await eventually(there, within_s=within_s, what=f"the order to be {state}")
+
+
+async def paid_order(pg: Any, run_orderd: Any, daemon: Any) -> None:
+    await add_products(pg, *SKUS)
+    for sku in SKUS:
+        assert run_orderd("stock", "set", sku, "5").returncode == 0
+    body = shopify_body(processed_at=datetime.now(UTC).isoformat())
+    assert request(f"{daemon.url}/webhooks/shopify", body, shopify_headers(body))[0] == 202
+
+
+def parts(message: Any) -> tuple[str, str]:
+    text = message.get_body(preferencelist=("plain",)).get_content()
+    html = message.get_body(preferencelist=("html",)).get_content()
+    return text, html
+
+
+async def test_an_order_runs_from_paid_to_completed_and_the_customer_hears_each_step(
+    make_daemon: MakeDaemon, pg: Any, run_orderd: Any
+) -> None:
+    with SmtpSink() as sink:
+        daemon = make_daemon(start=False, **FAST, **sink.env())
+        daemon.env["ORDERD_NOTIFY__PUBLIC_URL"] = daemon.url  # where rating links lead
+        daemon.start()
+        await paid_order(pg, run_orderd, daemon)
+        await reaches(pg, "completed")
+
+        async def all_sent() -> bool:
+            return len(sink.messages) >= 4
+
+        await eventually(all_sent, what="four messages")
+    view = json.loads(run_orderd("order", "show", "#1001", "--json").stdout)
+    [shipment] = view["shipments"]
+    assert shipment["status"] == "delivered"
+    assert shipment["delay_episodes"] == 0
+    assert view["delivered_at"] is not None
+    assert view["completed_at"] is not None
+    events = [e["type"] for e in view["events"]]
+    assert events.index("shipped") < events.index("delivered") < events.index("completed")
+    assert "delayed" not in events
+
+    # Exactly one of each, to the customer, each with both parts.
+    for subject in ("on its way", "has arrived", "How was your", "top-up"):
+        [message] = sink.of_kind(subject)
+        assert message["To"] == CUSTOMER
+        assert message["Message-ID"]
+        text, html = parts(message)
+        assert text.strip()
+        assert "<html" in html.lower()
+    [confirmation] = sink.of_kind("on its way")
+    text, html = parts(confirmation)
+    assert shipment["tracking_number"] in text
+    assert shipment["tracking_number"] in html
+    assert shipment["estimated_delivery"] in text
+    statuses = {m["kind"]: m["status"] for m in view["messages"]}
+    assert statuses == {
+        "shipping_confirmation": "sent",
+        "delivered": "sent",
+        "review_request": "sent",
+        "repeat_purchase": "sent",
+    }
+
+    # The review request's links rate the order with one click; the latest click counts.
+    [review] = sink.of_kind("How was your")
+    text, _ = parts(review)
+    links = re.findall(r"(http://\S+/feedback/\S+\?score=\d)", text)
+    assert len(links) == 5
+    four = next(link for link in links if link.endswith("score=4"))
+    five = next(link for link in links if link.endswith("score=5"))
+    for link in (four, five):
+        status, page = get(link)
+        assert status == 200
+        assert "thank" in str(page).lower()
+    scores = await pg.fetch("SELECT score FROM feedback ORDER BY at, id")
+    assert [r["score"] for r in scores] == [4, 5]
+    token = four.split("/feedback/")[1].split("?")[0]
+    for bad in (
+        f"/feedback/{token}?score=9",
+        f"/feedback/{token[:-2]}xx?score=3",
+        "/feedback/nonsense?score=3",
+    ):
+        status, page = get(f"{daemon.url}{bad}")
+        assert status == 404
+        assert "feedback" not in str(page).lower() or "not found" in str(page).lower()
+    assert await pg.fetchval("SELECT count(*) FROM feedback") == 2
+
+
+async def test_a_delayed_parcel_brings_exactly_one_delay_alert(
+    make_daemon: MakeDaemon, pg: Any, run_orderd: Any
+) -> None:
+    with SmtpSink() as sink:
+        quick = {
+            **FAST,
+            **sink.env(),
+            "ORDERD_CARRIERS__SANDBOX__DELAY_RATE": "1",
+            "ORDERD_NOTIFY__REVIEW_AFTER_DAYS": "0",
+            "ORDERD_NOTIFY__REPEAT_AFTER_DAYS": "0",
+        }
+        daemon = make_daemon(**quick)
+        await paid_order(pg, run_orderd, daemon)
+        await reaches(pg, "completed")
+
+        async def delivered_message() -> bool:
+            return bool(sink.of_kind("has arrived"))
+
+        await eventually(delivered_message, what="the delivered message")
+        assert len(sink.of_kind("running late")) == 1
+    view = json.loads(run_orderd("order", "show", "#1001", "--json").stdout)
+    [shipment] = view["shipments"]
+    assert shipment["delay_episodes"] == 1
+    assert shipment["delayed"] is False  # delivered: the episode is over
+    assert [e["type"] for e in view["events"]].count("delayed") == 1
+    [alert] = sink.of_kind("running late")
+    text, _ = parts(alert)
+    assert shipment["tracking"]["carrier_estimate"] in text

@@ -1,0 +1,579 @@
+"""The SMTP and Twilio adapters against real local servers: aiosmtpd for email, an aiohttp
+server speaking Twilio's Messages API for SMS."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import email
+import email.policy
+import gc
+import shutil
+import socket
+import ssl
+import subprocess
+import uuid
+import warnings
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from adapters.notify.model import NotifyError, Outgoing
+from adapters.notify.sms import TwilioSms
+from adapters.notify.smtp import SmtpNotifier, message_id_for
+from adapters.notify.templates import Templates
+
+SENDER = "Example Goods <orders@shop.example>"
+CUSTOMER = "ada@example.com"
+PHONE = "+15552345678"
+LOGIN, PASSWORD = "shop-relay", "pa55-w0rd-secret"
+CONTEXT = {
+    "store_name": "Example Goods",
+    "customer_name": "Ada",
+    "order_name": "#1001",
+    "carrier": "UPS",
+    "service": "Ground",
+    "tracking_number": "1Z999AA10123456784",
+    "tracking_url": "https://track.example/1Z999AA10123456784",
+    "estimated_delivery": "Friday 14 March",
+}
+
+
+def _confirmation(**changes: Any) -> Outgoing:
+    fields: dict[str, Any] = {
+        "idempotency_key": "order-1001:shipping_confirmation:shp-1",
+        "kind": "shipping_confirmation",
+        "channel": "email",
+        "to": CUSTOMER,
+        "context": CONTEXT,
+        "items": (("MUG-BLK", "Mug", 2),),
+    }
+    fields.update(changes)
+    return Outgoing(**fields)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="module")
+def templates() -> Templates:
+    return Templates()
+
+
+# ---- SMTP ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Received:
+    mail_from: str
+    rcpt_tos: list[str]
+    content: bytes
+
+    def parsed(self) -> EmailMessage:
+        message = email.message_from_bytes(self.content, policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        return message
+
+
+@dataclass
+class Inbox:
+    """An aiosmtpd handler that keeps what it receives; ``rcpt_reply`` refuses recipients."""
+
+    received: list[Received] = field(default_factory=list)
+    logins: list[tuple[str, str]] = field(default_factory=list)
+    rcpt_reply: str | None = None
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if self.rcpt_reply is not None:
+            return self.rcpt_reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        content = envelope.original_content or b""
+        self.received.append(Received(envelope.mail_from or "", list(envelope.rcpt_tos), content))
+        return "250 Message accepted for delivery"
+
+    def authenticate(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
+    ) -> AuthResult:
+        assert isinstance(data, LoginPassword)
+        login, password = data.login.decode(), data.password.decode()
+        self.logins.append((login, password))
+        # handled=False: aiosmtpd answers a failure with 535 itself.
+        return AuthResult(success=(login, password) == (LOGIN, PASSWORD), handled=False)
+
+
+@dataclass
+class SmtpServer:
+    inbox: Inbox
+    port: int
+
+
+@pytest.fixture
+def start_smtp() -> Iterator[Callable[..., SmtpServer]]:
+    """Start aiosmtpd servers on 127.0.0.1, each in its own thread (``auth=True`` checks
+    logins against LOGIN and PASSWORD); all are stopped afterwards."""
+    controllers: list[Controller] = []
+
+    def start(*, auth: bool = False, **options: Any) -> SmtpServer:
+        inbox = Inbox()
+        if auth:
+            options["authenticator"] = inbox.authenticate
+        port = _free_port()
+        controller = Controller(inbox, hostname="127.0.0.1", port=port, **options)
+        controller.start()
+        controllers.append(controller)
+        return SmtpServer(inbox, port)
+
+    yield start
+    for controller in controllers:
+        controller.stop()
+    # aiosmtpd's own readiness check leaves a TLS transport behind in the server's (now
+    # closed) loop: collect it here, quietly, rather than in some later test.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("the openssl command is not installed")
+    directory = tmp_path_factory.mktemp("tls")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [
+            openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+            "-addext", "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )  # fmt: skip
+    return cert, key
+
+
+@pytest.fixture
+def server_tls(certificate: tuple[Path, Path]) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*certificate)
+    return context
+
+
+@pytest.fixture
+def trust_certificate(certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the test certificate the client's trust store, as an operator would for a relay
+    with a private CA."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
+
+
+def _notifier(templates: Templates, port: int, **changes: Any) -> SmtpNotifier:
+    options: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": port,
+        "tls": "none",
+        "sender": SENDER,
+        "templates": templates,
+        "timeout_s": 5.0,
+    }
+    options.update(changes)
+    return SmtpNotifier(**options)
+
+
+async def test_smtp_sends_a_shipping_confirmation_in_text_and_html(
+    start_smtp: Callable[..., SmtpServer], templates: Templates
+) -> None:
+    server = start_smtp()
+    notifier = _notifier(templates, server.port, reply_to="help@shop.example")
+    message = _confirmation()
+
+    sent = await notifier.send(message)
+
+    [received] = server.inbox.received
+    assert received.mail_from == "orders@shop.example"
+    assert received.rcpt_tos == [CUSTOMER]
+    mail = received.parsed()
+    assert mail["To"] == CUSTOMER
+    assert mail["From"] == SENDER
+    assert mail["Reply-To"] == "help@shop.example"
+    assert mail["Subject"] == "Your Example Goods order #1001 is on its way"
+    assert mail["Date"]
+    assert mail.get_content_type() == "multipart/alternative"
+    text, html = mail.get_body(("plain",)), mail.get_body(("html",))
+    assert isinstance(text, EmailMessage)
+    assert isinstance(html, EmailMessage)
+    assert "Tracking number: 1Z999AA10123456784" in text.get_content()
+    assert "2 x Mug (MUG-BLK)" in text.get_content()
+    assert "<strong>1Z999AA10123456784</strong>" in html.get_content()
+    expected_id = message_id_for(message.idempotency_key, "shop.example")
+    assert mail["Message-ID"] == expected_id
+    assert sent.message_id == expected_id
+
+
+async def test_smtp_resending_the_same_message_keeps_its_message_id(
+    start_smtp: Callable[..., SmtpServer], templates: Templates
+) -> None:
+    server = start_smtp()
+    notifier = _notifier(templates, server.port, message_id_domain="mail.shop.example")
+    first = await notifier.send(_confirmation())
+    again = await notifier.send(_confirmation())
+    other = await notifier.send(_confirmation(idempotency_key="order-1002:shipping"))
+
+    ids = [received.parsed()["Message-ID"] for received in server.inbox.received]
+    assert ids[0] == ids[1] == first.message_id == again.message_id
+    assert first.message_id == message_id_for(_confirmation().idempotency_key, "mail.shop.example")
+    assert ids[2] == other.message_id != first.message_id
+
+
+def test_message_id_is_the_key_hash_at_the_domain() -> None:
+    # sha256("abc") begins ba7816bf8f01cfea414140de5dae2223.
+    expected = "<ba7816bf8f01cfea414140de5dae2223@shop.example>"
+    assert message_id_for("abc", "shop.example") == expected
+
+
+async def test_smtp_logs_in_over_starttls(
+    start_smtp: Callable[..., SmtpServer],
+    templates: Templates,
+    server_tls: ssl.SSLContext,
+    trust_certificate: None,
+) -> None:
+    server = start_smtp(auth=True, tls_context=server_tls, require_starttls=True)
+    notifier = _notifier(templates, server.port, tls="starttls", username=LOGIN, password=PASSWORD)
+
+    await notifier.send(_confirmation())
+
+    assert server.inbox.logins == [(LOGIN, PASSWORD)]
+    [received] = server.inbox.received
+    assert received.rcpt_tos == [CUSTOMER]
+
+
+async def test_smtp_refused_login_is_permanent_and_hides_the_password(
+    start_smtp: Callable[..., SmtpServer],
+    templates: Templates,
+    server_tls: ssl.SSLContext,
+    trust_certificate: None,
+) -> None:
+    server = start_smtp(auth=True, tls_context=server_tls, require_starttls=True)
+    wrong = "not-the-" + PASSWORD
+    notifier = _notifier(templates, server.port, tls="starttls", username=LOGIN, password=wrong)
+
+    with pytest.raises(NotifyError, match="refused the login") as caught:
+        await notifier.send(_confirmation())
+
+    assert caught.value.temporary is False
+    assert wrong not in str(caught.value)
+    assert server.inbox.received == []
+
+
+async def test_smtp_sends_over_implicit_tls(
+    start_smtp: Callable[..., SmtpServer],
+    templates: Templates,
+    server_tls: ssl.SSLContext,
+    trust_certificate: None,
+) -> None:
+    server = start_smtp(ssl_context=server_tls)
+    notifier = _notifier(templates, server.port, tls="implicit")
+
+    await notifier.send(_confirmation())
+
+    assert len(server.inbox.received) == 1
+
+
+async def test_smtp_untrusted_certificate_is_permanent(
+    start_smtp: Callable[..., SmtpServer], templates: Templates, server_tls: ssl.SSLContext
+) -> None:
+    server = start_smtp(tls_context=server_tls, require_starttls=True)
+    notifier = _notifier(templates, server.port, tls="starttls")
+
+    with pytest.raises(NotifyError, match="TLS") as caught:
+        await notifier.send(_confirmation())
+
+    assert caught.value.temporary is False
+    assert server.inbox.received == []
+
+
+async def test_smtp_starttls_required_but_not_offered_is_permanent(
+    start_smtp: Callable[..., SmtpServer], templates: Templates
+) -> None:
+    server = start_smtp()
+    notifier = _notifier(templates, server.port, tls="starttls")
+
+    with pytest.raises(NotifyError, match="STARTTLS") as caught:
+        await notifier.send(_confirmation())
+
+    assert caught.value.temporary is False
+    assert server.inbox.received == []
+
+
+@pytest.mark.parametrize(
+    ("reply", "temporary"),
+    [
+        (f"550 5.1.1 <{CUSTOMER}>: Recipient address rejected: User unknown", False),
+        ("451 4.3.0 Temporary lookup failure, try again later", True),
+    ],
+)
+async def test_smtp_refused_recipient_is_permanent_for_5xx_and_temporary_for_4xx(
+    start_smtp: Callable[..., SmtpServer], templates: Templates, reply: str, temporary: bool
+) -> None:
+    server = start_smtp()
+    server.inbox.rcpt_reply = reply
+    notifier = _notifier(templates, server.port)
+
+    with pytest.raises(NotifyError, match="refused the recipient") as caught:
+        await notifier.send(_confirmation())
+
+    assert caught.value.temporary is temporary
+    assert reply[:3] in str(caught.value)
+    assert CUSTOMER not in str(caught.value)
+    assert server.inbox.received == []
+
+
+async def test_smtp_with_nothing_listening_is_temporary(templates: Templates) -> None:
+    notifier = _notifier(templates, _free_port())
+
+    with pytest.raises(NotifyError, match="unreachable") as caught:
+        await notifier.send(_confirmation())
+
+    assert caught.value.temporary is True
+
+
+async def test_smtp_refuses_what_it_cannot_address(templates: Templates) -> None:
+    notifier = _notifier(templates, _free_port())
+    for message in (
+        _confirmation(to="ada@example.com, eve@example.org"),
+        _confirmation(to="Ada <ada@example.com>"),
+        _confirmation(channel="sms", to=PHONE),
+    ):
+        with pytest.raises(NotifyError) as caught:
+            await notifier.send(message)
+        assert caught.value.temporary is False
+
+
+# ---- SMS (Twilio) -------------------------------------------------------------------------
+
+ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
+AUTH_TOKEN = "twilio-auth-token-do-not-leak"
+TWILIO_NUMBER = "+15005550006"
+
+
+@dataclass
+class TwilioServer:
+    """Twilio's Messages API as documented: basic auth, form fields, 201 with the Message
+    resource, errors as {code, message, more_info, status}. ``answers`` queues canned
+    answers ("hang" waits until the server stops)."""
+
+    url: str = ""
+    forms: list[dict[str, str]] = field(default_factory=list)
+    answers: list[web.Response | str] = field(default_factory=list)
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def create_message(self, request: web.Request) -> web.StreamResponse:
+        expected = "Basic " + base64.b64encode(f"{ACCOUNT_SID}:{AUTH_TOKEN}".encode()).decode()
+        if (
+            request.match_info["sid"] != ACCOUNT_SID
+            or request.headers.get("Authorization") != expected
+        ):
+            return _twilio_error(401, 20003, "Authenticate")
+        form = {key: str(value) for key, value in (await request.post()).items()}
+        self.forms.append(form)
+        if self.answers:
+            answer = self.answers.pop(0)
+            if answer == "hang":
+                await self.stopping.wait()
+                return web.Response(status=503)
+            assert isinstance(answer, web.Response)
+            return answer
+        return web.json_response(
+            {
+                "sid": "SM" + uuid.uuid4().hex,
+                "account_sid": ACCOUNT_SID,
+                "to": form["To"],
+                "from": form["From"],
+                "body": form["Body"],
+                "status": "queued",
+            },
+            status=201,
+        )
+
+
+def _twilio_error(status: int, code: int, message: str) -> web.Response:
+    return web.json_response(
+        {
+            "code": code,
+            "message": message,
+            "more_info": f"https://www.twilio.com/docs/errors/{code}",
+            "status": status,
+        },
+        status=status,
+    )
+
+
+@pytest.fixture
+async def twilio() -> AsyncIterator[TwilioServer]:
+    server = TwilioServer()
+    app = web.Application()
+    app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", server.create_message)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    server.url = f"http://{host}:{port}"
+    yield server
+    server.stopping.set()
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def make_sms(templates: Templates) -> AsyncIterator[Callable[..., TwilioSms]]:
+    made: list[TwilioSms] = []
+
+    def make(base_url: str, **changes: Any) -> TwilioSms:
+        options: dict[str, Any] = {
+            "base_url": base_url,
+            "account_sid": ACCOUNT_SID,
+            "auth_token": AUTH_TOKEN,
+            "sender": TWILIO_NUMBER,
+            "templates": templates,
+            "timeout_s": 5.0,
+        }
+        options.update(changes)
+        sms = TwilioSms(**options)
+        made.append(sms)
+        return sms
+
+    yield make
+    for sms in made:
+        await sms.close()
+
+
+def _text(**changes: Any) -> Outgoing:
+    return _confirmation(**{"channel": "sms", "to": PHONE, **changes})
+
+
+async def test_sms_posts_the_form_with_basic_auth_and_returns_the_sid(
+    twilio: TwilioServer, make_sms: Callable[..., TwilioSms]
+) -> None:
+    sms = make_sms(twilio.url)
+
+    first = await sms.send(_text())
+    second = await sms.send(_text())
+
+    assert len(twilio.forms) == 2
+    form = twilio.forms[0]
+    assert set(form) == {"To", "From", "Body"}
+    assert form["To"] == PHONE
+    assert form["From"] == TWILIO_NUMBER
+    assert "1Z999AA10123456784" in form["Body"]
+    assert first.message_id.startswith("SM")
+    assert second.message_id != first.message_id
+
+
+async def test_sms_refusal_is_permanent_with_twilios_message(
+    twilio: TwilioServer, make_sms: Callable[..., TwilioSms]
+) -> None:
+    twilio.answers.append(
+        _twilio_error(400, 21211, f"The 'To' number {PHONE} is not a valid phone number.")
+    )
+
+    with pytest.raises(NotifyError, match=r"21211.*is not a valid phone number") as caught:
+        await make_sms(twilio.url).send(_text())
+
+    assert caught.value.temporary is False
+    assert "HTTP 400" in str(caught.value)
+    assert PHONE not in str(caught.value)
+    assert PHONE[1:] not in str(caught.value)
+
+
+async def test_sms_bad_credentials_are_permanent_and_never_show_the_token(
+    twilio: TwilioServer, make_sms: Callable[..., TwilioSms]
+) -> None:
+    with pytest.raises(NotifyError, match="Authenticate") as caught:
+        await make_sms(twilio.url, auth_token="wrong-" + AUTH_TOKEN).send(_text())
+
+    assert caught.value.temporary is False
+    assert AUTH_TOKEN not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        _twilio_error(429, 20429, "Too Many Requests"),
+        _twilio_error(503, 20500, "Service unavailable"),
+        web.Response(status=502, text="<html>Bad gateway</html>", content_type="text/html"),
+    ],
+)
+async def test_sms_rate_limits_and_server_errors_are_temporary(
+    twilio: TwilioServer, make_sms: Callable[..., TwilioSms], answer: web.Response
+) -> None:
+    twilio.answers.append(answer)
+
+    with pytest.raises(NotifyError, match=f"HTTP {answer.status}") as caught:
+        await make_sms(twilio.url).send(_text())
+
+    assert caught.value.temporary is True
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        web.Response(status=201, text="<html>created</html>", content_type="text/html"),
+        web.json_response({"status": "queued"}, status=201),
+    ],
+)
+async def test_sms_malformed_answer_is_permanent(
+    twilio: TwilioServer, make_sms: Callable[..., TwilioSms], answer: web.Response
+) -> None:
+    twilio.answers.append(answer)
+
+    with pytest.raises(NotifyError, match="malformed answer from twilio") as caught:
+        await make_sms(twilio.url).send(_text())
+
+    assert caught.value.temporary is False
+
+
+async def test_sms_timeout_is_temporary(
+    twilio: TwilioServer, make_sms: Callable[..., TwilioSms]
+) -> None:
+    twilio.answers.append("hang")
+
+    with pytest.raises(NotifyError, match="in time") as caught:
+        await make_sms(twilio.url, timeout_s=0.3).send(_text())
+
+    assert caught.value.temporary is True
+
+
+async def test_sms_with_nothing_listening_is_temporary(
+    make_sms: Callable[..., TwilioSms],
+) -> None:
+    with pytest.raises(NotifyError, match="unreachable") as caught:
+        await make_sms(f"http://127.0.0.1:{_free_port()}").send(_text())
+
+    assert caught.value.temporary is True
+
+
+async def test_sms_refuses_a_number_that_is_not_e164_without_calling_twilio(
+    twilio: TwilioServer, make_sms: Callable[..., TwilioSms]
+) -> None:
+    with pytest.raises(NotifyError, match=r"E\.164") as caught:
+        await make_sms(twilio.url).send(_text(to="555-234-5678"))
+
+    assert caught.value.temporary is False
+    assert twilio.forms == []
