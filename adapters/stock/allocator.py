@@ -243,7 +243,15 @@ class Allocator:
 
         earlier = await self._earlier_reservation(order_id, op_id)
         if earlier:
-            return Reservation(order_id, op_id, status_of(earlier), tuple(earlier), True)
+            # Recorded again (a no-op when the first record was saved): the first caller
+            # may have died before its ledger entries were written.
+            found: list[AllocatedLine] = []
+            for record_op, code, epoch, taken in earlier:
+                await self._record_reservation(
+                    order_id, record_op, taken, now, {code: epoch}, policy, priority, sink
+                )
+                found.extend(line for line in taken if line.wanted)
+            return Reservation(order_id, op_id, status_of(found), tuple(found), True)
 
         for code in self._order:
             result = await attempt(code, _Call(order_id, op_id, "all", priority, lines))
@@ -287,16 +295,21 @@ class Allocator:
             outcome = await batches.submit(call)
         return outcome
 
-    async def _earlier_reservation(self, order_id: str, op_id: str) -> list[AllocatedLine]:
-        """What an earlier identical call holds in any warehouse, split parts included.
+    async def _earlier_reservation(
+        self, order_id: str, op_id: str
+    ) -> list[tuple[str, str, str, tuple[AllocatedLine, ...]]]:
+        """What an earlier identical call holds in any warehouse, split parts included:
+        (operation, warehouse, its epoch now, lines) for each part found.
 
         A split part that was given back (its ``:undo`` is recorded) no longer counts.
         """
         split_op = f"{op_id}:split"
-        found: list[AllocatedLine] = []
+        found = []
         for code in self._order:
             keys = self._keys[code]
-            whole, split, undone, rest = await self._redis.mget(
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.hget(keys.meta, "epoch")
+            pipe.mget(
                 [
                     keys.op(order_id, op_id),
                     keys.op(order_id, split_op),
@@ -304,10 +317,13 @@ class Allocator:
                     keys.op(order_id, f"{op_id}:rest"),
                 ]
             )
-            for raw in (whole, None if undone else split, rest):
-                if raw is not None:
+            epoch, (whole, split, undone, rest) = await pipe.execute()
+            parts = ((op_id, whole), (split_op, None if undone else split), (f"{op_id}:rest", rest))
+            for part_op, raw in parts:
+                if raw is not None and epoch is not None:
                     result = reserve_result.decode(raw if isinstance(raw, bytes) else raw.encode())
-                    found.extend(line for line in _allocated(code, result) if line.wanted)
+                    text = epoch.decode() if isinstance(epoch, bytes) else str(epoch)
+                    found.append((part_op, code, text, _allocated(code, result)))
         return found
 
     async def _split(

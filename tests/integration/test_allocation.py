@@ -438,3 +438,27 @@ async def test_a_split_ships_what_it_found_under_ship_available(
     assert await level(allocator, "A", "east") == (2, 2, 2)
     assert await level(allocator, "A", "west") == (1, 1, 0)
     assert await allocator.reconcile() == []
+
+
+class LostLedger:
+    """A caller that died before writing its ledger entries: they go nowhere."""
+
+    async def record(self, entry: Any) -> None:
+        return None
+
+
+@pytest.mark.parametrize("split", [False, True])
+async def test_a_repeated_reservation_writes_the_ledger_entries_a_crash_lost(
+    make_allocator: MakeAllocator, pg: Any, split: bool
+) -> None:
+    allocator = await two_warehouses(
+        make_allocator, pg, {"A": 2}, {"A": 3}, split_across_warehouses=split
+    )
+    wanted = [("A", 4)] if split else [("A", 3)]
+    first = await allocator.reserve("o1", wanted, sink=LostLedger())
+    assert first.status == "reserved"
+    assert await allocator.reconcile() != []  # Redis holds what the ledger does not know
+    again = await allocator.reserve("o1", wanted)
+    assert again.replay
+    assert set(again.lines) == set(first.lines)
+    assert await allocator.reconcile() == []
