@@ -4,7 +4,9 @@ An order's turn stores its request; this dispatcher delivers it, retrying with b
 while the warehouse system is away, so no order waits in a turn for a WMS. A request the
 WMS refuses for good is marked failed and the order is told (it is then held for a
 person). Whatever messages a delivery answers with (the sandbox's picked and packed) are
-stored in the same transaction that marks it sent: each reaches the order once.
+stored in the same transaction that marks it sent: each reaches the order once. A process
+that dies while delivering leaves its claim to run out; another then delivers again, with
+the same idempotency key.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 from actors.mail import Mail
 from actors.order.messages import Message, WarehouseRefused
+from adapters.errors import printable
 from adapters.postgres import fulfillment, mailbox
 from adapters.wms.model import WarehouseSystem, WmsError
 
@@ -33,12 +36,14 @@ class Dispatcher:
         mail: Mail,
         warehouse: WarehouseSystem,
         retry_max_s: float = 300.0,
+        lease_s: float = 120.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._pool = pool
         self._mail = mail
         self.warehouse = warehouse
         self._retry_max_s = retry_max_s
+        self._lease_s = lease_s
         self._clock = clock
         self._wake = asyncio.Event()
 
@@ -47,17 +52,23 @@ class Dispatcher:
         self._wake.set()
 
     async def dispatch_due(self, limit: int = 50) -> int:
-        """Deliver every request that is due; return how many were tried."""
+        """Deliver every request that is due; return how many were tried.
+
+        Requests are claimed in one short transaction, delivered outside any, and settled
+        in another: a slow warehouse system holds no locks that order turns wait for.
+        """
         now = datetime.fromtimestamp(self._clock(), UTC)
+        lease = now + timedelta(seconds=self._lease_s)
         async with self._pool.acquire() as conn, conn.transaction():
-            due = await fulfillment.take_due(conn, now, limit)
-            if not due:
-                return 0
-            outcomes = await asyncio.gather(
-                *(self.warehouse.send(d.request) for d in due), return_exceptions=True
-            )
-            delivered: list[str] = []
-            answers: list[Message] = []
+            due = await fulfillment.claim_due(conn, now, lease, limit)
+        if not due:
+            return 0
+        outcomes = await asyncio.gather(
+            *(self.warehouse.send(d.request) for d in due), return_exceptions=True
+        )
+        delivered: list[str] = []
+        answers: list[Message] = []
+        async with self._pool.acquire() as conn, conn.transaction():
             for item, outcome in zip(due, outcomes, strict=True):
                 request = item.request
                 if isinstance(outcome, list):
@@ -67,14 +78,14 @@ class Dispatcher:
                 error = _error_text(outcome)
                 if isinstance(outcome, WmsError) and not outcome.temporary:
                     log.warning("the warehouse refused shipment %s: %s", request.shipment_id, error)
-                    await fulfillment.failed(conn, request.shipment_id, error)
-                    answers.append(
-                        WarehouseRefused(
-                            order_id=request.order_id,
-                            shipment_id=request.shipment_id,
-                            reason=error,
+                    if await fulfillment.failed(conn, request.shipment_id, error):
+                        answers.append(
+                            WarehouseRefused(
+                                order_id=request.order_id,
+                                shipment_id=request.shipment_id,
+                                reason=error,
+                            )
                         )
-                    )
                     continue
                 delay = min(self._retry_max_s, 2.0 ** min(item.attempts, 16))
                 log.warning(
@@ -88,6 +99,8 @@ class Dispatcher:
                     conn, request.shipment_id, error, now + timedelta(seconds=delay)
                 )
             await fulfillment.sent(conn, delivered, now)
+            # Answers of requests withdrawn meanwhile reach a cancelled order, which
+            # ignores them.
             posted = await mailbox.post(conn, answers)
         await self._mail.stream(posted)
         return len(due)
@@ -110,5 +123,5 @@ class Dispatcher:
 
 def _error_text(outcome: BaseException) -> str:
     if isinstance(outcome, WmsError):
-        return str(outcome)
-    return f"{type(outcome).__name__}: {outcome}"[:300]
+        return printable(str(outcome))
+    return printable(f"{type(outcome).__name__}: {outcome}")

@@ -22,7 +22,7 @@ from msgspec import Struct
 from actors.mail import Mail
 from actors.order.behaviour import FOLLOW_UPS
 from actors.order.messages import Message, NotificationSettled
-from adapters.errors import OrderdError
+from adapters.errors import OrderdError, printable
 from adapters.notify.model import Notifier, NotifyError
 from adapters.notify.rules import quiet_until
 from adapters.postgres import mailbox, notifications
@@ -106,7 +106,9 @@ class Outbox:
             await notifications.sent(conn, item.id, outcome, now)
             log.info("sent %s by %s for order %s", kind, channel, item.order_id)
             return "sent"
-        error = str(outcome) if isinstance(outcome, OrderdError) else type(outcome).__name__
+        error = printable(
+            str(outcome) if isinstance(outcome, OrderdError) else type(outcome).__name__
+        )
         temporary = not isinstance(outcome, OrderdError) or getattr(outcome, "temporary", False)
         attempts = item.attempts + 1
         if temporary and attempts < self._settings.max_attempts:

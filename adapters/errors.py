@@ -30,3 +30,10 @@ class CatalogError(OrderdError):
         super().__init__(
             f"catalog rejected, nothing imported: {count} problem{'s' if count != 1 else ''}"
         )
+
+
+def printable(text: str, limit: int = 300) -> str:
+    """``text`` from outside (an answer body, an exception) made safe to store and log:
+    control characters (NUL included, which PostgreSQL refuses) become spaces."""
+    cleaned = "".join(c if c.isprintable() else " " for c in text)
+    return " ".join(cleaned.split())[:limit]

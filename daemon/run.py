@@ -60,6 +60,8 @@ class Daemon:
             mail=self.mail,
             warehouse=system,
             retry_max_s=settings.wms.retry_max_s,
+            # Longer than any delivery can take, so a live sender's claim never runs out.
+            lease_s=settings.wms.timeout_s * 3 + 30,
             clock=clock,
         )
         self.shipping = shipping.shipping(settings, pool, clock, system)

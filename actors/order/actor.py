@@ -196,6 +196,9 @@ class OrderTurns:
                     pending.append(result)
             if decision.pending is not None:
                 pending.append(decision.pending)
+        if pending:
+            # Never save half a turn: its unapplied results would be lost.
+            raise RuntimeError(f"turn of {order_id} took more than {_MAX_STEPS} steps")
         if snapshot is None:
             # A message for an order never seen (a reminder or fill for a stale id): note
             # it, so the order's later messages are not held behind it.

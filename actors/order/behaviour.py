@@ -88,6 +88,7 @@ TRACK_POLL = "track_poll"
 # Messages after delivery; the order is completed once each is sent or skipped.
 REVIEW_REQUEST, REPEAT_PURCHASE = "review_request", "repeat_purchase"
 FOLLOW_UPS = (REVIEW_REQUEST, REPEAT_PURCHASE)
+ORDER_HOLD = "order"
 
 # Until a label is bought an order can still be cancelled with nothing to undo outside.
 CANCELLABLE = frozenset(
@@ -147,6 +148,9 @@ class Snapshot(Struct, frozen=True, kw_only=True):
     reason: str | None = None
     shipments: tuple[Shipment, ...] = ()
     follow_ups: tuple[str, ...] = ()  # messages after delivery not yet sent or skipped
+    # What a person must look at: ORDER_HOLD (the whole order) or shipment ids. While any
+    # is open the order stays needs_attention, whatever else moves on.
+    holds: tuple[str, ...] = ()
 
 
 # -- effects: what the runtime must do, and the messages their results come back as ----
@@ -402,18 +406,19 @@ def decide(
         case ShortPicked(shipment_id=shipment_id, missing=missing):
             return _short_picked(snapshot, shipment_id, missing, now)
         case WarehouseRefused(shipment_id=shipment_id, reason=reason):
-            if _shipment(snapshot, shipment_id) is None:
-                return Decision()
+            found = _shipment(snapshot, shipment_id)
+            if found is None or found.status not in ("requested", "picked"):
+                return Decision()  # cancelled or further meanwhile: the refusal is moot
             why = f"the warehouse refused shipment {shipment_id}: {reason}"
-            return Decision((AttentionNeeded(at=now, reason=why),))
+            return Decision((AttentionNeeded(at=now, reason=why, shipment_id=shipment_id),))
         case RatesQuoted(shipment_id=shipment_id, rates=rates, failures=failures):
             return _rates(snapshot, shipment_id, rates, failures, rules, now)
         case BuyLabel(shipment_id=shipment_id):
             found = _shipment(snapshot, shipment_id)
             if found is None or found.status != "packed" or found.rate is None:
                 return Decision()  # cancelled or held meanwhile
-            if snapshot is not None and snapshot.state is OrderState.NEEDS_ATTENTION:
-                return Decision()
+            if snapshot is not None and shipment_id in snapshot.holds:
+                return Decision()  # held for a person: bought once it is released
             buy = Buy(shipment_id=shipment_id, rate=found.rate, label_format=rules.label_format)
             return Decision((), (buy,))
         case LabelBought():
@@ -437,7 +442,7 @@ def decide(
             return Decision((created,), (commit,))
         case LabelRefused(shipment_id=shipment_id, reason=reason):
             why = f"no label for shipment {shipment_id}: {reason}"
-            return Decision((AttentionNeeded(at=now, reason=why),))
+            return Decision((AttentionNeeded(at=now, reason=why, shipment_id=shipment_id),))
         case CommittedShipment(shipment_id=shipment_id, lines=lines):
             shipped = Shipped(at=now, shipment_id=shipment_id, lines=lines)
             return Decision((shipped,), _watch(snapshot, shipment_id, rules, now))
@@ -561,7 +566,7 @@ def _fulfil(
     order = snapshot.order
     if order is None or snapshot.state in TERMINAL:
         return (), ()
-    if snapshot.state is OrderState.NEEDS_ATTENTION:
+    if ORDER_HOLD in snapshot.holds:
         return (), ()
     if any(h.backordered for h in snapshot.holdings) and snapshot.policy != "ship_available":
         return (), ()
@@ -614,7 +619,7 @@ def _packed(snapshot: Snapshot | None, message: Packed, rules: Rules, now: datet
         return Decision(
             (
                 PackMismatch(at=now, shipment_id=found.id, difference=difference),
-                AttentionNeeded(at=now, reason=why),
+                AttentionNeeded(at=now, reason=why, shipment_id=found.id),
             )
         )
     estimate = found.parcel
@@ -623,7 +628,7 @@ def _packed(snapshot: Snapshot | None, message: Packed, rules: Rules, now: datet
         (estimate.length_cm, estimate.width_cm, estimate.height_cm) if estimate else (1, 1, 1)
     )
     parcel = Parcel(weight_g=weight, length_cm=sides[0], width_cm=sides[1], height_cm=sides[2])
-    packed = ShipmentPacked(at=now, shipment_id=found.id, parcel=parcel)
+    packed = ShipmentPacked(at=now, shipment_id=found.id, parcel=parcel, by=message.by)
     shop = ShopRates(
         shipment_id=found.id,
         warehouse=found.warehouse,
@@ -716,7 +721,7 @@ def _rates(
         why = f"no carrier for shipment {shipment_id}: {choice.reason}"
         if failures:
             why += f" ({'; '.join(failures)})"
-        return Decision((AttentionNeeded(at=now, reason=why),))
+        return Decision((AttentionNeeded(at=now, reason=why, shipment_id=shipment_id),))
     reason = choice.reason
     if failures:
         reason += f"; not quoted: {'; '.join(failures)}"
@@ -795,7 +800,9 @@ def _tracked(
         events.append(DeliveryFailed(at=now, shipment_id=sid, status=news.status, detail=detail))
         events.append(
             AttentionNeeded(
-                at=now, reason=f"shipment {sid} {news.status.replace('_', ' ')}: {detail}"
+                at=now,
+                reason=f"shipment {sid} {news.status.replace('_', ' ')}: {detail}",
+                shipment_id=sid,
             )
         )
         effects.append(Notify(kind="delivery_exception", shipment_id=sid))
@@ -928,14 +935,22 @@ def evolve(snapshot: Snapshot | None, event: Event, order_id: str) -> Snapshot:
             return structs.replace(current, state=OrderState.RECEIVED, order=order)
         case StockAllocated(status=status, holdings=holdings, policy=policy, op_id=op_id):
             if op_id == "reserve":
+                # The order's reservation (again, after a replayed dead letter): whatever
+                # held the whole order before it is settled.
+                released = _released(current, ORDER_HOLD)
+                merged = _merged((), holdings)
                 return structs.replace(
-                    current, state=OrderState(status), holdings=holdings, policy=policy
-                )
+                    released, state=_progress(released, OrderState(status)), holdings=merged,
+                    policy=policy,
+                )  # fmt: skip
             merged = _merged(current.holdings, holdings)
-            return structs.replace(current, state=_holding_state(merged), holdings=merged)
+            return structs.replace(
+                current, state=_progress(current, _holding_state(merged)), holdings=merged
+            )
         case BackorderFilled(warehouse=warehouse, lines=lines):
             holdings = _filled(current.holdings, warehouse, lines)
-            return structs.replace(current, state=_holding_state(holdings), holdings=holdings)
+            state = _progress(current, _holding_state(holdings))
+            return structs.replace(current, state=state, holdings=holdings)
         case NothingToShip():
             return structs.replace(current, state=OrderState.COMPLETED, reason="nothing to ship")
         case OrderCancelled(reason=reason):
@@ -945,10 +960,17 @@ def evolve(snapshot: Snapshot | None, event: Event, order_id: str) -> Snapshot:
                 for s in current.shipments
             )
             return structs.replace(
-                current, state=OrderState.CANCELLED, holdings=(), reason=reason, shipments=stopped
+                current, state=OrderState.CANCELLED, holdings=(), reason=reason,
+                shipments=stopped, holds=(),
+            )  # fmt: skip
+        case AttentionNeeded(reason=reason, shipment_id=shipment_id):
+            if current.state in TERMINAL:
+                return current  # a finished order is not reopened by late news
+            key = shipment_id or ORDER_HOLD
+            holds = current.holds if key in current.holds else (*current.holds, key)
+            return structs.replace(
+                current, state=OrderState.NEEDS_ATTENTION, reason=reason, holds=holds
             )
-        case AttentionNeeded(reason=reason):
-            return structs.replace(current, state=OrderState.NEEDS_ATTENTION, reason=reason)
         case CancelRefused():
             return current
         case FulfillmentRequested():
@@ -963,16 +985,17 @@ def evolve(snapshot: Snapshot | None, event: Event, order_id: str) -> Snapshot:
             )
             return structs.replace(
                 current,
-                state=OrderState.FULFILLMENT_REQUESTED,
+                state=_progress(current, OrderState.FULFILLMENT_REQUESTED),
                 shipments=(*current.shipments, shipment),
-                reason=None,
+                reason=current.reason if current.holds else None,
             )
         case ShipmentPicked(shipment_id=shipment_id):
             return _moved(current, shipment_id, OrderState.PICKED, status="picked")
         case ShipmentPacked(shipment_id=shipment_id, parcel=parcel):
+            # Packed right (again, after a mismatch): the shipment's hold is over.
             return _moved(
-                current, shipment_id, OrderState.PACKED, status="packed", parcel=parcel,
-                packed_ok=True, problem=None,
+                _released(current, shipment_id), shipment_id, OrderState.PACKED,
+                status="packed", parcel=parcel, packed_ok=True, problem=None,
             )  # fmt: skip
         case PackMismatch(shipment_id=shipment_id, difference=difference):
             return _moved(
@@ -984,7 +1007,8 @@ def evolve(snapshot: Snapshot | None, event: Event, order_id: str) -> Snapshot:
             warehouse = found.warehouse if found else ""
             holdings = _less(current.holdings, warehouse, missing)
             moved = _moved(
-                current, shipment_id, current.state, status="short_picked", short=missing,
+                _released(current, shipment_id), shipment_id, current.state,
+                status="short_picked", short=missing,
                 problem="short pick: " + ", ".join(f"{sku} x{n}" for sku, n in missing),
             )  # fmt: skip
             return structs.replace(moved, holdings=holdings)
@@ -1011,8 +1035,6 @@ def evolve(snapshot: Snapshot | None, event: Event, order_id: str) -> Snapshot:
         case ShipmentTracked():
             found = shipments.find(current.shipments, event.shipment_id)
             state = _TRACKED_STATE.get(event.status, current.state)
-            if current.state is OrderState.NEEDS_ATTENTION:
-                state = current.state
             known = found.carrier_estimate if found else None
             return _moved(
                 current, event.shipment_id, state, tracking_status=event.status,
@@ -1057,7 +1079,7 @@ def _delivery_state(snapshot: Snapshot) -> OrderState:
     """Delivered once every shipment that left has arrived and nothing more is to come."""
     left = [s for s in snapshot.shipments if s.status in ("shipped", *OPEN)]
     waiting = any(h.backordered or h.reserved for h in snapshot.holdings)
-    if left or waiting or snapshot.state is OrderState.NEEDS_ATTENTION:
+    if left or waiting or snapshot.holds:
         return snapshot.state
     return OrderState.DELIVERED
 
@@ -1066,7 +1088,20 @@ def _moved(current: Snapshot, shipment_id: str, state: OrderState, **changes: ob
     updated = tuple(
         structs.replace(s, **changes) if s.id == shipment_id else s for s in current.shipments
     )
-    return structs.replace(current, state=state, shipments=updated)
+    return structs.replace(current, state=_progress(current, state), shipments=updated)
+
+
+def _progress(current: Snapshot, state: OrderState) -> OrderState:
+    """``state``, unless something still holds the order for a person."""
+    return OrderState.NEEDS_ATTENTION if current.holds else state
+
+
+def _released(current: Snapshot, key: str) -> Snapshot:
+    """``current`` without the hold ``key``; the reason goes with the last hold."""
+    if key not in current.holds:
+        return current
+    holds = tuple(h for h in current.holds if h != key)
+    return structs.replace(current, holds=holds, reason=current.reason if holds else None)
 
 
 def _holding_state(holdings: tuple[Holding, ...]) -> OrderState:

@@ -68,7 +68,10 @@ class CancelRefused(_Event, frozen=True, tag="cancel_refused"):
 
 
 class AttentionNeeded(_Event, frozen=True, tag="needs_attention"):
+    """A person must look: at the whole order, or (``shipment_id``) at one shipment."""
+
     reason: str
+    shipment_id: str | None = None
 
 
 class FulfillmentRequested(_Event, frozen=True, tag="fulfillment_requested"):
@@ -92,6 +95,7 @@ class ShipmentPacked(_Event, frozen=True, tag="packed"):
 
     shipment_id: str
     parcel: Parcel
+    by: str = "wms"  # who confirmed it: the warehouse system, the sandbox, an operator
 
 
 class PackMismatch(_Event, frozen=True, tag="pack_mismatch"):

@@ -47,17 +47,25 @@ async def queue(conn: Any, queued: Sequence[Queued]) -> None:
     )
 
 
-async def take_due(conn: Any, now: datetime, limit: int) -> list[Due]:
-    """Lock requests due for delivery (in the caller's transaction); others skip them."""
+async def claim_due(conn: Any, now: datetime, lease_until: datetime, limit: int) -> list[Due]:
+    """Take requests due for delivery, and ones whose sender's lease ran out, for the
+    caller until ``lease_until``; other processes skip them meanwhile."""
     rows = await conn.fetch(
         """
-        SELECT body::text AS body, attempts FROM fulfillment_requests
-        WHERE status = 'pending' AND next_attempt_at <= $1
-        ORDER BY next_attempt_at
-        LIMIT $2
-        FOR UPDATE SKIP LOCKED
+        UPDATE fulfillment_requests r SET status = 'sending', lease_until = $2
+        FROM (
+            SELECT shipment_id FROM fulfillment_requests
+            WHERE (status = 'pending' AND next_attempt_at <= $1)
+               OR (status = 'sending' AND lease_until < $1)
+            ORDER BY next_attempt_at
+            LIMIT $3
+            FOR UPDATE SKIP LOCKED
+        ) due
+        WHERE r.shipment_id = due.shipment_id
+        RETURNING r.body::text AS body, r.attempts
         """,
         now,
+        lease_until,
         limit,
     )
     return [Due(_decode(r["body"]), r["attempts"]) for r in rows]
@@ -67,8 +75,8 @@ async def sent(conn: Any, shipment_ids: Sequence[str], now: datetime) -> None:
     await conn.execute(
         """
         UPDATE fulfillment_requests SET status = 'sent', sent_at = $2, attempts = attempts + 1,
-                                        last_error = NULL
-        WHERE shipment_id = ANY($1::text[])
+                                        last_error = NULL, lease_until = NULL
+        WHERE shipment_id = ANY($1::text[]) AND status = 'sending'
         """,
         list(shipment_ids),
         now,
@@ -78,9 +86,10 @@ async def sent(conn: Any, shipment_ids: Sequence[str], now: datetime) -> None:
 async def retry(conn: Any, shipment_id: str, error: str, next_attempt_at: datetime) -> None:
     await conn.execute(
         """
-        UPDATE fulfillment_requests SET attempts = attempts + 1, last_error = $2,
-                                        next_attempt_at = $3
-        WHERE shipment_id = $1
+        UPDATE fulfillment_requests SET status = 'pending', attempts = attempts + 1,
+                                        last_error = $2, next_attempt_at = $3,
+                                        lease_until = NULL
+        WHERE shipment_id = $1 AND status = 'sending'
         """,
         shipment_id,
         error,
@@ -88,16 +97,19 @@ async def retry(conn: Any, shipment_id: str, error: str, next_attempt_at: dateti
     )
 
 
-async def failed(conn: Any, shipment_id: str, error: str) -> None:
-    await conn.execute(
+async def failed(conn: Any, shipment_id: str, error: str) -> bool:
+    """Mark a request refused for good; False when it was withdrawn meanwhile."""
+    done = await conn.fetchval(
         """
         UPDATE fulfillment_requests SET status = 'failed', attempts = attempts + 1,
-                                        last_error = $2
-        WHERE shipment_id = $1
+                                        last_error = $2, lease_until = NULL
+        WHERE shipment_id = $1 AND status = 'sending'
+        RETURNING true
         """,
         shipment_id,
         error,
     )
+    return bool(done)
 
 
 async def withdraw(conn: Any, order_ids: Sequence[str]) -> None:
@@ -106,8 +118,8 @@ async def withdraw(conn: Any, order_ids: Sequence[str]) -> None:
         return
     await conn.execute(
         """
-        UPDATE fulfillment_requests SET status = 'cancelled'
-        WHERE order_id = ANY($1::text[]) AND status = 'pending'
+        UPDATE fulfillment_requests SET status = 'cancelled', lease_until = NULL
+        WHERE order_id = ANY($1::text[]) AND status IN ('pending', 'sending')
         """,
         list(order_ids),
     )

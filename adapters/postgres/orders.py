@@ -83,6 +83,9 @@ class Turn(Struct, frozen=True, kw_only=True):
     notifications: Sequence[notifications.Row] = ()
 
 
+# Shipments whose units left the warehouse.
+_LEFT = frozenset({"shipped", "delivered", "failure", "returned"})
+
 _SHIPMENT_EVENTS = (
     FulfillmentRequested, ShipmentPicked, ShipmentPacked, PackMismatch, ShortPick, CarrierChosen,
     LabelCreated, Shipped, LabelVoided, OrderCancelled, ShipmentTracked, DelayDetected,
@@ -188,36 +191,10 @@ async def _record_milestones(conn: Any, turns: Sequence[Turn]) -> None:
 
 
 async def _record_shipped(conn: Any, turns: Sequence[Turn]) -> None:
-    """Spread each order's shipped units over its lines, and note when it first shipped."""
+    """When each order first shipped."""
     first = [(t.order_id, e.at) for t in turns for e in t.events if isinstance(e, Shipped)]
     if not first:
         return
-    order_ids, numbers, shipped = [], [], []
-    for turn in turns:
-        order = turn.snapshot.order
-        if order is None:
-            continue
-        sent: dict[str, int] = {}
-        for s in turn.snapshot.shipments:
-            if s.status == "shipped":
-                for sku, units in s.lines:
-                    sent[sku] = sent.get(sku, 0) + units
-        for number, line in enumerate(order.lines, start=1):
-            units = min(sent.get(line.sku, 0), line.quantity) if line.requires_shipping else 0
-            sent[line.sku] = sent.get(line.sku, 0) - units
-            order_ids.append(turn.order_id)
-            numbers.append(number)
-            shipped.append(units)
-    await conn.execute(
-        """
-        UPDATE order_lines l SET shipped = u.shipped
-        FROM unnest($1::text[], $2::int[], $3::int[]) AS u (order_id, line_no, shipped)
-        WHERE l.order_id = u.order_id AND l.line_no = u.line_no AND l.shipped <> u.shipped
-        """,
-        order_ids,
-        numbers,
-        shipped,
-    )
     await conn.execute(
         """
         UPDATE orders o SET shipped_at = coalesce(o.shipped_at, u.at)
@@ -352,8 +329,9 @@ async def _insert_lines(conn: Any, turns: Sequence[Turn]) -> None:
 
 
 async def _record_reserved(conn: Any, turns: Sequence[Turn]) -> None:
-    """Spread what each order holds per sku over its shippable lines, in line order."""
-    order_ids, numbers, reserved = [], [], []
+    """Each line's shipped and reserved units: what shipped and what the order holds per
+    sku, spread over its shippable lines in line order, shipped first."""
+    order_ids, numbers, reserved, shipped = [], [], [], []
     for turn in turns:
         order = turn.snapshot.order
         if order is None:
@@ -361,23 +339,36 @@ async def _record_reserved(conn: Any, turns: Sequence[Turn]) -> None:
         held: dict[str, int] = {}
         for holding in turn.snapshot.holdings:
             held[holding.sku] = held.get(holding.sku, 0) + holding.reserved
+        sent: dict[str, int] = {}
+        for shipment in turn.snapshot.shipments:
+            if shipment.status in _LEFT:
+                for sku, units in shipment.lines:
+                    sent[sku] = sent.get(sku, 0) + units
         for number, line in enumerate(order.lines, start=1):
-            units = min(held.get(line.sku, 0), line.quantity) if line.requires_shipping else 0
-            held[line.sku] = held.get(line.sku, 0) - units
+            gone = held_now = 0
+            if line.requires_shipping:
+                gone = min(sent.get(line.sku, 0), line.quantity)
+                held_now = min(held.get(line.sku, 0), line.quantity - gone)
+                sent[line.sku] = sent.get(line.sku, 0) - gone
+                held[line.sku] = held.get(line.sku, 0) - held_now
             order_ids.append(turn.order_id)
             numbers.append(number)
-            reserved.append(units)
+            reserved.append(held_now)
+            shipped.append(gone)
     if not order_ids:
         return
     await conn.execute(
         """
-        UPDATE order_lines l SET reserved = u.reserved
-        FROM unnest($1::text[], $2::int[], $3::int[]) AS u (order_id, line_no, reserved)
-        WHERE l.order_id = u.order_id AND l.line_no = u.line_no AND l.reserved <> u.reserved
+        UPDATE order_lines l SET reserved = u.reserved, shipped = u.shipped
+        FROM unnest($1::text[], $2::int[], $3::int[], $4::int[])
+             AS u (order_id, line_no, reserved, shipped)
+        WHERE l.order_id = u.order_id AND l.line_no = u.line_no
+          AND (l.reserved, l.shipped) IS DISTINCT FROM (u.reserved, u.shipped)
         """,
         order_ids,
         numbers,
         reserved,
+        shipped,
     )
 
 

@@ -12,6 +12,7 @@ import aiohttp
 import msgspec
 
 from actors.order.messages import Message
+from adapters.errors import printable
 from adapters.platforms.signatures import sign_generic
 from adapters.wms.model import FulfillmentRequest, WmsError
 
@@ -47,7 +48,7 @@ class HttpWarehouse:
             raise WmsError(f"WMS unreachable: {type(exc).__name__}", temporary=True) from None
         if 200 <= status < 300:
             return []
-        detail = " ".join(text.split())[:200]
+        detail = printable(text, 200)
         raise WmsError(f"WMS answered {status}: {detail}", temporary=status in _TEMPORARY)
 
     async def close(self) -> None:

@@ -207,10 +207,14 @@ class SmtpSink:
         self.port = free_port()
         self.messages: list[Any] = []
         self._controller: Any = None
+        # Runs after a message is kept and before it is acknowledged (to crash a sender).
+        self.on_message: Callable[[], None] | None = None
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
         self.messages.append(parsed)
+        if self.on_message is not None:
+            self.on_message()
         return "250 OK"
 
     def __enter__(self) -> SmtpSink:

@@ -156,3 +156,41 @@ async def test_a_delayed_parcel_brings_exactly_one_delay_alert(
     [alert] = sink.of_kind("running late")
     text, _ = parts(alert)
     assert shipment["tracking"]["carrier_estimate"] in text
+
+
+async def test_a_crash_between_sending_and_recording_resends_with_the_same_message_id(
+    make_daemon: MakeDaemon, pg: Any, run_orderd: Any
+) -> None:
+    env = {
+        "ORDERD_WMS__SANDBOX_DELAY_S": "0",
+        "ORDERD_NOTIFY__REVIEW_AFTER_DAYS": "0",
+        "ORDERD_NOTIFY__REPEAT_AFTER_DAYS": "0",
+    }
+    with SmtpSink() as sink:
+        first = make_daemon("d1", **env, **sink.env())
+        # The server takes the message, and the sender dies before it hears so.
+        sink.on_message = first.kill
+        await paid_order(pg, run_orderd, first)
+
+        async def taken() -> bool:
+            return len(sink.messages) == 1
+
+        await eventually(taken, what="the confirmation to reach the server")
+        assert first.process is not None
+        assert first.process.wait(10) == -9
+        sink.on_message = None
+        make_daemon("d2", **env, **sink.env())
+
+        async def recorded() -> bool:
+            status = await pg.fetchval(
+                "SELECT status FROM notifications WHERE kind = 'shipping_confirmation'"
+            )
+            return bool(status == "sent")
+
+        await eventually(recorded, what="the confirmation to be recorded as sent")
+    # At most a resend, and recognisably the same message.
+    copies = sink.of_kind("on its way")
+    assert len(copies) == 2
+    assert copies[0]["Message-ID"] == copies[1]["Message-ID"]
+    stored = await pg.fetchval("SELECT message_id FROM notifications")
+    assert stored == copies[0]["Message-ID"]

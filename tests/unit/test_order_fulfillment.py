@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
+import msgspec
+
 from actors.order.behaviour import (
     Allocated,
     Buy,
@@ -13,6 +15,7 @@ from actors.order.behaviour import (
     Decision,
     FulfillmentQueued,
     LabelBought,
+    LabelRefused,
     Notify,
     RatesQuoted,
     ReleaseAll,
@@ -366,3 +369,72 @@ def test_a_cancelled_order_takes_no_word_from_the_warehouse_any_more() -> None:
     decision, after = step(snapshot, late)
     assert decision == Decision()
     assert after == snapshot
+
+
+def two_shipments() -> Snapshot:
+    """An order shipping from two warehouses, both requested."""
+    holdings = (Holding("main", "B", 1, 0), Holding("north", "A", 2, 0))
+    decision, snapshot = step(
+        received(), Allocated(status="reserved", holdings=holdings, policy="wait_all")
+    )
+    for request in decision.effects:
+        assert isinstance(request, RequestFulfillment)
+        _, snapshot = step(snapshot, queued(request))
+    assert [s.id for s in snapshot.shipments] == ["ord_1-1", "ord_1-2"]
+    return snapshot
+
+
+def test_a_held_shipment_keeps_the_order_held_while_another_ships() -> None:
+    snapshot = two_shipments()
+    wrong = Packed(order_id="ord_1", shipment_id="ord_1-1", items=(("B", 2),))
+    _, snapshot = step(snapshot, wrong)
+    assert snapshot.state is OrderState.NEEDS_ATTENTION
+    right = Packed(order_id="ord_1", shipment_id="ord_1-2", items=(("A", 2),))
+    _, snapshot = step(snapshot, right)
+    quoted = RatesQuoted(shipment_id="ord_1-2", rates=(rate("ground", "6.40", 4),))
+    _, snapshot = step(snapshot, quoted)
+    # The other shipment's problem does not strand this parcel: its label is bought.
+    decision, snapshot = step(snapshot, BuyLabel(order_id="ord_1", shipment_id="ord_1-2"))
+    assert [type(e) for e in decision.effects] == [Buy]
+    bought_second = msgspec.structs.replace(bought(snapshot), shipment_id="ord_1-2")
+    _, snapshot = step(snapshot, bought_second)
+    _, snapshot = step(snapshot, CommittedShipment(shipment_id="ord_1-2", lines=(("A", 2),)))
+    # ... and the first one's problem is still there for a person to see.
+    assert snapshot.state is OrderState.NEEDS_ATTENTION
+    assert "packed wrong" in (snapshot.reason or "")
+    assert [s.status for s in snapshot.shipments] == ["mismatch", "shipped"]
+    # Packed right at last: the hold is over, and the order goes on.
+    again = Packed(order_id="ord_1", shipment_id="ord_1-1", items=(("B", 1),))
+    _, snapshot = step(snapshot, again)
+    assert snapshot.state is OrderState.PACKED
+    assert snapshot.holds == ()
+    assert snapshot.reason is None
+
+
+def test_a_held_shipment_buys_no_label_until_it_is_released() -> None:
+    snapshot = labelled()
+    refused = LabelRefused(shipment_id="ord_1-1", reason="address not accepted")
+    _, snapshot = step(snapshot, refused)
+    decision, _ = step(snapshot, BuyLabel(order_id="ord_1", shipment_id="ord_1-1"))
+    assert decision.effects == ()
+
+
+def test_a_late_refusal_does_not_reopen_a_cancelled_order() -> None:
+    request, snapshot = reserved(received())
+    cancel = CancelRequested(order_id="ord_1", reason="changed mind", requested_by="shopify")
+    decision, snapshot = step(snapshot, cancel)
+    _, snapshot = step(snapshot, decision.pending or ReleasedAll(reason="", by=""))
+    refused = WarehouseRefused(order_id="ord_1", shipment_id=request.shipment_id, reason="409")
+    decision, after = step(snapshot, refused)
+    assert decision == Decision()
+    assert after.state is OrderState.CANCELLED
+
+
+def test_one_sku_reserved_twice_in_a_warehouse_is_held_as_one() -> None:
+    holdings = (Holding("main", "A", 2, 0), Holding("main", "A", 0, 3))
+    allocated = Allocated(status="partially_reserved", holdings=holdings, policy="ship_available")
+    _, snapshot = step(received(), allocated)
+    assert Holding("main", "A", 2, 3) in snapshot.holdings
+    filled = BackorderFilled(order_id="ord_1", warehouse="main", lines=(("A", 3),))
+    _, snapshot = step(snapshot, filled)
+    assert Holding("main", "A", 5, 0) in snapshot.holdings

@@ -28,15 +28,18 @@ CREATE TABLE fulfillment_requests (
     adapter          text NOT NULL,
     body             jsonb NOT NULL,
     status           text NOT NULL DEFAULT 'pending'
-                     CHECK (status IN ('pending', 'sent', 'failed', 'cancelled')),
+                     CHECK (status IN ('pending', 'sending', 'sent', 'failed', 'cancelled')),
     attempts         integer NOT NULL DEFAULT 0,
     next_attempt_at  timestamptz NOT NULL,
+    -- While 'sending': until when the process delivering it has it; after that, another
+    -- process may deliver it again (same idempotency key).
+    lease_until      timestamptz,
     last_error       text,
     created_at       timestamptz NOT NULL DEFAULT now(),
     sent_at          timestamptz
 );
 CREATE INDEX fulfillment_requests_due ON fulfillment_requests (next_attempt_at)
-    WHERE status = 'pending';
+    WHERE status IN ('pending', 'sending');
 
 -- The sandbox carrier's side, as a real carrier keeps it: each quoted shipment, and its
 -- label once bought (one per shipment, however often buying is asked for).
