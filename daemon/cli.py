@@ -12,6 +12,7 @@ import sys
 import traceback
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from actors.order.types import is_valid_sku
 from adapters.errors import CatalogError, OrderdError
 from adapters.postgres import schema
 from adapters.stock.model import Adjusted, StockLevel
+from daemon import report
 from daemon.catalog import import_catalog
 from daemon.demo import run_demo
 from daemon.order_commands import add_commands
@@ -243,6 +245,24 @@ async def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def cmd_report(args: argparse.Namespace) -> int:
+    since = None
+    if args.since:
+        try:
+            since = datetime.fromisoformat(args.since)
+        except ValueError:
+            raise OrderdError(f"--since: not an ISO date or time: {args.since!r}") from None
+        if since.tzinfo is None:
+            since = since.replace(tzinfo=UTC)
+    figures = await report.report(_settings(args), since)
+    if args.json:
+        _out(msgspec.json.encode(figures).decode())
+    else:
+        for line in report.lines(figures):
+            _out(line)
+    return EXIT_OK
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -342,6 +362,9 @@ def _parser() -> argparse.ArgumentParser:
     reconcile.add_argument("--fix", action="store_true", help="rebuild Redis from the ledger")
 
     add("recover", cmd_recover, "rebuild Redis state from PostgreSQL")
+    shown = add("report", cmd_report, "fulfillment time, accuracy, satisfaction, turnover")
+    shown.add_argument("--since", help="orders paid since this ISO date or time (default: all)")
+    shown.add_argument("--json", action="store_true", help="print JSON")
     add("run", cmd_run, "run the daemon (what systemd starts)")
     add_commands(commands, add)
     demo = add("demo", cmd_demo, "run orderd end to end on this machine")

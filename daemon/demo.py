@@ -1,19 +1,24 @@
-"""``orderd demo``: the pipeline as far as it is built, end to end on this machine.
+"""``orderd demo``: the whole pipeline, end to end on this machine.
 
-The catalog is imported and stock set; a real ``orderd run`` is started with the sandbox
-warehouse and carrier; random orders arrive as signed webhooks, concurrently; its order
-actors reserve or backorder them, the sandbox warehouse picks and packs (a few wrongly, so
-the pack check has something to catch), carriers are chosen and labels bought, and the
-orders ship. A delivery of the scarcest product fills the waiting orders, which ship too.
-Redis is checked against the ledger; orders still held at the end are cancelled, so a
-second run starts from the same stock.
+The catalog is imported and stock set; a local SMTP server is started, then a real
+``orderd run`` with the sandbox warehouse and carrier and a fast clock; random orders arrive
+as signed webhooks, concurrently. Its order actors reserve or backorder them, the sandbox
+warehouse picks and packs (a few wrongly, which the pack check holds), carriers are chosen
+and labels bought, the parcels travel (some late, a few failing), customers get their
+messages by email, and the orders complete after their follow-ups. A delivery of the
+scarcest product fills the waiting orders, which go the same way. Customers click rating
+links; the KPI report comes from the durable record; orders still held for a person are
+cancelled, so a second run starts from the same stock.
 """
 
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
 import os
 import random
+import re
 import secrets
 import signal
 import socket
@@ -25,17 +30,20 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
+from email.message import EmailMessage
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import msgspec
+from aiosmtpd.controller import Controller
 
 from actors.order.messages import CancelRequested
 from adapters.errors import OrderdError
 from adapters.platforms.signatures import sign_generic
 from adapters.postgres import schema
+from daemon import report
 from daemon.catalog import import_catalog
 from daemon.resources import database, open_resources
 from daemon.settings import Settings
@@ -44,7 +52,7 @@ SCARCE_SKU = "MUG-BLK"
 SCARCE_STOCK = 5
 STOCK = 40
 RECEIPT = 60
-_WAIT_S = 60.0
+_WAIT_S = 120.0
 
 
 async def run_demo(settings: Settings, orders: int, say: Callable[[str], None]) -> None:
@@ -70,87 +78,133 @@ async def run_demo(settings: Settings, orders: int, say: Callable[[str], None]) 
         say(f"stock set: {STOCK} units of each product, {SCARCE_STOCK} of {SCARCE_SKU}")
 
         secret = secrets.token_hex(16)
-        daemon, url = await _start_daemon(settings, secret, run)
-        try:
-            say(f"orderd run started on {url}")
-            bodies = [_order(run, n, skus, rng) for n in range(orders)]
-            answers = await _post_all(url, bodies, secret)
-            say(f"{orders} signed webhooks sent concurrently: {_counted(a for a, _ in answers)}")
-            ids = [order_id for _, order_id in answers if order_id]
-            states = await _wait_for(res.pool, ids, lambda s: s in _AT_REST)
-            say(f"the order actors took them: {_counted(states.values())}")
-
-            delivered = await res.allocator.adjust(
-                SCARCE_SKU, RECEIPT, movement_id=f"demo-{run}-receipt", reason="demo receipt"
-            )
-            await res.mail.tell_filled(delivered)
-            say(
-                f"receipt of {RECEIPT} x {SCARCE_SKU} filled {len(delivered.fills)} waiting "
-                "orders in queue order"
-            )
-            filled = list(delivered.filled_orders)
-            await _wait_for(res.pool, filled, lambda s: s in ("shipped", "needs_attention"))
-            states = await _wait_for(res.pool, ids, lambda s: s in _AT_REST)
-            say(f"now: {_counted(states.values())}")
-            for line in await _shipping_report(res.pool, ids):
-                say(line)
-            level = await res.allocator.stock(SCARCE_SKU)
-            say(
-                f"{SCARCE_SKU} @ {level.warehouse}: on hand {level.on_hand}, reserved "
-                f"{level.reserved}, available {level.available}, backordered {level.backordered}"
-            )
-            drift = await res.allocator.reconcile()
-            say("Redis matches the ledger" if not drift else f"{len(drift)} ledger differences")
-
-            held = [i for i, state in states.items() if state != "shipped"]
-            await res.mail.send(
-                [CancelRequested(order_id=i, reason="demo over", requested_by="demo") for i in held]
-            )
-            await _wait_for(res.pool, held, lambda s: s == "cancelled")
-            # The next run sets every product's stock again, so it starts where this one did.
-            say(f"{len(held)} orders still held were cancelled through their actors")
-        finally:
-            daemon.send_signal(signal.SIGTERM)
+        with MailSink() as sink:
+            daemon, url = await _start_daemon(settings, secret, run, sink.port)
             try:
-                daemon.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                daemon.kill()
-    say("customer messages and delivery tracking are not built yet: the demo ends at shipped")
+                say(
+                    f"orderd run started on {url}, its clock {SCALE:g} times as fast, "
+                    f"mail to a local SMTP server on port {sink.port}"
+                )
+                # The figures count from now by the wall clock (the stock ledger's), the
+                # orders are paid by the daemon's clock, which runs ahead.
+                since = datetime.now(UTC)
+                paid = await _daemon_time(url)
+                bodies = [_order(run, n, skus, rng, paid) for n in range(orders)]
+                answers = await _post_all(url, bodies, secret)
+                say(
+                    f"{orders} signed webhooks sent concurrently: {_counted(a for a, _ in answers)}"
+                )
+                ids = [order_id for _, order_id in answers if order_id]
+                states = await _wait_for(res.pool, ids, lambda s: s != "received")
+                say(f"the order actors took them: {_counted(states.values())}")
+
+                delivered = await res.allocator.adjust(
+                    SCARCE_SKU, RECEIPT, movement_id=f"demo-{run}-receipt", reason="demo receipt"
+                )
+                await res.mail.tell_filled(delivered)
+                say(
+                    f"receipt of {RECEIPT} x {SCARCE_SKU} filled {len(delivered.fills)} waiting "
+                    "orders in queue order"
+                )
+                states = await _wait_for(res.pool, ids, lambda s: s in _AT_REST - _WAITING)
+                say(f"then: {_counted(states.values())}")
+                say(f"messages received by the SMTP server: {_counted(sink.kinds())}")
+                clicks = await _rate(sink, rng)
+                say(f"customers clicked {len(clicks)} rating links: {_counted(clicks)}")
+                drift = await res.allocator.reconcile()
+                say("Redis matches the ledger" if not drift else f"{len(drift)} ledger differences")
+                async with res.pool.acquire() as conn:
+                    figures = await report.figures(conn, since, datetime.now(UTC), ids)
+                for line in report.lines(figures)[1:]:
+                    say(line)
+
+                held = [i for i, state in states.items() if state != "completed"]
+                await res.mail.send(
+                    [
+                        CancelRequested(order_id=i, reason="demo over", requested_by="demo")
+                        for i in held
+                    ]
+                )
+                await _wait_for(res.pool, held, lambda s: s in ("cancelled", "completed"))
+                # The next run sets every product's stock again, so it starts where this did.
+                say(f"{len(held)} orders held for a person were cancelled through their actors")
+            finally:
+                daemon.send_signal(signal.SIGTERM)
+                try:
+                    daemon.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    daemon.kill()
 
 
 # Where an order rests until something from outside (stock, a person) moves it on.
-_AT_REST = frozenset({"shipped", "backordered", "partially_reserved", "needs_attention"})
+_WAITING = frozenset({"backordered", "partially_reserved"})
+_AT_REST = frozenset({"completed", "needs_attention"}) | _WAITING
+# Half a day of the daemon's clock a second: parcels arrive within half a minute.
+SCALE = 43200.0
 
 
-async def _shipping_report(pool: Any, ids: list[str]) -> list[str]:
-    """What shipped, how, and how fast, from the durable record."""
-    async with pool.acquire() as conn:
-        shipped = await conn.fetch(
-            """
-            SELECT s.carrier_account, s.service, s.tracking_number, s.label_path,
-                   s.estimated_delivery, s.shipped_at - o.paid_at AS took
-            FROM shipments s JOIN orders o ON o.id = s.order_id
-            WHERE s.order_id = ANY($1::text[]) AND s.status = 'shipped'
-            ORDER BY s.shipped_at
-            """,
-            ids,
-        )
-        wrong = await conn.fetchval(
-            "SELECT count(*) FROM shipments WHERE order_id = ANY($1::text[]) AND NOT packed_ok",
-            ids,
-        )
-    if not shipped:
-        return ["nothing shipped"]
-    services = _counted(f"{r['carrier_account']} {r['service']}" for r in shipped)
-    took = sorted(r["took"].total_seconds() for r in shipped)
-    first = shipped[0]
-    return [
-        f"{len(shipped)} shipments left: {services}",
-        f"paid -> shipped: median {took[len(took) // 2]:.1f} s, slowest {took[-1]:.1f} s",
-        f"packed wrong and held for a person: {wrong}",
-        f"e.g. tracking number {first['tracking_number']}, delivery expected "
-        f"{first['estimated_delivery']}, label {first['label_path']}",
-    ]
+class MailSink:
+    """A local SMTP server for the demo's customer messages (aiosmtpd), keeping them all."""
+
+    def __init__(self) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port: int = sock.getsockname()[1]
+        self.messages: list[EmailMessage] = []
+        self._controller: Controller | None = None
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        assert isinstance(parsed, EmailMessage)
+        self.messages.append(parsed)
+        return "250 OK"
+
+    def __enter__(self) -> MailSink:
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        self._controller.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+
+    def kinds(self) -> list[str]:
+        return [_KINDS.get(str(m["X-Orderd-Kind"]), str(m["Subject"])) for m in self.messages]
+
+
+_KINDS = {
+    "shipping_confirmation": "shipping confirmation",
+    "backorder_notice": "backorder notice",
+    "delay_alert": "delay alert",
+    "delivered": "delivered",
+    "delivery_exception": "delivery exception",
+    "review_request": "review request",
+    "repeat_purchase": "repeat-purchase reminder",
+}
+_LINK = re.compile(r"(http://127\.0\.0\.1:\d+/feedback/[A-Za-z0-9_-]+)\?score=")
+
+
+async def _rate(sink: MailSink, rng: random.Random) -> list[str]:
+    """Most customers click a rating in their review request; most are happy."""
+    clicks = []
+    async with aiohttp.ClientSession() as session:
+        for message in sink.messages:
+            text = message.get_body(preferencelist=("plain",))
+            found = _LINK.search(text.get_content() if text is not None else "")
+            if found is None or rng.random() < 0.3:
+                continue
+            score = rng.choices((5, 4, 3, 2, 1), weights=(50, 30, 10, 6, 4))[0]
+            async with session.get(f"{found.group(1)}?score={score}") as answer:
+                if answer.status == 200:
+                    clicks.append(str(score))
+    return clicks
+
+
+async def _daemon_time(url: str) -> datetime:
+    """The daemon's clock, which runs ahead of the wall clock in the demo."""
+    async with aiohttp.ClientSession() as session, session.get(f"{url}/healthz") as answer:
+        health = await answer.json()
+    return datetime.fromisoformat(health["time"])
 
 
 _ADDRESSES = (
@@ -163,7 +217,7 @@ _ADDRESSES = (
 )  # fmt: skip
 
 
-def _order(run: str, n: int, skus: list[str], rng: random.Random) -> bytes:
+def _order(run: str, n: int, skus: list[str], rng: random.Random, paid_at: datetime) -> bytes:
     picks = rng.sample(skus, rng.randint(1, 3))
     if rng.random() < 0.3:
         picks = [SCARCE_SKU, *picks[:2]]  # a popular product runs short
@@ -172,7 +226,7 @@ def _order(run: str, n: int, skus: list[str], rng: random.Random) -> bytes:
             "id": f"D{run}-{n}",
             "name": f"#D{run}-{n}",
             "status": "paid",
-            "paid_at": datetime.now(UTC).isoformat(),
+            "paid_at": paid_at.isoformat(),
             "currency": "EUR",
             "customer": {"email": f"customer{n}@example.com"},
             "shipping_address": rng.choice(_ADDRESSES),
@@ -185,9 +239,9 @@ def _order(run: str, n: int, skus: list[str], rng: random.Random) -> bytes:
 
 
 async def _start_daemon(
-    settings: Settings, secret: str, run: str
+    settings: Settings, secret: str, run: str, smtp_port: int
 ) -> tuple[subprocess.Popen[bytes], str]:
-    daemon, url = _spawn(settings, secret, run)
+    daemon, url = _spawn(settings, secret, run, smtp_port)
     deadline = time.monotonic() + _WAIT_S
     async with aiohttp.ClientSession() as session:
         while time.monotonic() < deadline:
@@ -204,9 +258,12 @@ async def _start_daemon(
     raise OrderdError("orderd run did not become ready")
 
 
-def _spawn(settings: Settings, secret: str, run: str) -> tuple[subprocess.Popen[bytes], str]:
+def _spawn(
+    settings: Settings, secret: str, run: str, smtp_port: int
+) -> tuple[subprocess.Popen[bytes], str]:
     """``orderd run`` with the same settings, its generic webhook open under ``secret``,
-    the sandbox warehouse, and labels kept in a directory of the run's own."""
+    the sandbox warehouse and carrier, labels kept in a directory of the run's own, mail to
+    the demo's SMTP server, and a fast clock."""
     labels = Path(tempfile.gettempdir()) / f"orderd-demo-{run}" / "labels"
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -227,6 +284,20 @@ def _spawn(settings: Settings, secret: str, run: str) -> tuple[subprocess.Popen[
             "ORDERD_WMS__SANDBOX_DELAY_S": "0.2",
             "ORDERD_WMS__SANDBOX_MISPICK_RATE": "0.04",
             "ORDERD_LABELS__DIR": str(labels),
+            # Some parcels are late or fail, so delay alerts and exceptions have a turn.
+            "ORDERD_CARRIERS__SANDBOX__ENABLED": "true",
+            "ORDERD_CARRIERS__SANDBOX__DELAY_RATE": "0.1",
+            "ORDERD_CARRIERS__SANDBOX__EXCEPTION_RATE": "0.03",
+            "ORDERD_EMAIL__ENABLED": "true",
+            "ORDERD_EMAIL__HOST": "127.0.0.1",
+            "ORDERD_EMAIL__PORT": str(smtp_port),
+            "ORDERD_EMAIL__TLS": "none",
+            "ORDERD_SMS__ENABLED": "false",
+            "ORDERD_NOTIFY__CHANNELS": "email",
+            "ORDERD_NOTIFY__PUBLIC_URL": f"http://127.0.0.1:{port}",
+            "ORDERD_NOTIFY__REVIEW_AFTER_DAYS": "1",
+            "ORDERD_NOTIFY__REPEAT_AFTER_DAYS": "2",
+            "ORDERD_CLOCK__SCALE": str(SCALE),
         }
     )
     orderd = Path(sys.executable).with_name("orderd")

@@ -56,6 +56,18 @@ async def show(settings: Settings, ref: str, as_json: bool, say: Callable[[str],
             say(f"    problem: {shipment['problem']}")
         if shipment["label_path"]:
             say(f"    label: {shipment['label_path']}")
+        tracking = shipment["tracking"]
+        if tracking["status"]:
+            say(f"    tracking: {tracking['status']} at {tracking['at']} ({tracking['detail']})")
+        if shipment["delayed"] or shipment["delay_episodes"]:
+            now = "delayed" if shipment["delayed"] else "was delayed"
+            say(f"    {now} ({shipment['delay_episodes']} episode(s)): {shipment['delay_reason']}")
+    for message in view["messages"]:
+        sent = f" at {message['sent_at']}" if message["sent_at"] else ""
+        error = f" ({message['last_error']})" if message["last_error"] else ""
+        say(
+            f"  message {message['kind']} by {message['channel']}: {message['status']}{sent}{error}"
+        )
     for event in view["events"]:
         say(f"  {event['at']}  {event['type']}")
 

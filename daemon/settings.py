@@ -215,6 +215,9 @@ class SmsSettings(_Section, frozen=True):
     auth_token: str = ""
     sender: str = msgspec.field(default="", name="from")
     timeout_s: PositiveSeconds = 15.0
+    # Text only customers whose platform says they agreed; false: anyone with a mobile
+    # number (where the store collects consent itself).
+    require_consent: bool = True
 
 
 class NotifySettings(_Section, frozen=True):

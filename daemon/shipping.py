@@ -161,6 +161,7 @@ def message_settings(settings: Settings) -> MessageSettings:
         channels=notify.channels,
         email_enabled=settings.email.enabled,
         sms_enabled=settings.sms.enabled,
+        sms_require_consent=settings.sms.require_consent,
         store_name=notify.store_name,
         shop_url=notify.shop_url,
         public_url=notify.public_url,

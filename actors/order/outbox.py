@@ -24,6 +24,7 @@ class MessageSettings(Struct, frozen=True, kw_only=True):
     channels: Channels = "email"
     email_enabled: bool = True
     sms_enabled: bool = False
+    sms_require_consent: bool = True
     store_name: str = "Our store"
     shop_url: str = "https://shop.example.com"
     public_url: str = "http://127.0.0.1:8080"
@@ -54,7 +55,7 @@ class CustomerMessages:
             settings.channels,
             email=customer.email if settings.email_enabled else None,
             phone=phone,
-            sms_consent=customer.accepts_sms,
+            sms_consent=customer.accepts_sms or not settings.sms_require_consent,
             sms_enabled=settings.sms_enabled,
         )
         shipment = find(snapshot.shipments, effect.shipment_id) if effect.shipment_id else None

@@ -215,7 +215,9 @@ class SandboxCarrier:
                 label_format,
                 now,
                 self._fate(rate.quote_id),
-                add_business_days(_WEEKDAYS, ship_date(_WEEKDAYS, now), transit),
+                # The date quoted is the date kept, however long the buyer took to choose.
+                rate.delivery_date
+                or add_business_days(_WEEKDAYS, ship_date(_WEEKDAYS, now), transit),
             ) or await conn.fetchrow(
                 "SELECT * FROM sandbox_shipments WHERE quote_id = $1", rate.quote_id
             )

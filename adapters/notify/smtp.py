@@ -114,6 +114,8 @@ class SmtpNotifier:
         mail["Subject"] = subject
         mail["Date"] = format_datetime(datetime.now(UTC))
         mail["Message-ID"] = message_id
+        # Which message this is, for the store's mail rules and its own checks.
+        mail["X-Orderd-Kind"] = message.kind
         mail.set_content(text)
         mail.add_alternative(body, subtype="html")
         try:

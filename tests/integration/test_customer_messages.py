@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from tests.conftest import add_products
@@ -48,7 +47,9 @@ async def paid_order(pg: Any, run_orderd: Any, daemon: Any) -> None:
     await add_products(pg, *SKUS)
     for sku in SKUS:
         assert run_orderd("stock", "set", sku, "5").returncode == 0
-    body = shopify_body(processed_at=datetime.now(UTC).isoformat())
+    # Paid at the daemon's time, which the scaled clock runs ahead of the wall clock.
+    now = get(f"{daemon.url}/healthz")[1]["time"]
+    body = shopify_body(processed_at=now)
     assert request(f"{daemon.url}/webhooks/shopify", body, shopify_headers(body))[0] == 202
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -203,7 +204,9 @@ async def test_a_disabled_platform_is_not_found(make_daemon: MakeDaemon, pg: Any
 async def test_health_readiness_metrics_and_the_admin_api(make_daemon: MakeDaemon, pg: Any) -> None:
     await add_products(pg, "MUG-1")
     daemon = make_daemon()
-    assert get(f"{daemon.url}/healthz") == (200, {"status": "ok"})
+    status, health = get(f"{daemon.url}/healthz")
+    assert (status, health["status"]) == (200, "ok")
+    assert datetime.fromisoformat(health["time"]).tzinfo is not None
     status, ready = get(f"{daemon.url}/readyz")
     assert status == 200
     assert ready["checks"] == {"redis": "ok", "postgres": "ok", "consumers": "ok"}

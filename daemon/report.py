@@ -1,0 +1,164 @@
+"""``orderd report``: the four figures a warehouse manager watches, from the durable record.
+
+Fulfillment time (paid to shipped, paid to delivered: median and 90th percentile), shipping
+accuracy (shipments packed right the first time and not reported wrong, over all packed),
+customer satisfaction (share of 4 and 5 among each order's latest rating) and inventory
+turnover (cost of the goods shipped over the average value of the stock on hand), with the
+orders counted by state. Nothing comes from counters a restart would lose.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from adapters.postgres import schema
+from daemon.resources import database
+from daemon.settings import Settings
+
+# Shipments whose goods left the warehouse.
+_LEFT = ("shipped", "delivered", "failure", "returned")
+
+
+async def report(settings: Settings, since: datetime | None) -> dict[str, Any]:
+    """The figures for orders paid since ``since`` (all of them when None)."""
+    async with database(settings) as conn:
+        await schema.require_current(conn, settings.postgres.schema)
+        return await figures(conn, since, datetime.now(UTC))
+
+
+async def figures(
+    conn: Any, since: datetime | None, until: datetime, orders: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """The figures over [``since``, ``until``]; for the given ``orders`` only, if named."""
+    start = since or await conn.fetchval("SELECT min(at) FROM stock_ledger") or until
+    only = list(orders) if orders is not None else None
+    states = await conn.fetch(
+        """
+        SELECT state, count(*) AS n FROM orders
+        WHERE paid_at >= $1 AND ($2::text[] IS NULL OR id = ANY($2::text[]))
+        GROUP BY state ORDER BY 1
+        """,
+        start,
+        only,
+    )
+    times = await conn.fetchrow(
+        """
+        WITH took AS (
+            SELECT extract(epoch FROM shipped_at - paid_at) AS shipped,
+                   extract(epoch FROM delivered_at - paid_at) AS delivered
+            FROM orders WHERE paid_at >= $1 AND ($2::text[] IS NULL OR id = ANY($2::text[]))
+        )
+        SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY shipped) AS shipped_p50,
+               percentile_cont(0.9) WITHIN GROUP (ORDER BY shipped) AS shipped_p90,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY delivered) AS delivered_p50,
+               percentile_cont(0.9) WITHIN GROUP (ORDER BY delivered) AS delivered_p90
+        FROM took
+        """,
+        start,
+        only,
+    )
+    accuracy = await conn.fetchrow(
+        """
+        WITH packed AS (
+            SELECT s.id,
+                   s.reported_wrong
+                   OR EXISTS (SELECT 1 FROM order_events e
+                              WHERE e.order_id = s.order_id AND e.type = 'pack_mismatch'
+                                AND e.data->>'shipment_id' = s.id) AS wrong
+            FROM shipments s JOIN orders o ON o.id = s.order_id
+            WHERE o.paid_at >= $1 AND ($3::text[] IS NULL OR o.id = ANY($3::text[]))
+              AND (s.status = ANY($2::text[]) OR s.status = 'mismatch' OR s.packed_ok IS NOT NULL)
+        )
+        SELECT count(*) AS packed, count(*) FILTER (WHERE NOT wrong) AS right FROM packed
+        """,
+        start,
+        list(_LEFT),
+        only,
+    )
+    ratings = await conn.fetchrow(
+        """
+        WITH latest AS (
+            SELECT DISTINCT ON (f.order_id) f.score
+            FROM feedback f JOIN orders o ON o.id = f.order_id
+            WHERE o.paid_at >= $1 AND ($2::text[] IS NULL OR o.id = ANY($2::text[]))
+            ORDER BY f.order_id, f.at DESC, f.id DESC
+        )
+        SELECT count(*) AS rated, count(*) FILTER (WHERE score >= 4) AS satisfied FROM latest
+        """,
+        start,
+        only,
+    )
+    stock = await conn.fetchrow(
+        """
+        WITH moves AS (
+            SELECT l.at, l.kind, (line->>0) AS sku, (line->>1)::numeric AS on_hand
+            FROM stock_ledger l, jsonb_array_elements(l.lines) AS line
+        )
+        SELECT coalesce(sum(-m.on_hand * p.unit_cost)
+                            FILTER (WHERE m.kind = 'commit' AND m.at >= $1 AND m.at <= $2), 0)
+                   AS shipped_cost,
+               coalesce(sum(m.on_hand * p.unit_cost) FILTER (WHERE m.at < $1), 0) AS value_start,
+               coalesce(sum(m.on_hand * p.unit_cost) FILTER (WHERE m.at <= $2), 0) AS value_end
+        FROM moves m JOIN products p ON p.sku = m.sku
+        """,
+        start,
+        until,
+    )
+    average = (stock["value_start"] + stock["value_end"]) / 2
+    return {
+        "since": start.isoformat(),
+        "until": until.isoformat(),
+        "orders": {r["state"]: r["n"] for r in states},
+        "fulfillment_time_s": {key: _round(value) for key, value in times.items()},
+        "shipping_accuracy": _share(accuracy["right"], accuracy["packed"]),
+        "shipments_packed": accuracy["packed"],
+        "csat": _share(ratings["satisfied"], ratings["rated"]),
+        "ratings": ratings["rated"],
+        "inventory_turnover": float(stock["shipped_cost"] / average) if average else None,
+        "cost_of_goods_shipped": float(stock["shipped_cost"]),
+        "average_inventory_value": float(average),
+    }
+
+
+def lines(figures: dict[str, Any]) -> list[str]:
+    """The report as an operator reads it."""
+    times = figures["fulfillment_time_s"]
+    orders = ", ".join(f"{n} {state}" for state, n in figures["orders"].items()) or "none"
+    accuracy, csat, turnover = (
+        figures["shipping_accuracy"], figures["csat"], figures["inventory_turnover"]
+    )  # fmt: skip
+    return [
+        f"orders since {figures['since']}: {orders}",
+        f"fulfillment time: paid -> shipped median {_hours(times['shipped_p50'])}, "
+        f"p90 {_hours(times['shipped_p90'])}; paid -> delivered median "
+        f"{_hours(times['delivered_p50'])}, p90 {_hours(times['delivered_p90'])}",
+        f"shipping accuracy: {_percent(accuracy)} of {figures['shipments_packed']} shipments "
+        "packed right the first time",
+        f"customer satisfaction: {_percent(csat)} of {figures['ratings']} ratings are 4 or 5",
+        "inventory turnover: "
+        + (f"{turnover:.2f}" if turnover is not None else "-")
+        + f" (goods shipped at cost {figures['cost_of_goods_shipped']:.2f} over average "
+        f"stock value {figures['average_inventory_value']:.2f})",
+    ]
+
+
+def _share(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+def _round(value: Any) -> float | None:
+    return round(float(value), 1) if value is not None else None
+
+
+def _percent(value: float | None) -> str:
+    return f"{value * 100:.1f}%" if value is not None else "-"
+
+
+def _hours(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
