@@ -1,8 +1,8 @@
 """Sending the outbox of customer messages, apart from the order actors.
 
-A message is sent, then marked sent, in one transaction that holds its row: a crash in
-between leaves it pending, and the resend carries the same Message-ID, so the customer's
-mail program can tell. Temporary failures are tried again with back-off, up to a number of
+A message is claimed, sent, then marked sent: a crash in between leaves the claim to run
+out, and the resend carries the same Message-ID, so the customer's mail program can tell.
+Temporary failures are tried again with back-off, up to a number of
 attempts; permanent ones are recorded and shown on the order. An order never waits for a
 message; it hears only when a follow-up it is waiting for has been sent or given up.
 """
@@ -21,7 +21,7 @@ from msgspec import Struct
 
 from actors.mail import Mail
 from actors.order.behaviour import FOLLOW_UPS
-from actors.order.messages import Message, NotificationSettled
+from actors.order.messages import NotificationSettled
 from adapters.errors import OrderdError, printable
 from adapters.notify.model import Notifier, NotifyError
 from adapters.notify.rules import quiet_until
@@ -35,6 +35,8 @@ class NotifierSettings(Struct, frozen=True, kw_only=True):
     retry_max_s: float = 3600.0
     quiet_start: str = "21:00"
     quiet_end: str = "08:00"
+    # Longer than any send takes: a claim that runs out means its sender died.
+    claim_s: float = 120.0
 
 
 class Outbox:
@@ -59,26 +61,32 @@ class Outbox:
         self._wake.set()
 
     async def send_due(self, limit: int = 20) -> int:
-        """Send every message that is due; return how many were tried."""
+        """Send every message that is due; return how many were tried.
+
+        Messages are claimed in one short transaction, sent outside any, and each result
+        recorded in its own: nothing that fails after a message went out can undo the
+        record of it and send it again (only a crash can, once, with the same Message-ID).
+        """
         now = datetime.fromtimestamp(self._clock(), UTC)
+        claim = now + timedelta(seconds=self._settings.claim_s)
         async with self._pool.acquire() as conn, conn.transaction():
-            due = await notifications.take_due(conn, now, limit)
-            if not due:
-                return 0
-            outcomes = await asyncio.gather(
-                *(self._send(item.message, now) for item in due), return_exceptions=True
-            )
-            settled: list[Message] = []
-            for item, outcome in zip(due, outcomes, strict=True):
+            due = await notifications.claim_due(conn, now, claim, limit)
+        if not due:
+            return 0
+        outcomes = await asyncio.gather(
+            *(self._send(item.message, now) for item in due), return_exceptions=True
+        )
+        for item, outcome in zip(due, outcomes, strict=True):
+            async with self._pool.acquire() as conn, conn.transaction():
                 final = await self._record(conn, item, outcome, now)
                 if final is not None and item.message.kind in FOLLOW_UPS:
-                    settled.append(
-                        NotificationSettled(
-                            order_id=item.order_id, kind=item.message.kind, status=final
-                        )
+                    settled = NotificationSettled(
+                        order_id=item.order_id, kind=item.message.kind, status=final
                     )
-            posted = await mailbox.post(conn, settled)
-        await self._mail.stream(posted)
+                    posted = await mailbox.post(conn, [settled])
+                else:
+                    posted = []
+            await self._mail.stream(posted)
         return len(due)
 
     async def _send(self, message: Any, now: datetime) -> str | datetime:
@@ -110,7 +118,7 @@ class Outbox:
             str(outcome) if isinstance(outcome, OrderdError) else type(outcome).__name__
         )
         temporary = not isinstance(outcome, OrderdError) or getattr(outcome, "temporary", False)
-        attempts = item.attempts + 1
+        attempts = item.attempts  # counted when it was claimed
         if temporary and attempts < self._settings.max_attempts:
             delay = min(self._settings.retry_max_s, 2.0 ** min(attempts, 16))
             await notifications.later(conn, item.id, now + timedelta(seconds=delay), error, True)

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from redis.asyncio import Redis
@@ -58,9 +59,22 @@ class Reminders:
         """Send every reminder that is due; return how many were sent."""
         now_ms = int(self._clock() * 1000)
         due = await self._redis.zrangebyscore(self._keys.reminders, "-inf", now_ms, 0, limit)
+        keys = [raw.decode() if isinstance(raw, bytes) else str(raw) for raw in due]
+        # PostgreSQL is the record: a reminder whose copy never reached Redis (it failed
+        # just after the turn was saved) is found there too.
+        async with self._pool.acquire() as conn:
+            missed = await conn.fetch(
+                """
+                SELECT key FROM reminders
+                WHERE fired_at IS NULL AND due_at <= $1
+                ORDER BY due_at LIMIT $2
+                """,
+                datetime.fromtimestamp(now_ms / 1000, UTC),
+                limit,
+            )
+        keys.extend(r["key"] for r in missed if r["key"] not in keys)
         sent = 0
-        for raw in due:
-            key = raw.decode() if isinstance(raw, bytes) else str(raw)
+        for key in keys:
             async with self._pool.acquire() as conn, conn.transaction():
                 row = await conn.fetchrow(
                     """

@@ -228,12 +228,16 @@ async def _parcels(
     conn: Any, numbers: Sequence[tuple[str, str]]
 ) -> dict[tuple[str, str], tuple[str, str]]:
     """(order, shipment) of each (carrier, tracking number) orderd shipped."""
+    # Carriers reuse tracking numbers after a while: the parcel on its way now wins.
     rows = await conn.fetch(
         """
-        SELECT s.carrier, s.tracking_number, s.order_id, s.id
+        SELECT DISTINCT ON (s.carrier, s.tracking_number)
+               s.carrier, s.tracking_number, s.order_id, s.id
         FROM shipments s
         JOIN unnest($1::text[], $2::text[]) AS n (carrier, tracking_number)
           ON s.carrier = n.carrier AND s.tracking_number = n.tracking_number
+        ORDER BY s.carrier, s.tracking_number, (s.status = 'shipped') DESC,
+                 s.shipped_at DESC NULLS LAST
         """,
         [carrier for carrier, _ in numbers],
         [number for _, number in numbers],

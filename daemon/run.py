@@ -44,6 +44,8 @@ from daemon.settings import Settings
 
 log = logging.getLogger("orderd.daemon")
 
+_FINISH_S = 10.0  # how long the background loops get to finish their batch at shutdown
+
 
 class Daemon:
     """The running process: its parts, their tasks, and how it stops."""
@@ -139,7 +141,7 @@ class Daemon:
         assert sandbox is not None  # started only with the sandbox carrier enabled
         while not self.stopping.is_set():
             try:
-                for quote_id, count, total, update in await sandbox.news():
+                for quote_id, count, next_scan_at, update in await sandbox.news():
                     answer = await self.context.intake.accept(
                         source="sandbox",
                         topic="tracking",
@@ -149,7 +151,7 @@ class Daemon:
                         decision=Tracked(update),
                     )
                     if answer.status < 300:
-                        await sandbox.told(quote_id, count, total)
+                        await sandbox.told(quote_id, count, next_scan_at)
             except Exception as exc:
                 log.warning("sandbox tracking failed: %s", exc)
             with contextlib.suppress(TimeoutError):
@@ -270,6 +272,9 @@ async def serve(settings: Settings, clock: Callable[[], float] = time.time) -> i
         else:
             forced.cancel()
         daemon.stopping.set()
+        if forced not in done:
+            # The senders finish what they have on their way (and record it) first.
+            await asyncio.wait(tasks, timeout=_FINISH_S)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -236,6 +236,9 @@ class NotifySettings(_Section, frozen=True):
     repeat_after_days: Annotated[int, Meta(ge=0, le=3650)] = 30
     max_attempts: Annotated[int, Meta(ge=1, le=100)] = 12
     retry_max_s: PositiveSeconds = 3600.0
+    # A message a process took but never recorded (it died while sending) goes again after
+    # this; longer than any send takes, so a slow server never gets it twice.
+    resend_after_s: PositiveSeconds = 120.0
 
 
 class TrackingSettings(_Section, frozen=True):

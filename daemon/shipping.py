@@ -206,4 +206,5 @@ def outbox_settings(settings: Settings) -> NotifierSettings:
         retry_max_s=notify.retry_max_s,
         quiet_start=notify.quiet_start,
         quiet_end=notify.quiet_end,
+        claim_s=notify.resend_after_s,
     )

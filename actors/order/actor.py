@@ -9,6 +9,7 @@ Effects run with fixed operation ids, so a turn retried after a crash repeats no
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from enum import Enum
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from actors.order.behaviour import (
     Allocated,
@@ -53,6 +55,8 @@ from adapters.postgres.stock import LedgerEntry, fresh, hold_ledger
 from adapters.redis.keys import RuntimeKeys
 from adapters.redis.scripts import StaleEpoch, UnknownSku, lua_source
 from adapters.stock.allocator import Allocator
+
+log = logging.getLogger("orderd.turns")
 
 _MAX_STEPS = 16  # effects feeding results back: a bound, not a budget
 
@@ -164,10 +168,14 @@ class OrderTurns:
                 outcome[index] = orders.ConcurrentTurn(turn.order_id)
         reminders = [r for t in turns if t.order_id in saved for r in t.reminders]
         if reminders:
-            await self._redis.zadd(
-                self._keys.reminders,
-                {r.key: int(r.due_at.timestamp() * 1000) for r in reminders},
-            )
+            try:
+                await self._redis.zadd(
+                    self._keys.reminders,
+                    {r.key: int(r.due_at.timestamp() * 1000) for r in reminders},
+                )
+            except (RedisError, OSError) as exc:
+                # Saved already: the reminders fire from PostgreSQL all the same.
+                log.warning("reminders not copied to Redis: %s", exc)
         if self._on_saved is not None:
             await self._on_saved(posted, [t for t in turns if t.order_id in saved])
         return outcome

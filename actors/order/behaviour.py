@@ -66,7 +66,12 @@ from actors.order.shipment import OPEN, Shipment
 from actors.order.states import TERMINAL, OrderState
 from actors.order.types import Address, NormalizedOrder
 from actors.shipping.address import address_problems
-from actors.shipping.calendar import BusinessCalendar, estimated_delivery, promised_by
+from actors.shipping.calendar import (
+    BusinessCalendar,
+    estimated_delivery,
+    promised_by,
+    ship_date,
+)
 from actors.shipping.pick_list import PickLine
 from actors.shipping.selection import (
     NoRate,
@@ -749,7 +754,8 @@ def _watch(
     if found is None:
         return tuple(effects)
     grace = timedelta(hours=rules.delays.pickup_grace_hours)
-    effects.append(Remind(PICKUP_CHECK, now + grace, scope=shipment_id))
+    pickup = _pickup(rules, found.warehouse, now)
+    effects.append(Remind(PICKUP_CHECK, pickup + grace, scope=shipment_id))
     if found.promised_by is not None:
         zone = ZoneInfo(rules.calendar(found.warehouse).timezone)
         # The promise is broken once the promised day is over where the parcel left from.
@@ -759,6 +765,22 @@ def _watch(
         due = now + timedelta(seconds=rules.poll_interval_s)
         effects.append(Remind(TRACK_POLL, due, scope=f"{shipment_id}:1"))
     return tuple(effects)
+
+
+def _pickup(rules: Rules, warehouse: str, shipped_at: datetime) -> datetime:
+    """When the carrier collects a parcel labelled at ``shipped_at``: the cutoff of the
+    warehouse's shipping day (a parcel labelled after Friday's cutoff goes on Monday)."""
+    calendar = rules.calendar(warehouse)
+    day = ship_date(calendar, shipped_at)
+    collected = datetime.combine(day, calendar.cutoff, ZoneInfo(calendar.timezone))
+    return max(collected.astimezone(UTC), shipped_at)
+
+
+def _promise_broken(found: Shipment, rules: Rules, now: datetime) -> bool:
+    if found.promised_by is None:
+        return False
+    zone = ZoneInfo(rules.calendar(found.warehouse).timezone)
+    return now.astimezone(zone).date() > found.promised_by
 
 
 def _late_by_estimate(found: Shipment, estimate: date | None) -> bool:
@@ -790,7 +812,7 @@ def _tracked(
     ]
     effects: list[Effect] = []
     final = news.status in ("delivered", "failure", "returned")
-    if found.delayed and (final or _episode_over(found, estimate)):
+    if found.delayed and (final or _episode_over(found, estimate, news.status, rules, now)):
         events.append(DelayEnded(at=now, shipment_id=sid, episode=found.delay_episode))
     if news.status == "delivered":
         events.append(ShipmentDelivered(at=now, shipment_id=sid, delivered_at=news.at))
@@ -819,18 +841,23 @@ def _tracked(
     return Decision(tuple(events), tuple(effects))
 
 
-def _episode_over(found: Shipment, estimate: date | None) -> bool:
+def _episode_over(
+    found: Shipment, estimate: date | None, status: str, rules: Rules, now: datetime
+) -> bool:
     """Whether news that moved the parcel ends its open delay episode.
 
-    A parcel that stopped moving is back on its way with any scan; one whose carrier
-    estimate was late only when the estimate is back within the promise; a broken
-    promise stays broken until delivery.
+    A broken promise stays broken until delivery, whatever else happens; a parcel whose
+    carrier estimate was late is on time again only when the estimate is back within the
+    promise; one not picked up, once it is in the carrier's hands; one that stopped
+    moving, with any scan.
     """
-    reason = found.delay_reason or ""
-    if reason.startswith("the promised date"):
+    if _promise_broken(found, rules, now):
         return False
+    reason = found.delay_reason or ""
     if reason.startswith("the carrier now expects"):
         return not _late_by_estimate(found, estimate)
+    if reason.startswith("not picked up"):
+        return status not in ("pre_transit", "unknown")
     return True
 
 
@@ -843,18 +870,20 @@ def _check_delay(
         return Decision()
     if due.kind == NO_SCAN and scan != str(found.scans):
         return Decision()  # scanned again since: this check is stale
-    if found.shipped_at is None:
-        return Decision()
+    if found.shipped_at is None or found.tracking_status == "available_for_pickup":
+        return Decision()  # waiting at a pickup point is arrived, for the customer to fetch
     zone = ZoneInfo(rules.calendar(found.warehouse).timezone)
     track = ShipmentTrack(
         promised_by=found.promised_by,
-        shipped_at=found.shipped_at,
+        shipped_at=_pickup(rules, found.warehouse, found.shipped_at),
         status=found.tracking_status or "pre_transit",
         last_scan_at=found.tracking_at,
         carrier_estimate=found.carrier_estimate,
         delivered=False,
     )
-    reason = delay_reason(track, now, rules.delays, local_today=now.astimezone(zone).date())
+    # A check handled early (a process whose clock is behind) looks at its due time.
+    at = max(now, due.due_at)
+    reason = delay_reason(track, at, rules.delays, local_today=at.astimezone(zone).date())
     if reason is None:
         return Decision()
     episode = found.delay_episode + 1
@@ -901,6 +930,11 @@ def _then_complete(
         after = evolve(after, event, snapshot.order_id)
     if after.state is not OrderState.DELIVERED:
         return Decision(events, effects)
+    # Follow-ups count from the last parcel to arrive, whichever news came last.
+    delivered_at = max(
+        (s.delivered_at for s in after.shipments if s.delivered_at is not None),
+        default=delivered_at,
+    )
     more: list[Effect] = list(effects)
     if rules.delivered_message:
         more.append(Notify(kind="delivered"))

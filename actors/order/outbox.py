@@ -59,7 +59,7 @@ class CustomerMessages:
             sms_enabled=settings.sms_enabled,
         )
         shipment = find(snapshot.shipments, effect.shipment_id) if effect.shipment_id else None
-        context = self._context(snapshot, shipment, now)
+        context = self._context(snapshot, shipment, effect.kind)
         items = self._items(snapshot, shipment)
         links = self._links(order_id, effect.kind, now)
         rows = []
@@ -94,9 +94,7 @@ class CustomerMessages:
         )
         return queued, rows
 
-    def _context(
-        self, snapshot: Snapshot, shipment: Shipment | None, now: datetime
-    ) -> dict[str, str]:
+    def _context(self, snapshot: Snapshot, shipment: Shipment | None, kind: str) -> dict[str, str]:
         order = snapshot.order
         assert order is not None
         customer = order.customer
@@ -118,13 +116,18 @@ class CustomerMessages:
             "new_estimate": "",
             "new_estimate_line": "",
             "expected_line": "",
-            "reason": (shipment.delay_reason or shipment.tracking_detail or "") if shipment else "",
+            "reason": "",
             "delivered_at": "",
             # Not shown: the customer's country, for quiet hours of text messages.
             "country": order.shipping_address.country if order.shipping_address else "",
         }
-        if shipment is not None and shipment.delivered_at is not None:
-            context["delivered_at"] = shipment.delivered_at.date().isoformat()
+        if shipment is not None:
+            # A delay alert says why it is late; an exception, what the carrier said.
+            why = shipment.delay_reason if kind == "delay_alert" else shipment.tracking_detail
+            context["reason"] = why or ""
+        arrivals = [s.delivered_at for s in snapshot.shipments if s.delivered_at is not None]
+        if arrivals:
+            context["delivered_at"] = max(arrivals).date().isoformat()
         late = shipment.carrier_estimate if shipment else None
         if late is not None:
             context["new_estimate"] = late.isoformat()

@@ -201,7 +201,8 @@ class SandboxCarrier:
                 UPDATE sandbox_shipments
                 SET idempotency_key = $2, tracking_number = $3, service = $4, amount = $5,
                     currency = $6, transit_days = $7, label_format = $8, bought_at = $9,
-                    fate = $10, delivery_date = $11
+                    fate = $10, delivery_date = $11,
+                    next_scan_at = $9::timestamptz + interval '2 hours'
                 WHERE quote_id = $1 AND bought_at IS NULL
                 RETURNING *
                 """,
@@ -302,21 +303,28 @@ class SandboxCarrier:
             ),
         )  # fmt: skip
 
-    async def news(self, limit: int = 200) -> list[tuple[str, int, int, TrackingUpdate]]:
-        """Scans that have happened and were not told yet: (quote, how many scans that
-        makes, how many the journey has, the scan) each. The sandbox sends them the way a
-        carrier's webhook does, then notes them with :meth:`told`."""
+    async def news(
+        self, limit: int = 200
+    ) -> list[tuple[str, int, datetime | None, TrackingUpdate]]:
+        """Scans that have happened and were not reported yet, soonest first: (quote, how
+        many scans that makes, when the next one is due, the scan) each. Only parcels
+        orderd has recorded as shipped are reported, as a carrier's webhook would be
+        retried until orderd knew them. Reported with :meth:`told`."""
         now = self._now()
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(
                 """
-                SELECT quote_id, tracking_number, bought_at, delivery_date, fate, events_sent
-                FROM sandbox_shipments
-                WHERE bought_at IS NOT NULL AND voided_at IS NULL AND fate IS NOT NULL
-                  AND NOT arrived
-                ORDER BY bought_at
-                LIMIT $1
+                SELECT b.quote_id, b.tracking_number, b.bought_at, b.delivery_date, b.fate,
+                       b.events_sent
+                FROM sandbox_shipments b
+                JOIN shipments s ON s.carrier = 'sandbox'
+                                AND s.tracking_number = b.tracking_number
+                                AND s.status = 'shipped'
+                WHERE b.next_scan_at <= $1 AND b.voided_at IS NULL
+                ORDER BY b.next_scan_at
+                LIMIT $2
                 """,
+                now,
                 limit,
             )
         due = []
@@ -335,21 +343,21 @@ class SandboxCarrier:
                         event_id=f"{row['tracking_number']}:{number}",
                         location=step.location,
                     )
-                    due.append((row["quote_id"], number + 1, len(steps), update))
+                    later = steps[number + 1].at if number + 1 < len(steps) else None
+                    due.append((row["quote_id"], number + 1, later, update))
         return due
 
-    async def told(self, quote_id: str, count: int, total: int) -> None:
-        """The first ``count`` of the parcel's ``total`` scans reached orderd."""
+    async def told(self, quote_id: str, count: int, next_scan_at: datetime | None) -> None:
+        """The parcel's first ``count`` scans reached orderd; the next is due then."""
         async with self._pool.acquire() as conn:
             await conn.execute(
                 """
-                UPDATE sandbox_shipments SET events_sent = greatest(events_sent, $2),
-                                             arrived = arrived OR $2 >= $3
-                WHERE quote_id = $1
+                UPDATE sandbox_shipments SET events_sent = $2, next_scan_at = $3
+                WHERE quote_id = $1 AND events_sent < $2
                 """,
                 quote_id,
                 count,
-                total,
+                next_scan_at,
             )
 
     def _fate(self, quote_id: str) -> str:

@@ -58,17 +58,26 @@ async def queue(conn: Any, rows: Sequence[Row]) -> None:
     )
 
 
-async def take_due(conn: Any, now: datetime, limit: int) -> list[Due]:
-    """Lock messages due to go (in the caller's transaction); other processes skip them."""
+async def claim_due(conn: Any, now: datetime, claimed_until: datetime, limit: int) -> list[Due]:
+    """Claim messages due to go, and ones whose claim ran out (their sender died), until
+    ``claimed_until``; other processes skip them meanwhile. Counts the attempt."""
     rows = await conn.fetch(
         """
-        SELECT id, order_id, payload::text AS payload, attempts FROM notifications
-        WHERE status = 'pending' AND next_attempt_at <= $1
-        ORDER BY next_attempt_at
-        LIMIT $2
-        FOR UPDATE SKIP LOCKED
+        UPDATE notifications n SET status = 'sending', claimed_until = $2,
+                                   attempts = attempts + 1
+        FROM (
+            SELECT id FROM notifications
+            WHERE (status = 'pending' AND next_attempt_at <= $1)
+               OR (status = 'sending' AND claimed_until < $1)
+            ORDER BY next_attempt_at
+            LIMIT $3
+            FOR UPDATE SKIP LOCKED
+        ) due
+        WHERE n.id = due.id
+        RETURNING n.id, n.order_id, n.payload::text AS payload, n.attempts
         """,
         now,
+        claimed_until,
         limit,
     )
     return [Due(r["id"], r["order_id"], _decode(r["payload"]), r["attempts"]) for r in rows]
@@ -78,7 +87,7 @@ async def sent(conn: Any, row_id: int, message_id: str, now: datetime) -> None:
     await conn.execute(
         """
         UPDATE notifications SET status = 'sent', message_id = $2, sent_at = $3,
-                                 attempts = attempts + 1, last_error = NULL
+                                 last_error = NULL, claimed_until = NULL
         WHERE id = $1
         """,
         row_id,
@@ -91,21 +100,22 @@ async def later(conn: Any, row_id: int, when: datetime, error: str | None, tried
     """Try again at ``when``: after a temporary failure, or out of quiet hours (not tried)."""
     await conn.execute(
         """
-        UPDATE notifications SET next_attempt_at = $2, last_error = coalesce($3, last_error),
-                                 attempts = attempts + $4::int
+        UPDATE notifications SET status = 'pending', next_attempt_at = $2,
+                                 last_error = coalesce($3, last_error), claimed_until = NULL,
+                                 attempts = attempts - $4::int
         WHERE id = $1
         """,
         row_id,
         when,
         error,
-        1 if tried else 0,
+        0 if tried else 1,
     )
 
 
 async def failed(conn: Any, row_id: int, error: str) -> None:
     await conn.execute(
         """
-        UPDATE notifications SET status = 'failed', attempts = attempts + 1, last_error = $2
+        UPDATE notifications SET status = 'failed', last_error = $2, claimed_until = NULL
         WHERE id = $1
         """,
         row_id,

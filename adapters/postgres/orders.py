@@ -167,12 +167,14 @@ async def _record_milestones(conn: Any, turns: Sequence[Turn]) -> None:
     """When each order was delivered (its last parcel) and completed, for the reports."""
     ids, delivered, completed = [], [], []
     for turn in turns:
-        arrived = [e.delivered_at for e in turn.events if isinstance(e, ShipmentDelivered)]
+        arrived = any(isinstance(e, ShipmentDelivered) for e in turn.events)
         done = [e.at for e in turn.events if isinstance(e, OrderCompleted)]
         state = turn.snapshot.state.value
         if (arrived and state in ("delivered", "completed")) or done:
+            # Delivered when its last parcel arrived, whichever news came last.
+            times = [s.delivered_at for s in turn.snapshot.shipments if s.delivered_at]
             ids.append(turn.order_id)
-            delivered.append(max(arrived) if arrived else None)
+            delivered.append(max(times) if times else None)
             completed.append(done[0] if done else None)
     if not ids:
         return

@@ -166,6 +166,8 @@ async def test_a_crash_between_sending_and_recording_resends_with_the_same_messa
         "ORDERD_WMS__SANDBOX_DELAY_S": "0",
         "ORDERD_NOTIFY__REVIEW_AFTER_DAYS": "0",
         "ORDERD_NOTIFY__REPEAT_AFTER_DAYS": "0",
+        # The dead sender's claim on the message runs out soon.
+        "ORDERD_NOTIFY__RESEND_AFTER_S": "1",
     }
     with SmtpSink() as sink:
         first = make_daemon("d1", **env, **sink.env())

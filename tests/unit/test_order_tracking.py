@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
+import msgspec
+
 from actors.order.behaviour import (
     NO_SCAN,
     PICKUP_CHECK,
@@ -115,7 +117,8 @@ def test_shipping_sends_the_confirmation_and_sets_the_delay_checks() -> None:
     assert snapshot.state is OrderState.SHIPPED
     assert decision.effects == (
         Notify(kind="shipping_confirmation", shipment_id="ord_1-1"),
-        Remind(PICKUP_CHECK, PAID + timedelta(hours=24), scope="ord_1-1"),
+        # Collected at the 15:00 cutoff; a day's grace after that.
+        Remind(PICKUP_CHECK, PAID.replace(hour=15) + timedelta(hours=24), scope="ord_1-1"),
         # The promised day (Thursday Dec 3) is over at midnight where the parcel left.
         Remind(PROMISE_CHECK, datetime(2026, 12, 4, tzinfo=UTC), scope="ord_1-1"),
     )
@@ -171,7 +174,7 @@ def test_no_scan_for_too_long_is_a_delay_and_a_scan_ends_it() -> None:
 
 def test_a_parcel_not_picked_up_in_time_is_a_delay() -> None:
     _, snapshot = shipped()
-    check = PAID + timedelta(hours=24)
+    check = PAID.replace(hour=15) + timedelta(hours=24)
     decision, snapshot = step(snapshot, due(PICKUP_CHECK, "ord_1-1", check), check)
     assert decision.effects == (Notify(kind="delay_alert", shipment_id="ord_1-1", episode=1),)
     assert snapshot.shipments[0].delay_reason == "not picked up 24 hours after it shipped"
@@ -233,3 +236,49 @@ def test_a_failed_delivery_holds_the_order_and_tells_the_customer() -> None:
     # Later news of a failed parcel changes nothing.
     decision, _ = step(snapshot, news("delivered", attempt + timedelta(days=1)), attempt)
     assert decision == Decision()
+
+
+def test_a_parcel_labelled_after_fridays_cutoff_is_not_late_over_the_weekend() -> None:
+    friday = datetime(2026, 11, 27, 16, 0, tzinfo=UTC)
+    _, snapshot = shipped()
+    shipment = msgspec.structs.replace(snapshot.shipments[0], shipped_at=friday)
+    snapshot = msgspec.structs.replace(snapshot, shipments=(shipment,))
+    saturday = friday + timedelta(hours=24)
+    decision, _ = step(snapshot, due(PICKUP_CHECK, "ord_1-1", saturday), saturday)
+    assert decision == Decision()
+    # Collected Monday at the cutoff: a day later without a scan, it is late.
+    tuesday = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)
+    decision, _ = step(snapshot, due(PICKUP_CHECK, "ord_1-1", tuesday), tuesday)
+    assert decision.effects == (Notify(kind="delay_alert", shipment_id="ord_1-1", episode=1),)
+
+
+def test_a_parcel_waiting_at_a_pickup_point_is_not_late() -> None:
+    _, snapshot = shipped()
+    waiting = PAID + timedelta(days=2)
+    _, snapshot = step(snapshot, news("available_for_pickup", waiting), waiting)
+    over = datetime(2026, 12, 4, tzinfo=UTC)
+    decision, _ = step(snapshot, due(PROMISE_CHECK, "ord_1-1", over), over)
+    assert decision == Decision()
+
+
+def test_a_check_handled_before_its_time_looks_at_its_due_time() -> None:
+    _, snapshot = shipped()
+    scan = PAID + timedelta(hours=3)
+    _, snapshot = step(snapshot, news("in_transit", scan), scan)
+    over = datetime(2026, 12, 4, tzinfo=UTC)
+    early = over - timedelta(hours=2)  # a process whose clock is behind
+    decision, _ = step(snapshot, due(PROMISE_CHECK, "ord_1-1", over), early)
+    assert decision.effects == (Notify(kind="delay_alert", shipment_id="ord_1-1", episode=1),)
+
+
+def test_a_scan_after_the_promise_broke_does_not_end_the_episode() -> None:
+    _, snapshot = shipped()
+    scan = PAID + timedelta(hours=3)
+    _, snapshot = step(snapshot, news("in_transit", scan), scan)
+    check = scan + timedelta(hours=48)
+    _, snapshot = step(snapshot, due(NO_SCAN, "ord_1-1:1", check), check)
+    assert snapshot.shipments[0].delayed
+    after_promise = datetime(2026, 12, 4, 10, 0, tzinfo=UTC)
+    decision, snapshot = step(snapshot, news("in_transit", after_promise), after_promise)
+    assert snapshot.shipments[0].delayed
+    assert not any(isinstance(e, Notify) for e in decision.effects)

@@ -8,6 +8,15 @@ ALTER TABLE notifications ADD COLUMN recipient text NOT NULL DEFAULT '';
 -- What the message says: its template values, items and links.
 ALTER TABLE notifications ADD COLUMN payload jsonb NOT NULL DEFAULT '{}'::jsonb;
 CREATE INDEX notifications_order ON notifications (order_id);
+-- 'sending': claimed by a process until claimed_until; sent outside any transaction, so a
+-- crash leaves the claim to run out and the message is sent again (same Message-ID).
+ALTER TABLE notifications DROP CONSTRAINT notifications_status_check;
+ALTER TABLE notifications ADD CONSTRAINT notifications_status_check
+    CHECK (status IN ('pending', 'sending', 'sent', 'failed', 'skipped'));
+ALTER TABLE notifications ADD COLUMN claimed_until timestamptz;
+DROP INDEX notifications_due;
+CREATE INDEX notifications_due ON notifications (next_attempt_at)
+    WHERE status IN ('pending', 'sending');
 
 ALTER TABLE shipments ADD COLUMN tracking_detail text;
 ALTER TABLE shipments ADD COLUMN tracking_at timestamptz;
@@ -20,9 +29,10 @@ CREATE INDEX shipments_tracking ON shipments (tracking_number);
 ALTER TABLE sandbox_shipments ADD COLUMN fate text;
 ALTER TABLE sandbox_shipments ADD COLUMN delivery_date date;
 ALTER TABLE sandbox_shipments ADD COLUMN events_sent integer NOT NULL DEFAULT 0;
-ALTER TABLE sandbox_shipments ADD COLUMN arrived boolean NOT NULL DEFAULT false;
-CREATE INDEX sandbox_shipments_moving ON sandbox_shipments (bought_at)
-    WHERE bought_at IS NOT NULL AND voided_at IS NULL AND fate IS NOT NULL AND NOT arrived;
+-- When the parcel's next scan not yet reported happens; NULL once all are reported.
+ALTER TABLE sandbox_shipments ADD COLUMN next_scan_at timestamptz;
+CREATE INDEX sandbox_shipments_next_scan ON sandbox_shipments (next_scan_at)
+    WHERE next_scan_at IS NOT NULL;
 
 ALTER TABLE orderd_instance ADD COLUMN feedback_key text NOT NULL
     DEFAULT replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', '');
