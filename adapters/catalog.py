@@ -1,5 +1,6 @@
-"""Reading a product catalog CSV (sku,name,weight_g,bin,unit_cost, optional dimensions and
-optional ``flags``: handling words such as ``fragile;keep_upright``, separated by ``;``).
+"""Reading a product catalog CSV (sku,name,weight_g,bin,unit_cost, optional dimensions,
+optional ``flags``: handling words such as ``fragile;keep_upright``, separated by ``;``,
+and optional ``review_after_days`` / ``repeat_after_days``: the product's own follow-ups).
 
 Pure: text in, products or a list of every problem (with its line number) out. A file is
 taken whole or not at all, so the parser reports every bad row rather than the first.
@@ -20,6 +21,8 @@ from adapters.errors import CatalogError
 REQUIRED = ("sku", "name", "weight_g", "bin", "unit_cost")
 DIMENSIONS = ("length_cm", "width_cm", "height_cm")
 FLAGS = "flags"
+FOLLOW_UPS = ("review_after_days", "repeat_after_days")
+_MAX_FOLLOW_UP_DAYS = 3650
 _FLAG = re.compile(r"^[a-z0-9_]{1,32}$")
 MAX_ROWS = 1_000_000
 _MAX_WEIGHT_G = 1_000_000  # a tonne: beyond that it is not a parcel
@@ -38,6 +41,10 @@ class Product(Struct, frozen=True, kw_only=True):
     width_cm: Decimal | None = None
     height_cm: Decimal | None = None
     flags: tuple[str, ...] = ()  # handling notes for the packer and the carrier
+    # Days after delivery for this product's review request and repeat-purchase reminder
+    # (a mattress is reviewed after a month, coffee runs out in three weeks).
+    review_after_days: int | None = None
+    repeat_after_days: int | None = None
 
 
 def parse_catalog(lines: Iterable[str]) -> list[Product]:
@@ -93,7 +100,8 @@ def _check_header(columns: list[str]) -> str | None:
     missing = [c for c in REQUIRED if c not in columns]
     if missing:
         return f"header lacks {', '.join(missing)}; expected " + ",".join(REQUIRED)
-    unknown = [c for c in columns if c not in REQUIRED and c not in DIMENSIONS and c != FLAGS]
+    known = {*REQUIRED, *DIMENSIONS, FLAGS, *FOLLOW_UPS}
+    unknown = [c for c in columns if c not in known]
     if unknown:
         return f"unknown column {unknown[0]!r}"
     if len(set(columns)) != len(columns):
@@ -139,13 +147,24 @@ def _parse_row(row: dict[str, str]) -> tuple[Product | None, list[str]]:
     bad = [f for f in flags if not _FLAG.fullmatch(f)]
     if bad or len(flags) > 8:
         problems.append("flags: up to 8 words of a-z, 0-9 and _, separated by ';'")
+    review, repeat = (_days(row, column, problems) for column in FOLLOW_UPS)
     if problems or unit_cost is None:
         return None, problems
     product = Product(
         sku=sku, name=name, weight_g=weight_g, bin=bin_code, unit_cost=unit_cost, flags=flags,
-        **dims,
+        review_after_days=review, repeat_after_days=repeat, **dims,
     )  # fmt: skip
     return product, problems
+
+
+def _days(row: dict[str, str], column: str, problems: list[str]) -> int | None:
+    raw = row.get(column, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or not 1 <= int(raw) <= _MAX_FOLLOW_UP_DAYS:
+        problems.append(f"{column}: whole days from 1 to {_MAX_FOLLOW_UP_DAYS}, or empty")
+        return None
+    return int(raw)
 
 
 def _decimal(

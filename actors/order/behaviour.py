@@ -284,6 +284,8 @@ class FulfillmentQueued(Struct, frozen=True, kw_only=True):
     request: RequestFulfillment
     pick_list: tuple[PickLine, ...]
     parcel: Parcel
+    review_after_days: int | None = None  # the products' own follow-ups, if any set them
+    repeat_after_days: int | None = None
 
 
 class RatesQuoted(Struct, frozen=True, kw_only=True):
@@ -399,6 +401,8 @@ def decide(
                 promised_by=request.promised_by,
                 pick_list=pick_list,
                 parcel=parcel,
+                review_after_days=message.review_after_days,
+                repeat_after_days=message.repeat_after_days,
             )
             return Decision((requested,))
         case Picked(shipment_id=shipment_id):
@@ -938,17 +942,26 @@ def _then_complete(
     more: list[Effect] = list(effects)
     if rules.delivered_message:
         more.append(Notify(kind="delivered"))
+    review, repeat = _follow_up_days(after, rules)
     kinds = []
-    for kind, days in (
-        (REVIEW_REQUEST, rules.review_after_days),
-        (REPEAT_PURCHASE, rules.repeat_after_days),
-    ):
+    for kind, days in ((REVIEW_REQUEST, review), (REPEAT_PURCHASE, repeat)):
         if days:
             kinds.append(kind)
             more.append(Remind(kind, delivered_at + timedelta(days=days)))
     if not kinds:
         return Decision((*events, OrderCompleted(at=now)), tuple(more))
     return Decision((*events, FollowUpsScheduled(at=now, kinds=tuple(kinds))), tuple(more))
+
+
+def _follow_up_days(snapshot: Snapshot, rules: Rules) -> tuple[int, int]:
+    """Days after delivery for the review request and the repeat reminder: the store's,
+    unless products of the order set their own (0 in the store's setting sends none)."""
+    shipped = [s for s in snapshot.shipments if s.status == "delivered"]
+    reviews = [s.review_after_days for s in shipped if s.review_after_days]
+    repeats = [s.repeat_after_days for s in shipped if s.repeat_after_days]
+    review = max(reviews) if reviews and rules.review_after_days else rules.review_after_days
+    repeat = min(repeats) if repeats and rules.repeat_after_days else rules.repeat_after_days
+    return review, repeat
 
 
 def _follow_up_done(snapshot: Snapshot, kind: str, status: str, now: datetime) -> tuple[Event, ...]:
@@ -1016,6 +1029,8 @@ def evolve(snapshot: Snapshot | None, event: Event, order_id: str) -> Snapshot:
                 service_level=event.service_level,
                 promised_by=event.promised_by,
                 parcel=event.parcel,
+                review_after_days=event.review_after_days,
+                repeat_after_days=event.repeat_after_days,
             )
             return structs.replace(
                 current,

@@ -111,7 +111,19 @@ class Shipping:
         queued = fulfillment.Queued(
             request, self._wms_adapter, datetime.fromtimestamp(due, now.tzinfo)
         )
-        return FulfillmentQueued(request=effect, pick_list=pick_list, parcel=parcel), queued
+        # The products' own follow-ups: reviewed once the slowest to judge has had its time,
+        # a repeat reminder when the first runs out.
+        found = [row for row in products.values() if row is not None]
+        reviews = [r["review_after_days"] for r in found if r["review_after_days"]]
+        repeats = [r["repeat_after_days"] for r in found if r["repeat_after_days"]]
+        queued_result = FulfillmentQueued(
+            request=effect,
+            pick_list=pick_list,
+            parcel=parcel,
+            review_after_days=max(reviews) if reviews else None,
+            repeat_after_days=min(repeats) if repeats else None,
+        )
+        return queued_result, queued
 
     async def quote(self, effect: ShopRates, order: NormalizedOrder) -> RatesQuoted:
         """Ask every enabled carrier; a carrier that fails is noted, unless all of them do."""
@@ -194,7 +206,8 @@ class Shipping:
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(
                 """
-                SELECT sku, name, weight_g, bin, length_cm, width_cm, height_cm, flags
+                SELECT sku, name, weight_g, bin, length_cm, width_cm, height_cm, flags,
+                       review_after_days, repeat_after_days
                 FROM products WHERE sku = ANY($1::text[])
                 """,
                 list(set(skus)),

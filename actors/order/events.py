@@ -84,6 +84,8 @@ class FulfillmentRequested(_Event, frozen=True, tag="fulfillment_requested"):
     promised_by: date | None
     pick_list: tuple[PickLine, ...]
     parcel: Parcel
+    review_after_days: int | None = None
+    repeat_after_days: int | None = None
 
 
 class ShipmentPicked(_Event, frozen=True, tag="picked"):

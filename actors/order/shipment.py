@@ -58,6 +58,9 @@ class Shipment(Struct, frozen=True, kw_only=True):
     delay_episode: int = 0
     delay_reason: str | None = None
     delivered_at: datetime | None = None
+    # The products' own follow-ups (days after delivery), when any set them.
+    review_after_days: int | None = None
+    repeat_after_days: int | None = None
 
 
 def find(shipments: tuple[Shipment, ...], shipment_id: str) -> Shipment | None:

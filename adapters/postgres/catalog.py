@@ -10,7 +10,8 @@ from msgspec import Struct
 from adapters.catalog import Product
 
 _COLUMNS = (
-    "sku", "name", "weight_g", "bin", "unit_cost", "length_cm", "width_cm", "height_cm", "flags",
+    "sku", "name", "weight_g", "bin", "unit_cost", "length_cm", "width_cm", "height_cm",
+    "review_after_days", "repeat_after_days", "flags",
 )  # fmt: skip
 
 
@@ -34,19 +35,22 @@ async def upsert_products(conn: Any, products: Sequence[Product]) -> ImportResul
         rows = await conn.fetch(
             """
             INSERT INTO products AS p
-                (sku, name, weight_g, bin, unit_cost, length_cm, width_cm, height_cm, flags)
-            SELECT sku, name, weight_g, bin, unit_cost, length_cm, width_cm, height_cm, flags
+                (sku, name, weight_g, bin, unit_cost, length_cm, width_cm, height_cm,
+                 review_after_days, repeat_after_days, flags)
+            SELECT sku, name, weight_g, bin, unit_cost, length_cm, width_cm, height_cm,
+                   review_after_days, repeat_after_days, flags
             FROM catalog_import
             ON CONFLICT (sku) DO UPDATE SET
                 name = excluded.name, weight_g = excluded.weight_g, bin = excluded.bin,
                 unit_cost = excluded.unit_cost, length_cm = excluded.length_cm,
                 width_cm = excluded.width_cm, height_cm = excluded.height_cm,
-                flags = excluded.flags, updated_at = now()
+                flags = excluded.flags, review_after_days = excluded.review_after_days,
+                repeat_after_days = excluded.repeat_after_days, updated_at = now()
             WHERE (p.name, p.weight_g, p.bin, p.unit_cost, p.length_cm, p.width_cm, p.height_cm,
-                   p.flags)
+                   p.flags, p.review_after_days, p.repeat_after_days)
                 IS DISTINCT FROM (excluded.name, excluded.weight_g, excluded.bin,
                     excluded.unit_cost, excluded.length_cm, excluded.width_cm, excluded.height_cm,
-                    excluded.flags)
+                    excluded.flags, excluded.review_after_days, excluded.repeat_after_days)
             RETURNING (xmax = 0) AS created
             """
         )

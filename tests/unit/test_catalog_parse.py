@@ -148,3 +148,21 @@ def test_a_flag_that_is_not_a_plain_word_is_rejected() -> None:
     assert caught.value.problems == [
         "line 2: flags: up to 8 words of a-z, 0-9 and _, separated by ';'"
     ]
+
+
+def test_a_product_may_set_its_own_follow_ups() -> None:
+    text = (
+        "sku,name,weight_g,bin,unit_cost,review_after_days,repeat_after_days\n"
+        "BEAN,Coffee beans,500,B-1,6.00,,21\n"
+        "BED,Mattress,9000,Z-1,300,60,\n"
+        "MUG,Mug,340,A-1,3.20,0,x\n"
+    )
+    with pytest.raises(CatalogError) as caught:
+        parse_catalog(text.splitlines(keepends=True))
+    assert caught.value.problems == [
+        "line 4: review_after_days: whole days from 1 to 3650, or empty",
+        "line 4: repeat_after_days: whole days from 1 to 3650, or empty",
+    ]
+    beans, bed = parse_catalog(text.splitlines(keepends=True)[:3])
+    assert (beans.review_after_days, beans.repeat_after_days) == (None, 21)
+    assert (bed.review_after_days, bed.repeat_after_days) == (60, None)

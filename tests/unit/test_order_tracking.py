@@ -62,7 +62,7 @@ def step(
     return decision, snapshot
 
 
-def shipped(rules: Rules = RULES) -> tuple[Decision, Snapshot]:
+def shipped(rules: Rules = RULES, **product_follow_ups: int) -> tuple[Decision, Snapshot]:
     """An order paid, packed and shipped by ground (4 days) on Thursday morning."""
     order = NormalizedOrder(
         id="ord_1", platform="shopify", external_id="1001", paid_at=PAID, currency="USD",
@@ -78,9 +78,10 @@ def shipped(rules: Rules = RULES) -> tuple[Decision, Snapshot]:
     assert isinstance(request, RequestFulfillment)
     line = PickLine(line_no=1, sku="A", name="A", quantity=1, bin="A-1", weight_g=100)
     parcel = Parcel(weight_g=200, length_cm=10, width_cm=10, height_cm=10)
-    _, snapshot = step(
-        snapshot, FulfillmentQueued(request=request, pick_list=(line,), parcel=parcel), PAID
+    queued = FulfillmentQueued(
+        request=request, pick_list=(line,), parcel=parcel, **product_follow_ups
     )
+    _, snapshot = step(snapshot, queued, PAID)
     _, snapshot = step(
         snapshot, Packed(order_id="ord_1", shipment_id="ord_1-1", items=(("A", 1),)), PAID
     )
@@ -282,3 +283,11 @@ def test_a_scan_after_the_promise_broke_does_not_end_the_episode() -> None:
     decision, snapshot = step(snapshot, news("in_transit", after_promise), after_promise)
     assert snapshot.shipments[0].delayed
     assert not any(isinstance(e, Notify) for e in decision.effects)
+
+
+def test_products_may_set_their_own_follow_ups() -> None:
+    _, snapshot = shipped(review_after_days=30, repeat_after_days=21)
+    arrived = PAID + timedelta(days=4)
+    decision, _ = step(snapshot, news("delivered", arrived), arrived)
+    assert Remind(REVIEW_REQUEST, arrived + timedelta(days=30)) in decision.effects
+    assert Remind(REPEAT_PURCHASE, arrived + timedelta(days=21)) in decision.effects

@@ -2,6 +2,10 @@
 -- tracking and delay episodes, the sandbox carrier's parcel journeys, and the key that
 -- signs rating links when none is configured.
 
+-- A product's own follow-ups, in days after delivery (NULL: the store's setting).
+ALTER TABLE products ADD COLUMN review_after_days integer CHECK (review_after_days > 0);
+ALTER TABLE products ADD COLUMN repeat_after_days integer CHECK (repeat_after_days > 0);
+
 ALTER TABLE notifications ADD COLUMN episode integer NOT NULL DEFAULT 0;
 -- Personal data (an address or a phone number): shown to operators, never logged.
 ALTER TABLE notifications ADD COLUMN recipient text NOT NULL DEFAULT '';
