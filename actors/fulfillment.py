@@ -63,22 +63,24 @@ class Dispatcher:
             due = await fulfillment.claim_due(conn, now, lease, limit)
         if not due:
             return 0
-        outcomes = await asyncio.gather(
-            *(self.warehouse.send(d.request) for d in due), return_exceptions=True
-        )
-        delivered: list[str] = []
+        outcomes = await asyncio.gather(*(self._deliver(d) for d in due), return_exceptions=True)
+        delivered: list[tuple[str, str]] = []
         answers: list[Message] = []
         async with self._pool.acquire() as conn, conn.transaction():
             for item, outcome in zip(due, outcomes, strict=True):
-                request = item.request
+                request, kind = item.request, item.kind
                 if isinstance(outcome, list):
-                    delivered.append(request.shipment_id)
+                    delivered.append((request.shipment_id, kind))
                     answers.extend(outcome)
                     continue
                 error = _error_text(outcome)
                 if isinstance(outcome, WmsError) and not outcome.temporary:
-                    log.warning("the warehouse refused shipment %s: %s", request.shipment_id, error)
-                    if await fulfillment.failed(conn, request.shipment_id, error):
+                    log.warning(
+                        "the warehouse refused the %s of shipment %s: %s",
+                        kind, request.shipment_id, error,
+                    )  # fmt: skip
+                    refused = await fulfillment.failed(conn, request.shipment_id, kind, error)
+                    if refused and kind == "request":
                         answers.append(
                             WarehouseRefused(
                                 order_id=request.order_id,
@@ -89,14 +91,11 @@ class Dispatcher:
                     continue
                 delay = min(self._retry_max_s, 2.0 ** min(item.attempts, 16))
                 log.warning(
-                    "delivering shipment %s failed (attempt %d), again in %.0f s: %s",
-                    request.shipment_id,
-                    item.attempts + 1,
-                    delay,
-                    error,
-                )
+                    "delivering the %s of shipment %s failed (attempt %d), again in %.0f s: %s",
+                    kind, request.shipment_id, item.attempts + 1, delay, error,
+                )  # fmt: skip
                 await fulfillment.retry(
-                    conn, request.shipment_id, error, now + timedelta(seconds=delay)
+                    conn, request.shipment_id, kind, error, now + timedelta(seconds=delay)
                 )
             await fulfillment.sent(conn, delivered, now)
             # Answers of requests withdrawn meanwhile reach a cancelled order, which
@@ -104,6 +103,12 @@ class Dispatcher:
             posted = await mailbox.post(conn, answers)
         await self._mail.stream(posted)
         return len(due)
+
+    async def _deliver(self, due: fulfillment.Due) -> list[Message]:
+        if due.kind == "cancel":
+            await self.warehouse.cancel(due.request)
+            return []
+        return await self.warehouse.send(due.request)
 
     async def run(self, stopping: asyncio.Event, every_s: float = 0.5) -> None:
         """Deliver due requests until ``stopping`` is set."""

@@ -24,6 +24,7 @@ class Queued(Struct, frozen=True):
 class Due(Struct, frozen=True):
     request: FulfillmentRequest
     attempts: int
+    kind: str = "request"  # or "cancel": tell the warehouse system to stop
 
 
 async def queue(conn: Any, queued: Sequence[Queued]) -> None:
@@ -36,7 +37,7 @@ async def queue(conn: Any, queued: Sequence[Queued]) -> None:
                                           next_attempt_at)
         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[],
                              $6::timestamptz[])
-        ON CONFLICT (shipment_id) DO NOTHING
+        ON CONFLICT (shipment_id, kind) DO NOTHING
         """,
         [q.request.shipment_id for q in queued],
         [q.request.order_id for q in queued],
@@ -54,72 +55,94 @@ async def claim_due(conn: Any, now: datetime, lease_until: datetime, limit: int)
         """
         UPDATE fulfillment_requests r SET status = 'sending', lease_until = $2
         FROM (
-            SELECT shipment_id FROM fulfillment_requests
+            SELECT shipment_id, kind FROM fulfillment_requests
             WHERE (status = 'pending' AND next_attempt_at <= $1)
                OR (status = 'sending' AND lease_until < $1)
             ORDER BY next_attempt_at
             LIMIT $3
             FOR UPDATE SKIP LOCKED
         ) due
-        WHERE r.shipment_id = due.shipment_id
-        RETURNING r.body::text AS body, r.attempts
+        WHERE r.shipment_id = due.shipment_id AND r.kind = due.kind
+        RETURNING r.body::text AS body, r.attempts, r.kind
         """,
         now,
         lease_until,
         limit,
     )
-    return [Due(_decode(r["body"]), r["attempts"]) for r in rows]
+    return [Due(_decode(r["body"]), r["attempts"], r["kind"]) for r in rows]
 
 
-async def sent(conn: Any, shipment_ids: Sequence[str], now: datetime) -> None:
+async def sent(conn: Any, delivered: Sequence[tuple[str, str]], now: datetime) -> None:
+    """Mark (shipment, kind) deliveries done."""
     await conn.execute(
         """
-        UPDATE fulfillment_requests SET status = 'sent', sent_at = $2, attempts = attempts + 1,
-                                        last_error = NULL, lease_until = NULL
-        WHERE shipment_id = ANY($1::text[]) AND status = 'sending'
+        UPDATE fulfillment_requests r SET status = 'sent', sent_at = $3,
+                                          attempts = attempts + 1, last_error = NULL,
+                                          lease_until = NULL
+        FROM unnest($1::text[], $2::text[]) AS d (shipment_id, kind)
+        WHERE r.shipment_id = d.shipment_id AND r.kind = d.kind AND r.status = 'sending'
         """,
-        list(shipment_ids),
+        [shipment_id for shipment_id, _ in delivered],
+        [kind for _, kind in delivered],
         now,
     )
 
 
-async def retry(conn: Any, shipment_id: str, error: str, next_attempt_at: datetime) -> None:
+async def retry(
+    conn: Any, shipment_id: str, kind: str, error: str, next_attempt_at: datetime
+) -> None:
     await conn.execute(
         """
         UPDATE fulfillment_requests SET status = 'pending', attempts = attempts + 1,
-                                        last_error = $2, next_attempt_at = $3,
+                                        last_error = $3, next_attempt_at = $4,
                                         lease_until = NULL
-        WHERE shipment_id = $1 AND status = 'sending'
+        WHERE shipment_id = $1 AND kind = $2 AND status = 'sending'
         """,
         shipment_id,
+        kind,
         error,
         next_attempt_at,
     )
 
 
-async def failed(conn: Any, shipment_id: str, error: str) -> bool:
-    """Mark a request refused for good; False when it was withdrawn meanwhile."""
+async def failed(conn: Any, shipment_id: str, kind: str, error: str) -> bool:
+    """Mark a delivery refused for good; False when it was withdrawn meanwhile."""
     done = await conn.fetchval(
         """
         UPDATE fulfillment_requests SET status = 'failed', attempts = attempts + 1,
-                                        last_error = $2, lease_until = NULL
-        WHERE shipment_id = $1 AND status = 'sending'
+                                        last_error = $3, lease_until = NULL
+        WHERE shipment_id = $1 AND kind = $2 AND status = 'sending'
         RETURNING true
         """,
         shipment_id,
+        kind,
         error,
     )
     return bool(done)
 
 
-async def withdraw(conn: Any, order_ids: Sequence[str]) -> None:
-    """Requests of cancelled orders that were not delivered yet are not delivered at all."""
+async def withdraw(conn: Any, order_ids: Sequence[str], now: datetime) -> None:
+    """Cancelled orders: requests not delivered yet are not delivered at all, and the
+    warehouse system is told to stop work on those it has (or may have) received."""
     if not order_ids:
         return
     await conn.execute(
         """
         UPDATE fulfillment_requests SET status = 'cancelled', lease_until = NULL
-        WHERE order_id = ANY($1::text[]) AND status IN ('pending', 'sending')
+        WHERE order_id = ANY($1::text[]) AND kind = 'request' AND status = 'pending'
         """,
         list(order_ids),
+    )
+    # A request being sent right now may arrive: it is told to stop as well.
+    await conn.execute(
+        """
+        INSERT INTO fulfillment_requests (shipment_id, kind, order_id, warehouse, adapter, body,
+                                          next_attempt_at)
+        SELECT shipment_id, 'cancel', order_id, warehouse, adapter, body, $2
+        FROM fulfillment_requests
+        WHERE order_id = ANY($1::text[]) AND kind = 'request' AND status IN ('sending', 'sent')
+        ON CONFLICT (shipment_id, kind) DO NOTHING
+        """,
+        list(order_ids),
+        now,
     )

@@ -147,8 +147,9 @@ async def save_turns(conn: Any, turns: Sequence[Turn]) -> tuple[set[str], list[m
     )
     await _record_shipped(conn, moved)
     await fulfillment.queue(conn, [q for t in done for q in t.requests])
-    cancelled = [t.order_id for t in moved if any(isinstance(e, OrderCancelled) for e in t.events)]
-    await fulfillment.withdraw(conn, cancelled)
+    cancels = [(t.order_id, e.at) for t in moved for e in t.events if isinstance(e, OrderCancelled)]
+    if cancels:
+        await fulfillment.withdraw(conn, [o for o, _ in cancels], min(at for _, at in cancels))
     await notifications.queue(conn, [n for t in done for n in t.notifications])
     await _record_milestones(conn, done)
     posted = await mailbox.post(conn, [m for t in done for m in t.told])
@@ -449,6 +450,8 @@ def _shipment_view(r: Any) -> dict[str, Any]:
                 "status": r["request_status"],
                 "attempts": r["request_attempts"],
                 "last_error": r["request_error"],
+                # Told to stop after the order was cancelled: pending, sent or failed.
+                "cancel": r["cancel_status"],
             }
             if r["request_status"] is not None
             else None
@@ -503,8 +506,10 @@ async def view(conn: Any, order_id: str) -> dict[str, Any]:
                s.tracking_detail, s.tracking_at, s.carrier_estimate, s.delayed,
                s.delay_episode, s.delay_reason, s.delivered_at,
                r.status AS request_status, r.attempts AS request_attempts,
-               r.last_error AS request_error
-        FROM shipments s LEFT JOIN fulfillment_requests r ON r.shipment_id = s.id
+               r.last_error AS request_error, c.status AS cancel_status
+        FROM shipments s
+        LEFT JOIN fulfillment_requests r ON r.shipment_id = s.id AND r.kind = 'request'
+        LEFT JOIN fulfillment_requests c ON c.shipment_id = s.id AND c.kind = 'cancel'
         WHERE s.order_id = $1 ORDER BY s.seq
         """,
         order_id,

@@ -4,6 +4,8 @@ The body is the :class:`FulfillmentRequest` as JSON. ``X-Orderd-Signature: sha25
 is the HMAC-SHA256 of the body with the shared secret, and ``Idempotency-Key`` is the
 shipment id, so a request delivered twice (a retry after a lost answer) is recognisable.
 The WMS confirms on ``POST /webhooks/wms`` with ``picked``, ``packed`` or ``short_pick``.
+When the order is cancelled after that, ``{"event": "cancel", "order_id", "shipment_id"}``
+goes to the same URL (``Idempotency-Key: <shipment id>:cancel``).
 """
 
 from __future__ import annotations
@@ -32,11 +34,21 @@ class HttpWarehouse:
         self._session: aiohttp.ClientSession | None = None
 
     async def send(self, request: FulfillmentRequest) -> list[Message]:
-        body = _encode(request)
+        await self._post(_encode(request), request.shipment_id)
+        return []
+
+    async def cancel(self, request: FulfillmentRequest) -> None:
+        """``{"event": "cancel", "order_id", "shipment_id"}`` to the same URL."""
+        body = _encode(
+            {"event": "cancel", "order_id": request.order_id, "shipment_id": request.shipment_id}
+        )
+        await self._post(body, f"{request.shipment_id}:cancel")
+
+    async def _post(self, body: bytes, idempotency_key: str) -> None:
         headers = {
             "Content-Type": "application/json",
             "X-Orderd-Signature": sign_generic(body, self._secret),
-            "Idempotency-Key": request.shipment_id,
+            "Idempotency-Key": idempotency_key,
         }
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
@@ -47,7 +59,7 @@ class HttpWarehouse:
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise WmsError(f"WMS unreachable: {type(exc).__name__}", temporary=True) from None
         if 200 <= status < 300:
-            return []
+            return
         detail = printable(text, 200)
         raise WmsError(f"WMS answered {status}: {detail}", temporary=status in _TEMPORARY)
 

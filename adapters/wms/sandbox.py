@@ -40,5 +40,8 @@ class SandboxWarehouse:
             ),
         ]
 
+    async def cancel(self, request: FulfillmentRequest) -> None:
+        return None  # it packs at once: there is nothing left to stop
+
     async def close(self) -> None:
         return None

@@ -41,6 +41,21 @@ class SpoolWarehouse:
         _replace(self._directory / f"{request.shipment_id}.csv", pick_list_csv(request))
         _replace(self._directory / f"{request.shipment_id}.pdf", render_pick_list_pdf(request))
 
+    async def cancel(self, request: FulfillmentRequest) -> None:
+        """Take the pick list away and leave a note where it was, for the packer."""
+        try:
+            await asyncio.to_thread(self._withdraw, request)
+        except OSError as exc:
+            raise WmsError(f"cannot withdraw pick list: {exc.strerror}", temporary=True) from None
+
+    def _withdraw(self, request: FulfillmentRequest) -> None:
+        for suffix in (".pdf", ".csv"):
+            (self._directory / f"{request.shipment_id}{suffix}").unlink(missing_ok=True)
+        order = request.order_name or request.order_id
+        note = f"Order {order} was cancelled: do not pick or pack shipment {request.shipment_id}.\n"
+        self._directory.mkdir(parents=True, exist_ok=True)
+        _replace(self._directory / f"{request.shipment_id}.CANCELLED.txt", note.encode())
+
     async def close(self) -> None:
         return None
 

@@ -460,3 +460,58 @@ async def test_a_short_pick_is_reserved_again_in_another_warehouse_and_ships_fro
     )
     assert (north["on_hand"], north["reserved"]) == (3, 0)
     assert (main["on_hand"], main["reserved"]) == (0, 0)
+
+
+async def test_cancelling_after_the_warehouse_has_it_tells_it_to_stop(
+    make_daemon: MakeDaemon, pg: Any, run_orderd: Any, tmp_path: Path
+) -> None:
+    await add_products(pg, *SKUS)
+    stocked(run_orderd)
+    send_paid(make_daemon(ORDERD_WMS__ADAPTER="spool"))
+    await reaches(pg, "fulfillment_requested")
+    shipment_id = show(run_orderd)["shipments"][0]["id"]
+    spool = tmp_path / "spool"
+    pick_list = spool / f"{shipment_id}.pdf"
+
+    async def written() -> bool:
+        return pick_list.exists()
+
+    await eventually(written, what="the pick list")
+    assert run_orderd("order", "cancel", "#1001").returncode == 0
+    await reaches(pg, "cancelled")
+    note = spool / f"{shipment_id}.CANCELLED.txt"
+
+    async def withdrawn() -> bool:
+        return note.exists() and not pick_list.exists()
+
+    await eventually(withdrawn, what="the pick list to be withdrawn")
+    assert "do not pick or pack" in contents(note).decode()
+    request = show(run_orderd)["shipments"][0]["fulfillment_request"]
+    assert (request["status"], request["cancel"]) == ("sent", "sent")
+
+
+async def test_an_http_wms_is_told_when_an_order_it_has_is_cancelled(
+    make_daemon: MakeDaemon, pg: Any, run_orderd: Any
+) -> None:
+    await add_products(pg, *SKUS)
+    stocked(run_orderd)
+    async with RecordingWms() as wms:
+        daemon = make_daemon(
+            ORDERD_WMS__ADAPTER="http", ORDERD_WMS__URL=wms.url, ORDERD_WMS__SECRET=SECRET
+        )
+        send_paid(daemon)
+
+        async def received(count: int) -> Callable[[], Any]:
+            async def check() -> bool:
+                return len(wms.received) >= count
+
+            return check
+
+        await eventually(await received(1), what="the request")
+        assert run_orderd("order", "cancel", "#1001").returncode == 0
+        await eventually(await received(2), what="the cancellation")
+    body, headers = wms.received[1]
+    sent = json.loads(body)
+    assert sent["event"] == "cancel"
+    assert headers["Idempotency-Key"] == f"{sent['shipment_id']}:cancel"
+    assert headers["X-Orderd-Signature"] == sign_generic(body, SECRET)

@@ -19,10 +19,14 @@ ALTER TABLE shipments ADD CONSTRAINT shipments_status CHECK (status IN (
     'voided', 'cancelled', 'in_transit', 'out_for_delivery', 'delivered', 'returned', 'failure'));
 ALTER TABLE shipments ALTER COLUMN status SET DEFAULT 'requested';
 
--- The fulfillment request of each shipment, delivered to the warehouse system by the
--- daemon's dispatcher with retries: an order never waits on a slow or absent WMS.
+-- The fulfillment request of each shipment (and its cancellation), delivered to the
+-- warehouse system by the daemon's dispatcher with retries: an order never waits on a
+-- slow or absent WMS.
 CREATE TABLE fulfillment_requests (
-    shipment_id      text PRIMARY KEY,
+    shipment_id      text NOT NULL,
+    -- 'request': pick and pack the shipment; 'cancel': the order was cancelled after the
+    -- request went out, so the warehouse system is told to stop.
+    kind             text NOT NULL DEFAULT 'request' CHECK (kind IN ('request', 'cancel')),
     order_id         text NOT NULL,
     warehouse        text NOT NULL,
     adapter          text NOT NULL,
@@ -36,7 +40,8 @@ CREATE TABLE fulfillment_requests (
     lease_until      timestamptz,
     last_error       text,
     created_at       timestamptz NOT NULL DEFAULT now(),
-    sent_at          timestamptz
+    sent_at          timestamptz,
+    PRIMARY KEY (shipment_id, kind)
 );
 CREATE INDEX fulfillment_requests_due ON fulfillment_requests (next_attempt_at)
     WHERE status IN ('pending', 'sending');
