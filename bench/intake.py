@@ -220,18 +220,26 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             )  # fmt: skip
         orderd_port, baseline_port = free_port(), free_port()
         env["ORDERD_HTTP__PORT"] = str(orderd_port)
-        with (logs / "orderd.log").open("wb") as out:
-            processes.append(
-                subprocess.Popen([str(ORDERD), "run"], env=env, stdout=out, stderr=out)
-            )
+        # One process doing everything, or (--split) one taking webhooks and one running
+        # the order actors, each with a core of its own.
+        roles = ("intake", "actors") if args.split else ("all",)
+        for role in roles:
+            with (logs / f"orderd-{role}.log").open("wb") as out:
+                processes.append(
+                    subprocess.Popen(
+                        [str(ORDERD), "run"],
+                        env={**env, "ORDERD_DAEMON__ROLE": role},
+                        stdout=out,
+                        stderr=out,
+                    )
+                )
         baseline_process = subprocess.Popen(
             [sys.executable, "-c", BASELINE_APP, str(baseline_port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         processes.append(baseline_process)
-        for process in processes[:-1]:
-            await wait_ready(f"http://127.0.0.1:{orderd_port}/readyz", process)
+        await wait_ready(f"http://127.0.0.1:{orderd_port}/readyz", processes[0])
         await wait_ready(f"http://127.0.0.1:{baseline_port}/healthz", baseline_process)
 
         count = args.requests
@@ -265,7 +273,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 "requests": count,
                 "connections": args.connections,
                 "paced_requests": paced_count,
-                "orderd_processes": args.processes,
+                "orderd_roles": list(roles),
                 "cpu_count": os.cpu_count(),
             },
             "targets": {
@@ -298,8 +306,8 @@ def render(report: dict[str, Any]) -> str:
             "orderd intake benchmark (signed Shopify orders/paid)",
             f"  machine: {report['settings']['cpu_count']} CPUs; client, servers, Redis and "
             "PostgreSQL share them",
-            f"  orderd: {report['settings']['orderd_processes']} process(es) on one port, "
-            "one consumer group",
+            f"  orderd: {' + '.join(report['settings']['orderd_roles'])} "
+            "(process roles), one consumer group",
             f"  flood: {report['settings']['requests']:,} requests over "
             f"{report['settings']['connections']} connections",
             f"  {'':<28}{'orderd':>12}{'bare aiohttp':>14}",
@@ -331,7 +339,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=1000.0, help="fixed rate per second")
     parser.add_argument("--paced-seconds", type=float, default=None)
     parser.add_argument(
-        "--processes", type=int, default=1, help="orderd run processes sharing the port"
+        "--split",
+        action="store_true",
+        help="run orderd as two processes: one for webhooks, one for the order actors",
     )
     args = parser.parse_args(argv)
     args.requests = args.requests or (4000 if args.quick else 20000)

@@ -112,13 +112,22 @@ class Daemon:
             intake=Intake(pool, self.mail),
             allocator=allocator,
             mail=self.mail,
-            ready=lambda: self.runtime.reading,
+            # An intake process runs no consumers: it is ready once it serves.
+            ready=lambda: self.runtime.reading or not self.actors_here,
             metrics=self.gauges,
             feedback_secrets=self.feedback_secrets,
             clock=clock,
         )
         self.pool = pool
         self.stopping = asyncio.Event()
+
+    @property
+    def actors_here(self) -> bool:
+        return self.settings.daemon.role in ("all", "actors")
+
+    @property
+    def http_here(self) -> bool:
+        return self.settings.daemon.role in ("all", "intake")
 
     async def saved(self, told: Sequence[Posted], saved: Sequence[orders.Turn]) -> None:
         """After turns are saved: stream what orders told themselves, wake the senders."""
@@ -193,7 +202,9 @@ class Daemon:
         """WATCHDOG=1 while the event loop runs and the runtime keeps reading."""
         stale_after = max(every_s * 4, 10.0)
         while not self.stopping.is_set():
-            if time.monotonic() - self.runtime.last_progress < stale_after:
+            # Without actors here, a running loop is the progress there is.
+            moving = time.monotonic() - self.runtime.last_progress < stale_after
+            if moving or not self.actors_here:
                 systemd.notify("WATCHDOG=1")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), every_s)
@@ -226,34 +237,42 @@ async def serve(settings: Settings, clock: Callable[[], float] = time.time) -> i
         await daemon.streams.ensure_group()
         await daemon.reminders.rebuild()
 
-        app = build_app(daemon.context)
-        runner = web.AppRunner(app, access_log=None)
+        runner = web.AppRunner(build_app(daemon.context), access_log=None)
         await runner.setup()
-        site = web.TCPSite(
-            runner,
-            settings.http.host,
-            settings.http.port,
-            reuse_address=True,
-            reuse_port=settings.http.reuse_port or None,
-        )
-        await site.start()
+        if daemon.http_here:
+            site = web.TCPSite(
+                runner,
+                settings.http.host,
+                settings.http.port,
+                reuse_address=True,
+                reuse_port=settings.http.reuse_port or None,
+            )
+            await site.start()
 
-        tasks: list[asyncio.Task[Any]] = [
-            asyncio.create_task(daemon.runtime.run(), name="runtime"),
-            asyncio.create_task(daemon.reminders.run(daemon.stopping), name="reminders"),
-            asyncio.create_task(daemon.pump(), name="pump"),
-            asyncio.create_task(daemon.dispatcher.run(daemon.stopping), name="dispatcher"),
-            asyncio.create_task(daemon.outbox.run(daemon.stopping), name="outbox"),
-        ]
-        if daemon.shipping.sandbox is not None:
-            tasks.append(asyncio.create_task(daemon.sandbox_tracking(), name="sandbox-tracking"))
+        tasks: list[asyncio.Task[Any]] = [asyncio.create_task(daemon.pump(), name="pump")]
+        if daemon.actors_here:
+            tasks += [
+                asyncio.create_task(daemon.runtime.run(), name="runtime"),
+                asyncio.create_task(daemon.reminders.run(daemon.stopping), name="reminders"),
+                asyncio.create_task(daemon.dispatcher.run(daemon.stopping), name="dispatcher"),
+                asyncio.create_task(daemon.outbox.run(daemon.stopping), name="outbox"),
+            ]
+            if daemon.shipping.sandbox is not None:
+                tasks.append(
+                    asyncio.create_task(daemon.sandbox_tracking(), name="sandbox-tracking")
+                )
         every = systemd.watchdog_interval_s()
         if every is not None:
             tasks.append(asyncio.create_task(daemon.watchdog(every), name="watchdog"))
-        await _until_reading(daemon, tasks)
-        address = f"{settings.http.host}:{settings.http.port}"
-        log.info("orderd ready", extra={"http": address, "consumer": daemon.runtime.consumer})
-        systemd.notify(f"READY=1\nSTATUS=serving on {address}")
+        if daemon.actors_here:
+            await _until_reading(daemon, tasks)
+        address = f"{settings.http.host}:{settings.http.port}" if daemon.http_here else "-"
+        role = settings.daemon.role
+        log.info(
+            "orderd ready",
+            extra={"http": address, "consumer": daemon.runtime.consumer, "role": role},
+        )
+        systemd.notify(f"READY=1\nSTATUS=serving on {address} ({role})")
 
         number = await _first(signals, tasks)
         log.info("stopping", extra={"signal": number})

@@ -44,6 +44,10 @@ class DaemonSettings(_Section, frozen=True):
     shutdown_grace_s: PositiveSeconds = 20.0
     # Empty: host name and process id, unique per running process.
     consumer_name: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.:-]{0,64}$")] = ""
+    # all: one process does everything; intake: only the HTTP side (webhooks stored and
+    # streamed); actors: only the order actors and their senders. Processes of the two
+    # halves share the work through the stream, each on a core of its own.
+    role: Literal["all", "intake", "actors"] = "all"
 
 
 class RuntimeSettings(_Section, frozen=True):

@@ -67,6 +67,22 @@ class Daemon:
             time.sleep(0.05)  # bounded wait for a process to open its port
         raise RuntimeError(f"orderd run did not become ready: {self.log_path.read_text()[-2000:]}")
 
+    def start_without_http(self) -> None:
+        """Start a process that serves no HTTP (the actors role): ready when it logs so."""
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [str(ORDERD), "run"], env=self.env, stdout=log, stderr=subprocess.STDOUT
+        )
+        log.close()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"orderd run exited: {self.log_path.read_text()[-2000:]}")
+            if "orderd ready" in self.log_path.read_text():
+                return
+            time.sleep(0.05)  # bounded wait for a process to start
+        raise RuntimeError("orderd run did not become ready")
+
     def signal(self, number: int) -> None:
         assert self.process is not None
         self.process.send_signal(number)

@@ -304,3 +304,23 @@ def test_run_with_a_broken_config_says_so_and_exits_2(run_orderd: Any) -> None:
     assert result.returncode == 2
     assert "webhooks.shopify.secret: required" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_an_intake_process_and_an_actors_process_share_the_work(
+    make_daemon: MakeDaemon, pg: Any, run_orderd: Any
+) -> None:
+    await add_products(pg, "SKU2006-001", "SKU2006-020")
+    for sku in ("SKU2006-001", "SKU2006-020"):
+        assert run_orderd("stock", "set", sku, "5").returncode == 0
+    intake = make_daemon("intake", ORDERD_DAEMON__ROLE="intake")
+    body = shopify_body()
+    assert request(f"{intake.url}/webhooks/shopify", body, shopify_headers(body))[0] == 202
+    # Stored and streamed, and nobody here to take it further.
+    assert await order_state(pg, "#1001") is None
+    actors = make_daemon("actors", start=False, ORDERD_DAEMON__ROLE="actors")
+    actors.start_without_http()
+
+    async def taken() -> bool:
+        return await order_state(pg, "#1001") == "fulfillment_requested"
+
+    await eventually(taken, what="the actors process to take the order")
