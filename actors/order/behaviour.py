@@ -25,6 +25,7 @@ from actors.order.events import (
     DelayDetected,
     DelayEnded,
     DeliveryFailed,
+    EstimateMoved,
     Event,
     FollowUpDone,
     FollowUpsScheduled,
@@ -800,7 +801,7 @@ def _tracked(
     if snapshot.state in TERMINAL:
         return Decision()
     if not advances(found.tracking_status, found.tracking_at, news.status, news.at):
-        return Decision()  # older than what is known, or the same again
+        return _estimate_moved(found, news, now)
     sid = found.id
     estimate = news.estimated_delivery or found.carrier_estimate
     events: list[Event] = [
@@ -843,6 +844,25 @@ def _tracked(
         due = news.at + timedelta(hours=rules.delays.no_scan_hours)
         effects.append(Remind(NO_SCAN, max(due, now), scope=f"{sid}:{found.scans + 1}"))
     return Decision(tuple(events), tuple(effects))
+
+
+def _estimate_moved(found: Shipment, news: TrackingUpdated, now: datetime) -> Decision:
+    """News that moves no scan forward may still move the carrier's estimate: recorded,
+    and a new delay episode if it now falls after the promise."""
+    estimate = news.estimated_delivery
+    latest = found.tracking_at
+    if estimate is None or estimate == found.carrier_estimate:
+        return Decision()  # older than what is known, or the same again
+    if latest is not None and news.at < latest:
+        return Decision()
+    events: list[Event] = [EstimateMoved(at=now, shipment_id=found.id, estimated_delivery=estimate)]
+    effects: tuple[Effect, ...] = ()
+    if not found.delayed and _late_by_estimate(found, estimate):
+        episode = found.delay_episode + 1
+        reason = f"the carrier now expects {estimate}, after the promised {found.promised_by}"
+        events.append(DelayDetected(at=now, shipment_id=found.id, episode=episode, reason=reason))
+        effects = (Notify(kind="delay_alert", shipment_id=found.id, episode=episode),)
+    return Decision(tuple(events), effects)
 
 
 def _episode_over(
@@ -1091,6 +1111,8 @@ def evolve(snapshot: Snapshot | None, event: Event, order_id: str) -> Snapshot:
                 tracking_at=event.scanned_at, carrier_estimate=event.estimated_delivery or known,
                 scans=(found.scans + 1) if found else 1,
             )  # fmt: skip
+        case EstimateMoved(shipment_id=shipment_id, estimated_delivery=estimate):
+            return _moved(current, shipment_id, current.state, carrier_estimate=estimate)
         case DelayDetected(shipment_id=shipment_id, episode=episode, reason=reason):
             return _moved(
                 current, shipment_id, current.state, delayed=True, delay_episode=episode,

@@ -158,6 +158,13 @@ class ShipmentTracked(_Event, frozen=True, tag="tracked"):
     estimated_delivery: date | None = None
 
 
+class EstimateMoved(_Event, frozen=True, tag="estimate_moved"):
+    """The carrier gave a new delivery estimate without a new scan."""
+
+    shipment_id: str
+    estimated_delivery: date
+
+
 class DelayDetected(_Event, frozen=True, tag="delayed"):
     shipment_id: str
     episode: int
@@ -222,6 +229,7 @@ Event = (
     | Shipped
     | LabelVoided
     | ShipmentTracked
+    | EstimateMoved
     | DelayDetected
     | DelayEnded
     | ShipmentDelivered

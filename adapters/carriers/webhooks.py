@@ -173,8 +173,11 @@ def parse_shippo(body: bytes) -> TrackingUpdate | None:
         at=at,
         estimated_delivery=track.eta.date() if track.eta else None,
         # Shippo's body has no event id; the status's object_id names this one scan, so
-        # the same scan sent twice is recognised.
-        event_id=current.object_id or None,
+        # the same scan sent twice is recognised; with the estimate, so that news of a
+        # moved estimate on the same scan is not.
+        event_id=f"{current.object_id}:{track.eta.date() if track.eta else '-'}"
+        if current.object_id
+        else None,
         location=_place(current.location),
     )
 

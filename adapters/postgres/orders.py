@@ -20,6 +20,7 @@ from actors.order.events import (
     DelayDetected,
     DelayEnded,
     DeliveryFailed,
+    EstimateMoved,
     Event,
     FulfillmentRequested,
     LabelCreated,
@@ -89,7 +90,7 @@ _LEFT = frozenset({"shipped", "delivered", "failure", "returned"})
 _SHIPMENT_EVENTS = (
     FulfillmentRequested, ShipmentPicked, ShipmentPacked, PackMismatch, ShortPick, CarrierChosen,
     LabelCreated, Shipped, LabelVoided, OrderCancelled, ShipmentTracked, DelayDetected,
-    DelayEnded, ShipmentDelivered, DeliveryFailed,
+    DelayEnded, ShipmentDelivered, DeliveryFailed, EstimateMoved,
 )  # fmt: skip
 
 

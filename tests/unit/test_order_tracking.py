@@ -291,3 +291,17 @@ def test_products_may_set_their_own_follow_ups() -> None:
     decision, _ = step(snapshot, news("delivered", arrived), arrived)
     assert Remind(REVIEW_REQUEST, arrived + timedelta(days=30)) in decision.effects
     assert Remind(REPEAT_PURCHASE, arrived + timedelta(days=21)) in decision.effects
+
+
+def test_a_moved_estimate_without_a_scan_can_start_a_delay() -> None:
+    _, snapshot = shipped()
+    scan = PAID + timedelta(hours=3)
+    _, snapshot = step(snapshot, news("in_transit", scan, date(2026, 12, 2)), scan)
+    assert not snapshot.shipments[0].delayed
+    moved = news("in_transit", scan, date(2026, 12, 8))  # the same scan, a later estimate
+    decision, snapshot = step(snapshot, moved, scan + timedelta(hours=1))
+    assert decision.effects == (Notify(kind="delay_alert", shipment_id="ord_1-1", episode=1),)
+    assert snapshot.shipments[0].carrier_estimate == date(2026, 12, 8)
+    assert snapshot.shipments[0].scans == 1
+    decision, _ = step(snapshot, moved, scan + timedelta(hours=2))
+    assert decision == Decision()

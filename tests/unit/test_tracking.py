@@ -382,7 +382,7 @@ def test_shippo_track_updated_becomes_an_update_from_its_tracking_status() -> No
         detail="Out for delivery in LAS VEGAS, NV 89101.",
         at=datetime(2024, 5, 9, 12, 31, tzinfo=UTC),
         estimated_delivery=date(2024, 5, 9),
-        event_id="a1b2c3d4e5f60003",
+        event_id="a1b2c3d4e5f60003:2024-05-09",
         location="Las Vegas, NV, 89101, US",
     )
 
@@ -408,7 +408,7 @@ def test_shippo_delivered_is_delivered() -> None:
 def test_shippo_without_tracking_status_takes_the_newest_history_entry() -> None:
     update = parse_shippo(as_body(shippo_track_updated(tracking_status=None)))
     assert update is not None
-    assert update.event_id == "a1b2c3d4e5f60003"
+    assert update.event_id == "a1b2c3d4e5f60003:2024-05-09"
 
 
 def test_shippo_status_without_a_scan_time_takes_shippos_own_record_of_it() -> None:
