@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 
 from actors.order.behaviour import CANCELLABLE
-from actors.order.messages import CancelRequested, Packed, decode_message
+from actors.order.messages import CancelRequested, Packed, RetryRequested, decode_message
 from actors.order.states import OrderState
 from adapters.errors import OrderdError
 from adapters.postgres import dead_letters, orders
@@ -145,6 +145,31 @@ async def packed(
     say(f"{chosen} confirmed packed; the daemon buys its label next")
 
 
+async def retry(
+    settings: Settings, ref: str, shipment_id: str | None, say: Callable[[str], None]
+) -> None:
+    """Send a packed shipment held without a label back to rate shopping and its label."""
+    async with open_resources(settings, pool_size=2) as res:
+        async with res.pool.acquire() as conn:
+            order_id = await orders.resolve(conn, ref)
+            waiting = await conn.fetch(
+                """
+                SELECT id FROM shipments
+                WHERE order_id = $1 AND status = 'packed' AND label_id IS NULL
+                  AND ($2::text IS NULL OR id = $2)
+                ORDER BY seq
+                """,
+                order_id,
+                shipment_id,
+            )
+        if not waiting:
+            raise OrderdError(f"{order_id}: no packed shipment waiting for its label")
+        await res.mail.send(
+            [RetryRequested(order_id=order_id, shipment_id=r["id"]) for r in waiting]
+        )
+    say(f"{', '.join(r['id'] for r in waiting)}: rates and label asked for again")
+
+
 async def dlq_list(settings: Settings, say: Callable[[str], None]) -> None:
     async with open_resources(settings, pool_size=2) as res, res.pool.acquire() as conn:
         letters = await dead_letters.listed(conn)
@@ -178,7 +203,7 @@ async def dlq_replay(settings: Settings, letter_id: int, say: Callable[[str], No
 
 def add_commands(commands: Any, add: Callable[..., argparse.ArgumentParser]) -> None:
     """Register ``order`` and ``dlq`` with the CLI's parser."""
-    order = commands.add_parser("order", help="one order: show, cancel, packed")
+    order = commands.add_parser("order", help="one order: show, cancel, packed, retry")
     order_commands = order.add_subparsers(dest="order_command", required=True, metavar="ACTION")
     shown = add("show", cmd_order_show, "show one order", order_commands)
     shown.add_argument("id", help="orderd's id, the platform's order id or its name (#1001)")
@@ -190,6 +215,12 @@ def add_commands(commands: Any, add: Callable[..., argparse.ArgumentParser]) -> 
     pack.add_argument("id", help="orderd's id, the platform's order id or its name")
     pack.add_argument("--shipment", help="the shipment, when the order has several to pack")
     pack.add_argument("--weight-g", type=int, help="the packed parcel's weight in grams")
+    again = add(
+        "retry", cmd_order_retry, "shop rates and buy the label of a held shipment again",
+        order_commands,
+    )  # fmt: skip
+    again.add_argument("id", help="orderd's id, the platform's order id or its name")
+    again.add_argument("--shipment", help="one shipment (default: every one waiting)")
 
     dlq = commands.add_parser("dlq", help="dead-lettered messages")
     dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
@@ -214,6 +245,11 @@ async def cmd_order_cancel(args: argparse.Namespace) -> int:
 
 async def cmd_order_packed(args: argparse.Namespace) -> int:
     await packed(load_settings(args.config), args.id, args.shipment, args.weight_g, _say)
+    return 0
+
+
+async def cmd_order_retry(args: argparse.Namespace) -> int:
+    await retry(load_settings(args.config), args.id, args.shipment, _say)
     return 0
 
 

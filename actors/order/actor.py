@@ -45,7 +45,7 @@ from actors.order.behaviour import (
     evolve,
 )
 from actors.order.effects import Shipping
-from actors.order.events import AttentionNeeded, Event, Holding, OrderReceived
+from actors.order.events import AttentionNeeded, Event, Holding, HoldReleased, OrderReceived
 from actors.order.messages import Message, OrderPaid
 from actors.order.outbox import CustomerMessages
 from adapters.batching import Coalescer
@@ -207,6 +207,12 @@ class OrderTurns:
         if pending:
             # Never save half a turn: its unapplied results would be lost.
             raise RuntimeError(f"turn of {order_id} took more than {_MAX_STEPS} steps")
+        dead = _dead_hold(message)
+        if snapshot is not None and dead in snapshot.holds:
+            # A message of the kind that was dead-lettered went through: that hold is over.
+            released = HoldReleased(at=now, hold=dead, by="orderd")
+            snapshot = evolve(snapshot, released, order_id)
+            events.append(released)
         if snapshot is None:
             # A message for an order never seen (a reminder or fill for a stale id): note
             # it, so the order's later messages are not held behind it.
@@ -344,9 +350,16 @@ class OrderTurns:
             loaded.snapshot is None or loaded.snapshot.order is None
         ):
             events.append(OrderReceived(at=now, order=message.order))
-        events.append(AttentionNeeded(at=now, reason=reason))
+        # Held until a message of its kind goes through (a replay of it, usually).
+        events.append(AttentionNeeded(at=now, reason=reason, hold=_dead_hold(message)))
         snapshot = loaded.snapshot
         for event in events:
             snapshot = evolve(snapshot, event, order_id)
         assert snapshot is not None  # at least one event was applied
         await self._save(order_id, loaded, snapshot, events, seq, _Collected())
+
+
+def _dead_hold(message: Message | None) -> str:
+    """The hold a dead-lettered message of this kind puts on its order."""
+    kind = type(message).__struct_config__.tag if message is not None else "unreadable"
+    return f"dead:{kind}"

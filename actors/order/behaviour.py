@@ -31,6 +31,7 @@ from actors.order.events import (
     FollowUpsScheduled,
     FulfillmentRequested,
     Holding,
+    HoldReleased,
     LabelCreated,
     LabelVoided,
     MessageQueued,
@@ -59,6 +60,7 @@ from actors.order.messages import (
     Packed,
     Picked,
     ReminderDue,
+    RetryRequested,
     ShortPicked,
     TrackingUpdated,
     WarehouseRefused,
@@ -420,7 +422,7 @@ def decide(
             if found is None or found.status not in ("requested", "picked"):
                 return Decision()  # cancelled or further meanwhile: the refusal is moot
             why = f"the warehouse refused shipment {shipment_id}: {reason}"
-            return Decision((AttentionNeeded(at=now, reason=why, shipment_id=shipment_id),))
+            return Decision((AttentionNeeded(at=now, reason=why, hold=shipment_id),))
         case RatesQuoted(shipment_id=shipment_id, rates=rates, failures=failures):
             return _rates(snapshot, shipment_id, rates, failures, rules, now)
         case BuyLabel(shipment_id=shipment_id):
@@ -452,7 +454,7 @@ def decide(
             return Decision((created,), (commit,))
         case LabelRefused(shipment_id=shipment_id, reason=reason):
             why = f"no label for shipment {shipment_id}: {reason}"
-            return Decision((AttentionNeeded(at=now, reason=why, shipment_id=shipment_id),))
+            return Decision((AttentionNeeded(at=now, reason=why, hold=shipment_id),))
         case CommittedShipment(shipment_id=shipment_id, lines=lines):
             shipped = Shipped(at=now, shipment_id=shipment_id, lines=lines)
             return Decision((shipped,), _watch(snapshot, shipment_id, rules, now))
@@ -479,6 +481,8 @@ def decide(
             return Decision(_follow_up_done(snapshot, kind, status, now))
         case NothingTracked():
             return Decision()
+        case RetryRequested(shipment_id=shipment_id, requested_by=by):
+            return _retry(snapshot, shipment_id, by, rules, now)
         case WrittenOff(shipment_id=shipment_id):
             return _reserve_shortfall(snapshot, shipment_id, rules)
         case Voided(shipment_id=shipment_id):
@@ -629,7 +633,7 @@ def _packed(snapshot: Snapshot | None, message: Packed, rules: Rules, now: datet
         return Decision(
             (
                 PackMismatch(at=now, shipment_id=found.id, difference=difference),
-                AttentionNeeded(at=now, reason=why, shipment_id=found.id),
+                AttentionNeeded(at=now, reason=why, hold=found.id),
             )
         )
     estimate = found.parcel
@@ -731,7 +735,7 @@ def _rates(
         why = f"no carrier for shipment {shipment_id}: {choice.reason}"
         if failures:
             why += f" ({'; '.join(failures)})"
-        return Decision((AttentionNeeded(at=now, reason=why, shipment_id=shipment_id),))
+        return Decision((AttentionNeeded(at=now, reason=why, hold=shipment_id),))
     reason = choice.reason
     if failures:
         reason += f"; not quoted: {'; '.join(failures)}"
@@ -829,7 +833,7 @@ def _tracked(
             AttentionNeeded(
                 at=now,
                 reason=f"shipment {sid} {news.status.replace('_', ' ')}: {detail}",
-                shipment_id=sid,
+                hold=sid,
             )
         )
         effects.append(Notify(kind="delivery_exception", shipment_id=sid))
@@ -844,6 +848,28 @@ def _tracked(
         due = news.at + timedelta(hours=rules.delays.no_scan_hours)
         effects.append(Remind(NO_SCAN, max(due, now), scope=f"{sid}:{found.scans + 1}"))
     return Decision(tuple(events), tuple(effects))
+
+
+def _retry(
+    snapshot: Snapshot | None, shipment_id: str, by: str, rules: Rules, now: datetime
+) -> Decision:
+    """Release a packed shipment held without a label, and shop its rates again."""
+    found = _shipment(snapshot, shipment_id)
+    if snapshot is None or found is None or snapshot.order is None:
+        return Decision()
+    if found.status != "packed" or found.purchase_id is not None or found.parcel is None:
+        return Decision()  # only a packed parcel still waiting for its label
+    address = snapshot.order.shipping_address
+    if address is None:
+        return Decision()
+    shop = ShopRates(
+        shipment_id=found.id,
+        warehouse=found.warehouse,
+        parcel=found.parcel,
+        ship_to=address,
+        signature=needs_signature(rules.shipping, snapshot.order.total),
+    )
+    return Decision((HoldReleased(at=now, hold=found.id, by=by),), (shop,))
 
 
 def _estimate_moved(found: Shipment, news: TrackingUpdated, now: datetime) -> Decision:
@@ -1030,10 +1056,10 @@ def evolve(snapshot: Snapshot | None, event: Event, order_id: str) -> Snapshot:
                 current, state=OrderState.CANCELLED, holdings=(), reason=reason,
                 shipments=stopped, holds=(),
             )  # fmt: skip
-        case AttentionNeeded(reason=reason, shipment_id=shipment_id):
+        case AttentionNeeded(reason=reason, hold=hold):
             if current.state in TERMINAL:
                 return current  # a finished order is not reopened by late news
-            key = shipment_id or ORDER_HOLD
+            key = hold or ORDER_HOLD
             holds = current.holds if key in current.holds else (*current.holds, key)
             return structs.replace(
                 current, state=OrderState.NEEDS_ATTENTION, reason=reason, holds=holds
@@ -1111,6 +1137,9 @@ def evolve(snapshot: Snapshot | None, event: Event, order_id: str) -> Snapshot:
                 tracking_at=event.scanned_at, carrier_estimate=event.estimated_delivery or known,
                 scans=(found.scans + 1) if found else 1,
             )  # fmt: skip
+        case HoldReleased(hold=hold):
+            released = _released(current, hold)
+            return structs.replace(released, state=_resting_state(released))
         case EstimateMoved(shipment_id=shipment_id, estimated_delivery=estimate):
             return _moved(current, shipment_id, current.state, carrier_estimate=estimate)
         case DelayDetected(shipment_id=shipment_id, episode=episode, reason=reason):
@@ -1160,6 +1189,35 @@ def _moved(current: Snapshot, shipment_id: str, state: OrderState, **changes: ob
         structs.replace(s, **changes) if s.id == shipment_id else s for s in current.shipments
     )
     return structs.replace(current, state=_progress(current, state), shipments=updated)
+
+
+# How far a shipment got, as the order's state, least advanced first.
+_SHIPMENT_STATE = {
+    "requested": OrderState.FULFILLMENT_REQUESTED,
+    "picked": OrderState.PICKED,
+    "packed": OrderState.PACKED,
+    "mismatch": OrderState.PACKED,
+    "label_created": OrderState.LABEL_CREATED,
+}
+
+
+def _resting_state(snapshot: Snapshot) -> OrderState:
+    """The order's state worked out from its shipments and holdings (when a hold ends and
+    no single event says where the order is)."""
+    if snapshot.holds:
+        return OrderState.NEEDS_ATTENTION
+    order = [*_SHIPMENT_STATE.values()]
+    open_states = [_SHIPMENT_STATE[s.status] for s in snapshot.shipments if s.status in OPEN]
+    if open_states:
+        return min(open_states, key=order.index)
+    moving = [s for s in snapshot.shipments if s.status == "shipped"]
+    if moving:
+        return _TRACKED_STATE.get(moving[0].tracking_status or "", OrderState.SHIPPED)
+    if any(s.status == "delivered" for s in snapshot.shipments):
+        return _delivery_state(structs.replace(snapshot, state=OrderState.SHIPPED))
+    if snapshot.holdings:
+        return _holding_state(snapshot.holdings)
+    return OrderState.RECEIVED
 
 
 def _progress(current: Snapshot, state: OrderState) -> OrderState:

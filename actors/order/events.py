@@ -68,10 +68,11 @@ class CancelRefused(_Event, frozen=True, tag="cancel_refused"):
 
 
 class AttentionNeeded(_Event, frozen=True, tag="needs_attention"):
-    """A person must look: at the whole order, or (``shipment_id``) at one shipment."""
+    """A person must look: at the whole order, or at what ``hold`` names (a shipment id,
+    or ``dead:<message type>`` for a message that was dead-lettered)."""
 
     reason: str
-    shipment_id: str | None = None
+    hold: str | None = None
 
 
 class FulfillmentRequested(_Event, frozen=True, tag="fulfillment_requested"):
@@ -158,6 +159,13 @@ class ShipmentTracked(_Event, frozen=True, tag="tracked"):
     estimated_delivery: date | None = None
 
 
+class HoldReleased(_Event, frozen=True, tag="hold_released"):
+    """What held the order (a shipment, a dead-lettered message) is dealt with."""
+
+    hold: str
+    by: str
+
+
 class EstimateMoved(_Event, frozen=True, tag="estimate_moved"):
     """The carrier gave a new delivery estimate without a new scan."""
 
@@ -229,6 +237,7 @@ Event = (
     | Shipped
     | LabelVoided
     | ShipmentTracked
+    | HoldReleased
     | EstimateMoved
     | DelayDetected
     | DelayEnded

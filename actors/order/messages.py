@@ -52,6 +52,14 @@ class ReminderDue(_Message, frozen=True, tag="reminder_due"):
     scope: str = ""  # what the reminder is about within the order, e.g. a shipment
 
 
+class RetryRequested(_Message, frozen=True, tag="retry_requested"):
+    """A person fixed what held a packed shipment without a label (carrier settings, an
+    address at the carrier): shop its rates and buy its label again."""
+
+    shipment_id: str
+    requested_by: str = "operator"
+
+
 class TrackingUpdated(_Message, frozen=True, tag="tracking_updated"):
     """A carrier's news of a shipment: from its webhook, a poll, or the sandbox carrier."""
 
@@ -120,6 +128,7 @@ Message = (
     | ShortPicked
     | WarehouseRefused
     | BuyLabel
+    | RetryRequested
     | TrackingUpdated
     | NotificationSettled
 )

@@ -42,6 +42,7 @@ from actors.order.messages import (
     OrderPaid,
     Packed,
     Picked,
+    RetryRequested,
     ShortPicked,
     WarehouseRefused,
 )
@@ -438,3 +439,18 @@ def test_one_sku_reserved_twice_in_a_warehouse_is_held_as_one() -> None:
     filled = BackorderFilled(order_id="ord_1", warehouse="main", lines=(("A", 3),))
     _, snapshot = step(snapshot, filled)
     assert Holding("main", "A", 5, 0) in snapshot.holdings
+
+
+def test_a_shipment_held_without_a_label_goes_on_when_a_person_retries() -> None:
+    snapshot = labelled()
+    _, snapshot = step(snapshot, LabelRefused(shipment_id="ord_1-1", reason="bad address"))
+    assert snapshot.state is OrderState.NEEDS_ATTENTION
+    decision, snapshot = step(snapshot, RetryRequested(order_id="ord_1", shipment_id="ord_1-1"))
+    assert [type(e) for e in decision.effects] == [ShopRates]
+    assert snapshot.state is OrderState.PACKED
+    assert snapshot.holds == ()
+    assert snapshot.reason is None
+    # Nothing to retry once the label is bought.
+    _, snapshot = step(snapshot, bought(snapshot))
+    decision, _ = step(snapshot, RetryRequested(order_id="ord_1", shipment_id="ord_1-1"))
+    assert decision == Decision()
