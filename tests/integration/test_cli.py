@@ -148,6 +148,7 @@ async def test_a_database_from_a_newer_orderd_is_refused(
     assert "upgrade orderd" in one_clean_line(run_orderd("migrate"))
 
 
+@pytest.mark.timeout(240)  # two demo runs, each carrying its orders through to completed
 async def test_demo_completes_its_orders_reports_and_leaves_nothing_reserved(
     run_orderd: Run, pg_schema_name: str
 ) -> None:
