@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import msgspec
 
+from adapters.bounded import TooLarge, read_bounded
 from adapters.carriers.model import CarrierError, LabelFormat
 
 T = TypeVar("T")
@@ -32,10 +33,6 @@ MAX_LABEL_BYTES = 10 * 1024 * 1024
 _MAX_ERROR_TEXT = 300
 
 _encode = msgspec.json.Encoder().encode
-
-
-class _TooLarge(Exception):
-    pass
 
 
 def _is_temporary(status: int) -> bool:
@@ -156,8 +153,8 @@ class CarrierHttp:
             async with session.request(
                 method, url, headers=headers, data=data, params=params
             ) as response:
-                return response.status, await _read_bounded(response, limit)
-        except _TooLarge:
+                return response.status, await read_bounded(response, limit)
+        except TooLarge:
             raise CarrierError(
                 f"malformed answer from {self.carrier}: larger than {limit} bytes",
                 temporary=False,
@@ -184,17 +181,3 @@ class CarrierHttp:
         if self._session is not None:
             await self._session.close()
             self._session = None
-
-
-async def _read_bounded(response: aiohttp.ClientResponse, limit: int) -> bytes:
-    """The whole body, or :class:`_TooLarge` as soon as it passes ``limit`` bytes."""
-    if response.content_length is not None and response.content_length > limit:
-        raise _TooLarge
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > limit:
-            raise _TooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)

@@ -29,6 +29,7 @@ import aiohttp
 import msgspec
 from msgspec import Struct
 
+from adapters.bounded import TooLarge, read_bounded
 from adapters.notify.model import NotifyError, Outgoing, Sent
 from adapters.notify.rules import is_e164
 from adapters.notify.templates import TemplateError, Templates
@@ -48,10 +49,6 @@ class _Refusal(Struct):
     message: str = ""
     more_info: str = ""
     status: int | None = None
-
-
-class _TooLarge(Exception):
-    pass
 
 
 class TwilioSms:
@@ -110,8 +107,8 @@ class TwilioSms:
             headers = {"Authorization": self._authorization, "Accept": "application/json"}
             async with session.post(self._url, data=form, headers=headers) as response:
                 status = response.status
-                content = await _read_bounded(response, MAX_ANSWER_BYTES)
-        except _TooLarge:
+                content = await read_bounded(response, MAX_ANSWER_BYTES)
+        except TooLarge:
             raise NotifyError(
                 f"malformed answer from twilio: larger than {MAX_ANSWER_BYTES} bytes",
                 temporary=False,
@@ -157,17 +154,3 @@ class TwilioSms:
         if self._session is not None:
             await self._session.close()
             self._session = None
-
-
-async def _read_bounded(response: aiohttp.ClientResponse, limit: int) -> bytes:
-    """The whole body, or :class:`_TooLarge` as soon as it passes ``limit`` bytes."""
-    if response.content_length is not None and response.content_length > limit:
-        raise _TooLarge
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > limit:
-            raise _TooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)

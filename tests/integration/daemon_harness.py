@@ -49,7 +49,9 @@ class Daemon:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> None:
+    def start(self, *, http: bool = True) -> None:
+        """Start and wait until ready: answering ``/readyz``, or (a process serving no
+        HTTP, the actors role) having logged so."""
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [str(ORDERD), "run"], env=self.env, stdout=log, stderr=subprocess.STDOUT
@@ -59,29 +61,18 @@ class Daemon:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"orderd run exited: {self.log_path.read_text()[-2000:]}")
-            try:
-                if get(f"{self.url}/readyz")[0] == 200:
-                    return
-            except OSError:
-                pass
+            if self._ready(http):
+                return
             time.sleep(0.05)  # bounded wait for a process to open its port
         raise RuntimeError(f"orderd run did not become ready: {self.log_path.read_text()[-2000:]}")
 
-    def start_without_http(self) -> None:
-        """Start a process that serves no HTTP (the actors role): ready when it logs so."""
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [str(ORDERD), "run"], env=self.env, stdout=log, stderr=subprocess.STDOUT
-        )
-        log.close()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"orderd run exited: {self.log_path.read_text()[-2000:]}")
-            if "orderd ready" in self.log_path.read_text():
-                return
-            time.sleep(0.05)  # bounded wait for a process to start
-        raise RuntimeError("orderd run did not become ready")
+    def _ready(self, http: bool) -> bool:
+        if not http:
+            return "orderd ready" in self.log_path.read_text()
+        try:
+            return get(f"{self.url}/readyz")[0] == 200
+        except OSError:
+            return False
 
     def signal(self, number: int) -> None:
         assert self.process is not None

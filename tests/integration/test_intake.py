@@ -318,7 +318,7 @@ async def test_an_intake_process_and_an_actors_process_share_the_work(
     # Stored and streamed, and nobody here to take it further.
     assert await order_state(pg, "#1001") is None
     actors = make_daemon("actors", start=False, ORDERD_DAEMON__ROLE="actors")
-    actors.start_without_http()
+    actors.start(http=False)
 
     async def taken() -> bool:
         return await order_state(pg, "#1001") == "fulfillment_requested"
