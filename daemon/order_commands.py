@@ -10,8 +10,15 @@ from typing import Any
 
 import msgspec
 
+from actors.order.actor import dead_hold
 from actors.order.behaviour import CANCELLABLE
-from actors.order.messages import CancelRequested, Packed, RetryRequested, decode_message
+from actors.order.messages import (
+    CancelRequested,
+    HoldRelease,
+    Packed,
+    RetryRequested,
+    decode_message,
+)
 from actors.order.states import OrderState
 from adapters.errors import OrderdError
 from adapters.postgres import dead_letters, orders
@@ -154,16 +161,17 @@ async def retry(
             order_id = await orders.resolve(conn, ref)
             waiting = await conn.fetch(
                 """
-                SELECT id FROM shipments
-                WHERE order_id = $1 AND status = 'packed' AND label_id IS NULL
-                  AND ($2::text IS NULL OR id = $2)
-                ORDER BY seq
+                SELECT s.id FROM shipments s JOIN orders o ON o.id = s.order_id
+                WHERE s.order_id = $1 AND s.status = 'packed' AND s.label_id IS NULL
+                  AND o.actor_state->'holds' ? s.id
+                  AND ($2::text IS NULL OR s.id = $2)
+                ORDER BY s.seq
                 """,
                 order_id,
                 shipment_id,
             )
         if not waiting:
-            raise OrderdError(f"{order_id}: no packed shipment waiting for its label")
+            raise OrderdError(f"{order_id}: no packed shipment held without its label")
         await res.mail.send(
             [RetryRequested(order_id=order_id, shipment_id=r["id"]) for r in waiting]
         )
@@ -197,7 +205,14 @@ async def dlq_replay(settings: Settings, letter_id: int, say: Callable[[str], No
         async with res.pool.acquire() as conn:
             if not await dead_letters.mark_replayed(conn, letter_id):
                 raise OrderdError(f"dead letter {letter_id} was replayed already")
-        await res.mail.send([message])
+        # The message again, then the end of the hold it put on its order: a replay that
+        # fails once more is dead-lettered, and holds the order, anew.
+        release = (
+            [HoldRelease(order_id=message.order_id, hold=dead_hold(letter.seq))]
+            if letter.seq is not None
+            else []
+        )
+        await res.mail.send([message, *release])
     say(f"dead letter {letter_id} sent again to order {message.order_id}")
 
 

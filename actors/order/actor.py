@@ -45,9 +45,10 @@ from actors.order.behaviour import (
     evolve,
 )
 from actors.order.effects import Shipping
-from actors.order.events import AttentionNeeded, Event, Holding, HoldReleased, OrderReceived
+from actors.order.events import AttentionNeeded, Event, Holding, OrderReceived
 from actors.order.messages import Message, OrderPaid
 from actors.order.outbox import CustomerMessages
+from actors.order.states import TERMINAL
 from adapters.batching import Coalescer
 from adapters.postgres import fulfillment, notifications, orders
 from adapters.postgres.mailbox import Posted
@@ -207,12 +208,6 @@ class OrderTurns:
         if pending:
             # Never save half a turn: its unapplied results would be lost.
             raise RuntimeError(f"turn of {order_id} took more than {_MAX_STEPS} steps")
-        dead = _dead_hold(message)
-        if snapshot is not None and dead in snapshot.holds:
-            # A message of the kind that was dead-lettered went through: that hold is over.
-            released = HoldReleased(at=now, hold=dead, by="orderd")
-            snapshot = evolve(snapshot, released, order_id)
-            events.append(released)
         if snapshot is None:
             # A message for an order never seen (a reminder or fill for a stale id): note
             # it, so the order's later messages are not held behind it.
@@ -346,20 +341,20 @@ class OrderTurns:
         if seq <= loaded.last_seq:
             return
         events: list[Event] = []
-        if isinstance(message, OrderPaid) and (
-            loaded.snapshot is None or loaded.snapshot.order is None
-        ):
-            events.append(OrderReceived(at=now, order=message.order))
-        # Held until a message of its kind goes through (a replay of it, usually).
-        events.append(AttentionNeeded(at=now, reason=reason, hold=_dead_hold(message)))
-        snapshot = loaded.snapshot
+        current = loaded.snapshot
+        # A finished order is not reopened by a message it could not take: it is passed.
+        if current is None or current.state not in TERMINAL:
+            if isinstance(message, OrderPaid) and (current is None or current.order is None):
+                events.append(OrderReceived(at=now, order=message.order))
+            # Held until the dead letter is replayed (``orderd dlq replay`` releases it).
+            events.append(AttentionNeeded(at=now, reason=reason, hold=dead_hold(seq)))
+        snapshot = current
         for event in events:
             snapshot = evolve(snapshot, event, order_id)
-        assert snapshot is not None  # at least one event was applied
+        assert snapshot is not None  # an order that is not finished got its hold
         await self._save(order_id, loaded, snapshot, events, seq, _Collected())
 
 
-def _dead_hold(message: Message | None) -> str:
-    """The hold a dead-lettered message of this kind puts on its order."""
-    kind = type(message).__struct_config__.tag if message is not None else "unreadable"
-    return f"dead:{kind}"
+def dead_hold(seq: int) -> str:
+    """The hold a dead-lettered message (the order's message ``seq``) puts on its order."""
+    return f"dead:{seq}"

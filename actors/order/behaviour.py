@@ -54,6 +54,7 @@ from actors.order.messages import (
 from actors.order.messages import (
     BuyLabel,
     CancelRequested,
+    HoldRelease,
     Message,
     NotificationSettled,
     OrderPaid,
@@ -429,7 +430,7 @@ def decide(
             found = _shipment(snapshot, shipment_id)
             if found is None or found.status != "packed" or found.rate is None:
                 return Decision()  # cancelled or held meanwhile
-            if snapshot is not None and shipment_id in snapshot.holds:
+            if snapshot is not None and (shipment_id in snapshot.holds or _dead_letters(snapshot)):
                 return Decision()  # held for a person: bought once it is released
             buy = Buy(shipment_id=shipment_id, rate=found.rate, label_format=rules.label_format)
             return Decision((), (buy,))
@@ -483,6 +484,8 @@ def decide(
             return Decision()
         case RetryRequested(shipment_id=shipment_id, requested_by=by):
             return _retry(snapshot, shipment_id, by, rules, now)
+        case HoldRelease(hold=hold, by=by):
+            return _release(snapshot, hold, by, rules, now)
         case WrittenOff(shipment_id=shipment_id):
             return _reserve_shortfall(snapshot, shipment_id, rules)
         case Voided(shipment_id=shipment_id):
@@ -499,6 +502,15 @@ def _paid(
     shippable: dict[str, int] = {}
     for line in order.shippable_lines():
         shippable[line.sku] = shippable.get(line.sku, 0) + line.quantity
+    if (
+        snapshot is not None
+        and snapshot.state is OrderState.NEEDS_ATTENTION
+        and snapshot.order is not None
+        and not snapshot.holdings
+        and not shippable
+        and not snapshot.shipments
+    ):
+        return Decision((NothingToShip(at=now),))  # a replayed paid order with nothing to send
     if (
         snapshot is not None
         and snapshot.state is OrderState.NEEDS_ATTENTION
@@ -580,8 +592,8 @@ def _fulfil(
     order = snapshot.order
     if order is None or snapshot.state in TERMINAL:
         return (), ()
-    if ORDER_HOLD in snapshot.holds:
-        return (), ()
+    if ORDER_HOLD in snapshot.holds or _dead_letters(snapshot):
+        return (), ()  # a person looks first (a dead letter may be a cancellation)
     if any(h.backordered for h in snapshot.holdings) and snapshot.policy != "ship_available":
         return (), ()
     in_parcels: Counter[tuple[str, str]] = Counter()
@@ -850,12 +862,31 @@ def _tracked(
     return Decision(tuple(events), tuple(effects))
 
 
+def _release(
+    snapshot: Snapshot | None, hold: str, by: str, rules: Rules, now: datetime
+) -> Decision:
+    """End a hold; an order whose last parcel arrived meanwhile goes on to its follow-ups,
+    one whose stock waits meanwhile goes to the warehouse."""
+    if snapshot is None or snapshot.state in TERMINAL or hold not in snapshot.holds:
+        return Decision()
+    released = HoldReleased(at=now, hold=hold, by=by)
+    after = evolve(snapshot, released, snapshot.order_id)
+    if after.state is OrderState.DELIVERED and not after.follow_ups:
+        arrived = max(s.delivered_at for s in after.shipments if s.delivered_at is not None)
+        return _then_complete(snapshot, (released,), (), rules, now, arrived)
+    return _then_fulfil(snapshot, (released,), rules, now)
+
+
 def _retry(
     snapshot: Snapshot | None, shipment_id: str, by: str, rules: Rules, now: datetime
 ) -> Decision:
     """Release a packed shipment held without a label, and shop its rates again."""
     found = _shipment(snapshot, shipment_id)
     if snapshot is None or found is None or snapshot.order is None:
+        return Decision()
+    if found.id not in snapshot.holds or _dead_letters(snapshot):
+        # Only a shipment held for want of a rate or a label; a dead-lettered message
+        # (perhaps its purchase) is replayed instead, so no second label is bought.
         return Decision()
     if found.status != "packed" or found.purchase_id is not None or found.parcel is None:
         return Decision()  # only a packed parcel still waiting for its label
@@ -1025,6 +1056,8 @@ def evolve(snapshot: Snapshot | None, event: Event, order_id: str) -> Snapshot:
     current = snapshot or Snapshot(order_id=order_id, state=OrderState.RECEIVED)
     match event:
         case OrderReceived(order=order):
+            if current.state in TERMINAL:
+                return structs.replace(current, order=order)  # cancelled before it was paid
             return structs.replace(current, state=OrderState.RECEIVED, order=order)
         case StockAllocated(status=status, holdings=holdings, policy=policy, op_id=op_id):
             if op_id == "reserve":
@@ -1045,7 +1078,9 @@ def evolve(snapshot: Snapshot | None, event: Event, order_id: str) -> Snapshot:
             state = _progress(current, _holding_state(holdings))
             return structs.replace(current, state=state, holdings=holdings)
         case NothingToShip():
-            return structs.replace(current, state=OrderState.COMPLETED, reason="nothing to ship")
+            return structs.replace(
+                current, state=OrderState.COMPLETED, reason="nothing to ship", holds=()
+            )
         case OrderCancelled(reason=reason):
             # Shipments not yet labelled go no further; a labelled one was voided first.
             stopped = tuple(
@@ -1138,6 +1173,8 @@ def evolve(snapshot: Snapshot | None, event: Event, order_id: str) -> Snapshot:
                 scans=(found.scans + 1) if found else 1,
             )  # fmt: skip
         case HoldReleased(hold=hold):
+            if current.state in TERMINAL:
+                return current
             released = _released(current, hold)
             return structs.replace(released, state=_resting_state(released))
         case EstimateMoved(shipment_id=shipment_id, estimated_delivery=estimate):
@@ -1164,7 +1201,7 @@ def evolve(snapshot: Snapshot | None, event: Event, order_id: str) -> Snapshot:
             left = tuple(k for k in current.follow_ups if k != kind)
             return structs.replace(current, follow_ups=left)
         case OrderCompleted():
-            return structs.replace(current, state=OrderState.COMPLETED, follow_ups=())
+            return structs.replace(current, state=OrderState.COMPLETED, follow_ups=(), holds=())
     return current
 
 
@@ -1210,14 +1247,23 @@ def _resting_state(snapshot: Snapshot) -> OrderState:
     open_states = [_SHIPMENT_STATE[s.status] for s in snapshot.shipments if s.status in OPEN]
     if open_states:
         return min(open_states, key=order.index)
+    if any(h.backordered for h in snapshot.holdings):
+        return _holding_state(snapshot.holdings)  # the rest still waits for stock
     moving = [s for s in snapshot.shipments if s.status == "shipped"]
     if moving:
-        return _TRACKED_STATE.get(moving[0].tracking_status or "", OrderState.SHIPPED)
+        tracked = [_TRACKED_STATE.get(s.tracking_status or "", OrderState.SHIPPED) for s in moving]
+        ranks = [OrderState.SHIPPED, OrderState.IN_TRANSIT, OrderState.OUT_FOR_DELIVERY]
+        return max(tracked, key=ranks.index)
     if any(s.status == "delivered" for s in snapshot.shipments):
         return _delivery_state(structs.replace(snapshot, state=OrderState.SHIPPED))
     if snapshot.holdings:
         return _holding_state(snapshot.holdings)
     return OrderState.RECEIVED
+
+
+def _dead_letters(snapshot: Snapshot) -> bool:
+    """Whether a dead-lettered message of the order waits for a person."""
+    return any(h.startswith("dead:") for h in snapshot.holds)
 
 
 def _progress(current: Snapshot, state: OrderState) -> OrderState:

@@ -60,6 +60,13 @@ class RetryRequested(_Message, frozen=True, tag="retry_requested"):
     requested_by: str = "operator"
 
 
+class HoldRelease(_Message, frozen=True, tag="hold_release"):
+    """What held the order is dealt with (a dead letter replayed after it): go on."""
+
+    hold: str
+    by: str = "operator"
+
+
 class TrackingUpdated(_Message, frozen=True, tag="tracking_updated"):
     """A carrier's news of a shipment: from its webhook, a poll, or the sandbox carrier."""
 
@@ -129,6 +136,7 @@ Message = (
     | WarehouseRefused
     | BuyLabel
     | RetryRequested
+    | HoldRelease
     | TrackingUpdated
     | NotificationSettled
 )

@@ -33,11 +33,12 @@ from actors.order.behaviour import (
     decide,
     evolve,
 )
-from actors.order.events import Holding
+from actors.order.events import AttentionNeeded, Holding
 from actors.order.messages import (
     BackorderFilled,
     BuyLabel,
     CancelRequested,
+    HoldRelease,
     Message,
     OrderPaid,
     Packed,
@@ -452,5 +453,25 @@ def test_a_shipment_held_without_a_label_goes_on_when_a_person_retries() -> None
     assert snapshot.reason is None
     # Nothing to retry once the label is bought.
     _, snapshot = step(snapshot, bought(snapshot))
+    decision, _ = step(snapshot, RetryRequested(order_id="ord_1", shipment_id="ord_1-1"))
+    assert decision == Decision()
+
+
+def test_a_dead_letter_stops_shipments_until_it_is_dealt_with() -> None:
+    snapshot = evolve(received(), AttentionNeeded(at=NOW, reason="dead", hold="dead:4"), "ord_1")
+    holdings = (Holding("main", "A", 2, 0), Holding("main", "B", 1, 0))
+    allocated = Allocated(status="reserved", holdings=holdings, policy="wait_all")
+    decision, snapshot = step(snapshot, allocated)
+    assert not any(isinstance(e, RequestFulfillment) for e in decision.effects)
+    assert snapshot.state is OrderState.NEEDS_ATTENTION
+    decision, snapshot = step(snapshot, HoldRelease(order_id="ord_1", hold="dead:4"))
+    assert [type(e) for e in decision.effects] == [RequestFulfillment]
+    assert snapshot.state is OrderState.RESERVED
+
+
+def test_no_retry_while_a_dead_letter_waits() -> None:
+    snapshot = labelled()
+    _, snapshot = step(snapshot, LabelRefused(shipment_id="ord_1-1", reason="bad address"))
+    snapshot = evolve(snapshot, AttentionNeeded(at=NOW, reason="dead", hold="dead:7"), "ord_1")
     decision, _ = step(snapshot, RetryRequested(order_id="ord_1", shipment_id="ord_1-1"))
     assert decision == Decision()

@@ -29,9 +29,10 @@ from actors.order.behaviour import (
     decide,
     evolve,
 )
-from actors.order.events import Holding
+from actors.order.events import AttentionNeeded, Holding
 from actors.order.messages import (
     BuyLabel,
+    HoldRelease,
     Message,
     NotificationSettled,
     OrderPaid,
@@ -305,3 +306,33 @@ def test_a_moved_estimate_without_a_scan_can_start_a_delay() -> None:
     assert snapshot.shipments[0].scans == 1
     decision, _ = step(snapshot, moved, scan + timedelta(hours=2))
     assert decision == Decision()
+
+
+def held_by_a_dead_letter(snapshot: Snapshot, at: datetime) -> Snapshot:
+    held = AttentionNeeded(at=at, reason="dead letter", hold="dead:9")
+    return evolve(snapshot, held, "ord_1")
+
+
+def test_a_released_dead_letter_lets_a_delivered_order_go_on_to_its_follow_ups() -> None:
+    _, snapshot = shipped()
+    arrived = PAID + timedelta(days=4)
+    snapshot = held_by_a_dead_letter(snapshot, arrived)
+    decision, snapshot = step(snapshot, news("delivered", arrived), arrived)
+    assert snapshot.state is OrderState.NEEDS_ATTENTION
+    assert not any(isinstance(e, Notify) for e in decision.effects)
+    release = HoldRelease(order_id="ord_1", hold="dead:9")
+    decision, snapshot = step(snapshot, release, arrived + timedelta(hours=1))
+    assert snapshot.state is OrderState.DELIVERED
+    assert snapshot.follow_ups == (REVIEW_REQUEST, REPEAT_PURCHASE)
+    assert Notify(kind="delivered") in decision.effects
+
+
+def test_a_finished_order_is_not_reopened_by_a_release() -> None:
+    rules = Rules(review_after_days=0, repeat_after_days=0, delivered_message=False)
+    _, snapshot = shipped(rules)
+    arrived = PAID + timedelta(days=4)
+    _, snapshot = step(snapshot, news("delivered", arrived), arrived, rules)
+    assert snapshot.state is OrderState.COMPLETED
+    decision, after = step(snapshot, HoldRelease(order_id="ord_1", hold="dead:9"), arrived, rules)
+    assert decision == Decision()
+    assert after.state is OrderState.COMPLETED
