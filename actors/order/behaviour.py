@@ -73,6 +73,7 @@ from actors.shipping.address import address_problems
 from actors.shipping.calendar import (
     BusinessCalendar,
     estimated_delivery,
+    is_business_day,
     promised_by,
     ship_date,
 )
@@ -857,9 +858,25 @@ def _tracked(
         events.append(DelayDetected(at=now, shipment_id=sid, episode=episode, reason=reason))
         effects.append(Notify(kind="delay_alert", shipment_id=sid, episode=episode))
     if news.status != "pre_transit":
-        due = news.at + timedelta(hours=rules.delays.no_scan_hours)
+        due = _scan_due(rules, found.warehouse, news.at)
         effects.append(Remind(NO_SCAN, max(due, now), scope=f"{sid}:{found.scans + 1}"))
     return Decision(tuple(events), tuple(effects))
+
+
+def _scan_due(rules: Rules, warehouse: str, scanned_at: datetime) -> datetime:
+    """When a parcel last scanned at ``scanned_at`` is overdue for its next scan: after
+    ``no_scan_hours`` of working time, since carriers do not scan on their days off."""
+    calendar = rules.calendar(warehouse)
+    zone = ZoneInfo(calendar.timezone)
+    at = scanned_at.astimezone(zone)
+    left = timedelta(hours=rules.delays.no_scan_hours)
+    while True:
+        midnight = datetime.combine(at.date() + timedelta(days=1), time(0), zone)
+        if is_business_day(calendar, at.date()):
+            if at + left <= midnight:
+                return (at + left).astimezone(UTC)
+            left -= midnight - at
+        at = midnight
 
 
 def _release(
@@ -951,6 +968,11 @@ def _check_delay(
         return Decision()
     if due.kind == NO_SCAN and scan != str(found.scans):
         return Decision()  # scanned again since: this check is stale
+    last_scan = found.tracking_at
+    if due.kind == NO_SCAN and last_scan is not None:
+        overdue = _scan_due(rules, found.warehouse, last_scan)
+        if max(now, due.due_at) < overdue:
+            return Decision()  # a weekend without scans is not a delay
     if found.shipped_at is None or found.tracking_status == "available_for_pickup":
         return Decision()  # waiting at a pickup point is arrived, for the customer to fetch
     zone = ZoneInfo(rules.calendar(found.warehouse).timezone)

@@ -131,8 +131,9 @@ def test_news_moves_the_order_on_and_older_or_repeated_news_changes_nothing() ->
     scan = PAID + timedelta(hours=3)
     decision, snapshot = step(snapshot, news("in_transit", scan), scan)
     assert snapshot.state is OrderState.IN_TRANSIT
-    # Each scan sets a check for the next one.
-    assert decision.effects == (Remind(NO_SCAN, scan + timedelta(hours=48), scope="ord_1-1:1"),)
+    # Each scan sets a check for the next one: 48 working hours on (the weekend is off).
+    monday = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    assert decision.effects == (Remind(NO_SCAN, monday, scope="ord_1-1:1"),)
     for stale in (news("in_transit", scan), news("pre_transit", scan + timedelta(hours=1)),
                   news("unknown", scan + timedelta(hours=2))):  # fmt: skip
         decision, after = step(snapshot, stale, scan)
@@ -162,10 +163,13 @@ def test_no_scan_for_too_long_is_a_delay_and_a_scan_ends_it() -> None:
     _, snapshot = shipped()
     scan = PAID + timedelta(hours=3)
     _, snapshot = step(snapshot, news("in_transit", scan), scan)
-    check = scan + timedelta(hours=48)
+    saturday = scan + timedelta(hours=48)
+    decision, _ = step(snapshot, due(NO_SCAN, "ord_1-1:1", saturday), saturday)
+    assert decision == Decision()  # no scans over a weekend is no delay
+    check = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)  # 48 working hours after the scan
     decision, snapshot = step(snapshot, due(NO_SCAN, "ord_1-1:1", check), check)
     assert decision.effects == (Notify(kind="delay_alert", shipment_id="ord_1-1", episode=1),)
-    assert snapshot.shipments[0].delay_reason == "no scan for 48 hours"
+    assert snapshot.shipments[0].delay_reason == "no scan for 96 hours"
     moved = check + timedelta(hours=1)
     _, snapshot = step(snapshot, news("in_transit", moved), moved)
     assert not snapshot.shipments[0].delayed
@@ -277,7 +281,7 @@ def test_a_scan_after_the_promise_broke_does_not_end_the_episode() -> None:
     _, snapshot = shipped()
     scan = PAID + timedelta(hours=3)
     _, snapshot = step(snapshot, news("in_transit", scan), scan)
-    check = scan + timedelta(hours=48)
+    check = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
     _, snapshot = step(snapshot, due(NO_SCAN, "ord_1-1:1", check), check)
     assert snapshot.shipments[0].delayed
     after_promise = datetime(2026, 12, 4, 10, 0, tzinfo=UTC)
