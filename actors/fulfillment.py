@@ -12,13 +12,13 @@ the same idempotency key.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from actors.loops import drain_repeatedly
 from actors.mail import Mail
 from actors.order.messages import Message, WarehouseRefused
 from adapters.errors import printable
@@ -112,15 +112,14 @@ class Dispatcher:
 
     async def run(self, stopping: asyncio.Event, every_s: float = 0.5) -> None:
         """Deliver due requests until ``stopping`` is set."""
-        while not stopping.is_set():
-            try:
-                while await self.dispatch_due() and not stopping.is_set():
-                    pass
-            except Exception as exc:
-                log.warning("delivering fulfillment requests failed: %s", exc)
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), every_s)
+        await drain_repeatedly(
+            self.dispatch_due,
+            stopping,
+            every_s=every_s,
+            failed="delivering fulfillment requests failed",
+            log=log,
+            wake=self._wake,
+        )
 
     async def close(self) -> None:
         await self.warehouse.close()

@@ -10,7 +10,6 @@ message; it hears only when a follow-up it is waiting for has been sent or given
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -19,6 +18,7 @@ from typing import Any, Literal
 
 from msgspec import Struct
 
+from actors.loops import drain_repeatedly
 from actors.mail import Mail
 from actors.order.behaviour import FOLLOW_UPS
 from actors.order.messages import NotificationSettled
@@ -134,15 +134,15 @@ class Outbox:
         return "failed"
 
     async def run(self, stopping: asyncio.Event, every_s: float = 0.5) -> None:
-        while not stopping.is_set():
-            try:
-                while await self.send_due() and not stopping.is_set():
-                    pass
-            except Exception as exc:
-                log.warning("sending customer messages failed: %s", exc)
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), every_s)
+        """Send due messages until ``stopping`` is set."""
+        await drain_repeatedly(
+            self.send_due,
+            stopping,
+            every_s=every_s,
+            failed="sending customer messages failed",
+            log=log,
+            wake=self._wake,
+        )
 
     async def close(self) -> None:
         for sender in self._senders.values():

@@ -13,12 +13,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from actors.order.shipment import LEFT
 from adapters.postgres import schema
 from daemon.resources import database
 from daemon.settings import Settings
-
-# Shipments whose goods left the warehouse.
-_LEFT = ("shipped", "delivered", "failure", "returned")
 
 
 async def report(settings: Settings, since: datetime | None) -> dict[str, Any]:
@@ -74,7 +72,7 @@ async def figures(
         SELECT count(*) AS packed, count(*) FILTER (WHERE NOT wrong) AS right FROM packed
         """,
         start,
-        list(_LEFT),
+        sorted(LEFT),
         only,
     )
     ratings = await conn.fetchrow(

@@ -25,6 +25,7 @@ import msgspec
 from aiohttp import web
 
 from actors.fulfillment import Dispatcher
+from actors.loops import drain_repeatedly
 from actors.mail import Mail
 from actors.notifier import Outbox
 from actors.order.actor import OrderTurns
@@ -189,14 +190,9 @@ class Daemon:
 
     async def pump(self) -> None:
         """Stream what was stored but not streamed (a crash in between, Redis away)."""
-        while not self.stopping.is_set():
-            try:
-                while await self.mail.pump() and not self.stopping.is_set():
-                    pass
-            except Exception as exc:
-                log.warning("pump failed: %s", exc)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stopping.wait(), 1.0)
+        await drain_repeatedly(
+            self.mail.pump, self.stopping, every_s=1.0, failed="pump failed", log=log
+        )
 
     async def watchdog(self, every_s: float) -> None:
         """WATCHDOG=1 while the event loop runs and the runtime keeps reading."""

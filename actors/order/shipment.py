@@ -26,6 +26,8 @@ ShipmentStatus = Literal[
 
 # A shipment in one of these holds its units: they are in a parcel or on their way to one.
 OPEN: frozenset[str] = frozenset({"requested", "picked", "packed", "mismatch", "label_created"})
+# A shipment in one of these took its goods out of the warehouse.
+LEFT: frozenset[str] = frozenset({"shipped", "delivered", "failure", "returned"})
 
 
 class Shipment(Struct, frozen=True, kw_only=True):

@@ -42,9 +42,11 @@ from adapters.carriers.model import (
     Purchase,
     Rate,
     RateRequest,
+    ScanLocation,
     Tracking,
     TrackingEvent,
     TrackingStatus,
+    place,
 )
 
 GRAMS_PER_OUNCE = 28.349523125
@@ -105,18 +107,11 @@ class _Shipment(Struct, kw_only=True):
     refund_status: str | None = None
 
 
-class _Location(Struct, kw_only=True):
-    city: str | None = None
-    state: str | None = None
-    zip: str | None = None
-    country: str | None = None
-
-
 class _TrackingDetail(Struct, kw_only=True):
     at: datetime = msgspec.field(name="datetime")
     status: str | None = None
     message: str | None = None
-    tracking_location: _Location | None = None
+    tracking_location: ScanLocation | None = None
 
 
 class _Tracker(Struct, kw_only=True):
@@ -198,13 +193,6 @@ def _label_url(label: _PostageLabel | None, label_format: LabelFormat) -> str | 
     if label.label_file_type == _MIME_TYPE[label_format]:
         return label.label_url
     return None
-
-
-def _location(location: _Location | None) -> str:
-    if location is None:
-        return ""
-    parts = (location.city, location.state, location.zip, location.country)
-    return ", ".join(part for part in parts if part)
 
 
 class EasyPost:
@@ -308,7 +296,7 @@ class EasyPost:
                 carrier_status=detail.status or "",
                 detail=detail.message or "",
                 at=detail.at,
-                location=_location(detail.tracking_location),
+                location=place(detail.tracking_location),
             )
             for detail in answer.tracking_details
         )

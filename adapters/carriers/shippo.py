@@ -41,9 +41,11 @@ from adapters.carriers.model import (
     Purchase,
     Rate,
     RateRequest,
+    ScanLocation,
     Tracking,
     TrackingEvent,
     TrackingStatus,
+    place,
 )
 
 # Shippo's label tokens for the two formats orderd prints ("Shipping label sizes").
@@ -139,19 +141,12 @@ class _Substatus(Struct, kw_only=True):
     code: str | None = None
 
 
-class _Location(Struct, kw_only=True):
-    city: str | None = None
-    state: str | None = None
-    zip: str | None = None
-    country: str | None = None
-
-
 class _TrackingStatus(Struct, kw_only=True):
     status: str
     status_details: str | None = None
     status_date: datetime | None = None
     substatus: _Substatus | None = None
-    location: _Location | None = None
+    location: ScanLocation | None = None
 
 
 class _Track(Struct, kw_only=True):
@@ -211,13 +206,6 @@ def _address(address: Address) -> dict[str, str]:
 def _number(value: float) -> str:
     # Shippo takes dimensions as decimal strings.
     return f"{round(value, 2):g}"
-
-
-def _location(location: _Location | None) -> str:
-    if location is None:
-        return ""
-    parts = (location.city, location.state, location.zip, location.country)
-    return ", ".join(part for part in parts if part)
 
 
 class Shippo:
@@ -347,7 +335,7 @@ class Shippo:
                 carrier_status=entry.status,
                 detail=entry.status_details or "",
                 at=entry.status_date,
-                location=_location(entry.location),
+                location=place(entry.location),
             )
             for entry in track.tracking_history
             if entry.status_date is not None  # an event without a time cannot be placed

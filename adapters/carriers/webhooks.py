@@ -38,7 +38,7 @@ import msgspec
 from msgspec import Struct
 
 from adapters.carriers.easypost import easypost_tracking_status
-from adapters.carriers.model import TrackingStatus
+from adapters.carriers.model import ScanLocation, TrackingStatus, place
 from adapters.carriers.shippo import shippo_tracking_status
 from adapters.platforms.intake import MalformedPayload
 from adapters.platforms.normalize import decode, text, utc_time
@@ -130,7 +130,7 @@ def parse_easypost(body: bytes) -> TrackingUpdate | None:
     if latest is not None:
         at, detail = latest
         message = text(detail.message)
-        location = _place(detail.tracking_location)
+        location = place(detail.tracking_location)
     else:
         # No scan yet: the tracker's own last change is the best time there is.
         updated = utc_time(tracker.updated_at, "result.updated_at", naive_is_utc=True)
@@ -178,15 +178,8 @@ def parse_shippo(body: bytes) -> TrackingUpdate | None:
         event_id=f"{current.object_id}:{track.eta.date() if track.eta else '-'}"
         if current.object_id
         else None,
-        location=_place(current.location),
+        location=place(current.location),
     )
-
-
-class _Location(Struct, kw_only=True):
-    city: str | None = None
-    state: str | None = None
-    zip: str | None = None
-    country: str | None = None
 
 
 class _EasyPostEnvelope(Struct, kw_only=True):
@@ -198,7 +191,7 @@ class _EasyPostEnvelope(Struct, kw_only=True):
 class _EasyPostDetail(Struct, kw_only=True):
     at: datetime | None = msgspec.field(default=None, name="datetime")
     message: str | None = None
-    tracking_location: _Location | None = None
+    tracking_location: ScanLocation | None = None
 
 
 class _EasyPostTracker(Struct, kw_only=True):
@@ -229,7 +222,7 @@ class _ShippoStatus(Struct, kw_only=True):
     status_date: datetime | None = None
     object_updated: datetime | None = None
     substatus: _ShippoSubstatus | None = None
-    location: _Location | None = None
+    location: ScanLocation | None = None
 
 
 class _ShippoTrack(Struct, kw_only=True):
@@ -294,10 +287,3 @@ def _tracking_number(value: str | None, field: str) -> str:
     if len(number) > _MAX_TRACKING_NUMBER:
         raise MalformedPayload(field, f"longer than {_MAX_TRACKING_NUMBER} characters")
     return number
-
-
-def _place(location: _Location | None) -> str:
-    if location is None:
-        return ""
-    parts = (location.city, location.state, location.zip, location.country)
-    return ", ".join(part.strip() for part in parts if part and part.strip())

@@ -39,6 +39,7 @@ from actors.order.events import (
     event_type,
 )
 from actors.order.messages import Message
+from actors.order.shipment import LEFT
 from actors.order.types import NormalizedOrder
 from adapters.errors import OrderdError
 from adapters.postgres import fulfillment, mailbox, notifications, shipments, stock
@@ -83,9 +84,6 @@ class Turn(Struct, frozen=True, kw_only=True):
     requests: Sequence[fulfillment.Queued] = ()
     notifications: Sequence[notifications.Row] = ()
 
-
-# Shipments whose units left the warehouse.
-_LEFT = frozenset({"shipped", "delivered", "failure", "returned"})
 
 _SHIPMENT_EVENTS = (
     FulfillmentRequested, ShipmentPicked, ShipmentPacked, PackMismatch, ShortPick, CarrierChosen,
@@ -345,7 +343,7 @@ async def _record_reserved(conn: Any, turns: Sequence[Turn]) -> None:
             held[holding.sku] = held.get(holding.sku, 0) + holding.reserved
         sent: dict[str, int] = {}
         for shipment in turn.snapshot.shipments:
-            if shipment.status in _LEFT:
+            if shipment.status in LEFT:
                 for sku, units in shipment.lines:
                     sent[sku] = sent.get(sku, 0) + units
         for number, line in enumerate(order.lines, start=1):

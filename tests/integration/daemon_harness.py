@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import email
-import email.policy
 import json
 import os
 import signal
@@ -18,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters.platforms.signatures import sign_generic, sign_shopify, sign_woocommerce
+from daemon.demo import MailSink
 from tests.conftest import ORDERD
 
 SECRET = "shared-secret"
@@ -207,32 +206,23 @@ def daemon_env(test_env: Mapping[str, str], **extra: str) -> dict[str, str]:
     return env
 
 
-class SmtpSink:
-    """A real SMTP server (aiosmtpd) on this machine that keeps every message it takes."""
+class SmtpSink(MailSink):
+    """The demo's SMTP server, for tests: it can crash a sender mid-message."""
 
     def __init__(self) -> None:
-        self.port = free_port()
-        self.messages: list[Any] = []
-        self._controller: Any = None
+        super().__init__()
         # Runs after a message is kept and before it is acknowledged (to crash a sender).
         self.on_message: Callable[[], None] | None = None
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        self.messages.append(parsed)
+        answer = await super().handle_DATA(server, session, envelope)
         if self.on_message is not None:
             self.on_message()
-        return "250 OK"
+        return answer
 
     def __enter__(self) -> SmtpSink:
-        from aiosmtpd.controller import Controller
-
-        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
-        self._controller.start()
+        super().__enter__()
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._controller.stop()
 
     def env(self) -> dict[str, str]:
         """Settings that send orderd's mail here."""
