@@ -32,7 +32,9 @@ class Mail:
         self._streams = streams
         # Noting "streamed" is bookkeeping for the pump: nobody waits for it, and notes
         # made at the same time share one statement.
-        self._notes: Coalescer[int, None] = Coalescer(self._note_streamed, max_in_flight=1)
+        self._notes: Coalescer[Sequence[int], None] = Coalescer(
+            self._note_streamed, max_in_flight=1
+        )
         self._noting: set[asyncio.Task[None]] = set()
 
     async def send(self, messages: Sequence[Message]) -> list[Posted]:
@@ -53,21 +55,20 @@ class Mail:
         except (RedisError, OSError) as exc:
             log.warning("stream unavailable, %d message(s) left to the pump: %s", len(posted), exc)
             return
-        for message in posted:
-            task = asyncio.create_task(self._note(message.id))
-            self._noting.add(task)
-            task.add_done_callback(self._noting.discard)
+        task = asyncio.create_task(self._note([message.id for message in posted]))
+        self._noting.add(task)
+        task.add_done_callback(self._noting.discard)
 
-    async def _note(self, message_id: int) -> None:
+    async def _note(self, message_ids: Sequence[int]) -> None:
         try:
-            await self._notes.submit(message_id)
+            await self._notes.submit(message_ids)
         except Exception as exc:  # streamed already; a second copy later is harmless
-            log.warning("could not note message %d as streamed: %s", message_id, exc)
+            log.warning("could not note %d message(s) as streamed: %s", len(message_ids), exc)
 
-    async def _note_streamed(self, ids: Sequence[int]) -> list[None]:
+    async def _note_streamed(self, batches: Sequence[Sequence[int]]) -> list[None]:
         async with self._pool.acquire() as conn:
-            await mailbox.mark_streamed(conn, ids)
-        return [None] * len(ids)
+            await mailbox.mark_streamed(conn, [i for ids in batches for i in ids])
+        return [None] * len(batches)
 
     async def drain(self) -> None:
         """Wait for the streamed notes still being written."""

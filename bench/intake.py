@@ -183,6 +183,18 @@ async def paced(
     }
 
 
+async def drained(redis: aioredis.Redis, stream: str, limit_s: float) -> float | None:
+    """Seconds until the actors have taken every streamed order (lag and pending 0)."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < limit_s:
+        groups: Any = await redis.xinfo_groups(stream)
+        left = sum(int(g.get("lag") or 0) + int(g["pending"]) for g in groups)
+        if left == 0:
+            return time.perf_counter() - started
+        await asyncio.sleep(0.05)  # polling another process's progress
+    return None
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     settings = load_settings()
     run_id = uuid.uuid4().hex[:10]
@@ -220,9 +232,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             )  # fmt: skip
         orderd_port, baseline_port = free_port(), free_port()
         env["ORDERD_HTTP__PORT"] = str(orderd_port)
-        # One process doing everything, or (--split) one taking webhooks and one running
-        # the order actors, each with a core of its own.
-        roles = ("intake", "actors") if args.split else ("all",)
+        # One process doing everything; or (split) one taking webhooks and one running the
+        # order actors; or (intake) webhooks alone, what the webhook path costs by itself.
+        roles = {"all": ("all",), "split": ("intake", "actors"), "intake": ("intake",)}[args.roles]
         for role in roles:
             with (logs / f"orderd-{role}.log").open("wb") as out:
                 processes.append(
@@ -253,7 +265,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         log(f"baseline: {count:,} as fast as possible ...")
         baseline = await flood(baseline_url, burst, args.connections)
         log(f"orderd: {count:,} as fast as possible ...")
+        flood_started = time.perf_counter()
         orderd = await flood(orderd_url, burst, args.connections)
+        drain_s = None
+        if roles != ("intake",):
+            # The fixed rate is measured once the actors have caught up with the flood.
+            log("waiting for the actors to take every order of the flood ...")
+            left = await drained(redis, f"{prefix}stream:orders", args.drain_limit_s)
+            drain_s = None if left is None else time.perf_counter() - flood_started
         log(f"baseline: {paced_count:,} at {args.rate:,.0f}/s ...")
         baseline_paced = await paced(baseline_url, steady, args.rate)
         log(f"orderd: {paced_count:,} at {args.rate:,.0f}/s ...")
@@ -268,6 +287,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "baseline_p50_ms": baseline_paced["p50_ms"],
             "baseline_p99_ms": baseline_paced["p99_ms"],
             "orderd": {"flood": orderd, "paced": orderd_paced},
+            "actors_per_s": round(count / drain_s, 1) if drain_s else None,
             "baseline": {"flood": baseline, "paced": baseline_paced},
             "settings": {
                 "requests": count,
@@ -314,6 +334,7 @@ def render(report: dict[str, Any]) -> str:
             f"  {'accepted (202) per s':<28}{o['flood']['accepted_per_s']:>12,.0f}"
             f"{b['flood']['accepted_per_s']:>14,.0f}",
             f"  {'errors (not 202)':<28}{o['flood']['errors']:>12}{b['flood']['errors']:>14}",
+            f"  orders taken by the actors per s, flood start to empty stream: {_rate(report)}",
             f"  at a fixed {report['fixed_rate_per_s']:,.0f}/s for "
             f"{report['settings']['paced_requests']:,} requests:",
             f"  {'achieved per s':<28}{o['paced']['achieved_per_s']:>12,.0f}"
@@ -330,6 +351,13 @@ def render(report: dict[str, Any]) -> str:
     )
 
 
+def _rate(report: dict[str, Any]) -> str:
+    if report["settings"]["orderd_roles"] == ["intake"]:
+        return "no actors"
+    value = report["actors_per_s"]
+    return "not done in the time allowed" if value is None else f"{value:,.0f}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--json", action="store_true", help="print only JSON")
@@ -338,10 +366,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--rate", type=float, default=1000.0, help="fixed rate per second")
     parser.add_argument("--paced-seconds", type=float, default=None)
+    parser.add_argument("--drain-limit-s", type=float, default=300.0)
     parser.add_argument(
-        "--split",
-        action="store_true",
-        help="run orderd as two processes: one for webhooks, one for the order actors",
+        "--roles",
+        choices=("all", "split", "intake"),
+        default="all",
+        help="orderd as one process (all), as a webhook process and an actors process "
+        "(split), or webhooks alone with no actors (intake)",
     )
     args = parser.parse_args(argv)
     args.requests = args.requests or (4000 if args.quick else 20000)

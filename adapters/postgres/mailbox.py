@@ -68,18 +68,6 @@ async def post(conn: Any, messages: Sequence[Message]) -> list[Posted]:
     ]
 
 
-async def paid_known(conn: Any, order_ids: Sequence[str]) -> set[str]:
-    """Which of the orders already have a paid message stored (duplicate webhooks)."""
-    rows = await conn.fetch(
-        """
-        SELECT DISTINCT order_id FROM mailbox
-        WHERE type = 'order_paid' AND order_id = ANY($1::text[])
-        """,
-        list(order_ids),
-    )
-    return {r["order_id"] for r in rows}
-
-
 async def mark_streamed(conn: Any, ids: Sequence[int]) -> None:
     await conn.execute("UPDATE mailbox SET streamed = true WHERE id = ANY($1::bigint[])", ids)
 
