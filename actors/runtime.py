@@ -43,8 +43,11 @@ class RuntimeSettings(Struct, frozen=True, kw_only=True):
     claim_idle_ms: int = 60_000
     # Turns running at once, and entries held in memory: a burst waits on the stream (and
     # in PostgreSQL) instead of in this process, and webhooks keep their share of the loop.
-    max_turns: int = 128
+    max_turns: int = 256
     max_buffered: int = 2048
+    # Turns started while webhooks wait to be stored: a platform's burst is taken first
+    # (it times out and retries otherwise), and the orders go on at this pace meanwhile.
+    turns_when_pressed: int = 8
     janitor_every_s: float = 5.0
     forget_consumers_after_ms: int = 24 * 3600 * 1000
 
@@ -59,6 +62,7 @@ class ActorRuntime:
         consumer: str,
         settings: RuntimeSettings | None = None,
         on_group_lost: Callable[[], Awaitable[None]] | None = None,
+        pressed: Callable[[], bool] = lambda: False,
     ) -> None:
         self._streams = streams
         self._turns = turns
@@ -72,6 +76,8 @@ class ActorRuntime:
         self._attempts: dict[str, int] = {}
         self._retries: dict[str, asyncio.TimerHandle] = {}
         self._turn_slots = asyncio.Semaphore(self._settings.max_turns)
+        self._pressed = pressed
+        self._pressed_slots = asyncio.Semaphore(self._settings.turns_when_pressed)
         self._acks: Coalescer[str, None] = Coalescer(self._ack_batch)
         self._room = asyncio.Event()
         self._room.set()
@@ -184,7 +190,11 @@ class ActorRuntime:
             while queue:
                 entry = queue[0]
                 async with self._turn_slots:
-                    delay = await self._turn(entry)
+                    if self._pressed():
+                        async with self._pressed_slots:
+                            delay = await self._turn(entry)
+                    else:
+                        delay = await self._turn(entry)
                 if delay is not None:
                     if not self._stopping.is_set():
                         loop = asyncio.get_running_loop()

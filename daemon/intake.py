@@ -70,13 +70,20 @@ class StoreUnavailable(Exception):
 
 
 class Intake:
-    def __init__(self, pool: Any, mail: Mail, *, max_batch: int = 256) -> None:
+    def __init__(self, pool: Any, mail: Mail, *, max_batch: int = 256, burst: int = 16) -> None:
         self._pool = pool
+        # Webhooks being handled at once that make a burst: a steady flow has a few.
+        self._burst = burst
+        self._in_progress = 0
         self._mail = mail
         self._batches: Coalescer[Delivery, Answer] = Coalescer(
             self._accept_batch, max_batch=max_batch, max_in_flight=2
         )
         self.outcomes: Counter[str] = Counter()
+
+    def pressed(self) -> bool:
+        """A burst of webhooks is in: the order actors should make room for it."""
+        return self._in_progress >= self._burst or self._batches.waiting > 0
 
     async def accept(
         self,
@@ -89,16 +96,20 @@ class Intake:
         decision: Decision,
     ) -> Answer:
         """Store one delivery (with others arriving at the same time) and say how it went."""
-        answer = await self._batches.submit(
-            Delivery(
-                source=source,
-                topic=topic[:100],
-                delivery_id=delivery_id[:200],
-                event_id=event_id[:200] if event_id else None,
-                body=body,
-                decision=decision,
+        self._in_progress += 1
+        try:
+            answer = await self._batches.submit(
+                Delivery(
+                    source=source,
+                    topic=topic[:100],
+                    delivery_id=delivery_id[:200],
+                    event_id=event_id[:200] if event_id else None,
+                    body=body,
+                    decision=decision,
+                )
             )
-        )
+        finally:
+            self._in_progress -= 1
         self.outcomes[str(answer.body["status"])] += 1
         return answer
 

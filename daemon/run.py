@@ -93,6 +93,7 @@ class Daemon:
             on_saved=self.saved,
         )
         consumer = settings.daemon.consumer_name or f"{socket.gethostname()}-{os.getpid()}"
+        intake = Intake(pool, self.mail)
         self.runtime = ActorRuntime(
             streams=self.streams,
             turns=turns,
@@ -104,13 +105,14 @@ class Daemon:
                 claim_idle_ms=settings.runtime.claim_idle_ms,
             ),
             on_group_lost=self.rebuild_backlog,
+            pressed=intake.pressed,
         )
         self.reminders = Reminders(pool=pool, redis=redis, keys=keys, mail=self.mail, clock=clock)
         self.context = Context(
             settings=settings,
             pool=pool,
             redis=redis,
-            intake=Intake(pool, self.mail),
+            intake=intake,
             allocator=allocator,
             mail=self.mail,
             # An intake process runs no consumers: it is ready once it serves.

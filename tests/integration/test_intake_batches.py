@@ -165,3 +165,13 @@ async def test_messages_of_one_order_in_one_batch_are_numbered_in_arrival_order(
     later = await together(intake, cancelled(9, "c9-again"))
     assert statuses(later) == [(202, "accepted")]
     assert await pg.fetchval("SELECT max(seq) FROM mailbox WHERE order_id = $1", order_id) == 3
+
+
+async def test_a_burst_presses_the_actors_and_a_quiet_flow_does_not(intake: Intake) -> None:
+    burst = [asyncio.create_task(intake.accept(**paid(2000 + n, f"b{n}"))) for n in range(20)]
+    await asyncio.sleep(0)  # one loop pass: every delivery is submitted, none answered yet
+    assert intake.pressed()
+    await asyncio.gather(*burst)
+    assert not intake.pressed()
+    await intake.accept(**paid(3000, "one"))
+    assert not intake.pressed()

@@ -1,0 +1,96 @@
+"""The actor runtime makes room for a burst of webhooks: fewer turns start while pressed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any, cast
+
+from actors.order.actor import OrderTurns, Outcome
+from actors.order.messages import CancelRequested, Message, encode_message
+from actors.runtime import ActorRuntime, RuntimeSettings
+from adapters.redis.streams import Entry, Streams
+
+
+class _Streams:
+    stream = "test:stream"
+
+    def __init__(self) -> None:
+        self.acked: list[str] = []
+
+    async def ack(self, ids: Sequence[str]) -> None:
+        self.acked.extend(ids)
+
+
+class _Turns:
+    """Turns that wait until released, counting how many run at once."""
+
+    def __init__(self) -> None:
+        self.running = 0
+        self.most = 0
+        self.release = asyncio.Event()
+        self.started = asyncio.Condition()
+
+    async def apply(self, order_id: str, seq: int, message: Message) -> Outcome:
+        async with self.started:
+            self.running += 1
+            self.most = max(self.most, self.running)
+            self.started.notify_all()
+        await self.release.wait()
+        self.running -= 1
+        return Outcome.APPLIED
+
+    async def until_running(self, count: int) -> None:
+        async with self.started:
+            await self.started.wait_for(lambda: self.running >= count)
+
+
+def _entry(n: int) -> Entry:
+    order_id = f"o{n}"
+    body = encode_message(CancelRequested(order_id=order_id, reason="test", requested_by="test"))
+    return Entry(f"{n}-0", order_id, 1, body)
+
+
+def _runtime(turns: _Turns, streams: _Streams, pressed: list[bool]) -> ActorRuntime:
+    return ActorRuntime(
+        streams=cast(Streams, streams),
+        turns=cast(OrderTurns, turns),
+        pool=cast(Any, None),
+        consumer="test",
+        settings=RuntimeSettings(max_turns=32, turns_when_pressed=4),
+        pressed=lambda: pressed[0],
+    )
+
+
+async def _settle() -> None:
+    # Every task that can start a turn is ready at once: a few loop passes let them all try.
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+async def test_while_webhooks_press_only_a_few_turns_start() -> None:
+    turns, streams, pressed = _Turns(), _Streams(), [True]
+    runtime = _runtime(turns, streams, pressed)
+    for n in range(40):
+        runtime.dispatch(_entry(n))
+    await turns.until_running(4)
+    await _settle()
+    assert turns.running == 4
+    pressed[0] = False
+    turns.release.set()
+    await runtime.stop(grace_s=5)
+    assert sorted(streams.acked) == sorted(f"{n}-0" for n in range(40))
+    assert turns.most <= 32
+
+
+async def test_without_pressure_turns_run_up_to_the_limit() -> None:
+    turns, streams, pressed = _Turns(), _Streams(), [False]
+    runtime = _runtime(turns, streams, pressed)
+    for n in range(40):
+        runtime.dispatch(_entry(n))
+    await turns.until_running(32)
+    await _settle()
+    assert turns.running == 32
+    turns.release.set()
+    await runtime.stop(grace_s=5)
+    assert len(streams.acked) == 40
