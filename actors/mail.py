@@ -55,20 +55,23 @@ class Mail:
         except (RedisError, OSError) as exc:
             log.warning("stream unavailable, %d message(s) left to the pump: %s", len(posted), exc)
             return
-        task = asyncio.create_task(self._note([message.id for message in posted]))
+        batches = sorted({message.batch for message in posted if message.batch is not None})
+        if not batches:
+            return
+        task = asyncio.create_task(self._note(batches))
         self._noting.add(task)
         task.add_done_callback(self._noting.discard)
 
-    async def _note(self, message_ids: Sequence[int]) -> None:
+    async def _note(self, batches: Sequence[int]) -> None:
         try:
-            await self._notes.submit(message_ids)
+            await self._notes.submit(batches)
         except Exception as exc:  # streamed already; a second copy later is harmless
-            log.warning("could not note %d message(s) as streamed: %s", len(message_ids), exc)
+            log.warning("could not note %d batch(es) as streamed: %s", len(batches), exc)
 
-    async def _note_streamed(self, batches: Sequence[Sequence[int]]) -> list[None]:
+    async def _note_streamed(self, notes: Sequence[Sequence[int]]) -> list[None]:
         async with self._pool.acquire() as conn:
-            await mailbox.mark_streamed(conn, [i for ids in batches for i in ids])
-        return [None] * len(batches)
+            await mailbox.streamed(conn, [batch for batches in notes for batch in batches])
+        return [None] * len(notes)
 
     async def drain(self) -> None:
         """Wait for the streamed notes still being written."""

@@ -252,8 +252,9 @@ def _rounds(
 
 
 # One statement stores a round: the inbox rows of the new deliveries, the next sequence
-# numbers of their orders and their messages; a paid order whose paid message is already
-# stored is recorded as a repeat. One round trip for the whole batch keeps intake's share
+# numbers of their orders, their messages and the note that they are not streamed yet
+# (see adapters.postgres.mailbox); a paid order whose paid message is already stored is
+# recorded as a repeat. One round trip for the whole batch keeps intake's share
 # of PostgreSQL, and of the CPU both wait on, small.
 _STORE = """
 WITH input AS (
@@ -298,8 +299,13 @@ WITH input AS (
     INSERT INTO mailbox (order_id, seq, type, body)
     SELECT order_id, seq, type, message FROM numbered ORDER BY idx
     RETURNING id, order_id, seq
+), batch AS (
+    INSERT INTO unstreamed (message_ids)
+    SELECT array_agg(id ORDER BY id) FROM stored HAVING count(*) > 0
+    RETURNING id
 )
-SELECT d.idx, n.source IS NOT NULL AS new, d.why_not, st.id AS mailbox_id, st.seq
+SELECT d.idx, n.source IS NOT NULL AS new, d.why_not, st.id AS mailbox_id, st.seq,
+       (SELECT id FROM batch) AS batch
 FROM decided d
 LEFT JOIN inbox n ON n.source = d.source AND n.delivery_id = d.delivery_id
 LEFT JOIN numbered s ON s.idx = d.idx
@@ -335,7 +341,9 @@ async def _store_round(
     for row, plan, body in zip(rows, plans, bodies, strict=True):
         posted = None
         if row["mailbox_id"] is not None and plan.order_id is not None and body is not None:
-            posted = mailbox.Posted(row["mailbox_id"], plan.order_id, row["seq"], body)
+            posted = mailbox.Posted(
+                row["mailbox_id"], plan.order_id, row["seq"], body, row["batch"]
+            )
         stored.append(_Stored(row["new"], row["why_not"], posted))
     return stored
 

@@ -1,8 +1,11 @@
 """Messages for order actors, made durable before they are streamed.
 
 Each message gets the next sequence number of its order, in the same transaction that
-stores it; the actor applies sequence numbers in order, each once. ``streamed`` says the
-message is known to be on the Redis stream; what is not is streamed again by the pump.
+stores it; the actor applies sequence numbers in order, each once. The messages stored
+together are also noted as one row of ``unstreamed``, deleted once they are on the Redis
+stream: what a crash or an unreachable Redis leaves there is streamed again by the pump.
+One row per batch, not a flag per message, keeps that bookkeeping to a few writes however
+many messages a batch holds.
 """
 
 from __future__ import annotations
@@ -21,13 +24,15 @@ class Posted(Struct, frozen=True):
     order_id: str
     seq: int
     body: bytes
+    batch: int | None = None  # its row of ``unstreamed`` until it is on the stream
 
 
 async def post(conn: Any, messages: Sequence[Message]) -> list[Posted]:
     """Store ``messages`` (inside the caller's transaction), each with its order's next seq.
 
-    Two statements for any number of messages: the per-order counters move by how many
-    messages each order gets, and the messages take the numbers in the order given.
+    Three statements for any number of messages: the per-order counters move by how many
+    messages each order gets, the messages take the numbers in the order given, and they
+    are noted as not streamed yet.
     """
     if not messages:
         return []
@@ -62,41 +67,65 @@ async def post(conn: Any, messages: Sequence[Message]) -> list[Posted]:
         bodies,
     )
     stored = {(row["order_id"], row["seq"]): row["id"] for row in ids}
+    batch = await conn.fetchval(
+        "INSERT INTO unstreamed (message_ids) VALUES ($1::bigint[]) RETURNING id",
+        sorted(stored.values()),
+    )
     return [
-        Posted(stored[(message.order_id, seq)], message.order_id, seq, body)
+        Posted(stored[(message.order_id, seq)], message.order_id, seq, body, batch)
         for message, seq, body in zip(messages, seqs, bodies, strict=True)
     ]
 
 
-async def mark_streamed(conn: Any, ids: Sequence[int]) -> None:
-    await conn.execute("UPDATE mailbox SET streamed = true WHERE id = ANY($1::bigint[])", ids)
+async def streamed(conn: Any, batches: Sequence[int]) -> None:
+    """The messages of ``batches`` are on the stream."""
+    await conn.execute("DELETE FROM unstreamed WHERE id = ANY($1::bigint[])", batches)
 
 
 async def unstreamed(conn: Any, before: datetime, limit: int) -> list[Posted]:
-    """Stored messages not known to be on the stream, oldest first, stored before ``before``."""
+    """Messages of batches stored before ``before`` and not known to be on the stream,
+    oldest batch first, whole batches up to about ``limit`` messages."""
     rows = await conn.fetch(
         """
-        SELECT id, order_id, seq, body FROM mailbox
-        WHERE NOT streamed AND created_at < $1
-        ORDER BY id LIMIT $2
+        WITH batches AS (
+            SELECT id, message_ids,
+                   sum(cardinality(message_ids)) OVER (ORDER BY id) AS upto
+            FROM unstreamed WHERE created_at < $1
+            ORDER BY id LIMIT $2
+        )
+        SELECT b.id AS batch, m.id, m.order_id, m.seq, m.body
+        FROM batches b
+        CROSS JOIN unnest(b.message_ids) AS x (id)
+        JOIN mailbox m ON m.id = x.id
+        WHERE b.upto - cardinality(b.message_ids) < $2
+        ORDER BY b.id, m.id
         """,
         before,
         limit,
     )
-    return [Posted(r["id"], r["order_id"], r["seq"], bytes(r["body"])) for r in rows]
+    return [Posted(r["id"], r["order_id"], r["seq"], bytes(r["body"]), r["batch"]) for r in rows]
 
 
-async def restream_unapplied(conn: Any) -> int:
+async def restream_unapplied(conn: Any, batch_size: int = 500) -> int:
     """After Redis lost the stream: every message not yet applied goes on it again.
 
     Applied messages (seq at or below the order's last_seq) stay where they are, so the
-    backlog is rebuilt without replaying history or skipping anything.
+    backlog is rebuilt without replaying history or skipping anything. The batches are
+    dated long ago, for the pump to take at once.
     """
-    status: str = await conn.execute(
+    count: int = await conn.fetchval(
         """
-        UPDATE mailbox m SET streamed = false
-        WHERE m.streamed
-          AND m.seq > coalesce((SELECT o.last_seq FROM orders o WHERE o.id = m.order_id), 0)
-        """
+        WITH unapplied AS (
+            SELECT m.id, (row_number() OVER (ORDER BY m.id) - 1) / $1 AS chunk
+            FROM mailbox m LEFT JOIN orders o ON o.id = m.order_id
+            WHERE m.seq > coalesce(o.last_seq, 0)
+        ), batches AS (
+            INSERT INTO unstreamed (message_ids, created_at)
+            SELECT array_agg(id ORDER BY id), '-infinity' FROM unapplied GROUP BY chunk
+            RETURNING cardinality(message_ids) AS size
+        )
+        SELECT coalesce(sum(size), 0) FROM batches
+        """,
+        batch_size,
     )
-    return int(status.split()[-1])
+    return count

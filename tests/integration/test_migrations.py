@@ -13,6 +13,7 @@ from tests.conftest import POSTGRES_DSN
 
 TABLES = {
     "schema_migrations",
+    "unstreamed",
     "fulfillment_requests",
     "sandbox_shipments",
     "products",

@@ -102,3 +102,53 @@ async def test_a_due_reminder_is_sent_to_its_order_once(
     assert await pg.fetchval("SELECT fired_at IS NOT NULL FROM reminders") is True
     await mail.drain()
     await pool.close()
+
+
+async def test_messages_left_off_the_stream_are_streamed_by_the_pump(
+    pg: Any, pg_schema_name: str, redis_client: aioredis.Redis, redis_prefix: str
+) -> None:
+    keys = RuntimeKeys(redis_prefix)
+    pool = await create_pool(POSTGRES_DSN, pg_schema_name)
+    unreachable = aioredis.Redis.from_url("redis://127.0.0.1:1/0")
+    try:
+        away = Mail(pool, Streams(unreachable, keys))
+        messages = [
+            CancelRequested(order_id=f"o{n}", reason="test", requested_by="test") for n in range(3)
+        ]
+        posted = await away.send(messages)  # stored; the stream could not be reached
+        assert await pg.fetchval("SELECT count(*) FROM unstreamed") == 1
+        mail = Mail(pool, Streams(redis_client, keys))
+        assert await mail.pump(older_than_s=0) == 3
+        await mail.drain()
+        assert await pg.fetchval("SELECT count(*) FROM unstreamed") == 0
+        entries: Any = await redis_client.xrange(keys.orders_stream)
+        assert [int(fields[b"mid"]) for _, fields in entries] == [p.id for p in posted]
+        assert await mail.pump(older_than_s=0) == 0
+        # Streamed at once, a batch leaves nothing behind for the pump.
+        await mail.send(messages[:1])
+        await mail.drain()
+        assert await pg.fetchval("SELECT count(*) FROM unstreamed") == 0
+    finally:
+        await unreachable.aclose()
+        await pool.close()
+
+
+async def test_after_redis_lost_the_stream_only_unapplied_messages_go_on_it_again(
+    pg: Any, pg_schema_name: str, redis_client: aioredis.Redis, redis_prefix: str
+) -> None:
+    posted = await stored(pg, 6)  # o0, o1, o2 twice each
+    await pg.execute("DELETE FROM unstreamed")  # as if streamed, then lost with Redis
+    await pg.execute("INSERT INTO orders (id, last_seq) VALUES ('o0', 2), ('o1', 1)")
+    assert await mailbox.restream_unapplied(pg, batch_size=2) == 3
+    assert await pg.fetchval("SELECT count(*) FROM unstreamed") == 2
+    pool = await create_pool(POSTGRES_DSN, pg_schema_name)
+    try:
+        mail = Mail(pool, Streams(redis_client, RuntimeKeys(redis_prefix)))
+        assert await mail.pump(older_than_s=60) == 3  # taken at once, however recent
+        await mail.drain()
+    finally:
+        await pool.close()
+    entries: Any = await redis_client.xrange(RuntimeKeys(redis_prefix).orders_stream)
+    again = {(fields[b"order"].decode(), int(fields[b"seq"])) for _, fields in entries}
+    assert again == {("o1", 2), ("o2", 1), ("o2", 2)}
+    assert {(p.order_id, p.seq) for p in posted} > again

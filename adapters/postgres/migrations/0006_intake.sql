@@ -12,3 +12,15 @@ $$;
 -- Every stored delivery is 'streamed' or 'ignored' at once and nothing reads the inbox by
 -- its status: the index only cost a write per webhook.
 DROP INDEX webhook_inbox_pending;
+
+-- Whether messages reached the Redis stream is noted per batch of messages, not per
+-- message: a flag per message cost a second write of every message row.
+DROP INDEX mailbox_unstreamed;
+CREATE TABLE unstreamed (
+    id          bigserial PRIMARY KEY,
+    message_ids bigint[] NOT NULL,          -- mailbox ids, stored together
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+INSERT INTO unstreamed (message_ids)
+SELECT array_agg(id ORDER BY id) FROM mailbox WHERE NOT streamed HAVING count(*) > 0;
+ALTER TABLE mailbox DROP COLUMN streamed;
