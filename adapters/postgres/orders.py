@@ -119,10 +119,13 @@ async def save_turns(conn: Any, turns: Sequence[Turn]) -> tuple[set[str], list[m
     saved = await _insert_new(conn, [t for t in turns if t.loaded.version == 0])
     saved |= await _update_known(conn, [t for t in turns if t.loaded.version > 0])
     done = [t for t in turns if t.order_id in saved]
-    await _insert_lines(
-        conn, [t for t in done if any(isinstance(e, OrderReceived) for e in t.events)]
+    # A received order's lines are written with what they hold; the others' are updated.
+    received = [t for t in done if any(isinstance(e, OrderReceived) for e in t.events)]
+    await _insert_lines(conn, received)
+    fresh = {t.order_id for t in received}
+    await _record_reserved(
+        conn, [t for t in done if t.snapshot.order is not None and t.order_id not in fresh]
     )
-    await _record_reserved(conn, [t for t in done if t.snapshot.order is not None])
     await _append_events(conn, [t for t in done if t.events])
     entries = [entry for t in done for entry in t.ledger]
     if entries:
@@ -309,11 +312,13 @@ async def _insert_lines(conn: Any, turns: Sequence[Turn]) -> None:
     rows = [
         (
             t.order_id, number, line.external_line_id, line.sku, line.name, line.quantity,
-            line.requires_shipping, line.grams, line.unit_price,
+            line.requires_shipping, line.grams, line.unit_price, reserved, shipped,
         )
         for t in turns
         if t.snapshot.order is not None
-        for number, line in enumerate(t.snapshot.order.lines, start=1)
+        for (number, line), (reserved, shipped) in zip(
+            enumerate(t.snapshot.order.lines, start=1), _line_units(t.snapshot), strict=True
+        )
     ]  # fmt: skip
     if not rows:
         return
@@ -321,38 +326,50 @@ async def _insert_lines(conn: Any, turns: Sequence[Turn]) -> None:
     await conn.execute(
         """
         INSERT INTO order_lines (order_id, line_no, external_line_id, sku, name, quantity,
-                                 requires_shipping, grams, unit_price)
+                                 requires_shipping, grams, unit_price, reserved, shipped)
         SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[],
-                             $6::int[], $7::bool[], $8::int[], $9::numeric[])
-        ON CONFLICT DO NOTHING
+                             $6::int[], $7::bool[], $8::int[], $9::numeric[], $10::int[],
+                             $11::int[])
+        ON CONFLICT (order_id, line_no) DO UPDATE
+            SET reserved = excluded.reserved, shipped = excluded.shipped
+            WHERE (order_lines.reserved, order_lines.shipped)
+                  IS DISTINCT FROM (excluded.reserved, excluded.shipped)
         """,
         *[list(column) for column in columns],
     )
 
 
-async def _record_reserved(conn: Any, turns: Sequence[Turn]) -> None:
-    """Each line's shipped and reserved units: what shipped and what the order holds per
+def _line_units(snapshot: Snapshot) -> list[tuple[int, int]]:
+    """Each line's reserved and shipped units: what shipped and what the order holds per
     sku, spread over its shippable lines in line order, shipped first."""
+    order = snapshot.order
+    if order is None:
+        return []
+    held: dict[str, int] = {}
+    for holding in snapshot.holdings:
+        held[holding.sku] = held.get(holding.sku, 0) + holding.reserved
+    sent: dict[str, int] = {}
+    for shipment in snapshot.shipments:
+        if shipment.status in LEFT:
+            for sku, count in shipment.lines:
+                sent[sku] = sent.get(sku, 0) + count
+    units: list[tuple[int, int]] = []
+    for line in order.lines:
+        gone = held_now = 0
+        if line.requires_shipping:
+            gone = min(sent.get(line.sku, 0), line.quantity)
+            held_now = min(held.get(line.sku, 0), line.quantity - gone)
+            sent[line.sku] = sent.get(line.sku, 0) - gone
+            held[line.sku] = held.get(line.sku, 0) - held_now
+        units.append((held_now, gone))
+    return units
+
+
+async def _record_reserved(conn: Any, turns: Sequence[Turn]) -> None:
+    """Each line's reserved and shipped units, as :func:`_line_units` spreads them."""
     order_ids, numbers, reserved, shipped = [], [], [], []
     for turn in turns:
-        order = turn.snapshot.order
-        if order is None:
-            continue
-        held: dict[str, int] = {}
-        for holding in turn.snapshot.holdings:
-            held[holding.sku] = held.get(holding.sku, 0) + holding.reserved
-        sent: dict[str, int] = {}
-        for shipment in turn.snapshot.shipments:
-            if shipment.status in LEFT:
-                for sku, units in shipment.lines:
-                    sent[sku] = sent.get(sku, 0) + units
-        for number, line in enumerate(order.lines, start=1):
-            gone = held_now = 0
-            if line.requires_shipping:
-                gone = min(sent.get(line.sku, 0), line.quantity)
-                held_now = min(held.get(line.sku, 0), line.quantity - gone)
-                sent[line.sku] = sent.get(line.sku, 0) - gone
-                held[line.sku] = held.get(line.sku, 0) - held_now
+        for number, (held_now, gone) in enumerate(_line_units(turn.snapshot), start=1):
             order_ids.append(turn.order_id)
             numbers.append(number)
             reserved.append(held_now)
@@ -377,12 +394,18 @@ async def _record_reserved(conn: Any, turns: Sequence[Turn]) -> None:
 async def _append_events(conn: Any, turns: Sequence[Turn]) -> None:
     if not turns:
         return
-    rows = await conn.fetch(
-        """
+    # A new order has no events yet: only known ones need their last event's number.
+    known = [t.order_id for t in turns if t.loaded.version > 0]
+    rows = (
+        await conn.fetch(
+            """
         SELECT order_id, max(seq) AS last FROM order_events
         WHERE order_id = ANY($1::text[]) GROUP BY order_id
         """,
-        [t.order_id for t in turns],
+            known,
+        )
+        if known
+        else []
     )
     last = {r["order_id"]: r["last"] for r in rows}
     order_ids, seqs, types, ats, data = [], [], [], [], []

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from actors.order.behaviour import evolve
-from actors.order.events import AttentionNeeded, OrderReceived
+from actors.order.events import AttentionNeeded, Holding, OrderReceived, StockAllocated
 from actors.order.types import Customer, Line, NormalizedOrder
 from adapters.postgres import orders
 
@@ -61,3 +61,43 @@ async def test_a_turn_saved_against_a_stale_version_is_refused(pg: Any) -> None:
             pg, orders.Turn(order_id="ord_x", loaded=fresh, snapshot=snapshot, events=[], seq=1)
         )
     assert await pg.fetchval("SELECT count(*) FROM order_events") == 1
+
+
+async def test_a_received_order_s_lines_are_written_with_what_they_hold(pg: Any) -> None:
+    order = NormalizedOrder(
+        id="ord_y",
+        platform="shopify",
+        external_id="43",
+        currency="EUR",
+        customer=Customer(email="c@example.com"),
+        lines=(
+            Line(sku="A", quantity=2),
+            Line(sku="GIFT", quantity=1, requires_shipping=False),
+            Line(sku="A", quantity=3),
+            Line(sku="B", quantity=1),
+        ),
+    )
+    events: list[Any] = [
+        OrderReceived(at=NOW, order=order),
+        StockAllocated(
+            at=NOW,
+            status="partially_reserved",
+            holdings=(Holding("main", "A", 4, 1), Holding("main", "B", 0, 1)),
+            policy="ship_available",
+        ),
+    ]
+    snapshot = None
+    for event in events:
+        snapshot = evolve(snapshot, event, "ord_y")
+    assert snapshot is not None
+    await orders.save_turn(
+        pg, orders.Turn(order_id="ord_y", loaded=orders.Loaded(None, 0, 0), snapshot=snapshot,
+                        events=events, seq=1)
+    )  # fmt: skip
+    rows = await pg.fetch(
+        "SELECT sku, reserved, shipped FROM order_lines WHERE order_id = 'ord_y' ORDER BY line_no"
+    )
+    # Four units of A held: the first line takes its two, the third line the other two.
+    assert [tuple(r) for r in rows] == [("A", 2, 0), ("GIFT", 0, 0), ("A", 2, 0), ("B", 0, 0)]
+    events_saved = await pg.fetch("SELECT seq FROM order_events WHERE order_id = 'ord_y'")
+    assert sorted(r["seq"] for r in events_saved) == [1, 2]
