@@ -9,10 +9,15 @@ from typing import Any
 import msgspec
 from msgspec import Struct
 
+from adapters.postgres.rows import Raw, Rows
 from adapters.wms.model import FulfillmentRequest
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(FulfillmentRequest).decode
+_QUEUED = Rows(
+    "shipment_id text", "order_id text", "warehouse text", "adapter text", "body jsonb",
+    "next_attempt_at timestamptz",
+)  # fmt: skip
 
 
 class Queued(Struct, frozen=True):
@@ -32,19 +37,23 @@ async def queue(conn: Any, queued: Sequence[Queued]) -> None:
     if not queued:
         return
     await conn.execute(
-        """
+        f"""
         INSERT INTO fulfillment_requests (shipment_id, order_id, warehouse, adapter, body,
                                           next_attempt_at)
-        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[],
-                             $6::timestamptz[])
+        SELECT {_QUEUED.columns} FROM {_QUEUED.source}
         ON CONFLICT (shipment_id, kind) DO NOTHING
         """,
-        [q.request.shipment_id for q in queued],
-        [q.request.order_id for q in queued],
-        [q.request.warehouse for q in queued],
-        [q.adapter for q in queued],
-        [_encode(q.request).decode() for q in queued],
-        [q.due_at for q in queued],
+        _QUEUED.encode(
+            (
+                q.request.shipment_id,
+                q.request.order_id,
+                q.request.warehouse,
+                q.adapter,
+                Raw(_encode(q.request)),
+                q.due_at,
+            )
+            for q in queued
+        ),
     )
 
 

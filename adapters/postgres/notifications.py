@@ -14,6 +14,7 @@ import msgspec
 from msgspec import Struct
 
 from adapters.notify.model import Outgoing
+from adapters.postgres.rows import Raw, Rows
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(Outgoing).decode
@@ -34,27 +35,37 @@ class Due(Struct, frozen=True):
     attempts: int
 
 
+_QUEUED = Rows(
+    "idempotency_key text", "order_id text", "shipment_id text", "kind text", "channel text",
+    "episode int", "recipient text", "payload jsonb", "next_attempt_at timestamptz",
+)  # fmt: skip
+
+
 async def queue(conn: Any, rows: Sequence[Row]) -> None:
     """Add messages to the outbox (in the caller's transaction); repeats add nothing."""
     if not rows:
         return
     await conn.execute(
-        """
+        f"""
         INSERT INTO notifications (idempotency_key, order_id, shipment_id, kind, channel,
                                    episode, recipient, payload, next_attempt_at)
-        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-                             $6::int[], $7::text[], $8::jsonb[], $9::timestamptz[])
+        SELECT {_QUEUED.columns} FROM {_QUEUED.source}
         ON CONFLICT (idempotency_key) DO NOTHING
         """,
-        [r.message.idempotency_key for r in rows],
-        [r.order_id for r in rows],
-        [r.shipment_id for r in rows],
-        [r.message.kind for r in rows],
-        [r.message.channel for r in rows],
-        [r.episode for r in rows],
-        [r.message.to for r in rows],
-        [_encode(r.message).decode() for r in rows],
-        [r.due_at for r in rows],
+        _QUEUED.encode(
+            (
+                r.message.idempotency_key,
+                r.order_id,
+                r.shipment_id,
+                r.message.kind,
+                r.message.channel,
+                r.episode,
+                r.message.to,
+                Raw(_encode(r.message)),
+                r.due_at,
+            )
+            for r in rows
+        ),
     )
 
 

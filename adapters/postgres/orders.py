@@ -43,10 +43,32 @@ from actors.order.shipment import LEFT
 from actors.order.types import NormalizedOrder
 from adapters.errors import OrderdError
 from adapters.postgres import fulfillment, mailbox, notifications, shipments, stock
+from adapters.postgres.rows import Raw, Rows
 
 _snapshot = msgspec.json.Decoder(Snapshot)
 _order = msgspec.json.Decoder(NormalizedOrder)
 _encode = msgspec.json.Encoder().encode
+
+
+_NEW = Rows(
+    "id text", "source text", "external_id text", "name text", "state text", "reason text",
+    "policy text", "paid_at timestamptz", "currency text", "service text", "document jsonb",
+    "actor_state jsonb", "last_seq int",
+)  # fmt: skip
+_KNOWN = Rows(
+    "id text", "expected int", "state text", "reason text", "policy text",
+    "actor_state jsonb", "last_seq int", "document jsonb", "source text",
+    "external_id text", "name text", "paid_at timestamptz", "currency text",
+    "service text",
+)  # fmt: skip
+_LINES = Rows(
+    "order_id text", "line_no int", "external_line_id text", "sku text", "name text",
+    "quantity int", "requires_shipping bool", "grams int", "unit_price numeric",
+    "reserved int", "shipped int",
+)  # fmt: skip
+_UNITS = Rows("order_id text", "line_no int", "reserved int", "shipped int")
+_EVENTS = Rows("order_id text", "seq int", "type text", "at timestamptz", "data jsonb")
+_REMINDERS = Rows("key text", "order_id text", "kind text", "due_at timestamptz")
 
 
 class ConcurrentTurn(Exception):
@@ -133,15 +155,12 @@ async def save_turns(conn: Any, turns: Sequence[Turn]) -> tuple[set[str], list[m
     reminders = [r for t in done for r in t.reminders]
     if reminders:
         await conn.execute(
-            """
+            f"""
             INSERT INTO reminders (key, order_id, kind, due_at)
-            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])
+            SELECT {_REMINDERS.columns} FROM {_REMINDERS.source}
             ON CONFLICT (key) DO NOTHING
             """,
-            [r.key for r in reminders],
-            [r.order_id for r in reminders],
-            [r.kind for r in reminders],
-            [r.due_at for r in reminders],
+            _REMINDERS.encode((r.key, r.order_id, r.kind, r.due_at) for r in reminders),
         )
     moved = [t for t in done if any(isinstance(e, _SHIPMENT_EVENTS) for e in t.events)]
     await shipments.save(
@@ -214,42 +233,43 @@ async def _record_shipped(conn: Any, turns: Sequence[Turn]) -> None:
 async def _insert_new(conn: Any, turns: Sequence[Turn]) -> set[str]:
     if not turns:
         return set()
-    orders = [t.snapshot.order for t in turns]
     rows = await conn.fetch(
-        """
+        f"""
         INSERT INTO orders (id, source, external_id, name, state, state_reason, version,
                             backorder_policy, paid_at, currency, service_level, document,
                             actor_state, last_seq)
         SELECT id, source, external_id, name, state, reason, 1, policy, paid_at, currency,
-               service, document::jsonb, actor_state::jsonb, last_seq
-        FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                    $7::text[], $8::timestamptz[], $9::text[], $10::text[], $11::text[],
-                    $12::text[], $13::int[])
-             AS t (id, source, external_id, name, state, reason, policy, paid_at, currency,
-                   service, document, actor_state, last_seq)
+               service, document, actor_state, last_seq
+        FROM (SELECT {_NEW.columns} FROM {_NEW.source}) AS t
         ON CONFLICT (id) DO NOTHING
         RETURNING id
         """,
-        [t.order_id for t in turns],
-        [o.platform if o else None for o in orders],
-        [o.external_id if o else None for o in orders],
-        [o.name if o else None for o in orders],
-        [t.snapshot.state.value for t in turns],
-        [t.snapshot.reason for t in turns],
-        [t.snapshot.policy for t in turns],
-        [o.paid_at if o else None for o in orders],
-        [o.currency if o else None for o in orders],
-        [o.shipping_service if o else None for o in orders],
-        [_encode(o).decode() if o else None for o in orders],
-        [_state_json(t.snapshot) for t in turns],
-        [t.seq for t in turns],
+        _NEW.encode(
+            (
+                t.order_id,
+                o.platform if o else None,
+                o.external_id if o else None,
+                o.name if o else None,
+                t.snapshot.state.value,
+                t.snapshot.reason,
+                t.snapshot.policy,
+                o.paid_at if o else None,
+                o.currency if o else None,
+                o.shipping_service if o else None,
+                Raw(_encode(o)) if o else None,
+                Raw(_state_json(t.snapshot)),
+                t.seq,
+            )
+            for t in turns
+            for o in (t.snapshot.order,)
+        ),
     )
     return {r["id"] for r in rows}
 
 
-def _state_json(snapshot: Snapshot) -> str:
+def _state_json(snapshot: Snapshot) -> bytes:
     """The actor state without the order itself, which the ``document`` column holds."""
-    return _encode(msgspec.structs.replace(snapshot, order=None)).decode()
+    return _encode(msgspec.structs.replace(snapshot, order=None))
 
 
 def _restored(row: Any) -> Snapshot | None:
@@ -271,39 +291,40 @@ async def _update_known(conn: Any, turns: Sequence[Turn]) -> set[str]:
         for t in turns
     ]
     rows = await conn.fetch(
-        """
+        f"""
         UPDATE orders o SET state = u.state, state_reason = u.reason, version = o.version + 1,
-                            backorder_policy = u.policy, actor_state = u.actor_state::jsonb,
+                            backorder_policy = u.policy, actor_state = u.actor_state,
                             last_seq = u.last_seq, updated_at = now(),
-                            document = coalesce(u.document::jsonb, o.document),
+                            document = coalesce(u.document, o.document),
                             source = coalesce(u.source, o.source),
                             external_id = coalesce(u.external_id, o.external_id),
                             name = coalesce(u.name, o.name),
                             paid_at = coalesce(u.paid_at, o.paid_at),
                             currency = coalesce(u.currency, o.currency),
                             service_level = coalesce(u.service, o.service_level)
-        FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[],
-                    $7::int[], $8::text[], $9::text[], $10::text[], $11::text[],
-                    $12::timestamptz[], $13::text[], $14::text[])
-             AS u (id, expected, state, reason, policy, actor_state, last_seq, document,
-                   source, external_id, name, paid_at, currency, service)
+        FROM (SELECT {_KNOWN.columns} FROM {_KNOWN.source}) AS u
         WHERE o.id = u.id AND o.version = u.expected
         RETURNING o.id
         """,
-        [t.order_id for t in turns],
-        [t.loaded.version for t in turns],
-        [t.snapshot.state.value for t in turns],
-        [t.snapshot.reason for t in turns],
-        [t.snapshot.policy for t in turns],
-        [_state_json(t.snapshot) for t in turns],
-        [t.seq for t in turns],
-        [_encode(o).decode() if o else None for o in received],
-        [o.platform if o else None for o in received],
-        [o.external_id if o else None for o in received],
-        [o.name if o else None for o in received],
-        [o.paid_at if o else None for o in received],
-        [o.currency if o else None for o in received],
-        [o.shipping_service if o else None for o in received],
+        _KNOWN.encode(
+            (
+                t.order_id,
+                t.loaded.version,
+                t.snapshot.state.value,
+                t.snapshot.reason,
+                t.snapshot.policy,
+                Raw(_state_json(t.snapshot)),
+                t.seq,
+                Raw(_encode(o)) if o else None,
+                o.platform if o else None,
+                o.external_id if o else None,
+                o.name if o else None,
+                o.paid_at if o else None,
+                o.currency if o else None,
+                o.shipping_service if o else None,
+            )
+            for t, o in zip(turns, received, strict=True)
+        ),
     )
     return {r["id"] for r in rows}
 
@@ -322,20 +343,17 @@ async def _insert_lines(conn: Any, turns: Sequence[Turn]) -> None:
     ]  # fmt: skip
     if not rows:
         return
-    columns = list(zip(*rows, strict=True))
     await conn.execute(
-        """
+        f"""
         INSERT INTO order_lines (order_id, line_no, external_line_id, sku, name, quantity,
                                  requires_shipping, grams, unit_price, reserved, shipped)
-        SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[],
-                             $6::int[], $7::bool[], $8::int[], $9::numeric[], $10::int[],
-                             $11::int[])
+        SELECT {_LINES.columns} FROM {_LINES.source}
         ON CONFLICT (order_id, line_no) DO UPDATE
             SET reserved = excluded.reserved, shipped = excluded.shipped
             WHERE (order_lines.reserved, order_lines.shipped)
                   IS DISTINCT FROM (excluded.reserved, excluded.shipped)
         """,
-        *[list(column) for column in columns],
+        _LINES.encode(rows),
     )
 
 
@@ -367,27 +385,21 @@ def _line_units(snapshot: Snapshot) -> list[tuple[int, int]]:
 
 async def _record_reserved(conn: Any, turns: Sequence[Turn]) -> None:
     """Each line's reserved and shipped units, as :func:`_line_units` spreads them."""
-    order_ids, numbers, reserved, shipped = [], [], [], []
-    for turn in turns:
-        for number, (held_now, gone) in enumerate(_line_units(turn.snapshot), start=1):
-            order_ids.append(turn.order_id)
-            numbers.append(number)
-            reserved.append(held_now)
-            shipped.append(gone)
-    if not order_ids:
+    rows = [
+        (turn.order_id, number, held_now, gone)
+        for turn in turns
+        for number, (held_now, gone) in enumerate(_line_units(turn.snapshot), start=1)
+    ]
+    if not rows:
         return
     await conn.execute(
-        """
+        f"""
         UPDATE order_lines l SET reserved = u.reserved, shipped = u.shipped
-        FROM unnest($1::text[], $2::int[], $3::int[], $4::int[])
-             AS u (order_id, line_no, reserved, shipped)
+        FROM (SELECT {_UNITS.columns} FROM {_UNITS.source}) AS u
         WHERE l.order_id = u.order_id AND l.line_no = u.line_no
           AND (l.reserved, l.shipped) IS DISTINCT FROM (u.reserved, u.shipped)
         """,
-        order_ids,
-        numbers,
-        reserved,
-        shipped,
+        _UNITS.encode(rows),
     )
 
 
@@ -408,27 +420,20 @@ async def _append_events(conn: Any, turns: Sequence[Turn]) -> None:
         else []
     )
     last = {r["order_id"]: r["last"] for r in rows}
-    order_ids, seqs, types, ats, data = [], [], [], [], []
-    for turn in turns:
-        base = last.get(turn.order_id, 0)
-        for offset, event in enumerate(turn.events, start=1):
-            order_ids.append(turn.order_id)
-            seqs.append(base + offset)
-            types.append(event_type(event))
-            ats.append(event.at)
-            data.append(encode_event(event).decode())
+    rows = [
+        (
+            turn.order_id, last.get(turn.order_id, 0) + offset, event_type(event), event.at,
+            Raw(encode_event(event)),
+        )
+        for turn in turns
+        for offset, event in enumerate(turn.events, start=1)
+    ]  # fmt: skip
     await conn.execute(
-        """
+        f"""
         INSERT INTO order_events (order_id, seq, type, at, data)
-        SELECT order_id, seq, type, at, data::jsonb
-        FROM unnest($1::text[], $2::int[], $3::text[], $4::timestamptz[], $5::text[])
-             AS e (order_id, seq, type, at, data)
+        SELECT {_EVENTS.columns} FROM {_EVENTS.source}
         """,
-        order_ids,
-        seqs,
-        types,
-        ats,
-        data,
+        _EVENTS.encode(rows),
     )
 
 

@@ -7,6 +7,37 @@ from datetime import datetime
 from typing import Any
 
 from actors.order.shipment import Shipment
+from adapters.postgres.rows import Rows
+
+_SHIPMENTS = Rows(
+    "id text", "order_id text", "seq int", "warehouse text", "status text", "carrier text",
+    "carrier_account text", "service text", "service_level text", "rate_amount numeric",
+    "rate_currency text", "quote_id text", "rate_id text", "label_key text", "label_id text",
+    "tracking_number text", "tracking_url text", "label_format text", "label_path text",
+    "weight_g int", "length_cm numeric", "width_cm numeric", "height_cm numeric",
+    "promised_by date", "estimated_delivery date", "packed_ok bool", "problem text",
+    "at timestamptz", "shipped_at timestamptz", "tracking_status text",
+    "tracking_detail text", "tracking_at timestamptz", "carrier_estimate date",
+    "delayed bool", "delay_episode int", "delay_reason text", "delivered_at timestamptz",
+)  # fmt: skip
+_LINES = Rows("shipment_id text", "line_no int", "sku text", "quantity int")
+
+
+def _row(order_id: str, s: Shipment, at: datetime) -> tuple[Any, ...]:
+    rate, parcel = s.rate, s.parcel
+    return (
+        s.id, order_id, s.seq, s.warehouse, s.status,
+        rate.carrier if rate else None, rate.carrier_account if rate else None,
+        rate.service if rate else None, s.service_level, rate.amount if rate else None,
+        rate.currency if rate else None, rate.quote_id if rate else None,
+        rate.rate_id if rate else None, f"{s.id}:label" if s.purchase_id else None,
+        s.purchase_id, s.tracking_number, s.tracking_url, s.label_format, s.label_path,
+        parcel.weight_g if parcel else None, parcel.length_cm if parcel else None,
+        parcel.width_cm if parcel else None, parcel.height_cm if parcel else None,
+        s.promised_by, s.estimated_delivery, s.packed_ok, s.problem, at, s.shipped_at,
+        s.tracking_status, s.tracking_detail, s.tracking_at, s.carrier_estimate, s.delayed,
+        s.delay_episode, s.delay_reason, s.delivered_at,
+    )  # fmt: skip
 
 
 async def save(conn: Any, rows: Sequence[tuple[str, Shipment, datetime]]) -> None:
@@ -15,7 +46,7 @@ async def save(conn: Any, rows: Sequence[tuple[str, Shipment, datetime]]) -> Non
         return
     shipments = [s for _, s, _ in rows]
     await conn.execute(
-        """
+        f"""
         INSERT INTO shipments AS s (
             id, order_id, seq, warehouse, status, carrier, carrier_account, service,
             service_level, rate_amount, rate_currency, quote_id, rate_id, label_idempotency,
@@ -29,21 +60,7 @@ async def save(conn: Any, rows: Sequence[tuple[str, Shipment, datetime]]) -> Non
                length_cm, width_cm, height_cm, promised_by, estimated_delivery, packed_ok,
                problem, shipped_at, at, tracking_status, tracking_detail, tracking_at,
                carrier_estimate, delayed, delay_episode, delay_reason, delivered_at
-        FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[],
-                    $7::text[], $8::text[], $9::text[], $10::numeric[], $11::text[],
-                    $12::text[], $13::text[], $14::text[], $15::text[], $16::text[],
-                    $17::text[], $18::text[], $19::text[], $20::int[], $21::numeric[],
-                    $22::numeric[], $23::numeric[], $24::date[], $25::date[], $26::bool[],
-                    $27::text[], $28::timestamptz[], $29::timestamptz[], $30::text[],
-                    $31::text[], $32::timestamptz[], $33::date[], $34::bool[], $35::int[],
-                    $36::text[], $37::timestamptz[])
-             AS t (id, order_id, seq, warehouse, status, carrier, carrier_account, service,
-                   service_level, rate_amount, rate_currency, quote_id, rate_id, label_key,
-                   label_id, tracking_number, tracking_url, label_format, label_path,
-                   weight_g, length_cm, width_cm, height_cm, promised_by, estimated_delivery,
-                   packed_ok, problem, at, shipped_at, tracking_status, tracking_detail,
-                   tracking_at, carrier_estimate, delayed, delay_episode, delay_reason,
-                   delivered_at)
+        FROM (SELECT {_SHIPMENTS.columns} FROM {_SHIPMENTS.source}) AS t
         ON CONFLICT (id) DO UPDATE SET
             status = excluded.status, carrier = excluded.carrier,
             carrier_account = excluded.carrier_account, service = excluded.service,
@@ -63,53 +80,15 @@ async def save(conn: Any, rows: Sequence[tuple[str, Shipment, datetime]]) -> Non
             delay_episode = excluded.delay_episode, delay_reason = excluded.delay_reason,
             delivered_at = excluded.delivered_at
         """,
-        [s.id for s in shipments],
-        [order_id for order_id, _, _ in rows],
-        [s.seq for s in shipments],
-        [s.warehouse for s in shipments],
-        [s.status for s in shipments],
-        [s.rate.carrier if s.rate else None for s in shipments],
-        [s.rate.carrier_account if s.rate else None for s in shipments],
-        [s.rate.service if s.rate else None for s in shipments],
-        [s.service_level for s in shipments],
-        [s.rate.amount if s.rate else None for s in shipments],
-        [s.rate.currency if s.rate else None for s in shipments],
-        [s.rate.quote_id if s.rate else None for s in shipments],
-        [s.rate.rate_id if s.rate else None for s in shipments],
-        [f"{s.id}:label" if s.purchase_id else None for s in shipments],
-        [s.purchase_id for s in shipments],
-        [s.tracking_number for s in shipments],
-        [s.tracking_url for s in shipments],
-        [s.label_format for s in shipments],
-        [s.label_path for s in shipments],
-        [s.parcel.weight_g if s.parcel else None for s in shipments],
-        [s.parcel.length_cm if s.parcel else None for s in shipments],
-        [s.parcel.width_cm if s.parcel else None for s in shipments],
-        [s.parcel.height_cm if s.parcel else None for s in shipments],
-        [s.promised_by for s in shipments],
-        [s.estimated_delivery for s in shipments],
-        [s.packed_ok for s in shipments],
-        [s.problem for s in shipments],
-        [at for _, _, at in rows],
-        [s.shipped_at for s in shipments],
-        [s.tracking_status for s in shipments],
-        [s.tracking_detail for s in shipments],
-        [s.tracking_at for s in shipments],
-        [s.carrier_estimate for s in shipments],
-        [s.delayed for s in shipments],
-        [s.delay_episode for s in shipments],
-        [s.delay_reason for s in shipments],
-        [s.delivered_at for s in shipments],
+        _SHIPMENTS.encode(_row(order_id, s, at) for order_id, s, at in rows),
     )
-    lines = [(s.id, n, sku, units) for s in shipments for n, (sku, units) in enumerate(s.lines, 1)]
     await conn.execute(
-        """
+        f"""
         INSERT INTO shipment_lines (shipment_id, line_no, sku, quantity)
-        SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::int[])
+        SELECT {_LINES.columns} FROM {_LINES.source}
         ON CONFLICT DO NOTHING
         """,
-        [line[0] for line in lines],
-        [line[1] for line in lines],
-        [line[2] for line in lines],
-        [line[3] for line in lines],
+        _LINES.encode(
+            (s.id, n, sku, units) for s in shipments for n, (sku, units) in enumerate(s.lines, 1)
+        ),
     )

@@ -10,6 +10,7 @@ reservation) is what recovery rebuilds Redis from.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, Literal
@@ -18,6 +19,7 @@ import msgspec
 from msgspec import Struct
 
 from adapters.batching import Coalescer
+from adapters.postgres.rows import Raw, Rows
 
 MovementKind = Literal["set", "adjust", "reserve", "fill", "release", "commit"]
 
@@ -77,6 +79,10 @@ def fresh(entry: LedgerEntry, current: dict[str, str | None]) -> bool:
 
 
 _encode_lines = msgspec.json.Encoder().encode
+_MOVEMENTS = Rows(
+    "movement_key text", "warehouse text", "kind text", "order_id text", "op_id text",
+    "reason text", "at timestamptz", "lines jsonb",
+)  # fmt: skip
 _decode_lines = msgspec.json.Decoder(tuple[Delta, ...]).decode
 
 
@@ -90,24 +96,29 @@ async def write_entries(conn: Any, entries: Sequence[LedgerEntry]) -> None:
     """Write many entries in one transaction; repeated movements and places are no-ops."""
     movements = [m for e in entries for m in e.movements if m.lines]
     queued = [q for e in entries for q in e.queued]
-    async with conn.transaction():
+    # Inside a caller's transaction (an order turn's save) no savepoint is needed.
+    async with contextlib.nullcontext() if conn.is_in_transaction() else conn.transaction():
         if movements:
             await conn.execute(
-                """
+                f"""
                 INSERT INTO stock_ledger (movement_key, warehouse, kind, order_id, op_id,
                                           reason, at, lines)
-                SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
-                                     $5::text[], $6::text[], $7::timestamptz[], $8::jsonb[])
+                SELECT {_MOVEMENTS.columns} FROM {_MOVEMENTS.source}
                 ON CONFLICT (movement_key) DO NOTHING
                 """,
-                [m.movement_key for m in movements],
-                [m.warehouse for m in movements],
-                [m.kind for m in movements],
-                [m.order_id for m in movements],
-                [m.op_id for m in movements],
-                [m.reason for m in movements],
-                [m.at for m in movements],
-                [_encode_lines(m.lines).decode() for m in movements],
+                _MOVEMENTS.encode(
+                    (
+                        m.movement_key,
+                        m.warehouse,
+                        m.kind,
+                        m.order_id,
+                        m.op_id,
+                        m.reason,
+                        m.at,
+                        Raw(_encode_lines(m.lines)),
+                    )
+                    for m in movements
+                ),
             )
         if queued:
             await conn.execute(
