@@ -183,13 +183,17 @@ async def paced(
     }
 
 
+async def backlog(redis: aioredis.Redis, stream: str) -> int:
+    """Streamed orders the actors have not finished (lag and pending)."""
+    groups: Any = await redis.xinfo_groups(stream)
+    return sum(int(g.get("lag") or 0) + int(g["pending"]) for g in groups)
+
+
 async def drained(redis: aioredis.Redis, stream: str, limit_s: float) -> float | None:
     """Seconds until the actors have taken every streamed order (lag and pending 0)."""
     started = time.perf_counter()
     while time.perf_counter() - started < limit_s:
-        groups: Any = await redis.xinfo_groups(stream)
-        left = sum(int(g.get("lag") or 0) + int(g["pending"]) for g in groups)
-        if left == 0:
+        if await backlog(redis, stream) == 0:
             return time.perf_counter() - started
         await asyncio.sleep(0.05)  # polling another process's progress
     return None
@@ -277,6 +281,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         baseline_paced = await paced(baseline_url, steady, args.rate)
         log(f"orderd: {paced_count:,} at {args.rate:,.0f}/s ...")
         orderd_paced = await paced(orderd_url, steady, args.rate)
+        # Whether the actors kept up with the fixed rate: what is left when it ends.
+        behind = None if roles == ("intake",) else await backlog(redis, f"{prefix}stream:orders")
         return {
             "accepted_per_s": orderd["accepted_per_s"],
             "baseline_per_s": baseline["accepted_per_s"],
@@ -288,6 +294,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "baseline_p99_ms": baseline_paced["p99_ms"],
             "orderd": {"flood": orderd, "paced": orderd_paced},
             "actors_per_s": round(count / drain_s, 1) if drain_s else None,
+            "actors_behind_after_fixed_rate": behind,
             "baseline": {"flood": baseline, "paced": baseline_paced},
             "settings": {
                 "requests": count,
@@ -343,6 +350,7 @@ def render(report: dict[str, Any]) -> str:
             f"  {'p99 ms':<28}{o['paced']['p99_ms']:>12.2f}{b['paced']['p99_ms']:>14.2f}",
             f"  {'max ms':<28}{o['paced']['max_ms']:>12.2f}{b['paced']['max_ms']:>14.2f}",
             f"  {'errors (not 202)':<28}{o['paced']['errors']:>12}{b['paced']['errors']:>14}",
+            f"  orders not yet taken by the actors when the fixed rate ended: {_behind(report)}",
             f"  target >= {TARGET_ACCEPTED:,} accepted/s: "
             f"{mark[report['targets']['accepted_per_s']]}",
             f"  target p99 < {TARGET_P99_MS:.0f} ms at the fixed rate: "
@@ -356,6 +364,11 @@ def _rate(report: dict[str, Any]) -> str:
         return "no actors"
     value = report["actors_per_s"]
     return "not done in the time allowed" if value is None else f"{value:,.0f}"
+
+
+def _behind(report: dict[str, Any]) -> str:
+    value = report["actors_behind_after_fixed_rate"]
+    return "no actors" if value is None else f"{value:,}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
