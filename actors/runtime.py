@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 
 from actors.order.actor import OrderTurns, Outcome
 from actors.order.messages import Message, decode_message
+from actors.yielding import Yielding
 from adapters.batching import Coalescer
 from adapters.postgres import dead_letters
 from adapters.redis.streams import Entry, GroupLost, Streams
@@ -45,9 +46,10 @@ class RuntimeSettings(Struct, frozen=True, kw_only=True):
     # in PostgreSQL) instead of in this process, and webhooks keep their share of the loop.
     max_turns: int = 256
     max_buffered: int = 2048
-    # Turns started while webhooks wait to be stored: a platform's burst is taken first
-    # (it times out and retries otherwise), and the orders go on at this pace meanwhile.
+    # Turns running while a burst of webhooks is being stored (see actors.yielding): the
+    # burst is answered first, and no message waits more than max_defer_s for it.
     turns_when_pressed: int = 8
+    max_defer_s: float = 30.0
     janitor_every_s: float = 5.0
     forget_consumers_after_ms: int = 24 * 3600 * 1000
 
@@ -76,8 +78,11 @@ class ActorRuntime:
         self._attempts: dict[str, int] = {}
         self._retries: dict[str, asyncio.TimerHandle] = {}
         self._turn_slots = asyncio.Semaphore(self._settings.max_turns)
-        self._pressed = pressed
-        self._pressed_slots = asyncio.Semaphore(self._settings.turns_when_pressed)
+        self._yielding = Yielding(
+            limit=self._settings.turns_when_pressed,
+            pressed=pressed,
+            max_defer_s=self._settings.max_defer_s,
+        )
         self._acks: Coalescer[str, None] = Coalescer(self._ack_batch)
         self._room = asyncio.Event()
         self._room.set()
@@ -189,12 +194,12 @@ class ActorRuntime:
         try:
             while queue:
                 entry = queue[0]
-                async with self._turn_slots:
-                    if self._pressed():
-                        async with self._pressed_slots:
-                            delay = await self._turn(entry)
-                    else:
+                await self._yielding.enter(_arrival_s(entry.id))
+                try:
+                    async with self._turn_slots:
                         delay = await self._turn(entry)
+                finally:
+                    self._yielding.leave()
                 if delay is not None:
                     if not self._stopping.is_set():
                         loop = asyncio.get_running_loop()
@@ -309,3 +314,11 @@ class ActorRuntime:
                 await self._group_lost()
             except (RedisError, OSError) as exc:
                 log.warning("stream housekeeping failed: %s", exc)
+
+
+def _arrival_s(entry_id: str) -> float:
+    """When a stream entry was added: Redis makes its id from the time in milliseconds."""
+    try:
+        return int(entry_id.split("-", 1)[0]) / 1000
+    except ValueError:
+        return time.time()

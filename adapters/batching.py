@@ -45,11 +45,6 @@ class Coalescer(Generic[T, R]):
         self._scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
 
-    @property
-    def waiting(self) -> int:
-        """Items submitted that wait for a batch slot (every slot is in flight)."""
-        return len(self._pending)
-
     async def submit(self, item: T) -> R:
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))

@@ -111,21 +111,29 @@ async def restream_unapplied(conn: Any, batch_size: int = 500) -> int:
 
     Applied messages (seq at or below the order's last_seq) stay where they are, so the
     backlog is rebuilt without replaying history or skipping anything. The batches are
-    dated long ago, for the pump to take at once.
+    dated long ago, for the pump to take at once. Every process finds the group gone: one
+    at a time, each adds only what no batch holds yet.
     """
-    count: int = await conn.fetchval(
-        """
-        WITH unapplied AS (
-            SELECT m.id, (row_number() OVER (ORDER BY m.id) - 1) / $1 AS chunk
-            FROM mailbox m LEFT JOIN orders o ON o.id = m.order_id
-            WHERE m.seq > coalesce(o.last_seq, 0)
-        ), batches AS (
-            INSERT INTO unstreamed (message_ids, created_at)
-            SELECT array_agg(id ORDER BY id), '-infinity' FROM unapplied GROUP BY chunk
-            RETURNING cardinality(message_ids) AS size
+    async with conn.transaction():
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('orderd.restream.' || current_schema()))"
         )
-        SELECT coalesce(sum(size), 0) FROM batches
-        """,
-        batch_size,
-    )
+        count: int = await conn.fetchval(
+            """
+            WITH noted AS (
+                SELECT DISTINCT x.id FROM unstreamed u, unnest(u.message_ids) AS x (id)
+            ), unapplied AS (
+                SELECT m.id, (row_number() OVER (ORDER BY m.id) - 1) / $1 AS chunk
+                FROM mailbox m LEFT JOIN orders o ON o.id = m.order_id
+                WHERE m.seq > coalesce(o.last_seq, 0)
+                  AND m.id NOT IN (SELECT id FROM noted)
+            ), batches AS (
+                INSERT INTO unstreamed (message_ids, created_at)
+                SELECT array_agg(id ORDER BY id), '-infinity' FROM unapplied GROUP BY chunk
+                RETURNING cardinality(message_ids) AS size
+            )
+            SELECT coalesce(sum(size), 0) FROM batches
+            """,
+            batch_size,
+        )
     return count

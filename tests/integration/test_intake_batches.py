@@ -168,7 +168,7 @@ async def test_messages_of_one_order_in_one_batch_are_numbered_in_arrival_order(
 
 
 async def test_a_burst_presses_the_actors_and_a_quiet_flow_does_not(intake: Intake) -> None:
-    burst = [asyncio.create_task(intake.accept(**paid(2000 + n, f"b{n}"))) for n in range(20)]
+    burst = [asyncio.create_task(intake.accept(**paid(2000 + n, f"b{n}"))) for n in range(40)]
     await asyncio.sleep(0)  # one loop pass: every delivery is submitted, none answered yet
     assert intake.pressed()
     await asyncio.gather(*burst)

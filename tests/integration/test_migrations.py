@@ -119,3 +119,27 @@ async def test_order_states_outside_the_contract_are_refused(pg: Any) -> None:
             "INSERT INTO orders (id, source, external_id, document, state) "
             "VALUES ('o2', 'shopify', '2', '{}', 'lost')"
         )
+
+
+async def test_messages_not_yet_streamed_become_batches_when_upgrading_to_6(
+    pg_schema_name: str,
+) -> None:
+    async with connection(POSTGRES_DSN, pg_schema_name) as conn:
+        await conn.execute(f'CREATE SCHEMA "{pg_schema_name}"')
+        for migration in schema.available()[:5]:
+            await conn.execute(migration.sql)
+        await conn.execute(
+            """
+            INSERT INTO mailbox (order_id, seq, type, body, streamed)
+            SELECT 'o' || n, 1, 'cancel_requested', '{}', n % 3 = 0
+            FROM generate_series(1, 1200) AS n
+            """
+        )
+        await conn.execute(schema.available()[5].sql)
+        batches = await conn.fetch("SELECT message_ids FROM unstreamed ORDER BY id")
+        noted = [i for row in batches for i in row["message_ids"]]
+        waiting = await conn.fetch(
+            "SELECT id FROM mailbox WHERE right(order_id, -1)::int % 3 <> 0 ORDER BY id"
+        )
+        assert noted == [r["id"] for r in waiting]  # 800 messages, in order
+        assert [len(row["message_ids"]) for row in batches] == [500, 300]

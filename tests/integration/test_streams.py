@@ -141,6 +141,8 @@ async def test_after_redis_lost_the_stream_only_unapplied_messages_go_on_it_agai
     await pg.execute("INSERT INTO orders (id, last_seq) VALUES ('o0', 2), ('o1', 1)")
     assert await mailbox.restream_unapplied(pg, batch_size=2) == 3
     assert await pg.fetchval("SELECT count(*) FROM unstreamed") == 2
+    # Another process finding the group gone adds nothing the batches already hold.
+    assert await mailbox.restream_unapplied(pg, batch_size=2) == 0
     pool = await create_pool(POSTGRES_DSN, pg_schema_name)
     try:
         mail = Mail(pool, Streams(redis_client, RuntimeKeys(redis_prefix)))

@@ -22,5 +22,8 @@ CREATE TABLE unstreamed (
     created_at  timestamptz NOT NULL DEFAULT now()
 );
 INSERT INTO unstreamed (message_ids)
-SELECT array_agg(id ORDER BY id) FROM mailbox WHERE NOT streamed HAVING count(*) > 0;
+SELECT array_agg(id ORDER BY id)
+FROM (SELECT id, (row_number() OVER (ORDER BY id) - 1) / 500 AS chunk
+      FROM mailbox WHERE NOT streamed) AS waiting
+GROUP BY chunk;
 ALTER TABLE mailbox DROP COLUMN streamed;
