@@ -194,12 +194,13 @@ class ActorRuntime:
         try:
             while queue:
                 entry = queue[0]
-                await self._yielding.enter(_arrival_s(entry.id))
-                try:
-                    async with self._turn_slots:
+                async with self._turn_slots:
+                    # Inside a turn slot: what a burst holds back is bounded by max_turns.
+                    await self._yielding.enter(_arrival_s(entry.id))
+                    try:
                         delay = await self._turn(entry)
-                finally:
-                    self._yielding.leave()
+                    finally:
+                        self._yielding.leave()
                 if delay is not None:
                     if not self._stopping.is_set():
                         loop = asyncio.get_running_loop()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -70,12 +71,22 @@ class StoreUnavailable(Exception):
 
 
 class Intake:
-    def __init__(self, pool: Any, mail: Mail, *, max_batch: int = 256, burst: int = 32) -> None:
+    def __init__(
+        self,
+        pool: Any,
+        mail: Mail,
+        *,
+        max_batch: int = 256,
+        burst: int = 32,
+        calm_after_s: float = 0.1,
+    ) -> None:
         self._pool = pool
         # Webhooks being handled at once that make a burst: a steady flow has a few (a
         # thousand a second answered in 10 ms is ten at a time).
         self._burst = burst
         self._in_progress = 0
+        self._pressed_until = 0.0
+        self._calm_after_s = calm_after_s
         self._mail = mail
         self._batches: Coalescer[Delivery, Answer] = Coalescer(
             self._accept_batch, max_batch=max_batch, max_in_flight=2
@@ -83,8 +94,13 @@ class Intake:
         self.outcomes: Counter[str] = Counter()
 
     def pressed(self) -> bool:
-        """A burst of webhooks is in: the order actors should make room for it."""
-        return self._in_progress >= self._burst
+        """A burst of webhooks is in: the order actors should make room. It holds for a
+        moment after, so that it does not flicker between one batch and the next."""
+        now = time.monotonic()
+        if self._in_progress >= self._burst:
+            self._pressed_until = now + self._calm_after_s
+            return True
+        return now < self._pressed_until
 
     async def accept(
         self,

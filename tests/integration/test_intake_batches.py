@@ -33,7 +33,7 @@ async def intake(
     pool = await create_pool(POSTGRES_DSN, pg_schema_name)
     mail = Mail(pool, Streams(redis_client, RuntimeKeys(redis_prefix)))
     try:
-        yield Intake(pool, mail)
+        yield Intake(pool, mail, calm_after_s=0)
     finally:
         await mail.drain()
         await pool.close()
