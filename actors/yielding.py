@@ -53,16 +53,23 @@ class Yielding:
             raise
 
     def leave(self) -> None:
-        """A turn ended: let in whoever may run now (everyone, once the pressure is off)."""
+        """A turn ended: let in whoever may run now. Once the pressure is off, each turn
+        that ends lets in two: the turns held back come back doubling, not all at once
+        (which would bring the pressure straight back)."""
         self.running -= 1
         pressed = self._pressed()
+        ramp = 2
         while self._waiting:
             future, arrived_s = self._waiting[0]
             if future.done():
                 self._waiting.popleft()  # its turn was cancelled while waiting
                 continue
-            if not self._may_run(arrived_s, pressed):
+            if pressed and not self._may_run(arrived_s, pressed):
                 break
+            if not pressed:
+                if ramp == 0:
+                    break
+                ramp -= 1
             self._waiting.popleft()
             self.running += 1
             future.set_result(None)

@@ -33,17 +33,23 @@ async def test_while_pressed_only_the_limit_runs_and_each_end_lets_one_in() -> N
     assert yielding.running == 2
 
 
-async def test_when_the_pressure_is_off_everyone_waiting_goes() -> None:
+async def test_when_the_pressure_is_off_the_waiting_come_back_doubling() -> None:
     pressed = [True]
     yielding = gate(pressed)
     await yielding.enter(NOW)
     await yielding.enter(NOW)
-    waiters = [asyncio.create_task(yielding.enter(NOW)) for _ in range(3)]
+    waiters = [asyncio.create_task(yielding.enter(NOW)) for _ in range(5)]
     assert await started(waiters) == 0
     pressed[0] = False
+    yielding.leave()  # one ends, two come in
+    assert await started(waiters) == 2
     yielding.leave()
-    assert await started(waiters) == 3
+    assert await started(waiters) == 4
+    yielding.leave()
+    assert await started(waiters) == 5
     assert yielding.running == 4
+    await asyncio.wait_for(yielding.enter(NOW), timeout=1)  # nobody waiting, not pressed: at once
+    assert yielding.running == 5
 
 
 async def test_a_message_older_than_the_deferral_does_not_wait() -> None:
