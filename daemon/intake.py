@@ -144,10 +144,16 @@ class Intake:
 class _Plan(Struct, frozen=True):
     """What storing one delivery means, decided before the statement that stores it."""
 
-    order_id: str | None
     message: Message | None  # None: recorded as ignored, for the reason
-    reason: str | None
-    paid: bool
+    reason: str | None = None
+
+    @property
+    def order_id(self) -> str | None:
+        return self.message.order_id if self.message is not None else None
+
+    @property
+    def paid(self) -> bool:
+        return isinstance(self.message, OrderPaid)
 
 
 async def _store(
@@ -205,24 +211,24 @@ def _plan_one(
 ) -> _Plan:
     match delivery.decision:
         case Ignored(reason=reason):
-            return _Plan(None, None, reason, paid=False)
+            return _Plan(None, reason)
         case Paid(order=order):
             paid = OrderPaid(order_id=order.id, order=order, received_at=datetime.now(UTC))
-            return _Plan(order.id, paid, None, paid=True)
+            return _Plan(paid)
         case Cancelled(reason=reason) as cancelled:
             message = CancelRequested(
                 order_id=cancelled.order_id, reason=reason, requested_by=delivery.source
             )
-            return _Plan(message.order_id, message, None, paid=False)
+            return _Plan(message)
         case ForOrder(message=for_order, shipment_id=shipment_id):
             if (for_order.order_id, shipment_id) not in shipments:
-                return _Plan(None, None, "unknown shipment", paid=False)
-            return _Plan(for_order.order_id, for_order, None, paid=False)
+                return _Plan(None, "unknown shipment")
+            return _Plan(for_order)
         case Tracked(update=update):
             parcel = parcels.get((update.carrier, update.tracking_number))
             if parcel is None:
                 log.info("tracking news for an unknown %s parcel ignored", update.carrier)
-                return _Plan(None, None, "unknown tracking number", paid=False)
+                return _Plan(None, "unknown tracking number")
             order_id, shipment_id = parcel
             news = TrackingUpdated(
                 order_id=order_id,
@@ -234,7 +240,7 @@ def _plan_one(
                 estimated_delivery=update.estimated_delivery,
                 location=update.location,
             )
-            return _Plan(order_id, news, None, paid=False)
+            return _Plan(news)
 
 
 def _rounds(

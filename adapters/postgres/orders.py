@@ -50,17 +50,14 @@ _order = msgspec.json.Decoder(NormalizedOrder)
 _encode = msgspec.json.Encoder().encode
 
 
-_NEW = Rows(
-    "id text", "source text", "external_id text", "name text", "state text", "reason text",
-    "policy text", "paid_at timestamptz", "currency text", "service text", "document jsonb",
-    "actor_state jsonb", "last_seq int",
+# A turn's columns of the orders row, then the order's own (from its platform data).
+_TURN = ("state text", "reason text", "policy text", "actor_state jsonb", "last_seq int")
+_ORDER = (
+    "source text", "external_id text", "name text", "paid_at timestamptz", "currency text",
+    "service text", "document jsonb",
 )  # fmt: skip
-_KNOWN = Rows(
-    "id text", "expected int", "state text", "reason text", "policy text",
-    "actor_state jsonb", "last_seq int", "document jsonb", "source text",
-    "external_id text", "name text", "paid_at timestamptz", "currency text",
-    "service text",
-)  # fmt: skip
+_NEW = Rows("id text", *_TURN, *_ORDER)
+_KNOWN = Rows("id text", "expected int", *_TURN, *_ORDER)
 _LINES = Rows(
     "order_id text", "line_no int", "external_line_id text", "sku text", "name text",
     "quantity int", "requires_shipping bool", "grams int", "unit_price numeric",
@@ -245,26 +242,25 @@ async def _insert_new(conn: Any, turns: Sequence[Turn]) -> set[str]:
         RETURNING id
         """,
         _NEW.encode(
-            (
-                t.order_id,
-                o.platform if o else None,
-                o.external_id if o else None,
-                o.name if o else None,
-                t.snapshot.state.value,
-                t.snapshot.reason,
-                t.snapshot.policy,
-                o.paid_at if o else None,
-                o.currency if o else None,
-                o.shipping_service if o else None,
-                Raw(_encode(o)) if o else None,
-                Raw(_state_json(t.snapshot)),
-                t.seq,
-            )
-            for t in turns
-            for o in (t.snapshot.order,)
+            (t.order_id, *_turn_values(t), *_order_values(t.snapshot.order)) for t in turns
         ),
     )
     return {r["id"] for r in rows}
+
+
+def _turn_values(turn: Turn) -> tuple[Any, ...]:
+    snapshot = turn.snapshot
+    state = Raw(_state_json(snapshot))
+    return (snapshot.state.value, snapshot.reason, snapshot.policy, state, turn.seq)
+
+
+def _order_values(order: NormalizedOrder | None) -> tuple[Any, ...]:
+    if order is None:
+        return (None,) * len(_ORDER)
+    return (
+        order.platform, order.external_id, order.name, order.paid_at, order.currency,
+        order.shipping_service, Raw(_encode(order)),
+    )  # fmt: skip
 
 
 def _state_json(snapshot: Snapshot) -> bytes:
@@ -307,22 +303,7 @@ async def _update_known(conn: Any, turns: Sequence[Turn]) -> set[str]:
         RETURNING o.id
         """,
         _KNOWN.encode(
-            (
-                t.order_id,
-                t.loaded.version,
-                t.snapshot.state.value,
-                t.snapshot.reason,
-                t.snapshot.policy,
-                Raw(_state_json(t.snapshot)),
-                t.seq,
-                Raw(_encode(o)) if o else None,
-                o.platform if o else None,
-                o.external_id if o else None,
-                o.name if o else None,
-                o.paid_at if o else None,
-                o.currency if o else None,
-                o.shipping_service if o else None,
-            )
+            (t.order_id, t.loaded.version, *_turn_values(t), *_order_values(o))
             for t, o in zip(turns, received, strict=True)
         ),
     )
