@@ -35,6 +35,27 @@ async def test_messages_are_numbered_per_order(pg: Any) -> None:
     assert (more[0].order_id, more[0].seq) == ("o0", 4)
 
 
+async def test_a_batch_goes_on_the_stream_in_order_with_every_field(
+    pg: Any, redis_client: aioredis.Redis, redis_prefix: str
+) -> None:
+    streams = Streams(redis_client, RuntimeKeys(redis_prefix))
+    await streams.ensure_group()
+    messages = [
+        CancelRequested(order_id=f"o{n % 7}", reason=f"réason ✓ {n}", requested_by="test")
+        for n in range(600)
+    ]
+    async with pg.transaction():
+        posted = await mailbox.post(pg, messages)
+    ids = await streams.add(posted)
+    entries: Any = await redis_client.xrange(streams.stream)
+    assert [entry_id.decode() for entry_id, _ in entries] == ids
+    assert [
+        (f[b"order"].decode(), int(f[b"seq"]), f[b"msg"], int(f[b"mid"])) for _, f in entries
+    ] == [(p.order_id, p.seq, p.body, p.id) for p in posted]
+    read, _ = await streams.read("c1", count=1000, block_ms=None)
+    assert [decode_message(e.body) for e in read] == messages
+
+
 async def test_trimming_keeps_every_entry_still_pending(
     pg: Any, redis_client: aioredis.Redis, redis_prefix: str
 ) -> None:
