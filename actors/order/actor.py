@@ -54,7 +54,8 @@ from adapters.postgres import fulfillment, notifications, orders
 from adapters.postgres.mailbox import Posted
 from adapters.postgres.stock import LedgerEntry, fresh, hold_ledger
 from adapters.redis.keys import RuntimeKeys
-from adapters.redis.scripts import StaleEpoch, UnknownSku, lua_source
+from adapters.redis.leases import TOKEN_CHARS, Leases
+from adapters.redis.scripts import StaleEpoch, UnknownSku
 from adapters.stock.allocator import Allocator
 
 log = logging.getLogger("orderd.turns")
@@ -110,10 +111,8 @@ class OrderTurns:
         self._keys = keys
         self._allocator = allocator
         self._rules = rules
-        self._lease_ms = lease_ms
         self._clock = clock
-        # Frees a lease only if it is still ours, so a slow turn never frees another's.
-        self._release = redis.register_script(lua_source("release_lease"))
+        self._lease_book = Leases(redis, keys, lease_ms=lease_ms)
         # Turns of different orders share their round trips: leases, loads and saves of
         # the turns running at the same time go in one call each.
         self._leases: Coalescer[tuple[str, str], bool] = Coalescer(self._take_leases)
@@ -123,7 +122,7 @@ class OrderTurns:
 
     async def apply(self, order_id: str, seq: int, message: Message) -> Outcome:
         """Apply message ``seq`` of the order, exactly once and in order."""
-        token = secrets.token_hex(8)
+        token = secrets.token_hex(TOKEN_CHARS // 2)
         if not await self._leases.submit((order_id, token)):
             return Outcome.BUSY
         try:
@@ -132,16 +131,10 @@ class OrderTurns:
             await self._unleases.submit((order_id, token))
 
     async def _take_leases(self, wanted: Sequence[tuple[str, str]]) -> list[bool]:
-        pipe = self._redis.pipeline(transaction=False)
-        for order_id, token in wanted:
-            pipe.set(self._keys.lease(order_id), token, nx=True, px=self._lease_ms)
-        return [bool(taken) for taken in await pipe.execute()]
+        return await self._lease_book.take(wanted)
 
     async def _free_leases(self, held: Sequence[tuple[str, str]]) -> list[None]:
-        pipe = self._redis.pipeline(transaction=False)
-        for order_id, token in held:
-            await self._release(keys=[self._keys.lease(order_id)], args=[token], client=pipe)
-        await pipe.execute()
+        await self._lease_book.free(held)
         return [None] * len(held)
 
     async def _load_batch(self, order_ids: Sequence[str]) -> list[orders.Loaded]:

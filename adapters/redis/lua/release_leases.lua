@@ -1,12 +1,17 @@
---[[ release_lease: give up an order's lease, but only the one this turn took.
+--[[ release_leases: give up the leases of orders whose turns ended, but only those the
+turns took.
 
-KEYS[1]  <prefix>lease:<order>
-ARGV[1]  the token the turn set when it took the lease
-Returns  1 when the lease was ours and is gone; 0 when it had expired and someone else (or
-         no one) holds it now, which is left as it is.
+KEYS     <prefix>lease:<order>, one per turn
+ARGV[1]  the tokens the turns set when they took the leases, 16 characters each, one per
+         key in the same order
+Returns  how many leases were ours and are gone. A lease that had expired, and that
+         someone else (or no one) holds now, is left as it is.
 ]]
 
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
+local freed = 0
+for i, key in ipairs(KEYS) do
+  if redis.call('GET', key) == string.sub(ARGV[1], 16 * i - 15, 16 * i) then
+    freed = freed + redis.call('DEL', key)
+  end
 end
-return 0
+return freed

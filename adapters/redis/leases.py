@@ -1,0 +1,50 @@
+"""Order leases: which process runs an order's turn right now.
+
+A turn takes its order's lease before it loads the order and frees it when it is done;
+another process finding the lease taken leaves the message for later. A lease expires on
+its own, so a process that dies holding one blocks its order only for a while, and a
+lease is freed only by the turn that took it (its token), so a slow turn whose lease ran
+out never frees the one another turn holds now. The turns running at the same time take
+and free their leases together, one script call each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from redis.asyncio import Redis
+
+from adapters.redis.keys import RuntimeKeys
+from adapters.redis.scripts import lua_source
+
+TOKEN_CHARS = 16  # the width the scripts read tokens in
+
+
+class Leases:
+    def __init__(self, redis: Redis, keys: RuntimeKeys, *, lease_ms: int) -> None:
+        self._keys = keys
+        self._lease_ms = lease_ms
+        self._take = redis.register_script(lua_source("take_leases"))
+        self._release = redis.register_script(lua_source("release_leases"))
+
+    async def take(self, wanted: Sequence[tuple[str, str]]) -> list[bool]:
+        """Take the lease of each (order, token) where it is free; True where taken."""
+        if not wanted:
+            return []
+        keys = [self._keys.lease(order_id) for order_id, _ in wanted]
+        taken = await self._take(keys=keys, args=[self._lease_ms, _tokens(wanted)])
+        return [bool(t) for t in taken]
+
+    async def free(self, held: Sequence[tuple[str, str]]) -> int:
+        """Free each (order, token) lease still held with that token; return how many."""
+        if not held:
+            return 0
+        keys = [self._keys.lease(order_id) for order_id, _ in held]
+        freed: int = await self._release(keys=keys, args=[_tokens(held)])
+        return freed
+
+
+def _tokens(pairs: Sequence[tuple[str, str]]) -> str:
+    if any(len(token) != TOKEN_CHARS for _, token in pairs):
+        raise ValueError(f"lease tokens are {TOKEN_CHARS} characters")
+    return "".join(token for _, token in pairs)
