@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable, Sequence
 from datetime import date
 from decimal import Decimal
+from functools import lru_cache
 from typing import Literal, NamedTuple
 
 from msgspec import Struct
@@ -67,9 +68,16 @@ class NoRate(Struct, frozen=True, kw_only=True):
     reason: str
 
 
+@lru_cache(maxsize=4096)  # level names and shipping titles repeat on every order
 def _words(text: str) -> str:
     # "UPS_Next-Day Air" and "next day" both become plain space-separated words.
     return _NON_WORD.sub(" ", text.lower()).strip()
+
+
+@lru_cache(maxsize=256)  # the configured levels: the same few on every order
+def _terms(level: ServiceLevel) -> tuple[str, ...]:
+    words = (_words(level.name), *(_words(m) for m in level.match))
+    return tuple(f" {w} " for w in words if w)
 
 
 def service_level_for(
@@ -85,14 +93,7 @@ def service_level_for(
     if fallback is None:
         raise ValueError(f"default service level {default!r} is not among the levels")
     text = f" {_words(shipping_service or '')} "
-    matching = [
-        level
-        for level in levels
-        if any(
-            term and f" {term} " in text
-            for term in (_words(level.name), *(_words(m) for m in level.match))
-        )
-    ]
+    matching = [level for level in levels if any(term in text for term in _terms(level))]
     if not matching:
         return fallback
     return min(matching, key=lambda level: level.max_days)

@@ -23,7 +23,8 @@ _ORDER_ID_CHARS = 20  # 100 bits of the hash: no collision in any realistic orde
 def order_id_for(platform: Platform, external_id: str) -> str:
     """orderd's id for the platform's order ``external_id``: the same on every redelivery."""
     digest = hashlib.sha256(f"{platform}:{external_id}".encode()).digest()
-    return "ord_" + base64.b32encode(digest).decode("ascii")[:_ORDER_ID_CHARS].lower()
+    # The first 15 bytes make 24 characters, enough for 20: the rest is not encoded at all.
+    return "ord_" + base64.b32encode(digest[:15]).decode("ascii")[:_ORDER_ID_CHARS].lower()
 
 
 class Paid(Struct, frozen=True):
