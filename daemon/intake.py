@@ -32,6 +32,7 @@ from adapters.batching import Coalescer
 from adapters.carriers.webhooks import TrackingUpdate
 from adapters.platforms import Cancelled, Ignored, Paid
 from adapters.postgres import mailbox
+from adapters.postgres.rows import Rows
 
 log = logging.getLogger("orderd.intake")
 
@@ -279,16 +280,27 @@ def _rounds(
 # (see adapters.postgres.mailbox); a paid order whose paid message is already stored is
 # recorded as a repeat. One round trip for the whole batch keeps intake's share
 # of PostgreSQL, and of the CPU both wait on, small.
-_STORE = """
-WITH input AS (
-    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-                         $6::bytea[], $7::text[], $8::text[], $9::bytea[], $10::text[])
-        WITH ORDINALITY AS i (source, topic, delivery_id, event_id, external_id, body,
-                              order_id, type, message, reason, idx)
+#
+# The deliveries' fields come as JSON rows ($1); their bodies and messages as one bytea
+# ($2) that each row points into. Arrays would cost the client about a microsecond an
+# element, ten elements a delivery.
+_INPUT = Rows(
+    "idx int", "source text", "topic text", "delivery_id text", "event_id text",
+    "external_id text", "order_id text", "type text", "reason text",
+    "body_at int", "body_len int", "message_at int", "message_len int",
+)  # fmt: skip
+_STORE = f"""
+WITH given AS (
+    SELECT {_INPUT.columns} FROM {_INPUT.source}
+), input AS (
+    SELECT g.*, substring($2::bytea FROM g.body_at + 1 FOR g.body_len) AS body,
+           substring($2::bytea FROM g.message_at + 1 FOR g.message_len) AS message
+    FROM given g
 ), known AS (
     -- = ANY of the batch's orders: an index look-up per order, whatever the mailbox's size
     SELECT DISTINCT order_id FROM mailbox
-    WHERE type = 'order_paid' AND order_id = ANY($7::text[])
+    WHERE type = 'order_paid'
+      AND order_id = ANY(ARRAY(SELECT order_id FROM given WHERE order_id IS NOT NULL))
 ), decided AS (
     SELECT i.*,
            CASE WHEN i.type = 'order_paid' AND i.order_id IN (SELECT order_id FROM known)
@@ -347,19 +359,21 @@ async def _store_round(
     conn: Any, deliveries: Sequence[Delivery], plans: Sequence[_Plan]
 ) -> list[_Stored]:
     bodies = [encode_message(p.message) if p.message is not None else None for p in plans]
-    rows = await conn.fetch(
-        _STORE,
-        [d.source for d in deliveries],
-        [d.topic for d in deliveries],
-        [d.delivery_id for d in deliveries],
-        [d.event_id for d in deliveries],
-        [_external_id(d.decision) for d in deliveries],
-        [d.body for d in deliveries],
-        [p.order_id for p in plans],
-        [type(p.message).__struct_config__.tag if p.message is not None else None for p in plans],
-        bodies,
-        [p.reason for p in plans],
-    )
+    given, blob, at = [], [], 0
+    for index, (delivery, plan, body) in enumerate(zip(deliveries, plans, bodies, strict=True)):
+        body_at, at = at, at + len(delivery.body)
+        blob.append(delivery.body)
+        message_at = message_len = None
+        if body is not None:
+            message_at, message_len, at = at, len(body), at + len(body)
+            blob.append(body)
+        tag = type(plan.message).__struct_config__.tag if plan.message is not None else None
+        given.append(
+            (index, delivery.source, delivery.topic, delivery.delivery_id, delivery.event_id,
+             _external_id(delivery.decision), plan.order_id, tag, plan.reason,
+             body_at, len(delivery.body), message_at, message_len)
+        )  # fmt: skip
+    rows = await conn.fetch(_STORE, _INPUT.encode(given), b"".join(blob))
     stored = []
     for row, plan, body in zip(rows, plans, bodies, strict=True):
         posted = None
