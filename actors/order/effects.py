@@ -59,7 +59,9 @@ class Shipping:
         self._tare_g = tare_g
         self._default_box = default_box_cm
         # Pick lists of turns running together look their products up in one query.
-        self._products: Coalescer[str, Any] = Coalescer(self._load_products)
+        self._products: Coalescer[tuple[str, ...], dict[str, Any]] = Coalescer(
+            self._load_products
+        )
 
     async def request(
         self, order_id: str, order: NormalizedOrder, effect: RequestFulfillment, now: datetime
@@ -69,8 +71,7 @@ class Shipping:
         numbers: dict[str, int] = {}
         for number, line in enumerate(order.lines, start=1):
             numbers.setdefault(line.sku, number)
-        found = await asyncio.gather(*(self._products.submit(sku) for sku, _ in effect.lines))
-        products = {sku: row for (sku, _), row in zip(effect.lines, found, strict=True)}
+        products = await self._products.submit(tuple(sku for sku, _ in effect.lines))
         lines = []
         for sku, units in effect.lines:
             product = products.get(sku)
@@ -113,7 +114,7 @@ class Shipping:
         )
         # The products' own follow-ups: reviewed once the slowest to judge has had its time,
         # a repeat reminder when the first runs out.
-        found = [row for row in products.values() if row is not None]
+        found = list(products.values())
         reviews = [r["review_after_days"] for r in found if r["review_after_days"]]
         repeats = [r["repeat_after_days"] for r in found if r["repeat_after_days"]]
         queued_result = FulfillmentQueued(
@@ -202,7 +203,7 @@ class Shipping:
         await carrier.void(effect.purchase_id)
         return Voided(shipment_id=effect.shipment_id)
 
-    async def _load_products(self, skus: Sequence[str]) -> list[Any]:
+    async def _load_products(self, asked: Sequence[tuple[str, ...]]) -> list[dict[str, Any]]:
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(
                 """
@@ -210,10 +211,10 @@ class Shipping:
                        review_after_days, repeat_after_days
                 FROM products WHERE sku = ANY($1::text[])
                 """,
-                list(set(skus)),
+                list({sku for skus in asked for sku in skus}),
             )
         by_sku = {r["sku"]: r for r in rows}
-        return [by_sku.get(sku) for sku in skus]
+        return [{sku: by_sku[sku] for sku in skus if sku in by_sku} for skus in asked]
 
     async def track(self, order_id: str, effect: Track) -> TrackingUpdated | NothingTracked:
         """The carrier's latest scan of the parcel, as the news its webhook would bring."""
