@@ -143,3 +143,33 @@ async def test_messages_not_yet_streamed_become_batches_when_upgrading_to_6(
         )
         assert noted == [r["id"] for r in waiting]  # 800 messages, in order
         assert [len(row["message_ids"]) for row in batches] == [500, 300]
+
+
+async def test_long_rows_are_compressed_with_lz4_where_the_server_has_it(pg: Any) -> None:
+    try:
+        await pg.execute("SET default_toast_compression = lz4")
+    except asyncpg.PostgresError:
+        pytest.skip("this PostgreSQL was built without lz4")
+    # The session's default is pglz: the columns' own setting must win.
+    await pg.execute("SET default_toast_compression = pglz")
+    document = '{"note": "' + "parcel " * 2000 + '"}'  # long enough to be compressed
+    await pg.execute(
+        """
+        INSERT INTO orders (id, source, external_id, document, actor_state)
+        VALUES ('o1', 'shopify', '1', $1::jsonb, $1::jsonb)
+        """,
+        document,
+    )
+    await pg.execute(
+        "INSERT INTO webhook_inbox (source, topic, delivery_id, body) VALUES ('s', 't', 'd', $1)",
+        document.encode(),
+    )
+    row = await pg.fetchrow(
+        """
+        SELECT pg_column_compression(o.document) AS document,
+               pg_column_compression(o.actor_state) AS actor_state,
+               (SELECT pg_column_compression(body) FROM webhook_inbox) AS body
+        FROM orders o
+        """
+    )
+    assert dict(row) == {"document": "lz4", "actor_state": "lz4", "body": "lz4"}
