@@ -78,12 +78,13 @@ class Intake:
         mail: Mail,
         *,
         max_batch: int = 256,
-        burst: int = 32,
+        burst: int = 16,
         calm_after_s: float = 0.1,
     ) -> None:
         self._pool = pool
         # Webhooks being handled at once that make a burst: a steady flow has a few (a
-        # thousand a second answered in 10 ms is ten at a time).
+        # thousand a second answered in 10 ms is ten at a time). Under pressure the turns
+        # make room, which keeps a steady flow's answers near that time.
         self._burst = burst
         self._in_progress = 0
         self._pressed_until = 0.0

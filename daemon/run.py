@@ -107,6 +107,7 @@ class Daemon:
                 read_count=settings.runtime.read_count,
                 max_deliveries=settings.runtime.max_deliveries,
                 claim_idle_ms=settings.runtime.claim_idle_ms,
+                max_turns=settings.runtime.max_turns,
             ),
             on_group_lost=self.rebuild_backlog,
             pressed=intake.pressed,

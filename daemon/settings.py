@@ -55,6 +55,7 @@ class RuntimeSettings(_Section, frozen=True):
     lease_ms: Annotated[int, Meta(ge=1000, le=600_000)] = 10_000
     claim_idle_ms: Annotated[int, Meta(ge=1000, le=86_400_000)] = 60_000
     read_count: Annotated[int, Meta(ge=1, le=10_000)] = 256
+    max_turns: Annotated[int, Meta(ge=1, le=10_000)] = 64
 
 
 class RedisSettings(_Section, frozen=True):

@@ -135,6 +135,7 @@ def test_environment_overrides_are_coerced_to_the_key_type(tmp_path: Path) -> No
         "ORDERD_WEBHOOKS__SHOPIFY__SECRET": "s3cret",
         "ORDERD_WEBHOOKS__SHOPIFY__PREVIOUS_SECRETS": "old1, old2",
         "ORDERD_ADMIN__TOKEN": "12345",
+        "ORDERD_RUNTIME__MAX_TURNS": "256",
         "ORDERD_UNRELATED": "ignored: no double underscore",
     }
     settings = load_settings(path, env)
@@ -145,6 +146,7 @@ def test_environment_overrides_are_coerced_to_the_key_type(tmp_path: Path) -> No
     assert settings.webhooks.shopify.enabled is True
     assert settings.webhooks.shopify.previous_secrets == ("old1", "old2")
     assert settings.admin.token == "12345"  # a numeric-looking secret stays a string
+    assert settings.runtime.max_turns == 256
 
 
 @pytest.mark.parametrize(
@@ -158,6 +160,7 @@ def test_environment_overrides_are_coerced_to_the_key_type(tmp_path: Path) -> No
         ({"ORDERD_WEBHOOKS__SHOPIFY": "x"}, "cannot be set from the environment"),
         ({"ORDERD_WAREHOUSES__CODE": "x"}, "is not a setting"),
         ({"ORDERD_DAEMON__LOG_LEVEL": "loud"}, "ORDERD_DAEMON__LOG_LEVEL: daemon.log_level"),
+        ({"ORDERD_RUNTIME__MAX_TURNS": "0"}, "runtime.max_turns: expected int >= 1"),
     ],
 )
 def test_a_bad_override_names_the_variable(env: dict[str, str], expected: str) -> None:
