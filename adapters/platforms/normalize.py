@@ -7,7 +7,6 @@ Each helper takes the field's path (e.g. ``line_items[2].sku``) for the error it
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TypeVar
@@ -99,8 +98,7 @@ def utc_time(value: datetime | None, field: str, *, naive_is_utc: bool = False) 
     return value.astimezone(UTC)
 
 
-@dataclass(frozen=True, slots=True)
-class RawLine:
+class RawLine(msgspec.Struct, frozen=True, kw_only=True):
     """One order line as a platform sent it, before the stock rules are applied."""
 
     field: str  # e.g. "line_items[3]", for errors
