@@ -51,6 +51,7 @@ def next_business_day(cal: BusinessCalendar, day: date) -> date:
     return day
 
 
+@lru_cache(maxsize=1024)  # every order of a day asks the same few questions
 def add_business_days(cal: BusinessCalendar, day: date, days: int) -> date:
     """``day`` moved ``days`` business days on.
 
