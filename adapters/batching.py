@@ -43,6 +43,7 @@ class Coalescer(Generic[T, R]):
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
         self._in_flight = 0
         self._scheduled = False
+        self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def submit(self, item: T) -> R:
@@ -52,18 +53,25 @@ class Coalescer(Generic[T, R]):
         return await future
 
     def _schedule(self) -> None:
-        if self._scheduled or not self._pending or self._in_flight >= self._max_in_flight:
+        if not self._pending or self._in_flight >= self._max_in_flight:
             return
+        full = len(self._pending) >= self._max_batch
+        if self._scheduled and not (full and self._timer is not None):
+            return
+        if self._timer is not None:
+            self._timer.cancel()  # a full batch does not wait out the linger
+            self._timer = None
         self._scheduled = True
         loop = asyncio.get_running_loop()
-        if len(self._pending) >= self._max_batch or self._linger_s == 0:
+        if full or self._linger_s == 0:
             # Next loop turn: everything submitted in this one rides along.
             loop.call_soon(self._flush)
         else:
-            loop.call_later(self._linger_s, self._flush)
+            self._timer = loop.call_later(self._linger_s, self._flush)
 
     def _flush(self) -> None:
         self._scheduled = False
+        self._timer = None
         if not self._pending or self._in_flight >= self._max_in_flight:
             return
         batch, self._pending = (

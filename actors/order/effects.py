@@ -59,9 +59,7 @@ class Shipping:
         self._tare_g = tare_g
         self._default_box = default_box_cm
         # Pick lists of turns running together look their products up in one query.
-        self._products: Coalescer[tuple[str, ...], dict[str, Any]] = Coalescer(
-            self._load_products
-        )
+        self._products: Coalescer[tuple[str, ...], dict[str, Any]] = Coalescer(self._load_products)
 
     async def request(
         self, order_id: str, order: NormalizedOrder, effect: RequestFulfillment, now: datetime
