@@ -52,6 +52,12 @@ class RuntimeSettings(Struct, frozen=True, kw_only=True):
     # burst is answered first, and no message waits more than max_defer_s for it.
     turns_when_pressed: int = 8
     max_defer_s: float = 30.0
+    # After a read that found only a trickle (under a quarter of read_count), the next
+    # waits this long, so a steady flow is taken in batches: every batch of turns costs a
+    # few round trips and a transaction whatever its size. A lone message still starts at
+    # once; what follows it waits at most this long. At a steady 1,000 orders/s, 30 ms
+    # took a turn's CPU from about 480 µs to 350, and PostgreSQL's by about 60.
+    gather_s: float = 0.03
     janitor_every_s: float = 5.0
     forget_consumers_after_ms: int = 24 * 3600 * 1000
 
@@ -132,6 +138,8 @@ class ActorRuntime:
                 for entry in entries:
                     self.dispatch(entry)
                 self.last_progress = time.monotonic()
+                if entries and len(entries) < self._settings.read_count // 4:
+                    await self._pause(self._settings.gather_s)
         finally:
             self._reading = False
             janitor.cancel()
