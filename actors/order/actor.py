@@ -115,7 +115,7 @@ class OrderTurns:
         self._lease_book = Leases(redis, keys, lease_ms=lease_ms)
         # Turns of different orders share their round trips: leases, loads and saves of
         # the turns running at the same time go in one call each.
-        self._leases: Coalescer[tuple[str, str], bool] = Coalescer(self._take_leases)
+        self._leases: Coalescer[tuple[str, str], bool] = Coalescer(self._lease_book.take)
         self._unleases: Coalescer[tuple[str, str], None] = Coalescer(self._free_leases)
         self._loads: Coalescer[str, orders.Loaded] = Coalescer(self._load_batch)
         self._saves: Coalescer[orders.Turn, None] = Coalescer(self._save_batch)
@@ -129,9 +129,6 @@ class OrderTurns:
             return await self._turn(order_id, seq, message)
         finally:
             await self._unleases.submit((order_id, token))
-
-    async def _take_leases(self, wanted: Sequence[tuple[str, str]]) -> list[bool]:
-        return await self._lease_book.take(wanted)
 
     async def _free_leases(self, held: Sequence[tuple[str, str]]) -> list[None]:
         await self._lease_book.free(held)
