@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -207,6 +208,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     logs = Path(tempfile.mkdtemp(prefix="orderd-bench-intake-"))
     processes: list[subprocess.Popen[bytes]] = []
     redis = aioredis.Redis.from_url(settings.redis.url)
+    finished = False
     try:
         async with connection(settings.postgres.dsn, schema) as conn:
             await pg_schema.migrate(conn, schema)
@@ -283,6 +285,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         orderd_paced = await paced(orderd_url, steady, args.rate)
         # Whether the actors kept up with the fixed rate: what is left when it ends.
         behind = None if roles == ("intake",) else await backlog(redis, f"{prefix}stream:orders")
+        finished = True
         return {
             "accepted_per_s": orderd["accepted_per_s"],
             "baseline_per_s": baseline["accepted_per_s"],
@@ -323,6 +326,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         for start in range(0, len(keys), 1000):
             await redis.delete(*keys[start : start + 1000])
         await redis.aclose()
+        if finished:
+            shutil.rmtree(logs, ignore_errors=True)
+        else:
+            log(f"orderd's logs are kept in {logs}")
 
 
 def render(report: dict[str, Any]) -> str:
