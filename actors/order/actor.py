@@ -10,7 +10,6 @@ Effects run with fixed operation ids, so a turn retried after a crash repeats no
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -54,7 +53,7 @@ from adapters.postgres import fulfillment, notifications, orders
 from adapters.postgres.mailbox import Posted
 from adapters.postgres.stock import LedgerEntry, fresh, hold_ledger
 from adapters.redis.keys import RuntimeKeys
-from adapters.redis.leases import TOKEN_CHARS, Leases
+from adapters.redis.leases import Leases, new_token
 from adapters.redis.scripts import StaleEpoch, UnknownSku
 from adapters.stock.allocator import Allocator
 
@@ -122,7 +121,7 @@ class OrderTurns:
 
     async def apply(self, order_id: str, seq: int, message: Message) -> Outcome:
         """Apply message ``seq`` of the order, exactly once and in order."""
-        token = secrets.token_hex(TOKEN_CHARS // 2)
+        token = new_token()
         if not await self._leases.submit((order_id, token)):
             return Outcome.BUSY
         try:

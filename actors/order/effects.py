@@ -112,9 +112,8 @@ class Shipping:
         )
         # The products' own follow-ups: reviewed once the slowest to judge has had its time,
         # a repeat reminder when the first runs out.
-        found = list(products.values())
-        reviews = [r["review_after_days"] for r in found if r["review_after_days"]]
-        repeats = [r["repeat_after_days"] for r in found if r["repeat_after_days"]]
+        reviews = [r["review_after_days"] for r in products.values() if r["review_after_days"]]
+        repeats = [r["repeat_after_days"] for r in products.values() if r["repeat_after_days"]]
         queued_result = FulfillmentQueued(
             request=effect,
             pick_list=pick_list,

@@ -10,6 +10,7 @@ and free their leases together, one script call each.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 
 from redis.asyncio import Redis
@@ -18,6 +19,11 @@ from adapters.redis.keys import RuntimeKeys
 from adapters.redis.scripts import lua_source
 
 TOKEN_CHARS = 16  # the width the scripts read tokens in
+
+
+def new_token() -> str:
+    """A turn's own lease token, of the width the scripts read."""
+    return secrets.token_hex(TOKEN_CHARS // 2)
 
 
 class Leases:
