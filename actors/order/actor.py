@@ -9,6 +9,7 @@ Effects run with fixed operation ids, so a turn retried after a crash repeats no
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -51,7 +52,7 @@ from actors.order.states import TERMINAL
 from adapters.batching import Coalescer
 from adapters.postgres import fulfillment, notifications, orders
 from adapters.postgres.mailbox import Posted
-from adapters.postgres.stock import LedgerEntry, fresh, hold_ledger
+from adapters.postgres.stock import LedgerEntry, fresh, ledger_transaction
 from adapters.redis.keys import RuntimeKeys
 from adapters.redis.leases import Leases, new_token
 from adapters.redis.scripts import StaleEpoch, UnknownSku
@@ -60,6 +61,14 @@ from adapters.stock.allocator import Allocator
 log = logging.getLogger("orderd.turns")
 
 _MAX_STEPS = 16  # effects feeding results back: a bound, not a budget
+
+
+class _Stale(Exception):
+    """Turns whose stock changes Redis lost while they ran (it was rebuilt)."""
+
+    def __init__(self, order_ids: set[str]) -> None:
+        super().__init__(", ".join(sorted(order_ids)))
+        self.order_ids = frozenset(order_ids)
 
 
 class Outcome(Enum):
@@ -140,23 +149,29 @@ class OrderTurns:
 
     async def _save_batch(self, turns: Sequence[orders.Turn]) -> list[Exception | None]:
         outcome: list[Exception | None] = [None] * len(turns)
-        async with self._pool.acquire() as conn, conn.transaction():
-            await hold_ledger(conn)
-            warehouses = sorted({w for t in turns for e in t.ledger for w, _ in e.epochs})
-            current = await self._allocator.epochs(warehouses) if warehouses else {}
-            fit = []
-            for index, turn in enumerate(turns):
-                if all(fresh(entry, current) for entry in turn.ledger):
-                    fit.append(turn)
-                else:
+        fit = list(range(len(turns)))
+        posted: list[Posted] = []
+        # Each attempt that fails drops at least one turn, so this ends; a second attempt
+        # is rare (another process saved an order first, or Redis was rebuilt).
+        while fit:
+            try:
+                posted = await self._save_fitting([turns[index] for index in fit])
+                break
+            except orders.ConcurrentTurns as exc:
+                dropped = [i for i in fit if turns[i].order_id in exc.order_ids]
+                for index in dropped:
+                    outcome[index] = orders.ConcurrentTurn(turns[index].order_id)
+            except _Stale as exc:
+                dropped = [i for i in fit if turns[i].order_id in exc.order_ids]
+                for index in dropped:
                     outcome[index] = StaleEpoch(
-                        f"Redis was rebuilt during a turn of {turn.order_id}"
+                        f"Redis was rebuilt during a turn of {turns[index].order_id}"
                     )
-            saved, posted = await orders.save_turns(conn, fit)
-        for index, turn in enumerate(turns):
-            if outcome[index] is None and turn.order_id not in saved:
-                outcome[index] = orders.ConcurrentTurn(turn.order_id)
-        reminders = [r for t in turns if t.order_id in saved for r in t.reminders]
+            if not dropped:
+                raise RuntimeError("a failed save named no turn of its batch")
+            fit = [index for index in fit if index not in dropped]
+        saved = [turns[index] for index in fit]
+        reminders = [r for t in saved for r in t.reminders]
         if reminders:
             try:
                 await self._redis.zadd(
@@ -166,9 +181,29 @@ class OrderTurns:
             except (RedisError, OSError) as exc:
                 # Saved already: the reminders fire from PostgreSQL all the same.
                 log.warning("reminders not copied to Redis: %s", exc)
-        if self._on_saved is not None:
-            await self._on_saved(posted, [t for t in turns if t.order_id in saved])
+        if self._on_saved is not None and saved:
+            await self._on_saved(posted, saved)
         return outcome
+
+    async def _save_fitting(self, turns: Sequence[orders.Turn]) -> list[Posted]:
+        """Save the turns in one transaction, or none of them: :class:`_Stale` names the
+        turns whose stock changes Redis lost meanwhile, ``ConcurrentTurns`` those that
+        another process saved first."""
+        warehouses = sorted({w for t in turns for e in t.ledger for w, _ in e.epochs})
+        async with self._pool.acquire() as conn, ledger_transaction(conn):
+            if not warehouses:
+                return await orders.save_turns(conn, turns)
+            # Read under the ledger's lock, beside the save: a rebuild of Redis cannot
+            # change the epochs until this transaction ends.
+            current, posted = await asyncio.gather(
+                self._allocator.epochs(warehouses), orders.save_turns(conn, turns)
+            )
+            stale = {
+                t.order_id for t in turns if not all(fresh(entry, current) for entry in t.ledger)
+            }
+            if stale:
+                raise _Stale(stale)
+            return posted
 
     async def _turn(self, order_id: str, seq: int, message: Message) -> Outcome:
         loaded = await self._loads.submit(order_id)

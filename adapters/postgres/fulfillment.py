@@ -10,6 +10,7 @@ import msgspec
 from msgspec import Struct
 
 from adapters.postgres.rows import Raw, Rows
+from adapters.postgres.writes import Writes
 from adapters.wms.model import FulfillmentRequest
 
 _encode = msgspec.json.Encoder().encode
@@ -34,9 +35,16 @@ class Due(Struct, frozen=True):
 
 async def queue(conn: Any, queued: Sequence[Queued]) -> None:
     """Add requests (in the caller's transaction); one already queued stays as it is."""
+    writes = Writes()
+    add_queued(writes, queued)
+    await writes.execute(conn)
+
+
+def add_queued(writes: Writes, queued: Sequence[Queued]) -> None:
+    """:func:`queue` as a part of a larger statement."""
     if not queued:
         return
-    await conn.execute(
+    writes.add(
         f"""
         INSERT INTO fulfillment_requests (shipment_id, order_id, warehouse, adapter, body,
                                           next_attempt_at)

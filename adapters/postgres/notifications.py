@@ -15,6 +15,7 @@ from msgspec import Struct
 
 from adapters.notify.model import Outgoing
 from adapters.postgres.rows import Raw, Rows
+from adapters.postgres.writes import Writes
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(Outgoing).decode
@@ -43,9 +44,16 @@ _QUEUED = Rows(
 
 async def queue(conn: Any, rows: Sequence[Row]) -> None:
     """Add messages to the outbox (in the caller's transaction); repeats add nothing."""
+    writes = Writes()
+    add_queued(writes, rows)
+    await writes.execute(conn)
+
+
+def add_queued(writes: Writes, rows: Sequence[Row]) -> None:
+    """:func:`queue` as a part of a larger statement."""
     if not rows:
         return
-    await conn.execute(
+    writes.add(
         f"""
         INSERT INTO notifications (idempotency_key, order_id, shipment_id, kind, channel,
                                    episode, recipient, payload, next_attempt_at)

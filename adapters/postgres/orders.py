@@ -44,6 +44,7 @@ from actors.order.types import NormalizedOrder
 from adapters.errors import OrderdError
 from adapters.postgres import fulfillment, mailbox, notifications, shipments, stock
 from adapters.postgres.rows import Raw, Rows
+from adapters.postgres.writes import Writes
 
 _snapshot = msgspec.json.Decoder(Snapshot)
 _order = msgspec.json.Decoder(NormalizedOrder)
@@ -51,7 +52,10 @@ _encode = msgspec.json.Encoder().encode
 
 
 # A turn's columns of the orders row, then the order's own (from its platform data).
-_TURN = ("state text", "reason text", "policy text", "actor_state jsonb", "last_seq int")
+_TURN = (
+    "state text", "reason text", "policy text", "actor_state jsonb", "last_seq int",
+    "shipped_at timestamptz", "delivered_at timestamptz", "completed_at timestamptz",
+)  # fmt: skip
 _ORDER = (
     "source text", "external_id text", "name text", "paid_at timestamptz", "currency text",
     "service text", "document jsonb",
@@ -64,12 +68,20 @@ _LINES = Rows(
     "reserved int", "shipped int",
 )  # fmt: skip
 _UNITS = Rows("order_id text", "line_no int", "reserved int", "shipped int")
-_EVENTS = Rows("order_id text", "seq int", "type text", "at timestamptz", "data jsonb")
+_EVENTS = Rows("order_id text", "nth int", "type text", "at timestamptz", "data jsonb")
 _REMINDERS = Rows("key text", "order_id text", "kind text", "due_at timestamptz")
 
 
 class ConcurrentTurn(Exception):
     """Another process saved a turn of this order first; this turn must be dropped."""
+
+
+class ConcurrentTurns(Exception):
+    """Turns of a batch whose orders another process saved first (see save_turns)."""
+
+    def __init__(self, order_ids: set[str]) -> None:
+        super().__init__(f"saved by another process first: {', '.join(sorted(order_ids))}")
+        self.order_ids = frozenset(order_ids)
 
 
 class UnknownOrder(OrderdError):
@@ -128,30 +140,35 @@ async def load_many(conn: Any, order_ids: Sequence[str]) -> dict[str, Loaded]:
     return {order_id: found.get(order_id, Loaded(None, 0, 0)) for order_id in order_ids}
 
 
-async def save_turns(conn: Any, turns: Sequence[Turn]) -> tuple[set[str], list[mailbox.Posted]]:
-    """Save many orders' turns in the caller's transaction; return the orders saved and
-    the messages they told themselves (to stream once the transaction commits).
+async def save_turns(conn: Any, turns: Sequence[Turn]) -> list[mailbox.Posted]:
+    """Save many orders' turns in the caller's transaction; return the messages they told
+    themselves (to stream once the transaction commits).
 
-    A turn whose order another process saved since it was loaded (its version moved) is
-    left out, with everything it would have written: its caller drops it.
+    One statement writes the turns (see :mod:`adapters.postgres.writes`); only what few
+    turns do (messages to themselves, withdrawn warehouse requests) adds another. If the
+    order of any turn was saved by another process since it was loaded (its version
+    moved), :class:`ConcurrentTurns` is raised: the statement wrote the other turns'
+    rows as well, so the caller rolls its transaction back and saves again without it.
     """
-    saved = await _insert_new(conn, [t for t in turns if t.loaded.version == 0])
-    saved |= await _update_known(conn, [t for t in turns if t.loaded.version > 0])
-    done = [t for t in turns if t.order_id in saved]
+    if not turns:
+        return []
+    writes = Writes()
+    saved = [
+        _insert_new(writes, [t for t in turns if t.loaded.version == 0]),
+        _update_known(writes, [t for t in turns if t.loaded.version > 0]),
+    ]
     # A received order's lines are written with what they hold; the others' are updated.
-    received = [t for t in done if any(isinstance(e, OrderReceived) for e in t.events)]
-    await _insert_lines(conn, received)
+    received = [t for t in turns if any(isinstance(e, OrderReceived) for e in t.events)]
+    _insert_lines(writes, received)
     fresh = {t.order_id for t in received}
-    await _record_reserved(
-        conn, [t for t in done if t.snapshot.order is not None and t.order_id not in fresh]
+    _record_reserved(
+        writes, [t for t in turns if t.snapshot.order is not None and t.order_id not in fresh]
     )
-    await _append_events(conn, [t for t in done if t.events])
-    entries = [entry for t in done for entry in t.ledger]
-    if entries:
-        await stock.write_entries(conn, entries)
-    reminders = [r for t in done for r in t.reminders]
+    _append_events(writes, [t for t in turns if t.events])
+    stock.add_entries(writes, [entry for t in turns for entry in t.ledger])
+    reminders = [r for t in turns for r in t.reminders]
     if reminders:
-        await conn.execute(
+        writes.add(
             f"""
             INSERT INTO reminders (key, order_id, kind, due_at)
             SELECT {_REMINDERS.columns} FROM {_REMINDERS.source}
@@ -159,84 +176,58 @@ async def save_turns(conn: Any, turns: Sequence[Turn]) -> tuple[set[str], list[m
             """,
             _REMINDERS.encode((r.key, r.order_id, r.kind, r.due_at) for r in reminders),
         )
-    moved = [t for t in done if any(isinstance(e, _SHIPMENT_EVENTS) for e in t.events)]
-    await shipments.save(
-        conn, [(t.order_id, s, t.events[-1].at) for t in moved for s in t.snapshot.shipments]
+    moved = [t for t in turns if any(isinstance(e, _SHIPMENT_EVENTS) for e in t.events)]
+    shipments.add(
+        writes, [(t.order_id, s, t.events[-1].at) for t in moved for s in t.snapshot.shipments]
     )
-    await _record_shipped(conn, moved)
-    await fulfillment.queue(conn, [q for t in done for q in t.requests])
+    fulfillment.add_queued(writes, [q for t in turns for q in t.requests])
+    notifications.add_queued(writes, [n for t in turns for n in t.notifications])
+    rows = await writes.fetch(
+        conn, " UNION ALL ".join(f"SELECT id FROM {name}" for name in saved if name)
+    )
+    missing = {t.order_id for t in turns} - {r["id"] for r in rows}
+    if missing:
+        raise ConcurrentTurns(missing)
+    # These read or write rows the statement above writes: they follow it.
     cancels = [(t.order_id, e.at) for t in moved for e in t.events if isinstance(e, OrderCancelled)]
     if cancels:
         await fulfillment.withdraw(conn, [o for o, _ in cancels], min(at for _, at in cancels))
-    await notifications.queue(conn, [n for t in done for n in t.notifications])
-    await _record_milestones(conn, done)
-    posted = await mailbox.post(conn, [m for t in done for m in t.told])
-    return saved, posted
+    return await mailbox.post(conn, [m for t in turns for m in t.told])
 
 
 async def save_turn(conn: Any, turn: Turn) -> list[mailbox.Posted]:
     """Save one turn; raise :class:`ConcurrentTurn` if another process saved first."""
-    saved, posted = await save_turns(conn, [turn])
-    if turn.order_id not in saved:
-        raise ConcurrentTurn(turn.order_id)
-    return posted
+    try:
+        return await save_turns(conn, [turn])
+    except ConcurrentTurns:
+        raise ConcurrentTurn(turn.order_id) from None
 
 
-async def _record_milestones(conn: Any, turns: Sequence[Turn]) -> None:
-    """When each order was delivered (its last parcel) and completed, for the reports."""
-    ids, delivered, completed = [], [], []
-    for turn in turns:
-        arrived = any(isinstance(e, ShipmentDelivered) for e in turn.events)
-        done = [e.at for e in turn.events if isinstance(e, OrderCompleted)]
-        state = turn.snapshot.state.value
-        if (arrived and state in ("delivered", "completed")) or done:
-            # Delivered when its last parcel arrived, whichever news came last.
-            times = [s.delivered_at for s in turn.snapshot.shipments if s.delivered_at]
-            ids.append(turn.order_id)
-            delivered.append(max(times) if times else None)
-            completed.append(done[0] if done else None)
-    if not ids:
-        return
-    await conn.execute(
-        """
-        UPDATE orders o SET delivered_at = coalesce(o.delivered_at, u.delivered),
-                            completed_at = coalesce(o.completed_at, u.completed)
-        FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[])
-             AS u (id, delivered, completed)
-        WHERE o.id = u.id
-        """,
-        ids,
-        delivered,
-        completed,
-    )
+def _milestones(turn: Turn) -> tuple[datetime | None, datetime | None, datetime | None]:
+    """When the order first shipped, was delivered (its last parcel) and was completed,
+    as far as this turn tells; None where it does not."""
+    shipped = next((e.at for e in turn.events if isinstance(e, Shipped)), None)
+    arrived = any(isinstance(e, ShipmentDelivered) for e in turn.events)
+    done = next((e.at for e in turn.events if isinstance(e, OrderCompleted)), None)
+    delivered = None
+    if (arrived and turn.snapshot.state.value in ("delivered", "completed")) or done:
+        # Delivered when its last parcel arrived, whichever news came last.
+        times = [s.delivered_at for s in turn.snapshot.shipments if s.delivered_at]
+        delivered = max(times) if times else None
+    return shipped, delivered, done
 
 
-async def _record_shipped(conn: Any, turns: Sequence[Turn]) -> None:
-    """When each order first shipped."""
-    first = [(t.order_id, e.at) for t in turns for e in t.events if isinstance(e, Shipped)]
-    if not first:
-        return
-    await conn.execute(
-        """
-        UPDATE orders o SET shipped_at = coalesce(o.shipped_at, u.at)
-        FROM unnest($1::text[], $2::timestamptz[]) AS u (id, at)
-        WHERE o.id = u.id
-        """,
-        [order_id for order_id, _ in first],
-        [at for _, at in first],
-    )
-
-
-async def _insert_new(conn: Any, turns: Sequence[Turn]) -> set[str]:
+def _insert_new(writes: Writes, turns: Sequence[Turn]) -> str | None:
     if not turns:
-        return set()
-    rows = await conn.fetch(
+        return None
+    return writes.add(
         f"""
         INSERT INTO orders (id, source, external_id, name, state, state_reason, version,
                             backorder_policy, paid_at, currency, service_level, document,
-                            actor_state, last_seq)
+                            actor_state, last_seq, shipped_at, delivered_at, completed_at)
         SELECT id, source, external_id, name, state, reason, 1, policy, paid_at, currency,
-               service, document, actor_state, last_seq
+               service, document, actor_state, last_seq, shipped_at, delivered_at,
+               completed_at
         FROM (SELECT {_NEW.columns} FROM {_NEW.source}) AS t
         ON CONFLICT (id) DO NOTHING
         RETURNING id
@@ -245,13 +236,13 @@ async def _insert_new(conn: Any, turns: Sequence[Turn]) -> set[str]:
             (t.order_id, *_turn_values(t), *_order_values(t.snapshot.order)) for t in turns
         ),
     )
-    return {r["id"] for r in rows}
 
 
 def _turn_values(turn: Turn) -> tuple[Any, ...]:
     snapshot = turn.snapshot
     state = Raw(_state_json(snapshot))
-    return (snapshot.state.value, snapshot.reason, snapshot.policy, state, turn.seq)
+    return (snapshot.state.value, snapshot.reason, snapshot.policy, state, turn.seq,
+            *_milestones(turn))  # fmt: skip
 
 
 def _order_values(order: NormalizedOrder | None) -> tuple[Any, ...]:
@@ -277,16 +268,16 @@ def _restored(row: Any) -> Snapshot | None:
     return snapshot
 
 
-async def _update_known(conn: Any, turns: Sequence[Turn]) -> set[str]:
+def _update_known(writes: Writes, turns: Sequence[Turn]) -> str | None:
     if not turns:
-        return set()
+        return None
     # An order known before its platform data (cancelled first, or held after a dead
     # letter) gets its document and platform columns when the order itself is received.
     received = [
         t.snapshot.order if any(isinstance(e, OrderReceived) for e in t.events) else None
         for t in turns
     ]
-    rows = await conn.fetch(
+    return writes.add(
         f"""
         UPDATE orders o SET state = u.state, state_reason = u.reason, version = o.version + 1,
                             backorder_policy = u.policy, actor_state = u.actor_state,
@@ -297,7 +288,10 @@ async def _update_known(conn: Any, turns: Sequence[Turn]) -> set[str]:
                             name = coalesce(u.name, o.name),
                             paid_at = coalesce(u.paid_at, o.paid_at),
                             currency = coalesce(u.currency, o.currency),
-                            service_level = coalesce(u.service, o.service_level)
+                            service_level = coalesce(u.service, o.service_level),
+                            shipped_at = coalesce(o.shipped_at, u.shipped_at),
+                            delivered_at = coalesce(o.delivered_at, u.delivered_at),
+                            completed_at = coalesce(o.completed_at, u.completed_at)
         FROM (SELECT {_KNOWN.columns} FROM {_KNOWN.source}) AS u
         WHERE o.id = u.id AND o.version = u.expected
         RETURNING o.id
@@ -307,10 +301,9 @@ async def _update_known(conn: Any, turns: Sequence[Turn]) -> set[str]:
             for t, o in zip(turns, received, strict=True)
         ),
     )
-    return {r["id"] for r in rows}
 
 
-async def _insert_lines(conn: Any, turns: Sequence[Turn]) -> None:
+def _insert_lines(writes: Writes, turns: Sequence[Turn]) -> None:
     rows = [
         (
             t.order_id, number, line.external_line_id, line.sku, line.name, line.quantity,
@@ -324,7 +317,7 @@ async def _insert_lines(conn: Any, turns: Sequence[Turn]) -> None:
     ]  # fmt: skip
     if not rows:
         return
-    await conn.execute(
+    writes.add(
         f"""
         INSERT INTO order_lines (order_id, line_no, external_line_id, sku, name, quantity,
                                  requires_shipping, grams, unit_price, reserved, shipped)
@@ -364,7 +357,7 @@ def _line_units(snapshot: Snapshot) -> list[tuple[int, int]]:
     return units
 
 
-async def _record_reserved(conn: Any, turns: Sequence[Turn]) -> None:
+def _record_reserved(writes: Writes, turns: Sequence[Turn]) -> None:
     """Each line's reserved and shipped units, as :func:`_line_units` spreads them."""
     rows = [
         (turn.order_id, number, held_now, gone)
@@ -373,7 +366,7 @@ async def _record_reserved(conn: Any, turns: Sequence[Turn]) -> None:
     ]
     if not rows:
         return
-    await conn.execute(
+    writes.add(
         f"""
         UPDATE order_lines l SET reserved = u.reserved, shipped = u.shipped
         FROM (SELECT {_UNITS.columns} FROM {_UNITS.source}) AS u
@@ -384,37 +377,24 @@ async def _record_reserved(conn: Any, turns: Sequence[Turn]) -> None:
     )
 
 
-async def _append_events(conn: Any, turns: Sequence[Turn]) -> None:
+def _append_events(writes: Writes, turns: Sequence[Turn]) -> None:
     if not turns:
         return
-    # A new order has no events yet: only known ones need their last event's number.
-    known = [t.order_id for t in turns if t.loaded.version > 0]
-    rows = (
-        await conn.fetch(
-            """
-        SELECT order_id, max(seq) AS last FROM order_events
-        WHERE order_id = ANY($1::text[]) GROUP BY order_id
-        """,
-            known,
-        )
-        if known
-        else []
-    )
-    last = {r["order_id"]: r["last"] for r in rows}
-    rows = [
-        (
-            turn.order_id, last.get(turn.order_id, 0) + offset, event_type(event), event.at,
-            Raw(encode_event(event)),
-        )
-        for turn in turns
-        for offset, event in enumerate(turn.events, start=1)
-    ]  # fmt: skip
-    await conn.execute(
+    # Numbered after the order's last event, looked up by the (order_id, seq) index.
+    writes.add(
         f"""
         INSERT INTO order_events (order_id, seq, type, at, data)
-        SELECT {_EVENTS.columns} FROM {_EVENTS.source}
+        SELECT e.order_id,
+               coalesce((SELECT max(x.seq) FROM order_events x WHERE x.order_id = e.order_id),
+                        0) + e.nth,
+               e.type, e.at, e.data
+        FROM (SELECT {_EVENTS.columns} FROM {_EVENTS.source}) AS e
         """,
-        _EVENTS.encode(rows),
+        _EVENTS.encode(
+            (turn.order_id, nth, event_type(event), event.at, Raw(encode_event(event)))
+            for turn in turns
+            for nth, event in enumerate(turn.events, start=1)
+        ),
     )
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from actors.order.shipment import Shipment
 from adapters.postgres.rows import Rows
+from adapters.postgres.writes import Writes
 
 _SHIPMENTS = Rows(
     "id text", "order_id text", "seq int", "warehouse text", "status text", "carrier text",
@@ -42,10 +43,17 @@ def _row(order_id: str, s: Shipment, at: datetime) -> tuple[Any, ...]:
 
 async def save(conn: Any, rows: Sequence[tuple[str, Shipment, datetime]]) -> None:
     """Write each (order id, shipment, turn time) as it now stands, with its lines."""
+    writes = Writes()
+    add(writes, rows)
+    await writes.execute(conn)
+
+
+def add(writes: Writes, rows: Sequence[tuple[str, Shipment, datetime]]) -> None:
+    """:func:`save` as parts of a larger statement."""
     if not rows:
         return
     shipments = [s for _, s, _ in rows]
-    await conn.execute(
+    writes.add(
         f"""
         INSERT INTO shipments AS s (
             id, order_id, seq, warehouse, status, carrier, carrier_account, service,
@@ -82,13 +90,13 @@ async def save(conn: Any, rows: Sequence[tuple[str, Shipment, datetime]]) -> Non
         """,
         _SHIPMENTS.encode(_row(order_id, s, at) for order_id, s, at in rows),
     )
-    await conn.execute(
-        f"""
-        INSERT INTO shipment_lines (shipment_id, line_no, sku, quantity)
-        SELECT {_LINES.columns} FROM {_LINES.source}
-        ON CONFLICT DO NOTHING
-        """,
-        _LINES.encode(
-            (s.id, n, sku, units) for s in shipments for n, (sku, units) in enumerate(s.lines, 1)
-        ),
-    )
+    lines = [(s.id, n, sku, units) for s in shipments for n, (sku, units) in enumerate(s.lines, 1)]
+    if lines:
+        writes.add(
+            f"""
+            INSERT INTO shipment_lines (shipment_id, line_no, sku, quantity)
+            SELECT {_LINES.columns} FROM {_LINES.source}
+            ON CONFLICT DO NOTHING
+            """,
+            _LINES.encode(lines),
+        )

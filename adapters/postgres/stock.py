@@ -11,7 +11,7 @@ reservation) is what recovery rebuilds Redis from.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -20,6 +20,7 @@ from msgspec import Struct
 
 from adapters.batching import Coalescer
 from adapters.postgres.rows import Raw, Rows
+from adapters.postgres.writes import Writes
 
 MovementKind = Literal["set", "adjust", "reserve", "fill", "release", "commit"]
 
@@ -66,11 +67,28 @@ class LedgerEntry(Struct, frozen=True, kw_only=True):
     epochs: tuple[tuple[str, str], ...] = ()
 
 
+_LEDGER_LOCK = "hashtext('orderd.ledger.' || current_schema())"
+
+
 async def hold_ledger(conn: Any, *, exclusive: bool = False) -> None:
     """Writers of the ledger share this lock; a rebuild of Redis takes it alone, so it
     reads every committed write and no write slips between its read and its epoch change."""
     kind = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
-    await conn.execute(f"SELECT {kind}(hashtext('orderd.ledger.' || current_schema()))")
+    await conn.execute(f"SELECT {kind}({_LEDGER_LOCK})")
+
+
+@contextlib.asynccontextmanager
+async def ledger_transaction(conn: Any) -> AsyncIterator[None]:
+    """A transaction holding the ledger's shared lock (:func:`hold_ledger`), begun in one
+    round trip; committed when the block ends, rolled back if it raises."""
+    try:
+        await conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock_shared({_LEDGER_LOCK})")
+        yield
+    except BaseException:
+        if not conn.is_closed() and conn.is_in_transaction():
+            await conn.execute("ROLLBACK")
+        raise
+    await conn.execute("COMMIT")
 
 
 def fresh(entry: LedgerEntry, current: dict[str, str | None]) -> bool:
@@ -93,48 +111,52 @@ async def instance_id(conn: Any) -> str:
 
 
 async def write_entries(conn: Any, entries: Sequence[LedgerEntry]) -> None:
-    """Write many entries in one transaction; repeated movements and places are no-ops."""
+    """Write many entries in one statement; repeated movements and places are no-ops."""
+    writes = Writes()
+    add_entries(writes, entries)
+    await writes.execute(conn)
+
+
+def add_entries(writes: Writes, entries: Sequence[LedgerEntry]) -> None:
+    """:func:`write_entries` as parts of a larger statement."""
     movements = [m for e in entries for m in e.movements if m.lines]
     queued = [q for e in entries for q in e.queued]
-    # Inside a caller's transaction (an order turn's save) no savepoint is needed.
-    async with contextlib.nullcontext() if conn.is_in_transaction() else conn.transaction():
-        if movements:
-            await conn.execute(
-                f"""
-                INSERT INTO stock_ledger (movement_key, warehouse, kind, order_id, op_id,
-                                          reason, at, lines)
-                SELECT {_MOVEMENTS.columns} FROM {_MOVEMENTS.source}
-                ON CONFLICT (movement_key) DO NOTHING
-                """,
-                _MOVEMENTS.encode(
-                    (
-                        m.movement_key,
-                        m.warehouse,
-                        m.kind,
-                        m.order_id,
-                        m.op_id,
-                        m.reason,
-                        m.at,
-                        Raw(_encode_lines(m.lines)),
-                    )
-                    for m in movements
-                ),
-            )
-        if queued:
-            await conn.execute(
-                """
-                INSERT INTO backorder_queue (warehouse, order_id, priority, enqueued_at,
-                                             cancel_at)
-                SELECT * FROM unnest($1::text[], $2::text[], $3::smallint[],
-                                     $4::timestamptz[], $5::timestamptz[])
-                ON CONFLICT DO NOTHING
-                """,
-                [q.warehouse for q in queued],
-                [q.order_id for q in queued],
-                [q.priority for q in queued],
-                [q.enqueued_at for q in queued],
-                [q.cancel_at for q in queued],
-            )
+    if movements:
+        writes.add(
+            f"""
+            INSERT INTO stock_ledger (movement_key, warehouse, kind, order_id, op_id, reason,
+                                      at, lines)
+            SELECT {_MOVEMENTS.columns} FROM {_MOVEMENTS.source}
+            ON CONFLICT (movement_key) DO NOTHING
+            """,
+            _MOVEMENTS.encode(
+                (
+                    m.movement_key,
+                    m.warehouse,
+                    m.kind,
+                    m.order_id,
+                    m.op_id,
+                    m.reason,
+                    m.at,
+                    Raw(_encode_lines(m.lines)),
+                )
+                for m in movements
+            ),
+        )
+    if queued:
+        writes.add(
+            """
+            INSERT INTO backorder_queue (warehouse, order_id, priority, enqueued_at, cancel_at)
+            SELECT * FROM unnest($1::text[], $2::text[], $3::smallint[], $4::timestamptz[],
+                                 $5::timestamptz[])
+            ON CONFLICT DO NOTHING
+            """,
+            [q.warehouse for q in queued],
+            [q.order_id for q in queued],
+            [q.priority for q in queued],
+            [q.enqueued_at for q in queued],
+            [q.cancel_at for q in queued],
+        )
 
 
 async def product_exists(conn: Any, sku: str) -> bool:

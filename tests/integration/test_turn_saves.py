@@ -1,0 +1,230 @@
+"""A batch of order turns is saved by one statement, all of it or none of it.
+
+Real PostgreSQL and Redis: the turns run through :class:`OrderTurns` as in the daemon,
+and what each saved turn wrote (its order row, events, ledger entry, backorder place and
+customer message) is read back from the tables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import msgspec
+import pytest
+import redis.asyncio as aioredis
+
+from actors.order.actor import OrderTurns, Outcome
+from actors.order.behaviour import Rules
+from actors.order.messages import OrderPaid
+from actors.order.outbox import CustomerMessages
+from actors.order.types import Customer, Line, NormalizedOrder
+from adapters.postgres import orders
+from adapters.postgres.pool import create_pool
+from adapters.postgres.writes import Writes
+from adapters.redis.keys import RuntimeKeys
+from adapters.redis.scripts import StaleEpoch
+from adapters.stock.allocator import Allocator
+from daemon.settings import Settings
+from daemon.shipping import message_settings
+from tests.conftest import POSTGRES_DSN, Clock, add_products
+
+MakeAllocator = Any
+
+
+def paid(order_id: str, sku: str) -> OrderPaid:
+    order = NormalizedOrder(
+        id=order_id,
+        platform="shopify",
+        external_id=order_id.removeprefix("ord_"),
+        name=f"#{order_id}",
+        currency="EUR",
+        customer=Customer(email=f"{order_id}@example.com"),
+        lines=(Line(sku=sku, quantity=2),),
+    )
+    return OrderPaid(order_id=order_id, order=order, received_at=datetime.now(UTC))
+
+
+class Meddling:
+    """The allocator, with a hook run after an order's reservation and epochs that can
+    be made to say Redis was rebuilt: what another process or a recovery would do."""
+
+    def __init__(self, allocator: Allocator) -> None:
+        self._allocator = allocator
+        self.after_reserve: dict[str, Any] = {}
+        self.rebuilt = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._allocator, name)
+
+    async def reserve(self, order_id: str, *args: Any, **kwargs: Any) -> Any:
+        reservation = await self._allocator.reserve(order_id, *args, **kwargs)
+        hook = self.after_reserve.pop(order_id, None)
+        if hook is not None:
+            await hook()
+        return reservation
+
+    async def epochs(self, warehouses: Sequence[str]) -> dict[str, str | None]:
+        current = await self._allocator.epochs(warehouses)
+        if self.rebuilt:
+            self.rebuilt = False
+            return {warehouse: f"{epoch}-rebuilt" for warehouse, epoch in current.items()}
+        return current
+
+
+@pytest.fixture
+async def turns(
+    pg: Any,
+    pg_schema_name: str,
+    redis_prefix: str,
+    redis_client: aioredis.Redis,
+    make_allocator: MakeAllocator,
+    settings: Settings,
+    clock: Clock,
+) -> Any:
+    await add_products(pg, "A", "B")
+    allocator = Meddling(await make_allocator())
+    pool = await create_pool(POSTGRES_DSN, pg_schema_name, min_size=1, max_size=4)
+    messages = CustomerMessages(
+        settings=msgspec.structs.replace(message_settings(settings), email_enabled=True),
+        feedback_secret=lambda: "secret",
+    )
+    made = OrderTurns(
+        pool=pool,
+        redis=redis_client,
+        keys=RuntimeKeys(redis_prefix),
+        allocator=cast(Allocator, allocator),
+        rules=Rules(),
+        clock=clock,
+        messages=messages,
+    )
+    try:
+        yield made, allocator
+    finally:
+        await pool.close()
+
+
+async def written(pg: Any, order_id: str) -> dict[str, int]:
+    """How many rows of each kind the order has."""
+    counts = {}
+    for table in ("orders", "order_lines", "order_events", "stock_ledger", "notifications"):
+        column = "id" if table == "orders" else "order_id"
+        counts[table] = await pg.fetchval(
+            f"SELECT count(*) FROM {table} WHERE {column} = $1", order_id
+        )
+    counts["backorder_queue"] = await pg.fetchval(
+        "SELECT count(*) FROM backorder_queue WHERE order_id = $1", order_id
+    )
+    return counts
+
+
+EVERYTHING = {
+    "orders": 1, "order_lines": 1, "order_events": 3, "stock_ledger": 1, "notifications": 1,
+    "backorder_queue": 1,
+}  # fmt: skip
+
+
+async def test_a_batch_of_backordered_orders_writes_every_table_in_one_go(
+    turns: Any, pg: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    order_turns, _ = turns
+    batches: list[list[str]] = []
+    save_turns = orders.save_turns
+
+    async def recorded(conn: Any, batch: Sequence[orders.Turn]) -> Any:
+        batches.append([t.order_id for t in batch])
+        return await save_turns(conn, batch)
+
+    monkeypatch.setattr(orders, "save_turns", recorded)
+    outcomes = await asyncio.gather(
+        order_turns.apply("ord_1", 1, paid("ord_1", "A")),
+        order_turns.apply("ord_2", 1, paid("ord_2", "B")),
+    )
+    assert list(outcomes) == [Outcome.APPLIED, Outcome.APPLIED]
+    assert batches == [["ord_1", "ord_2"]]
+    for order_id in ("ord_1", "ord_2"):
+        assert await written(pg, order_id) == EVERYTHING
+    # A later turn of a known order numbers its events after the ones saved.
+    await order_turns.give_up("ord_1", 2, "message 2 dead-lettered")
+    seqs = await pg.fetch(
+        "SELECT seq, type FROM order_events WHERE order_id = 'ord_1' ORDER BY seq"
+    )
+    assert [r["seq"] for r in seqs] == [1, 2, 3, 4]
+    assert seqs[-1]["type"] == "needs_attention"
+    assert await pg.fetchval("SELECT version FROM orders WHERE id = 'ord_1'") == 2
+
+
+async def test_an_order_another_process_saved_first_is_left_out_and_the_rest_saved(
+    turns: Any, pg: Any, pg_schema_name: str
+) -> None:
+    order_turns, allocator = turns
+
+    async def other_process_saves_ord_2() -> None:
+        # What another process's turn of the same order leaves behind.
+        await pg.execute(
+            "INSERT INTO orders (id, state, version, last_seq) "
+            "VALUES ('ord_2', 'needs_attention', 1, 1)"
+        )
+
+    allocator.after_reserve["ord_2"] = other_process_saves_ord_2
+    results: tuple[Any, ...] = await asyncio.gather(
+        order_turns.apply("ord_1", 1, paid("ord_1", "A")),
+        order_turns.apply("ord_2", 1, paid("ord_2", "B")),
+        return_exceptions=True,
+    )
+    assert results[0] == Outcome.APPLIED
+    assert isinstance(results[1], orders.ConcurrentTurn)
+    assert await written(pg, "ord_1") == EVERYTHING
+    # Nothing of the dropped turn: only the other process's row.
+    assert await written(pg, "ord_2") == {**dict.fromkeys(EVERYTHING, 0), "orders": 1}
+    assert await pg.fetchval("SELECT state FROM orders WHERE id = 'ord_2'") == "needs_attention"
+
+
+async def test_turns_whose_stock_changes_redis_lost_save_nothing(turns: Any, pg: Any) -> None:
+    order_turns, allocator = turns
+    allocator.rebuilt = True
+    results: tuple[Any, ...] = await asyncio.gather(
+        order_turns.apply("ord_1", 1, paid("ord_1", "A")),
+        order_turns.apply("ord_2", 1, paid("ord_2", "B")),
+        return_exceptions=True,
+    )
+    assert all(isinstance(r, StaleEpoch) for r in results), results
+    for order_id in ("ord_1", "ord_2"):
+        assert await written(pg, order_id) == dict.fromkeys(EVERYTHING, 0)
+    # Tried again (as the runtime does), the turns are saved.
+    assert await order_turns.apply("ord_1", 1, paid("ord_1", "A")) == Outcome.APPLIED
+    assert await written(pg, "ord_1") == EVERYTHING
+
+
+async def test_writes_in_one_statement_see_each_other_s_returning_and_foreign_keys(
+    pg: Any,
+) -> None:
+    writes = Writes()
+    made = writes.add(
+        "INSERT INTO orders (id, state) SELECT * FROM unnest($1::text[], $2::text[]) RETURNING id",
+        ["ord_a", "ord_b"],
+        ["received", "received"],
+    )
+    writes.add(
+        "INSERT INTO order_events (order_id, seq, type, at) "
+        "SELECT unnest($1::text[]), 1, 'order_received', $2",
+        ["ord_a", "ord_b"],
+        datetime.now(UTC),
+    )
+    rows = await writes.fetch(pg, f"SELECT id FROM {made} ORDER BY id")
+    assert [r["id"] for r in rows] == ["ord_a", "ord_b"]
+    assert await pg.fetchval("SELECT count(*) FROM order_events") == 2
+
+
+async def test_a_failing_part_writes_nothing_at_all(pg: Any) -> None:
+    writes = Writes()
+    writes.add("INSERT INTO orders (id, state) VALUES ($1, 'received')", "ord_a")
+    writes.add(
+        "INSERT INTO order_events (order_id, seq, type, at) VALUES ($1, 1, 'x', now())",
+        "ord_unknown",
+    )
+    with pytest.raises(Exception, match="foreign key"):
+        await writes.execute(pg)
+    assert await pg.fetchval("SELECT count(*) FROM orders") == 0
