@@ -200,9 +200,16 @@ class OrderTurns:
                 return await orders.save_turns(conn, turns)
             # Read under the ledger's lock, beside the save: a rebuild of Redis cannot
             # change the epochs until this transaction ends.
+            # Both finish before the transaction ends, whichever fails.
             current, posted = await asyncio.gather(
-                self._allocator.epochs(warehouses), orders.save_turns(conn, turns)
+                self._allocator.epochs(warehouses),
+                orders.save_turns(conn, turns),
+                return_exceptions=True,
             )
+            if isinstance(posted, BaseException):
+                raise posted
+            if isinstance(current, BaseException):
+                raise current
             stale = {
                 t.order_id for t in turns if not all(fresh(entry, current) for entry in t.ledger)
             }

@@ -86,7 +86,10 @@ async def ledger_transaction(conn: Any) -> AsyncIterator[None]:
         yield
     except BaseException:
         if not conn.is_closed() and conn.is_in_transaction():
-            await conn.execute("ROLLBACK")
+            # The error that got here is the one to raise; a connection that cannot roll
+            # back is reset (or dropped) by the pool when it is released.
+            with contextlib.suppress(Exception):
+                await conn.execute("ROLLBACK")
         raise
     await conn.execute("COMMIT")
 

@@ -22,7 +22,8 @@ from actors.order.messages import OrderPaid
 from actors.order.outbox import CustomerMessages
 from actors.order.types import Customer, Line, NormalizedOrder
 from adapters.postgres import orders
-from adapters.postgres.pool import create_pool
+from adapters.postgres.pool import connection, create_pool
+from adapters.postgres.stock import ledger_transaction
 from adapters.postgres.writes import Writes
 from adapters.redis.keys import RuntimeKeys
 from adapters.redis.scripts import StaleEpoch
@@ -228,3 +229,28 @@ async def test_a_failing_part_writes_nothing_at_all(pg: Any) -> None:
     with pytest.raises(Exception, match="foreign key"):
         await writes.execute(pg)
     assert await pg.fetchval("SELECT count(*) FROM orders") == 0
+
+
+async def test_a_ledger_transaction_keeps_a_rebuild_out_and_rolls_back_on_error(
+    pg: Any, pg_schema_name: str
+) -> None:
+    take_alone = "SELECT pg_try_advisory_xact_lock(hashtext('orderd.ledger.' || current_schema()))"
+    async with connection(POSTGRES_DSN, pg_schema_name) as rebuild:
+        seen_by_rebuild: list[bool] = []
+
+        async def failing_turn() -> None:
+            async with ledger_transaction(pg):
+                await pg.execute("INSERT INTO orders (id, state) VALUES ('ord_a', 'received')")
+                seen_by_rebuild.append(await rebuild.fetchval(take_alone))
+                raise RuntimeError("turn failed")
+
+        with pytest.raises(RuntimeError, match="turn failed"):
+            await failing_turn()
+        assert seen_by_rebuild == [False]
+        assert not pg.is_in_transaction()
+        assert await pg.fetchval("SELECT count(*) FROM orders") == 0
+        async with ledger_transaction(pg):
+            await pg.execute("INSERT INTO orders (id, state) VALUES ('ord_a', 'received')")
+        assert not pg.is_in_transaction()
+        assert await rebuild.fetchval("SELECT count(*) FROM orders") == 1
+        assert await rebuild.fetchval(take_alone) is True
