@@ -307,8 +307,7 @@ class LedgerWriter:
 
     async def _write(self, entries: Sequence[LedgerEntry]) -> list[Exception | None]:
         warehouses = sorted({w for entry in entries for w, _ in entry.epochs})
-        async with self._pool.acquire() as conn, conn.transaction():
-            await hold_ledger(conn)
+        async with self._pool.acquire() as conn, ledger_transaction(conn):
             current = await self._epochs(warehouses)
             fit = [entry for entry in entries if fresh(entry, current)]
             await write_entries(conn, fit)
