@@ -126,12 +126,7 @@ class OrderTurns:
         self._leases: Coalescer[tuple[str, str], bool] = Coalescer(self._lease_book.take)
         self._unleases: Coalescer[tuple[str, str], None] = Coalescer(self._free_leases)
         self._loads: Coalescer[str, orders.Loaded] = Coalescer(self._load_batch)
-        # A save is PostgreSQL's work on one connection, so one big batch uses one core:
-        # two of up to 32 at once took draining a backlog from about 900 orders/s to
-        # 1,100-1,250 here (bench/intake.py), for a little more CPU per order.
-        self._saves: Coalescer[orders.Turn, None] = Coalescer(
-            self._save_batch, max_batch=32, max_in_flight=2
-        )
+        self._saves: Coalescer[orders.Turn, None] = Coalescer(self._save_batch)
 
     async def apply(self, order_id: str, seq: int, message: Message) -> Outcome:
         """Apply message ``seq`` of the order, exactly once and in order."""
