@@ -68,7 +68,9 @@ _LINES = Rows(
     "reserved int", "shipped int",
 )  # fmt: skip
 _UNITS = Rows("order_id text", "line_no int", "reserved int", "shipped int")
-_EVENTS = Rows("order_id text", "nth int", "type text", "at timestamptz", "data jsonb")
+_EVENTS = Rows(
+    "order_id text", "known bool", "nth int", "type text", "at timestamptz", "data jsonb"
+)
 _REMINDERS = Rows("key text", "order_id text", "kind text", "due_at timestamptz")
 
 
@@ -380,18 +382,26 @@ def _record_reserved(writes: Writes, turns: Sequence[Turn]) -> None:
 def _append_events(writes: Writes, turns: Sequence[Turn]) -> None:
     if not turns:
         return
-    # Numbered after the order's last event, looked up by the (order_id, seq) index.
+    # Numbered after the order's last event (an index look-up); a new order has none yet.
     writes.add(
         f"""
         INSERT INTO order_events (order_id, seq, type, at, data)
         SELECT e.order_id,
-               coalesce((SELECT max(x.seq) FROM order_events x WHERE x.order_id = e.order_id),
-                        0) + e.nth,
+               e.nth + CASE WHEN e.known THEN coalesce(
+                   (SELECT max(x.seq) FROM order_events x WHERE x.order_id = e.order_id), 0)
+                   ELSE 0 END,
                e.type, e.at, e.data
         FROM (SELECT {_EVENTS.columns} FROM {_EVENTS.source}) AS e
         """,
         _EVENTS.encode(
-            (turn.order_id, nth, event_type(event), event.at, Raw(encode_event(event)))
+            (
+                turn.order_id,
+                turn.loaded.version > 0,
+                nth,
+                event_type(event),
+                event.at,
+                Raw(encode_event(event)),
+            )
             for turn in turns
             for nth, event in enumerate(turn.events, start=1)
         ),
