@@ -190,7 +190,8 @@ async def save_turns(conn: Any, turns: Sequence[Turn]) -> list[mailbox.Posted]:
     missing = {t.order_id for t in turns} - {r["id"] for r in rows}
     if missing:
         raise ConcurrentTurns(missing)
-    # These read or write rows the statement above writes: they follow it.
+    # Withdrawing reads requests the statement may have just written, so it follows it;
+    # messages told take their numbers from the orders' counters.
     cancels = [(t.order_id, e.at) for t in moved for e in t.events if isinstance(e, OrderCancelled)]
     if cancels:
         await fulfillment.withdraw(conn, [o for o, _ in cancels], min(at for _, at in cancels))
