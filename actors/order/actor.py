@@ -157,15 +157,14 @@ class OrderTurns:
             try:
                 posted = await self._save_fitting([turns[index] for index in fit])
                 break
-            except orders.ConcurrentTurns as exc:
+            except (orders.ConcurrentTurns, _Stale) as exc:
                 dropped = [i for i in fit if turns[i].order_id in exc.order_ids]
                 for index in dropped:
-                    outcome[index] = orders.ConcurrentTurn(turns[index].order_id)
-            except _Stale as exc:
-                dropped = [i for i in fit if turns[i].order_id in exc.order_ids]
-                for index in dropped:
-                    outcome[index] = StaleEpoch(
-                        f"Redis was rebuilt during a turn of {turns[index].order_id}"
+                    order_id = turns[index].order_id
+                    outcome[index] = (
+                        StaleEpoch(f"Redis was rebuilt during a turn of {order_id}")
+                        if isinstance(exc, _Stale)
+                        else orders.ConcurrentTurn(order_id)
                     )
             if not dropped:
                 raise RuntimeError("a failed save named no turn of its batch")
@@ -194,8 +193,7 @@ class OrderTurns:
             if not warehouses:
                 return await orders.save_turns(conn, turns)
             # Read under the ledger's lock, beside the save: a rebuild of Redis cannot
-            # change the epochs until this transaction ends.
-            # Both finish before the transaction ends, whichever fails.
+            # change the epochs until this transaction ends. Both finish before it ends.
             current, posted = await asyncio.gather(
                 self._allocator.epochs(warehouses),
                 orders.save_turns(conn, turns),
