@@ -70,17 +70,18 @@ class LedgerEntry(Struct, frozen=True, kw_only=True):
 _LEDGER_LOCK = "hashtext('orderd.ledger.' || current_schema())"
 
 
-async def hold_ledger(conn: Any, *, exclusive: bool = False) -> None:
-    """Writers of the ledger share this lock; a rebuild of Redis takes it alone, so it
-    reads every committed write and no write slips between its read and its epoch change."""
-    kind = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
-    await conn.execute(f"SELECT {kind}({_LEDGER_LOCK})")
+async def hold_ledger_alone(conn: Any) -> None:
+    """A rebuild of Redis takes the ledger's lock alone (writers share it, see
+    :func:`ledger_transaction`), so it reads every committed write and no write slips
+    between its read and its epoch change."""
+    await conn.execute(f"SELECT pg_advisory_xact_lock({_LEDGER_LOCK})")
 
 
 @contextlib.asynccontextmanager
 async def ledger_transaction(conn: Any) -> AsyncIterator[None]:
-    """A transaction holding the ledger's shared lock (:func:`hold_ledger`), begun in one
-    round trip; committed when the block ends, rolled back if it raises."""
+    """A transaction holding the ledger's lock shared, as writers of the ledger do (see
+    :func:`hold_ledger_alone`), begun in one round trip; committed when the block ends,
+    rolled back if it raises."""
     try:
         await conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock_shared({_LEDGER_LOCK})")
         yield

@@ -29,9 +29,6 @@ class Writes:
         self._parts: list[tuple[str, str]] = []
         self._args: list[Any] = []
 
-    def __bool__(self) -> bool:
-        return bool(self._parts)
-
     def add(self, sql: str, *args: Any) -> str:
         """Add one write (parameters ``$1``... are ``args``); return the name its
         ``RETURNING`` rows go by in the final select."""

@@ -87,7 +87,7 @@ class Recovery:
         # and is refused (its operation runs again against the rebuilt Redis).
         # Read committed, not a snapshot: a snapshot would be taken before the lock is had.
         async with self._pool.acquire() as conn, conn.transaction():
-            await ledger.hold_ledger(conn, exclusive=True)
+            await ledger.hold_ledger_alone(conn)
             instance = await ledger.instance_id(conn)
             stock = await ledger.implied_stock(conn, code)
             reservations = await ledger.implied_reservations(conn, code)

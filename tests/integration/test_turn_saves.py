@@ -8,7 +8,7 @@ customer message) is read back from the tables.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -32,7 +32,7 @@ from daemon.settings import Settings
 from daemon.shipping import message_settings
 from tests.conftest import POSTGRES_DSN, Clock, add_products
 
-MakeAllocator = Any
+MakeAllocator = Callable[..., Awaitable[Allocator]]
 
 
 def paid(order_id: str, sku: str) -> OrderPaid:

@@ -25,10 +25,3 @@ def test_ten_and_more_parameters_are_renumbered_whole() -> None:
     query, args = writes.statement()
     assert "$12, $22" in query
     assert len(args) == 22
-
-
-def test_no_writes_is_false() -> None:
-    writes = Writes()
-    assert not writes
-    writes.add("DELETE FROM a")
-    assert writes
