@@ -189,14 +189,15 @@ class OrderTurns:
         turns whose stock changes Redis lost meanwhile, ``ConcurrentTurns`` those that
         another process saved first."""
         warehouses = sorted({w for t in turns for e in t.ledger for w, _ in e.epochs})
+        prepared = await orders.prepare_turns(turns)
         async with self._pool.acquire() as conn, ledger_transaction(conn):
             if not warehouses:
-                return await orders.save_turns(conn, turns)
+                return await prepared.save(conn)
             # Read under the ledger's lock, beside the save: a rebuild of Redis cannot
             # change the epochs until this transaction ends. Both finish before it ends.
             current, posted = await asyncio.gather(
                 self._allocator.epochs(warehouses),
-                orders.save_turns(conn, turns),
+                prepared.save(conn),
                 return_exceptions=True,
             )
             if isinstance(posted, BaseException):

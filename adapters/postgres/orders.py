@@ -7,6 +7,7 @@ the start must still be there at the end, so two processes can never both apply 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -142,23 +143,62 @@ async def load_many(conn: Any, order_ids: Sequence[str]) -> dict[str, Loaded]:
     return {order_id: found.get(order_id, Loaded(None, 0, 0)) for order_id in order_ids}
 
 
-async def save_turns(conn: Any, turns: Sequence[Turn]) -> list[mailbox.Posted]:
-    """Save many orders' turns in the caller's transaction; return the messages they told
-    themselves (to stream once the transaction commits).
+class PreparedTurns:
+    """A batch of turns made into its statement (see :func:`prepare_turns`), to run in a
+    transaction with :meth:`save`."""
 
-    One statement writes the turns (see :mod:`adapters.postgres.writes`); only what few
-    turns do (messages to themselves, withdrawn warehouse requests) adds another. If the
-    order of any turn was saved by another process since it was loaded (its version
-    moved), :class:`ConcurrentTurns` is raised: the statement wrote the other turns'
-    rows as well, so the caller rolls its transaction back and saves again without it.
+    def __init__(
+        self,
+        turns: Sequence[Turn],
+        writes: Writes,
+        saved: str,
+        cancels: Sequence[tuple[str, datetime]],
+    ) -> None:
+        self._turns = turns
+        self._writes = writes
+        self._saved = saved
+        self._cancels = cancels
+
+    def statement(self) -> tuple[str, list[Any]]:
+        """The statement that writes the turns, and its parameters."""
+        return self._writes.statement(self._saved)
+
+    async def save(self, conn: Any) -> list[mailbox.Posted]:
+        """Save the turns in the caller's transaction; return the messages they told
+        themselves (to stream once the transaction commits).
+
+        If the order of any turn was saved by another process since it was loaded (its
+        version moved), :class:`ConcurrentTurns` is raised: the statement wrote the other
+        turns' rows as well, so the caller rolls its transaction back and saves again
+        without it.
+        """
+        if not self._turns:
+            return []
+        rows = await self._writes.fetch(conn, self._saved)
+        missing = {t.order_id for t in self._turns} - {r["id"] for r in rows}
+        if missing:
+            raise ConcurrentTurns(missing)
+        # Withdrawing reads requests the statement may have just written, so it follows
+        # it; messages told take their numbers from the orders' counters.
+        if self._cancels:
+            at = min(at for _, at in self._cancels)
+            await fulfillment.withdraw(conn, [o for o, _ in self._cancels], at)
+        return await mailbox.post(conn, [m for t in self._turns for m in t.told])
+
+
+async def prepare_turns(turns: Sequence[Turn]) -> PreparedTurns:
+    """One statement that writes many orders' turns (see :mod:`adapters.postgres.writes`).
+
+    Made before the transaction begins, so the transaction lasts only as long as its
+    round trips. The parts are encoded one event-loop step at a time: a batch of 60
+    turns takes about 3 ms to encode, which webhooks would otherwise wait behind.
     """
-    if not turns:
-        return []
     writes = Writes()
     saved = [
         _insert_new(writes, [t for t in turns if t.loaded.version == 0]),
         _update_known(writes, [t for t in turns if t.loaded.version > 0]),
     ]
+    await asyncio.sleep(0)
     # A received order's lines are written with what they hold; the others' are updated.
     received = [t for t in turns if any(isinstance(e, OrderReceived) for e in t.events)]
     _insert_lines(writes, received)
@@ -166,7 +206,9 @@ async def save_turns(conn: Any, turns: Sequence[Turn]) -> list[mailbox.Posted]:
     _record_reserved(
         writes, [t for t in turns if t.snapshot.order is not None and t.order_id not in fresh]
     )
+    await asyncio.sleep(0)
     _append_events(writes, [t for t in turns if t.events])
+    await asyncio.sleep(0)
     stock.add_entries(writes, [entry for t in turns for entry in t.ledger])
     reminders = [r for t in turns for r in t.reminders]
     if reminders:
@@ -182,20 +224,17 @@ async def save_turns(conn: Any, turns: Sequence[Turn]) -> list[mailbox.Posted]:
     shipments.add(
         writes, [(t.order_id, s, t.events[-1].at) for t in moved for s in t.snapshot.shipments]
     )
+    await asyncio.sleep(0)
     fulfillment.add_queued(writes, [q for t in turns for q in t.requests])
     notifications.add_queued(writes, [n for t in turns for n in t.notifications])
-    rows = await writes.fetch(
-        conn, " UNION ALL ".join(f"SELECT id FROM {name}" for name in saved if name)
-    )
-    missing = {t.order_id for t in turns} - {r["id"] for r in rows}
-    if missing:
-        raise ConcurrentTurns(missing)
-    # Withdrawing reads requests the statement may have just written, so it follows it;
-    # messages told take their numbers from the orders' counters.
     cancels = [(t.order_id, e.at) for t in moved for e in t.events if isinstance(e, OrderCancelled)]
-    if cancels:
-        await fulfillment.withdraw(conn, [o for o, _ in cancels], min(at for _, at in cancels))
-    return await mailbox.post(conn, [m for t in turns for m in t.told])
+    select = " UNION ALL ".join(f"SELECT id FROM {name}" for name in saved if name)
+    return PreparedTurns(turns, writes, select, cancels)
+
+
+async def save_turns(conn: Any, turns: Sequence[Turn]) -> list[mailbox.Posted]:
+    """Prepare and save ``turns`` in the caller's transaction (see :class:`PreparedTurns`)."""
+    return await (await prepare_turns(turns)).save(conn)
 
 
 async def save_turn(conn: Any, turn: Turn) -> list[mailbox.Posted]:

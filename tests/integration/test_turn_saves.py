@@ -132,13 +132,13 @@ async def test_a_batch_of_backordered_orders_writes_every_table_in_one_go(
 ) -> None:
     order_turns, _ = turns
     batches: list[list[str]] = []
-    save_turns = orders.save_turns
+    prepare_turns = orders.prepare_turns
 
-    async def recorded(conn: Any, batch: Sequence[orders.Turn]) -> Any:
+    async def recorded(batch: Sequence[orders.Turn]) -> Any:
         batches.append([t.order_id for t in batch])
-        return await save_turns(conn, batch)
+        return await prepare_turns(batch)
 
-    monkeypatch.setattr(orders, "save_turns", recorded)
+    monkeypatch.setattr(orders, "prepare_turns", recorded)
     outcomes = await asyncio.gather(
         order_turns.apply("ord_1", 1, paid("ord_1", "A")),
         order_turns.apply("ord_2", 1, paid("ord_2", "B")),
