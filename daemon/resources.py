@@ -54,6 +54,7 @@ async def open_resources(
         min_size=min(pg.pool_min_size, size),
         max_size=size,
         timeout_s=pg.connect_timeout_s,
+        backend_flush_after=pg.backend_flush_after,
     )
     try:
         async with pool.acquire() as conn:

@@ -33,6 +33,8 @@ PositiveSeconds = Annotated[float, Meta(gt=0, le=86400)]
 WarehouseCode = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
 KeyPrefix = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
 SchemaName = Annotated[str, Meta(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
+# A size PostgreSQL reads: pages (8 kB each) or kB/MB; empty for the server's own.
+FlushAfter = Annotated[str, Meta(pattern=r"^([0-9]{1,4}(kB|MB)?)?$")]
 
 
 class _Section(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -69,6 +71,11 @@ class PostgresSettings(_Section, frozen=True):
     pool_min_size: Annotated[int, Meta(ge=1, le=100)] = 2
     pool_max_size: Annotated[int, Meta(ge=1, le=100)] = 10
     connect_timeout_s: PositiveSeconds = 5.0
+    # orderd's sessions ask the kernel to write what they wrote out every 256 kB, rather
+    # than leave it to pile up in the page cache. A pile written out at once made every
+    # commit on the server wait for the disk: bench/intake.py's p99 at 1,000/s fell from
+    # 16-44 ms to 14-34 ms with this, lower in each of six alternated runs.
+    backend_flush_after: FlushAfter = "256kB"
 
 
 class HttpSettings(_Section, frozen=True):

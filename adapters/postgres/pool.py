@@ -22,9 +22,12 @@ def redact_dsn(dsn: str) -> str:
     return parts._replace(netloc=netloc).geturl()
 
 
-def _server_settings(schema: str) -> dict[str, str]:
+def _server_settings(schema: str, backend_flush_after: str = "") -> dict[str, str]:
     # Every object orderd creates or reads lives in the configured schema.
-    return {"search_path": schema, "application_name": "orderd"}
+    settings = {"search_path": schema, "application_name": "orderd"}
+    if backend_flush_after:
+        settings["backend_flush_after"] = backend_flush_after
+    return settings
 
 
 def _unavailable(dsn: str, exc: BaseException) -> DatabaseUnavailable:
@@ -56,9 +59,16 @@ async def connect(dsn: str, schema: str, timeout_s: float = 5.0) -> asyncpg.Conn
 
 
 async def create_pool(
-    dsn: str, schema: str, *, min_size: int = 2, max_size: int = 10, timeout_s: float = 5.0
+    dsn: str,
+    schema: str,
+    *,
+    min_size: int = 2,
+    max_size: int = 10,
+    timeout_s: float = 5.0,
+    backend_flush_after: str = "",
 ) -> asyncpg.Pool:
-    """A pool whose connections all use ``schema``."""
+    """A pool whose connections all use ``schema`` (and ``backend_flush_after``, unless
+    empty: see PostgresSettings)."""
     try:
         pool: asyncpg.Pool = await asyncio.wait_for(
             asyncpg.create_pool(
@@ -66,7 +76,7 @@ async def create_pool(
                 min_size=min_size,
                 max_size=max_size,
                 timeout=timeout_s,
-                server_settings=_server_settings(schema),
+                server_settings=_server_settings(schema, backend_flush_after),
                 connection_class=_PooledConnection,
             ),
             timeout_s + 1,

@@ -94,6 +94,7 @@ def test_example_values_are_the_built_in_defaults() -> None:
         ("[redis]\nurl = 'http://x'\n", "redis.url: expected redis://"),
         ("[postgres]\ndsn = 'mysql://x'\n", "postgres.dsn: expected a postgresql:// URL"),
         ("[postgres]\npool_min_size = 9\npool_max_size = 3\n", "postgres.pool_min_size"),
+        ("[postgres]\nbackend_flush_after = 'x'\n", "postgres.backend_flush_after: expected"),
         ("[webhooks.shopify]\nenabled = true\n", "webhooks.shopify.secret: required"),
         ("[[warehouses]]\ncode = 'main'\ntimezone = 'Mars/Base'\n", "warehouses[0].timezone"),
         ("[[warehouses]]\ncode = 'a'\n[[warehouses]]\ncode = 'a'\n", "warehouses[1].code"),
