@@ -37,6 +37,14 @@ SchemaName = Annotated[str, Meta(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
 FlushAfter = Annotated[str, Meta(pattern=r"^([0-9]{1,4}(kB|MB)?)?$")]
 
 
+def _flush_after_bytes(size: str) -> int:
+    """What a FlushAfter size comes to; PostgreSQL refuses a session above 2 MB."""
+    for unit, scale in (("kB", 1024), ("MB", 1024 * 1024)):
+        if size.endswith(unit):
+            return int(size.removesuffix(unit)) * scale
+    return int(size) * 8192 if size else 0
+
+
 class _Section(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     pass
 
@@ -479,6 +487,8 @@ def _check(settings: Settings) -> None:
         raise ConfigError(f"{where}: postgres.dsn: expected a postgresql:// URL")
     if settings.postgres.pool_min_size > settings.postgres.pool_max_size:
         raise ConfigError(f"{where}: postgres.pool_min_size: larger than pool_max_size")
+    if _flush_after_bytes(settings.postgres.backend_flush_after) > 2 * 1024 * 1024:
+        raise ConfigError(f"{where}: postgres.backend_flush_after: at most 2MB (256 pages)")
     if not settings.warehouses:
         raise ConfigError(f"{where}: warehouses: at least one warehouse is needed")
     seen: set[str] = set()

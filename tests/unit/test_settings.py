@@ -95,6 +95,8 @@ def test_example_values_are_the_built_in_defaults() -> None:
         ("[postgres]\ndsn = 'mysql://x'\n", "postgres.dsn: expected a postgresql:// URL"),
         ("[postgres]\npool_min_size = 9\npool_max_size = 3\n", "postgres.pool_min_size"),
         ("[postgres]\nbackend_flush_after = 'x'\n", "postgres.backend_flush_after: expected"),
+        ("[postgres]\nbackend_flush_after = '3MB'\n", "postgres.backend_flush_after: at most"),
+        ("[postgres]\nbackend_flush_after = '257'\n", "postgres.backend_flush_after: at most"),
         ("[webhooks.shopify]\nenabled = true\n", "webhooks.shopify.secret: required"),
         ("[[warehouses]]\ncode = 'main'\ntimezone = 'Mars/Base'\n", "warehouses[0].timezone"),
         ("[[warehouses]]\ncode = 'a'\n[[warehouses]]\ncode = 'a'\n", "warehouses[1].code"),
