@@ -33,15 +33,8 @@ class Due(Struct, frozen=True):
     kind: str = "request"  # or "cancel": tell the warehouse system to stop
 
 
-async def queue(conn: Any, queued: Sequence[Queued]) -> None:
-    """Add requests (in the caller's transaction); one already queued stays as it is."""
-    writes = Writes()
-    add_queued(writes, queued)
-    await writes.execute(conn)
-
-
 def add_queued(writes: Writes, queued: Sequence[Queued]) -> None:
-    """:func:`queue` as a part of a larger statement."""
+    """Add requests, as a part of a larger statement; one already queued stays as it is."""
     if not queued:
         return
     writes.add(

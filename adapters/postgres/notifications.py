@@ -42,15 +42,8 @@ _QUEUED = Rows(
 )  # fmt: skip
 
 
-async def queue(conn: Any, rows: Sequence[Row]) -> None:
-    """Add messages to the outbox (in the caller's transaction); repeats add nothing."""
-    writes = Writes()
-    add_queued(writes, rows)
-    await writes.execute(conn)
-
-
 def add_queued(writes: Writes, rows: Sequence[Row]) -> None:
-    """:func:`queue` as a part of a larger statement."""
+    """Add messages to the outbox, as a part of a larger statement; repeats add nothing."""
     if not rows:
         return
     writes.add(

@@ -41,15 +41,9 @@ def _row(order_id: str, s: Shipment, at: datetime) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
-async def save(conn: Any, rows: Sequence[tuple[str, Shipment, datetime]]) -> None:
-    """Write each (order id, shipment, turn time) as it now stands, with its lines."""
-    writes = Writes()
-    add(writes, rows)
-    await writes.execute(conn)
-
-
 def add(writes: Writes, rows: Sequence[tuple[str, Shipment, datetime]]) -> None:
-    """:func:`save` as parts of a larger statement."""
+    """Write each (order id, shipment, turn time) as it now stands, with its lines, as
+    parts of a larger statement."""
     if not rows:
         return
     shipments = [s for _, s, _ in rows]
