@@ -94,9 +94,27 @@ class Mail:
         )
 
     async def pump(self, older_than_s: float = 5.0, limit: int = 500) -> int:
-        """Stream stored messages that are not known to be on the stream; return how many."""
+        """Stream stored messages that are not known to be on the stream; return how many.
+
+        Each batch goes on the stream once: it is noted as streamed before this returns, so
+        the next call finds the batches after it. A failure (Redis or PostgreSQL away) is
+        raised, for the caller to wait before trying again.
+        """
         before = datetime.now(UTC) - timedelta(seconds=older_than_s)
         async with self._pool.acquire() as conn:
             waiting = await mailbox.unstreamed(conn, before, limit)
-        await self.stream(waiting)
+        if not waiting:
+            return 0
+        await self._streams.add(waiting)
+        batches = sorted({message.batch for message in waiting if message.batch is not None})
+        async with self._pool.acquire() as conn:
+            await mailbox.streamed(conn, batches)
         return len(waiting)
+
+    async def restream_order(self, order_id: str, before_seq: int) -> int:
+        """Stream again the order's messages not applied yet and numbered before
+        ``before_seq`` (one kept waiting for them); return how many."""
+        async with self._pool.acquire() as conn:
+            missing = await mailbox.unapplied_of(conn, order_id, before_seq)
+        await self._streams.add(missing)
+        return len(missing)

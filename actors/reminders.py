@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from actors.mail import Mail
 from actors.order.messages import ReminderDue
@@ -106,7 +105,9 @@ class Reminders:
         while not stopping.is_set():
             try:
                 await self.fire_due()
-            except (RedisError, OSError) as exc:
-                log.warning("firing reminders failed: %s", exc)
+            except Exception as exc:
+                # Redis or PostgreSQL away, most likely: what is due stays due, for the
+                # next pass. Nothing here may end the loop but ``stopping``.
+                log.warning("firing reminders failed: %s: %s", type(exc).__name__, exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), every_s)

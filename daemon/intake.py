@@ -139,13 +139,32 @@ class Intake:
 
     async def _accept_batch(self, deliveries: Sequence[Delivery]) -> list[Answer | Exception]:
         try:
-            async with self._pool.acquire() as conn:
-                answers, posted = await _store(conn, deliveries)
+            answers, posted = await self._store(deliveries)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("could not store %d webhook(s): %s", len(deliveries), type(exc).__name__)
             return [StoreUnavailable(str(exc)) for _ in deliveries]
         await self._mail.stream(posted)
         return list(answers)
+
+    async def _store(
+        self, deliveries: Sequence[Delivery]
+    ) -> tuple[list[Answer], list[mailbox.Posted]]:
+        tries = 1
+        while True:
+            try:
+                async with self._pool.acquire() as conn:
+                    return await _store(conn, deliveries)
+            except asyncpg.UniqueViolationError:
+                # Another process stored the same new order's paid message between this
+                # statement's snapshot and its insert: the mailbox's constraint refused the
+                # second copy and nothing was written. Stored again, the batch sees the
+                # first and answers its delivery as a duplicate.
+                if tries == _STORE_TRIES:
+                    raise
+                tries += 1
+
+
+_STORE_TRIES = 3
 
 
 class _Plan(Struct, frozen=True):

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -22,6 +23,7 @@ from actors.order.messages import (
 from actors.order.states import OrderState
 from adapters.errors import OrderdError
 from adapters.postgres import dead_letters, orders
+from adapters.postgres import listing as listing_sql
 from daemon.resources import open_resources
 from daemon.settings import Settings, load_settings
 
@@ -77,6 +79,51 @@ async def show(settings: Settings, ref: str, as_json: bool, say: Callable[[str],
         )
     for event in view["events"]:
         say(f"  {event['at']}  {event['type']}")
+
+
+async def listing(
+    settings: Settings,
+    *,
+    state: str | None,
+    held: bool,
+    stuck: bool,
+    since: str | None,
+    limit: int,
+    as_json: bool,
+    say: Callable[[str], None],
+) -> None:
+    """Orders by state, held for a person, or stuck: a message stored longer ago than
+    ``[runtime] max_pending_age_s`` and still not applied."""
+    if state is not None and state not in {s.value for s in OrderState}:
+        raise OrderdError(f"--state: no such state {state!r}; one of {_STATES}")
+    try:
+        after = datetime.fromisoformat(since) if since else None
+    except ValueError:
+        raise OrderdError(f"--since: not an ISO date or time: {since!r}") from None
+    if after is not None and after.tzinfo is None:
+        after = after.replace(tzinfo=UTC)
+    stuck_after = timedelta(seconds=settings.runtime.max_pending_age_s) if stuck else None
+    async with open_resources(settings, pool_size=1) as res, res.pool.acquire() as conn:
+        found = await listing_sql.listed(
+            conn, state=state, held=held, stuck_after=stuck_after, since=after, limit=limit
+        )
+    if as_json:
+        say(msgspec.json.encode(found).decode())
+        return
+    if not found:
+        say("no orders found")
+    for order in found:
+        name = f" {order.name}" if order.name else ""
+        reason = f": {order.reason}" if order.reason else ""
+        waiting = ""
+        if order.unapplied:
+            oldest = order.oldest_unapplied_at
+            since_text = f" since {oldest.isoformat(timespec='seconds')}" if oldest else ""
+            waiting = f" [{order.unapplied} message(s) not applied{since_text}]"
+        say(f"{order.id}{name}  {order.state or 'not created'}{reason}{waiting}")
+
+
+_STATES = ", ".join(s.value for s in OrderState)
 
 
 async def cancel(settings: Settings, ref: str, reason: str, say: Callable[[str], None]) -> None:
@@ -218,8 +265,19 @@ async def dlq_replay(settings: Settings, letter_id: int, say: Callable[[str], No
 
 def add_commands(commands: Any, add: Callable[..., argparse.ArgumentParser]) -> None:
     """Register ``order`` and ``dlq`` with the CLI's parser."""
-    order = commands.add_parser("order", help="one order: show, cancel, packed, retry")
+    order = commands.add_parser("order", help="orders: list, show, cancel, packed, retry")
     order_commands = order.add_subparsers(dest="order_command", required=True, metavar="ACTION")
+    listed = add("list", cmd_order_list, "list orders: by state, held, stuck", order_commands)
+    listed.add_argument("--state", help="only orders in this state")
+    listed.add_argument("--held", action="store_true", help="only orders held for a person")
+    listed.add_argument(
+        "--stuck",
+        action="store_true",
+        help="only orders with a message not applied after [runtime] max_pending_age_s",
+    )
+    listed.add_argument("--since", help="only orders changed since this ISO date or time")
+    listed.add_argument("--limit", type=int, default=100, help="at most this many (100)")
+    listed.add_argument("--json", action="store_true", help="print JSON")
     shown = add("show", cmd_order_show, "show one order", order_commands)
     shown.add_argument("id", help="orderd's id, the platform's order id or its name (#1001)")
     shown.add_argument("--json", action="store_true", help="print JSON")
@@ -246,6 +304,20 @@ def add_commands(commands: Any, add: Callable[..., argparse.ArgumentParser]) -> 
 
 def _say(line: str) -> None:
     print(line, flush=True)
+
+
+async def cmd_order_list(args: argparse.Namespace) -> int:
+    await listing(
+        load_settings(args.config),
+        state=args.state,
+        held=args.held,
+        stuck=args.stuck,
+        since=args.since,
+        limit=args.limit,
+        as_json=args.json,
+        say=_say,
+    )
+    return 0
 
 
 async def cmd_order_show(args: argparse.Namespace) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -75,4 +76,11 @@ async def open_resources(
         finally:
             await redis.aclose()
     finally:
-        await pool.close()
+        try:
+            # A connection to a server gone away can keep a graceful close waiting.
+            await asyncio.wait_for(pool.close(), _CLOSE_S)
+        except TimeoutError:
+            pool.terminate()
+
+
+_CLOSE_S = 5.0

@@ -19,7 +19,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -110,6 +110,7 @@ class Daemon:
                 max_turns=settings.runtime.max_turns,
             ),
             on_group_lost=self.rebuild_backlog,
+            on_gap=self.restream_order,
             pressed=intake.pressed,
         )
         self.reminders = Reminders(pool=pool, redis=redis, keys=keys, mail=self.mail, clock=clock)
@@ -120,14 +121,22 @@ class Daemon:
             intake=intake,
             allocator=allocator,
             mail=self.mail,
-            # An intake process runs no consumers: it is ready once it serves.
-            ready=lambda: self.runtime.reading or not self.actors_here,
+            ready=self.ready,
             metrics=self.gauges,
             feedback_secrets=self.feedback_secrets,
             clock=clock,
         )
         self.pool = pool
         self.stopping = asyncio.Event()
+
+    def ready(self) -> bool:
+        """Consumers running and orders moving: the oldest unfinished message on the stream
+        is younger than ``[runtime] max_pending_age_s``. An intake process runs no
+        consumers: it is ready once it serves."""
+        if not self.actors_here:
+            return True
+        fresh = self.runtime.oldest_pending_s < self.settings.runtime.max_pending_age_s
+        return self.runtime.reading and fresh
 
     @property
     def actors_here(self) -> bool:
@@ -186,13 +195,24 @@ class Daemon:
         await self.reminders.rebuild()
         log.warning("stream rebuilt from PostgreSQL: %d message(s) to stream again", count)
 
+    async def restream_order(self, order_id: str, before_seq: int) -> None:
+        count = await self.mail.restream_order(order_id, before_seq)
+        if count:
+            log.warning(
+                "order %s waited for %d earlier message(s) nobody had: streamed again",
+                order_id,
+                count,
+            )
+
     async def gauges(self) -> dict[str, float]:
         backlog = await self.streams.backlog()
         return {
             "stream_lag": backlog["lag"],
             "stream_pending": backlog["pending"],
+            "stream_oldest_pending_age_seconds": round(self.runtime.oldest_pending_s, 3),
             "actors_active": self.runtime.active_actors,
             "turns_total": self.runtime.turns_done,
+            "turns_put_off_by_outages_total": self.runtime.outages,
         }
 
     async def pump(self) -> None:
@@ -263,18 +283,23 @@ async def serve(settings: Settings, clock: Callable[[], float] = time.time) -> i
             )
             await site.start()
 
-        tasks: list[asyncio.Task[Any]] = [asyncio.create_task(daemon.pump(), name="pump")]
+        parts: list[tuple[str, Callable[[], Awaitable[None]], asyncio.Event]] = [
+            ("pump", daemon.pump, daemon.stopping)
+        ]
         if daemon.actors_here:
-            tasks += [
-                asyncio.create_task(daemon.runtime.run(), name="runtime"),
-                asyncio.create_task(daemon.reminders.run(daemon.stopping), name="reminders"),
-                asyncio.create_task(daemon.dispatcher.run(daemon.stopping), name="dispatcher"),
-                asyncio.create_task(daemon.outbox.run(daemon.stopping), name="outbox"),
+            stopping = daemon.stopping
+            parts += [
+                ("runtime", daemon.runtime.run, daemon.runtime.stopping),
+                ("reminders", lambda: daemon.reminders.run(stopping), stopping),
+                ("dispatcher", lambda: daemon.dispatcher.run(stopping), stopping),
+                ("outbox", lambda: daemon.outbox.run(stopping), stopping),
             ]
             if daemon.shipping.sandbox is not None:
-                tasks.append(
-                    asyncio.create_task(daemon.sandbox_tracking(), name="sandbox-tracking")
-                )
+                parts.append(("sandbox-tracking", daemon.sandbox_tracking, stopping))
+        tasks: list[asyncio.Task[Any]] = [
+            asyncio.create_task(supervised(name, part, until), name=name)
+            for name, part, until in parts
+        ]
         every = systemd.watchdog_interval_s()
         if every is not None:
             tasks.append(asyncio.create_task(daemon.watchdog(every), name="watchdog"))
@@ -294,6 +319,7 @@ async def serve(settings: Settings, clock: Callable[[], float] = time.time) -> i
         systemd.notify("STOPPING=1\nSTATUS=draining")
         daemon.context.draining = True
         grace = settings.daemon.shutdown_grace_s
+        deadline = loop.time() + grace
         drained = asyncio.create_task(daemon.runtime.stop(grace))
         forced = asyncio.create_task(signals.get())
         done, _ = await asyncio.wait({drained, forced}, return_when=asyncio.FIRST_COMPLETED)
@@ -307,8 +333,9 @@ async def serve(settings: Settings, clock: Callable[[], float] = time.time) -> i
             forced.cancel()
         daemon.stopping.set()
         if forced not in done:
-            # The senders finish what they have on their way (and record it) first.
-            await asyncio.wait(tasks, timeout=_FINISH_S)
+            # The senders finish what they have on their way (and record it) first, within
+            # what is left of the grace (a second or more).
+            await asyncio.wait(tasks, timeout=max(1.0, min(_FINISH_S, deadline - loop.time())))
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -316,6 +343,29 @@ async def serve(settings: Settings, clock: Callable[[], float] = time.time) -> i
         await daemon.close()
     log.info("stopped")
     return 0
+
+
+async def supervised(
+    name: str, part: Callable[[], Awaitable[None]], stopping: asyncio.Event
+) -> None:
+    """Run a part of the daemon until ``stopping``; a part that fails or ends before that
+    is started again (after 1 s, doubling to 30 s while it keeps failing). Every loop of
+    the daemon outlives an outage and resumes by itself; only a signal stops the daemon."""
+    pause = 1.0
+    while not stopping.is_set():
+        try:
+            await part()
+        except Exception as exc:
+            if stopping.is_set():
+                return
+            log.error("%s failed, starting it again: %s", name, exc, exc_info=exc)
+        else:
+            if stopping.is_set():
+                return
+            log.error("%s stopped by itself, starting it again", name)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), pause)
+        pause = min(pause * 2, 30.0)
 
 
 async def _until_reading(daemon: Daemon, tasks: list[asyncio.Task[Any]]) -> None:

@@ -66,6 +66,9 @@ class RuntimeSettings(_Section, frozen=True):
     claim_idle_ms: Annotated[int, Meta(ge=1000, le=86_400_000)] = 60_000
     read_count: Annotated[int, Meta(ge=1, le=10_000)] = 256
     max_turns: Annotated[int, Meta(ge=1, le=10_000)] = 64
+    # Readiness fails once the oldest message not yet finished is older than this: the
+    # process is up but its orders are not moving (or not keeping up).
+    max_pending_age_s: PositiveSeconds = 300.0
 
 
 class RedisSettings(_Section, frozen=True):

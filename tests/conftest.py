@@ -126,7 +126,7 @@ def run_orderd(
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if "integration" in item.path.parts:
+        if "integration" in item.path.parts or "faults" in item.path.parts:
             item.add_marker(pytest.mark.integration)
 
 
@@ -318,9 +318,10 @@ class PostgresServer:
         log = str(self.data / "server.log")
         self._as_owner(self.pg_ctl, "-D", str(self.data), "-o", options, "-l", log, "-w", "start")
 
-    def stop(self) -> None:
+    def stop(self, mode: str = "immediate") -> None:
+        """Stop the server (pg_ctl's shutdown ``mode``: smart, fast or immediate)."""
         if (self.data / "postmaster.pid").exists():
-            self._as_owner(self.pg_ctl, "-D", str(self.data), "-m", "immediate", "-w", "stop")
+            self._as_owner(self.pg_ctl, "-D", str(self.data), "-m", mode, "-w", "stop")
 
     def remove(self) -> None:
         with contextlib.suppress(subprocess.CalledProcessError):

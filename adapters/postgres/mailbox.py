@@ -63,7 +63,7 @@ async def post(conn: Any, messages: Sequence[Message]) -> list[Posted]:
         """,
         [m.order_id for m in messages],
         seqs,
-        [type(m).__struct_config__.tag for m in messages],
+        [stored_type(m) for m in messages],
         bodies,
     )
     stored = {(row["order_id"], row["seq"]): row["id"] for row in ids}
@@ -75,6 +75,14 @@ async def post(conn: Any, messages: Sequence[Message]) -> list[Posted]:
         Posted(stored[(message.order_id, seq)], message.order_id, seq, body, batch)
         for message, seq, body in zip(messages, seqs, bodies, strict=True)
     ]
+
+
+def stored_type(message: Message) -> str:
+    """The mailbox's type of ``message``. Only intake stores an order's first paid message,
+    which the mailbox holds once per order; a paid message sent again (a dead letter
+    replayed) is kept under another type."""
+    tag = str(type(message).__struct_config__.tag)
+    return "order_paid_again" if tag == "order_paid" else tag
 
 
 async def streamed(conn: Any, batches: Sequence[int]) -> None:
@@ -104,6 +112,21 @@ async def unstreamed(conn: Any, before: datetime, limit: int) -> list[Posted]:
         limit,
     )
     return [Posted(r["id"], r["order_id"], r["seq"], bytes(r["body"]), r["batch"]) for r in rows]
+
+
+async def unapplied_of(conn: Any, order_id: str, before_seq: int) -> list[Posted]:
+    """The order's messages numbered before ``before_seq`` that it has not applied yet."""
+    rows = await conn.fetch(
+        """
+        SELECT m.id, m.order_id, m.seq, m.body FROM mailbox m
+        WHERE m.order_id = $1 AND m.seq < $2
+          AND m.seq > coalesce((SELECT last_seq FROM orders WHERE id = $1), 0)
+        ORDER BY m.seq
+        """,
+        order_id,
+        before_seq,
+    )
+    return [Posted(r["id"], r["order_id"], r["seq"], bytes(r["body"])) for r in rows]
 
 
 async def restream_unapplied(conn: Any, batch_size: int = 500) -> int:

@@ -79,14 +79,21 @@ class Streams:
         return [_text(entry_id) for entry_id in ids]
 
     async def read(
-        self, consumer: str, *, count: int, block_ms: int | None, own_pending: bool = False
+        self,
+        consumer: str,
+        *,
+        count: int,
+        block_ms: int | None,
+        own_pending: bool = False,
+        after: str = "0",
     ) -> tuple[list[Entry], list[str]]:
-        """New entries for ``consumer`` (or its own pending ones); also ids of foreign entries."""
+        """New entries for ``consumer`` (or its own pending ones, those after ``after``);
+        also ids of foreign entries."""
         try:
             reply: Any = await self._redis.xreadgroup(
                 GROUP,
                 consumer,
-                {self.stream: "0" if own_pending else ">"},
+                {self.stream: after if own_pending else ">"},
                 count=count,
                 block=None if own_pending else block_ms,
             )
@@ -111,11 +118,15 @@ class Streams:
         if ids:
             await self._redis.xack(self.stream, GROUP, *ids)
 
-    async def claim_idle(self, consumer: str, min_idle_ms: int, count: int = 100) -> list[Entry]:
-        """Take over entries idle that long on any consumer (one that died, most likely)."""
+    async def claim_idle(
+        self, consumer: str, min_idle_ms: int, *, start: str = "0-0", count: int = 100
+    ) -> tuple[list[Entry], str]:
+        """Take over entries idle that long on any consumer (one that died, most likely),
+        scanning the pending list from ``start``; also where the next scan goes on from
+        (``0-0`` once the whole list was scanned)."""
         try:
             reply: Any = await self._redis.xautoclaim(
-                self.stream, GROUP, consumer, min_idle_time=min_idle_ms, start_id="0-0",
+                self.stream, GROUP, consumer, min_idle_time=min_idle_ms, start_id=start,
                 count=count,
             )  # fmt: skip
         except ResponseError as exc:
@@ -124,16 +135,17 @@ class Streams:
             raise
         # Redis 7 answers (next start, claimed entries, ids deleted from the stream); the
         # deleted ones are already gone from the pending list.
+        cursor = _text(reply[0]) if reply else "0-0"
         claimed = reply[1] if len(reply) > 1 else []
         if not claimed:
-            return []
+            return [], cursor
         counts = await self.delivery_counts([_text(entry_id) for entry_id, _ in claimed])
         entries = []
         for entry_id, fields in claimed:
             entry = _entry(entry_id, fields or {}, counts.get(_text(entry_id), 1))
             if entry is not None:
                 entries.append(entry)
-        return entries
+        return entries, cursor
 
     async def delivery_counts(self, ids: Sequence[str]) -> dict[str, int]:
         """How many times each pending entry was delivered."""
@@ -151,19 +163,21 @@ class Streams:
         }
 
     async def dead_letter(self, entry: Entry, error: str) -> None:
-        """Copy the entry to the dead-letter stream and acknowledge it here."""
-        await self._redis.xadd(
-            self._keys.dead_stream,
-            {
-                "order": entry.order_id,
-                "seq": entry.seq,
-                "msg": entry.body,
-                "entry": entry.id,
-                "deliveries": entry.deliveries,
-                "error": error[:500],
-            },
-        )
-        await self.ack([entry.id])
+        """Copy the entry to the dead-letter stream and acknowledge it here, both or neither."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(
+                self._keys.dead_stream,
+                {
+                    "order": entry.order_id,
+                    "seq": entry.seq,
+                    "msg": entry.body,
+                    "entry": entry.id,
+                    "deliveries": entry.deliveries,
+                    "error": error[:500],
+                },
+            )
+            pipe.xack(self.stream, GROUP, entry.id)
+            await pipe.execute()
 
     async def trim(self) -> int:
         """Drop entries every group has acknowledged; never one still pending anywhere."""
@@ -194,6 +208,27 @@ class Streams:
                 await self._redis.xgroup_delconsumer(self.stream, GROUP, name)
                 gone.append(name)
         return gone
+
+    async def oldest_unfinished_ms(self) -> int | None:
+        """When the oldest entry the group has not finished was added (ms since the epoch):
+        the lowest pending one, or the first not yet delivered; None when there is none."""
+        info: Any = await self._redis.xinfo_groups(self.stream)
+        group = next((g for g in info if _text(g["name"]) == GROUP), None)
+        if group is None:
+            return None
+        oldest: list[str] = []
+        if int(group["pending"]):
+            summary: Any = await self._redis.xpending(self.stream, GROUP)
+            if summary and summary.get("min"):
+                oldest.append(_text(summary["min"]))
+        # Not lag: Redis cannot always count it (after deletions), and answers nil then.
+        after = "(" + _text(group["last-delivered-id"])
+        first: Any = await self._redis.xrange(self.stream, min=after, count=1)
+        if first:
+            oldest.append(_text(first[0][0]))
+        if not oldest:
+            return None
+        return min(_order_key(entry_id) for entry_id in oldest)[0]
 
     async def backlog(self) -> dict[str, int]:
         """Entries not yet delivered to the group, and entries delivered but unacknowledged."""

@@ -92,7 +92,8 @@ async def test_idle_entries_of_a_dead_consumer_are_claimed_with_their_delivery_c
     await streams.ensure_group()
     await streams.add(await stored(pg, 3))
     taken, _ = await streams.read("dead", count=3, block_ms=None)
-    claimed = await streams.claim_idle("alive", min_idle_ms=0)
+    claimed, cursor = await streams.claim_idle("alive", min_idle_ms=0)
+    assert cursor == "0-0"  # the whole pending list was scanned
     assert [e.id for e in claimed] == [e.id for e in taken]
     assert {e.deliveries for e in claimed} == {2}
 

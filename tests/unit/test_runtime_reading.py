@@ -39,7 +39,13 @@ class _Streams:
         return False
 
     async def read(
-        self, consumer: str, *, count: int, block_ms: int | None, own_pending: bool = False
+        self,
+        consumer: str,
+        *,
+        count: int,
+        block_ms: int | None,
+        own_pending: bool = False,
+        after: str = "0",
     ) -> tuple[list[Entry], list[str]]:
         if own_pending:
             return [], []
