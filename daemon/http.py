@@ -3,8 +3,9 @@
 Every answer is JSON (metrics aside) and never carries a stack trace. A webhook is
 verified on its raw bytes before anything else is read from it; it is answered 202 only
 once stored, 200 with a reason when ignored or a repeat, 401 when unsigned or forged, 400
-when malformed, 413 when too large, and 503 while the store is away or the daemon is
-stopping, so the platform retries.
+when malformed (not UTF-8 among it), 413 when too large, 415 when sent as something other
+than JSON, and 503 while the store is away or the daemon is stopping, so the platform
+retries.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from adapters.carriers.webhooks import (
 from adapters.errors import OrderdError
 from adapters.feedback import not_found_page, read_token, thank_you_page, token_id
 from adapters.platforms import MalformedPayload, generic, shopify, woocommerce
+from adapters.platforms.normalize import require_utf8
 from adapters.platforms.signatures import verify_generic, verify_shopify, verify_woocommerce
 from adapters.postgres import orders
 from adapters.stock.allocator import Allocator
@@ -113,6 +115,42 @@ async def _body(request: web.Request) -> bytes:
     return await request.read()
 
 
+# What HTTP clients label a body with when its sender named no type (aiohttp and requests:
+# octet-stream; curl -d, urllib and PHP: form-urlencoded). Such a body says no more than
+# one without the header: it is read as JSON, and refused (400) when it is not.
+_UNLABELLED = frozenset({"application/octet-stream", "application/x-www-form-urlencoded"})
+NOT_JSON = "Content-Type: must be application/json (UTF-8)"
+
+
+def sent_as_json(media_type: str, charset: str | None) -> bool:
+    """True when a body with this Content-Type may be read as JSON: ``application/json``
+    or a ``+json`` type, or a client's default label, in UTF-8 (JSON's only charset, RFC
+    8259) when a charset is given. ``media_type`` and ``charset`` as aiohttp parses them
+    (no header reads as ``application/octet-stream``)."""
+    media_type = media_type.lower()
+    json_type = media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
+    if not json_type and media_type not in _UNLABELLED:
+        return False
+    return charset is None or charset.lower() in ("utf-8", "utf8")
+
+
+def _header(request: web.Request, name: str) -> str | None:
+    """A header's value; raises :class:`MalformedPayload` when its bytes are not UTF-8.
+
+    aiohttp keeps such bytes as lone surrogates, which no encoder (msgspec's for the
+    inbox row, asyncpg's) takes: one such header would fail the batch stored with it.
+    """
+    value = request.headers.get(name)
+    if value is not None and not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise MalformedPayload(name, "not valid UTF-8") from None
+    return value
+
+
 def _platform_secrets(name: str) -> Callable[[Settings], list[str] | None]:
     def secrets(settings: Settings) -> list[str] | None:
         source: WebhookSource = getattr(settings.webhooks, name)
@@ -133,10 +171,12 @@ def _webhook(
     name: str,
     verify: Callable[[bytes, str | None, list[str]], bool],
     signature_header: str,
-    parse: Callable[[web.Request, bytes], Any],
+    parse: Callable[[bytes, str | None], Any],
     delivery_headers: tuple[str, str | None],
+    topic_header: str | None = None,
     secrets_for: Callable[[Settings], list[str] | None] | None = None,
 ) -> Handler:
+    """An order or callback webhook; ``parse`` gets the body and the ``topic_header``."""
     find_secrets = secrets_for or _platform_secrets(name)
 
     async def handle(request: web.Request) -> web.StreamResponse:
@@ -149,18 +189,23 @@ def _webhook(
         body = await _body(request)
         if name == "woocommerce" and woocommerce.is_ping(body):
             return _json(200, {"status": "ok", "reason": "webhook ping"})
+        if not sent_as_json(request.content_type, request.charset):
+            return _error(415, NOT_JSON)
         if not verify(body, request.headers.get(signature_header), secrets):
             return _error(401, f"missing or invalid {signature_header}")
+        delivery_header, event_header = delivery_headers
         try:
-            decision = parse(request, body)
+            # Checked whole, before anything is stored: a parser skips fields unread.
+            require_utf8(body)
+            topic = _header(request, topic_header) if topic_header else None
+            delivery = _header(request, delivery_header) or hashlib.sha256(body).hexdigest()
+            event = _header(request, event_header) if event_header else None
+            decision = parse(body, topic)
         except MalformedPayload as exc:
             return _error(400, exc.reason)
-        delivery_header, event_header = delivery_headers
-        delivery = request.headers.get(delivery_header) or hashlib.sha256(body).hexdigest()
-        event = request.headers.get(event_header) if event_header else None
         answer = await context.intake.accept(
             source=name,
-            topic=_topic(request, name),
+            topic=(topic or "") if topic_header else "order",
             delivery_id=delivery,
             event_id=event,
             body=body,
@@ -186,9 +231,12 @@ def _carrier_webhook(
         if context.draining:
             return _error(503, "shutting down; retry later")
         body = await _body(request)
+        if not sent_as_json(request.content_type, request.charset):
+            return _error(415, NOT_JSON)
         if not verified(request, body, [account.webhook_secret]):
             return _error(401, f"missing or invalid {name} webhook signature")
         try:
+            require_utf8(body)
             update = parse(body)
         except MalformedPayload as exc:
             return _error(400, exc.reason)
@@ -235,11 +283,6 @@ async def feedback(request: web.Request) -> web.StreamResponse:
 
 def _for_order(message: Picked | Packed | ShortPicked) -> ForOrder:
     return ForOrder(message, message.shipment_id)
-
-
-def _topic(request: web.Request, name: str) -> str:
-    header = {"shopify": "X-Shopify-Topic", "woocommerce": "X-WC-Webhook-Topic"}.get(name)
-    return request.headers.get(header, "") if header else "order"
 
 
 async def healthz(request: web.Request) -> web.StreamResponse:
@@ -349,14 +392,22 @@ async def admin_adjust(request: web.Request) -> web.StreamResponse:
     sku = request.match_info["sku"]
     if not is_valid_sku(sku):
         return _error(400, "malformed sku")
+    raw = await _body(request)
     try:
-        body = msgspec.json.decode(await _body(request), type=_Adjustment)
+        require_utf8(raw)
+        body = msgspec.json.decode(raw, type=_Adjustment)
+    except MalformedPayload as exc:
+        return _error(400, exc.reason)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         return _error(400, f"expected {{delta, reason[, movement_id, warehouse]}}: {exc}")
     if body.delta == 0 or abs(body.delta) > 1_000_000_000:
         return _error(400, "delta: a whole number from -1e9 to 1e9, not 0")
     if not body.reason.strip() or len(body.reason) > 200:
         return _error(400, "reason: 1-200 characters")
+    # The ledger's text columns cannot hold a NUL character.
+    for name, value in (("reason", body.reason), ("movement_id", body.movement_id)):
+        if value is not None and "\x00" in value:
+            return _error(400, f"{name}: must not contain NUL characters")
     if body.warehouse is not None and body.warehouse not in context.allocator.warehouses:
         return _error(400, "unknown warehouse")
     # Without an id every call is a movement of its own; send one to make retries safe.
@@ -383,8 +434,9 @@ def build_app(context: Context) -> web.Application:
             "shopify",
             verify_shopify,
             "X-Shopify-Hmac-Sha256",
-            lambda request, body: shopify.parse(body, request.headers.get("X-Shopify-Topic")),
+            shopify.parse,
             ("X-Shopify-Webhook-Id", "X-Shopify-Event-Id"),
+            topic_header="X-Shopify-Topic",
         ),
     )
     app.router.add_post(
@@ -393,10 +445,9 @@ def build_app(context: Context) -> web.Application:
             "woocommerce",
             verify_woocommerce,
             "X-WC-Webhook-Signature",
-            lambda request, body: woocommerce.parse(
-                body, request.headers.get("X-WC-Webhook-Topic")
-            ),
+            woocommerce.parse,
             ("X-WC-Webhook-Delivery-ID", None),
+            topic_header="X-WC-Webhook-Topic",
         ),
     )
     app.router.add_post(
@@ -405,7 +456,7 @@ def build_app(context: Context) -> web.Application:
             "generic",
             verify_generic,
             "X-Orderd-Signature",
-            lambda request, body: generic.parse(body),
+            lambda body, topic: generic.parse(body),
             ("X-Orderd-Delivery-Id", None),
         ),
     )
@@ -415,7 +466,7 @@ def build_app(context: Context) -> web.Application:
             "wms",
             verify_generic,
             "X-Orderd-Signature",
-            lambda request, body: _for_order(parse_callback(body)),
+            lambda body, topic: _for_order(parse_callback(body)),
             ("X-Orderd-Delivery-Id", None),
             secrets_for=_wms_secrets,
         ),

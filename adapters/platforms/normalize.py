@@ -28,10 +28,39 @@ _TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_./ -]{0,39}")
 T = TypeVar("T")
 
 
-def decode(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
-    """Decode ``body`` or raise :class:`MalformedPayload` naming the field."""
+# A JSON \u0000 escape after an even run of backslashes (after an odd run it is text).
+_NUL_ESCAPE = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def require_utf8(body: bytes) -> None:
+    """Raise :class:`MalformedPayload` unless ``body`` is UTF-8, as JSON must be (RFC 8259)."""
     try:
-        return decoder.decode(body)
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise MalformedPayload("body", "not valid UTF-8") from None
+
+
+def without_nul(body: bytes) -> bytes:
+    """``body`` with every JSON ``\\u0000`` escape taken out of its strings.
+
+    PostgreSQL's text, json and jsonb cannot hold the NUL character, and every string of a
+    delivery may end up there (an order's document, its lines, its events). A NUL is never
+    meaningful in a name, an address or a note, so it is dropped rather than refusing a paid
+    order for it. A raw NUL byte is not JSON at all and is refused by the decoder.
+    """
+    if b"\\u0000" not in body:
+        return body
+    return _NUL_ESCAPE.sub(rb"\1", body)
+
+
+def decode(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
+    """Decode ``body``, its strings without NUL characters (see :func:`without_nul`), or
+    raise :class:`MalformedPayload` naming the field."""
+    try:
+        return decoder.decode(without_nul(body))
+    except UnicodeDecodeError:
+        # msgspec checks the UTF-8 of the strings it reads and says so with this error.
+        raise MalformedPayload("body", "not valid UTF-8") from None
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise malformed_from(exc) from None
 

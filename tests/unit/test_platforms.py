@@ -896,7 +896,9 @@ def test_a_generic_line_missing_its_quantity_names_the_line() -> None:
 # ---------------------------------------------------------------------------------------
 # Generic round trip
 
-stripped = st.text(st.characters(codec="utf-8"), max_size=12).map(str.strip)
+# Without NUL: parsing drops it (PostgreSQL cannot store it), so no order holds one.
+characters = st.characters(codec="utf-8", exclude_characters="\x00")
+stripped = st.text(characters, max_size=12).map(str.strip)
 maybe_text = st.none() | stripped.filter(bool)
 skus = st.from_regex(SKU_PATTERN, fullmatch=True)
 amounts = st.decimals(min_value=0, max_value=10**9, places=2, allow_nan=False)
