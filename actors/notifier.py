@@ -1,10 +1,13 @@
 """Sending the outbox of customer messages, apart from the order actors.
 
-A message is claimed, sent, then marked sent: a crash in between leaves the claim to run
-out, and the resend carries the same Message-ID, so the customer's mail program can tell.
-Temporary failures are tried again with back-off, up to a number of
-attempts; permanent ones are recorded and shown on the order. An order never waits for a
-message; it hears only when a follow-up it is waiting for has been sent or given up.
+A message is claimed just before it is sent and marked sent as soon as the server took it,
+on its own: a crash in between leaves the claim to run out, and only such a message goes
+again, with the same Message-ID, so the customer's mail program can tell. Claims are kept
+in the database's real time, never the business clock (which runs scaled in demos and
+tests, from each process's own start). Temporary failures are tried again with back-off,
+up to a number of attempts; permanent ones are recorded and shown on the order. An order
+never waits for a message; it hears only when a follow-up it is waiting for has been sent
+or given up.
 """
 
 from __future__ import annotations
@@ -35,7 +38,9 @@ class NotifierSettings(Struct, frozen=True, kw_only=True):
     retry_max_s: float = 3600.0
     quiet_start: str = "21:00"
     quiet_end: str = "08:00"
-    # Longer than any send takes: a claim that runs out means its sender died.
+    # Real seconds a process holds the messages it took. A send is cut off after half of
+    # it, leaving the rest to record the result: a claim that runs out means its sender
+    # died, never that it was slow.
     claim_s: float = 120.0
 
 
@@ -63,31 +68,64 @@ class Outbox:
     async def send_due(self, limit: int = 20) -> int:
         """Send every message that is due; return how many were tried.
 
-        Messages are claimed in one short transaction, sent outside any, and each result
-        recorded in its own: nothing that fails after a message went out can undo the
-        record of it and send it again (only a crash can, once, with the same Message-ID).
+        Messages are claimed in one short transaction and all sent at once, outside any;
+        each result is recorded in a transaction of its own as soon as it is known, not
+        after the others: nothing that happens to one message (a slow server, a failure to
+        record) keeps another that went out from being recorded, and only a message still
+        on its way when the process dies can go again.
         """
         now = datetime.fromtimestamp(self._clock(), UTC)
-        claim = now + timedelta(seconds=self._settings.claim_s)
+        loop = asyncio.get_running_loop()
+        # Taken before the claim, so both ends come before the database's.
+        claim_ends = loop.time() + self._settings.claim_s
         async with self._pool.acquire() as conn, conn.transaction():
-            due = await notifications.claim_due(conn, now, claim, limit)
+            due = await notifications.claim_due(
+                conn, now, timedelta(seconds=self._settings.claim_s), limit
+            )
         if not due:
             return 0
-        outcomes = await asyncio.gather(
-            *(self._send(item.message, now) for item in due), return_exceptions=True
+        send_by = claim_ends - self._settings.claim_s / 2
+        done = await asyncio.gather(
+            *(self._deliver(item, now, send_by, claim_ends) for item in due),
+            return_exceptions=True,
         )
-        for item, outcome in zip(due, outcomes, strict=True):
-            async with self._pool.acquire() as conn, conn.transaction():
-                final = await self._record(conn, item, outcome, now)
-                if final is not None and item.message.kind in FOLLOW_UPS:
-                    settled = NotificationSettled(
-                        order_id=item.order_id, kind=item.message.kind, status=final
-                    )
-                    posted = await mailbox.post(conn, [settled])
-                else:
-                    posted = []
-            await self._mail.stream(posted)
+        for item, outcome in zip(due, done, strict=True):
+            if isinstance(outcome, Exception):
+                log.warning(
+                    "%s for order %s not recorded, it goes again when its claim runs out: %s",
+                    item.message.kind, item.order_id, outcome,
+                )  # fmt: skip
         return len(due)
+
+    async def _deliver(
+        self, item: notifications.Due, now: datetime, send_by: float, claim_ends: float
+    ) -> None:
+        """Send one claimed message and record what became of it, within its claim."""
+        outcome: object
+        try:
+            async with asyncio.timeout_at(send_by):
+                outcome = await self._send(item.message, now)
+        except TimeoutError:
+            outcome = NotifyError(
+                f"sending took longer than {self._settings.claim_s / 2:.0f} s", temporary=True
+            )
+        except Exception as exc:
+            outcome = exc
+        pause = 0.05
+        while True:
+            try:
+                posted = await self._record(item, outcome, now)
+                break
+            except Exception as exc:
+                # A message that went out and is not recorded goes again once the claim
+                # runs out: keep trying while it holds.
+                loop = asyncio.get_running_loop()
+                if loop.time() + pause >= claim_ends:
+                    raise
+                log.warning("recording %s failed, trying again: %s", item.message.kind, exc)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 1.0)
+        await self._mail.stream(posted)
 
     async def _send(self, message: Any, now: datetime) -> str | datetime:
         """The Message-ID of the sent message, or when to try (quiet hours)."""
@@ -102,16 +140,31 @@ class Outbox:
         sent = await sender.send(message)
         return sent.message_id
 
-    async def _record(
+    async def _record(self, item: notifications.Due, outcome: object, now: datetime) -> list[Any]:
+        """Record one message's outcome, and tell its order of a follow-up settled; return
+        what was posted to the order."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            final = await self._settle(conn, item, outcome, now)
+            if final is None or item.message.kind not in FOLLOW_UPS:
+                return []
+            settled = NotificationSettled(
+                order_id=item.order_id, kind=item.message.kind, status=final
+            )
+            posted: list[Any] = await mailbox.post(conn, [settled])
+            return posted
+
+    async def _settle(
         self, conn: Any, item: notifications.Due, outcome: object, now: datetime
     ) -> Literal["sent", "failed"] | None:
-        """Write what became of one message; its final status, or None while pending."""
+        """Write what became of one message; its final status, or None while pending (or
+        when another sender holds it now and records it)."""
         kind, channel = item.message.kind, item.message.channel
         if isinstance(outcome, datetime):
-            await notifications.later(conn, item.id, outcome, None, tried=False)
+            await notifications.later(conn, item.id, item.claim, outcome, None, tried=False)
             return None
         if isinstance(outcome, str):
-            await notifications.sent(conn, item.id, outcome, now)
+            if not await notifications.sent(conn, item.id, outcome, now):
+                return None
             log.info("sent %s by %s for order %s", kind, channel, item.order_id)
             return "sent"
         error = printable(
@@ -121,13 +174,15 @@ class Outbox:
         attempts = item.attempts  # counted when it was claimed
         if temporary and attempts < self._settings.max_attempts:
             delay = min(self._settings.retry_max_s, 2.0 ** min(attempts, 16))
-            await notifications.later(conn, item.id, now + timedelta(seconds=delay), error, True)
-            log.warning(
-                "%s by %s for order %s failed (attempt %d), again in %.0f s: %s",
-                kind, channel, item.order_id, attempts, delay, error,
-            )  # fmt: skip
+            when = now + timedelta(seconds=delay)
+            if await notifications.later(conn, item.id, item.claim, when, error, tried=True):
+                log.warning(
+                    "%s by %s for order %s failed (attempt %d), again in %.0f s: %s",
+                    kind, channel, item.order_id, attempts, delay, error,
+                )  # fmt: skip
             return None
-        await notifications.failed(conn, item.id, error)
+        if not await notifications.failed(conn, item.id, item.claim, error):
+            return None
         log.warning(
             "%s by %s for order %s failed for good: %s", kind, channel, item.order_id, error
         )

@@ -7,7 +7,7 @@ twice for the same message adds nothing, so at most one of each goes out.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -34,6 +34,10 @@ class Due(Struct, frozen=True):
     order_id: str
     message: Outgoing
     attempts: int
+    # The claim's own end, as the database set it: it names this claim, so what a sender
+    # records applies only while the message is still its own (a later claim of the same
+    # message always ends later).
+    claim: datetime
 
 
 _QUEUED = Rows(
@@ -70,69 +74,89 @@ def add_queued(writes: Writes, rows: Sequence[Row]) -> None:
     )
 
 
-async def claim_due(conn: Any, now: datetime, claimed_until: datetime, limit: int) -> list[Due]:
-    """Claim messages due to go, and ones whose claim ran out (their sender died), until
-    ``claimed_until``; other processes skip them meanwhile. Counts the attempt."""
+async def claim_due(conn: Any, now: datetime, claim: timedelta, limit: int) -> list[Due]:
+    """Claim messages due by ``now`` (the business clock), and ones whose claim ran out
+    (their sender died), for ``claim`` of the database's real time; other processes skip
+    them meanwhile. Counts the attempt.
+
+    Claims are measured by the database's clock alone: processes whose own clocks differ
+    (a scaled clock starts with its process) all agree on when a claim ends.
+    """
     rows = await conn.fetch(
         """
-        UPDATE notifications n SET status = 'sending', claimed_until = $2,
+        UPDATE notifications n SET status = 'sending',
+                                   claimed_until = statement_timestamp() + $2::interval,
                                    attempts = attempts + 1
         FROM (
             SELECT id FROM notifications
             WHERE (status = 'pending' AND next_attempt_at <= $1)
-               OR (status = 'sending' AND claimed_until < $1)
+               OR (status = 'sending' AND claimed_until < statement_timestamp())
             ORDER BY next_attempt_at
             LIMIT $3
             FOR UPDATE SKIP LOCKED
         ) due
         WHERE n.id = due.id
-        RETURNING n.id, n.order_id, n.payload::text AS payload, n.attempts
+        RETURNING n.id, n.order_id, n.payload::text AS payload, n.attempts, n.claimed_until
         """,
         now,
-        claimed_until,
+        claim,
         limit,
     )
-    return [Due(r["id"], r["order_id"], _decode(r["payload"]), r["attempts"]) for r in rows]
+    return [
+        Due(r["id"], r["order_id"], _decode(r["payload"]), r["attempts"], r["claimed_until"])
+        for r in rows
+    ]
 
 
-async def sent(conn: Any, row_id: int, message_id: str, now: datetime) -> None:
-    await conn.execute(
+async def sent(conn: Any, row_id: int, message_id: str, now: datetime) -> bool:
+    """Record the message as sent, whoever holds it now: it went out, and a later sender's
+    failure must not put it back in the queue. False when it was recorded sent already."""
+    done: str = await conn.execute(
         """
         UPDATE notifications SET status = 'sent', message_id = $2, sent_at = $3,
                                  last_error = NULL, claimed_until = NULL
-        WHERE id = $1
+        WHERE id = $1 AND status <> 'sent'
         """,
         row_id,
         message_id,
         now,
     )
+    return done == "UPDATE 1"
 
 
-async def later(conn: Any, row_id: int, when: datetime, error: str | None, tried: bool) -> None:
-    """Try again at ``when``: after a temporary failure, or out of quiet hours (not tried)."""
-    await conn.execute(
+async def later(
+    conn: Any, row_id: int, claim: datetime, when: datetime, error: str | None, tried: bool
+) -> bool:
+    """Try again at ``when``: after a temporary failure, or out of quiet hours (not tried).
+    Only while the claim ``claim`` holds; False when it no longer does."""
+    done: str = await conn.execute(
         """
-        UPDATE notifications SET status = 'pending', next_attempt_at = $2,
-                                 last_error = coalesce($3, last_error), claimed_until = NULL,
-                                 attempts = attempts - $4::int
-        WHERE id = $1
+        UPDATE notifications SET status = 'pending', next_attempt_at = $3,
+                                 last_error = coalesce($4, last_error), claimed_until = NULL,
+                                 attempts = attempts - $5::int
+        WHERE id = $1 AND status = 'sending' AND claimed_until = $2
         """,
         row_id,
+        claim,
         when,
         error,
         0 if tried else 1,
     )
+    return done == "UPDATE 1"
 
 
-async def failed(conn: Any, row_id: int, error: str) -> None:
-    await conn.execute(
+async def failed(conn: Any, row_id: int, claim: datetime, error: str) -> bool:
+    """Give the message up; only while the claim ``claim`` holds (False when it does not)."""
+    done: str = await conn.execute(
         """
-        UPDATE notifications SET status = 'failed', last_error = $2, claimed_until = NULL
-        WHERE id = $1
+        UPDATE notifications SET status = 'failed', last_error = $3, claimed_until = NULL
+        WHERE id = $1 AND status = 'sending' AND claimed_until = $2
         """,
         row_id,
+        claim,
         error,
     )
+    return done == "UPDATE 1"
 
 
 async def of_order(conn: Any, order_id: str) -> list[dict[str, Any]]:
