@@ -58,9 +58,8 @@ class Dispatcher:
         in another: a slow warehouse system holds no locks that order turns wait for.
         """
         now = datetime.fromtimestamp(self._clock(), UTC)
-        lease = now + timedelta(seconds=self._lease_s)
         async with self._pool.acquire() as conn, conn.transaction():
-            due = await fulfillment.claim_due(conn, now, lease, limit)
+            due = await fulfillment.claim_due(conn, now, self._lease_s, limit)
         if not due:
             return 0
         outcomes = await asyncio.gather(*(self._deliver(d) for d in due), return_exceptions=True)

@@ -159,6 +159,9 @@ class ActorRuntime:
                     continue
                 except Exception as exc:
                     self._log_failure("reading the stream", exc)
+                    # Waiting out an outage is progress for the watchdog: the loop runs,
+                    # and a restart would find the same server away.
+                    self.last_progress = time.monotonic()
                     await self._pause(self._settings.outage_pause_s)
                     continue
                 for entry in entries:

@@ -58,16 +58,20 @@ def add_queued(writes: Writes, queued: Sequence[Queued]) -> None:
     )
 
 
-async def claim_due(conn: Any, now: datetime, lease_until: datetime, limit: int) -> list[Due]:
-    """Take requests due for delivery, and ones whose sender's lease ran out, for the
-    caller until ``lease_until``; other processes skip them meanwhile."""
+async def claim_due(conn: Any, now: datetime, lease_s: float, limit: int) -> list[Due]:
+    """Take requests due for delivery (by ``now``, the daemon's clock), and ones whose
+    sender's lease ran out, for the caller for ``lease_s``; other processes skip them
+    meanwhile. Leases run on the database's real time: the daemon's clock may be scaled,
+    and each process's scaled clock is its own, so by it one process would find another's
+    live lease long expired."""
     rows = await conn.fetch(
         """
-        UPDATE fulfillment_requests r SET status = 'sending', lease_until = $2
+        UPDATE fulfillment_requests r
+        SET status = 'sending', lease_until = statement_timestamp() + make_interval(secs => $2)
         FROM (
             SELECT shipment_id, kind FROM fulfillment_requests
             WHERE (status = 'pending' AND next_attempt_at <= $1)
-               OR (status = 'sending' AND lease_until < $1)
+               OR (status = 'sending' AND lease_until < statement_timestamp())
             ORDER BY next_attempt_at
             LIMIT $3
             FOR UPDATE SKIP LOCKED
@@ -76,7 +80,7 @@ async def claim_due(conn: Any, now: datetime, lease_until: datetime, limit: int)
         RETURNING r.body::text AS body, r.attempts, r.kind
         """,
         now,
-        lease_until,
+        lease_s,
         limit,
     )
     return [Due(_decode(r["body"]), r["attempts"], r["kind"]) for r in rows]
