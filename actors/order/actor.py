@@ -2,14 +2,17 @@
 
 The turn applies the order's message number ``seq`` only if it is the next one: a repeat
 is acknowledged without effect, a message that arrived ahead of an earlier one waits. A
-lease in Redis keeps other processes off the order for the turn, and the version check
-when saving makes sure that even a lease that expired mid-turn cannot apply a turn twice.
-Effects run with fixed operation ids, so a turn retried after a crash repeats none of them.
+lease in Redis keeps other processes off the order for the turn; it is renewed while the
+turn runs, and the turn makes sure it still holds it right before a carrier call that
+cannot be repeated safely (buying or voiding a label). The version check when saving makes
+sure that even a lease lost mid-turn cannot apply a turn twice. Effects run with fixed
+operation ids, so a turn retried after a crash repeats none of them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -71,6 +74,12 @@ class _Stale(Exception):
         self.order_ids = frozenset(order_ids)
 
 
+class LeaseLost(orders.ConcurrentTurn):
+    """The turn no longer holds its order's lease (or cannot tell that it does), so another
+    process may be running the order: the turn stops before acting outside, and the message
+    is tried again later, when it finds what the other turn saved."""
+
+
 class Outcome(Enum):
     APPLIED = "applied"  # saved; acknowledge
     REPEAT = "repeat"  # applied before; acknowledge
@@ -121,9 +130,15 @@ class OrderTurns:
         self._rules = rules
         self._clock = clock
         self._lease_book = Leases(redis, keys, lease_ms=lease_ms)
+        # A third of a lease: a renewal can fail twice before the lease runs out.
+        self._renew_every_s = lease_ms / 3000
+        self._running: set[tuple[str, str]] = set()  # (order, token) of the turns running here
+        self._idle = asyncio.Event()
+        self._renewer: asyncio.Task[None] | None = None
         # Turns of different orders share their round trips: leases, loads and saves of
         # the turns running at the same time go in one call each.
         self._leases: Coalescer[tuple[str, str], bool] = Coalescer(self._lease_book.take)
+        self._renewals: Coalescer[tuple[str, str], bool] = Coalescer(self._lease_book.renew)
         self._unleases: Coalescer[tuple[str, str], None] = Coalescer(self._free_leases)
         self._loads: Coalescer[str, orders.Loaded] = Coalescer(self._load_batch)
         self._saves: Coalescer[orders.Turn, None] = Coalescer(self._save_batch)
@@ -131,12 +146,61 @@ class OrderTurns:
     async def apply(self, order_id: str, seq: int, message: Message) -> Outcome:
         """Apply message ``seq`` of the order, exactly once and in order."""
         token = new_token()
-        if not await self._leases.submit((order_id, token)):
+        held = (order_id, token)
+        if not await self._leases.submit(held):
             return Outcome.BUSY
+        self._hold(held)
         try:
-            return await self._turn(order_id, seq, message)
+            return await self._turn(order_id, seq, message, token)
         finally:
-            await self._unleases.submit((order_id, token))
+            self._let_go(held)
+            try:
+                await self._unleases.submit(held)
+            except (RedisError, OSError) as exc:
+                # The lease runs out by itself; what the turn did or met is what counts.
+                log.warning("the lease of order %s was not freed: %s", order_id, exc)
+
+    def _hold(self, held: tuple[str, str]) -> None:
+        """Keep the lease of a turn that starts renewed until it ends."""
+        self._running.add(held)
+        self._idle.clear()
+        if self._renewer is None or self._renewer.done():
+            self._renewer = asyncio.get_running_loop().create_task(self._renew_running())
+
+    def _let_go(self, held: tuple[str, str]) -> None:
+        self._running.discard(held)
+        if not self._running:
+            self._idle.set()
+
+    async def _renew_running(self) -> None:
+        """Renew the leases of all turns running here in one call, every third of a lease,
+        for as long as any turn runs."""
+        while self._running:
+            with contextlib.suppress(TimeoutError):
+                # Woken when the last turn ends, so this task never outlives the turns.
+                await asyncio.wait_for(self._idle.wait(), self._renew_every_s)
+            held = list(self._running)
+            if not held:
+                continue
+            try:
+                kept = await self._lease_book.renew(held)
+            except Exception as exc:
+                # Not the turns' failure: a turn that needs its lease asks at its fence.
+                log.warning("leases of %d running turns not renewed: %s", len(held), exc)
+                continue
+            for (order_id, _), still in zip(held, kept, strict=True):
+                if not still:
+                    log.warning("a running turn of order %s lost its lease", order_id)
+
+    async def _fence(self, order_id: str, token: str) -> None:
+        """Make sure the turn still holds its order's lease, renewed for a full lease from
+        now, before a call the outside world would carry out twice if asked twice."""
+        try:
+            still = await self._renewals.submit((order_id, token))
+        except (RedisError, OSError) as exc:
+            raise LeaseLost(f"the turn of {order_id} cannot confirm its lease") from exc
+        if not still:
+            raise LeaseLost(f"the turn of {order_id} no longer holds its lease")
 
     async def _free_leases(self, held: Sequence[tuple[str, str]]) -> list[None]:
         await self._lease_book.free(held)
@@ -211,7 +275,7 @@ class OrderTurns:
                 raise _Stale(stale)
             return posted
 
-    async def _turn(self, order_id: str, seq: int, message: Message) -> Outcome:
+    async def _turn(self, order_id: str, seq: int, message: Message, token: str) -> Outcome:
         loaded = await self._loads.submit(order_id)
         if seq <= loaded.last_seq:
             return Outcome.REPEAT
@@ -230,6 +294,8 @@ class OrderTurns:
                 snapshot = evolve(snapshot, event, order_id)
                 events.append(event)
             for effect in decision.effects:
+                if isinstance(effect, Buy | Void):
+                    await self._fence(order_id, token)
                 result = await self._run(order_id, snapshot, effect, collected, now)
                 if result is not None:
                     pending.append(result)

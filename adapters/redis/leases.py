@@ -4,8 +4,10 @@ A turn takes its order's lease before it loads the order and frees it when it is
 another process finding the lease taken leaves the message for later. A lease expires on
 its own, so a process that dies holding one blocks its order only for a while, and a
 lease is freed only by the turn that took it (its token), so a slow turn whose lease ran
-out never frees the one another turn holds now. The turns running at the same time take
-and free their leases together, one script call each.
+out never frees the one another turn holds now. A live process renews the leases of its
+running turns, so a long turn (a carrier call with retries) keeps its order; renewing also
+tells a turn whether its lease is still its own. The turns running at the same time take,
+renew and free their leases together, one script call each.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class Leases:
         self._lease_ms = lease_ms
         self._take = redis.register_script(lua_source("take_leases"))
         self._release = redis.register_script(lua_source("release_leases"))
+        self._renew = redis.register_script(lua_source("renew_leases"))
 
     async def take(self, wanted: Sequence[tuple[str, str]]) -> list[bool]:
         """Take the lease of each (order, token) where it is free; True where taken."""
@@ -40,6 +43,15 @@ class Leases:
         keys = [self._keys.lease(order_id) for order_id, _ in wanted]
         taken = await self._take(keys=keys, args=[self._lease_ms, _tokens(wanted)])
         return [bool(t) for t in taken]
+
+    async def renew(self, held: Sequence[tuple[str, str]]) -> list[bool]:
+        """Make each (order, token) lease still held with that token last ``lease_ms`` from
+        now; True where it was still held, False where it ran out or another turn has it."""
+        if not held:
+            return []
+        keys = [self._keys.lease(order_id) for order_id, _ in held]
+        kept = await self._renew(keys=keys, args=[self._lease_ms, _tokens(held)])
+        return [bool(k) for k in kept]
 
     async def free(self, held: Sequence[tuple[str, str]]) -> int:
         """Free each (order, token) lease still held with that token; return how many."""

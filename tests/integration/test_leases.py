@@ -1,4 +1,5 @@
-"""Order leases against real Redis: taken where free, freed only by the turn that took them."""
+"""Order leases against real Redis: taken where free, renewed and freed only by the turn
+that took them."""
 
 from __future__ import annotations
 
@@ -47,11 +48,53 @@ async def test_a_lease_runs_out_by_itself(redis_client: aioredis.Redis, redis_pr
     assert await Leases(redis_client, keys, lease_ms=60_000).take([("o1", B)]) == [True]
 
 
+async def test_a_lease_is_renewed_only_while_the_turn_that_took_it_still_holds_it(
+    redis_client: aioredis.Redis, redis_prefix: str
+) -> None:
+    keys = RuntimeKeys(redis_prefix)
+    leases = Leases(redis_client, keys, lease_ms=60_000)
+    assert await leases.take([("held", A), ("taken", A)]) == [True, True]
+    assert await Leases(redis_client, keys, lease_ms=1).take([("expired", A)]) == [True]
+    for _ in range(100_000):  # Redis's own clock: asked, not slept on
+        if not await redis_client.exists(keys.lease("expired")):
+            break
+    # Time passed for "held"; "taken" ran out and another turn holds it now.
+    await redis_client.pexpire(keys.lease("held"), 5_000)
+    await redis_client.set(keys.lease("taken"), C, px=5_000)
+
+    renewed = await leases.renew([("held", A), ("taken", A), ("expired", A), ("never", A)])
+
+    assert renewed == [True, False, False, False]
+    assert 5_000 < await redis_client.pttl(keys.lease("held")) <= 60_000
+    assert await redis_client.get(keys.lease("held")) == A.encode()
+    assert await redis_client.get(keys.lease("taken")) == C.encode()
+    assert 0 < await redis_client.pttl(keys.lease("taken")) <= 5_000
+    # A lease that ran out is not brought back: another turn may have come and gone.
+    assert not await redis_client.exists(keys.lease("expired"))
+    assert not await redis_client.exists(keys.lease("never"))
+    assert await leases.renew([]) == []
+
+
+async def test_a_renewed_lease_still_keeps_other_turns_off_and_is_freed_by_its_turn(
+    redis_client: aioredis.Redis, redis_prefix: str
+) -> None:
+    keys = RuntimeKeys(redis_prefix)
+    one, other = (Leases(redis_client, keys, lease_ms=60_000) for _ in range(2))
+    await one.take([("o1", A)])
+    assert await other.renew([("o1", B)]) == [False]
+    assert await one.renew([("o1", A)]) == [True]
+    assert await other.take([("o1", B)]) == [False]
+    assert await one.free([("o1", A)]) == 1
+    assert await one.renew([("o1", A)]) == [False]
+
+
 async def test_tokens_of_another_width_are_refused(
     redis_client: aioredis.Redis, redis_prefix: str
 ) -> None:
     leases = Leases(redis_client, RuntimeKeys(redis_prefix), lease_ms=60_000)
     with pytest.raises(ValueError, match="16 characters"):
         await leases.take([("o1", "short")])
+    with pytest.raises(ValueError, match="16 characters"):
+        await leases.renew([("o1", "short")])
     assert await leases.take([]) == []
     assert await leases.free([]) == 0
