@@ -10,7 +10,7 @@ Rates, Transactions, Tracking Status, Refunds; "Shipping label sizes"; carrier t
   (``signature_confirmation``), ``metadata`` and ``async: false``. The answer's
   ``rates[]`` carry ``object_id, amount`` (a decimal string), ``currency, provider,
   servicelevel {name, token}, estimated_days``;
-- ``GET /transactions/?rate=<id>&object_status=SUCCESS`` lists labels bought for a rate;
+- ``GET /transactions/?rate=<id>`` lists the transactions (labels) of a rate;
   ``POST /transactions/`` with ``rate, label_file_type`` (``PDF_4x6`` or ``ZPLII``),
   ``async: false`` and ``metadata`` buys one. A Transaction has ``status`` (``SUCCESS``,
   ``ERROR``, ...), ``tracking_number, label_url, label_file_type, tracking_url_provider``
@@ -52,6 +52,7 @@ from adapters.carriers.model import (
 _LABEL_FILE_TYPE: dict[LabelFormat, str] = {"pdf": "PDF_4x6", "zpl": "ZPLII"}
 # Shippo limits metadata to 100 characters.
 _METADATA_LENGTH = 100
+_UNFINISHED = ("QUEUED", "WAITING")  # a transaction's statuses before SUCCESS or ERROR
 
 _STATUSES: dict[str, TrackingStatus] = {
     "UNKNOWN": "unknown",
@@ -278,12 +279,22 @@ class Shippo:
 
         Shippo takes no idempotency key on transactions. The documented filter of the
         transaction list by rate finds a label that was bought but not recorded (a crash in
-        between), so it is returned instead of buying a second one. The key goes into the
+        between), so it is returned instead of buying a second one, and one still being
+        made, which is waited for. The key goes into the
         transaction's metadata, where an operator can find it.
         """
-        query = {"rate": rate.rate_id, "object_status": "SUCCESS"}
+        # Every transaction of the rate, not only the successful ones: one still QUEUED or
+        # WAITING (a purchase whose answer never came back) becomes a label by itself, and
+        # buying again meanwhile would pay for a second one.
+        query = {"rate": rate.rate_id}
         bought = await self._http.call("GET", "/transactions/", _Transactions, params=query)
         transaction = next((t for t in bought.results if t.status == "SUCCESS"), None)
+        unfinished = next((t for t in bought.results if t.status in _UNFINISHED), None)
+        if transaction is None and unfinished is not None:
+            raise CarrierError(
+                f"{self.name} label {unfinished.object_id} is still {unfinished.status}",
+                temporary=True,
+            )
         if transaction is None:
             body = {
                 "rate": rate.rate_id,
@@ -298,7 +309,8 @@ class Shippo:
                 temporary=False,
             )
         if transaction.status != "SUCCESS":
-            # Still queued despite async=false; the next try finds it in the list above.
+            # Still queued despite async=false; the next try finds it in the list above and
+            # waits for it rather than buying another.
             raise CarrierError(
                 f"{self.name} label {transaction.object_id} is {transaction.status}",
                 temporary=True,

@@ -459,7 +459,27 @@ async def test_shippo_second_buy_of_a_rate_returns_the_first_purchase(
     assert second == first
     assert shippo_server.purchases == 1
     lookups = [p for p in _paths(shippo_server) if p.startswith("GET /transactions/")]
-    assert lookups == [f"GET /transactions/?rate={rate.rate_id}&object_status=SUCCESS"] * 2
+    assert lookups == [f"GET /transactions/?rate={rate.rate_id}"] * 2
+
+
+async def test_shippo_label_still_being_made_is_waited_for_not_bought_again(
+    shippo: Shippo, shippo_server: ShippoServer
+) -> None:
+    rate = (await shippo.rates(REQUEST))[0]
+    # A purchase whose answer never came back, still being made at Shippo.
+    shippo_server.transactions["queued-1"] = {
+        "object_id": "queued-1", "object_state": "VALID", "status": "QUEUED",
+        "rate": rate.rate_id, "metadata": "order-1:label:1", "label_file_type": "PDF_4x6",
+        "messages": [], "tracking_number": None, "label_url": None,
+        "tracking_url_provider": None, "test": True,
+    }  # fmt: skip
+
+    with pytest.raises(CarrierError) as waiting:
+        await shippo.buy(rate, idempotency_key="order-1:label:1", label_format="pdf")
+
+    assert waiting.value.temporary
+    assert "queued-1 is still QUEUED" in str(waiting.value)
+    assert shippo_server.purchases == 0
 
 
 async def test_shippo_label_bought_but_not_delivered_is_not_bought_again(
