@@ -134,8 +134,11 @@ async def restream_unapplied(conn: Any, batch_size: int = 500) -> int:
 
     Applied messages (seq at or below the order's last_seq) stay where they are, so the
     backlog is rebuilt without replaying history or skipping anything. The batches are
-    dated long ago, for the pump to take at once. Every process finds the group gone: one
-    at a time, each adds only what no batch holds yet.
+    dated long ago, for the pump to take at once, and they replace every batch noted
+    before: a batch streamed just before Redis lost it may still be waiting for its
+    "streamed" note, which would otherwise delete it after this rebuild and lose its
+    messages. Every process finds the group gone: one at a time, each rebuilds it whole
+    (a message streamed twice is a repeat).
     """
     async with conn.transaction():
         await conn.execute(
@@ -143,13 +146,12 @@ async def restream_unapplied(conn: Any, batch_size: int = 500) -> int:
         )
         count: int = await conn.fetchval(
             """
-            WITH noted AS (
-                SELECT DISTINCT x.id FROM unstreamed u, unnest(u.message_ids) AS x (id)
+            WITH superseded AS (
+                DELETE FROM unstreamed
             ), unapplied AS (
                 SELECT m.id, (row_number() OVER (ORDER BY m.id) - 1) / $1 AS chunk
                 FROM mailbox m LEFT JOIN orders o ON o.id = m.order_id
                 WHERE m.seq > coalesce(o.last_seq, 0)
-                  AND m.id NOT IN (SELECT id FROM noted)
             ), batches AS (
                 INSERT INTO unstreamed (message_ids, created_at)
                 SELECT array_agg(id ORDER BY id), '-infinity' FROM unapplied GROUP BY chunk

@@ -155,16 +155,21 @@ async def test_messages_left_off_the_stream_are_streamed_by_the_pump(
         await pool.close()
 
 
-async def test_after_redis_lost_the_stream_only_unapplied_messages_go_on_it_again(
+async def test_after_redis_lost_the_stream_every_unapplied_message_goes_on_it_again(
     pg: Any, pg_schema_name: str, redis_client: aioredis.Redis, redis_prefix: str
 ) -> None:
     posted = await stored(pg, 6)  # o0, o1, o2 twice each
-    await pg.execute("DELETE FROM unstreamed")  # as if streamed, then lost with Redis
+    # Streamed, then lost with Redis, with its "streamed" note still on its way.
+    late_note = await pg.fetchval("SELECT id FROM unstreamed")
     await pg.execute("INSERT INTO orders (id, last_seq) VALUES ('o0', 2), ('o1', 1)")
     assert await mailbox.restream_unapplied(pg, batch_size=2) == 3
     assert await pg.fetchval("SELECT count(*) FROM unstreamed") == 2
-    # Another process finding the group gone adds nothing the batches already hold.
-    assert await mailbox.restream_unapplied(pg, batch_size=2) == 0
+    # Another process finding the group gone rebuilds the same, in place of the first.
+    assert await mailbox.restream_unapplied(pg, batch_size=2) == 3
+    assert await pg.fetchval("SELECT count(*) FROM unstreamed") == 2
+    # The note arriving late takes nothing the rebuild put on the stream's way.
+    await mailbox.streamed(pg, [late_note])
+    assert await pg.fetchval("SELECT count(*) FROM unstreamed") == 2
     pool = await create_pool(POSTGRES_DSN, pg_schema_name)
     try:
         mail = Mail(pool, Streams(redis_client, RuntimeKeys(redis_prefix)))
