@@ -63,7 +63,8 @@ class Context:
     intake: Intake
     allocator: Allocator
     mail: Mail
-    ready: Callable[[], bool] = lambda: True
+    # "ok", or why the order actors are not ready (not reading, or orders not moving).
+    ready: Callable[[], str] = lambda: "ok"
     # The key that signs rating links, and the clock their expiry is read by.
     feedback_secrets: Callable[[], list[str]] = lambda: []
     clock: Callable[[], float] = time.time
@@ -305,7 +306,7 @@ async def readyz(request: web.Request) -> web.StreamResponse:
         checks["postgres"] = "ok"
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         checks["postgres"] = f"unavailable: {type(exc).__name__}"
-    checks["consumers"] = "ok" if context.ready() else "not running"
+    checks["consumers"] = context.ready()
     if context.draining:
         checks["daemon"] = "stopping"
     ok = all(value == "ok" for value in checks.values())

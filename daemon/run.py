@@ -129,14 +129,18 @@ class Daemon:
         self.pool = pool
         self.stopping = asyncio.Event()
 
-    def ready(self) -> bool:
-        """Consumers running and orders moving: the oldest unfinished message on the stream
-        is younger than ``[runtime] max_pending_age_s``. An intake process runs no
-        consumers: it is ready once it serves."""
+    def ready(self) -> str:
+        """ "ok" while the consumers run and orders move: the oldest unfinished message on
+        the stream is younger than ``[runtime] max_pending_age_s``; else why not. An intake
+        process runs no consumers: it is ready once it serves."""
         if not self.actors_here:
-            return True
-        fresh = self.runtime.oldest_pending_s < self.settings.runtime.max_pending_age_s
-        return self.runtime.reading and fresh
+            return "ok"
+        if not self.runtime.reading:
+            return "not running"
+        oldest, bound = self.runtime.oldest_pending_s, self.settings.runtime.max_pending_age_s
+        if oldest >= bound:
+            return f"the oldest unfinished message is {oldest:.0f} s old (bound {bound:.0f} s)"
+        return "ok"
 
     @property
     def actors_here(self) -> bool:

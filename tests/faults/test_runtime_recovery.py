@@ -14,14 +14,21 @@ from actors.mail import Mail
 from actors.order.actor import OrderTurns, Outcome
 from actors.order.messages import CancelRequested, Message
 from actors.runtime import ActorRuntime, RuntimeSettings
-from adapters.platforms import shopify
+from adapters.platforms import generic, shopify
 from adapters.postgres import mailbox
 from adapters.postgres.pool import connection, create_pool
 from adapters.redis.keys import RuntimeKeys
 from adapters.redis.streams import Streams
 from daemon.intake import Intake
-from tests.conftest import POSTGRES_DSN
-from tests.integration.daemon_harness import shopify_body
+from tests.conftest import POSTGRES_DSN, add_products
+from tests.integration.daemon_harness import (
+    eventually,
+    generic_body,
+    generic_headers,
+    get,
+    request,
+    shopify_body,
+)
 
 
 async def _waiting_on_locks(pg: Any, count: int, within_s: float = 20.0) -> None:
@@ -232,3 +239,48 @@ async def test_a_restarted_consumer_runs_all_of_its_own_pending_entries_first(
     finally:
         await runtime.stop(5)
         await running
+
+
+async def test_readiness_fails_while_an_order_is_stuck_and_comes_back_when_it_moves(
+    make_daemon: Any,
+    pg: Any,
+    run_orderd: Any,
+    redis_client: aioredis.Redis,
+    redis_prefix: str,
+) -> None:
+    await add_products(pg, "A-1")
+    assert run_orderd("stock", "set", "A-1", "5").returncode == 0
+    body = generic_body("STUCK1", [("A-1", 1)])
+    decision = generic.parse(body)
+    order_id = decision.order.id  # type: ignore[union-attr]
+    # Another process holds the order and never lets go: its message stays pending.
+    lease = RuntimeKeys(redis_prefix).lease(order_id)
+    await redis_client.set(lease, "f" * 16, px=600_000)
+    daemon = make_daemon(
+        ORDERD_RUNTIME__MAX_PENDING_AGE_S="1", ORDERD_RUNTIME__CLAIM_IDLE_MS="600000"
+    )
+    assert request(f"{daemon.url}/webhooks/orders", body, generic_headers(body))[0] == 202
+
+    async def not_ready() -> bool:
+        return get(f"{daemon.url}/readyz")[0] == 503
+
+    await eventually(not_ready, within_s=30, what="readiness to fail for the stuck order")
+    checks = get(f"{daemon.url}/readyz")[1]["checks"]
+    assert checks["consumers"].startswith("the oldest unfinished message is ")
+    metrics = get(f"{daemon.url}/metrics")[1]
+    age = next(
+        float(line.split()[-1])
+        for line in metrics.splitlines()
+        if line.startswith("orderd_stream_oldest_pending_age_seconds ")
+    )
+    assert age > 1
+    stuck = run_orderd("order", "list", "--stuck", env={"ORDERD_RUNTIME__MAX_PENDING_AGE_S": "1"})
+    assert f"{order_id}  not created [1 message(s) not applied since" in stuck.stdout
+
+    await redis_client.delete(lease)  # the other process is gone: the order moves
+
+    async def ready_and_taken() -> bool:
+        state = await pg.fetchval("SELECT state FROM orders WHERE id = $1", order_id)
+        return state == "fulfillment_requested" and get(f"{daemon.url}/readyz")[0] == 200
+
+    await eventually(ready_and_taken, within_s=30, what="the order to move and readiness back")
