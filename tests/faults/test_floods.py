@@ -161,6 +161,18 @@ async def test_kill_9_eight_times_in_a_flood_loses_nothing_and_oversells_nothing
     assert_sound(flood, settling, history, told, states=False)
 
 
+async def lost_nothing_to_redis(
+    world: World, daemon: Daemon, flood: Flood, sending: asyncio.Task[None]
+) -> None:
+    """After Redis lost everything: the flood done, the same daemon still running, no
+    message dead-lettered for the loss, and the record sound."""
+    await asyncio.wait_for(sending, 100)
+    settling, history, told = await settled(world, flood)
+    assert running(daemon), f"the daemon died\n{told}"
+    assert history.dead_letters == 0, told
+    assert_sound(flood, settling, history, told)
+
+
 @pytest.mark.timeout(120)
 async def test_redis_flushed_mid_flood_loses_nothing_and_dead_letters_nothing(
     world: World,
@@ -172,11 +184,7 @@ async def test_redis_flushed_mid_flood_loses_nothing_and_dead_letters_nothing(
         await client.flushall()  # stock, reservations, stream, group, scripts: all gone
     finally:
         await client.aclose()
-    await asyncio.wait_for(sending, 100)
-    settling, history, told = await settled(world, flood)
-    assert running(daemon), f"the daemon died\n{told}"
-    assert history.dead_letters == 0, told
-    assert_sound(flood, settling, history, told)
+    await lost_nothing_to_redis(world, daemon, flood, sending)
 
 
 @pytest.mark.timeout(120)
@@ -190,11 +198,7 @@ async def test_redis_restarted_empty_mid_flood_loses_nothing_and_dead_letters_no
     await asyncio.sleep(5)
     await asyncio.to_thread(world.redis.start)  # empty: no stock, stream, group or scripts
     world.note("Redis started empty")
-    await asyncio.wait_for(sending, 100)
-    settling, history, told = await settled(world, flood)
-    assert running(daemon), f"the daemon died\n{told}"
-    assert history.dead_letters == 0, told
-    assert_sound(flood, settling, history, told)
+    await lost_nothing_to_redis(world, daemon, flood, sending)
 
 
 @pytest.mark.timeout(150)

@@ -156,12 +156,18 @@ class _Applying:
         return Outcome.APPLIED
 
 
-async def _until(check: Any, within_s: float, what: str) -> None:
+async def _run_until(runtime: ActorRuntime, check: Any, within_s: float, what: str) -> None:
+    """Run ``runtime`` until ``check`` holds (looked at every 20 ms), then stop it."""
+    running = asyncio.create_task(runtime.run())
     deadline = time.monotonic() + within_s
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
+    try:
+        while not await check():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}")
+            await asyncio.sleep(0.02)
+    finally:
+        await runtime.stop(5)
+        await running
 
 
 async def test_a_dead_consumers_whole_pending_list_is_claimed(
@@ -183,17 +189,12 @@ async def test_a_dead_consumers_whole_pending_list_is_claimed(
             claim_idle_ms=1, claim_count=100, max_buffered=500, janitor_every_s=3600
         ),
     )
-    running = asyncio.create_task(runtime.run())
-    try:
 
-        async def all_applied() -> bool:
-            summary: Any = await redis_client.xpending(streams.stream, "orderd")
-            return turns.applied == 3000 and summary["pending"] == 0
+    async def all_applied() -> bool:
+        summary: Any = await redis_client.xpending(streams.stream, "orderd")
+        return turns.applied == 3000 and summary["pending"] == 0
 
-        await _until(all_applied, 60, "every claimed entry to be applied and acknowledged")
-    finally:
-        await runtime.stop(5)
-        await running
+    await _run_until(runtime, all_applied, 60, "every claimed entry applied and acknowledged")
 
 
 async def test_the_oldest_unfinished_entry_is_found_pending_or_not_yet_read(
@@ -228,17 +229,11 @@ async def test_a_restarted_consumer_runs_all_of_its_own_pending_entries_first(
         # No claims: only its own pending list brings the entries back.
         settings=RuntimeSettings(read_count=100, claim_idle_ms=3_600_000, janitor_every_s=3600),
     )
-    running = asyncio.create_task(runtime.run())
-    try:
-        await asyncio.wait_for(runtime.started.wait(), 30)
 
-        async def all_applied() -> bool:
-            return turns.applied == 700
+    async def all_applied() -> bool:
+        return turns.applied == 700
 
-        await _until(all_applied, 30, "every own pending entry to be applied")
-    finally:
-        await runtime.stop(5)
-        await running
+    await _run_until(runtime, all_applied, 30, "every own pending entry to be applied")
 
 
 async def test_readiness_fails_while_an_order_is_stuck_and_comes_back_when_it_moves(
