@@ -15,7 +15,7 @@ help:
 	@echo "make demo    run orderd end to end on this machine"
 	@echo "make test    lint, type-check and run the whole test suite"
 	@echo "make unit    the fast unit tests only (no servers)"
-	@echo "make lint    ruff and mypy"
+	@echo "make lint    ruff, mypy and the import contracts"
 	@echo "make clean   stop local servers started under .run/ and remove .run/ and .venv/"
 
 install: $(STAMP)
@@ -45,6 +45,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/mypy tests .ci/services.py
+	$(BIN)/lint-imports
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
