@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Any
+from typing import Any, assert_never
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -368,13 +368,16 @@ class OrderTurns:
                     sink=collected,
                 )
                 return WrittenOff(shipment_id=shipment_id, lines=written.committed)
-        return await self._ship(order_id, snapshot, effect, collected, now)
+            case RequestFulfillment() | ShopRates() | Buy() | Void() | Track():
+                return await self._ship(order_id, snapshot, effect, collected, now)
+            case _:
+                assert_never(effect)
 
     async def _ship(
         self,
         order_id: str,
         snapshot: Snapshot | None,
-        effect: Effect,
+        effect: RequestFulfillment | ShopRates | Buy | Void | Track,
         collected: _Collected,
         now: datetime,
     ) -> Message | Result | None:
@@ -397,7 +400,8 @@ class OrderTurns:
                 return await shipping.void(effect)
             case Track():
                 return await shipping.track(order_id, effect)
-        return None
+            case _:
+                assert_never(effect)
 
     async def _save(
         self,

@@ -1,0 +1,279 @@
+"""Fulfillment: shipments for reserved units, and the warehouse picking and packing them.
+
+Holds the choice of what is ready to ship (one shipment per warehouse, by the backorder
+policy), the decisions on the warehouse's answers (``FulfillmentQueued``, ``Picked``,
+``Packed``, ``ShortPicked``, ``WarehouseRefused``) and the evolve cases for
+``FulfillmentRequested``, ``ShipmentPicked``, ``ShipmentPacked``, ``PackMismatch`` and
+``ShortPick``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+
+from msgspec import structs
+
+from actors.order import shipment as shipments
+from actors.order.events import (
+    AttentionNeeded,
+    Event,
+    FulfillmentRequested,
+    PackMismatch,
+    ShipmentPacked,
+    ShipmentPicked,
+    ShortPick,
+)
+from actors.order.messages import Packed, Picked, ShortPicked, WarehouseRefused
+from actors.order.shipment import OPEN, Shipment
+from actors.order.states import TERMINAL, OrderState
+from actors.order.steps.common import dead_letters, find_shipment, less, moved, progress, released
+from actors.order.steps.model import (
+    ORDER_HOLD,
+    Decision,
+    Effect,
+    Evolve,
+    FulfillmentQueued,
+    RequestFulfillment,
+    Rules,
+    ShopRates,
+    Snapshot,
+    WriteOff,
+)
+from actors.shipping.address import address_problems
+from actors.shipping.calendar import promised_by
+from actors.shipping.selection import needs_signature, service_level_for
+from adapters.carriers.model import Parcel
+
+
+def then_fulfil(
+    snapshot: Snapshot | None,
+    events: tuple[Event, ...],
+    rules: Rules,
+    now: datetime,
+    evolve: Evolve,
+    effects: tuple[Effect, ...] = (),
+) -> Decision:
+    """``events``, and the fulfillment requests for whatever they made ready to ship."""
+    after = snapshot
+    order_id = snapshot.order_id if snapshot is not None else ""
+    for event in events:
+        after = evolve(after, event, order_id)
+    assert after is not None  # at least one event
+    more_events, requests = _fulfil(after, rules, now)
+    return Decision(events + more_events, effects + requests)
+
+
+def _fulfil(
+    snapshot: Snapshot, rules: Rules, now: datetime
+) -> tuple[tuple[Event, ...], tuple[Effect, ...]]:
+    """Shipments for reserved units not yet in one, when the backorder policy lets them go.
+
+    One shipment per warehouse. Under ``wait_all`` (and ``cancel_after_days``) nothing
+    goes while any unit still waits; ``ship_available`` sends what is there.
+    """
+    order = snapshot.order
+    if order is None or snapshot.state in TERMINAL:
+        return (), ()
+    if ORDER_HOLD in snapshot.holds or dead_letters(snapshot):
+        return (), ()  # a person looks first (a dead letter may be a cancellation)
+    if any(h.backordered for h in snapshot.holdings) and snapshot.policy != "ship_available":
+        return (), ()
+    in_parcels: Counter[tuple[str, str]] = Counter()
+    for s in snapshot.shipments:
+        if s.status in OPEN:
+            for sku, units in s.lines:
+                in_parcels[(s.warehouse, sku)] += units
+    ready: dict[str, dict[str, int]] = {}
+    for h in snapshot.holdings:
+        units = h.reserved - in_parcels[(h.warehouse, h.sku)]
+        if units > 0:
+            ready.setdefault(h.warehouse, {})[h.sku] = units
+            in_parcels[(h.warehouse, h.sku)] += units
+    if not ready:
+        return (), ()
+    problems = address_problems(order.shipping_address)
+    if problems:
+        reason = "cannot ship: " + "; ".join(problems)
+        return (AttentionNeeded(at=now, reason=reason),), ()
+    level = service_level_for(
+        order.shipping_service, rules.service_levels, rules.default_service_level
+    )
+    requests: list[Effect] = []
+    for number, warehouse in enumerate(sorted(ready), start=len(snapshot.shipments) + 1):
+        lines = tuple(sorted(ready[warehouse].items()))
+        requests.append(
+            RequestFulfillment(
+                shipment_id=f"{snapshot.order_id}-{number}",
+                warehouse=warehouse,
+                lines=lines,
+                service_level=level.name,
+                promised_by=promised_by(
+                    rules.calendar(warehouse), order.paid_at or now, level.max_days
+                ),
+            )
+        )
+    return (), tuple(requests)
+
+
+def queued(message: FulfillmentQueued, now: datetime) -> Decision:
+    """The pick list is on its way to the warehouse: the shipment exists."""
+    request = message.request
+    requested = FulfillmentRequested(
+        at=now,
+        shipment_id=request.shipment_id,
+        warehouse=request.warehouse,
+        lines=request.lines,
+        service_level=request.service_level,
+        promised_by=request.promised_by,
+        pick_list=message.pick_list,
+        parcel=message.parcel,
+        review_after_days=message.review_after_days,
+        repeat_after_days=message.repeat_after_days,
+    )
+    return Decision((requested,))
+
+
+def picked(snapshot: Snapshot | None, message: Picked, now: datetime) -> Decision:
+    """The warehouse picked the shipment."""
+    shipment_id = message.shipment_id
+    found = find_shipment(snapshot, shipment_id)
+    if found is None or found.status != "requested":
+        return Decision()  # late or repeated: the shipment is further already
+    return Decision((ShipmentPicked(at=now, shipment_id=shipment_id),))
+
+
+def packed(snapshot: Snapshot | None, message: Packed, rules: Rules, now: datetime) -> Decision:
+    """Packed right: shop the parcel's rates; packed wrong: hold the shipment for a person."""
+    found = find_shipment(snapshot, message.shipment_id)
+    if snapshot is None or found is None or found.status not in ("requested", "picked", "mismatch"):
+        return Decision()  # unknown, cancelled, or already past packing
+    if snapshot.order is None or snapshot.order.shipping_address is None:
+        return Decision()
+    difference = _difference(found.lines, message.items)
+    if difference:
+        why = f"shipment {found.id} packed wrong: {difference}"
+        return Decision(
+            (
+                PackMismatch(at=now, shipment_id=found.id, difference=difference),
+                AttentionNeeded(at=now, reason=why, hold=found.id),
+            )
+        )
+    estimate = found.parcel
+    weight = message.weight_g or (estimate.weight_g if estimate else 1)
+    sides = message.dimensions_cm or (
+        (estimate.length_cm, estimate.width_cm, estimate.height_cm) if estimate else (1, 1, 1)
+    )
+    parcel = Parcel(weight_g=weight, length_cm=sides[0], width_cm=sides[1], height_cm=sides[2])
+    done = ShipmentPacked(at=now, shipment_id=found.id, parcel=parcel, by=message.by)
+    shop = ShopRates(
+        shipment_id=found.id,
+        warehouse=found.warehouse,
+        parcel=parcel,
+        ship_to=snapshot.order.shipping_address,
+        signature=needs_signature(rules.shipping, snapshot.order.total),
+    )
+    return Decision((done,), (shop,))
+
+
+def _difference(expected: tuple[tuple[str, int], ...], scanned: tuple[tuple[str, int], ...]) -> str:
+    """What the scanned contents lack or have too many of, in words; empty when they match."""
+    want: Counter[str] = Counter()
+    got: Counter[str] = Counter()
+    for sku, units in expected:
+        want[sku] += units
+    for sku, units in scanned:
+        got[sku] += units
+    parts = []
+    for sku in sorted(set(want) | set(got)):
+        if want[sku] > got[sku]:
+            parts.append(f"{sku} {want[sku] - got[sku]} missing")
+        elif got[sku] > want[sku]:
+            parts.append(f"{sku} {got[sku] - want[sku]} extra")
+    return ", ".join(parts)
+
+
+def short_picked(snapshot: Snapshot | None, message: ShortPicked, now: datetime) -> Decision:
+    """Units the warehouse could not find are written off the reservation."""
+    shipment_id = message.shipment_id
+    found = find_shipment(snapshot, shipment_id)
+    if found is None or found.status not in ("requested", "picked", "mismatch"):
+        return Decision()
+    held = dict(found.lines)
+    lacking = tuple(
+        (sku, min(units, held[sku]))
+        for sku, units in sorted(dict(message.missing).items())
+        if sku in held
+    )
+    if not lacking:
+        return Decision()  # nothing the shipment holds: a confused callback changes nothing
+    short = ShortPick(at=now, shipment_id=shipment_id, missing=lacking)
+    write_off = WriteOff(shipment_id=shipment_id, warehouse=found.warehouse, lines=lacking)
+    return Decision((short,), (write_off,))
+
+
+def warehouse_refused(
+    snapshot: Snapshot | None, message: WarehouseRefused, now: datetime
+) -> Decision:
+    """The warehouse system would not take the shipment: a person must look."""
+    shipment_id = message.shipment_id
+    found = find_shipment(snapshot, shipment_id)
+    if found is None or found.status not in ("requested", "picked"):
+        return Decision()  # cancelled or further meanwhile: the refusal is moot
+    why = f"the warehouse refused shipment {shipment_id}: {message.reason}"
+    return Decision((AttentionNeeded(at=now, reason=why, hold=shipment_id),))
+
+
+def requested(current: Snapshot, event: FulfillmentRequested) -> Snapshot:
+    """A new shipment, in the warehouse's hands."""
+    shipment = Shipment(
+        id=event.shipment_id,
+        seq=len(current.shipments) + 1,
+        warehouse=event.warehouse,
+        lines=event.lines,
+        service_level=event.service_level,
+        promised_by=event.promised_by,
+        parcel=event.parcel,
+        review_after_days=event.review_after_days,
+        repeat_after_days=event.repeat_after_days,
+    )
+    return structs.replace(
+        current,
+        state=progress(current, OrderState.FULFILLMENT_REQUESTED),
+        shipments=(*current.shipments, shipment),
+        reason=current.reason if current.holds else None,
+    )
+
+
+def shipment_picked(current: Snapshot, event: ShipmentPicked) -> Snapshot:
+    return moved(current, event.shipment_id, OrderState.PICKED, status="picked")
+
+
+def shipment_packed(current: Snapshot, event: ShipmentPacked) -> Snapshot:
+    # Packed right (again, after a mismatch): the shipment's hold is over.
+    shipment_id = event.shipment_id
+    return moved(
+        released(current, shipment_id), shipment_id, OrderState.PACKED,
+        status="packed", parcel=event.parcel, packed_ok=True, problem=None,
+    )  # fmt: skip
+
+
+def pack_mismatch(current: Snapshot, event: PackMismatch) -> Snapshot:
+    return moved(
+        current, event.shipment_id, current.state, status="mismatch", packed_ok=False,
+        problem=f"packed wrong: {event.difference}",
+    )  # fmt: skip
+
+
+def short_pick(current: Snapshot, event: ShortPick) -> Snapshot:
+    """The missing units leave the shipment's warehouse holdings; a person must look."""
+    shipment_id, missing = event.shipment_id, event.missing
+    found = shipments.find(current.shipments, shipment_id)
+    warehouse = found.warehouse if found else ""
+    holdings = less(current.holdings, warehouse, missing)
+    after = moved(
+        released(current, shipment_id), shipment_id, current.state,
+        status="short_picked", short=missing,
+        problem="short pick: " + ", ".join(f"{sku} x{n}" for sku, n in missing),
+    )  # fmt: skip
+    return structs.replace(after, holdings=holdings)

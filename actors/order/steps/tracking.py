@@ -1,0 +1,323 @@
+"""Tracking: a parcel on its way, its scans, its delays and its delivery.
+
+Holds what a shipment that left sets going (confirmation, pickup and promise checks,
+tracking polls), the decisions on ``TrackingUpdated`` and on the delay-check and poll
+reminders, and the evolve cases for ``ShipmentTracked``, ``EstimateMoved``,
+``DelayDetected``, ``DelayEnded``, ``ShipmentDelivered`` and ``DeliveryFailed``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from msgspec import structs
+
+from actors.order import shipment as shipments
+from actors.order.events import (
+    AttentionNeeded,
+    DelayDetected,
+    DelayEnded,
+    DeliveryFailed,
+    EstimateMoved,
+    Event,
+    ShipmentDelivered,
+    ShipmentTracked,
+)
+from actors.order.messages import ReminderDue, TrackingUpdated
+from actors.order.shipment import OPEN, Shipment
+from actors.order.states import TERMINAL, OrderState
+from actors.order.steps.common import find_shipment, moved
+from actors.order.steps.followup import then_complete
+from actors.order.steps.model import (
+    NO_SCAN,
+    PICKUP_CHECK,
+    PROMISE_CHECK,
+    TRACK_POLL,
+    Decision,
+    Effect,
+    Evolve,
+    Notify,
+    Remind,
+    Rules,
+    Snapshot,
+    Track,
+)
+from actors.shipping.calendar import is_business_day, ship_date
+from actors.shipping.tracking import ShipmentTrack, advances, delay_reason
+
+# The order's state for a carrier's status; other statuses leave it where it is.
+TRACKED_STATE = {
+    "in_transit": OrderState.IN_TRANSIT,
+    "out_for_delivery": OrderState.OUT_FOR_DELIVERY,
+    "available_for_pickup": OrderState.OUT_FOR_DELIVERY,
+}
+
+
+def watch(
+    snapshot: Snapshot | None, shipment_id: str, rules: Rules, now: datetime
+) -> tuple[Effect, ...]:
+    """What a shipment that just left sets going: the confirmation and its delay checks."""
+    found = find_shipment(snapshot, shipment_id)
+    effects: list[Effect] = [Notify(kind="shipping_confirmation", shipment_id=shipment_id)]
+    if found is None:
+        return tuple(effects)
+    grace = timedelta(hours=rules.delays.pickup_grace_hours)
+    pickup = _pickup(rules, found.warehouse, now)
+    effects.append(Remind(PICKUP_CHECK, pickup + grace, scope=shipment_id))
+    if found.promised_by is not None:
+        zone = ZoneInfo(rules.calendar(found.warehouse).timezone)
+        # The promise is broken once the promised day is over where the parcel left from.
+        over = datetime.combine(found.promised_by + timedelta(days=1), time(0), zone)
+        effects.append(Remind(PROMISE_CHECK, over.astimezone(UTC), scope=shipment_id))
+    if found.rate is not None and found.rate.carrier in rules.poll_carriers:
+        due = now + timedelta(seconds=rules.poll_interval_s)
+        effects.append(Remind(TRACK_POLL, due, scope=f"{shipment_id}:1"))
+    return tuple(effects)
+
+
+def _pickup(rules: Rules, warehouse: str, shipped_at: datetime) -> datetime:
+    """When the carrier collects a parcel labelled at ``shipped_at``: the cutoff of the
+    warehouse's shipping day (a parcel labelled after Friday's cutoff goes on Monday)."""
+    calendar = rules.calendar(warehouse)
+    day = ship_date(calendar, shipped_at)
+    collected = datetime.combine(day, calendar.cutoff, ZoneInfo(calendar.timezone))
+    return max(collected.astimezone(UTC), shipped_at)
+
+
+def _promise_broken(found: Shipment, rules: Rules, now: datetime) -> bool:
+    if found.promised_by is None:
+        return False
+    zone = ZoneInfo(rules.calendar(found.warehouse).timezone)
+    return now.astimezone(zone).date() > found.promised_by
+
+
+def _late_by_estimate(found: Shipment, estimate: date | None) -> bool:
+    return estimate is not None and found.promised_by is not None and estimate > found.promised_by
+
+
+def tracked(
+    snapshot: Snapshot | None,
+    news: TrackingUpdated,
+    rules: Rules,
+    now: datetime,
+    evolve: Evolve,
+) -> Decision:
+    """The carrier's news: a scan, a delay begun or over, a delivery or a failure."""
+    found = find_shipment(snapshot, news.shipment_id)
+    if snapshot is None or found is None or found.status != "shipped":
+        return Decision()  # not on its way (any more): late news changes nothing
+    if snapshot.state in TERMINAL:
+        return Decision()
+    if not advances(found.tracking_status, found.tracking_at, news.status, news.at):
+        return _estimate_only(found, news, now)
+    sid = found.id
+    estimate = news.estimated_delivery or found.carrier_estimate
+    events: list[Event] = [
+        ShipmentTracked(
+            at=now,
+            shipment_id=sid,
+            status=news.status,
+            carrier_status=news.carrier_status,
+            detail=news.detail,
+            scanned_at=news.at,
+            estimated_delivery=news.estimated_delivery,
+        )
+    ]
+    effects: list[Effect] = []
+    final = news.status in ("delivered", "failure", "returned")
+    if found.delayed and (final or _episode_over(found, estimate, news.status, rules, now)):
+        events.append(DelayEnded(at=now, shipment_id=sid, episode=found.delay_episode))
+    if news.status == "delivered":
+        events.append(ShipmentDelivered(at=now, shipment_id=sid, delivered_at=news.at))
+        return then_complete(snapshot, tuple(events), tuple(effects), rules, now, news.at, evolve)
+    if news.status in ("failure", "returned"):
+        detail = news.detail or news.carrier_status
+        events.append(DeliveryFailed(at=now, shipment_id=sid, status=news.status, detail=detail))
+        events.append(
+            AttentionNeeded(
+                at=now,
+                reason=f"shipment {sid} {news.status.replace('_', ' ')}: {detail}",
+                hold=sid,
+            )
+        )
+        effects.append(Notify(kind="delivery_exception", shipment_id=sid))
+        return Decision(tuple(events), tuple(effects))
+    still_delayed = found.delayed and not any(isinstance(e, DelayEnded) for e in events)
+    if not still_delayed and _late_by_estimate(found, estimate):
+        episode = found.delay_episode + 1
+        reason = f"the carrier now expects {estimate}, after the promised {found.promised_by}"
+        events.append(DelayDetected(at=now, shipment_id=sid, episode=episode, reason=reason))
+        effects.append(Notify(kind="delay_alert", shipment_id=sid, episode=episode))
+    if news.status != "pre_transit":
+        due = _scan_due(rules, found.warehouse, news.at)
+        effects.append(Remind(NO_SCAN, max(due, now), scope=f"{sid}:{found.scans + 1}"))
+    return Decision(tuple(events), tuple(effects))
+
+
+def _scan_due(rules: Rules, warehouse: str, scanned_at: datetime) -> datetime:
+    """When a parcel last scanned at ``scanned_at`` is overdue for its next scan: after
+    ``no_scan_hours`` of working time, since carriers do not scan on their days off."""
+    calendar = rules.calendar(warehouse)
+    zone = ZoneInfo(calendar.timezone)
+    at = scanned_at.astimezone(zone)
+    left = timedelta(hours=rules.delays.no_scan_hours)
+    while True:
+        midnight = datetime.combine(at.date() + timedelta(days=1), time(0), zone)
+        if is_business_day(calendar, at.date()):
+            if at + left <= midnight:
+                return (at + left).astimezone(UTC)
+            left -= midnight - at
+        at = midnight
+
+
+def _estimate_only(found: Shipment, news: TrackingUpdated, now: datetime) -> Decision:
+    """News that moves no scan forward may still move the carrier's estimate: recorded,
+    and a new delay episode if it now falls after the promise."""
+    estimate = news.estimated_delivery
+    latest = found.tracking_at
+    if estimate is None or estimate == found.carrier_estimate:
+        return Decision()  # older than what is known, or the same again
+    if latest is not None and news.at < latest:
+        return Decision()
+    events: list[Event] = [EstimateMoved(at=now, shipment_id=found.id, estimated_delivery=estimate)]
+    effects: tuple[Effect, ...] = ()
+    if not found.delayed and _late_by_estimate(found, estimate):
+        episode = found.delay_episode + 1
+        reason = f"the carrier now expects {estimate}, after the promised {found.promised_by}"
+        events.append(DelayDetected(at=now, shipment_id=found.id, episode=episode, reason=reason))
+        effects = (Notify(kind="delay_alert", shipment_id=found.id, episode=episode),)
+    return Decision(tuple(events), effects)
+
+
+def _episode_over(
+    found: Shipment, estimate: date | None, status: str, rules: Rules, now: datetime
+) -> bool:
+    """Whether news that moved the parcel ends its open delay episode.
+
+    A broken promise stays broken until delivery, whatever else happens; a parcel whose
+    carrier estimate was late is on time again only when the estimate is back within the
+    promise; one not picked up, once it is in the carrier's hands; one that stopped
+    moving, with any scan.
+    """
+    if _promise_broken(found, rules, now):
+        return False
+    reason = found.delay_reason or ""
+    if reason.startswith("the carrier now expects"):
+        return not _late_by_estimate(found, estimate)
+    if reason.startswith("not picked up"):
+        return status not in ("pre_transit", "unknown")
+    return True
+
+
+def check_delay(
+    snapshot: Snapshot | None, due: ReminderDue, rules: Rules, now: datetime
+) -> Decision:
+    """A pickup, promise or no-scan check fell due: a delay begins if the parcel is late."""
+    shipment_id, _, scan = due.scope.partition(":")
+    found = find_shipment(snapshot, shipment_id)
+    if snapshot is None or found is None or found.status != "shipped" or found.delayed:
+        return Decision()
+    if due.kind == NO_SCAN and scan != str(found.scans):
+        return Decision()  # scanned again since: this check is stale
+    last_scan = found.tracking_at
+    if due.kind == NO_SCAN and last_scan is not None:
+        overdue = _scan_due(rules, found.warehouse, last_scan)
+        if max(now, due.due_at) < overdue:
+            return Decision()  # a weekend without scans is not a delay
+    if found.shipped_at is None or found.tracking_status == "available_for_pickup":
+        return Decision()  # waiting at a pickup point is arrived, for the customer to fetch
+    zone = ZoneInfo(rules.calendar(found.warehouse).timezone)
+    track = ShipmentTrack(
+        promised_by=found.promised_by,
+        shipped_at=_pickup(rules, found.warehouse, found.shipped_at),
+        status=found.tracking_status or "pre_transit",
+        last_scan_at=found.tracking_at,
+        carrier_estimate=found.carrier_estimate,
+        delivered=False,
+    )
+    # A check handled early (a process whose clock is behind) looks at its due time.
+    at = max(now, due.due_at)
+    reason = delay_reason(track, at, rules.delays, local_today=at.astimezone(zone).date())
+    if reason is None:
+        return Decision()
+    episode = found.delay_episode + 1
+    return Decision(
+        (DelayDetected(at=now, shipment_id=shipment_id, episode=episode, reason=reason),),
+        (Notify(kind="delay_alert", shipment_id=shipment_id, episode=episode),),
+    )
+
+
+def poll(snapshot: Snapshot | None, due: ReminderDue, rules: Rules, now: datetime) -> Decision:
+    """Ask the carrier for the parcel's tracking, and again later while it may still move."""
+    shipment_id, _, number = due.scope.partition(":")
+    found = find_shipment(snapshot, shipment_id)
+    if found is None or found.status != "shipped" or found.rate is None:
+        return Decision()
+    if found.tracking_number is None or found.shipped_at is None:
+        return Decision()
+    effects: list[Effect] = [
+        Track(
+            shipment_id=shipment_id,
+            carrier=found.rate.carrier,
+            tracking_number=found.tracking_number,
+            carrier_account=found.rate.carrier_account,
+        )
+    ]
+    if now - found.shipped_at < timedelta(days=rules.poll_for_days):
+        again = now + timedelta(seconds=rules.poll_interval_s)
+        next_scope = f"{shipment_id}:{int(number or 0) + 1}"
+        effects.append(Remind(TRACK_POLL, again, scope=next_scope))
+    return Decision((), tuple(effects))
+
+
+def delivery_state(snapshot: Snapshot) -> OrderState:
+    """Delivered once every shipment that left has arrived and nothing more is to come."""
+    left = [s for s in snapshot.shipments if s.status in ("shipped", *OPEN)]
+    waiting = any(h.backordered or h.reserved for h in snapshot.holdings)
+    if left or waiting or snapshot.holds:
+        return snapshot.state
+    return OrderState.DELIVERED
+
+
+def shipment_tracked(current: Snapshot, event: ShipmentTracked) -> Snapshot:
+    """The parcel's latest scan, and the order's state by it."""
+    found = shipments.find(current.shipments, event.shipment_id)
+    state = TRACKED_STATE.get(event.status, current.state)
+    known = found.carrier_estimate if found else None
+    return moved(
+        current, event.shipment_id, state, tracking_status=event.status,
+        tracking_detail=event.detail or event.carrier_status,
+        tracking_at=event.scanned_at, carrier_estimate=event.estimated_delivery or known,
+        scans=(found.scans + 1) if found else 1,
+    )  # fmt: skip
+
+
+def estimate_moved(current: Snapshot, event: EstimateMoved) -> Snapshot:
+    return moved(
+        current, event.shipment_id, current.state, carrier_estimate=event.estimated_delivery
+    )
+
+
+def delay_detected(current: Snapshot, event: DelayDetected) -> Snapshot:
+    return moved(
+        current, event.shipment_id, current.state, delayed=True, delay_episode=event.episode,
+        delay_reason=event.reason,
+    )  # fmt: skip
+
+
+def delay_ended(current: Snapshot, event: DelayEnded) -> Snapshot:
+    return moved(current, event.shipment_id, current.state, delayed=False)
+
+
+def delivered(current: Snapshot, event: ShipmentDelivered) -> Snapshot:
+    """The parcel arrived; the order is delivered when its last one has."""
+    after = moved(
+        current, event.shipment_id, current.state, status="delivered",
+        delivered_at=event.delivered_at,
+    )  # fmt: skip
+    return structs.replace(after, state=delivery_state(after))
+
+
+def delivery_failed(current: Snapshot, event: DeliveryFailed) -> Snapshot:
+    return moved(current, event.shipment_id, current.state, status=event.status)
