@@ -1,7 +1,9 @@
 """``orderd``: the command line.
 
 Every command reports a problem an operator can fix as one line on stderr and exit
-code 2; ``--debug`` adds the traceback for anything unexpected.
+code 2; ``--debug`` adds the traceback for anything unexpected. The daemon, the demo,
+the report and the catalog import are loaded by their own commands only, so that a
+quick command (``stock set``, ``order show``) starts in half the time.
 """
 
 from __future__ import annotations
@@ -23,12 +25,8 @@ from actors.order.types import is_valid_sku
 from adapters.errors import CatalogError, OrderdError
 from adapters.postgres import schema
 from adapters.stock.model import Adjusted, StockLevel
-from daemon import report
-from daemon.catalog import import_catalog
-from daemon.demo import run_demo
 from daemon.order_commands import add_commands
 from daemon.resources import database, open_resources
-from daemon.run import serve
 from daemon.settings import Settings, load_settings, resolve_config_path
 
 EXIT_OK = 0
@@ -83,6 +81,8 @@ async def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 async def cmd_catalog_import(args: argparse.Namespace) -> int:
+    from daemon.catalog import import_catalog
+
     _out(await import_catalog(_settings(args), Path(args.file)))
     return EXIT_OK
 
@@ -235,10 +235,14 @@ async def cmd_recover(args: argparse.Namespace) -> int:
 
 
 async def cmd_run(args: argparse.Namespace) -> int:
+    from daemon.run import serve
+
     return await serve(_settings(args))
 
 
 async def cmd_demo(args: argparse.Namespace) -> int:
+    from daemon.demo import run_demo
+
     if not 1 <= args.orders <= 100_000:
         raise OrderdError("--orders: from 1 to 100000")
     await run_demo(_settings(args), args.orders, lambda line: _out(f"demo: {line}"))
@@ -246,6 +250,8 @@ async def cmd_demo(args: argparse.Namespace) -> int:
 
 
 async def cmd_report(args: argparse.Namespace) -> int:
+    from daemon import report
+
     since = None
     if args.since:
         try:

@@ -2,14 +2,17 @@
 
 Integration fixtures talk to the real Redis and PostgreSQL named by ORDERD_REDIS__URL
 and ORDERD_POSTGRES__DSN (``make test`` sets both). Each test gets its own Redis key
-prefix and its own PostgreSQL schema, and both are removed afterwards.
+prefix and its own PostgreSQL schema, and both are removed afterwards. A migrated schema
+is a copy of one migrated once per test process (see :class:`MigratedSchema`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import pwd
+import re
 import shutil
 import socket
 import subprocess
@@ -28,6 +31,7 @@ from adapters.postgres import schema as pg_schema
 from adapters.postgres.pool import connection, create_pool
 from adapters.stock.allocator import Allocator
 from adapters.stock.model import AllocationPolicy, WarehouseConfig
+from daemon.resources import open_resources
 from daemon.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,11 +56,73 @@ async def pg_schema_name(unique_name: str) -> AsyncIterator[str]:
         await conn.execute(f'DROP SCHEMA IF EXISTS "{unique_name}" CASCADE')
 
 
+class MigratedSchema:
+    """What the migrations make, dumped once as SQL and replayed under each test's own
+    schema name. The copy has every table, column, sequence, default, index, constraint,
+    trigger, function and row that migrating makes, the same ledger (so it is current and
+    migrating it is a no-op) and an instance identity of its own; replaying skips what
+    migrating builds only to change or drop it later."""
+
+    def __init__(self, name: str, script: str) -> None:
+        self.name = name  # the template schema the script was dumped from
+        self.script = script
+
+    @classmethod
+    def capture(cls, dsn: str, name: str) -> MigratedSchema:
+        """Migrate a template schema ``name``, dump it, and drop it: only the script is kept."""
+        return cls(name, asyncio.run(_dump_migrated(dsn, name)))
+
+    async def copy_to(self, conn: Any, schema: str) -> None:
+        """Create ``schema`` as migrating it would, in one transaction (one script of
+        many statements), leaving ``conn`` with its connection-time settings."""
+        await conn.execute(self.script.replace(self.name, f'"{schema}"'))
+
+
+async def _dump_migrated(dsn: str, name: str) -> str:
+    async with connection(dsn, name) as conn:
+        try:
+            await pg_schema.migrate(conn, name)
+            return await asyncio.to_thread(_pg_dump, dsn, name)
+        finally:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+def _pg_dump(dsn: str, schema: str) -> str:
+    """Schema ``schema``, definitions and rows, as SQL that names every object ``schema.x``."""
+    installed = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_dump"))
+    binary = shutil.which("pg_dump") or (str(installed[-1]) if installed else None)
+    if binary is None:
+        raise RuntimeError("pg_dump is not installed (Debian: apt-get install postgresql-client)")
+    done = subprocess.run(
+        [
+            binary, "--no-owner", "--column-inserts", f"--schema={schema}",
+            # Each database is an orderd instance of its own: a copy makes its identity.
+            f"--exclude-table-data={schema}.orderd_instance", f"--dbname={dsn}",
+        ],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"pg_dump of the migrated template failed: {done.stderr.strip()}")
+    # \restrict and \unrestrict are psql's commands, not SQL.
+    script = re.sub(r"^\\(un)?restrict\b.*$", "", done.stdout, flags=re.MULTILINE)
+    # The dump sets search_path (to '') and more for the session: RESET ALL undoes that.
+    return f"{script}\nINSERT INTO {schema}.orderd_instance DEFAULT VALUES;\nRESET ALL;\n"
+
+
+@pytest.fixture(scope="session")
+def migrated_schema() -> MigratedSchema:
+    """The migrated schema, captured once per test process. Its template is named after
+    the xdist worker, and made unique: other test runs may share the server."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    return MigratedSchema.capture(POSTGRES_DSN, f"orderd_template_{worker}_{uuid.uuid4().hex[:8]}")
+
+
 @pytest.fixture
-async def pg(pg_schema_name: str) -> AsyncIterator[Any]:
-    """A connection to a freshly migrated schema of this test's own."""
+async def pg(pg_schema_name: str, migrated_schema: MigratedSchema) -> AsyncIterator[Any]:
+    """A connection to a freshly migrated schema of this test's own (a copy: the tests of
+    migrating itself migrate ``pg_schema_name``)."""
     async with connection(POSTGRES_DSN, pg_schema_name) as conn:
-        await pg_schema.migrate(conn, pg_schema_name)
+        await migrated_schema.copy_to(conn, pg_schema_name)
         yield conn
 
 
@@ -99,6 +165,31 @@ def test_env(pg_schema_name: str, redis_prefix: str) -> dict[str, str]:
 def settings(test_env: dict[str, str]) -> Settings:
     """Built-in defaults, pointed at this test's schema and key prefix."""
     return load_settings(None, test_env)
+
+
+SetStock = Callable[..., Awaitable[None]]
+
+
+@pytest.fixture
+def set_stock(test_env: dict[str, str]) -> SetStock:
+    """Set stock on hand as ``orderd stock set`` does (filled backorders are told), in this
+    process: for tests whose subject is not the command itself, without a process each."""
+
+    async def set_levels(
+        levels: Mapping[str, int], warehouse: str | None = None, config: Path | None = None
+    ) -> None:
+        settings = load_settings(config, test_env)
+        code = warehouse or min(settings.warehouses, key=lambda w: (w.priority, w.code)).code
+        async with open_resources(settings, pool_size=1) as res:
+            await res.allocator.start()
+            for sku, units in levels.items():
+                done = await res.allocator.adjust(
+                    sku, units, movement_id=f"test-{uuid.uuid4().hex}", mode="set",
+                    reason="stock set", warehouse=code,
+                )  # fmt: skip
+                await res.mail.tell_filled(done)
+
+    return set_levels
 
 
 @pytest.fixture

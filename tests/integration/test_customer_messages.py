@@ -8,7 +8,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from tests.conftest import add_products
+from tests.conftest import SetStock, add_products
 from tests.integration.daemon_harness import (
     SmtpSink,
     eventually,
@@ -43,10 +43,9 @@ async def reaches(pg: Any, state: str, within_s: float = 45) -> None:
     await eventually(there, within_s=within_s, what=f"the order to be {state}")
 
 
-async def paid_order(pg: Any, run_orderd: Any, daemon: Any) -> None:
+async def paid_order(pg: Any, set_stock: SetStock, daemon: Any) -> None:
     await add_products(pg, *SKUS)
-    for sku in SKUS:
-        assert run_orderd("stock", "set", sku, "5").returncode == 0
+    await set_stock(dict.fromkeys(SKUS, 5))
     # Paid at the daemon's time, which the scaled clock runs ahead of the wall clock.
     now = get(f"{daemon.url}/healthz")[1]["time"]
     body = shopify_body(processed_at=now)
@@ -60,13 +59,13 @@ def parts(message: Any) -> tuple[str, str]:
 
 
 async def test_an_order_runs_from_paid_to_completed_and_the_customer_hears_each_step(
-    make_daemon: MakeDaemon, pg: Any, run_orderd: Any
+    make_daemon: MakeDaemon, pg: Any, run_orderd: Any, set_stock: SetStock
 ) -> None:
     with SmtpSink() as sink:
         daemon = make_daemon(start=False, **FAST, **sink.env())
         daemon.env["ORDERD_NOTIFY__PUBLIC_URL"] = daemon.url  # where rating links lead
         daemon.start()
-        await paid_order(pg, run_orderd, daemon)
+        await paid_order(pg, set_stock, daemon)
         await reaches(pg, "completed")
 
         async def all_sent() -> bool:
@@ -130,7 +129,7 @@ async def test_an_order_runs_from_paid_to_completed_and_the_customer_hears_each_
 
 
 async def test_a_delayed_parcel_brings_exactly_one_delay_alert(
-    make_daemon: MakeDaemon, pg: Any, run_orderd: Any
+    make_daemon: MakeDaemon, pg: Any, run_orderd: Any, set_stock: SetStock
 ) -> None:
     with SmtpSink() as sink:
         quick = {
@@ -141,7 +140,7 @@ async def test_a_delayed_parcel_brings_exactly_one_delay_alert(
             "ORDERD_NOTIFY__REPEAT_AFTER_DAYS": "0",
         }
         daemon = make_daemon(**quick)
-        await paid_order(pg, run_orderd, daemon)
+        await paid_order(pg, set_stock, daemon)
         await reaches(pg, "completed")
 
         async def delivered_message() -> bool:
@@ -160,7 +159,7 @@ async def test_a_delayed_parcel_brings_exactly_one_delay_alert(
 
 
 async def test_a_crash_between_sending_and_recording_resends_with_the_same_message_id(
-    make_daemon: MakeDaemon, pg: Any, run_orderd: Any
+    make_daemon: MakeDaemon, pg: Any, run_orderd: Any, set_stock: SetStock
 ) -> None:
     env = {
         "ORDERD_WMS__SANDBOX_DELAY_S": "0",
@@ -173,7 +172,7 @@ async def test_a_crash_between_sending_and_recording_resends_with_the_same_messa
         first = make_daemon("d1", **env, **sink.env())
         # The server takes the message, and the sender dies before it hears so.
         sink.on_message = first.kill
-        await paid_order(pg, run_orderd, first)
+        await paid_order(pg, set_stock, first)
 
         async def taken() -> bool:
             return len(sink.messages) == 1

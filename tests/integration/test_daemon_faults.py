@@ -15,7 +15,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from adapters.postgres.pool import connection
-from tests.conftest import PostgresServer, RedisServer, add_products
+from tests.conftest import PostgresServer, RedisServer, SetStock, add_products
 from tests.integration.daemon_harness import (
     eventually,
     generic_body,
@@ -88,12 +88,11 @@ async def one_outcome_each(pg: Any) -> None:
 
 
 async def test_kill_9_mid_flight_loses_nothing_and_reserves_nothing_twice(
-    make_daemon: MakeDaemon, pg: Any, run_orderd: Run
+    make_daemon: MakeDaemon, pg: Any, run_orderd: Run, set_stock: SetStock
 ) -> None:
     skus = ["A-1", "B-1", "C-1"]
     await add_products(pg, *skus)
-    for sku in skus:
-        assert run_orderd("stock", "set", sku, "40").returncode == 0
+    await set_stock(dict.fromkeys(skus, 40))
     first = make_daemon("same-name")
     orders = [(f"K{n}", [(skus[n % 3], 1), (skus[(n + 1) % 3], 2)]) for n in range(60)]
     with ThreadPoolExecutor(max_workers=1) as background:
@@ -118,11 +117,11 @@ async def _at_least(pg: Any, count: int) -> bool:
 
 
 async def test_three_processes_share_the_group_without_running_an_order_twice(
-    make_daemon: MakeDaemon, pg: Any, run_orderd: Run
+    make_daemon: MakeDaemon, pg: Any, run_orderd: Run, set_stock: SetStock
 ) -> None:
     skus = ["A-1", "B-1"]
     await add_products(pg, *skus)
-    assert run_orderd("stock", "set", "A-1", "10").returncode == 0
+    await set_stock({"A-1": 10})
     daemons = [make_daemon(name) for name in ("p1", "p2", "p3")]
     orders = [(f"T{n}", [("A-1", 1), ("B-1", 1)]) for n in range(30)]
     for n, daemon in enumerate(daemons):
@@ -150,10 +149,10 @@ async def test_a_poison_message_is_dead_lettered_while_others_flow(
     run_orderd: Run,
     redis_client: aioredis.Redis,
     redis_prefix: str,
+    set_stock: SetStock,
 ) -> None:
     await add_products(pg, "GOOD-1", "BAD-1")
-    assert run_orderd("stock", "set", "GOOD-1", "10").returncode == 0
-    assert run_orderd("stock", "set", "BAD-1", "10").returncode == 0
+    await set_stock({"GOOD-1": 10, "BAD-1": 10})
     # A stock record broken by hand: every turn reserving BAD-1 fails.
     await redis_client.hset(f"{redis_prefix}{{main}}:stock:BAD-1", "reserved", "broken")
     daemon = make_daemon(ORDERD_RUNTIME__MAX_DELIVERIES="2")
@@ -261,10 +260,10 @@ async def test_postgres_away_for_a_while_answers_503_and_loses_nothing(
 
 
 async def test_a_second_signal_stops_at_once_and_the_next_process_finishes_the_turn(
-    make_daemon: MakeDaemon, pg: Any, run_orderd: Run
+    make_daemon: MakeDaemon, pg: Any, run_orderd: Run, set_stock: SetStock
 ) -> None:
     await add_products(pg, "A-1")
-    assert run_orderd("stock", "set", "A-1", "5").returncode == 0
+    await set_stock({"A-1": 5})
     daemon = make_daemon("same", ORDERD_DAEMON__SHUTDOWN_GRACE_S="60")
     assert send_orders(daemon.url, [("Z1", [("A-1", 2)])]) == [202]
     await eventually(lambda: settled(pg, 1), what="the order")

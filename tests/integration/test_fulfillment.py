@@ -9,13 +9,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from aiohttp import web
 
 from adapters.carriers.tracking_numbers import is_valid_sandbox_tracking_number
 from adapters.platforms.signatures import sign_generic
+from adapters.postgres import orders
 from tests.carrier_servers import EasyPostServer, ShippoServer
-from tests.conftest import add_products
+from tests.conftest import SetStock, add_products
 from tests.integration.daemon_harness import (
     SECRET,
     eventually,
@@ -40,9 +42,8 @@ async def reaches(pg: Any, state: str, name: str = "#1001") -> None:
     await eventually(there, within_s=30, what=f"order {name} to be {state}")
 
 
-def stocked(run_orderd: Any, units: int = 5) -> None:
-    for sku in SKUS:
-        assert run_orderd("stock", "set", sku, str(units)).returncode == 0
+async def stocked(set_stock: SetStock, units: int = 5) -> None:
+    await set_stock(dict.fromkeys(SKUS, units))
 
 
 def show(run_orderd: Any, ref: str = "#1001") -> dict[str, Any]:
@@ -50,6 +51,15 @@ def show(run_orderd: Any, ref: str = "#1001") -> dict[str, Any]:
     assert shown.returncode == 0, shown.stderr
     view: dict[str, Any] = json.loads(shown.stdout)
     return view
+
+
+async def order_view(pg: Any, ref: str = "#1001") -> dict[str, Any]:
+    """What ``orderd order show --json`` prints, read here: for polling, without a process
+    a poll."""
+    found: dict[str, Any] = msgspec.json.decode(
+        msgspec.json.encode(await orders.view(pg, await orders.resolve(pg, ref)))
+    )
+    return found
 
 
 def contents(path: Path) -> bytes:
@@ -74,9 +84,10 @@ async def test_a_paid_order_ships_by_itself_with_the_sandbox_warehouse_and_carri
     label_format: str,
     starts: bytes,
     ends: bytes,
+    set_stock: SetStock,
 ) -> None:
     await add_products(pg, *SKUS)
-    stocked(run_orderd)
+    await stocked(set_stock)
     daemon = make_daemon(ORDERD_WMS__SANDBOX_DELAY_S="0", ORDERD_LABELS__FORMAT=label_format)
     send_paid(daemon)
     await reaches(pg, "shipped")
@@ -120,10 +131,10 @@ async def test_a_paid_order_ships_by_itself_with_the_sandbox_warehouse_and_carri
 
 
 async def test_a_wrongly_packed_shipment_is_held_and_never_shipped(
-    make_daemon: MakeDaemon, pg: Any, run_orderd: Any
+    make_daemon: MakeDaemon, pg: Any, run_orderd: Any, set_stock: SetStock
 ) -> None:
     await add_products(pg, *SKUS)
-    stocked(run_orderd)
+    await stocked(set_stock)
     daemon = make_daemon(ORDERD_WMS__SANDBOX_DELAY_S="0", ORDERD_WMS__SANDBOX_MISPICK_RATE="1")
     send_paid(daemon)
     await reaches(pg, "needs_attention")
@@ -140,10 +151,10 @@ async def test_a_wrongly_packed_shipment_is_held_and_never_shipped(
 
 
 async def test_a_spool_warehouse_gets_files_and_the_packer_confirms(
-    make_daemon: MakeDaemon, pg: Any, run_orderd: Any, tmp_path: Path
+    make_daemon: MakeDaemon, pg: Any, run_orderd: Any, tmp_path: Path, set_stock: SetStock
 ) -> None:
     await add_products(pg, *SKUS)
-    stocked(run_orderd)
+    await stocked(set_stock)
     daemon = make_daemon(ORDERD_WMS__ADAPTER="spool")
     send_paid(daemon)
     await reaches(pg, "fulfillment_requested")
@@ -208,10 +219,10 @@ class RecordingWms:
 
 
 async def test_an_http_wms_gets_a_signed_request_retried_and_its_callbacks_ship_the_order(
-    make_daemon: MakeDaemon, pg: Any, run_orderd: Any
+    make_daemon: MakeDaemon, pg: Any, run_orderd: Any, set_stock: SetStock
 ) -> None:
     await add_products(pg, *SKUS)
-    stocked(run_orderd)
+    await stocked(set_stock)
     async with RecordingWms() as wms:
         wms.failures.append(503)  # busy at first: the request comes again
         daemon = make_daemon(
@@ -255,10 +266,10 @@ async def test_an_http_wms_gets_a_signed_request_retried_and_its_callbacks_ship_
 
 
 async def test_a_short_pick_is_written_off_and_the_rest_waits_as_a_backorder(
-    make_daemon: MakeDaemon, pg: Any, run_orderd: Any
+    make_daemon: MakeDaemon, pg: Any, run_orderd: Any, set_stock: SetStock
 ) -> None:
     await add_products(pg, *SKUS)
-    stocked(run_orderd, units=2)
+    await stocked(set_stock, units=2)
     daemon = make_daemon(ORDERD_WMS__ADAPTER="spool", ORDERD_WMS__SECRET=SECRET)
     send_paid(daemon)
     await reaches(pg, "fulfillment_requested")
@@ -290,10 +301,10 @@ async def test_a_short_pick_is_written_off_and_the_rest_waits_as_a_backorder(
 
 
 async def test_bad_wms_callbacks_are_refused_and_change_nothing(
-    make_daemon: MakeDaemon, pg: Any, run_orderd: Any
+    make_daemon: MakeDaemon, pg: Any, run_orderd: Any, set_stock: SetStock
 ) -> None:
     await add_products(pg, *SKUS)
-    stocked(run_orderd)
+    await stocked(set_stock)
     daemon = make_daemon(ORDERD_WMS__SECRET=SECRET)
     send_paid(daemon)
     await reaches(pg, "fulfillment_requested")
@@ -331,10 +342,10 @@ async def test_bad_wms_callbacks_are_refused_and_change_nothing(
 
 @pytest.mark.parametrize("server_kind", [EasyPostServer, ShippoServer])
 async def test_a_real_carrier_api_ships_the_order(
-    make_daemon: MakeDaemon, pg: Any, run_orderd: Any, server_kind: Any
+    make_daemon: MakeDaemon, pg: Any, run_orderd: Any, server_kind: Any, set_stock: SetStock
 ) -> None:
     await add_products(pg, *SKUS)
-    stocked(run_orderd)
+    await stocked(set_stock)
     async with server_kind() as server:
         name = "easypost" if server_kind is EasyPostServer else "shippo"
         daemon = make_daemon(**carrier_env(name, server), ORDERD_WMS__SANDBOX_DELAY_S="0")
@@ -348,10 +359,10 @@ async def test_a_real_carrier_api_ships_the_order(
 
 
 async def test_a_crash_between_buying_and_recording_buys_no_second_label(
-    make_daemon: MakeDaemon, pg: Any, run_orderd: Any
+    make_daemon: MakeDaemon, pg: Any, run_orderd: Any, set_stock: SetStock
 ) -> None:
     await add_products(pg, *SKUS)
-    stocked(run_orderd)
+    await stocked(set_stock)
     async with EasyPostServer() as server:
         env = {**carrier_env("easypost", server), "ORDERD_WMS__SANDBOX_DELAY_S": "0"}
         first = make_daemon("d1", **env)
@@ -385,10 +396,10 @@ def carrier_env(name: str, server: Any) -> dict[str, str]:
 
 
 async def test_cancelling_before_the_warehouse_has_it_withdraws_the_request(
-    make_daemon: MakeDaemon, pg: Any, run_orderd: Any
+    make_daemon: MakeDaemon, pg: Any, run_orderd: Any, set_stock: SetStock
 ) -> None:
     await add_products(pg, *SKUS)
-    stocked(run_orderd)
+    await stocked(set_stock)
     send_paid(make_daemon())  # the sandbox warehouse of the tests waits an hour
     await reaches(pg, "fulfillment_requested")
     cancelled = run_orderd("order", "cancel", "#1001")
@@ -414,17 +425,14 @@ timezone = "America/Chicago"
 
 
 async def test_a_short_pick_is_reserved_again_in_another_warehouse_and_ships_from_both(
-    make_daemon: MakeDaemon, pg: Any, run_orderd: Any, tmp_path: Path
+    make_daemon: MakeDaemon, pg: Any, run_orderd: Any, tmp_path: Path, set_stock: SetStock
 ) -> None:
     config = tmp_path / "orderd.toml"
     config.write_text(TWO_WAREHOUSES)
     env = {"ORDERD_CONFIG": str(config)}
     await add_products(pg, *SKUS)
-    for sku, units, warehouse in (
-        ("SKU2006-001", 1, "main"), ("SKU2006-020", 2, "main"), ("SKU2006-020", 5, "north")
-    ):  # fmt: skip
-        done = run_orderd("stock", "set", sku, str(units), "--warehouse", warehouse, env=env)
-        assert done.returncode == 0, done.stderr
+    await set_stock({"SKU2006-001": 1, "SKU2006-020": 2}, warehouse="main", config=config)
+    await set_stock({"SKU2006-020": 5}, warehouse="north", config=config)
     daemon = make_daemon(ORDERD_WMS__ADAPTER="spool", ORDERD_WMS__SECRET=SECRET, **env)
     send_paid(daemon)
     await reaches(pg, "fulfillment_requested")
@@ -436,7 +444,7 @@ async def test_a_short_pick_is_reserved_again_in_another_warehouse_and_ships_fro
     assert wms_callback(daemon, missing)[0] == 202
 
     async def rerouted() -> bool:
-        return len(show(run_orderd)["shipments"]) == 3
+        return len((await order_view(pg))["shipments"]) == 3
 
     await eventually(rerouted, what="the shortfall to go out from the other warehouse")
     shipments = show(run_orderd)["shipments"]
@@ -449,7 +457,8 @@ async def test_a_short_pick_is_reserved_again_in_another_warehouse_and_ships_fro
     await reaches(pg, "shipped")
 
     async def both_shipped() -> bool:
-        return [s["status"] for s in show(run_orderd)["shipments"]][1:] == ["shipped", "shipped"]
+        statuses = [s["status"] for s in (await order_view(pg))["shipments"]]
+        return statuses[1:] == ["shipped", "shipped"]
 
     await eventually(both_shipped, what="both shipments to ship")
     north = json.loads(
@@ -463,10 +472,10 @@ async def test_a_short_pick_is_reserved_again_in_another_warehouse_and_ships_fro
 
 
 async def test_cancelling_after_the_warehouse_has_it_tells_it_to_stop(
-    make_daemon: MakeDaemon, pg: Any, run_orderd: Any, tmp_path: Path
+    make_daemon: MakeDaemon, pg: Any, run_orderd: Any, tmp_path: Path, set_stock: SetStock
 ) -> None:
     await add_products(pg, *SKUS)
-    stocked(run_orderd)
+    await stocked(set_stock)
     send_paid(make_daemon(ORDERD_WMS__ADAPTER="spool"))
     await reaches(pg, "fulfillment_requested")
     shipment_id = show(run_orderd)["shipments"][0]["id"]
@@ -491,10 +500,10 @@ async def test_cancelling_after_the_warehouse_has_it_tells_it_to_stop(
 
 
 async def test_an_http_wms_is_told_when_an_order_it_has_is_cancelled(
-    make_daemon: MakeDaemon, pg: Any, run_orderd: Any
+    make_daemon: MakeDaemon, pg: Any, run_orderd: Any, set_stock: SetStock
 ) -> None:
     await add_products(pg, *SKUS)
-    stocked(run_orderd)
+    await stocked(set_stock)
     async with RecordingWms() as wms:
         daemon = make_daemon(
             ORDERD_WMS__ADAPTER="http", ORDERD_WMS__URL=wms.url, ORDERD_WMS__SECRET=SECRET

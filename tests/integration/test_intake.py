@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import add_products
+from tests.conftest import SetStock, add_products
 from tests.integration.daemon_harness import (
     ADMIN_TOKEN,
     PAYLOADS,
@@ -38,11 +38,10 @@ async def order_state(pg: Any, name: str) -> str | None:
 
 
 async def test_a_signed_shopify_paid_order_is_accepted_and_reserved(
-    make_daemon: MakeDaemon, pg: Any, run_orderd: Any
+    make_daemon: MakeDaemon, pg: Any, run_orderd: Any, set_stock: SetStock
 ) -> None:
     await add_products(pg, "SKU2006-001", "SKU2006-020")
-    assert run_orderd("stock", "set", "SKU2006-001", "5").returncode == 0
-    assert run_orderd("stock", "set", "SKU2006-020", "5").returncode == 0
+    await set_stock({"SKU2006-001": 5, "SKU2006-020": 5})
     daemon = make_daemon()
     body = shopify_body()
     status, answer = request(f"{daemon.url}/webhooks/shopify", body, shopify_headers(body))
@@ -275,10 +274,10 @@ async def test_bad_deliveries_to_every_route_are_refused_and_store_nothing(
 
 
 async def test_an_operator_cancels_a_held_order_and_its_stock_comes_back(
-    make_daemon: MakeDaemon, pg: Any, run_orderd: Any
+    make_daemon: MakeDaemon, pg: Any, run_orderd: Any, set_stock: SetStock
 ) -> None:
     await add_products(pg, "MUG-1")
-    assert run_orderd("stock", "set", "MUG-1", "5").returncode == 0
+    await set_stock({"MUG-1": 5})
     daemon = make_daemon()
     body = generic_body("C-1", [("MUG-1", 2)])
     assert request(f"{daemon.url}/webhooks/orders", body, generic_headers(body))[0] == 202
@@ -307,11 +306,10 @@ def test_run_with_a_broken_config_says_so_and_exits_2(run_orderd: Any) -> None:
 
 
 async def test_an_intake_process_and_an_actors_process_share_the_work(
-    make_daemon: MakeDaemon, pg: Any, run_orderd: Any
+    make_daemon: MakeDaemon, pg: Any, run_orderd: Any, set_stock: SetStock
 ) -> None:
     await add_products(pg, "SKU2006-001", "SKU2006-020")
-    for sku in ("SKU2006-001", "SKU2006-020"):
-        assert run_orderd("stock", "set", sku, "5").returncode == 0
+    await set_stock({"SKU2006-001": 5, "SKU2006-020": 5})
     intake = make_daemon("intake", ORDERD_DAEMON__ROLE="intake")
     body = shopify_body()
     assert request(f"{intake.url}/webhooks/shopify", body, shopify_headers(body))[0] == 202
