@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 
 from actors.mail import Mail
 from actors.order.messages import ReminderDue
+from actors.order.reminder import ReminderKey
 from adapters.postgres import mailbox
 from adapters.redis.keys import RuntimeKeys
 
@@ -84,16 +85,8 @@ class Reminders:
                     key,
                 )
                 posted = []
-                if row is not None:
-                    # Keys are order:kind or order:kind:scope.
-                    scope = key.removeprefix(f"{row['order_id']}:{row['kind']}").lstrip(":")
-                    message = ReminderDue(
-                        order_id=row["order_id"],
-                        kind=row["kind"],
-                        key=key,
-                        due_at=row["due_at"],
-                        scope=scope,
-                    )
+                message = None if row is None else _due(key, row["order_id"], row["due_at"])
+                if message is not None:
                     posted = await mailbox.post(conn, [message])
             await self._mail.stream(posted)
             await self._redis.zrem(self._keys.reminders, key)
@@ -111,3 +104,16 @@ class Reminders:
                 log.warning("firing reminders failed: %s: %s", type(exc).__name__, exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), every_s)
+
+
+def _due(key: str, order_id: str, due_at: datetime) -> ReminderDue | None:
+    """The message a fired reminder sends its order; None for a key no order reads (of
+    a kind this version does not know), which is fired without a message."""
+    try:
+        parsed = ReminderKey.parse(key)
+    except ValueError as exc:
+        log.warning("reminder %s of order %s not sent: %s", key, order_id, exc)
+        return None
+    return ReminderDue(
+        order_id=order_id, kind=parsed.kind, key=key, due_at=due_at, scope=parsed.scope
+    )

@@ -12,6 +12,7 @@ from typing import Any
 import msgspec
 
 from actors.order.behaviour import CANCELLABLE
+from actors.order.holds import DeadLetterHold, ShipmentHold
 from actors.order.messages import (
     CancelRequested,
     HoldRelease,
@@ -41,6 +42,8 @@ async def show(settings: Settings, ref: str, as_json: bool, say: Callable[[str],
     say(f"{view['id']}{name} ({origin}): {view['state']}")
     if view["reason"]:
         say(f"  reason: {view['reason']}")
+    if view["holds"]:
+        say(f"  held for: {', '.join(view['holds'])}")
     for line in view["lines"]:
         shipped = "" if line["requires_shipping"] else " (not shipped)"
         say(f"  {line['sku']} x{line['quantity']}: reserved {line['reserved']}{shipped}")
@@ -114,12 +117,13 @@ async def listing(
     for order in found:
         name = f" {order.name}" if order.name else ""
         reason = f": {order.reason}" if order.reason else ""
+        holds = f" [held for: {', '.join(order.holds)}]" if order.holds else ""
         waiting = ""
         if order.unapplied:
             oldest = order.oldest_unapplied_at
             since_text = f" since {oldest.isoformat(timespec='seconds')}" if oldest else ""
             waiting = f" [{order.unapplied} message(s) not applied{since_text}]"
-        say(f"{order.id}{name}  {order.state or 'not created'}{reason}{waiting}")
+        say(f"{order.id}{name}  {order.state or 'not created'}{reason}{holds}{waiting}")
 
 
 _STATES = ", ".join(s.value for s in OrderState)
@@ -205,23 +209,24 @@ async def retry(
     async with open_resources(settings, pool_size=2) as res:
         async with res.pool.acquire() as conn:
             order_id = await orders.resolve(conn, ref)
-            waiting = await conn.fetch(
+            unlabelled = await conn.fetch(
                 """
-                SELECT s.id FROM shipments s JOIN orders o ON o.id = s.order_id
-                WHERE s.order_id = $1 AND s.status = 'packed' AND s.label_id IS NULL
-                  AND o.actor_state->'holds' ? s.id
-                  AND ($2::text IS NULL OR s.id = $2)
-                ORDER BY s.seq
+                SELECT id FROM shipments
+                WHERE order_id = $1 AND status = 'packed' AND label_id IS NULL
+                  AND ($2::text IS NULL OR id = $2)
+                ORDER BY seq
                 """,
                 order_id,
                 shipment_id,
             )
+            # The order's own state says what holds it, in whichever form it was saved.
+            snapshot = (await orders.load(conn, order_id)).snapshot
+        holds = snapshot.holds if snapshot is not None else ()
+        waiting = [r["id"] for r in unlabelled if ShipmentHold(r["id"]) in holds]
         if not waiting:
             raise OrderdError(f"{order_id}: no packed shipment held without its label")
-        await res.mail.send(
-            [RetryRequested(order_id=order_id, shipment_id=r["id"]) for r in waiting]
-        )
-    say(f"{', '.join(r['id'] for r in waiting)}: rates and label asked for again")
+        await res.mail.send([RetryRequested(order_id=order_id, shipment_id=s) for s in waiting])
+    say(f"{', '.join(waiting)}: rates and label asked for again")
 
 
 async def dlq_list(settings: Settings, say: Callable[[str], None]) -> None:
@@ -256,7 +261,7 @@ async def dlq_replay(settings: Settings, letter_id: int, say: Callable[[str], No
         # The message again, then the end of the hold it put on its order: a replay that
         # fails once more is dead-lettered, and holds the order, anew.
         release = (
-            [HoldRelease(order_id=message.order_id, hold=dead_hold(letter.seq))]
+            [HoldRelease(order_id=message.order_id, hold=DeadLetterHold(seq=letter.seq))]
             if letter.seq is not None
             else []
         )

@@ -49,8 +49,10 @@ from actors.order.behaviour import (
 )
 from actors.order.effects import Shipping
 from actors.order.events import AttentionNeeded, Event, Holding, OrderReceived
+from actors.order.holds import DeadLetterHold
 from actors.order.messages import Message, OrderPaid
 from actors.order.outbox import CustomerMessages
+from actors.order.reminder import ReminderKey
 from actors.order.states import TERMINAL
 from adapters.batching import Coalescer
 from adapters.postgres import fulfillment, notifications, orders
@@ -341,7 +343,7 @@ class OrderTurns:
                 await self._allocator.release(order_id, op_id, sink=collected)
                 return None
             case Remind(kind=kind, due_at=due_at, scope=scope):
-                key = f"{order_id}:{kind}:{scope}" if scope else f"{order_id}:{kind}"
+                key = ReminderKey(order_id, kind, scope).text()
                 collected.reminders.append(orders.Reminder(key, order_id, kind, due_at))
                 return None
             case Notify():
@@ -447,14 +449,9 @@ class OrderTurns:
             if isinstance(message, OrderPaid) and (current is None or current.order is None):
                 events.append(OrderReceived(at=now, order=message.order))
             # Held until the dead letter is replayed (``orderd dlq replay`` releases it).
-            events.append(AttentionNeeded(at=now, reason=reason, hold=dead_hold(seq)))
+            events.append(AttentionNeeded(at=now, reason=reason, hold=DeadLetterHold(seq=seq)))
         snapshot = current
         for event in events:
             snapshot = evolve(snapshot, event, order_id)
         assert snapshot is not None  # an order that is not finished got its hold
         await self._save(order_id, loaded, snapshot, events, seq, _Collected())
-
-
-def dead_hold(seq: int) -> str:
-    """The hold a dead-lettered message (the order's message ``seq``) puts on its order."""
-    return f"dead:{seq}"

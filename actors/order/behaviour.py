@@ -65,6 +65,7 @@ from actors.order.messages import (
     TrackingUpdated,
     WarehouseRefused,
 )
+from actors.order.reminder import FOLLOW_UPS, ReminderKind
 from actors.order.states import OrderState
 from actors.order.steps import (
     attention,
@@ -77,17 +78,8 @@ from actors.order.steps import (
     tracking,
 )
 from actors.order.steps.model import (
-    CANCEL_BACKORDER,
     CANCELLABLE,
     DEFAULT_LEVELS,
-    FOLLOW_UPS,
-    NO_SCAN,
-    ORDER_HOLD,
-    PICKUP_CHECK,
-    PROMISE_CHECK,
-    REPEAT_PURCHASE,
-    REVIEW_REQUEST,
-    TRACK_POLL,
     Allocated,
     AllocationRefused,
     Buy,
@@ -122,16 +114,8 @@ from actors.order.steps.model import (
 
 __all__ = [
     "CANCELLABLE",
-    "CANCEL_BACKORDER",
     "DEFAULT_LEVELS",
     "FOLLOW_UPS",
-    "NO_SCAN",
-    "ORDER_HOLD",
-    "PICKUP_CHECK",
-    "PROMISE_CHECK",
-    "REPEAT_PURCHASE",
-    "REVIEW_REQUEST",
-    "TRACK_POLL",
     "Allocated",
     "AllocationRefused",
     "Buy",
@@ -230,15 +214,18 @@ def _reminder_due(
     snapshot: Snapshot | None, due: ReminderDue, rules: Rules, now: datetime
 ) -> Decision:
     """A durable reminder fell due: the step that set it handles it, by its kind."""
-    if due.kind == CANCEL_BACKORDER:
-        return cancel.backorder_waited(snapshot, due, rules, now)
-    if due.kind in (PICKUP_CHECK, PROMISE_CHECK, NO_SCAN):
-        return tracking.check_delay(snapshot, due, rules, now)
-    if due.kind == TRACK_POLL:
-        return tracking.poll(snapshot, due, rules, now)
-    if due.kind in FOLLOW_UPS:
-        return followup.follow_up_due(snapshot, due)
-    return Decision()  # a kind no step sets: nothing to do
+    kind = due.kind
+    match kind:
+        case ReminderKind.CANCEL_BACKORDER:
+            return cancel.backorder_waited(snapshot, due, rules, now)
+        case ReminderKind.PICKUP_CHECK | ReminderKind.PROMISE_CHECK | ReminderKind.NO_SCAN:
+            return tracking.check_delay(snapshot, due, rules, now)
+        case ReminderKind.TRACK_POLL:
+            return tracking.poll(snapshot, due, rules, now)
+        case ReminderKind.REVIEW_REQUEST | ReminderKind.REPEAT_PURCHASE:
+            return followup.follow_up_due(snapshot, due)
+        case _:
+            assert_never(kind)
 
 
 def evolve(snapshot: Snapshot | None, event: Event, order_id: str) -> Snapshot:

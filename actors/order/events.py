@@ -1,7 +1,8 @@
 """What happened to an order: the events ``decide`` returns and ``evolve`` applies.
 
 Events are facts, so applying one cannot fail. They are stored in the append-only
-``order_events`` table as JSON with their ``type``.
+``order_events`` table as JSON with their ``type``; those an earlier version stored are
+read with :mod:`actors.order.legacy`.
 """
 
 from __future__ import annotations
@@ -13,8 +14,12 @@ from typing import Literal
 import msgspec
 from msgspec import Struct
 
+from actors.order import legacy
+from actors.order.holds import ORDER_HOLD, Hold
+from actors.order.reminder import ReminderKind
 from actors.order.types import NormalizedOrder
 from actors.shipping.pick_list import PickLine
+from actors.shipping.tracking import DelayCause
 from adapters.carriers.model import Parcel, Rate, TrackingStatus
 
 
@@ -68,11 +73,11 @@ class CancelRefused(_Event, frozen=True, tag="cancel_refused"):
 
 
 class AttentionNeeded(_Event, frozen=True, tag="needs_attention"):
-    """A person must look: at the whole order, or at what ``hold`` names (a shipment id,
-    or ``dead:<message type>`` for a message that was dead-lettered)."""
+    """A person must look: at what ``hold`` names (the whole order, a shipment, or a
+    message that was dead-lettered)."""
 
     reason: str
-    hold: str | None = None
+    hold: Hold = ORDER_HOLD
 
 
 class FulfillmentRequested(_Event, frozen=True, tag="fulfillment_requested"):
@@ -162,7 +167,7 @@ class ShipmentTracked(_Event, frozen=True, tag="tracked"):
 class HoldReleased(_Event, frozen=True, tag="hold_released"):
     """What held the order (a shipment, a dead-lettered message) is dealt with."""
 
-    hold: str
+    hold: Hold
     by: str
 
 
@@ -176,7 +181,8 @@ class EstimateMoved(_Event, frozen=True, tag="estimate_moved"):
 class DelayDetected(_Event, frozen=True, tag="delayed"):
     shipment_id: str
     episode: int
-    reason: str
+    reason: str  # for people: the customer's alert, the operator's view
+    cause: DelayCause  # which rule found it late, and so what ends the episode
 
 
 class DelayEnded(_Event, frozen=True, tag="delay_ended"):
@@ -207,11 +213,11 @@ class MessageQueued(_Event, frozen=True, tag="message_queued"):
 
 
 class FollowUpsScheduled(_Event, frozen=True, tag="follow_ups_scheduled"):
-    kinds: tuple[str, ...]
+    kinds: tuple[ReminderKind, ...]
 
 
 class FollowUpDone(_Event, frozen=True, tag="follow_up_done"):
-    kind: str
+    kind: ReminderKind
     status: str
 
 
@@ -263,5 +269,6 @@ def encode_event(event: Event) -> bytes:
 
 
 def decode_event(data: bytes | str) -> Event:
-    event: Event = _decoder.decode(data)
+    """Parse one stored event, in today's form or an earlier version's."""
+    event: Event = legacy.decode(_decoder, data, legacy.upgrade_event)
     return event

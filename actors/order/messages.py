@@ -1,7 +1,8 @@
 """Messages an order actor receives: frozen, tagged msgspec Structs in one union.
 
 Each message names the order it is for. On the stream a message is JSON with a ``type``
-field, so an operator reading an entry with redis-cli sees what it is.
+field, so an operator reading an entry with redis-cli sees what it is. Messages an earlier
+version stored are read with :mod:`actors.order.legacy`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta, Struct
 
+from actors.order import legacy
+from actors.order.holds import Hold
+from actors.order.reminder import ReminderKind, ReminderScope
 from actors.order.types import NormalizedOrder, Quantity, Sku
 from adapters.carriers.model import TrackingStatus
 
@@ -46,10 +50,10 @@ class BackorderFilled(_Message, frozen=True, tag="backorder_filled"):
 class ReminderDue(_Message, frozen=True, tag="reminder_due"):
     """A durable reminder the order set for itself has come due."""
 
-    kind: str
+    kind: ReminderKind
     key: str
     due_at: datetime
-    scope: str = ""  # what the reminder is about within the order, e.g. a shipment
+    scope: ReminderScope | None = None  # what it is about within the order, e.g. a shipment
 
 
 class RetryRequested(_Message, frozen=True, tag="retry_requested"):
@@ -63,7 +67,7 @@ class RetryRequested(_Message, frozen=True, tag="retry_requested"):
 class HoldRelease(_Message, frozen=True, tag="hold_release"):
     """What held the order is dealt with (a dead letter replayed after it): go on."""
 
-    hold: str
+    hold: Hold
     by: str = "operator"
 
 
@@ -151,6 +155,7 @@ def encode_message(message: Message) -> bytes:
 
 
 def decode_message(data: bytes | str) -> Message:
-    """Parse one message; raises ``msgspec.ValidationError`` or ``DecodeError`` on bad input."""
-    message: Message = _decoder.decode(data)
+    """Parse one message, in today's form or an earlier version's; raises
+    ``msgspec.ValidationError`` or ``DecodeError`` on bad input."""
+    message: Message = legacy.decode(_decoder, data, legacy.upgrade_message)
     return message

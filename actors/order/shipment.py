@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Literal
 
-from msgspec import Struct
+from msgspec import Struct, structs
 
+from actors.order.legacy import cause_from_reason
+from actors.shipping.tracking import DelayCause
 from adapters.carriers.model import Parcel, Rate, TrackingStatus
 
 ShipmentStatus = Literal[
@@ -58,11 +60,17 @@ class Shipment(Struct, frozen=True, kw_only=True):
     scans: int = 0
     delayed: bool = False
     delay_episode: int = 0
-    delay_reason: str | None = None
+    delay_reason: str | None = None  # the latest delay in words, for people
+    delay_cause: DelayCause | None = None  # the rule that found it: what ends it
     delivered_at: datetime | None = None
     # The products' own follow-ups (days after delivery), when any set them.
     review_after_days: int | None = None
     repeat_after_days: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.delay_cause is None and self.delay_reason is not None:
+            # Stored before delays had a cause: read it from the reason's words.
+            structs.force_setattr(self, "delay_cause", cause_from_reason(self.delay_reason))
 
 
 def find(shipments: tuple[Shipment, ...], shipment_id: str) -> Shipment | None:

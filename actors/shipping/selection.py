@@ -182,68 +182,72 @@ def _count(parts: dict[str, int]) -> str:
     return ", ".join(f"{n} {what}" for what, n in parts.items() if n)
 
 
-def choose(
-    quotes: Sequence[Quote],
-    rules: ShippingRules,
-    *,
-    promised_by: date | None,
-    country: str,
-) -> Choice | NoRate:
-    """Pick the rate to buy for a parcel to ``country`` by the store's shipping rules.
+class _Carriers(NamedTuple):
+    """The store's carrier preferences that apply to one destination, by lowercase name."""
 
-    Excluded carriers and rates above the maximum price never qualify. Among the rest,
-    preferred carriers are used whenever one of them meets the promised date; the strategy
-    then ranks the rates that meet it. When none does, the fastest rate is taken and the
-    reason says the promise cannot be kept. The same quotes in any order give the same
-    choice.
-    """
-    if not quotes:
-        return NoRate(reason="no rates: no carrier quoted this parcel")
+    excluded: set[str]
+    preferred: set[str]
 
-    country = country.upper()
+
+def _carriers(rules: ShippingRules, country: str) -> _Carriers:
     applicable = [
         p
         for p in rules.preferences
         if not p.countries or country in {c.upper() for c in p.countries}
     ]
-    excluded = {name.lower() for p in applicable for name in p.exclude}
-    preferred = {name.lower() for p in applicable for name in p.prefer}
+    return _Carriers(
+        excluded={name.lower() for p in applicable for name in p.exclude},
+        preferred={name.lower() for p in applicable for name in p.prefer},
+    )
 
-    allowed = [q for q in quotes if not _names(q.rate) & excluded]
+
+def _eligible(
+    quotes: Sequence[Quote], rules: ShippingRules, carriers: _Carriers, country: str
+) -> tuple[list[Quote], dict[str, int]]:
+    """The quotes that may be bought, and how many were dropped for which reason."""
+    allowed = [q for q in quotes if not _names(q.rate) & carriers.excluded]
     eligible = [q for q in allowed if rules.max_price is None or q.rate.amount <= rules.max_price]
     dropped = {
         f"excluded for {country}": len(quotes) - len(allowed),
         f"above the maximum price {rules.max_price}": len(allowed) - len(eligible),
     }
-    if not eligible:
-        return NoRate(reason=f"no eligible rate: {_count(dropped)}")
+    return eligible, dropped
 
-    def meets(quote: Quote) -> bool:
-        if quote.delivery is None:
-            return False
-        return promised_by is None or quote.delivery <= promised_by
 
-    preferred_only = any(meets(q) and _names(q.rate) & preferred for q in eligible)
-    pool = [q for q in eligible if not preferred_only or _names(q.rate) & preferred]
-    meeting = [q for q in pool if meets(q)]
+def _meets(quote: Quote, promised_by: date | None) -> bool:
+    if quote.delivery is None:
+        return False
+    return promised_by is None or quote.delivery <= promised_by
 
-    ranking = _ranking(rules, fallback=not meeting)
-    # Rates the strategy may take come first, then every other eligible rate.
-    candidates = {id(q) for q in meeting or eligible}
-    ranked = sorted(
-        eligible, key=lambda q: (id(q) not in candidates, ranking.primary(q), _tie_key(q))
-    )
-    best, others = ranked[0], ranked[1:]
 
+def _headline(
+    ranking: _Ranking,
+    best: Quote,
+    *,
+    meeting: bool,
+    preferred_only: bool,
+    promised_by: date | None,
+) -> str:
+    """What was chosen and by which rule, as the reason begins."""
     if meeting:
         scope = " from a preferred carrier" if preferred_only else ""
         promise = f" meeting the promised date {promised_by}" if promised_by else ""
-        head = f"{ranking.label}{scope}{promise}: {_describe(best)}"
-    elif promised_by is not None:
-        head = f"the promised date {promised_by} cannot be met; fastest: {_describe(best)}"
-    else:
-        head = f"no rate has a delivery date; cheapest: {_describe(best)}"
+        return f"{ranking.label}{scope}{promise}: {_describe(best)}"
+    if promised_by is not None:
+        return f"the promised date {promised_by} cannot be met; fastest: {_describe(best)}"
+    return f"no rate has a delivery date; cheapest: {_describe(best)}"
 
+
+def _losses(
+    best: Quote,
+    others: Sequence[Quote],
+    ranking: _Ranking,
+    *,
+    candidates: set[int],
+    preferred: set[str],
+    preferred_only: bool,
+) -> dict[str, int]:
+    """How many of the other eligible rates lost for each reason."""
     lost = dict.fromkeys(
         (
             "not a preferred carrier",
@@ -269,6 +273,57 @@ def choose(
             lost["without a delivery date"] += 1
         else:
             lost["later than promised"] += 1
+    return lost
+
+
+def choose(
+    quotes: Sequence[Quote],
+    rules: ShippingRules,
+    *,
+    promised_by: date | None,
+    country: str,
+) -> Choice | NoRate:
+    """Pick the rate to buy for a parcel to ``country`` by the store's shipping rules.
+
+    Excluded carriers and rates above the maximum price never qualify. Among the rest,
+    preferred carriers are used whenever one of them meets the promised date; the strategy
+    then ranks the rates that meet it. When none does, the fastest rate is taken and the
+    reason says the promise cannot be kept. The same quotes in any order give the same
+    choice.
+    """
+    if not quotes:
+        return NoRate(reason="no rates: no carrier quoted this parcel")
+
+    country = country.upper()
+    carriers = _carriers(rules, country)
+    eligible, dropped = _eligible(quotes, rules, carriers, country)
+    if not eligible:
+        return NoRate(reason=f"no eligible rate: {_count(dropped)}")
+
+    preferred = carriers.preferred
+    preferred_only = any(_meets(q, promised_by) and _names(q.rate) & preferred for q in eligible)
+    pool = [q for q in eligible if not preferred_only or _names(q.rate) & preferred]
+    meeting = [q for q in pool if _meets(q, promised_by)]
+
+    ranking = _ranking(rules, fallback=not meeting)
+    # Rates the strategy may take come first, then every other eligible rate.
+    candidates = {id(q) for q in meeting or eligible}
+    ranked = sorted(
+        eligible, key=lambda q: (id(q) not in candidates, ranking.primary(q), _tie_key(q))
+    )
+    best, others = ranked[0], ranked[1:]
+
+    head = _headline(
+        ranking, best, meeting=bool(meeting), preferred_only=preferred_only, promised_by=promised_by
+    )
+    lost = _losses(
+        best,
+        others,
+        ranking,
+        candidates=candidates,
+        preferred=preferred,
+        preferred_only=preferred_only,
+    )
     why = _count(lost | dropped)
     return Choice(
         rate=best.rate,

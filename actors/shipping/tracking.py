@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta
+from enum import StrEnum
 from types import MappingProxyType
 
 from msgspec import Struct
@@ -94,10 +95,32 @@ class ShipmentTrack(Struct, frozen=True, kw_only=True):
     delivered: bool
 
 
-def delay_reason(
+class DelayCause(StrEnum):
+    """Which rule found a parcel late; it decides what ends the delay episode."""
+
+    PROMISE_PASSED = "promise_passed"  # the promised date is over: late until delivered
+    LATE_ESTIMATE = "late_estimate"  # the carrier expects it after the promise
+    NO_SCAN = "no_scan"  # moving, yet unseen for too long
+    NOT_PICKED_UP = "not_picked_up"  # shipped, yet not in the carrier's hands
+
+
+class Delay(Struct, frozen=True):
+    """Why a parcel is late: the rule, and a few words for the customer."""
+
+    cause: DelayCause
+    reason: str
+
+
+def late_estimate(estimate: date, promised: date) -> Delay:
+    """The delay of a parcel the carrier now expects after the promised date."""
+    reason = f"the carrier now expects {estimate.isoformat()}, after the promised {promised}"
+    return Delay(DelayCause.LATE_ESTIMATE, reason)
+
+
+def detect_delay(
     track: ShipmentTrack, now: datetime, rules: DelayRules, *, local_today: date
-) -> str | None:
-    """Why the shipment is late, in a few words for the customer, or None when it is not.
+) -> Delay | None:
+    """Why the shipment is late, or None when it is not.
 
     The rules are checked in order: the promised date passed (``local_today`` is the date
     where the customer was promised), the carrier's own estimate after the promise, no
@@ -108,22 +131,20 @@ def delay_reason(
         return None
     promised = track.promised_by
     if promised is not None and local_today > promised:
-        return f"the promised date {promised.isoformat()} has passed"
+        return Delay(DelayCause.PROMISE_PASSED, f"the promised date {promised} has passed")
     estimate = track.carrier_estimate
     if promised is not None and estimate is not None and estimate > promised:
-        return (
-            f"the carrier now expects {estimate.isoformat()}, "
-            f"after the promised {promised.isoformat()}"
-        )
+        return late_estimate(estimate, promised)
     if track.status in _MOVING:
         # A parcel marked moving without a recorded scan has been unseen since it shipped.
         unseen = now - (track.last_scan_at or track.shipped_at)
         if unseen >= timedelta(hours=rules.no_scan_hours):
-            return f"no scan for {_hours(unseen)}"
+            return Delay(DelayCause.NO_SCAN, f"no scan for {_hours(unseen)}")
     if track.status in _NOT_PICKED_UP:
         waiting = now - track.shipped_at
         if waiting >= timedelta(hours=rules.pickup_grace_hours):
-            return f"not picked up {_hours(waiting)} after it shipped"
+            reason = f"not picked up {_hours(waiting)} after it shipped"
+            return Delay(DelayCause.NOT_PICKED_UP, reason)
     return None
 
 

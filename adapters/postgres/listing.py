@@ -7,6 +7,9 @@ from typing import Any
 
 from msgspec import Struct
 
+from actors.order.holds import describe
+from actors.order.steps.model import decode_holds
+
 
 class Listed(Struct, frozen=True, kw_only=True):
     id: str
@@ -16,6 +19,8 @@ class Listed(Struct, frozen=True, kw_only=True):
     updated_at: datetime | None
     unapplied: int  # messages stored for the order and not applied
     oldest_unapplied_at: datetime | None
+    # What holds the order for a person, in words ("shipment S1", "dead letter 12").
+    holds: tuple[str, ...] = ()
 
 
 async def listed(
@@ -40,7 +45,8 @@ async def listed(
             GROUP BY m.order_id
         ), found AS (
             SELECT coalesce(o.id, w.order_id) AS id, o.name, o.state, o.state_reason,
-                   o.updated_at, coalesce(w.unapplied, 0) AS unapplied, w.oldest
+                   o.updated_at, coalesce(w.unapplied, 0) AS unapplied, w.oldest,
+                   (o.actor_state->'holds')::text AS holds
             FROM orders o
             FULL JOIN waiting w ON w.order_id = o.id
         )
@@ -67,6 +73,7 @@ async def listed(
             updated_at=r["updated_at"],
             unapplied=r["unapplied"],
             oldest_unapplied_at=r["oldest"],
+            holds=tuple(describe(h) for h in decode_holds(r["holds"])) if r["holds"] else (),
         )
         for r in rows
     ]

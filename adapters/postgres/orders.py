@@ -39,15 +39,16 @@ from actors.order.events import (
     encode_event,
     event_type,
 )
+from actors.order.holds import describe
 from actors.order.messages import Message
 from actors.order.shipment import LEFT
+from actors.order.steps.model import decode_holds, decode_snapshot
 from actors.order.types import NormalizedOrder
 from adapters.errors import OrderdError
 from adapters.postgres import fulfillment, mailbox, notifications, shipments, stock
 from adapters.postgres.rows import Raw, Rows
 from adapters.postgres.writes import Writes
 
-_snapshot = msgspec.json.Decoder(Snapshot)
 _order = msgspec.json.Decoder(NormalizedOrder)
 _encode = msgspec.json.Encoder().encode
 
@@ -304,7 +305,7 @@ def _state_json(snapshot: Snapshot) -> bytes:
 def _restored(row: Any) -> Snapshot | None:
     if row["state"] is None:
         return None
-    snapshot = _snapshot.decode(row["state"])
+    snapshot = decode_snapshot(row["state"])
     if row["document"] is not None:
         snapshot = msgspec.structs.replace(snapshot, order=_order.decode(row["document"]))
     return snapshot
@@ -448,6 +449,10 @@ def _append_events(writes: Writes, turns: Sequence[Turn]) -> None:
     )
 
 
+def _holds(stored: str | None) -> list[str]:
+    return [describe(hold) for hold in decode_holds(stored)] if stored else []
+
+
 def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
 
@@ -521,7 +526,8 @@ async def view(conn: Any, order_id: str) -> dict[str, Any]:
     row = await conn.fetchrow(
         """
         SELECT id, external_id, source, name, state, state_reason, paid_at, created_at,
-               updated_at, shipped_at, delivered_at, completed_at
+               updated_at, shipped_at, delivered_at, completed_at,
+               (actor_state->'holds')::text AS holds
         FROM orders WHERE id = $1
         """,
         order_id,
@@ -562,6 +568,8 @@ async def view(conn: Any, order_id: str) -> dict[str, Any]:
         "name": row["name"],
         "state": row["state"],
         "reason": row["state_reason"],
+        # What holds the order for a person, in words ("shipment S1", "dead letter 12").
+        "holds": _holds(row["holds"]),
         "paid_at": row["paid_at"].isoformat() if row["paid_at"] else None,
         "shipped_at": _iso(row["shipped_at"]),
         "delivered_at": _iso(row["delivered_at"]),

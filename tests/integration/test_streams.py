@@ -9,6 +9,7 @@ import redis.asyncio as aioredis
 
 from actors.mail import Mail
 from actors.order.messages import CancelRequested, ReminderDue, decode_message
+from actors.order.reminder import ReminderKind
 from actors.reminders import Reminders
 from adapters.postgres import mailbox
 from adapters.postgres.pool import create_pool
@@ -109,19 +110,27 @@ async def test_a_due_reminder_is_sent_to_its_order_once(
     reminders = Reminders(pool=pool, redis=redis_client, keys=keys, mail=mail, clock=clock)
     due = datetime.fromtimestamp(clock.now, UTC) + timedelta(minutes=5)
     await pg.execute(
-        "INSERT INTO reminders (key, order_id, kind, due_at) VALUES ('o1:k', 'o1', 'k', $1)", due
+        """
+        INSERT INTO reminders (key, order_id, kind, due_at) VALUES
+            ('o1:cancel_backorder', 'o1', 'cancel_backorder', $1),
+            ('o1:delivery_check:1', 'o1', 'delivery_check', $1)
+        """,
+        due,
     )
-    assert await reminders.rebuild() == 1
+    assert await reminders.rebuild() == 2
     assert await reminders.fire_due() == 0  # not yet
     clock.advance(301)
+    # A kind no order of this version reads is fired without a message.
     assert await reminders.fire_due() == 1
     assert await reminders.fire_due() == 0
     [entry], _ = await streams.read("c", count=10, block_ms=None)
     message = decode_message(entry.body)
     assert isinstance(message, ReminderDue)
-    assert (message.order_id, message.kind, message.key) == ("o1", "k", "o1:k")
+    assert (message.order_id, message.kind, message.key, message.scope) == (
+        "o1", ReminderKind.CANCEL_BACKORDER, "o1:cancel_backorder", None,
+    )  # fmt: skip
     assert await redis_client.zcard(keys.reminders) == 0
-    assert await pg.fetchval("SELECT fired_at IS NOT NULL FROM reminders") is True
+    assert await pg.fetchval("SELECT bool_and(fired_at IS NOT NULL) FROM reminders") is True
     await mail.drain()
     await pool.close()
 

@@ -6,15 +6,18 @@ from decimal import Decimal
 import msgspec
 import pytest
 
+from actors.order.holds import DeadLetterHold, ShipmentHold
 from actors.order.messages import (
     BackorderFilled,
     CancelRequested,
+    HoldRelease,
     Message,
     OrderPaid,
     ReminderDue,
     decode_message,
     encode_message,
 )
+from actors.order.reminder import ReminderKind, ReminderScope
 from actors.order.states import TERMINAL, OrderState
 from actors.order.types import Address, Customer, Line, NormalizedOrder, is_valid_sku
 
@@ -50,8 +53,14 @@ def an_order(**changes: object) -> NormalizedOrder:
         CancelRequested(order_id="ord_1", reason="customer asked", requested_by="shopify"),
         BackorderFilled(order_id="ord_1", warehouse="main", lines=(("MUG-BLK", 2),)),
         ReminderDue(
-            order_id="ord_1", kind="delivery_check", key="ord_1:delivery_check:1", due_at=NOW
+            order_id="ord_1",
+            kind=ReminderKind.NO_SCAN,
+            key="ord_1:no_scan:ord_1-1:1",
+            due_at=NOW,
+            scope=ReminderScope("ord_1-1", 1),
         ),
+        HoldRelease(order_id="ord_1", hold=DeadLetterHold(seq=12)),
+        HoldRelease(order_id="ord_1", hold=ShipmentHold("ord_1-2"), by="orderd"),
     ],
 )
 def test_every_message_round_trips_with_its_type_tag(message: Message) -> None:

@@ -9,7 +9,6 @@ import msgspec
 import pytest
 
 from actors.order.behaviour import (
-    CANCEL_BACKORDER,
     Allocated,
     AllocationRefused,
     Decision,
@@ -39,6 +38,7 @@ from actors.order.events import (
 )
 from actors.order.messages import BackorderFilled as Filled
 from actors.order.messages import CancelRequested, Message, OrderPaid, ReminderDue
+from actors.order.reminder import ReminderKind
 from actors.order.states import OrderState
 from actors.order.types import Address, Customer, Line, NormalizedOrder
 
@@ -158,7 +158,7 @@ def test_a_cancel_after_days_backorder_sets_a_reminder() -> None:
     decision, _ = run(snapshot, allocated)
     assert decision.effects == (
         Notify(kind="backorder_notice"),
-        Remind(CANCEL_BACKORDER, NOW + timedelta(days=10)),
+        Remind(ReminderKind.CANCEL_BACKORDER, NOW + timedelta(days=10)),
     )
 
 
@@ -220,7 +220,7 @@ def test_a_cancel_after_the_label_is_refused() -> None:
 
 
 def test_the_backorder_reminder_cancels_only_what_still_waits() -> None:
-    due = ReminderDue(order_id="ord_1", kind=CANCEL_BACKORDER, key="k", due_at=NOW)
+    due = ReminderDue(order_id="ord_1", kind=ReminderKind.CANCEL_BACKORDER, key="k", due_at=NOW)
     decision, _ = run(backordered(), due)
     assert decision.effects == (ReleaseAll("cancel"),)
     assert decision.pending is not None

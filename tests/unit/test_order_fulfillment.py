@@ -34,6 +34,7 @@ from actors.order.behaviour import (
     evolve,
 )
 from actors.order.events import AttentionNeeded, Holding
+from actors.order.holds import DeadLetterHold
 from actors.order.messages import (
     BackorderFilled,
     BuyLabel,
@@ -458,13 +459,14 @@ def test_a_shipment_held_without_a_label_goes_on_when_a_person_retries() -> None
 
 
 def test_a_dead_letter_stops_shipments_until_it_is_dealt_with() -> None:
-    snapshot = evolve(received(), AttentionNeeded(at=NOW, reason="dead", hold="dead:4"), "ord_1")
+    held = AttentionNeeded(at=NOW, reason="dead", hold=DeadLetterHold(seq=4))
+    snapshot = evolve(received(), held, "ord_1")
     holdings = (Holding("main", "A", 2, 0), Holding("main", "B", 1, 0))
     allocated = Allocated(status="reserved", holdings=holdings, policy="wait_all")
     decision, snapshot = step(snapshot, allocated)
     assert not any(isinstance(e, RequestFulfillment) for e in decision.effects)
     assert snapshot.state is OrderState.NEEDS_ATTENTION
-    decision, snapshot = step(snapshot, HoldRelease(order_id="ord_1", hold="dead:4"))
+    decision, snapshot = step(snapshot, HoldRelease(order_id="ord_1", hold=DeadLetterHold(seq=4)))
     assert [type(e) for e in decision.effects] == [RequestFulfillment]
     assert snapshot.state is OrderState.RESERVED
 
@@ -472,6 +474,7 @@ def test_a_dead_letter_stops_shipments_until_it_is_dealt_with() -> None:
 def test_no_retry_while_a_dead_letter_waits() -> None:
     snapshot = labelled()
     _, snapshot = step(snapshot, LabelRefused(shipment_id="ord_1-1", reason="bad address"))
-    snapshot = evolve(snapshot, AttentionNeeded(at=NOW, reason="dead", hold="dead:7"), "ord_1")
+    held = AttentionNeeded(at=NOW, reason="dead", hold=DeadLetterHold(seq=7))
+    snapshot = evolve(snapshot, held, "ord_1")
     decision, _ = step(snapshot, RetryRequested(order_id="ord_1", shipment_id="ord_1-1"))
     assert decision == Decision()

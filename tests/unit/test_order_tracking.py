@@ -8,11 +8,6 @@ from decimal import Decimal
 import msgspec
 
 from actors.order.behaviour import (
-    NO_SCAN,
-    PICKUP_CHECK,
-    PROMISE_CHECK,
-    REPEAT_PURCHASE,
-    REVIEW_REQUEST,
     Allocated,
     CommittedShipment,
     Decision,
@@ -30,6 +25,7 @@ from actors.order.behaviour import (
     evolve,
 )
 from actors.order.events import AttentionNeeded, Holding
+from actors.order.holds import DeadLetterHold
 from actors.order.messages import (
     BuyLabel,
     HoldRelease,
@@ -40,9 +36,11 @@ from actors.order.messages import (
     ReminderDue,
     TrackingUpdated,
 )
+from actors.order.reminder import ReminderKey, ReminderKind, ReminderScope
 from actors.order.states import OrderState
 from actors.order.types import Address, Customer, Line, NormalizedOrder
 from actors.shipping.pick_list import PickLine
+from actors.shipping.tracking import DelayCause
 from adapters.carriers.model import Parcel, Rate, TrackingStatus
 
 PAID = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)  # Thursday morning; promised by Dec 3
@@ -108,10 +106,14 @@ def news(status: TrackingStatus, at: datetime, estimate: date | None = None) -> 
     )  # fmt: skip
 
 
-def due(kind: str, scope: str, at: datetime) -> ReminderDue:
-    return ReminderDue(
-        order_id="ord_1", kind=kind, key=f"ord_1:{kind}:{scope}", due_at=at, scope=scope
-    )
+# What the shipment's reminders are about: the parcel, and the check after its first scan.
+PARCEL = ReminderScope("ord_1-1")
+FIRST_SCAN = ReminderScope("ord_1-1", 1)
+
+
+def due(kind: ReminderKind, scope: ReminderScope | None, at: datetime) -> ReminderDue:
+    key = ReminderKey("ord_1", kind, scope).text()
+    return ReminderDue(order_id="ord_1", kind=kind, key=key, due_at=at, scope=scope)
 
 
 def test_shipping_sends_the_confirmation_and_sets_the_delay_checks() -> None:
@@ -120,9 +122,9 @@ def test_shipping_sends_the_confirmation_and_sets_the_delay_checks() -> None:
     assert decision.effects == (
         Notify(kind="shipping_confirmation", shipment_id="ord_1-1"),
         # Collected at the 15:00 cutoff; a day's grace after that.
-        Remind(PICKUP_CHECK, PAID.replace(hour=15) + timedelta(hours=24), scope="ord_1-1"),
+        Remind(ReminderKind.PICKUP_CHECK, PAID.replace(hour=15) + timedelta(hours=24), PARCEL),
         # The promised day (Thursday Dec 3) is over at midnight where the parcel left.
-        Remind(PROMISE_CHECK, datetime(2026, 12, 4, tzinfo=UTC), scope="ord_1-1"),
+        Remind(ReminderKind.PROMISE_CHECK, datetime(2026, 12, 4, tzinfo=UTC), PARCEL),
     )
 
 
@@ -133,7 +135,7 @@ def test_news_moves_the_order_on_and_older_or_repeated_news_changes_nothing() ->
     assert snapshot.state is OrderState.IN_TRANSIT
     # Each scan sets a check for the next one: 48 working hours on (the weekend is off).
     monday = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
-    assert decision.effects == (Remind(NO_SCAN, monday, scope="ord_1-1:1"),)
+    assert decision.effects == (Remind(ReminderKind.NO_SCAN, monday, FIRST_SCAN),)
     for stale in (news("in_transit", scan), news("pre_transit", scan + timedelta(hours=1)),
                   news("unknown", scan + timedelta(hours=2))):  # fmt: skip
         decision, after = step(snapshot, stale, scan)
@@ -164,26 +166,28 @@ def test_no_scan_for_too_long_is_a_delay_and_a_scan_ends_it() -> None:
     scan = PAID + timedelta(hours=3)
     _, snapshot = step(snapshot, news("in_transit", scan), scan)
     saturday = scan + timedelta(hours=48)
-    decision, _ = step(snapshot, due(NO_SCAN, "ord_1-1:1", saturday), saturday)
+    decision, _ = step(snapshot, due(ReminderKind.NO_SCAN, FIRST_SCAN, saturday), saturday)
     assert decision == Decision()  # no scans over a weekend is no delay
     check = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)  # 48 working hours after the scan
-    decision, snapshot = step(snapshot, due(NO_SCAN, "ord_1-1:1", check), check)
+    decision, snapshot = step(snapshot, due(ReminderKind.NO_SCAN, FIRST_SCAN, check), check)
     assert decision.effects == (Notify(kind="delay_alert", shipment_id="ord_1-1", episode=1),)
     assert snapshot.shipments[0].delay_reason == "no scan for 96 hours"
+    assert snapshot.shipments[0].delay_cause is DelayCause.NO_SCAN
     moved = check + timedelta(hours=1)
     _, snapshot = step(snapshot, news("in_transit", moved), moved)
     assert not snapshot.shipments[0].delayed
     # A check set before the last scan is stale.
-    decision, _ = step(snapshot, due(NO_SCAN, "ord_1-1:1", moved), moved)
+    decision, _ = step(snapshot, due(ReminderKind.NO_SCAN, FIRST_SCAN, moved), moved)
     assert decision == Decision()
 
 
 def test_a_parcel_not_picked_up_in_time_is_a_delay() -> None:
     _, snapshot = shipped()
     check = PAID.replace(hour=15) + timedelta(hours=24)
-    decision, snapshot = step(snapshot, due(PICKUP_CHECK, "ord_1-1", check), check)
+    decision, snapshot = step(snapshot, due(ReminderKind.PICKUP_CHECK, PARCEL, check), check)
     assert decision.effects == (Notify(kind="delay_alert", shipment_id="ord_1-1", episode=1),)
     assert snapshot.shipments[0].delay_reason == "not picked up 24 hours after it shipped"
+    assert snapshot.shipments[0].delay_cause is DelayCause.NOT_PICKED_UP
 
 
 def test_the_promised_date_passing_without_delivery_is_a_delay_until_delivery() -> None:
@@ -191,7 +195,7 @@ def test_the_promised_date_passing_without_delivery_is_a_delay_until_delivery() 
     scan = PAID + timedelta(hours=3)
     _, snapshot = step(snapshot, news("in_transit", scan), scan)
     over = datetime(2026, 12, 4, tzinfo=UTC)
-    decision, snapshot = step(snapshot, due(PROMISE_CHECK, "ord_1-1", over), over)
+    decision, snapshot = step(snapshot, due(ReminderKind.PROMISE_CHECK, PARCEL, over), over)
     assert decision.effects == (Notify(kind="delay_alert", shipment_id="ord_1-1", episode=1),)
     # A scan does not undo a broken promise: still one episode, no new alert.
     later = over + timedelta(hours=5)
@@ -208,17 +212,17 @@ def test_delivery_schedules_the_follow_ups_and_the_order_completes_when_they_are
     assert snapshot.shipments[0].delivered_at == arrived
     assert decision.effects == (
         Notify(kind="delivered"),
-        Remind(REVIEW_REQUEST, arrived + timedelta(days=7)),
-        Remind(REPEAT_PURCHASE, arrived + timedelta(days=30)),
+        Remind(ReminderKind.REVIEW_REQUEST, arrived + timedelta(days=7)),
+        Remind(ReminderKind.REPEAT_PURCHASE, arrived + timedelta(days=30)),
     )
-    review = due(REVIEW_REQUEST, "", arrived + timedelta(days=7))
+    review = due(ReminderKind.REVIEW_REQUEST, None, arrived + timedelta(days=7))
     decision, snapshot = step(snapshot, review, review.due_at)
-    assert decision.effects == (Notify(kind=REVIEW_REQUEST),)
-    settled = NotificationSettled(order_id="ord_1", kind=REVIEW_REQUEST, status="sent")
+    assert decision.effects == (Notify(kind=ReminderKind.REVIEW_REQUEST),)
+    settled = NotificationSettled(order_id="ord_1", kind=ReminderKind.REVIEW_REQUEST, status="sent")
     _, snapshot = step(snapshot, settled, review.due_at)
     assert snapshot.state is OrderState.DELIVERED
     # Nobody to send the reminder to: skipped, and that completes the order.
-    queued = Queued(kind=REPEAT_PURCHASE, shipment_id=None, episode=0, channels=())
+    queued = Queued(kind=ReminderKind.REPEAT_PURCHASE, shipment_id=None, episode=0, channels=())
     _, snapshot = step(snapshot, queued, review.due_at)
     assert snapshot.state is OrderState.COMPLETED
 
@@ -250,11 +254,11 @@ def test_a_parcel_labelled_after_fridays_cutoff_is_not_late_over_the_weekend() -
     shipment = msgspec.structs.replace(snapshot.shipments[0], shipped_at=friday)
     snapshot = msgspec.structs.replace(snapshot, shipments=(shipment,))
     saturday = friday + timedelta(hours=24)
-    decision, _ = step(snapshot, due(PICKUP_CHECK, "ord_1-1", saturday), saturday)
+    decision, _ = step(snapshot, due(ReminderKind.PICKUP_CHECK, PARCEL, saturday), saturday)
     assert decision == Decision()
     # Collected Monday at the cutoff: a day later without a scan, it is late.
     tuesday = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)
-    decision, _ = step(snapshot, due(PICKUP_CHECK, "ord_1-1", tuesday), tuesday)
+    decision, _ = step(snapshot, due(ReminderKind.PICKUP_CHECK, PARCEL, tuesday), tuesday)
     assert decision.effects == (Notify(kind="delay_alert", shipment_id="ord_1-1", episode=1),)
 
 
@@ -263,7 +267,7 @@ def test_a_parcel_waiting_at_a_pickup_point_is_not_late() -> None:
     waiting = PAID + timedelta(days=2)
     _, snapshot = step(snapshot, news("available_for_pickup", waiting), waiting)
     over = datetime(2026, 12, 4, tzinfo=UTC)
-    decision, _ = step(snapshot, due(PROMISE_CHECK, "ord_1-1", over), over)
+    decision, _ = step(snapshot, due(ReminderKind.PROMISE_CHECK, PARCEL, over), over)
     assert decision == Decision()
 
 
@@ -273,7 +277,7 @@ def test_a_check_handled_before_its_time_looks_at_its_due_time() -> None:
     _, snapshot = step(snapshot, news("in_transit", scan), scan)
     over = datetime(2026, 12, 4, tzinfo=UTC)
     early = over - timedelta(hours=2)  # a process whose clock is behind
-    decision, _ = step(snapshot, due(PROMISE_CHECK, "ord_1-1", over), early)
+    decision, _ = step(snapshot, due(ReminderKind.PROMISE_CHECK, PARCEL, over), early)
     assert decision.effects == (Notify(kind="delay_alert", shipment_id="ord_1-1", episode=1),)
 
 
@@ -282,7 +286,7 @@ def test_a_scan_after_the_promise_broke_does_not_end_the_episode() -> None:
     scan = PAID + timedelta(hours=3)
     _, snapshot = step(snapshot, news("in_transit", scan), scan)
     check = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
-    _, snapshot = step(snapshot, due(NO_SCAN, "ord_1-1:1", check), check)
+    _, snapshot = step(snapshot, due(ReminderKind.NO_SCAN, FIRST_SCAN, check), check)
     assert snapshot.shipments[0].delayed
     after_promise = datetime(2026, 12, 4, 10, 0, tzinfo=UTC)
     decision, snapshot = step(snapshot, news("in_transit", after_promise), after_promise)
@@ -294,8 +298,8 @@ def test_products_may_set_their_own_follow_ups() -> None:
     _, snapshot = shipped(review_after_days=30, repeat_after_days=21)
     arrived = PAID + timedelta(days=4)
     decision, _ = step(snapshot, news("delivered", arrived), arrived)
-    assert Remind(REVIEW_REQUEST, arrived + timedelta(days=30)) in decision.effects
-    assert Remind(REPEAT_PURCHASE, arrived + timedelta(days=21)) in decision.effects
+    assert Remind(ReminderKind.REVIEW_REQUEST, arrived + timedelta(days=30)) in decision.effects
+    assert Remind(ReminderKind.REPEAT_PURCHASE, arrived + timedelta(days=21)) in decision.effects
 
 
 def test_a_moved_estimate_without_a_scan_can_start_a_delay() -> None:
@@ -307,13 +311,14 @@ def test_a_moved_estimate_without_a_scan_can_start_a_delay() -> None:
     decision, snapshot = step(snapshot, moved, scan + timedelta(hours=1))
     assert decision.effects == (Notify(kind="delay_alert", shipment_id="ord_1-1", episode=1),)
     assert snapshot.shipments[0].carrier_estimate == date(2026, 12, 8)
+    assert snapshot.shipments[0].delay_cause is DelayCause.LATE_ESTIMATE
     assert snapshot.shipments[0].scans == 1
     decision, _ = step(snapshot, moved, scan + timedelta(hours=2))
     assert decision == Decision()
 
 
 def held_by_a_dead_letter(snapshot: Snapshot, at: datetime) -> Snapshot:
-    held = AttentionNeeded(at=at, reason="dead letter", hold="dead:9")
+    held = AttentionNeeded(at=at, reason="dead letter", hold=DeadLetterHold(seq=9))
     return evolve(snapshot, held, "ord_1")
 
 
@@ -324,10 +329,10 @@ def test_a_released_dead_letter_lets_a_delivered_order_go_on_to_its_follow_ups()
     decision, snapshot = step(snapshot, news("delivered", arrived), arrived)
     assert snapshot.state is OrderState.NEEDS_ATTENTION
     assert not any(isinstance(e, Notify) for e in decision.effects)
-    release = HoldRelease(order_id="ord_1", hold="dead:9")
+    release = HoldRelease(order_id="ord_1", hold=DeadLetterHold(seq=9))
     decision, snapshot = step(snapshot, release, arrived + timedelta(hours=1))
     assert snapshot.state is OrderState.DELIVERED
-    assert snapshot.follow_ups == (REVIEW_REQUEST, REPEAT_PURCHASE)
+    assert snapshot.follow_ups == (ReminderKind.REVIEW_REQUEST, ReminderKind.REPEAT_PURCHASE)
     assert Notify(kind="delivered") in decision.effects
 
 
@@ -337,6 +342,8 @@ def test_a_finished_order_is_not_reopened_by_a_release() -> None:
     arrived = PAID + timedelta(days=4)
     _, snapshot = step(snapshot, news("delivered", arrived), arrived, rules)
     assert snapshot.state is OrderState.COMPLETED
-    decision, after = step(snapshot, HoldRelease(order_id="ord_1", hold="dead:9"), arrived, rules)
+    decision, after = step(
+        snapshot, HoldRelease(order_id="ord_1", hold=DeadLetterHold(seq=9)), arrived, rules
+    )
     assert decision == Decision()
     assert after.state is OrderState.COMPLETED

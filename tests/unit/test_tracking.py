@@ -12,10 +12,12 @@ import pytest
 
 from actors.shipping.tracking import (
     RANK,
+    Delay,
+    DelayCause,
     DelayRules,
     ShipmentTrack,
     advances,
-    delay_reason,
+    detect_delay,
 )
 from adapters.carriers.model import TrackingStatus
 from adapters.carriers.webhooks import (
@@ -580,20 +582,20 @@ def test_delay_rules_need_positive_hours(bad: dict[str, float]) -> None:
 
 def test_on_time_shipment_has_no_delay() -> None:
     now = SHIPPED + timedelta(hours=20)
-    assert delay_reason(track(), now, RULES, local_today=date(2024, 5, 7)) is None
+    assert detect_delay(track(), now, RULES, local_today=date(2024, 5, 7)) is None
 
 
 def test_promised_date_passed() -> None:
     now = datetime(2024, 5, 11, 9, 0, tzinfo=UTC)
-    reason = delay_reason(
+    reason = detect_delay(
         track(last_scan_at=now - timedelta(hours=1)), now, RULES, local_today=date(2024, 5, 11)
     )
-    assert reason == "the promised date 2024-05-10 has passed"
+    assert reason == Delay(DelayCause.PROMISE_PASSED, "the promised date 2024-05-10 has passed")
 
 
 def test_promised_day_itself_is_not_late() -> None:
     now = datetime(2024, 5, 10, 22, 0, tzinfo=UTC)
-    reason = delay_reason(
+    reason = detect_delay(
         track(last_scan_at=now - timedelta(hours=1)), now, RULES, local_today=date(2024, 5, 10)
     )
     assert reason is None
@@ -601,33 +603,36 @@ def test_promised_day_itself_is_not_late() -> None:
 
 def test_carrier_estimate_after_the_promise() -> None:
     now = SHIPPED + timedelta(hours=20)
-    reason = delay_reason(
+    reason = detect_delay(
         track(carrier_estimate=date(2024, 5, 13)), now, RULES, local_today=date(2024, 5, 7)
     )
-    assert reason == "the carrier now expects 2024-05-13, after the promised 2024-05-10"
+    assert reason == Delay(
+        DelayCause.LATE_ESTIMATE,
+        "the carrier now expects 2024-05-13, after the promised 2024-05-10",
+    )
 
 
 def test_no_scan_for_too_long_while_moving() -> None:
     last_scan = SHIPPED + timedelta(hours=6)
     today = date(2024, 5, 8)
     assert (
-        delay_reason(track(), last_scan + timedelta(hours=47, minutes=59), RULES, local_today=today)
+        detect_delay(track(), last_scan + timedelta(hours=47, minutes=59), RULES, local_today=today)
         is None
     )
-    reason = delay_reason(track(), last_scan + timedelta(hours=48), RULES, local_today=today)
-    assert reason == "no scan for 48 hours"
-    later = delay_reason(
+    reason = detect_delay(track(), last_scan + timedelta(hours=48), RULES, local_today=today)
+    assert reason == Delay(DelayCause.NO_SCAN, "no scan for 48 hours")
+    later = detect_delay(
         track(status="out_for_delivery"),
         last_scan + timedelta(hours=50, minutes=30),
         RULES,
         local_today=today,
     )
-    assert later == "no scan for 50 hours"
+    assert later == Delay(DelayCause.NO_SCAN, "no scan for 50 hours")
 
 
 def test_a_parcel_waiting_at_a_pickup_point_is_not_expected_to_be_scanned() -> None:
     now = SHIPPED + timedelta(hours=80)
-    reason = delay_reason(
+    reason = detect_delay(
         track(status="available_for_pickup"), now, RULES, local_today=date(2024, 5, 9)
     )
     assert reason is None
@@ -636,45 +641,46 @@ def test_a_parcel_waiting_at_a_pickup_point_is_not_expected_to_be_scanned() -> N
 def test_not_picked_up_after_the_grace_period() -> None:
     pending = track(status="pre_transit", last_scan_at=None)
     today = date(2024, 5, 7)
-    assert delay_reason(pending, SHIPPED + timedelta(hours=23), RULES, local_today=today) is None
-    reason = delay_reason(pending, SHIPPED + timedelta(hours=25), RULES, local_today=today)
-    assert reason == "not picked up 25 hours after it shipped"
+    assert detect_delay(pending, SHIPPED + timedelta(hours=23), RULES, local_today=today) is None
+    reason = detect_delay(pending, SHIPPED + timedelta(hours=25), RULES, local_today=today)
+    assert reason == Delay(DelayCause.NOT_PICKED_UP, "not picked up 25 hours after it shipped")
 
 
 def test_custom_thresholds_apply() -> None:
     rules = DelayRules(no_scan_hours=12, pickup_grace_hours=1)
     pending = track(status="pre_transit", last_scan_at=None)
-    reason = delay_reason(
+    reason = detect_delay(
         pending, SHIPPED + timedelta(hours=1), rules, local_today=date(2024, 5, 6)
     )
-    assert reason == "not picked up 1 hour after it shipped"
+    assert reason == Delay(DelayCause.NOT_PICKED_UP, "not picked up 1 hour after it shipped")
 
 
 def test_delay_rules_are_checked_in_order() -> None:
     # Every rule holds at once: the promised date is named first.
     stuck = track(status="pre_transit", last_scan_at=None, carrier_estimate=date(2024, 5, 14))
     now = datetime(2024, 5, 12, 9, 0, tzinfo=UTC)
-    assert delay_reason(stuck, now, RULES, local_today=date(2024, 5, 12)) == (
-        "the promised date 2024-05-10 has passed"
+    assert detect_delay(stuck, now, RULES, local_today=date(2024, 5, 12)) == Delay(
+        DelayCause.PROMISE_PASSED, "the promised date 2024-05-10 has passed"
     )
     # Before the promised date, the carrier's later estimate comes next.
     now = datetime(2024, 5, 9, 9, 0, tzinfo=UTC)
-    assert delay_reason(stuck, now, RULES, local_today=date(2024, 5, 9)) == (
-        "the carrier now expects 2024-05-14, after the promised 2024-05-10"
+    assert detect_delay(stuck, now, RULES, local_today=date(2024, 5, 9)) == Delay(
+        DelayCause.LATE_ESTIMATE,
+        "the carrier now expects 2024-05-14, after the promised 2024-05-10",
     )
     # Without a promise, the scan rules speak.
     unpromised = track(promised_by=None, carrier_estimate=date(2024, 5, 14))
     now = SHIPPED + timedelta(hours=60)
-    assert delay_reason(unpromised, now, RULES, local_today=date(2024, 5, 8)) == (
-        "no scan for 54 hours"
+    assert detect_delay(unpromised, now, RULES, local_today=date(2024, 5, 8)) == Delay(
+        DelayCause.NO_SCAN, "no scan for 54 hours"
     )
 
 
 def test_delivered_is_never_late() -> None:
     now = datetime(2024, 5, 20, 9, 0, tzinfo=UTC)
     today = date(2024, 5, 20)
-    assert delay_reason(track(delivered=True), now, RULES, local_today=today) is None
-    assert delay_reason(track(status="delivered"), now, RULES, local_today=today) is None
+    assert detect_delay(track(delivered=True), now, RULES, local_today=today) is None
+    assert detect_delay(track(status="delivered"), now, RULES, local_today=today) is None
 
 
 # --- Feedback tokens and pages ---------------------------------------------------------

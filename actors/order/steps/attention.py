@@ -18,7 +18,7 @@ from actors.order.states import TERMINAL, OrderState
 from actors.order.steps.common import holding_state, released
 from actors.order.steps.followup import then_complete
 from actors.order.steps.fulfillment import then_fulfil
-from actors.order.steps.model import ORDER_HOLD, Decision, Evolve, Rules, Snapshot
+from actors.order.steps.model import Decision, Evolve, Rules, Snapshot
 from actors.order.steps.tracking import TRACKED_STATE, delivery_state
 
 # How far a shipment got, as the order's state, least advanced first.
@@ -51,8 +51,8 @@ def attention_needed(current: Snapshot, event: AttentionNeeded) -> Snapshot:
     """The order, or one shipment, is held for a person."""
     if current.state in TERMINAL:
         return current  # a finished order is not reopened by late news
-    key = event.hold or ORDER_HOLD
-    holds = current.holds if key in current.holds else (*current.holds, key)
+    hold = event.hold
+    holds = current.holds if hold in current.holds else (*current.holds, hold)
     return structs.replace(
         current, state=OrderState.NEEDS_ATTENTION, reason=event.reason, holds=holds
     )

@@ -10,6 +10,7 @@ from msgspec import structs
 
 from actors.order import shipment as shipments
 from actors.order.events import Holding
+from actors.order.holds import DeadLetterHold, Hold
 from actors.order.shipment import OPEN, Shipment
 from actors.order.states import OrderState
 from actors.order.steps.model import Snapshot
@@ -27,7 +28,7 @@ def has_open_shipment(snapshot: Snapshot) -> bool:
 
 def dead_letters(snapshot: Snapshot) -> bool:
     """Whether a dead-lettered message of the order waits for a person."""
-    return any(h.startswith("dead:") for h in snapshot.holds)
+    return any(isinstance(h, DeadLetterHold) for h in snapshot.holds)
 
 
 def progress(current: Snapshot, state: OrderState) -> OrderState:
@@ -35,11 +36,11 @@ def progress(current: Snapshot, state: OrderState) -> OrderState:
     return OrderState.NEEDS_ATTENTION if current.holds else state
 
 
-def released(current: Snapshot, key: str) -> Snapshot:
-    """``current`` without the hold ``key``; the reason goes with the last hold."""
-    if key not in current.holds:
+def released(current: Snapshot, hold: Hold) -> Snapshot:
+    """``current`` without ``hold``; the reason goes with the last hold."""
+    if hold not in current.holds:
         return current
-    holds = tuple(h for h in current.holds if h != key)
+    holds = tuple(h for h in current.holds if h != hold)
     return structs.replace(current, holds=holds, reason=current.reason if holds else None)
 
 

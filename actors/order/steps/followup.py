@@ -20,10 +20,9 @@ from actors.order.events import (
     OrderCompleted,
 )
 from actors.order.messages import NotificationSettled, ReminderDue
+from actors.order.reminder import FOLLOW_UPS, ReminderKind
 from actors.order.states import OrderState
 from actors.order.steps.model import (
-    REPEAT_PURCHASE,
-    REVIEW_REQUEST,
     Decision,
     Effect,
     Evolve,
@@ -61,7 +60,7 @@ def then_complete(
         more.append(Notify(kind="delivered"))
     review, repeat = _follow_up_days(after, rules)
     kinds = []
-    for kind, days in ((REVIEW_REQUEST, review), (REPEAT_PURCHASE, repeat)):
+    for kind, days in zip(FOLLOW_UPS, (review, repeat), strict=True):
         if days:
             kinds.append(kind)
             more.append(Remind(kind, delivered_at + timedelta(days=days)))
@@ -81,7 +80,9 @@ def _follow_up_days(snapshot: Snapshot, rules: Rules) -> tuple[int, int]:
     return review, repeat
 
 
-def _follow_up_done(snapshot: Snapshot, kind: str, status: str, now: datetime) -> tuple[Event, ...]:
+def _follow_up_done(
+    snapshot: Snapshot, kind: ReminderKind, status: str, now: datetime
+) -> tuple[Event, ...]:
     done: tuple[Event, ...] = (FollowUpDone(at=now, kind=kind, status=status),)
     if set(snapshot.follow_ups) == {kind}:
         return (*done, OrderCompleted(at=now))
@@ -103,7 +104,8 @@ def queued(snapshot: Snapshot | None, message: Queued, now: datetime) -> Decisio
         channels=channels,
     )  # fmt: skip
     if not channels and snapshot is not None and kind in snapshot.follow_ups:
-        return Decision((event, *_follow_up_done(snapshot, kind, "skipped", now)))
+        skipped = _follow_up_done(snapshot, ReminderKind(kind), "skipped", now)
+        return Decision((event, *skipped))
     return Decision((event,))
 
 
@@ -112,7 +114,7 @@ def settled(snapshot: Snapshot | None, message: NotificationSettled, now: dateti
     kind = message.kind
     if snapshot is None or kind not in snapshot.follow_ups:
         return Decision()
-    return Decision(_follow_up_done(snapshot, kind, message.status, now))
+    return Decision(_follow_up_done(snapshot, ReminderKind(kind), message.status, now))
 
 
 def follow_ups_scheduled(current: Snapshot, event: FollowUpsScheduled) -> Snapshot:

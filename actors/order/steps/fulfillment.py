@@ -24,12 +24,12 @@ from actors.order.events import (
     ShipmentPicked,
     ShortPick,
 )
+from actors.order.holds import ORDER_HOLD, ShipmentHold
 from actors.order.messages import Packed, Picked, ShortPicked, WarehouseRefused
 from actors.order.shipment import OPEN, Shipment
 from actors.order.states import TERMINAL, OrderState
 from actors.order.steps.common import dead_letters, find_shipment, less, moved, progress, released
 from actors.order.steps.model import (
-    ORDER_HOLD,
     Decision,
     Effect,
     Evolve,
@@ -156,7 +156,7 @@ def packed(snapshot: Snapshot | None, message: Packed, rules: Rules, now: dateti
         return Decision(
             (
                 PackMismatch(at=now, shipment_id=found.id, difference=difference),
-                AttentionNeeded(at=now, reason=why, hold=found.id),
+                AttentionNeeded(at=now, reason=why, hold=ShipmentHold(found.id)),
             )
         )
     estimate = found.parcel
@@ -221,7 +221,7 @@ def warehouse_refused(
     if found is None or found.status not in ("requested", "picked"):
         return Decision()  # cancelled or further meanwhile: the refusal is moot
     why = f"the warehouse refused shipment {shipment_id}: {message.reason}"
-    return Decision((AttentionNeeded(at=now, reason=why, hold=shipment_id),))
+    return Decision((AttentionNeeded(at=now, reason=why, hold=ShipmentHold(shipment_id)),))
 
 
 def requested(current: Snapshot, event: FulfillmentRequested) -> Snapshot:
@@ -253,7 +253,7 @@ def shipment_packed(current: Snapshot, event: ShipmentPacked) -> Snapshot:
     # Packed right (again, after a mismatch): the shipment's hold is over.
     shipment_id = event.shipment_id
     return moved(
-        released(current, shipment_id), shipment_id, OrderState.PACKED,
+        released(current, ShipmentHold(shipment_id)), shipment_id, OrderState.PACKED,
         status="packed", parcel=event.parcel, packed_ok=True, problem=None,
     )  # fmt: skip
 
@@ -272,7 +272,7 @@ def short_pick(current: Snapshot, event: ShortPick) -> Snapshot:
     warehouse = found.warehouse if found else ""
     holdings = less(current.holdings, warehouse, missing)
     after = moved(
-        released(current, shipment_id), shipment_id, current.state,
+        released(current, ShipmentHold(shipment_id)), shipment_id, current.state,
         status="short_picked", short=missing,
         problem="short pick: " + ", ".join(f"{sku} x{n}" for sku, n in missing),
     )  # fmt: skip

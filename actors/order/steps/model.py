@@ -12,10 +12,14 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Literal
 
+import msgspec
 from msgspec import Struct
 
+from actors.order import legacy
 from actors.order.events import Event, Holding
+from actors.order.holds import Hold
 from actors.order.messages import Message
+from actors.order.reminder import ReminderKind, ReminderScope
 from actors.order.shipment import Shipment
 from actors.order.states import OrderState
 from actors.order.types import Address, NormalizedOrder
@@ -26,14 +30,6 @@ from actors.shipping.tracking import DelayRules
 from adapters.carriers.model import LabelFormat, Parcel, Rate
 
 Policy = Literal["wait_all", "ship_available", "cancel_after_days"]
-CANCEL_BACKORDER = "cancel_backorder"
-# Reminders that look at a shipment in flight for a delay.
-PICKUP_CHECK, PROMISE_CHECK, NO_SCAN = "pickup_check", "promise_check", "no_scan"
-TRACK_POLL = "track_poll"
-# Messages after delivery; the order is completed once each is sent or skipped.
-REVIEW_REQUEST, REPEAT_PURCHASE = "review_request", "repeat_purchase"
-FOLLOW_UPS = (REVIEW_REQUEST, REPEAT_PURCHASE)
-ORDER_HOLD = "order"
 
 # Until a label is bought an order can still be cancelled with nothing to undo outside.
 CANCELLABLE = frozenset(
@@ -92,10 +88,11 @@ class Snapshot(Struct, frozen=True, kw_only=True):
     policy: str | None = None
     reason: str | None = None
     shipments: tuple[Shipment, ...] = ()
-    follow_ups: tuple[str, ...] = ()  # messages after delivery not yet sent or skipped
-    # What a person must look at: ORDER_HOLD (the whole order) or shipment ids. While any
-    # is open the order stays needs_attention, whatever else moves on.
-    holds: tuple[str, ...] = ()
+    # Messages after delivery not yet sent or skipped.
+    follow_ups: tuple[ReminderKind, ...] = ()
+    # What a person must look at: the whole order, shipments, dead letters. While any is
+    # open the order stays needs_attention, whatever else moves on.
+    holds: tuple[Hold, ...] = ()
 
 
 # -- effects: what the runtime must do, and the messages their results come back as ----
@@ -112,9 +109,9 @@ class ReleaseAll(Struct, frozen=True):
 
 
 class Remind(Struct, frozen=True):
-    kind: str
+    kind: ReminderKind
     due_at: datetime
-    scope: str = ""  # e.g. a shipment: one reminder per order, kind and scope
+    scope: ReminderScope | None = None  # e.g. a shipment: one reminder per order, kind and scope
 
 
 class RequestFulfillment(Struct, frozen=True, kw_only=True):
@@ -298,3 +295,17 @@ class Decision(Struct, frozen=True):
 # How events apply to a snapshot. The composition passes its ``evolve`` to the steps that
 # look ahead at the order their events make, so no step imports the composition.
 Evolve = Callable[[Snapshot | None, Event, str], Snapshot]
+
+
+_snapshot = msgspec.json.Decoder(Snapshot)
+_holds = msgspec.json.Decoder(tuple[Hold, ...])
+
+
+def decode_snapshot(data: bytes | str) -> Snapshot:
+    """Parse a stored snapshot, in today's form or an earlier version's."""
+    return legacy.decode(_snapshot, data, legacy.upgrade_snapshot)
+
+
+def decode_holds(data: bytes | str) -> tuple[Hold, ...]:
+    """Parse a stored snapshot's ``holds`` alone, in today's form or an earlier version's."""
+    return legacy.decode(_holds, data, legacy.upgrade_holds)

@@ -20,6 +20,7 @@ from actors.order.events import (
     LabelCreated,
     Shipped,
 )
+from actors.order.holds import ShipmentHold
 from actors.order.messages import BuyLabel, RetryRequested
 from actors.order.states import OrderState
 from actors.order.steps.common import dead_letters, find_shipment, less, moved
@@ -67,7 +68,7 @@ def rates_quoted(
         why = f"no carrier for shipment {shipment_id}: {choice.reason}"
         if failures:
             why += f" ({'; '.join(failures)})"
-        return Decision((AttentionNeeded(at=now, reason=why, hold=shipment_id),))
+        return Decision((AttentionNeeded(at=now, reason=why, hold=ShipmentHold(shipment_id)),))
     reason = choice.reason
     if failures:
         reason += f"; not quoted: {'; '.join(failures)}"
@@ -87,9 +88,9 @@ def buy_label(snapshot: Snapshot | None, message: BuyLabel, rules: Rules) -> Dec
     """Buy the chosen rate's label, unless the shipment is held or gone meanwhile."""
     shipment_id = message.shipment_id
     found = find_shipment(snapshot, shipment_id)
-    if found is None or found.status != "packed" or found.rate is None:
+    if snapshot is None or found is None or found.status != "packed" or found.rate is None:
         return Decision()  # cancelled or held meanwhile
-    if snapshot is not None and (shipment_id in snapshot.holds or dead_letters(snapshot)):
+    if ShipmentHold(shipment_id) in snapshot.holds or dead_letters(snapshot):
         return Decision()  # held for a person: bought once it is released
     buy = Buy(shipment_id=shipment_id, rate=found.rate, label_format=rules.label_format)
     return Decision((), (buy,))
@@ -121,7 +122,7 @@ def label_refused(message: LabelRefused, now: datetime) -> Decision:
     """No label: the shipment is held for a person."""
     shipment_id = message.shipment_id
     why = f"no label for shipment {shipment_id}: {message.reason}"
-    return Decision((AttentionNeeded(at=now, reason=why, hold=shipment_id),))
+    return Decision((AttentionNeeded(at=now, reason=why, hold=ShipmentHold(shipment_id)),))
 
 
 def committed(
@@ -140,7 +141,8 @@ def retry(
     found = find_shipment(snapshot, message.shipment_id)
     if snapshot is None or found is None or snapshot.order is None:
         return Decision()
-    if found.id not in snapshot.holds or dead_letters(snapshot):
+    hold = ShipmentHold(found.id)
+    if hold not in snapshot.holds or dead_letters(snapshot):
         # Only a shipment held for want of a rate or a label; a dead-lettered message
         # (perhaps its purchase) is replayed instead, so no second label is bought.
         return Decision()
@@ -156,7 +158,7 @@ def retry(
         ship_to=address,
         signature=needs_signature(rules.shipping, snapshot.order.total),
     )
-    return Decision((HoldReleased(at=now, hold=found.id, by=message.requested_by),), (shop,))
+    return Decision((HoldReleased(at=now, hold=hold, by=message.requested_by),), (shop,))
 
 
 def carrier_chosen(current: Snapshot, event: CarrierChosen) -> Snapshot:

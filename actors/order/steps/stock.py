@@ -12,13 +12,13 @@ from datetime import datetime, timedelta
 from msgspec import structs
 
 from actors.order.events import AttentionNeeded, BackorderFilled, Holding, StockAllocated
+from actors.order.holds import ORDER_HOLD
 from actors.order.messages import BackorderFilled as BackorderFilledMessage
+from actors.order.reminder import ReminderKind
 from actors.order.states import TERMINAL, OrderState
 from actors.order.steps.common import find_shipment, holding_state, progress, released
 from actors.order.steps.fulfillment import then_fulfil
 from actors.order.steps.model import (
-    CANCEL_BACKORDER,
-    ORDER_HOLD,
     Allocated,
     AllocationRefused,
     Decision,
@@ -47,7 +47,7 @@ def allocated(
         remind = (Notify(kind="backorder_notice"),)
         if policy == "cancel_after_days":
             due = now + timedelta(days=rules.cancel_after_days)
-            remind += (Remind(CANCEL_BACKORDER, due),)
+            remind += (Remind(ReminderKind.CANCEL_BACKORDER, due),)
     return then_fulfil(snapshot, (stock,), rules, now, evolve, remind)
 
 

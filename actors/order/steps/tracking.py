@@ -9,6 +9,7 @@ reminders, and the evolve cases for ``ShipmentTracked``, ``EstimateMoved``,
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
+from typing import assert_never
 from zoneinfo import ZoneInfo
 
 from msgspec import structs
@@ -24,16 +25,14 @@ from actors.order.events import (
     ShipmentDelivered,
     ShipmentTracked,
 )
+from actors.order.holds import ShipmentHold
 from actors.order.messages import ReminderDue, TrackingUpdated
+from actors.order.reminder import ReminderKind, ReminderScope
 from actors.order.shipment import OPEN, Shipment
 from actors.order.states import TERMINAL, OrderState
 from actors.order.steps.common import find_shipment, moved
 from actors.order.steps.followup import then_complete
 from actors.order.steps.model import (
-    NO_SCAN,
-    PICKUP_CHECK,
-    PROMISE_CHECK,
-    TRACK_POLL,
     Decision,
     Effect,
     Evolve,
@@ -44,7 +43,14 @@ from actors.order.steps.model import (
     Track,
 )
 from actors.shipping.calendar import is_business_day, ship_date
-from actors.shipping.tracking import ShipmentTrack, advances, delay_reason
+from actors.shipping.tracking import (
+    Delay,
+    DelayCause,
+    ShipmentTrack,
+    advances,
+    detect_delay,
+    late_estimate,
+)
 
 # The order's state for a carrier's status; other statuses leave it where it is.
 TRACKED_STATE = {
@@ -64,15 +70,16 @@ def watch(
         return tuple(effects)
     grace = timedelta(hours=rules.delays.pickup_grace_hours)
     pickup = _pickup(rules, found.warehouse, now)
-    effects.append(Remind(PICKUP_CHECK, pickup + grace, scope=shipment_id))
+    scope = ReminderScope(shipment_id)
+    effects.append(Remind(ReminderKind.PICKUP_CHECK, pickup + grace, scope))
     if found.promised_by is not None:
         zone = ZoneInfo(rules.calendar(found.warehouse).timezone)
         # The promise is broken once the promised day is over where the parcel left from.
         over = datetime.combine(found.promised_by + timedelta(days=1), time(0), zone)
-        effects.append(Remind(PROMISE_CHECK, over.astimezone(UTC), scope=shipment_id))
+        effects.append(Remind(ReminderKind.PROMISE_CHECK, over.astimezone(UTC), scope))
     if found.rate is not None and found.rate.carrier in rules.poll_carriers:
         due = now + timedelta(seconds=rules.poll_interval_s)
-        effects.append(Remind(TRACK_POLL, due, scope=f"{shipment_id}:1"))
+        effects.append(Remind(ReminderKind.TRACK_POLL, due, ReminderScope(shipment_id, 1)))
     return tuple(effects)
 
 
@@ -92,8 +99,21 @@ def _promise_broken(found: Shipment, rules: Rules, now: datetime) -> bool:
     return now.astimezone(zone).date() > found.promised_by
 
 
-def _late_by_estimate(found: Shipment, estimate: date | None) -> bool:
-    return estimate is not None and found.promised_by is not None and estimate > found.promised_by
+def _late_estimate(found: Shipment, estimate: date | None) -> Delay | None:
+    """The delay of a carrier estimate after the promise, if it is one."""
+    promised = found.promised_by
+    if estimate is None or promised is None or estimate <= promised:
+        return None
+    return late_estimate(estimate, promised)
+
+
+def _delayed(found: Shipment, delay: Delay, now: datetime) -> tuple[DelayDetected, Notify]:
+    """A new delay episode of the shipment, and the customer's alert of it."""
+    episode = found.delay_episode + 1
+    detected = DelayDetected(
+        at=now, shipment_id=found.id, episode=episode, reason=delay.reason, cause=delay.cause
+    )
+    return detected, Notify(kind="delay_alert", shipment_id=found.id, episode=episode)
 
 
 def tracked(
@@ -138,20 +158,21 @@ def tracked(
             AttentionNeeded(
                 at=now,
                 reason=f"shipment {sid} {news.status.replace('_', ' ')}: {detail}",
-                hold=sid,
+                hold=ShipmentHold(sid),
             )
         )
         effects.append(Notify(kind="delivery_exception", shipment_id=sid))
         return Decision(tuple(events), tuple(effects))
     still_delayed = found.delayed and not any(isinstance(e, DelayEnded) for e in events)
-    if not still_delayed and _late_by_estimate(found, estimate):
-        episode = found.delay_episode + 1
-        reason = f"the carrier now expects {estimate}, after the promised {found.promised_by}"
-        events.append(DelayDetected(at=now, shipment_id=sid, episode=episode, reason=reason))
-        effects.append(Notify(kind="delay_alert", shipment_id=sid, episode=episode))
+    late = None if still_delayed else _late_estimate(found, estimate)
+    if late is not None:
+        detected, alert = _delayed(found, late, now)
+        events.append(detected)
+        effects.append(alert)
     if news.status != "pre_transit":
         due = _scan_due(rules, found.warehouse, news.at)
-        effects.append(Remind(NO_SCAN, max(due, now), scope=f"{sid}:{found.scans + 1}"))
+        scan = ReminderScope(sid, found.scans + 1)
+        effects.append(Remind(ReminderKind.NO_SCAN, max(due, now), scan))
     return Decision(tuple(events), tuple(effects))
 
 
@@ -182,11 +203,11 @@ def _estimate_only(found: Shipment, news: TrackingUpdated, now: datetime) -> Dec
         return Decision()
     events: list[Event] = [EstimateMoved(at=now, shipment_id=found.id, estimated_delivery=estimate)]
     effects: tuple[Effect, ...] = ()
-    if not found.delayed and _late_by_estimate(found, estimate):
-        episode = found.delay_episode + 1
-        reason = f"the carrier now expects {estimate}, after the promised {found.promised_by}"
-        events.append(DelayDetected(at=now, shipment_id=found.id, episode=episode, reason=reason))
-        effects = (Notify(kind="delay_alert", shipment_id=found.id, episode=episode),)
+    late = None if found.delayed else _late_estimate(found, estimate)
+    if late is not None:
+        detected, alert = _delayed(found, late, now)
+        events.append(detected)
+        effects = (alert,)
     return Decision(tuple(events), effects)
 
 
@@ -202,26 +223,31 @@ def _episode_over(
     """
     if _promise_broken(found, rules, now):
         return False
-    reason = found.delay_reason or ""
-    if reason.startswith("the carrier now expects"):
-        return not _late_by_estimate(found, estimate)
-    if reason.startswith("not picked up"):
-        return status not in ("pre_transit", "unknown")
-    return True
+    cause = found.delay_cause
+    match cause:
+        case DelayCause.LATE_ESTIMATE:
+            return _late_estimate(found, estimate) is None
+        case DelayCause.NOT_PICKED_UP:
+            return status not in ("pre_transit", "unknown")
+        case DelayCause.PROMISE_PASSED | DelayCause.NO_SCAN | None:
+            return True
+        case _:
+            assert_never(cause)
 
 
 def check_delay(
     snapshot: Snapshot | None, due: ReminderDue, rules: Rules, now: datetime
 ) -> Decision:
     """A pickup, promise or no-scan check fell due: a delay begins if the parcel is late."""
-    shipment_id, _, scan = due.scope.partition(":")
-    found = find_shipment(snapshot, shipment_id)
+    if due.scope is None:
+        return Decision()  # every check names its shipment
+    found = find_shipment(snapshot, due.scope.shipment_id)
     if snapshot is None or found is None or found.status != "shipped" or found.delayed:
         return Decision()
-    if due.kind == NO_SCAN and scan != str(found.scans):
+    if due.kind is ReminderKind.NO_SCAN and due.scope.number != found.scans:
         return Decision()  # scanned again since: this check is stale
     last_scan = found.tracking_at
-    if due.kind == NO_SCAN and last_scan is not None:
+    if due.kind is ReminderKind.NO_SCAN and last_scan is not None:
         overdue = _scan_due(rules, found.warehouse, last_scan)
         if max(now, due.due_at) < overdue:
             return Decision()  # a weekend without scans is not a delay
@@ -238,19 +264,18 @@ def check_delay(
     )
     # A check handled early (a process whose clock is behind) looks at its due time.
     at = max(now, due.due_at)
-    reason = delay_reason(track, at, rules.delays, local_today=at.astimezone(zone).date())
-    if reason is None:
+    delay = detect_delay(track, at, rules.delays, local_today=at.astimezone(zone).date())
+    if delay is None:
         return Decision()
-    episode = found.delay_episode + 1
-    return Decision(
-        (DelayDetected(at=now, shipment_id=shipment_id, episode=episode, reason=reason),),
-        (Notify(kind="delay_alert", shipment_id=shipment_id, episode=episode),),
-    )
+    detected, alert = _delayed(found, delay, now)
+    return Decision((detected,), (alert,))
 
 
 def poll(snapshot: Snapshot | None, due: ReminderDue, rules: Rules, now: datetime) -> Decision:
     """Ask the carrier for the parcel's tracking, and again later while it may still move."""
-    shipment_id, _, number = due.scope.partition(":")
+    if due.scope is None:
+        return Decision()  # every poll names its shipment
+    shipment_id, number = due.scope.shipment_id, due.scope.number or 0
     found = find_shipment(snapshot, shipment_id)
     if found is None or found.status != "shipped" or found.rate is None:
         return Decision()
@@ -266,8 +291,8 @@ def poll(snapshot: Snapshot | None, due: ReminderDue, rules: Rules, now: datetim
     ]
     if now - found.shipped_at < timedelta(days=rules.poll_for_days):
         again = now + timedelta(seconds=rules.poll_interval_s)
-        next_scope = f"{shipment_id}:{int(number or 0) + 1}"
-        effects.append(Remind(TRACK_POLL, again, scope=next_scope))
+        next_poll = ReminderScope(shipment_id, number + 1)
+        effects.append(Remind(ReminderKind.TRACK_POLL, again, next_poll))
     return Decision((), tuple(effects))
 
 
@@ -302,7 +327,7 @@ def estimate_moved(current: Snapshot, event: EstimateMoved) -> Snapshot:
 def delay_detected(current: Snapshot, event: DelayDetected) -> Snapshot:
     return moved(
         current, event.shipment_id, current.state, delayed=True, delay_episode=event.episode,
-        delay_reason=event.reason,
+        delay_reason=event.reason, delay_cause=event.cause,
     )  # fmt: skip
 
 
