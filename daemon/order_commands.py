@@ -242,8 +242,6 @@ async def dlq_list(settings: Settings, say: Callable[[str], None]) -> None:
 
 
 async def dlq_replay(settings: Settings, letter_id: int, say: Callable[[str], None]) -> None:
-    from actors.order.actor import dead_hold  # the whole actor: for this command only
-
     async with open_resources(settings, pool_size=2) as res:
         async with res.pool.acquire() as conn:
             letter = await dead_letters.get(conn, letter_id)
