@@ -19,10 +19,12 @@ from typing import Any
 import msgspec
 import uvloop
 
+from actors.errors import OrderdError
 from actors.order.types import is_valid_sku
-from adapters.errors import CatalogError, OrderdError
+from actors.stock import Adjusted
+from adapters.errors import CatalogError
 from adapters.postgres import schema
-from adapters.stock.model import Adjusted, StockLevel
+from adapters.stock.model import StockLevel
 from daemon import report
 from daemon.catalog import import_catalog
 from daemon.demo import run_demo

@@ -14,8 +14,8 @@ import msgspec
 from msgspec import Struct
 
 from actors.order.types import NormalizedOrder
+from actors.shipping.carriers import Parcel, Rate, TrackingStatus
 from actors.shipping.pick_list import PickLine
-from adapters.carriers.model import Parcel, Rate, TrackingStatus
 
 
 class Holding(Struct, frozen=True, array_like=True):

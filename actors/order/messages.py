@@ -13,7 +13,7 @@ import msgspec
 from msgspec import Meta, Struct
 
 from actors.order.types import NormalizedOrder, Quantity, Sku
-from adapters.carriers.model import TrackingStatus
+from actors.shipping.carriers import TrackingStatus
 
 Centimetres = Annotated[float, Meta(gt=0, le=1000)]
 

@@ -7,7 +7,7 @@ from typing import Literal
 
 from msgspec import Struct
 
-from adapters.carriers.model import Parcel, Rate, TrackingStatus
+from actors.shipping.carriers import Parcel, Rate, TrackingStatus
 
 ShipmentStatus = Literal[
     "requested",  # the pick list went to the warehouse

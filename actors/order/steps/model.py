@@ -19,13 +19,13 @@ from actors.order.messages import Message
 from actors.order.shipment import Shipment
 from actors.order.states import OrderState
 from actors.order.types import Address, NormalizedOrder
+from actors.order.types import BackorderPolicy as Policy
 from actors.shipping.calendar import BusinessCalendar
+from actors.shipping.carriers import LabelFormat, Parcel, Rate
 from actors.shipping.pick_list import PickLine
 from actors.shipping.selection import ServiceLevel, ShippingRules
 from actors.shipping.tracking import DelayRules
-from adapters.carriers.model import LabelFormat, Parcel, Rate
 
-Policy = Literal["wait_all", "ship_available", "cancel_after_days"]
 CANCEL_BACKORDER = "cancel_backorder"
 # Reminders that look at a shipment in flight for a delay.
 PICKUP_CHECK, PROMISE_CHECK, NO_SCAN = "pickup_check", "promise_check", "no_scan"
