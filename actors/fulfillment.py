@@ -16,14 +16,13 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
+from actors.errors import printable
 from actors.loops import drain_repeatedly
 from actors.mail import Mail
 from actors.order.messages import Message, WarehouseRefused
-from adapters.errors import printable
-from adapters.postgres import fulfillment, mailbox
-from adapters.wms.model import WarehouseSystem, WmsError
+from actors.ports.outboxes import DueRequest, RequestOutbox
+from actors.shipping.warehouse import WarehouseSystem, WmsError
 
 log = logging.getLogger("orderd.fulfillment")
 
@@ -32,14 +31,14 @@ class Dispatcher:
     def __init__(
         self,
         *,
-        pool: Any,
+        requests: RequestOutbox,
         mail: Mail,
         warehouse: WarehouseSystem,
         retry_max_s: float = 300.0,
         lease_s: float = 120.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._pool = pool
+        self._requests = requests
         self._mail = mail
         self.warehouse = warehouse
         self._retry_max_s = retry_max_s
@@ -58,14 +57,13 @@ class Dispatcher:
         in another: a slow warehouse system holds no locks that order turns wait for.
         """
         now = datetime.fromtimestamp(self._clock(), UTC)
-        async with self._pool.acquire() as conn, conn.transaction():
-            due = await fulfillment.claim_due(conn, now, self._lease_s, limit)
+        due = await self._requests.claim_due(now, self._lease_s, limit)
         if not due:
             return 0
         outcomes = await asyncio.gather(*(self._deliver(d) for d in due), return_exceptions=True)
         delivered: list[tuple[str, str]] = []
         answers: list[Message] = []
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._requests.settling() as settling:
             for item, outcome in zip(due, outcomes, strict=True):
                 request, kind = item.request, item.kind
                 if isinstance(outcome, list):
@@ -78,7 +76,7 @@ class Dispatcher:
                         "the warehouse refused the %s of shipment %s: %s",
                         kind, request.shipment_id, error,
                     )  # fmt: skip
-                    refused = await fulfillment.failed(conn, request.shipment_id, kind, error)
+                    refused = await settling.failed(request.shipment_id, kind, error)
                     if refused and kind == "request":
                         answers.append(
                             WarehouseRefused(
@@ -93,17 +91,17 @@ class Dispatcher:
                     "delivering the %s of shipment %s failed (attempt %d), again in %.0f s: %s",
                     kind, request.shipment_id, item.attempts + 1, delay, error,
                 )  # fmt: skip
-                await fulfillment.retry(
-                    conn, request.shipment_id, kind, error, now + timedelta(seconds=delay)
+                await settling.retry(
+                    request.shipment_id, kind, error, now + timedelta(seconds=delay)
                 )
-            await fulfillment.sent(conn, delivered, now)
+            await settling.sent(delivered, now)
             # Answers of requests withdrawn meanwhile reach a cancelled order, which
             # ignores them.
-            posted = await mailbox.post(conn, answers)
+            posted = await settling.post(answers)
         await self._mail.stream(posted)
         return len(due)
 
-    async def _deliver(self, due: fulfillment.Due) -> list[Message]:
+    async def _deliver(self, due: DueRequest) -> list[Message]:
         if due.kind == "cancel":
             await self.warehouse.cancel(due.request)
             return []

@@ -12,16 +12,11 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-from redis.exceptions import RedisError
-
+from actors.batching import Coalescer
 from actors.order.messages import BackorderFilled, Message
-from adapters.batching import Coalescer
-from adapters.postgres import mailbox
-from adapters.postgres.mailbox import Posted
-from adapters.redis.streams import Streams
-from adapters.stock.model import Adjusted
+from actors.ports.mail import Mailbox, MessageStream, Posted
+from actors.stock import Adjusted
 
 log = logging.getLogger("orderd.mail")
 
@@ -29,9 +24,9 @@ _NOTE_EVERY_S = 0.25
 
 
 class Mail:
-    def __init__(self, pool: Any, streams: Streams) -> None:
-        self._pool = pool
-        self._streams = streams
+    def __init__(self, mailbox: Mailbox, stream: MessageStream) -> None:
+        self._mailbox = mailbox
+        self._stream = stream
         # Noting "streamed" is bookkeeping for the pump, which leaves batches younger than
         # a few seconds alone: nobody waits for it, so the notes of a quarter of a second
         # share one statement. At a steady thousand webhooks a second, one statement per
@@ -45,8 +40,7 @@ class Mail:
         """Store and stream ``messages``; they are durable when this returns."""
         if not messages:
             return []
-        async with self._pool.acquire() as conn, conn.transaction():
-            posted = await mailbox.post(conn, messages)
+        posted = await self._mailbox.post(messages)
         await self.stream(posted)
         return posted
 
@@ -55,8 +49,8 @@ class Mail:
         if not posted:
             return
         try:
-            await self._streams.add(posted)
-        except (RedisError, OSError) as exc:
+            await self._stream.add(posted)
+        except self._stream.failures as exc:
             log.warning("stream unavailable, %d message(s) left to the pump: %s", len(posted), exc)
             return
         batches = sorted({message.batch for message in posted if message.batch is not None})
@@ -73,8 +67,7 @@ class Mail:
             log.warning("could not note %d batch(es) as streamed: %s", len(batches), exc)
 
     async def _note_streamed(self, notes: Sequence[Sequence[int]]) -> list[None]:
-        async with self._pool.acquire() as conn:
-            await mailbox.streamed(conn, [batch for batches in notes for batch in batches])
+        await self._mailbox.streamed([batch for batches in notes for batch in batches])
         return [None] * len(notes)
 
     async def drain(self) -> None:
@@ -101,20 +94,17 @@ class Mail:
         raised, for the caller to wait before trying again.
         """
         before = datetime.now(UTC) - timedelta(seconds=older_than_s)
-        async with self._pool.acquire() as conn:
-            waiting = await mailbox.unstreamed(conn, before, limit)
+        waiting = await self._mailbox.unstreamed(before, limit)
         if not waiting:
             return 0
-        await self._streams.add(waiting)
+        await self._stream.add(waiting)
         batches = sorted({message.batch for message in waiting if message.batch is not None})
-        async with self._pool.acquire() as conn:
-            await mailbox.streamed(conn, batches)
+        await self._mailbox.streamed(batches)
         return len(waiting)
 
     async def restream_order(self, order_id: str, before_seq: int) -> int:
         """Stream again the order's messages not applied yet and numbered before
         ``before_seq`` (one kept waiting for them); return how many."""
-        async with self._pool.acquire() as conn:
-            missing = await mailbox.unapplied_of(conn, order_id, before_seq)
-        await self._streams.add(missing)
+        missing = await self._mailbox.unapplied_of(order_id, before_seq)
+        await self._stream.add(missing)
         return len(missing)

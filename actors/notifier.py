@@ -17,18 +17,20 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from datetime import time as clock_time
+from typing import Literal
 
 from msgspec import Struct
 
+from actors.errors import OrderdError, printable
 from actors.loops import drain_repeatedly
 from actors.mail import Mail
+from actors.notify.model import Notifier, NotifyError, Outgoing
+from actors.notify.rules import quiet_until
 from actors.order.behaviour import FOLLOW_UPS
 from actors.order.messages import NotificationSettled
-from adapters.errors import OrderdError, printable
-from adapters.notify.model import Notifier, NotifyError
-from adapters.notify.rules import quiet_until
-from adapters.postgres import mailbox, notifications
+from actors.ports.mail import Posted
+from actors.ports.outboxes import DueNotification, NotificationOutbox, NotificationSettling
 
 log = logging.getLogger("orderd.notifier")
 
@@ -48,13 +50,13 @@ class Outbox:
     def __init__(
         self,
         *,
-        pool: Any,
+        notifications: NotificationOutbox,
         mail: Mail,
         senders: Mapping[str, Notifier],
         settings: NotifierSettings,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._pool = pool
+        self._notifications = notifications
         self._mail = mail
         self._senders = dict(senders)
         self._settings = settings
@@ -78,10 +80,9 @@ class Outbox:
         loop = asyncio.get_running_loop()
         # Taken before the claim, so both ends come before the database's.
         claim_ends = loop.time() + self._settings.claim_s
-        async with self._pool.acquire() as conn, conn.transaction():
-            due = await notifications.claim_due(
-                conn, now, timedelta(seconds=self._settings.claim_s), limit
-            )
+        due = await self._notifications.claim_due(
+            now, timedelta(seconds=self._settings.claim_s), limit
+        )
         if not due:
             return 0
         send_by = claim_ends - self._settings.claim_s / 2
@@ -98,7 +99,7 @@ class Outbox:
         return len(due)
 
     async def _deliver(
-        self, item: notifications.Due, now: datetime, send_by: float, claim_ends: float
+        self, item: DueNotification, now: datetime, send_by: float, claim_ends: float
     ) -> None:
         """Send one claimed message and record what became of it, within its claim."""
         outcome: object
@@ -127,7 +128,7 @@ class Outbox:
                 pause = min(pause * 2, 1.0)
         await self._mail.stream(posted)
 
-    async def _send(self, message: Any, now: datetime) -> str | datetime:
+    async def _send(self, message: Outgoing, now: datetime) -> str | datetime:
         """The Message-ID of the sent message, or when to try (quiet hours)."""
         sender = self._senders.get(message.channel)
         if sender is None:
@@ -140,30 +141,33 @@ class Outbox:
         sent = await sender.send(message)
         return sent.message_id
 
-    async def _record(self, item: notifications.Due, outcome: object, now: datetime) -> list[Any]:
+    async def _record(self, item: DueNotification, outcome: object, now: datetime) -> list[Posted]:
         """Record one message's outcome, and tell its order of a follow-up settled; return
         what was posted to the order."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            final = await self._settle(conn, item, outcome, now)
+        async with self._notifications.settling() as settling:
+            final = await self._settle(settling, item, outcome, now)
             if final is None or item.message.kind not in FOLLOW_UPS:
                 return []
             settled = NotificationSettled(
                 order_id=item.order_id, kind=item.message.kind, status=final
             )
-            posted: list[Any] = await mailbox.post(conn, [settled])
-            return posted
+            return await settling.post([settled])
 
     async def _settle(
-        self, conn: Any, item: notifications.Due, outcome: object, now: datetime
+        self,
+        settling: NotificationSettling,
+        item: DueNotification,
+        outcome: object,
+        now: datetime,
     ) -> Literal["sent", "failed"] | None:
         """Write what became of one message; its final status, or None while pending (or
         when another sender holds it now and records it)."""
         kind, channel = item.message.kind, item.message.channel
         if isinstance(outcome, datetime):
-            await notifications.later(conn, item.id, item.claim, outcome, None, tried=False)
+            await settling.later(item.id, item.claim, outcome, None, tried=False)
             return None
         if isinstance(outcome, str):
-            if not await notifications.sent(conn, item.id, outcome, now):
+            if not await settling.sent(item.id, outcome, now):
                 return None
             log.info("sent %s by %s for order %s", kind, channel, item.order_id)
             return "sent"
@@ -175,13 +179,13 @@ class Outbox:
         if temporary and attempts < self._settings.max_attempts:
             delay = min(self._settings.retry_max_s, 2.0 ** min(attempts, 16))
             when = now + timedelta(seconds=delay)
-            if await notifications.later(conn, item.id, item.claim, when, error, tried=True):
+            if await settling.later(item.id, item.claim, when, error, tried=True):
                 log.warning(
                     "%s by %s for order %s failed (attempt %d), again in %.0f s: %s",
                     kind, channel, item.order_id, attempts, delay, error,
                 )  # fmt: skip
             return None
-        if not await notifications.failed(conn, item.id, item.claim, error):
+        if not await settling.failed(item.id, item.claim, error):
             return None
         log.warning(
             "%s by %s for order %s failed for good: %s", kind, channel, item.order_id, error
@@ -204,6 +208,6 @@ class Outbox:
             await sender.close()
 
 
-def _clock_time(text: str) -> Any:
+def _clock_time(text: str) -> clock_time:
     hours, minutes = (int(part) for part in text.split(":"))
     return datetime.min.replace(hour=hours, minute=minutes).time()

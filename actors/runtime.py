@@ -24,20 +24,18 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import assert_never
 
 import msgspec
 from msgspec import Struct
 
+from actors.batching import Coalescer
 from actors.order.actor import OrderTurns, Outcome
 from actors.order.messages import Message, decode_message
+from actors.ports.stream import ConsumerGroup, DeadLetters, Entry, GroupLost
+from actors.ports.turns import ConcurrentTurn
+from actors.stock import StaleEpoch
 from actors.yielding import Yielding
-from adapters.batching import Coalescer
-from adapters.outages import is_outage
-from adapters.postgres import dead_letters
-from adapters.postgres.orders import ConcurrentTurn
-from adapters.redis.scripts import StaleEpoch
-from adapters.redis.streams import Entry, GroupLost, Streams
 
 log = logging.getLogger("orderd.runtime")
 
@@ -77,9 +75,10 @@ class ActorRuntime:
     def __init__(
         self,
         *,
-        streams: Streams,
+        streams: ConsumerGroup,
         turns: OrderTurns,
-        pool: Any,
+        dead_letters: DeadLetters,
+        is_outage: Callable[[BaseException], bool],
         consumer: str,
         settings: RuntimeSettings | None = None,
         on_group_lost: Callable[[], Awaitable[None]] | None = None,
@@ -88,7 +87,9 @@ class ActorRuntime:
     ) -> None:
         self._streams = streams
         self._turns = turns
-        self._pool = pool
+        self._dead_letters = dead_letters
+        # Tells an outage of a server (Redis or PostgreSQL away) from a failure of the work.
+        self._is_outage = is_outage
         self.consumer = consumer
         self._settings = settings or RuntimeSettings()
         self._on_group_lost = on_group_lost
@@ -300,7 +301,7 @@ class ActorRuntime:
         try:
             outcome = await self._turns.apply(entry.order_id, entry.seq, message)
         except Exception as exc:
-            if is_outage(exc) or isinstance(exc, StaleEpoch | ConcurrentTurn):
+            if self._is_outage(exc) or isinstance(exc, StaleEpoch | ConcurrentTurn):
                 # Not the message's fault: a server was away, Redis was rebuilt under the
                 # turn, or another process saved the order first. No delivery is counted.
                 self.outages += 1
@@ -318,15 +319,20 @@ class ActorRuntime:
                 exc,
             )
             return self._backoff(attempts)
-        if outcome in (Outcome.APPLIED, Outcome.REPEAT):
-            await self._ack(entry.id)
-            self.turns_done += 1
-            self.last_progress = time.monotonic()
-            return None
-        if outcome is Outcome.EARLY:
-            await self._early(entry)
-        # EARLY or BUSY: another message or process comes first; not a failure.
-        return self._put_off(entry)
+        match outcome:
+            case Outcome.APPLIED | Outcome.REPEAT:
+                await self._ack(entry.id)
+                self.turns_done += 1
+                self.last_progress = time.monotonic()
+                return None
+            # Another message or process comes first: not a failure.
+            case Outcome.EARLY:
+                await self._early(entry)
+                return self._put_off(entry)
+            case Outcome.BUSY:
+                return self._put_off(entry)
+            case _:
+                assert_never(outcome)
 
     def _put_off(self, entry: Entry) -> float:
         waits = self._waits.get(entry.id, 0) + 1
@@ -373,7 +379,7 @@ class ActorRuntime:
     def _log_failure(self, what: str, exc: Exception) -> None:
         """An outage is said once every few seconds, however many turns meet it; anything
         else is logged with its traceback, as a fault of orderd."""
-        if is_outage(exc) or isinstance(exc, StaleEpoch | ConcurrentTurn):
+        if self._is_outage(exc) or isinstance(exc, StaleEpoch | ConcurrentTurn):
             now = time.monotonic()
             if now - self._outage_noted_at >= 5.0:
                 self._outage_noted_at = now
@@ -386,17 +392,15 @@ class ActorRuntime:
         before trying again (each step is a no-op when repeated)."""
         deliveries = max(self._attempts.get(entry.id, 0), entry.deliveries)
         try:
-            async with self._pool.acquire() as conn:
-                await dead_letters.record(
-                    conn,
-                    stream=self._streams.stream,
-                    entry_id=entry.id,
-                    order_id=entry.order_id,
-                    seq=entry.seq,
-                    deliveries=deliveries,
-                    error=error,
-                    payload=entry.body,
-                )
+            await self._dead_letters.record(
+                stream=self._streams.stream,
+                entry_id=entry.id,
+                order_id=entry.order_id,
+                seq=entry.seq,
+                deliveries=deliveries,
+                error=error,
+                payload=entry.body,
+            )
             await self._turns.give_up(
                 entry.order_id,
                 entry.seq,

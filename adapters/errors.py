@@ -1,12 +1,10 @@
-"""Errors an operator can act on.
+"""Errors of the edges an operator can act on: configuration, the database, the catalog.
 
-Each carries one line that says what went wrong, where, and what to do. The CLI prints
-that line and exits 2; nothing above it shows a traceback.
+Each is an :class:`~actors.errors.OrderdError`: one line that says what went wrong and
+what to do.
 """
 
-
-class OrderdError(Exception):
-    """A failure with a clear, one-line explanation for the operator."""
+from actors.errors import OrderdError
 
 
 class ConfigError(OrderdError):
@@ -30,10 +28,3 @@ class CatalogError(OrderdError):
         super().__init__(
             f"catalog rejected, nothing imported: {count} problem{'s' if count != 1 else ''}"
         )
-
-
-def printable(text: str, limit: int = 300) -> str:
-    """``text`` from outside (an answer body, an exception) made safe to store and log:
-    control characters (NUL included, which PostgreSQL refuses) become spaces."""
-    cleaned = "".join(c if c.isprintable() else " " for c in text)
-    return " ".join(cleaned.split())[:limit]

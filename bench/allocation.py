@@ -42,10 +42,11 @@ import redis.asyncio as aioredis
 import uvloop
 from redis.exceptions import RedisError
 
-from adapters.errors import OrderdError
+from actors.errors import OrderdError
+from actors.stock import LedgerEntry
 from adapters.postgres import schema as pg_schema
 from adapters.postgres.pool import connection, create_pool, redact_dsn
-from adapters.postgres.stock import LedgerEntry, implied_stock
+from adapters.postgres.stock import implied_stock
 from adapters.stock.allocator import Allocator
 from adapters.stock.model import AllocationPolicy, StockLevel, WarehouseConfig
 from daemon.settings import Settings, load_settings

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from actors.errors import OrderdError
 from adapters.catalog import parse_catalog
-from adapters.errors import OrderdError
 from adapters.postgres import schema
 from adapters.postgres.catalog import upsert_products
 from daemon.resources import database

@@ -21,10 +21,12 @@ from typing import Any
 import msgspec
 import uvloop
 
+from actors.errors import OrderdError
 from actors.order.types import is_valid_sku
-from adapters.errors import CatalogError, OrderdError
+from actors.stock import Adjusted
+from adapters.errors import CatalogError
 from adapters.postgres import schema
-from adapters.stock.model import Adjusted, StockLevel
+from adapters.stock.model import StockLevel
 from daemon.order_commands import add_commands
 from daemon.resources import database, open_resources
 from daemon.settings import Settings, load_settings, resolve_config_path

@@ -39,8 +39,8 @@ import aiohttp
 import msgspec
 from aiosmtpd.controller import Controller
 
+from actors.errors import OrderdError
 from actors.order.messages import CancelRequested
-from adapters.errors import OrderdError
 from adapters.platforms.signatures import sign_generic
 from adapters.postgres import schema
 from daemon import report

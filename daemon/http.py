@@ -27,7 +27,9 @@ from aiohttp import web
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from actors.errors import OrderdError
 from actors.mail import Mail
+from actors.notify.feedback import not_found_page, read_token, thank_you_page, token_id
 from actors.order.messages import Packed, Picked, ShortPicked
 from actors.order.types import is_valid_sku
 from adapters.carriers.webhooks import (
@@ -37,8 +39,6 @@ from adapters.carriers.webhooks import (
     verify_easypost,
     verify_shippo,
 )
-from adapters.errors import OrderdError
-from adapters.feedback import not_found_page, read_token, thank_you_page, token_id
 from adapters.platforms import MalformedPayload, generic, shopify, woocommerce
 from adapters.platforms.normalize import require_utf8
 from adapters.platforms.signatures import verify_generic, verify_shopify, verify_woocommerce

@@ -20,6 +20,7 @@ from typing import Any
 import asyncpg
 from msgspec import Struct
 
+from actors.batching import Coalescer
 from actors.mail import Mail
 from actors.order.messages import (
     CancelRequested,
@@ -28,10 +29,9 @@ from actors.order.messages import (
     TrackingUpdated,
     encode_message,
 )
-from adapters.batching import Coalescer
+from actors.ports.mail import Posted
 from adapters.carriers.webhooks import TrackingUpdate
 from adapters.platforms import Cancelled, Ignored, Paid
-from adapters.postgres import mailbox
 from adapters.postgres.rows import Rows
 
 log = logging.getLogger("orderd.intake")
@@ -146,9 +146,7 @@ class Intake:
         await self._mail.stream(posted)
         return list(answers)
 
-    async def _store(
-        self, deliveries: Sequence[Delivery]
-    ) -> tuple[list[Answer], list[mailbox.Posted]]:
+    async def _store(self, deliveries: Sequence[Delivery]) -> tuple[list[Answer], list[Posted]]:
         tries = 1
         while True:
             try:
@@ -182,12 +180,10 @@ class _Plan(Struct, frozen=True):
         return isinstance(self.message, OrderPaid)
 
 
-async def _store(
-    conn: Any, deliveries: Sequence[Delivery]
-) -> tuple[list[Answer], list[mailbox.Posted]]:
+async def _store(conn: Any, deliveries: Sequence[Delivery]) -> tuple[list[Answer], list[Posted]]:
     plans = await _plan(conn, deliveries)
     answers: list[Answer | None] = [None] * len(deliveries)
-    posted: list[mailbox.Posted] = []
+    posted: list[Posted] = []
     rounds = _rounds(deliveries, plans, answers)
     # One round is one statement, atomic by itself; more share a transaction.
     async with conn.transaction() if len(rounds) > 1 else contextlib.nullcontext():
@@ -202,7 +198,7 @@ async def _store(
     return done, posted
 
 
-def _answer(plan: _Plan, outcome: _Stored, posted: list[mailbox.Posted]) -> Answer:
+def _answer(plan: _Plan, outcome: _Stored, posted: list[Posted]) -> Answer:
     if not outcome.new:
         return _duplicate("this delivery was already received")
     if outcome.posted is None:
@@ -377,7 +373,7 @@ ORDER BY d.idx
 class _Stored(Struct, frozen=True):
     new: bool  # False: the inbox already had this delivery
     why_not: str | None
-    posted: mailbox.Posted | None
+    posted: Posted | None
 
 
 async def _store_round(
@@ -403,9 +399,7 @@ async def _store_round(
     for row, plan, body in zip(rows, plans, bodies, strict=True):
         posted = None
         if row["mailbox_id"] is not None and plan.order_id is not None and body is not None:
-            posted = mailbox.Posted(
-                row["mailbox_id"], plan.order_id, row["seq"], body, row["batch"]
-            )
+            posted = Posted(row["mailbox_id"], plan.order_id, row["seq"], body, row["batch"])
         stored.append(_Stored(row["new"], row["why_not"], posted))
     return stored
 

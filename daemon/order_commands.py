@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 
+from actors.errors import OrderdError
 from actors.order.behaviour import CANCELLABLE
 from actors.order.holds import DeadLetterHold, ShipmentHold
 from actors.order.messages import (
@@ -21,7 +22,6 @@ from actors.order.messages import (
     decode_message,
 )
 from actors.order.states import OrderState
-from adapters.errors import OrderdError
 from adapters.postgres import dead_letters, orders
 from adapters.postgres import listing as listing_sql
 from daemon.resources import open_resources

@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 
 from actors.mail import Mail
 from adapters.postgres import schema
+from adapters.postgres.mailbox import PostgresMailbox
 from adapters.postgres.pool import connection, create_pool
 from adapters.redis.client import connect_redis
 from adapters.redis.keys import RuntimeKeys
@@ -69,7 +70,7 @@ async def open_resources(
                 warehouses=[WarehouseConfig(w.code, w.priority) for w in settings.warehouses],
                 policy=allocation_policy(settings),
             )
-            mail = Mail(pool, Streams(redis, RuntimeKeys(settings.redis.prefix)))
+            mail = Mail(PostgresMailbox(pool), Streams(redis, RuntimeKeys(settings.redis.prefix)))
             yield Resources(settings, pool, redis, allocator, mail)
             await allocator.drain()
             await mail.drain()

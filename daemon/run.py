@@ -31,12 +31,22 @@ from actors.mail import Mail
 from actors.notifier import Outbox
 from actors.order.actor import OrderTurns
 from actors.order.outbox import CustomerMessages
+from actors.ports.mail import Posted
+from actors.ports.turns import Turn
 from actors.reminders import Reminders
 from actors.runtime import ActorRuntime
 from actors.runtime import RuntimeSettings as ActorSettings
-from adapters.postgres import mailbox, orders
-from adapters.postgres.mailbox import Posted
+from adapters.outages import is_outage
+from adapters.postgres import mailbox
+from adapters.postgres.dead_letters import PostgresDeadLetters
+from adapters.postgres.fulfillment import PostgresRequests
+from adapters.postgres.mailbox import PostgresMailbox
+from adapters.postgres.notifications import PostgresNotifications
+from adapters.postgres.orders import PostgresOrders
+from adapters.postgres.reminders import PostgresReminders
 from adapters.redis.keys import RuntimeKeys
+from adapters.redis.leases import Leases
+from adapters.redis.reminders import RedisSchedule
 from adapters.redis.streams import Streams
 from daemon import logs, shipping, systemd
 from daemon.http import Context, build_app
@@ -60,10 +70,10 @@ class Daemon:
         pool, redis, allocator = resources.pool, resources.redis, resources.allocator
         keys = RuntimeKeys(settings.redis.prefix)
         self.streams = Streams(redis, keys)
-        self.mail = Mail(pool, self.streams)
+        self.mail = Mail(PostgresMailbox(pool), self.streams)
         system = shipping.warehouse_system(settings)
         self.dispatcher = Dispatcher(
-            pool=pool,
+            requests=PostgresRequests(pool),
             mail=self.mail,
             warehouse=system,
             retry_max_s=settings.wms.retry_max_s,
@@ -71,9 +81,11 @@ class Daemon:
             lease_s=settings.wms.timeout_s * 3 + 30,
             clock=clock,
         )
-        self.shipping = shipping.shipping(settings, pool, clock, system)
+        carriers = shipping.carriers(settings, pool, clock)
+        self.sandbox = shipping.sandbox(carriers)
+        self.shipping = shipping.shipping(settings, pool, carriers, system)
         self.outbox = Outbox(
-            pool=pool,
+            notifications=PostgresNotifications(pool),
             mail=self.mail,
             senders=shipping.senders(settings),
             settings=shipping.outbox_settings(settings),
@@ -84,13 +96,13 @@ class Daemon:
             settings=shipping.message_settings(settings),
             feedback_secret=lambda: self.feedback_secrets()[0],
         )
+        schedule = RedisSchedule(redis, keys)
         turns = OrderTurns(
-            pool=pool,
-            redis=redis,
-            keys=keys,
-            allocator=allocator,
+            orders=PostgresOrders(pool, allocator.epochs),
+            leases=Leases(redis, keys, lease_ms=settings.runtime.lease_ms),
+            schedule=schedule,
+            stock=allocator,
             rules=shipping.rules(settings),
-            lease_ms=settings.runtime.lease_ms,
             clock=clock,
             shipping=self.shipping,
             messages=messages,
@@ -101,7 +113,8 @@ class Daemon:
         self.runtime = ActorRuntime(
             streams=self.streams,
             turns=turns,
-            pool=pool,
+            dead_letters=PostgresDeadLetters(pool),
+            is_outage=is_outage,
             consumer=consumer,
             settings=ActorSettings(
                 read_count=settings.runtime.read_count,
@@ -113,7 +126,9 @@ class Daemon:
             on_gap=self.restream_order,
             pressed=intake.pressed,
         )
-        self.reminders = Reminders(pool=pool, redis=redis, keys=keys, mail=self.mail, clock=clock)
+        self.reminders = Reminders(
+            store=PostgresReminders(pool), schedule=schedule, mail=self.mail, clock=clock
+        )
         self.context = Context(
             settings=settings,
             pool=pool,
@@ -150,7 +165,7 @@ class Daemon:
     def http_here(self) -> bool:
         return self.settings.daemon.role in ("all", "intake")
 
-    async def saved(self, told: Sequence[Posted], saved: Sequence[orders.Turn]) -> None:
+    async def saved(self, told: Sequence[Posted], saved: Sequence[Turn]) -> None:
         """After turns are saved: stream what orders told themselves, wake the senders."""
         await self.mail.stream(told)
         # Requests due later (the sandbox's picking time) are found by the dispatcher's tick.
@@ -167,7 +182,7 @@ class Daemon:
 
     async def sandbox_tracking(self) -> None:
         """The sandbox carrier's scans, sent the way a carrier's webhook sends them."""
-        sandbox = self.shipping.sandbox
+        sandbox = self.sandbox
         assert sandbox is not None  # started only with the sandbox carrier enabled
         while not self.stopping.is_set():
             try:
@@ -298,7 +313,7 @@ async def serve(settings: Settings, clock: Callable[[], float] = time.time) -> i
                 ("dispatcher", lambda: daemon.dispatcher.run(stopping), stopping),
                 ("outbox", lambda: daemon.outbox.run(stopping), stopping),
             ]
-            if daemon.shipping.sandbox is not None:
+            if daemon.sandbox is not None:
                 parts.append(("sandbox-tracking", daemon.sandbox_tracking, stopping))
         tasks: list[asyncio.Task[Any]] = [
             asyncio.create_task(supervised(name, part, until), name=name)

@@ -2,29 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import time
 from decimal import Decimal
 from typing import Any
 
 from actors.notifier import NotifierSettings
+from actors.notify.model import Notifier
 from actors.order.behaviour import Rules
 from actors.order.effects import Shipping
 from actors.order.outbox import MessageSettings
 from actors.order.types import Address
 from actors.shipping.calendar import BusinessCalendar
+from actors.shipping.carriers import Carrier
 from actors.shipping.selection import Preference, ServiceLevel, ShippingRules, Zone
 from actors.shipping.tracking import DelayRules
+from actors.shipping.warehouse import WarehouseSystem
 from adapters.carriers.easypost import EasyPost
-from adapters.carriers.model import Carrier
 from adapters.carriers.sandbox import BUILT_IN_RATES, SandboxCarrier, load_rate_table
 from adapters.carriers.shippo import Shippo
-from adapters.notify.model import Notifier
 from adapters.notify.sms import TwilioSms
 from adapters.notify.smtp import SmtpNotifier
 from adapters.notify.templates import Templates
+from adapters.postgres.catalog import PostgresCatalog
 from adapters.wms.http import HttpWarehouse
-from adapters.wms.model import WarehouseSystem
 from adapters.wms.sandbox import SandboxWarehouse
 from adapters.wms.spool import SpoolWarehouse
 from daemon.settings import Settings, Warehouse
@@ -120,12 +121,18 @@ def warehouse_system(settings: Settings) -> WarehouseSystem:
     return SandboxWarehouse(delay_s=wms.sandbox_delay_s, mispick_rate=wms.sandbox_mispick_rate)
 
 
+def sandbox(enabled: Mapping[str, Carrier]) -> SandboxCarrier | None:
+    """The sandbox carrier, when enabled: it reports its parcels' scans itself."""
+    carrier = enabled.get("sandbox")
+    return carrier if isinstance(carrier, SandboxCarrier) else None
+
+
 def shipping(
-    settings: Settings, pool: Any, clock: Callable[[], float], system: WarehouseSystem
+    settings: Settings, pool: Any, enabled: Mapping[str, Carrier], system: WarehouseSystem
 ) -> Shipping:
     return Shipping(
-        pool=pool,
-        carriers=carriers(settings, pool, clock),
+        catalog=PostgresCatalog(pool),
+        carriers=enabled,
         ship_from={w.code: ship_from(w) for w in settings.warehouses},
         labels_dir=settings.labels.dir,
         wms_adapter=system.name,

@@ -18,11 +18,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Any, assert_never
+from typing import assert_never
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
-
+from actors.batching import Coalescer
 from actors.order.behaviour import (
     Allocated,
     AllocationRefused,
@@ -54,29 +52,27 @@ from actors.order.messages import Message, OrderPaid
 from actors.order.outbox import CustomerMessages
 from actors.order.reminder import ReminderKey
 from actors.order.states import TERMINAL
-from adapters.batching import Coalescer
-from adapters.postgres import fulfillment, notifications, orders
-from adapters.postgres.mailbox import Posted
-from adapters.postgres.stock import LedgerEntry, fresh, ledger_transaction
-from adapters.redis.keys import RuntimeKeys
-from adapters.redis.leases import Leases, new_token
-from adapters.redis.scripts import StaleEpoch, UnknownSku
-from adapters.stock.allocator import Allocator
+from actors.ports.mail import Posted
+from actors.ports.outboxes import QueuedNotification, QueuedRequest
+from actors.ports.reminders import ReminderSchedule
+from actors.ports.turns import (
+    ConcurrentTurn,
+    ConcurrentTurns,
+    LeaseBook,
+    Loaded,
+    OrderStore,
+    Reminder,
+    StaleTurns,
+    Turn,
+)
+from actors.stock import LedgerEntry, StaleEpoch, Stock, UnknownSku
 
 log = logging.getLogger("orderd.turns")
 
 _MAX_STEPS = 16  # effects feeding results back: a bound, not a budget
 
 
-class _Stale(Exception):
-    """Turns whose stock changes Redis lost while they ran (it was rebuilt)."""
-
-    def __init__(self, order_ids: set[str]) -> None:
-        super().__init__(", ".join(sorted(order_ids)))
-        self.order_ids = frozenset(order_ids)
-
-
-class LeaseLost(orders.ConcurrentTurn):
+class LeaseLost(ConcurrentTurn):
     """The turn no longer holds its order's lease (or cannot tell that it does), so another
     process may be running the order: the turn stops before acting outside, and the message
     is tried again later, when it finds what the other turn saved."""
@@ -94,46 +90,44 @@ class _Collected:
     """What a turn gathers to save in its one transaction."""
 
     ledger: list[LedgerEntry] = field(default_factory=list)
-    reminders: list[orders.Reminder] = field(default_factory=list)
+    reminders: list[Reminder] = field(default_factory=list)
     told: list[Message] = field(default_factory=list)  # the order's messages to itself
-    requests: list[fulfillment.Queued] = field(default_factory=list)
-    notifications: list[notifications.Row] = field(default_factory=list)
+    requests: list[QueuedRequest] = field(default_factory=list)
+    notifications: list[QueuedNotification] = field(default_factory=list)
 
     async def record(self, entry: LedgerEntry) -> None:
         self.ledger.append(entry)
 
 
 class OrderTurns:
-    """Runs turns of order actors against PostgreSQL, Redis and the allocation core."""
+    """Runs turns of order actors against their saved state, their leases, the reminders'
+    schedule and the allocation core."""
 
     def __init__(
         self,
         *,
-        pool: Any,
-        redis: Redis,
-        keys: RuntimeKeys,
-        allocator: Allocator,
+        orders: OrderStore,
+        leases: LeaseBook,
+        schedule: ReminderSchedule,
+        stock: Stock,
         rules: Rules,
-        lease_ms: int = 30_000,
         clock: Callable[[], float],
         shipping: Shipping | None = None,
         messages: CustomerMessages | None = None,
-        on_saved: Callable[[Sequence[Posted], Sequence[orders.Turn]], Awaitable[None]]
-        | None = None,
+        on_saved: Callable[[Sequence[Posted], Sequence[Turn]], Awaitable[None]] | None = None,
     ) -> None:
-        self._pool = pool
+        self._orders = orders
         self._shipping = shipping
         self._messages = messages
         # Told after each save: the messages to stream, and the turns saved.
         self._on_saved = on_saved
-        self._redis = redis
-        self._keys = keys
-        self._allocator = allocator
+        self._schedule = schedule
+        self._stock = stock
         self._rules = rules
         self._clock = clock
-        self._lease_book = Leases(redis, keys, lease_ms=lease_ms)
+        self._lease_book = leases
         # A third of a lease: a renewal can fail twice before the lease runs out.
-        self._renew_every_s = lease_ms / 3000
+        self._renew_every_s = leases.lease_ms / 3000
         self._running: set[tuple[str, str]] = set()  # (order, token) of the turns running here
         self._idle = asyncio.Event()
         self._renewer: asyncio.Task[None] | None = None
@@ -142,12 +136,12 @@ class OrderTurns:
         self._leases: Coalescer[tuple[str, str], bool] = Coalescer(self._lease_book.take)
         self._renewals: Coalescer[tuple[str, str], bool] = Coalescer(self._lease_book.renew)
         self._unleases: Coalescer[tuple[str, str], None] = Coalescer(self._free_leases)
-        self._loads: Coalescer[str, orders.Loaded] = Coalescer(self._load_batch)
-        self._saves: Coalescer[orders.Turn, None] = Coalescer(self._save_batch)
+        self._loads: Coalescer[str, Loaded] = Coalescer(self._load_batch)
+        self._saves: Coalescer[Turn, None] = Coalescer(self._save_batch)
 
     async def apply(self, order_id: str, seq: int, message: Message) -> Outcome:
         """Apply message ``seq`` of the order, exactly once and in order."""
-        token = new_token()
+        token = self._lease_book.new_token()
         held = (order_id, token)
         if not await self._leases.submit(held):
             return Outcome.BUSY
@@ -158,7 +152,7 @@ class OrderTurns:
             self._let_go(held)
             try:
                 await self._unleases.submit(held)
-            except (RedisError, OSError) as exc:
+            except self._lease_book.failures as exc:
                 # The lease runs out by itself; what the turn did or met is what counts.
                 log.warning("the lease of order %s was not freed: %s", order_id, exc)
 
@@ -199,7 +193,7 @@ class OrderTurns:
         now, before a call the outside world would carry out twice if asked twice."""
         try:
             still = await self._renewals.submit((order_id, token))
-        except (RedisError, OSError) as exc:
+        except self._lease_book.failures as exc:
             raise LeaseLost(f"the turn of {order_id} cannot confirm its lease") from exc
         if not still:
             raise LeaseLost(f"the turn of {order_id} no longer holds its lease")
@@ -208,12 +202,11 @@ class OrderTurns:
         await self._lease_book.free(held)
         return [None] * len(held)
 
-    async def _load_batch(self, order_ids: Sequence[str]) -> list[orders.Loaded]:
-        async with self._pool.acquire() as conn:
-            found = await orders.load_many(conn, list(dict.fromkeys(order_ids)))
+    async def _load_batch(self, order_ids: Sequence[str]) -> list[Loaded]:
+        found = await self._orders.load_many(list(dict.fromkeys(order_ids)))
         return [found[order_id] for order_id in order_ids]
 
-    async def _save_batch(self, turns: Sequence[orders.Turn]) -> list[Exception | None]:
+    async def _save_batch(self, turns: Sequence[Turn]) -> list[Exception | None]:
         outcome: list[Exception | None] = [None] * len(turns)
         fit = list(range(len(turns)))
         posted: list[Posted] = []
@@ -221,16 +214,16 @@ class OrderTurns:
         # is rare (another process saved an order first, or Redis was rebuilt).
         while fit:
             try:
-                posted = await self._save_fitting([turns[index] for index in fit])
+                posted = await self._orders.save([turns[index] for index in fit])
                 break
-            except (orders.ConcurrentTurns, _Stale) as exc:
+            except (ConcurrentTurns, StaleTurns) as exc:
                 dropped = [i for i in fit if turns[i].order_id in exc.order_ids]
                 for index in dropped:
                     order_id = turns[index].order_id
                     outcome[index] = (
                         StaleEpoch(f"Redis was rebuilt during a turn of {order_id}")
-                        if isinstance(exc, _Stale)
-                        else orders.ConcurrentTurn(order_id)
+                        if isinstance(exc, StaleTurns)
+                        else ConcurrentTurn(order_id)
                     )
             if not dropped:
                 raise RuntimeError("a failed save named no turn of its batch")
@@ -239,43 +232,13 @@ class OrderTurns:
         reminders = [r for t in saved for r in t.reminders]
         if reminders:
             try:
-                await self._redis.zadd(
-                    self._keys.reminders,
-                    {r.key: int(r.due_at.timestamp() * 1000) for r in reminders},
-                )
-            except (RedisError, OSError) as exc:
+                await self._schedule.add(reminders)
+            except self._schedule.failures as exc:
                 # Saved already: the reminders fire from PostgreSQL all the same.
                 log.warning("reminders not copied to Redis: %s", exc)
         if self._on_saved is not None and saved:
             await self._on_saved(posted, saved)
         return outcome
-
-    async def _save_fitting(self, turns: Sequence[orders.Turn]) -> list[Posted]:
-        """Save the turns in one transaction, or none of them: :class:`_Stale` names the
-        turns whose stock changes Redis lost meanwhile, ``ConcurrentTurns`` those that
-        another process saved first."""
-        warehouses = sorted({w for t in turns for e in t.ledger for w, _ in e.epochs})
-        prepared = await orders.prepare_turns(turns)
-        async with self._pool.acquire() as conn, ledger_transaction(conn):
-            if not warehouses:
-                return await prepared.save(conn)
-            # Read under the ledger's lock, beside the save: a rebuild of Redis cannot
-            # change the epochs until this transaction ends. Both finish before it ends.
-            current, posted = await asyncio.gather(
-                self._allocator.epochs(warehouses),
-                prepared.save(conn),
-                return_exceptions=True,
-            )
-            if isinstance(posted, BaseException):
-                raise posted
-            if isinstance(current, BaseException):
-                raise current
-            stale = {
-                t.order_id for t in turns if not all(fresh(entry, current) for entry in t.ledger)
-            }
-            if stale:
-                raise _Stale(stale)
-            return posted
 
     async def _turn(self, order_id: str, seq: int, message: Message, token: str) -> Outcome:
         loaded = await self._loads.submit(order_id)
@@ -326,7 +289,7 @@ class OrderTurns:
         match effect:
             case Reserve(lines=lines, policy=policy, op_id=op_id):
                 try:
-                    reservation = await self._allocator.reserve(
+                    reservation = await self._stock.reserve(
                         order_id, lines, policy=policy, op_id=op_id, sink=collected
                     )
                 except UnknownSku as exc:
@@ -340,11 +303,11 @@ class OrderTurns:
                     status=reservation.status, holdings=holdings, policy=policy, op_id=op_id
                 )
             case ReleaseAll(op_id=op_id):
-                await self._allocator.release(order_id, op_id, sink=collected)
+                await self._stock.release(order_id, op_id, sink=collected)
                 return None
             case Remind(kind=kind, due_at=due_at, scope=scope):
                 key = ReminderKey(order_id, kind, scope).text()
-                collected.reminders.append(orders.Reminder(key, order_id, kind, due_at))
+                collected.reminders.append(Reminder(key, order_id, kind, due_at))
                 return None
             case Notify():
                 if self._messages is None:
@@ -356,12 +319,12 @@ class OrderTurns:
                 collected.told.append(message)
                 return None
             case Commit(shipment_id=shipment_id, warehouse=warehouse, lines=lines):
-                committed = await self._allocator.commit(
+                committed = await self._stock.commit(
                     order_id, f"ship:{shipment_id}", lines, warehouse=warehouse, sink=collected
                 )
                 return CommittedShipment(shipment_id=shipment_id, lines=committed.committed)
             case WriteOff(shipment_id=shipment_id, warehouse=warehouse, lines=lines):
-                written = await self._allocator.write_off(
+                written = await self._stock.write_off(
                     order_id,
                     f"short:{shipment_id}",
                     lines,
@@ -408,14 +371,14 @@ class OrderTurns:
     async def _save(
         self,
         order_id: str,
-        loaded: orders.Loaded,
+        loaded: Loaded,
         snapshot: Snapshot,
         events: list[Event],
         seq: int,
         collected: _Collected,
     ) -> None:
         await self._saves.submit(
-            orders.Turn(
+            Turn(
                 order_id=order_id,
                 loaded=loaded,
                 snapshot=snapshot,

@@ -12,8 +12,9 @@ import os
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import assert_never
 
+from actors.batching import Coalescer
 from actors.order.behaviour import (
     Buy,
     FulfillmentQueued,
@@ -29,19 +30,18 @@ from actors.order.behaviour import (
 )
 from actors.order.messages import TrackingUpdated
 from actors.order.types import Address, NormalizedOrder
+from actors.ports.catalog import CatalogItem, ProductCatalog
+from actors.ports.outboxes import QueuedRequest
+from actors.shipping.carriers import Carrier, CarrierError, Purchase, Rate, RateRequest
 from actors.shipping.pick_list import PickLine, estimate_parcel, sort_pick_list
-from adapters.batching import Coalescer
-from adapters.carriers.model import Carrier, CarrierError, Purchase, Rate, RateRequest
-from adapters.carriers.sandbox import SandboxCarrier
-from adapters.postgres import fulfillment
-from adapters.wms.model import FulfillmentRequest
+from actors.shipping.warehouse import FulfillmentRequest
 
 
 class Shipping:
     def __init__(
         self,
         *,
-        pool: Any,
+        catalog: ProductCatalog,
         carriers: Mapping[str, Carrier],
         ship_from: Mapping[str, Address],
         labels_dir: str | Path,
@@ -50,7 +50,7 @@ class Shipping:
         tare_g: int = 100,
         default_box_cm: tuple[float, float, float] = (30.0, 20.0, 10.0),
     ) -> None:
-        self._pool = pool
+        self._catalog = catalog
         self._carriers = dict(carriers)
         self._ship_from = dict(ship_from)
         self._labels_dir = Path(labels_dir)
@@ -59,11 +59,13 @@ class Shipping:
         self._tare_g = tare_g
         self._default_box = default_box_cm
         # Pick lists of turns running together look their products up in one query.
-        self._products: Coalescer[tuple[str, ...], dict[str, Any]] = Coalescer(self._load_products)
+        self._products: Coalescer[tuple[str, ...], dict[str, CatalogItem]] = Coalescer(
+            self._load_products
+        )
 
     async def request(
         self, order_id: str, order: NormalizedOrder, effect: RequestFulfillment, now: datetime
-    ) -> tuple[FulfillmentQueued, fulfillment.Queued]:
+    ) -> tuple[FulfillmentQueued, QueuedRequest]:
         """The shipment's pick list and request; the request is stored with the turn."""
         names = {line.sku: line.name for line in order.lines}
         numbers: dict[str, int] = {}
@@ -78,15 +80,15 @@ class Shipping:
                 PickLine(
                     line_no=numbers.get(sku, 0),
                     sku=sku,
-                    name=product["name"] if product else names.get(sku, ""),
+                    name=product.name if product else names.get(sku, ""),
                     quantity=units,
-                    bin=product["bin"] if product else "",
+                    bin=product.bin if product else "",
                     # The catalog's weight, else the platform's grams for the line.
-                    weight_g=product["weight_g"] if product else grams,
-                    length_cm=_cm(product, "length_cm"),
-                    width_cm=_cm(product, "width_cm"),
-                    height_cm=_cm(product, "height_cm"),
-                    flags=tuple(product["flags"]) if product else (),
+                    weight_g=product.weight_g if product else grams,
+                    length_cm=product.length_cm if product else None,
+                    width_cm=product.width_cm if product else None,
+                    height_cm=product.height_cm if product else None,
+                    flags=product.flags if product else (),
                 )
             )
         pick_list = sort_pick_list(lines)
@@ -107,13 +109,11 @@ class Shipping:
             flags=tuple(sorted({flag for line in pick_list for flag in line.flags})),
         )
         due = now.timestamp() + self._wms_delay_s
-        queued = fulfillment.Queued(
-            request, self._wms_adapter, datetime.fromtimestamp(due, now.tzinfo)
-        )
+        queued = QueuedRequest(request, self._wms_adapter, datetime.fromtimestamp(due, now.tzinfo))
         # The products' own follow-ups: reviewed once the slowest to judge has had its time,
         # a repeat reminder when the first runs out.
-        reviews = [r["review_after_days"] for r in products.values() if r["review_after_days"]]
-        repeats = [r["repeat_after_days"] for r in products.values() if r["repeat_after_days"]]
+        reviews = [r.review_after_days for r in products.values() if r.review_after_days]
+        repeats = [r.repeat_after_days for r in products.values() if r.repeat_after_days]
         queued_result = FulfillmentQueued(
             request=effect,
             pick_list=pick_list,
@@ -150,6 +150,8 @@ class Shipping:
                     temporary.append(answer)
             elif isinstance(answer, BaseException):
                 raise answer
+            else:
+                assert_never(answer)
         if not rates and temporary:
             raise temporary[0]  # nobody answered yet: the turn is tried again later
         return RatesQuoted(
@@ -200,17 +202,10 @@ class Shipping:
         await carrier.void(effect.purchase_id)
         return Voided(shipment_id=effect.shipment_id)
 
-    async def _load_products(self, asked: Sequence[tuple[str, ...]]) -> list[dict[str, Any]]:
-        async with self._pool.acquire() as conn:
-            rows = await conn.fetch(
-                """
-                SELECT sku, name, weight_g, bin, length_cm, width_cm, height_cm, flags,
-                       review_after_days, repeat_after_days
-                FROM products WHERE sku = ANY($1::text[])
-                """,
-                list({sku for skus in asked for sku in skus}),
-            )
-        by_sku = {r["sku"]: r for r in rows}
+    async def _load_products(
+        self, asked: Sequence[tuple[str, ...]]
+    ) -> list[dict[str, CatalogItem]]:
+        by_sku = await self._catalog.products({sku for skus in asked for sku in skus})
         return [{sku: by_sku[sku] for sku in skus if sku in by_sku} for skus in asked]
 
     async def track(self, order_id: str, effect: Track) -> TrackingUpdated | NothingTracked:
@@ -239,12 +234,6 @@ class Shipping:
             location=latest.location,
         )
 
-    @property
-    def sandbox(self) -> SandboxCarrier | None:
-        """The sandbox carrier, when enabled: it reports its parcels' scans itself."""
-        carrier = self._carriers.get("sandbox")
-        return carrier if isinstance(carrier, SandboxCarrier) else None
-
     def _origin(self, warehouse: str) -> Address:
         return self._ship_from[warehouse]
 
@@ -263,7 +252,3 @@ class Shipping:
     async def close(self) -> None:
         for carrier in self._carriers.values():
             await carrier.close()
-
-
-def _cm(product: Any, column: str) -> float | None:
-    return float(product[column]) if product is not None and product[column] is not None else None

@@ -18,9 +18,9 @@ from actors.order import legacy
 from actors.order.holds import ORDER_HOLD, Hold
 from actors.order.reminder import ReminderKind
 from actors.order.types import NormalizedOrder
+from actors.shipping.carriers import Parcel, Rate, TrackingStatus
 from actors.shipping.pick_list import PickLine
 from actors.shipping.tracking import DelayCause
-from adapters.carriers.model import Parcel, Rate, TrackingStatus
 
 
 class Holding(Struct, frozen=True, array_like=True):

@@ -17,7 +17,7 @@ from actors.order import legacy
 from actors.order.holds import Hold
 from actors.order.reminder import ReminderKind, ReminderScope
 from actors.order.types import NormalizedOrder, Quantity, Sku
-from adapters.carriers.model import TrackingStatus
+from actors.shipping.carriers import TrackingStatus
 
 Centimetres = Annotated[float, Meta(gt=0, le=1000)]
 

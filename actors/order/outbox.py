@@ -12,12 +12,12 @@ from datetime import datetime, timedelta
 
 from msgspec import Struct
 
+from actors.notify.feedback import issue_token
+from actors.notify.model import Kind, Outgoing
+from actors.notify.rules import Channels, channels_for, to_e164
 from actors.order.behaviour import Notify, Queued, Snapshot
 from actors.order.shipment import Shipment, find
-from adapters.feedback import issue_token
-from adapters.notify.model import Kind, Outgoing
-from adapters.notify.rules import Channels, channels_for, to_e164
-from adapters.postgres.notifications import Row
+from actors.ports.outboxes import QueuedNotification
 
 
 class MessageSettings(Struct, frozen=True, kw_only=True):
@@ -38,7 +38,7 @@ class CustomerMessages:
 
     def queue(
         self, order_id: str, snapshot: Snapshot | None, effect: Notify, now: datetime
-    ) -> tuple[Queued, list[Row]]:
+    ) -> tuple[Queued, list[QueuedNotification]]:
         """The outbox rows of ``effect``, one per channel, and what the order learns of it."""
         nothing = Queued(
             kind=effect.kind, shipment_id=effect.shipment_id, episode=effect.episode, channels=()
@@ -78,7 +78,7 @@ class CustomerMessages:
                 locale=customer.locale,
             )
             rows.append(
-                Row(
+                QueuedNotification(
                     order_id=order_id,
                     shipment_id=effect.shipment_id,
                     episode=effect.episode,

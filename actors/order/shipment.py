@@ -8,8 +8,8 @@ from typing import Literal
 from msgspec import Struct, structs
 
 from actors.order.legacy import cause_from_reason
+from actors.shipping.carriers import Parcel, Rate, TrackingStatus
 from actors.shipping.tracking import DelayCause
-from adapters.carriers.model import Parcel, Rate, TrackingStatus
 
 ShipmentStatus = Literal[
     "requested",  # the pick list went to the warehouse

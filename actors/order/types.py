@@ -21,6 +21,9 @@ Quantity = Annotated[int, Meta(ge=1, le=1_000_000)]
 CurrencyCode = Annotated[str, Meta(pattern=r"^[A-Z]{3}$")]
 CountryCode = Annotated[str, Meta(pattern=r"^[A-Z]{2}$")]
 Platform = Literal["shopify", "woocommerce", "generic"]
+# What happens to an order the warehouses cannot fill whole: it waits for all of it, ships
+# what is there, or waits and is cancelled after a number of days.
+BackorderPolicy = Literal["wait_all", "ship_available", "cancel_after_days"]
 
 
 def is_valid_sku(sku: str) -> bool:
@@ -75,7 +78,7 @@ class NormalizedOrder(Struct, frozen=True, kw_only=True):
     # The shipping line's title or code as the platform sent it; mapped to a service level later.
     shipping_service: str | None = None
     note: str | None = None
-    backorder_policy: Literal["wait_all", "ship_available", "cancel_after_days"] | None = None
+    backorder_policy: BackorderPolicy | None = None
 
     def shippable_lines(self) -> tuple[Line, ...]:
         """The lines that take stock and go in a parcel."""

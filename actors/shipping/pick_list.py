@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from msgspec import Struct
 
-from adapters.carriers.model import Parcel
+from actors.shipping.carriers import Parcel
 
 _RUNS = re.compile(r"\d+|\D+")
 _MIN_SIDE_CM = 1.0

@@ -15,7 +15,7 @@ from typing import Literal, NamedTuple
 
 from msgspec import Struct
 
-from adapters.carriers.model import Rate
+from actors.shipping.carriers import Rate
 
 Strategy = Literal["cheapest", "fastest", "best_value"]
 

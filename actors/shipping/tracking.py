@@ -21,7 +21,7 @@ from types import MappingProxyType
 
 from msgspec import Struct
 
-from adapters.carriers.model import TrackingStatus
+from actors.shipping.carriers import TrackingStatus
 
 RANK: Mapping[TrackingStatus, int] = MappingProxyType(
     {

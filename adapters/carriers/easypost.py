@@ -1,4 +1,4 @@
-"""EasyPost (API v2) as a :class:`~adapters.carriers.model.Carrier`.
+"""EasyPost (API v2) as a :class:`~actors.shipping.carriers.Carrier`.
 
 Calls and fields, as EasyPost documents them (docs.easypost.com: Shipment, Rate,
 PostageLabel, Tracker, Errors; request bodies as in EasyPost's official examples):
@@ -34,20 +34,19 @@ import msgspec
 from msgspec import Struct
 
 from actors.order.types import Address
-from adapters.carriers.http import CarrierHttp
-from adapters.carriers.model import (
+from actors.shipping.carriers import (
     CarrierError,
     LabelFormat,
     Parcel,
     Purchase,
     Rate,
     RateRequest,
-    ScanLocation,
     Tracking,
     TrackingEvent,
     TrackingStatus,
-    place,
 )
+from adapters.carriers.http import CarrierHttp
+from adapters.carriers.scans import ScanLocation, place
 
 GRAMS_PER_OUNCE = 28.349523125
 CM_PER_INCH = 2.54

@@ -21,8 +21,8 @@ from urllib.parse import urlsplit
 import aiohttp
 import msgspec
 
+from actors.shipping.carriers import CarrierError, LabelFormat
 from adapters.bounded import TooLarge, read_bounded
-from adapters.carriers.model import CarrierError, LabelFormat
 
 T = TypeVar("T")
 

@@ -19,9 +19,7 @@ import msgspec
 from msgspec import Struct
 
 from actors.shipping.calendar import BusinessCalendar, add_business_days, ship_date
-from actors.shipping.selection import Zone, zone_for
-from adapters.carriers.labels import LabelData, render_pdf, render_zpl
-from adapters.carriers.model import (
+from actors.shipping.carriers import (
     CarrierError,
     LabelFormat,
     Purchase,
@@ -31,6 +29,8 @@ from adapters.carriers.model import (
     TrackingEvent,
     TrackingStatus,
 )
+from actors.shipping.selection import Zone, zone_for
+from adapters.carriers.labels import LabelData, render_pdf, render_zpl
 from adapters.carriers.tracking_numbers import sandbox_tracking_number
 from adapters.carriers.webhooks import TrackingUpdate
 from adapters.errors import ConfigError

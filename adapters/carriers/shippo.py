@@ -1,4 +1,4 @@
-"""Shippo as a :class:`~adapters.carriers.model.Carrier`.
+"""Shippo as a :class:`~actors.shipping.carriers.Carrier`.
 
 Calls and fields, as Shippo documents them (docs.goshippo.com API reference: Shipments,
 Rates, Transactions, Tracking Status, Refunds; "Shipping label sizes"; carrier tokens):
@@ -34,19 +34,18 @@ import msgspec
 from msgspec import Struct
 
 from actors.order.types import Address
-from adapters.carriers.http import CarrierHttp
-from adapters.carriers.model import (
+from actors.shipping.carriers import (
     CarrierError,
     LabelFormat,
     Purchase,
     Rate,
     RateRequest,
-    ScanLocation,
     Tracking,
     TrackingEvent,
     TrackingStatus,
-    place,
 )
+from adapters.carriers.http import CarrierHttp
+from adapters.carriers.scans import ScanLocation, place
 
 # Shippo's label tokens for the two formats orderd prints ("Shipping label sizes").
 _LABEL_FILE_TYPE: dict[LabelFormat, str] = {"pdf": "PDF_4x6", "zpl": "ZPLII"}

@@ -37,8 +37,9 @@ from datetime import date, datetime
 import msgspec
 from msgspec import Struct
 
+from actors.shipping.carriers import TrackingStatus
 from adapters.carriers.easypost import easypost_tracking_status
-from adapters.carriers.model import ScanLocation, TrackingStatus, place
+from adapters.carriers.scans import ScanLocation, place
 from adapters.carriers.shippo import shippo_tracking_status
 from adapters.platforms.intake import MalformedPayload
 from adapters.platforms.normalize import decode, text, utc_time

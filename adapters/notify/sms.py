@@ -11,7 +11,7 @@ responses"):
 - a refused request is answered with ``{"code", "message", "more_info", "status"}``, e.g.
   ``400`` and code 21211 for a 'To' number that is not valid.
 
-Failures become :class:`~adapters.notify.model.NotifyError`: no connection, timeouts, HTTP
+Failures become :class:`~actors.notify.model.NotifyError`: no connection, timeouts, HTTP
 429 and 5xx are ``temporary``; any other 4xx is permanent with Twilio's code and message;
 an answer that is not the documented JSON is permanent ("malformed answer from twilio").
 The Auth Token never appears in an error text, and the recipient's number is masked in
@@ -29,9 +29,9 @@ import aiohttp
 import msgspec
 from msgspec import Struct
 
+from actors.notify.model import NotifyError, Outgoing, Sent
+from actors.notify.rules import is_e164
 from adapters.bounded import TooLarge, read_bounded
-from adapters.notify.model import NotifyError, Outgoing, Sent
-from adapters.notify.rules import is_e164
 from adapters.notify.templates import TemplateError, Templates
 
 # A Message resource is about 1 KB; anything near this is not Twilio.

@@ -12,7 +12,7 @@ Every message is multipart/alternative (plain text, then HTML). Its Message-ID i
 from the message's idempotency key, so a resend after a crash carries the same Message-ID
 and the recipient's mail system can recognise the duplicate.
 
-Every failure becomes a :class:`~adapters.notify.model.NotifyError`:
+Every failure becomes a :class:`~actors.notify.model.NotifyError`:
 
 - no connection, a timeout, a dropped connection, a 4xx reply: ``temporary``;
 - a 5xx reply (recipient refused, message refused, bad credentials), a server without
@@ -35,8 +35,8 @@ from typing import Literal
 
 import aiosmtplib
 
+from actors.notify.model import NotifyError, Outgoing, Sent
 from adapters.errors import ConfigError
-from adapters.notify.model import NotifyError, Outgoing, Sent
 from adapters.notify.templates import TemplateError, Templates
 
 # Deliberately loose: the server has the last word; this only keeps out what is plainly

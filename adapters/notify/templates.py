@@ -44,8 +44,8 @@ from string import Template
 from typing import Final, get_args
 from urllib.parse import urlsplit
 
-from adapters.errors import OrderdError
-from adapters.notify.model import Kind, Outgoing
+from actors.errors import OrderdError
+from actors.notify.model import Kind, Outgoing
 
 SMS_MAX_CHARS: Final = 480  # about three segments: a longer text costs more and is read less
 PARTS: Final = ("subject.txt", "txt", "html", "sms.txt")

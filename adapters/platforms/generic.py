@@ -36,12 +36,11 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from decimal import Decimal
-from typing import Literal
 
 import msgspec
 from msgspec import Struct
 
-from actors.order.types import Address, Customer, NormalizedOrder
+from actors.order.types import Address, BackorderPolicy, Customer, NormalizedOrder
 from adapters.platforms.intake import (
     Cancelled,
     Decision,
@@ -63,7 +62,6 @@ from adapters.platforms.normalize import (
     utc_time,
 )
 
-BackorderPolicy = Literal["wait_all", "ship_available", "cancel_after_days"]
 _POLICIES: dict[str, BackorderPolicy] = {
     "wait_all": "wait_all",
     "ship_available": "ship_available",

@@ -14,8 +14,8 @@ import re
 import msgspec
 from msgspec import Struct
 
+from actors.errors import OrderdError
 from actors.order.types import NormalizedOrder, Platform
-from adapters.errors import OrderdError
 
 _ORDER_ID_CHARS = 20  # 100 bits of the hash: no collision in any realistic order book
 

@@ -1,12 +1,14 @@
-"""Writing the product catalog: one transaction for a whole import."""
+"""The product catalog in PostgreSQL: one transaction for a whole import, and the
+products pick lists are made of (:class:`actors.ports.catalog.ProductCatalog`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from msgspec import Struct
 
+from actors.ports.catalog import CatalogItem
 from adapters.catalog import Product
 
 _COLUMNS = (
@@ -57,3 +59,40 @@ async def upsert_products(conn: Any, products: Sequence[Product]) -> ImportResul
     created = sum(1 for row in rows if row["created"])
     updated = len(rows) - created
     return ImportResult(created=created, updated=updated, unchanged=len(products) - len(rows))
+
+
+class PostgresCatalog:
+    def __init__(self, pool: Any) -> None:
+        self._pool = pool
+
+    async def products(self, skus: Collection[str]) -> dict[str, CatalogItem]:
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                """
+                SELECT sku, name, weight_g, bin, length_cm, width_cm, height_cm, flags,
+                       review_after_days, repeat_after_days
+                FROM products WHERE sku = ANY($1::text[])
+                """,
+                list(skus),
+            )
+        return {r["sku"]: _item(r) for r in rows}
+
+
+def _item(row: Any) -> CatalogItem:
+    return CatalogItem(
+        sku=row["sku"],
+        name=row["name"],
+        weight_g=row["weight_g"],
+        bin=row["bin"],
+        length_cm=_cm(row["length_cm"]),
+        width_cm=_cm(row["width_cm"]),
+        height_cm=_cm(row["height_cm"]),
+        flags=tuple(row["flags"]),
+        review_after_days=row["review_after_days"],
+        repeat_after_days=row["repeat_after_days"],
+    )
+
+
+def _cm(value: Any) -> float | None:
+    # numeric(8, 2) comes as a Decimal; the pick list works in floats.
+    return float(value) if value is not None else None

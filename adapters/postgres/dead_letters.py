@@ -77,3 +77,33 @@ async def mark_replayed(conn: Any, letter_id: int) -> bool:
         letter_id,
     )
     return status == "UPDATE 1"
+
+
+class PostgresDeadLetters:
+    """Dead letters over a connection pool (:class:`actors.ports.stream.DeadLetters`)."""
+
+    def __init__(self, pool: Any) -> None:
+        self._pool = pool
+
+    async def record(
+        self,
+        *,
+        stream: str,
+        entry_id: str,
+        order_id: str,
+        seq: int,
+        deliveries: int,
+        error: str,
+        payload: bytes,
+    ) -> None:
+        async with self._pool.acquire() as conn:
+            await record(
+                conn,
+                stream=stream,
+                entry_id=entry_id,
+                order_id=order_id,
+                seq=seq,
+                deliveries=deliveries,
+                error=error,
+                payload=payload,
+            )

@@ -1,17 +1,23 @@
-"""Fulfillment requests waiting for, or done with, delivery to the warehouse system."""
+"""Fulfillment requests waiting for, or done with, delivery to the warehouse system.
+
+:class:`PostgresRequests` is the dispatcher's outbox
+(:class:`actors.ports.outboxes.RequestOutbox`) over these statements.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any
 
 import msgspec
-from msgspec import Struct
 
+from actors.ports.outboxes import DueRequest, QueuedRequest
+from actors.shipping.warehouse import FulfillmentRequest
+from adapters.postgres.mailbox import PostgresPosting
 from adapters.postgres.rows import Raw, Rows
 from adapters.postgres.writes import Writes
-from adapters.wms.model import FulfillmentRequest
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(FulfillmentRequest).decode
@@ -21,19 +27,7 @@ _QUEUED = Rows(
 )  # fmt: skip
 
 
-class Queued(Struct, frozen=True):
-    request: FulfillmentRequest
-    adapter: str
-    due_at: datetime
-
-
-class Due(Struct, frozen=True):
-    request: FulfillmentRequest
-    attempts: int
-    kind: str = "request"  # or "cancel": tell the warehouse system to stop
-
-
-def add_queued(writes: Writes, queued: Sequence[Queued]) -> None:
+def add_queued(writes: Writes, queued: Sequence[QueuedRequest]) -> None:
     """Add requests, as a part of a larger statement; one already queued stays as it is."""
     if not queued:
         return
@@ -58,7 +52,7 @@ def add_queued(writes: Writes, queued: Sequence[Queued]) -> None:
     )
 
 
-async def claim_due(conn: Any, now: datetime, lease_s: float, limit: int) -> list[Due]:
+async def claim_due(conn: Any, now: datetime, lease_s: float, limit: int) -> list[DueRequest]:
     """Take requests due for delivery (by ``now``, the daemon's clock), and ones whose
     sender's lease ran out, for the caller for ``lease_s``; other processes skip them
     meanwhile. Leases run on the database's real time: the daemon's clock may be scaled,
@@ -83,7 +77,7 @@ async def claim_due(conn: Any, now: datetime, lease_s: float, limit: int) -> lis
         lease_s,
         limit,
     )
-    return [Due(_decode(r["body"]), r["attempts"], r["kind"]) for r in rows]
+    return [DueRequest(_decode(r["body"]), r["attempts"], r["kind"]) for r in rows]
 
 
 async def sent(conn: Any, delivered: Sequence[tuple[str, str]], now: datetime) -> None:
@@ -160,3 +154,34 @@ async def withdraw(conn: Any, order_ids: Sequence[str], now: datetime) -> None:
         list(order_ids),
         now,
     )
+
+
+class PostgresRequests:
+    """The fulfillment outbox over a connection pool."""
+
+    def __init__(self, pool: Any) -> None:
+        self._pool = pool
+
+    async def claim_due(self, now: datetime, lease_s: float, limit: int) -> list[DueRequest]:
+        async with self._pool.acquire() as conn, conn.transaction():
+            return await claim_due(conn, now, lease_s, limit)
+
+    @contextlib.asynccontextmanager
+    async def settling(self) -> AsyncIterator[PostgresRequestSettling]:
+        async with self._pool.acquire() as conn, conn.transaction():
+            yield PostgresRequestSettling(conn)
+
+
+class PostgresRequestSettling(PostgresPosting):
+    """Recording deliveries in the transaction of ``conn``."""
+
+    async def sent(self, delivered: Sequence[tuple[str, str]], now: datetime) -> None:
+        await sent(self._conn, delivered, now)
+
+    async def retry(
+        self, shipment_id: str, kind: str, error: str, next_attempt_at: datetime
+    ) -> None:
+        await retry(self._conn, shipment_id, kind, error, next_attempt_at)
+
+    async def failed(self, shipment_id: str, kind: str, error: str) -> bool:
+        return await failed(self._conn, shipment_id, kind, error)

@@ -14,17 +14,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from msgspec import Struct
-
 from actors.order.messages import Message, encode_message
-
-
-class Posted(Struct, frozen=True):
-    id: int
-    order_id: str
-    seq: int
-    body: bytes
-    batch: int | None = None  # its row of ``unstreamed`` until it is on the stream
+from actors.ports.mail import Posted
 
 
 async def post(conn: Any, messages: Sequence[Message]) -> list[Posted]:
@@ -162,3 +153,37 @@ async def restream_unapplied(conn: Any, batch_size: int = 500) -> int:
             batch_size,
         )
     return count
+
+
+class PostgresMailbox:
+    """The mailboxes over a connection pool, each call in a transaction of its own
+    (:class:`actors.ports.mail.Mailbox`)."""
+
+    def __init__(self, pool: Any) -> None:
+        self._pool = pool
+
+    async def post(self, messages: Sequence[Message]) -> list[Posted]:
+        async with self._pool.acquire() as conn, conn.transaction():
+            return await post(conn, messages)
+
+    async def streamed(self, batches: Sequence[int]) -> None:
+        async with self._pool.acquire() as conn:
+            await streamed(conn, batches)
+
+    async def unstreamed(self, before: datetime, limit: int) -> list[Posted]:
+        async with self._pool.acquire() as conn:
+            return await unstreamed(conn, before, limit)
+
+    async def unapplied_of(self, order_id: str, before_seq: int) -> list[Posted]:
+        async with self._pool.acquire() as conn:
+            return await unapplied_of(conn, order_id, before_seq)
+
+
+class PostgresPosting:
+    """Posting inside the transaction of ``conn`` (:class:`actors.ports.mail.Posting`)."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    async def post(self, messages: Sequence[Message]) -> list[Posted]:
+        return await post(self._conn, messages)

@@ -2,42 +2,27 @@
 
 A row is unique by its idempotency key, (order, kind, shipment, episode, channel): asking
 twice for the same message adds nothing, so at most one of each goes out.
+:class:`PostgresNotifications` is the notifier's outbox
+(:class:`actors.ports.outboxes.NotificationOutbox`) over these statements.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
-from msgspec import Struct
 
-from adapters.notify.model import Outgoing
+from actors.notify.model import Outgoing
+from actors.ports.outboxes import DueNotification, QueuedNotification
+from adapters.postgres.mailbox import PostgresPosting
 from adapters.postgres.rows import Raw, Rows
 from adapters.postgres.writes import Writes
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(Outgoing).decode
-
-
-class Row(Struct, frozen=True, kw_only=True):
-    order_id: str
-    shipment_id: str | None
-    episode: int
-    message: Outgoing
-    due_at: datetime
-
-
-class Due(Struct, frozen=True):
-    id: int
-    order_id: str
-    message: Outgoing
-    attempts: int
-    # The claim's own end, as the database set it: it names this claim, so what a sender
-    # records applies only while the message is still its own (a later claim of the same
-    # message always ends later).
-    claim: datetime
 
 
 _QUEUED = Rows(
@@ -46,7 +31,7 @@ _QUEUED = Rows(
 )  # fmt: skip
 
 
-def add_queued(writes: Writes, rows: Sequence[Row]) -> None:
+def add_queued(writes: Writes, rows: Sequence[QueuedNotification]) -> None:
     """Add messages to the outbox, as a part of a larger statement; repeats add nothing."""
     if not rows:
         return
@@ -74,7 +59,9 @@ def add_queued(writes: Writes, rows: Sequence[Row]) -> None:
     )
 
 
-async def claim_due(conn: Any, now: datetime, claim: timedelta, limit: int) -> list[Due]:
+async def claim_due(
+    conn: Any, now: datetime, claim: timedelta, limit: int
+) -> list[DueNotification]:
     """Claim messages due by ``now`` (the business clock), and ones whose claim ran out
     (their sender died), for ``claim`` of the database's real time; other processes skip
     them meanwhile. Counts the attempt.
@@ -103,7 +90,9 @@ async def claim_due(conn: Any, now: datetime, claim: timedelta, limit: int) -> l
         limit,
     )
     return [
-        Due(r["id"], r["order_id"], _decode(r["payload"]), r["attempts"], r["claimed_until"])
+        DueNotification(
+            r["id"], r["order_id"], _decode(r["payload"]), r["attempts"], r["claimed_until"]
+        )
         for r in rows
     ]
 
@@ -183,3 +172,34 @@ async def of_order(conn: Any, order_id: str) -> list[dict[str, Any]]:
         }
         for r in rows
     ]
+
+
+class PostgresNotifications:
+    """The customer messages' outbox over a connection pool."""
+
+    def __init__(self, pool: Any) -> None:
+        self._pool = pool
+
+    async def claim_due(self, now: datetime, claim: timedelta, limit: int) -> list[DueNotification]:
+        async with self._pool.acquire() as conn, conn.transaction():
+            return await claim_due(conn, now, claim, limit)
+
+    @contextlib.asynccontextmanager
+    async def settling(self) -> AsyncIterator[PostgresNotificationSettling]:
+        async with self._pool.acquire() as conn, conn.transaction():
+            yield PostgresNotificationSettling(conn)
+
+
+class PostgresNotificationSettling(PostgresPosting):
+    """Recording what became of a message in the transaction of ``conn``."""
+
+    async def sent(self, row_id: int, message_id: str, now: datetime) -> bool:
+        return await sent(self._conn, row_id, message_id, now)
+
+    async def later(
+        self, row_id: int, claim: datetime, when: datetime, error: str | None, tried: bool
+    ) -> bool:
+        return await later(self._conn, row_id, claim, when, error, tried)
+
+    async def failed(self, row_id: int, claim: datetime, error: str) -> bool:
+        return await failed(self._conn, row_id, claim, error)

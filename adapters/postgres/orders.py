@@ -13,8 +13,8 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
-from msgspec import Struct
 
+from actors.errors import OrderdError
 from actors.order.behaviour import Snapshot
 from actors.order.events import (
     CarrierChosen,
@@ -22,7 +22,6 @@ from actors.order.events import (
     DelayEnded,
     DeliveryFailed,
     EstimateMoved,
-    Event,
     FulfillmentRequested,
     LabelCreated,
     LabelVoided,
@@ -40,11 +39,11 @@ from actors.order.events import (
     event_type,
 )
 from actors.order.holds import describe
-from actors.order.messages import Message
 from actors.order.shipment import LEFT
 from actors.order.steps.model import decode_holds, decode_snapshot
 from actors.order.types import NormalizedOrder
-from adapters.errors import OrderdError
+from actors.ports.mail import Posted
+from actors.ports.turns import ConcurrentTurn, ConcurrentTurns, Loaded, StaleTurns, Turn
 from adapters.postgres import fulfillment, mailbox, notifications, shipments, stock
 from adapters.postgres.rows import Raw, Rows
 from adapters.postgres.writes import Writes
@@ -76,48 +75,8 @@ _EVENTS = Rows(
 _REMINDERS = Rows("key text", "order_id text", "kind text", "due_at timestamptz")
 
 
-class ConcurrentTurn(Exception):
-    """Another process saved a turn of this order first; this turn must be dropped."""
-
-
-class ConcurrentTurns(Exception):
-    """Turns of a batch whose orders another process saved first (see save_turns)."""
-
-    def __init__(self, order_ids: set[str]) -> None:
-        super().__init__(f"saved by another process first: {', '.join(sorted(order_ids))}")
-        self.order_ids = frozenset(order_ids)
-
-
 class UnknownOrder(OrderdError):
     pass
-
-
-class Loaded(Struct, frozen=True):
-    snapshot: Snapshot | None
-    version: int
-    last_seq: int
-
-
-class Reminder(Struct, frozen=True):
-    key: str
-    order_id: str
-    kind: str
-    due_at: datetime
-
-
-class Turn(Struct, frozen=True, kw_only=True):
-    """One applied message of one order, to be saved."""
-
-    order_id: str
-    loaded: Loaded
-    snapshot: Snapshot
-    events: Sequence[Event]
-    seq: int
-    ledger: Sequence[stock.LedgerEntry] = ()
-    reminders: Sequence[Reminder] = ()
-    told: Sequence[Message] = ()
-    requests: Sequence[fulfillment.Queued] = ()
-    notifications: Sequence[notifications.Row] = ()
 
 
 _SHIPMENT_EVENTS = (
@@ -164,7 +123,7 @@ class PreparedTurns:
         """The statement that writes the turns, and its parameters."""
         return self._writes.statement(self._saved)
 
-    async def save(self, conn: Any) -> list[mailbox.Posted]:
+    async def save(self, conn: Any) -> list[Posted]:
         """Save the turns in the caller's transaction; return the messages they told
         themselves (to stream once the transaction commits).
 
@@ -233,17 +192,61 @@ async def prepare_turns(turns: Sequence[Turn]) -> PreparedTurns:
     return PreparedTurns(turns, writes, select, cancels)
 
 
-async def save_turns(conn: Any, turns: Sequence[Turn]) -> list[mailbox.Posted]:
+async def save_turns(conn: Any, turns: Sequence[Turn]) -> list[Posted]:
     """Prepare and save ``turns`` in the caller's transaction (see :class:`PreparedTurns`)."""
     return await (await prepare_turns(turns)).save(conn)
 
 
-async def save_turn(conn: Any, turn: Turn) -> list[mailbox.Posted]:
+async def save_turn(conn: Any, turn: Turn) -> list[Posted]:
     """Save one turn; raise :class:`ConcurrentTurn` if another process saved first."""
     try:
         return await save_turns(conn, [turn])
     except ConcurrentTurns:
         raise ConcurrentTurn(turn.order_id) from None
+
+
+class PostgresOrders:
+    """The orders' state as their turns load and save it, over a connection pool
+    (:class:`actors.ports.turns.OrderStore`).
+
+    ``epochs`` tells the Redis epoch of each warehouse now: a turn's stock changes are
+    saved only while Redis still holds them.
+    """
+
+    def __init__(self, pool: Any, epochs: stock.Epochs) -> None:
+        self._pool = pool
+        self._epochs = epochs
+
+    async def load_many(self, order_ids: Sequence[str]) -> dict[str, Loaded]:
+        async with self._pool.acquire() as conn:
+            return await load_many(conn, order_ids)
+
+    async def save(self, turns: Sequence[Turn]) -> list[Posted]:
+        """Save the turns in one transaction, or none of them: :class:`StaleTurns` names
+        the turns whose stock changes Redis lost meanwhile, :class:`ConcurrentTurns` those
+        that another process saved first."""
+        warehouses = sorted({w for t in turns for e in t.ledger for w, _ in e.epochs})
+        prepared = await prepare_turns(turns)
+        async with self._pool.acquire() as conn, stock.ledger_transaction(conn):
+            if not warehouses:
+                return await prepared.save(conn)
+            # Read under the ledger's lock, beside the save: a rebuild of Redis cannot
+            # change the epochs until this transaction ends. Both finish before it ends.
+            current, posted = await asyncio.gather(
+                self._epochs(warehouses), prepared.save(conn), return_exceptions=True
+            )
+            if isinstance(posted, BaseException):
+                raise posted
+            if isinstance(current, BaseException):
+                raise current
+            stale = {
+                t.order_id
+                for t in turns
+                if not all(stock.fresh(entry, current) for entry in t.ledger)
+            }
+            if stale:
+                raise StaleTurns(stale)
+            return posted
 
 
 def _milestones(turn: Turn) -> tuple[datetime | None, datetime | None, datetime | None]:

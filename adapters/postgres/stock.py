@@ -13,59 +13,15 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 from msgspec import Struct
 
-from adapters.batching import Coalescer
+from actors.batching import Coalescer
+from actors.stock import Delta, LedgerEntry
 from adapters.postgres.rows import Raw, Rows
 from adapters.postgres.writes import Writes
-
-MovementKind = Literal["set", "adjust", "reserve", "fill", "release", "commit"]
-
-
-class Delta(Struct, frozen=True, array_like=True):
-    """One sku's change within a movement."""
-
-    sku: str
-    on_hand: int = 0
-    reserved: int = 0
-    backordered: int = 0
-
-
-class Movement(Struct, frozen=True, kw_only=True):
-    movement_key: str
-    warehouse: str
-    kind: MovementKind
-    order_id: str | None = None
-    op_id: str
-    reason: str | None = None
-    at: datetime
-    lines: tuple[Delta, ...]
-
-
-class QueuePlace(Struct, frozen=True, kw_only=True):
-    """Where an order waits: set on its first wait in a warehouse, never moved."""
-
-    warehouse: str
-    order_id: str
-    priority: int
-    enqueued_at: datetime
-    cancel_at: datetime | None = None
-
-
-class LedgerEntry(Struct, frozen=True, kw_only=True):
-    """What one stock operation changed, written in one transaction with others.
-
-    ``epochs`` names, per warehouse, the Redis epoch the change was made under; the entry
-    is only written while Redis still holds that epoch (see :func:`fresh`).
-    """
-
-    movements: tuple[Movement, ...] = ()
-    queued: tuple[QueuePlace, ...] = ()
-    epochs: tuple[tuple[str, str], ...] = ()
-
 
 _LEDGER_LOCK = "hashtext('orderd.ledger.' || current_schema())"
 

@@ -7,7 +7,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from adapters.errors import OrderdError
+from actors.errors import OrderdError
+
+# What a call to Redis raises when Redis did not carry it out: an error reply, or no
+# answer at all.
+FAILURES: tuple[type[Exception], ...] = (RedisError, OSError)
 
 
 class RedisUnavailable(OrderdError):

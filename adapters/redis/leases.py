@@ -17,24 +17,32 @@ from collections.abc import Sequence
 
 from redis.asyncio import Redis
 
+from adapters.redis.client import FAILURES
 from adapters.redis.keys import RuntimeKeys
 from adapters.redis.scripts import lua_source
 
 TOKEN_CHARS = 16  # the width the scripts read tokens in
 
 
-def new_token() -> str:
-    """A turn's own lease token, of the width the scripts read."""
-    return secrets.token_hex(TOKEN_CHARS // 2)
-
-
 class Leases:
+    """The leases of one key prefix (:class:`actors.ports.turns.LeaseBook`)."""
+
+    failures = FAILURES
+
     def __init__(self, redis: Redis, keys: RuntimeKeys, *, lease_ms: int) -> None:
         self._keys = keys
         self._lease_ms = lease_ms
         self._take = redis.register_script(lua_source("take_leases"))
         self._release = redis.register_script(lua_source("release_leases"))
         self._renew = redis.register_script(lua_source("renew_leases"))
+
+    @property
+    def lease_ms(self) -> int:
+        return self._lease_ms
+
+    def new_token(self) -> str:
+        """A turn's own lease token, of the width the scripts read."""
+        return secrets.token_hex(TOKEN_CHARS // 2)
 
     async def take(self, wanted: Sequence[tuple[str, str]]) -> list[bool]:
         """Take the lease of each (order, token) where it is free; True where taken."""

@@ -22,7 +22,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from adapters.errors import OrderdError
+from actors.stock import AllocationError, UnknownSku
 from adapters.redis.keys import WarehouseKeys
 
 ReserveMode = Literal["all", "partial", "wait_all", "ship_available"]
@@ -31,14 +31,6 @@ Lines = Sequence[tuple[str, int]]
 RESERVED, PARTIAL, QUEUED, SHORT = 1, 2, 3, 4
 
 R = TypeVar("R")
-
-
-class AllocationError(OrderdError):
-    """A stock operation was refused; nothing was written."""
-
-
-class UnknownSku(AllocationError):
-    pass
 
 
 class BadQuantity(AllocationError):
@@ -67,11 +59,6 @@ class CorruptStock(AllocationError):
 
 class WarehouseNotReady(Exception):
     """Redis has no state for the warehouse (emptied or restarted): rebuild, then retry."""
-
-
-class StaleEpoch(Exception):
-    """Redis was rebuilt after an operation changed it and before its ledger write: the
-    change is gone from Redis, so the write is refused and the operation must run again."""
 
 
 _ERRORS: dict[int, type[AllocationError]] = {

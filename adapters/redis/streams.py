@@ -12,27 +12,16 @@ from collections.abc import Sequence
 from typing import Any
 
 import msgspec
-from msgspec import Struct
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from adapters.postgres.mailbox import Posted
+from actors.ports.mail import Posted
+from actors.ports.stream import Entry, GroupLost
+from adapters.redis.client import FAILURES
 from adapters.redis.keys import GROUP, RuntimeKeys
 from adapters.redis.scripts import lua_source
 
 _encode = msgspec.msgpack.Encoder().encode
-
-
-class GroupLost(Exception):
-    """The stream or its group is gone (Redis lost its data): recreate and rebuild."""
-
-
-class Entry(Struct, frozen=True):
-    id: str
-    order_id: str
-    seq: int
-    body: bytes
-    deliveries: int = 1
 
 
 def _text(value: bytes | str) -> str:
@@ -53,6 +42,12 @@ def _entry(entry_id: Any, fields: dict[Any, Any], deliveries: int = 1) -> Entry 
 
 
 class Streams:
+    """The order stream of one key prefix: how messages are put on it
+    (:class:`actors.ports.mail.MessageStream`) and how the group reads it
+    (:class:`actors.ports.stream.ConsumerGroup`)."""
+
+    failures = FAILURES
+
     def __init__(self, redis: Redis, keys: RuntimeKeys) -> None:
         self._redis = redis
         self._keys = keys

@@ -13,12 +13,26 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, TypeVar
 
 from msgspec import Struct
 from redis.asyncio import Redis
 
-from adapters.batching import Coalescer
+from actors.batching import Coalescer
+from actors.order.types import BackorderPolicy
+from actors.stock import (
+    Adjusted,
+    AllocatedLine,
+    Committed,
+    Filled,
+    LedgerSink,
+    MovementKind,
+    Released,
+    Reservation,
+    StaleEpoch,
+    UnknownSku,
+    status_of,
+)
 from adapters.postgres import stock as ledger
 from adapters.redis.keys import WarehouseKeys
 from adapters.redis.scripts import (
@@ -32,35 +46,13 @@ from adapters.redis.scripts import (
     ReserveMode,
     ReserveResult,
     Scripts,
-    StaleEpoch,
-    UnknownSku,
     WarehouseNotReady,
     error_for,
     reserve_result,
 )
 from adapters.stock import entries
-from adapters.stock.model import (
-    Adjusted,
-    AllocatedLine,
-    AllocationPolicy,
-    Committed,
-    Drift,
-    Filled,
-    Policy,
-    Rebuilt,
-    Released,
-    Reservation,
-    StockLevel,
-    WarehouseConfig,
-    status_of,
-)
+from adapters.stock.model import AllocationPolicy, Drift, Rebuilt, StockLevel, WarehouseConfig
 from adapters.stock.recovery import Recovery
-
-
-class LedgerSink(Protocol):
-    """Where ledger entries go: written before ``record`` returns."""
-
-    async def record(self, entry: ledger.LedgerEntry) -> None: ...
 
 
 class _Call(Struct, frozen=True):
@@ -190,7 +182,7 @@ class Allocator:
         order_id: str,
         lines: Lines,
         *,
-        policy: Policy | None = None,
+        policy: BackorderPolicy | None = None,
         priority: int = 0,
         op_id: str = "reserve",
         sink: LedgerSink | None = None,
@@ -212,7 +204,7 @@ class Allocator:
         self,
         order_id: str,
         lines: Lines,
-        policy: Policy | None,
+        policy: BackorderPolicy | None,
         priority: int,
         op_id: str,
         sink: LedgerSink | None,
@@ -370,7 +362,7 @@ class Allocator:
         lines: Sequence[AllocatedLine],
         now: float,
         epochs: dict[str, str],
-        policy: Policy,
+        policy: BackorderPolicy,
         priority: int,
         sink: LedgerSink | None,
     ) -> None:
@@ -532,7 +524,7 @@ class Allocator:
         if result.code < 0 and result.code != -6:
             raise error_for(result.code, _adjust_refusal(sku, quantity, mode, result))
         # -6: Redis has it but the ledger has not (a crash in between): record it now.
-        kind: ledger.MovementKind = "set" if mode == "set" else "adjust"
+        kind: MovementKind = "set" if mode == "set" else "adjust"
         await self._ledger.record(
             entries.adjustment(
                 code,

@@ -9,9 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from adapters.postgres.stock import Delta, LedgerEntry, Movement, MovementKind, QueuePlace
+from actors.stock import AllocatedLine, Delta, LedgerEntry, Movement, MovementKind, QueuePlace
 from adapters.redis.scripts import CommitResult, Fill, ReleaseResult
-from adapters.stock.model import AllocatedLine
 
 
 def movement_key(warehouse: str, owner: str, op_id: str) -> str:

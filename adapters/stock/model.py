@@ -1,14 +1,10 @@
-"""What the allocation core takes and gives: warehouses, policy, and results."""
+"""What the allocation core is configured with, and what it tells an operator."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Literal
-
 from msgspec import Struct
 
-Policy = Literal["wait_all", "ship_available", "cancel_after_days"]
-Status = Literal["reserved", "partially_reserved", "backordered"]
+from actors.order.types import BackorderPolicy
 
 
 class WarehouseConfig(Struct, frozen=True):
@@ -17,7 +13,7 @@ class WarehouseConfig(Struct, frozen=True):
 
 
 class AllocationPolicy(Struct, frozen=True, kw_only=True):
-    backorder_policy: Policy = "wait_all"
+    backorder_policy: BackorderPolicy = "wait_all"
     cancel_after_days: int = 14
     split_across_warehouses: bool = False
     idempotency_days: int = 30
@@ -25,57 +21,6 @@ class AllocationPolicy(Struct, frozen=True, kw_only=True):
     batch_linger_ms: float = 0.0
     batches_in_flight: int = 4
     fill_limit: int = 500
-
-
-class AllocatedLine(Struct, frozen=True):
-    warehouse: str
-    sku: str
-    wanted: int
-    reserved: int
-    backordered: int
-
-
-class Reservation(Struct, frozen=True):
-    order_id: str
-    op_id: str
-    status: Status
-    lines: tuple[AllocatedLine, ...]
-    replay: bool
-
-
-class Released(Struct, frozen=True):
-    warehouse: str
-    released: tuple[tuple[str, int], ...]
-    dropped: tuple[tuple[str, int], ...]
-    replay: bool
-
-
-class Committed(Struct, frozen=True):
-    warehouse: str
-    committed: tuple[tuple[str, int], ...]
-    replay: bool
-
-
-class Filled(Struct, frozen=True):
-    """A waiting order whose every waiting line was reserved when stock arrived."""
-
-    order_id: str
-    lines: tuple[tuple[str, int], ...]
-
-
-class Adjusted(Struct, frozen=True):
-    warehouse: str
-    sku: str
-    movement_id: str
-    on_hand_delta: int
-    on_hand: int
-    reserved: int
-    backordered: int
-    fills: tuple[Filled, ...]
-
-    @property
-    def filled_orders(self) -> tuple[str, ...]:
-        return tuple(fill.order_id for fill in self.fills)
 
 
 class StockLevel(Struct, frozen=True):
@@ -99,17 +44,3 @@ class Rebuilt(Struct, frozen=True):
     skus: int
     reservations: int
     backorders: int
-
-
-def status_of(lines: Sequence[AllocatedLine]) -> Status:
-    """The order's state after a reservation, from its lines (summed across warehouses)."""
-    per_sku: dict[str, list[int]] = {}
-    for line in lines:
-        totals = per_sku.setdefault(line.sku, [0, 0])
-        totals[0] += line.reserved
-        totals[1] = max(totals[1], line.wanted)
-    if all(reserved >= wanted for reserved, wanted in per_sku.values()):
-        return "reserved"
-    if any(reserved for reserved, _ in per_sku.values()):
-        return "partially_reserved"
-    return "backordered"

@@ -13,10 +13,10 @@ from __future__ import annotations
 import aiohttp
 import msgspec
 
+from actors.errors import printable
 from actors.order.messages import Message
-from adapters.errors import printable
+from actors.shipping.warehouse import FulfillmentRequest, WmsError
 from adapters.platforms.signatures import sign_generic
-from adapters.wms.model import FulfillmentRequest, WmsError
 
 _encode = msgspec.json.Encoder().encode
 # Worth retrying: the WMS is busy, restarting or asked us to slow down.

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from actors.shipping.pick_list import PickLine
+from actors.shipping.warehouse import FulfillmentRequest
 from adapters.pdf import Page, document, measure, winansi
-from adapters.wms.model import FulfillmentRequest
 
 _PAGE_WIDTH = 595  # A4 portrait in points
 _PAGE_HEIGHT = 842

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 
 from actors.order.messages import Message, Packed, Picked
-from adapters.wms.model import FulfillmentRequest
+from actors.shipping.warehouse import FulfillmentRequest
 
 
 class SandboxWarehouse:

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 from actors.order.messages import Message
-from adapters.wms.model import FulfillmentRequest, WmsError
+from actors.shipping.warehouse import FulfillmentRequest, WmsError
 from adapters.wms.printout import render_pick_list_pdf
 
 CSV_COLUMNS = ("shipment_id", "order", "line", "bin", "sku", "name", "quantity", "weight_g")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from actors.ports.outboxes import QueuedRequest
 from adapters.postgres import fulfillment
 from adapters.postgres.writes import Writes
 from tests.unit.test_printout import request
@@ -15,7 +16,7 @@ async def test_a_live_lease_holds_against_a_process_whose_scaled_clock_is_days_a
 ) -> None:
     queued = request()
     writes = Writes()
-    fulfillment.add_queued(writes, [fulfillment.Queued(queued, "http", queued.requested_at)])
+    fulfillment.add_queued(writes, [QueuedRequest(queued, "http", queued.requested_at)])
     await writes.execute(pg)
     # Two processes at [clock] scale 86400, started a few seconds apart: their clocks are
     # days apart. The first takes the request for two minutes of real time.

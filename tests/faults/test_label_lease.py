@@ -35,13 +35,17 @@ from actors.order.messages import (
 )
 from actors.order.outbox import CustomerMessages
 from actors.order.types import Address, Customer, Line, NormalizedOrder
+from actors.ports.mail import Posted
+from actors.ports.turns import Loaded, Turn
 from adapters.carriers.shippo import Shippo
 from adapters.outages import is_outage
 from adapters.postgres import mailbox, orders
-from adapters.postgres.mailbox import Posted
+from adapters.postgres.catalog import PostgresCatalog
+from adapters.postgres.orders import PostgresOrders
 from adapters.postgres.pool import create_pool
 from adapters.redis.keys import RuntimeKeys
 from adapters.redis.leases import Leases
+from adapters.redis.reminders import RedisSchedule
 from adapters.stock.allocator import Allocator
 from daemon.settings import Settings
 from daemon.shipping import message_settings, rules
@@ -136,7 +140,7 @@ async def make_process(
         lease_client = aioredis.Redis.from_url(redis_url)
         pool = await create_pool(POSTGRES_DSN, pg_schema_name, min_size=1, max_size=4)
         shipping = Shipping(
-            pool=pool,
+            catalog=PostgresCatalog(pool),
             carriers={"shippo": Shippo(api_key=server.api_key, base_url=server.base_url)},
             ship_from={"main": WAREHOUSE},
             labels_dir=tmp_path / "labels",
@@ -149,16 +153,17 @@ async def make_process(
         )
         told: list[Posted] = []
 
-        async def record(posted: Sequence[Posted], saved: Sequence[orders.Turn]) -> None:
+        async def record(posted: Sequence[Posted], saved: Sequence[Turn]) -> None:
             told.extend(posted)
 
+        keys = RuntimeKeys(redis_prefix)
+        stock = await make_allocator(redis=stock_client)
         turns = OrderTurns(
-            pool=pool,
-            redis=lease_client,
-            keys=RuntimeKeys(redis_prefix),
-            allocator=await make_allocator(redis=stock_client),
+            orders=PostgresOrders(pool, stock.epochs),
+            leases=Leases(lease_client, keys, lease_ms=LEASE_MS),
+            schedule=RedisSchedule(lease_client, keys),
+            stock=stock,
             rules=rules(settings),
-            lease_ms=LEASE_MS,
             clock=clock,
             shipping=shipping,
             messages=messages,
@@ -279,7 +284,7 @@ async def test_a_turn_that_lost_its_lease_stops_before_buying_and_buys_once_when
     other = "f" * 16
     load_many = orders.load_many
 
-    async def then_lost(conn: Any, order_ids: list[str]) -> dict[str, orders.Loaded]:
+    async def then_lost(conn: Any, order_ids: list[str]) -> dict[str, Loaded]:
         found = await load_many(conn, order_ids)
         # Meanwhile the lease ran out and another process took the order.
         await redis_client.set(lease, other, px=60_000)
@@ -346,7 +351,7 @@ async def test_a_turn_that_cannot_reach_redis_at_its_fence_buys_nothing_and_is_r
 ) -> None:
     load_many = orders.load_many
 
-    async def then_away(conn: Any, order_ids: list[str]) -> dict[str, orders.Loaded]:
+    async def then_away(conn: Any, order_ids: list[str]) -> dict[str, Loaded]:
         found = await load_many(conn, order_ids)
         redis_server.stop()  # the leases' Redis goes while the turn runs
         return found

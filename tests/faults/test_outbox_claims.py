@@ -23,10 +23,13 @@ import redis.asyncio as aioredis
 
 from actors.mail import Mail
 from actors.notifier import NotifierSettings, Outbox
-from adapters.notify.model import Outgoing
+from actors.notify.model import Outgoing
+from actors.ports.outboxes import QueuedNotification
 from adapters.notify.smtp import SmtpNotifier, message_id_for
 from adapters.notify.templates import Templates
 from adapters.postgres import notifications
+from adapters.postgres.mailbox import PostgresMailbox
+from adapters.postgres.notifications import PostgresNotifications
 from adapters.postgres.pool import create_pool
 from adapters.postgres.writes import Writes
 from adapters.redis.keys import RuntimeKeys
@@ -134,8 +137,8 @@ async def make_outbox(
             message_id_domain=DOMAIN,
         )
         outbox = Outbox(
-            pool=pool,
-            mail=Mail(pool, Streams(redis_client, RuntimeKeys(redis_prefix))),
+            notifications=PostgresNotifications(pool),
+            mail=Mail(PostgresMailbox(pool), Streams(redis_client, RuntimeKeys(redis_prefix))),
             senders={"email": smtp},
             settings=NotifierSettings(claim_s=claim_s),
             clock=clock,
@@ -159,7 +162,7 @@ async def queue(
     notifications.add_queued(
         writes,
         [
-            notifications.Row(
+            QueuedNotification(
                 order_id=f"ord_{n}",
                 shipment_id=None,
                 episode=0,

@@ -13,9 +13,13 @@ import redis.asyncio as aioredis
 from actors.mail import Mail
 from actors.order.actor import OrderTurns, Outcome
 from actors.order.messages import CancelRequested, Message
+from actors.ports.mail import Posted
+from actors.ports.stream import DeadLetters
 from actors.runtime import ActorRuntime, RuntimeSettings
+from adapters.outages import is_outage
 from adapters.platforms import generic, shopify
 from adapters.postgres import mailbox
+from adapters.postgres.mailbox import PostgresMailbox
 from adapters.postgres.pool import connection, create_pool
 from adapters.redis.keys import RuntimeKeys
 from adapters.redis.streams import Streams
@@ -49,7 +53,7 @@ async def test_the_same_new_order_taken_by_two_processes_at_once_is_accepted_onc
 ) -> None:
     streams = Streams(redis_client, RuntimeKeys(redis_prefix))
     pools = [await create_pool(POSTGRES_DSN, pg_schema_name) for _ in range(2)]
-    mails = [Mail(pool, streams) for pool in pools]
+    mails = [Mail(PostgresMailbox(pool), streams) for pool in pools]
     intakes = [Intake(pool, mail, calm_after_s=0) for pool, mail in zip(pools, mails, strict=True)]
     body = shopify_body(555, name="#555")
     order = shopify.parse(body, "orders/paid")
@@ -91,7 +95,7 @@ async def test_the_same_new_order_taken_by_two_processes_at_once_is_accepted_onc
     assert await pg.fetchval("SELECT last FROM order_seq WHERE order_id = $1", order_id) == 1
 
 
-async def _stored(pg: Any, count: int, orders: int = 50) -> list[mailbox.Posted]:
+async def _stored(pg: Any, count: int, orders: int = 50) -> list[Posted]:
     messages = [
         CancelRequested(order_id=f"o{n % orders}", reason="test", requested_by="test")
         for n in range(count)
@@ -106,7 +110,7 @@ async def test_the_pump_puts_each_stored_message_on_the_stream_once(
     streams = Streams(redis_client, RuntimeKeys(redis_prefix))
     await streams.ensure_group()
     pool = await create_pool(POSTGRES_DSN, pg_schema_name, min_size=1, max_size=2)
-    mail = Mail(pool, streams)
+    mail = Mail(PostgresMailbox(pool), streams)
     try:
         for _ in range(4):
             await _stored(pg, 300)  # four batches never streamed (a crash, Redis away)
@@ -125,7 +129,7 @@ async def test_the_pump_with_redis_away_streams_nothing_and_says_so(
 ) -> None:
     away = aioredis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=1)
     pool = await create_pool(POSTGRES_DSN, pg_schema_name, min_size=1, max_size=2)
-    mail = Mail(pool, Streams(away, RuntimeKeys(redis_prefix)))
+    mail = Mail(PostgresMailbox(pool), Streams(away, RuntimeKeys(redis_prefix)))
     try:
         await _stored(pg, 10)
         try:
@@ -182,7 +186,8 @@ async def test_a_dead_consumers_whole_pending_list_is_claimed(
     runtime = ActorRuntime(
         streams=streams,
         turns=cast(OrderTurns, turns),
-        pool=None,
+        dead_letters=cast(DeadLetters, None),  # nothing here is dead-lettered
+        is_outage=is_outage,
         consumer="alive",
         # Pages of 100 scan at most 1,000 pending entries each: the cursor must be walked.
         settings=RuntimeSettings(
@@ -224,7 +229,8 @@ async def test_a_restarted_consumer_runs_all_of_its_own_pending_entries_first(
     runtime = ActorRuntime(
         streams=streams,
         turns=cast(OrderTurns, turns),
-        pool=None,
+        dead_letters=cast(DeadLetters, None),  # nothing here is dead-lettered
+        is_outage=is_outage,
         consumer="same",
         # No claims: only its own pending list brings the entries back.
         settings=RuntimeSettings(read_count=100, claim_idle_ms=3_600_000, janitor_every_s=3600),

@@ -10,15 +10,9 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from actors.stock import UnknownSku
 from adapters.redis.keys import WarehouseKeys
-from adapters.redis.scripts import (
-    BadQuantity,
-    CorruptStock,
-    DuplicateMovement,
-    NotHeld,
-    UnknownSku,
-    lua_source,
-)
+from adapters.redis.scripts import BadQuantity, CorruptStock, DuplicateMovement, NotHeld, lua_source
 from adapters.stock.allocator import Allocator
 from adapters.stock.model import AllocationPolicy, WarehouseConfig
 from tests.conftest import Clock, add_products

@@ -11,9 +11,9 @@ import aiohttp
 import pytest
 
 from actors.order.types import Address
+from actors.shipping.carriers import CarrierError, Parcel, RateRequest, TrackingStatus
 from adapters.carriers.easypost import EasyPost, easypost_error_text, easypost_tracking_status
 from adapters.carriers.http import CarrierHttp
-from adapters.carriers.model import CarrierError, Parcel, RateRequest, TrackingStatus
 from adapters.carriers.shippo import Shippo, shippo_carrier_token, shippo_tracking_status
 from tests.carrier_servers import EasyPostServer, ShippoServer, TrackingScript
 

@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 from actors.mail import Mail
 from actors.order.messages import decode_message
 from adapters.platforms import shopify
+from adapters.postgres.mailbox import PostgresMailbox
 from adapters.postgres.pool import create_pool
 from adapters.redis.keys import RuntimeKeys
 from adapters.redis.streams import Streams
@@ -31,7 +32,7 @@ async def intake(
     pg: Any, pg_schema_name: str, redis_client: aioredis.Redis, redis_prefix: str
 ) -> AsyncIterator[Intake]:
     pool = await create_pool(POSTGRES_DSN, pg_schema_name)
-    mail = Mail(pool, Streams(redis_client, RuntimeKeys(redis_prefix)))
+    mail = Mail(PostgresMailbox(pool), Streams(redis_client, RuntimeKeys(redis_prefix)))
     try:
         yield Intake(pool, mail, calm_after_s=0)
     finally:

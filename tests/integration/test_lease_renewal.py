@@ -16,9 +16,12 @@ from actors.order.behaviour import Rules
 from actors.order.messages import OrderPaid
 from actors.order.outbox import CustomerMessages
 from actors.order.types import Customer, Line, NormalizedOrder
+from actors.stock import Stock
+from adapters.postgres.orders import PostgresOrders
 from adapters.postgres.pool import create_pool
 from adapters.redis.keys import RuntimeKeys
 from adapters.redis.leases import Leases
+from adapters.redis.reminders import RedisSchedule
 from adapters.stock.allocator import Allocator
 from daemon.settings import Settings
 from daemon.shipping import message_settings
@@ -86,13 +89,13 @@ async def test_the_leases_of_turns_running_together_are_renewed_in_one_call_whil
 
     monkeypatch.setattr(Leases, "renew", recorded)
     pool = await create_pool(POSTGRES_DSN, pg_schema_name, min_size=1, max_size=4)
+    keys = RuntimeKeys(redis_prefix)
     turns = OrderTurns(
-        pool=pool,
-        redis=redis_client,
-        keys=RuntimeKeys(redis_prefix),
-        allocator=cast(Allocator, held),
+        orders=PostgresOrders(pool, held.epochs),
+        leases=Leases(redis_client, keys, lease_ms=LEASE_MS),
+        schedule=RedisSchedule(redis_client, keys),
+        stock=cast(Stock, held),
         rules=Rules(),
-        lease_ms=LEASE_MS,
         clock=clock,
         messages=CustomerMessages(
             settings=msgspec.structs.replace(message_settings(settings), email_enabled=True),
@@ -113,10 +116,10 @@ async def test_the_leases_of_turns_running_together_are_renewed_in_one_call_whil
                 await asyncio.wait_for(both_renewed.wait(), BOUND_S)
                 both_renewed.clear()
             other = OrderTurns(
-                pool=pool,
-                redis=redis_client,
-                keys=RuntimeKeys(redis_prefix),
-                allocator=cast(Allocator, held),
+                orders=PostgresOrders(pool, held.epochs),
+                leases=Leases(redis_client, keys, lease_ms=30_000),
+                schedule=RedisSchedule(redis_client, keys),
+                stock=cast(Stock, held),
                 rules=Rules(),
                 clock=clock,
             )

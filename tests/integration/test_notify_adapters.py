@@ -25,7 +25,7 @@ from aiohttp import web
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from adapters.notify.model import NotifyError, Outgoing
+from actors.notify.model import NotifyError, Outgoing
 from adapters.notify.sms import TwilioSms
 from adapters.notify.smtp import SmtpNotifier, message_id_for
 from adapters.notify.templates import Templates

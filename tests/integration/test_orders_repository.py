@@ -10,6 +10,7 @@ import pytest
 from actors.order.behaviour import evolve
 from actors.order.events import AttentionNeeded, Holding, OrderReceived, StockAllocated
 from actors.order.types import Customer, Line, NormalizedOrder
+from actors.ports.turns import ConcurrentTurn, Loaded, Turn
 from adapters.postgres import orders
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
@@ -28,7 +29,7 @@ async def test_an_order_known_before_its_data_gets_it_when_received(pg: Any) -> 
     held = AttentionNeeded(at=NOW, reason="message 1 dead-lettered")
     first = evolve(None, held, "ord_x")
     await orders.save_turn(
-        pg, orders.Turn(order_id="ord_x", loaded=orders.Loaded(None, 0, 0), snapshot=first,
+        pg, Turn(order_id="ord_x", loaded=Loaded(None, 0, 0), snapshot=first,
                         events=[held], seq=1)
     )  # fmt: skip
     loaded = await orders.load(pg, "ord_x")
@@ -38,7 +39,7 @@ async def test_an_order_known_before_its_data_gets_it_when_received(pg: Any) -> 
     received = OrderReceived(at=NOW, order=ORDER)
     second = evolve(loaded.snapshot, received, "ord_x")
     await orders.save_turn(
-        pg, orders.Turn(order_id="ord_x", loaded=loaded, snapshot=second, events=[received],
+        pg, Turn(order_id="ord_x", loaded=loaded, snapshot=second, events=[received],
                         seq=2)
     )  # fmt: skip
     again = await orders.load(pg, "ord_x")
@@ -52,14 +53,14 @@ async def test_an_order_known_before_its_data_gets_it_when_received(pg: Any) -> 
 async def test_a_turn_saved_against_a_stale_version_is_refused(pg: Any) -> None:
     received = OrderReceived(at=NOW, order=ORDER)
     snapshot = evolve(None, received, "ord_x")
-    fresh = orders.Loaded(None, 0, 0)
+    fresh = Loaded(None, 0, 0)
     await orders.save_turn(
-        pg, orders.Turn(order_id="ord_x", loaded=fresh, snapshot=snapshot, events=[received],
+        pg, Turn(order_id="ord_x", loaded=fresh, snapshot=snapshot, events=[received],
                         seq=1)
     )  # fmt: skip
-    with pytest.raises(orders.ConcurrentTurn):
+    with pytest.raises(ConcurrentTurn):
         await orders.save_turn(
-            pg, orders.Turn(order_id="ord_x", loaded=fresh, snapshot=snapshot, events=[], seq=1)
+            pg, Turn(order_id="ord_x", loaded=fresh, snapshot=snapshot, events=[], seq=1)
         )
     assert await pg.fetchval("SELECT count(*) FROM order_events") == 1
 
@@ -92,7 +93,7 @@ async def test_a_received_order_s_lines_are_written_with_what_they_hold(pg: Any)
         snapshot = evolve(snapshot, event, "ord_y")
     assert snapshot is not None
     await orders.save_turn(
-        pg, orders.Turn(order_id="ord_y", loaded=orders.Loaded(None, 0, 0), snapshot=snapshot,
+        pg, Turn(order_id="ord_y", loaded=Loaded(None, 0, 0), snapshot=snapshot,
                         events=events, seq=1)
     )  # fmt: skip
     rows = await pg.fetch(

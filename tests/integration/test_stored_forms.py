@@ -35,11 +35,16 @@ from actors.order.messages import (
 from actors.order.outbox import CustomerMessages
 from actors.order.reminder import ReminderKind, ReminderScope
 from actors.reminders import Reminders
+from actors.shipping.carriers import TrackingStatus
 from actors.shipping.tracking import DelayCause
-from adapters.carriers.model import TrackingStatus
 from adapters.postgres import mailbox, orders
+from adapters.postgres.mailbox import PostgresMailbox
+from adapters.postgres.orders import PostgresOrders
 from adapters.postgres.pool import create_pool
+from adapters.postgres.reminders import PostgresReminders
 from adapters.redis.keys import RuntimeKeys
+from adapters.redis.leases import Leases
+from adapters.redis.reminders import RedisSchedule
 from adapters.redis.streams import Streams
 from adapters.stock.allocator import Allocator
 from daemon.settings import Settings
@@ -229,12 +234,13 @@ async def world(
     keys = RuntimeKeys(redis_prefix)
     streams = Streams(redis_client, keys)
     await streams.ensure_group()
-    mail = Mail(pool, streams)
+    mail = Mail(PostgresMailbox(pool), streams)
+    allocator = await make_allocator()
     turns = OrderTurns(
-        pool=pool,
-        redis=redis_client,
-        keys=keys,
-        allocator=await make_allocator(),
+        orders=PostgresOrders(pool, allocator.epochs),
+        leases=Leases(redis_client, keys, lease_ms=30_000),
+        schedule=RedisSchedule(redis_client, keys),
+        stock=allocator,
         rules=Rules(),
         clock=clock,
         messages=CustomerMessages(
@@ -242,7 +248,12 @@ async def world(
             feedback_secret=lambda: "secret",
         ),
     )
-    reminders = Reminders(pool=pool, redis=redis_client, keys=keys, mail=mail, clock=clock)
+    reminders = Reminders(
+        store=PostgresReminders(pool),
+        schedule=RedisSchedule(redis_client, keys),
+        mail=mail,
+        clock=clock,
+    )
     try:
         yield World(pg, turns, reminders, clock)
     finally:

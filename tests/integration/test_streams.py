@@ -10,15 +10,19 @@ import redis.asyncio as aioredis
 from actors.mail import Mail
 from actors.order.messages import CancelRequested, ReminderDue, decode_message
 from actors.order.reminder import ReminderKind
+from actors.ports.mail import Posted
 from actors.reminders import Reminders
 from adapters.postgres import mailbox
+from adapters.postgres.mailbox import PostgresMailbox
 from adapters.postgres.pool import create_pool
+from adapters.postgres.reminders import PostgresReminders
 from adapters.redis.keys import RuntimeKeys
+from adapters.redis.reminders import RedisSchedule
 from adapters.redis.streams import Streams
 from tests.conftest import POSTGRES_DSN, Clock
 
 
-async def stored(pg: Any, count: int) -> list[mailbox.Posted]:
+async def stored(pg: Any, count: int) -> list[Posted]:
     messages = [
         CancelRequested(order_id=f"o{n % 3}", reason="test", requested_by="test")
         for n in range(count)
@@ -106,8 +110,13 @@ async def test_a_due_reminder_is_sent_to_its_order_once(
     streams = Streams(redis_client, keys)
     await streams.ensure_group()
     pool = await create_pool(POSTGRES_DSN, pg_schema_name, min_size=1, max_size=2)
-    mail = Mail(pool, streams)
-    reminders = Reminders(pool=pool, redis=redis_client, keys=keys, mail=mail, clock=clock)
+    mail = Mail(PostgresMailbox(pool), streams)
+    reminders = Reminders(
+        store=PostgresReminders(pool),
+        schedule=RedisSchedule(redis_client, keys),
+        mail=mail,
+        clock=clock,
+    )
     due = datetime.fromtimestamp(clock.now, UTC) + timedelta(minutes=5)
     await pg.execute(
         """
@@ -142,13 +151,13 @@ async def test_messages_left_off_the_stream_are_streamed_by_the_pump(
     pool = await create_pool(POSTGRES_DSN, pg_schema_name)
     unreachable = aioredis.Redis.from_url("redis://127.0.0.1:1/0")
     try:
-        away = Mail(pool, Streams(unreachable, keys))
+        away = Mail(PostgresMailbox(pool), Streams(unreachable, keys))
         messages = [
             CancelRequested(order_id=f"o{n}", reason="test", requested_by="test") for n in range(3)
         ]
         posted = await away.send(messages)  # stored; the stream could not be reached
         assert await pg.fetchval("SELECT count(*) FROM unstreamed") == 1
-        mail = Mail(pool, Streams(redis_client, keys))
+        mail = Mail(PostgresMailbox(pool), Streams(redis_client, keys))
         assert await mail.pump(older_than_s=0) == 3
         await mail.drain()
         assert await pg.fetchval("SELECT count(*) FROM unstreamed") == 0
@@ -181,7 +190,7 @@ async def test_after_redis_lost_the_stream_every_unapplied_message_goes_on_it_ag
     assert await pg.fetchval("SELECT count(*) FROM unstreamed") == 2
     pool = await create_pool(POSTGRES_DSN, pg_schema_name)
     try:
-        mail = Mail(pool, Streams(redis_client, RuntimeKeys(redis_prefix)))
+        mail = Mail(PostgresMailbox(pool), Streams(redis_client, RuntimeKeys(redis_prefix)))
         assert await mail.pump(older_than_s=60) == 3  # taken at once, however recent
         await mail.drain()
     finally:

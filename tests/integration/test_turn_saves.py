@@ -21,12 +21,16 @@ from actors.order.behaviour import Rules
 from actors.order.messages import OrderPaid
 from actors.order.outbox import CustomerMessages
 from actors.order.types import Customer, Line, NormalizedOrder
+from actors.ports.turns import ConcurrentTurn, Turn
+from actors.stock import StaleEpoch, Stock
 from adapters.postgres import orders
+from adapters.postgres.orders import PostgresOrders
 from adapters.postgres.pool import connection, create_pool
 from adapters.postgres.stock import ledger_transaction
 from adapters.postgres.writes import Writes
 from adapters.redis.keys import RuntimeKeys
-from adapters.redis.scripts import StaleEpoch
+from adapters.redis.leases import Leases
+from adapters.redis.reminders import RedisSchedule
 from adapters.stock.allocator import Allocator
 from daemon.settings import Settings
 from daemon.shipping import message_settings
@@ -92,11 +96,12 @@ async def turns(
         settings=msgspec.structs.replace(message_settings(settings), email_enabled=True),
         feedback_secret=lambda: "secret",
     )
+    keys = RuntimeKeys(redis_prefix)
     made = OrderTurns(
-        pool=pool,
-        redis=redis_client,
-        keys=RuntimeKeys(redis_prefix),
-        allocator=cast(Allocator, allocator),
+        orders=PostgresOrders(pool, allocator.epochs),
+        leases=Leases(redis_client, keys, lease_ms=30_000),
+        schedule=RedisSchedule(redis_client, keys),
+        stock=cast(Stock, allocator),
         rules=Rules(),
         clock=clock,
         messages=messages,
@@ -134,7 +139,7 @@ async def test_a_batch_of_backordered_orders_writes_every_table_in_one_go(
     batches: list[list[str]] = []
     prepare_turns = orders.prepare_turns
 
-    async def recorded(batch: Sequence[orders.Turn]) -> Any:
+    async def recorded(batch: Sequence[Turn]) -> Any:
         batches.append([t.order_id for t in batch])
         return await prepare_turns(batch)
 
@@ -176,7 +181,7 @@ async def test_an_order_another_process_saved_first_is_left_out_and_the_rest_sav
         return_exceptions=True,
     )
     assert results[0] == Outcome.APPLIED
-    assert isinstance(results[1], orders.ConcurrentTurn)
+    assert isinstance(results[1], ConcurrentTurn)
     assert await written(pg, "ord_1") == EVERYTHING
     # Nothing of the dropped turn: only the other process's row.
     assert await written(pg, "ord_2") == {**dict.fromkeys(EVERYTHING, 0), "orders": 1}

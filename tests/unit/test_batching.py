@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from adapters.batching import Coalescer
+from actors.batching import Coalescer
 
 
 class Handler:

@@ -11,8 +11,8 @@ from zoneinfo import ZoneInfo
 import msgspec
 import pytest
 
-from adapters.notify.model import Kind, Outgoing
-from adapters.notify.rules import (
+from actors.notify.model import Kind, Outgoing
+from actors.notify.rules import (
     COUNTRY_ZONES,
     NUMBERING_PLANS,
     Channels,

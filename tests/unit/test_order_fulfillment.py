@@ -50,9 +50,9 @@ from actors.order.messages import (
 )
 from actors.order.states import OrderState
 from actors.order.types import Address, Customer, Line, NormalizedOrder
+from actors.shipping.carriers import Parcel, Rate
 from actors.shipping.pick_list import PickLine
 from actors.shipping.selection import ShippingRules
-from adapters.carriers.model import Parcel, Rate
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)  # a Thursday, before the 15:00 cutoff
 RULES = Rules(backorder_policy="wait_all")

@@ -39,9 +39,9 @@ from actors.order.messages import (
 from actors.order.reminder import ReminderKey, ReminderKind, ReminderScope
 from actors.order.states import OrderState
 from actors.order.types import Address, Customer, Line, NormalizedOrder
+from actors.shipping.carriers import Parcel, Rate, TrackingStatus
 from actors.shipping.pick_list import PickLine
 from actors.shipping.tracking import DelayCause
-from adapters.carriers.model import Parcel, Rate, TrackingStatus
 
 PAID = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)  # Thursday morning; promised by Dec 3
 RULES = Rules(review_after_days=7, repeat_after_days=30)

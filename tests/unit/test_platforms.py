@@ -17,8 +17,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from actors.errors import OrderdError
 from actors.order.types import SKU_PATTERN, Address, Customer, Line, NormalizedOrder
-from adapters.errors import OrderdError
 from adapters.platforms import (
     Cancelled,
     Decision,

@@ -8,16 +8,17 @@ from datetime import UTC, datetime
 from actors.order.behaviour import Snapshot
 from actors.order.events import AttentionNeeded
 from actors.order.states import OrderState
+from actors.ports.turns import Loaded, Turn
 from adapters.postgres import orders
 
 AT = datetime(2026, 11, 26, 12, tzinfo=UTC)
 
 
-def held(order_id: str, version: int) -> orders.Turn:
+def held(order_id: str, version: int) -> Turn:
     snapshot = Snapshot(order_id=order_id, state=OrderState.NEEDS_ATTENTION)
-    return orders.Turn(
+    return Turn(
         order_id=order_id,
-        loaded=orders.Loaded(snapshot if version else None, version, version),
+        loaded=Loaded(snapshot if version else None, version, version),
         snapshot=snapshot,
         events=(AttentionNeeded(at=AT, reason="looked at"),),
         seq=version + 1,

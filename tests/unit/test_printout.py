@@ -8,10 +8,10 @@ from typing import NamedTuple
 import pytest
 
 from actors.order.types import Address
+from actors.shipping.carriers import Parcel
 from actors.shipping.pick_list import PickLine
-from adapters.carriers.model import Parcel
+from actors.shipping.warehouse import FulfillmentRequest
 from adapters.pdf import document, fit, measure
-from adapters.wms.model import FulfillmentRequest
 from adapters.wms.printout import render_pick_list_pdf
 from tests.unit.test_labels import literal_strings, xref_entries
 

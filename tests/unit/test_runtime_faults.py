@@ -15,8 +15,9 @@ from redis.exceptions import ResponseError
 
 from actors.order.actor import OrderTurns, Outcome
 from actors.order.messages import CancelRequested, Message, encode_message
+from actors.ports.stream import ConsumerGroup, DeadLetters, Entry
 from actors.runtime import ActorRuntime, RuntimeSettings
-from adapters.redis.streams import Entry, Streams
+from adapters.outages import is_outage
 
 
 def _entry(order_id: str, seq: int, n: int | None = None) -> Entry:
@@ -76,36 +77,24 @@ class _Orders:
             await asyncio.sleep(0.005)
 
 
-class _Pool:
-    """A pool whose connections take dead letters (the runtime records them)."""
+class _DeadLetters:
+    """Where the runtime records dead letters."""
 
     def __init__(self) -> None:
         self.recorded: list[tuple[str, int]] = []
 
-    def acquire(self) -> Any:
-        pool = self
-
-        class _Conn:
-            async def __aenter__(self) -> Any:
-                return self
-
-            async def __aexit__(self, *exc: object) -> None:
-                return None
-
-            async def execute(self, sql: str, *args: Any) -> str:
-                pool.recorded.append((args[2], args[3]))
-                return "INSERT 0 1"
-
-        return _Conn()
+    async def record(self, *, order_id: str, seq: int, **entry: Any) -> None:
+        self.recorded.append((order_id, seq))
 
 
 def _runtime(
-    orders: _Orders, streams: _Streams, pool: _Pool | None = None, **settings: Any
+    orders: _Orders, streams: _Streams, dead: _DeadLetters | None = None, **settings: Any
 ) -> ActorRuntime:
     return ActorRuntime(
-        streams=cast(Streams, streams),
+        streams=cast(ConsumerGroup, streams),
         turns=cast(OrderTurns, orders),
-        pool=cast(Any, pool or _Pool()),
+        dead_letters=cast(DeadLetters, dead or _DeadLetters()),
+        is_outage=is_outage,
         consumer="test",
         settings=RuntimeSettings(**{"retry_ms": 1, "retry_max_ms": 5, **settings}),
     )
@@ -137,22 +126,22 @@ async def test_an_earlier_message_arriving_while_a_later_one_waits_goes_first() 
 
 async def test_an_outage_of_redis_counts_no_delivery_and_the_message_is_applied() -> None:
     outage = [RedisConnectionError("Error 111 connecting to 127.0.0.1:6379")] * 12
-    orders, streams, pool = _Orders(outage), _Streams(), _Pool()
-    runtime = _runtime(orders, streams, pool, max_deliveries=3)
+    orders, streams, dead = _Orders(outage), _Streams(), _DeadLetters()
+    runtime = _runtime(orders, streams, dead, max_deliveries=3)
     runtime.dispatch(_entry("o1", 1))
     await orders.until(lambda: orders.applied == [("o1", 1)])
-    assert pool.recorded == []
+    assert dead.recorded == []
     assert streams.dead == []
     assert runtime.outages == 12
 
 
 async def test_a_failing_message_is_still_dead_lettered_after_max_deliveries() -> None:
     broken = [ResponseError("user_script:12: bad stock record")] * 10
-    orders, streams, pool = _Orders(broken), _Streams(), _Pool()
-    runtime = _runtime(orders, streams, pool, max_deliveries=3)
+    orders, streams, dead = _Orders(broken), _Streams(), _DeadLetters()
+    runtime = _runtime(orders, streams, dead, max_deliveries=3)
     runtime.dispatch(_entry("o1", 1))
     await orders.until(lambda: bool(streams.dead))
-    assert pool.recorded == [("o1", 1)]
+    assert dead.recorded == [("o1", 1)]
     assert len(orders.failures) == 10 - 3
 
 

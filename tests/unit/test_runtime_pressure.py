@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import cast
 
 from actors.order.actor import OrderTurns, Outcome
 from actors.order.messages import CancelRequested, Message, encode_message
+from actors.ports.stream import ConsumerGroup, DeadLetters, Entry
 from actors.runtime import ActorRuntime, RuntimeSettings
-from adapters.redis.streams import Entry, Streams
+from adapters.outages import is_outage
 
 
 class _Streams:
@@ -54,9 +55,10 @@ def _entry(n: int) -> Entry:
 
 def _runtime(turns: _Turns, streams: _Streams, pressed: list[bool]) -> ActorRuntime:
     return ActorRuntime(
-        streams=cast(Streams, streams),
+        streams=cast(ConsumerGroup, streams),
         turns=cast(OrderTurns, turns),
-        pool=cast(Any, None),
+        dead_letters=cast(DeadLetters, None),
+        is_outage=is_outage,
         consumer="test",
         settings=RuntimeSettings(max_turns=32, turns_when_pressed=4),
         pressed=lambda: pressed[0],

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import cast
 
 from actors.order.actor import OrderTurns, Outcome
 from actors.order.messages import CancelRequested, Message, encode_message
+from actors.ports.stream import ConsumerGroup, DeadLetters, Entry
 from actors.runtime import ActorRuntime, RuntimeSettings
-from adapters.redis.streams import Entry, Streams
+from adapters.outages import is_outage
 
 READ_COUNT = 16
 
@@ -67,9 +68,10 @@ class _Turns:
 
 def _runtime(streams: _Streams, gather_s: float) -> ActorRuntime:
     return ActorRuntime(
-        streams=cast(Streams, streams),
+        streams=cast(ConsumerGroup, streams),
         turns=cast(OrderTurns, _Turns()),
-        pool=cast(Any, None),
+        dead_letters=cast(DeadLetters, None),
+        is_outage=is_outage,
         consumer="test",
         settings=RuntimeSettings(read_count=READ_COUNT, gather_s=gather_s),
     )

@@ -18,6 +18,7 @@ from actors.shipping.calendar import (
     promised_by,
     ship_date,
 )
+from actors.shipping.carriers import Parcel, Rate
 from actors.shipping.pick_list import PickLine, bin_sort_key, estimate_parcel, sort_pick_list
 from actors.shipping.selection import (
     Choice,
@@ -33,7 +34,6 @@ from actors.shipping.selection import (
     service_level_for,
     zone_for,
 )
-from adapters.carriers.model import Parcel, Rate
 
 THANKSGIVING = date(2026, 11, 26)  # a Thursday
 NEW_YORK = BusinessCalendar(

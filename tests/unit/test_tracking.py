@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from actors.notify.feedback import issue_token, not_found_page, read_token, thank_you_page, token_id
+from actors.shipping.carriers import TrackingStatus
 from actors.shipping.tracking import (
     RANK,
     Delay,
@@ -19,7 +21,6 @@ from actors.shipping.tracking import (
     advances,
     detect_delay,
 )
-from adapters.carriers.model import TrackingStatus
 from adapters.carriers.webhooks import (
     EASYPOST_HEADER,
     SHIPPO_AUTH_PARAM,
@@ -29,13 +30,6 @@ from adapters.carriers.webhooks import (
     sign_easypost,
     verify_easypost,
     verify_shippo,
-)
-from adapters.feedback import (
-    issue_token,
-    not_found_page,
-    read_token,
-    thank_you_page,
-    token_id,
 )
 from adapters.platforms import MalformedPayload
 

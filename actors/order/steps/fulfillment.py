@@ -42,8 +42,8 @@ from actors.order.steps.model import (
 )
 from actors.shipping.address import address_problems
 from actors.shipping.calendar import promised_by
+from actors.shipping.carriers import Parcel
 from actors.shipping.selection import needs_signature, service_level_for
-from adapters.carriers.model import Parcel
 
 
 def then_fulfil(

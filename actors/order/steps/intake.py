@@ -13,7 +13,8 @@ from msgspec import structs
 from actors.order.events import NothingToShip, OrderReceived
 from actors.order.messages import OrderPaid
 from actors.order.states import TERMINAL, OrderState
-from actors.order.steps.model import Decision, Policy, Reserve, Rules, Snapshot
+from actors.order.steps.model import Decision, Reserve, Rules, Snapshot
+from actors.order.types import BackorderPolicy as Policy
 
 
 def paid(snapshot: Snapshot | None, message: OrderPaid, rules: Rules, now: datetime) -> Decision:

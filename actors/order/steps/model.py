@@ -23,13 +23,12 @@ from actors.order.reminder import ReminderKind, ReminderScope
 from actors.order.shipment import Shipment
 from actors.order.states import OrderState
 from actors.order.types import Address, NormalizedOrder
+from actors.order.types import BackorderPolicy as Policy
 from actors.shipping.calendar import BusinessCalendar
+from actors.shipping.carriers import LabelFormat, Parcel, Rate
 from actors.shipping.pick_list import PickLine
 from actors.shipping.selection import ServiceLevel, ShippingRules
 from actors.shipping.tracking import DelayRules
-from adapters.carriers.model import LabelFormat, Parcel, Rate
-
-Policy = Literal["wait_all", "ship_available", "cancel_after_days"]
 
 # Until a label is bought an order can still be cancelled with nothing to undo outside.
 CANCELLABLE = frozenset(

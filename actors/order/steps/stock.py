@@ -25,13 +25,13 @@ from actors.order.steps.model import (
     Effect,
     Evolve,
     Notify,
-    Policy,
     Remind,
     Reserve,
     Rules,
     Snapshot,
     WrittenOff,
 )
+from actors.order.types import BackorderPolicy as Policy
 
 
 def allocated(

@@ -1,8 +1,8 @@
-"""What every carrier adapter speaks: rate requests, rates, purchases, tracking, errors.
+"""What orderd asks of a carrier: rate requests, rates, purchases, tracking, errors.
 
-Each carrier (the built-in sandbox, EasyPost, Shippo) implements :class:`Carrier`. Amounts
-are ``Decimal`` in the rate's currency; weights are grams and sizes centimetres whatever the
-carrier's own units are (the adapter converts).
+Each carrier adapter (the built-in sandbox, EasyPost, Shippo) implements :class:`Carrier`.
+Amounts are ``Decimal`` in the rate's currency; weights are grams and sizes centimetres
+whatever the carrier's own units are (the adapter converts).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Literal, Protocol
 
 from msgspec import Struct
 
+from actors.errors import OrderdError
 from actors.order.types import Address
-from adapters.errors import OrderdError
 
 LabelFormat = Literal["pdf", "zpl"]
 
@@ -77,23 +77,6 @@ class Purchase(Struct, frozen=True, kw_only=True):
     amount: Decimal
     currency: str
     tracking_url: str | None = None
-
-
-class ScanLocation(Struct, kw_only=True):
-    """Where a carrier scanned a parcel, as carriers' JSON gives it."""
-
-    city: str | None = None
-    state: str | None = None
-    zip: str | None = None
-    country: str | None = None
-
-
-def place(location: ScanLocation | None) -> str:
-    """The scan's place as one line, e.g. "HOUSTON, TX, 77063"."""
-    if location is None:
-        return ""
-    parts = (location.city, location.state, location.zip, location.country)
-    return ", ".join(part.strip() for part in parts if part and part.strip())
 
 
 class TrackingEvent(Struct, frozen=True, kw_only=True):

@@ -1,8 +1,8 @@
-"""What every customer-message adapter speaks: the message to send, the receipt, errors.
+"""What orderd asks of a customer-message channel: the message to send, the receipt, errors.
 
-Each channel (email over SMTP, SMS through Twilio) implements :class:`Notifier`. A message
-carries everything its templates need as plain strings, so an adapter renders and sends
-without looking anything up.
+Each channel's adapter (email over SMTP, SMS through Twilio) implements :class:`Notifier`.
+A message carries everything its templates need as plain strings, so an adapter renders
+and sends without looking anything up.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Literal, Protocol
 import msgspec
 from msgspec import Struct
 
-from adapters.errors import OrderdError
+from actors.errors import OrderdError
 
 Kind = Literal[
     "shipping_confirmation",

@@ -1,4 +1,4 @@
-"""What goes to a warehouse system, and the protocol every warehouse adapter speaks."""
+"""What goes to a warehouse system, and the protocol every warehouse adapter implements."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from typing import Protocol
 
 from msgspec import Struct
 
+from actors.errors import OrderdError
 from actors.order.messages import Message
 from actors.order.types import Address
+from actors.shipping.carriers import Parcel
 from actors.shipping.pick_list import PickLine
-from adapters.carriers.model import Parcel
-from adapters.errors import OrderdError
 
 
 class FulfillmentRequest(Struct, frozen=True, kw_only=True):

@@ -1,0 +1,114 @@
+"""The outboxes a turn fills and the senders empty: fulfillment requests for the warehouse
+system, customer messages for the notifiers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from msgspec import Struct
+
+from actors.notify.model import Outgoing
+from actors.ports.mail import Posting
+from actors.shipping.warehouse import FulfillmentRequest
+
+
+class QueuedRequest(Struct, frozen=True):
+    """A fulfillment request a turn stores, for ``adapter`` to deliver from ``due_at``."""
+
+    request: FulfillmentRequest
+    adapter: str
+    due_at: datetime
+
+
+class DueRequest(Struct, frozen=True):
+    """A fulfillment request claimed for delivery."""
+
+    request: FulfillmentRequest
+    attempts: int
+    kind: str = "request"  # or "cancel": tell the warehouse system to stop
+
+
+class QueuedNotification(Struct, frozen=True, kw_only=True):
+    """A customer message a turn stores, to go out from ``due_at``."""
+
+    order_id: str
+    shipment_id: str | None
+    episode: int
+    message: Outgoing
+    due_at: datetime
+
+
+class DueNotification(Struct, frozen=True):
+    """A customer message claimed for sending."""
+
+    id: int
+    order_id: str
+    message: Outgoing
+    attempts: int
+    # The claim's own end, as the database set it: it names this claim, so what a sender
+    # records applies only while the message is still its own (a later claim of the same
+    # message always ends later).
+    claim: datetime
+
+
+class RequestSettling(Posting, Protocol):
+    """What became of claimed requests, written in one transaction with the messages the
+    deliveries answered."""
+
+    async def sent(self, delivered: Sequence[tuple[str, str]], now: datetime) -> None:
+        """Mark (shipment, kind) deliveries done."""
+        ...
+
+    async def retry(
+        self, shipment_id: str, kind: str, error: str, next_attempt_at: datetime
+    ) -> None: ...
+
+    async def failed(self, shipment_id: str, kind: str, error: str) -> bool:
+        """Mark a delivery refused for good; False when it was withdrawn meanwhile."""
+        ...
+
+
+class RequestOutbox(Protocol):
+    """Fulfillment requests waiting for delivery to the warehouse system."""
+
+    async def claim_due(self, now: datetime, lease_s: float, limit: int) -> list[DueRequest]:
+        """Take requests due by ``now`` (and ones whose sender's lease ran out) for
+        ``lease_s`` of real time; other processes skip them meanwhile."""
+        ...
+
+    def settling(self) -> AbstractAsyncContextManager[RequestSettling]:
+        """A transaction to record deliveries in; committed when the block ends."""
+        ...
+
+
+class NotificationSettling(Posting, Protocol):
+    """What became of one claimed customer message, written in one transaction with what
+    its order is told. Each write applies only while the claim ``claim`` holds (``sent``
+    whoever holds it); False when it did not apply."""
+
+    async def sent(self, row_id: int, message_id: str, now: datetime) -> bool: ...
+
+    async def later(
+        self, row_id: int, claim: datetime, when: datetime, error: str | None, tried: bool
+    ) -> bool:
+        """Try again at ``when``: after a temporary failure, or out of quiet hours (not
+        ``tried``)."""
+        ...
+
+    async def failed(self, row_id: int, claim: datetime, error: str) -> bool: ...
+
+
+class NotificationOutbox(Protocol):
+    """Customer messages waiting to be sent."""
+
+    async def claim_due(self, now: datetime, claim: timedelta, limit: int) -> list[DueNotification]:
+        """Claim messages due by ``now`` (and ones whose claim ran out) for ``claim`` of
+        real time, counting the attempt; other processes skip them meanwhile."""
+        ...
+
+    def settling(self) -> AbstractAsyncContextManager[NotificationSettling]:
+        """A transaction to record a message's outcome in; committed when the block ends."""
+        ...
