@@ -172,11 +172,18 @@ SetStock = Callable[..., Awaitable[None]]
 
 @pytest.fixture
 def set_stock(test_env: dict[str, str]) -> SetStock:
-    """Set stock on hand as ``orderd stock set`` does (filled backorders are told), in this
-    process: for tests whose subject is not the command itself, without a process each."""
+    """Set stock on hand as ``orderd stock set`` does (or adjust it, ``mode="delta"``;
+    filled backorders are told), in this process: for tests whose subject is not the
+    command itself, without a process each."""
 
     async def set_levels(
-        levels: Mapping[str, int], warehouse: str | None = None, config: Path | None = None
+        levels: Mapping[str, int],
+        warehouse: str | None = None,
+        config: Path | None = None,
+        *,
+        mode: str = "set",
+        movement_id: str | None = None,
+        reason: str = "stock set",
     ) -> None:
         settings = load_settings(config, test_env)
         code = warehouse or min(settings.warehouses, key=lambda w: (w.priority, w.code)).code
@@ -184,8 +191,8 @@ def set_stock(test_env: dict[str, str]) -> SetStock:
             await res.allocator.start()
             for sku, units in levels.items():
                 done = await res.allocator.adjust(
-                    sku, units, movement_id=f"test-{uuid.uuid4().hex}", mode="set",
-                    reason="stock set", warehouse=code,
+                    sku, units, movement_id=movement_id or f"test-{uuid.uuid4().hex}",
+                    mode="set" if mode == "set" else "delta", reason=reason, warehouse=code,
                 )  # fmt: skip
                 await res.mail.tell_filled(done)
 

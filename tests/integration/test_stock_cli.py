@@ -11,7 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from adapters.redis.keys import WarehouseKeys
-from tests.conftest import add_products
+from tests.conftest import SetStock, add_products
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -82,14 +82,25 @@ async def test_set_adjust_and_show(run_orderd: Run, pg: Any) -> None:
     ],
 )
 async def test_bad_stock_commands_are_refused_and_write_nothing(
-    run_orderd: Run, pg: Any, args: tuple[str, ...], expected: str
+    run_orderd: Run,
+    pg: Any,
+    set_stock: SetStock,
+    redis_client: aioredis.Redis,
+    redis_prefix: str,
+    args: tuple[str, ...],
+    expected: str,
 ) -> None:
     await add_products(pg, "MUG-1")
-    ok(run_orderd("stock", "adjust", "MUG-1", "+5", "--reason", "receipt", "--id", "po-7"))
-    rows = await pg.fetchval("SELECT count(*) FROM stock_ledger")
+    await set_stock({"MUG-1": 5}, mode="delta", movement_id="po-7", reason="receipt")
+    stock = WarehouseKeys(redis_prefix, "main").stock("MUG-1")
+
+    async def written() -> tuple[Any, Any]:
+        return await pg.fetch("SELECT * FROM stock_ledger"), await redis_client.hgetall(stock)
+
+    before = await written()
     assert expected in refused(run_orderd(*args))
-    assert await pg.fetchval("SELECT count(*) FROM stock_ledger") == rows
-    assert show(run_orderd, "MUG-1")["on_hand"] == 5
+    assert await written() == before
+    assert before[1][b"on_hand"] == b"5"
 
 
 async def test_reconcile_finds_drift_and_fix_repairs_it(
