@@ -54,8 +54,8 @@ def show(run_orderd: Any, ref: str = "#1001") -> dict[str, Any]:
 
 
 async def order_view(pg: Any, ref: str = "#1001") -> dict[str, Any]:
-    """What ``orderd order show --json`` prints, read here: for polling, without a process
-    a poll."""
+    """What ``orderd order show --json`` prints (the first test reads it from the command),
+    read in this process."""
     found: dict[str, Any] = msgspec.json.decode(
         msgspec.json.encode(await orders.view(pg, await orders.resolve(pg, ref)))
     )
@@ -139,7 +139,7 @@ async def test_a_wrongly_packed_shipment_is_held_and_never_shipped(
     send_paid(daemon)
     await reaches(pg, "needs_attention")
 
-    view = show(run_orderd)
+    view = await order_view(pg)
     [shipment] = view["shipments"]
     assert shipment["status"] == "mismatch"
     assert shipment["packed_ok"] is False
@@ -158,7 +158,7 @@ async def test_a_spool_warehouse_gets_files_and_the_packer_confirms(
     daemon = make_daemon(ORDERD_WMS__ADAPTER="spool")
     send_paid(daemon)
     await reaches(pg, "fulfillment_requested")
-    shipment_id = show(run_orderd)["shipments"][0]["id"]
+    shipment_id = (await order_view(pg))["shipments"][0]["id"]
     pdf = tmp_path / "spool" / f"{shipment_id}.pdf"
     rows = tmp_path / "spool" / f"{shipment_id}.csv"
 
@@ -177,7 +177,7 @@ async def test_a_spool_warehouse_gets_files_and_the_packer_confirms(
     confirmed = run_orderd("order", "packed", "#1001", "--weight-g", "1200")
     assert confirmed.returncode == 0, confirmed.stderr
     await reaches(pg, "shipped")
-    assert show(run_orderd)["shipments"][0]["weight_g"] == 1200
+    assert (await order_view(pg))["shipments"][0]["weight_g"] == 1200
     again = run_orderd("order", "packed", "#1001")
     assert again.returncode == 2
     assert "no shipment waiting to be packed" in again.stderr
@@ -260,7 +260,7 @@ async def test_an_http_wms_gets_a_signed_request_retried_and_its_callbacks_ship_
         # The same callback again is a repeat: answered, nothing changes.
         status, answer = wms_callback(daemon, packed)
         assert (status, answer["status"]) == (200, "duplicate")
-    view = show(run_orderd)
+    view = await order_view(pg)
     assert view["shipments"][0]["weight_g"] == 1400
     assert view["shipments"][0]["fulfillment_request"]["attempts"] == 2
 
@@ -273,13 +273,13 @@ async def test_a_short_pick_is_written_off_and_the_rest_waits_as_a_backorder(
     daemon = make_daemon(ORDERD_WMS__ADAPTER="spool", ORDERD_WMS__SECRET=SECRET)
     send_paid(daemon)
     await reaches(pg, "fulfillment_requested")
-    shipment = show(run_orderd)["shipments"][0]
-    order_id = show(run_orderd)["id"]
+    shipment = (await order_view(pg))["shipments"][0]
+    order_id = (await order_view(pg))["id"]
     missing = {"event": "short_pick", "order_id": order_id, "shipment_id": shipment["id"],
                "missing": [{"sku": "SKU2006-020", "quantity": 2}]}  # fmt: skip
     assert wms_callback(daemon, missing)[0] == 202
     await reaches(pg, "partially_reserved")
-    view = show(run_orderd)
+    view = await order_view(pg)
     assert [s["status"] for s in view["shipments"]] == ["short_picked"]
     level = json.loads(run_orderd("stock", "show", "SKU2006-020", "--json").stdout)
     # Both units were not there: written off, and the order waits for two more.
@@ -291,7 +291,7 @@ async def test_a_short_pick_is_written_off_and_the_rest_waits_as_a_backorder(
     # Stock arrives: the backorder fills and a new shipment with everything goes out.
     assert run_orderd("stock", "adjust", "SKU2006-020", "+3", "--reason", "receipt").returncode == 0
     await reaches(pg, "fulfillment_requested")
-    second = show(run_orderd)["shipments"][1]
+    second = (await order_view(pg))["shipments"][1]
     assert second["id"].endswith("-2")
     lines = await pg.fetch(
         "SELECT sku, quantity FROM shipment_lines WHERE shipment_id = $1 ORDER BY sku",
@@ -308,7 +308,7 @@ async def test_bad_wms_callbacks_are_refused_and_change_nothing(
     daemon = make_daemon(ORDERD_WMS__SECRET=SECRET)
     send_paid(daemon)
     await reaches(pg, "fulfillment_requested")
-    view = show(run_orderd)
+    view = await order_view(pg)
     ids = {"order_id": view["id"], "shipment_id": view["shipments"][0]["id"]}
     before = await pg.fetchval("SELECT count(*) FROM mailbox")
     good = json.dumps({"event": "picked", **ids}).encode()
@@ -352,7 +352,7 @@ async def test_a_real_carrier_api_ships_the_order(
         send_paid(daemon)
         await reaches(pg, "shipped")
         assert server.purchases == 1
-    [shipment] = show(run_orderd)["shipments"]
+    [shipment] = (await order_view(pg))["shipments"]
     assert shipment["carrier"] == name
     assert shipment["tracking_number"] == server.sales[0].tracking_number
     assert contents(Path(shipment["label_path"])).startswith(b"%PDF-1.4")
@@ -380,7 +380,7 @@ async def test_a_crash_between_buying_and_recording_buys_no_second_label(
         make_daemon("d2", **env)
         await reaches(pg, "shipped")
         assert server.purchases == 1
-    [shipment] = show(run_orderd)["shipments"]
+    [shipment] = (await order_view(pg))["shipments"]
     assert shipment["tracking_number"] == server.sales[0].tracking_number
 
 
@@ -405,7 +405,7 @@ async def test_cancelling_before_the_warehouse_has_it_withdraws_the_request(
     cancelled = run_orderd("order", "cancel", "#1001")
     assert cancelled.returncode == 0, cancelled.stderr
     await reaches(pg, "cancelled")
-    view = show(run_orderd)
+    view = await order_view(pg)
     assert view["shipments"][0]["status"] == "cancelled"
     assert view["shipments"][0]["fulfillment_request"]["status"] == "cancelled"
     level = json.loads(run_orderd("stock", "show", "SKU2006-020", "--json").stdout)
@@ -436,7 +436,7 @@ async def test_a_short_pick_is_reserved_again_in_another_warehouse_and_ships_fro
     daemon = make_daemon(ORDERD_WMS__ADAPTER="spool", ORDERD_WMS__SECRET=SECRET, **env)
     send_paid(daemon)
     await reaches(pg, "fulfillment_requested")
-    view = show(run_orderd)
+    view = await order_view(pg)
     first = view["shipments"][0]
     assert first["warehouse"] == "main"
     missing = {"event": "short_pick", "order_id": view["id"], "shipment_id": first["id"],
@@ -447,7 +447,7 @@ async def test_a_short_pick_is_reserved_again_in_another_warehouse_and_ships_fro
         return len((await order_view(pg))["shipments"]) == 3
 
     await eventually(rerouted, what="the shortfall to go out from the other warehouse")
-    shipments = show(run_orderd)["shipments"]
+    shipments = (await order_view(pg))["shipments"]
     assert [(s["warehouse"], s["status"]) for s in shipments] == [
         ("main", "short_picked"), ("main", "requested"), ("north", "requested"),
     ]  # fmt: skip
@@ -478,7 +478,7 @@ async def test_cancelling_after_the_warehouse_has_it_tells_it_to_stop(
     await stocked(set_stock)
     send_paid(make_daemon(ORDERD_WMS__ADAPTER="spool"))
     await reaches(pg, "fulfillment_requested")
-    shipment_id = show(run_orderd)["shipments"][0]["id"]
+    shipment_id = (await order_view(pg))["shipments"][0]["id"]
     spool = tmp_path / "spool"
     pick_list = spool / f"{shipment_id}.pdf"
 
@@ -495,7 +495,7 @@ async def test_cancelling_after_the_warehouse_has_it_tells_it_to_stop(
 
     await eventually(withdrawn, what="the pick list to be withdrawn")
     assert "do not pick or pack" in contents(note).decode()
-    request = show(run_orderd)["shipments"][0]["fulfillment_request"]
+    request = (await order_view(pg))["shipments"][0]["fulfillment_request"]
     assert (request["status"], request["cancel"]) == ("sent", "sent")
 
 
