@@ -131,14 +131,6 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def percentile(ordered: Sequence[float], share: float) -> float:
-    """Nearest-rank percentile of an already sorted sequence."""
-    if not ordered:
-        return math.nan
-    rank = max(1, math.ceil(share * len(ordered)))
-    return ordered[min(rank, len(ordered)) - 1]
-
-
 # -- the orders -----------------------------------------------------------------------------
 
 
@@ -210,6 +202,18 @@ class Sent:
     def count(self, status: int) -> None:
         self.statuses[status] = self.statuses.get(status, 0) + 1
 
+    async def post(
+        self, session: aiohttp.ClientSession, url: str, ref: str, body: bytes, headers: Any
+    ) -> None:
+        """Post one delivery, noting when it went and how it was answered (0: no answer)."""
+        self.posted_at[ref] = time.time()
+        try:
+            async with session.post(url, data=body, headers=headers) as answer:
+                await answer.read()
+                self.count(answer.status)
+        except aiohttp.ClientError:
+            self.count(0)
+
 
 async def flood(url: str, batch: Iterable[Delivery], connections: int, sent: Sent) -> Sent:
     """Post every delivery as fast as ``connections`` connections allow."""
@@ -219,13 +223,7 @@ async def flood(url: str, batch: Iterable[Delivery], connections: int, sent: Sen
 
         async def worker() -> None:
             for ref, body, headers in items:
-                sent.posted_at[ref] = time.time()
-                try:
-                    async with session.post(url, data=body, headers=headers) as answer:
-                        await answer.read()
-                        sent.count(answer.status)
-                except aiohttp.ClientError:
-                    sent.count(0)
+                await sent.post(session, url, ref, body, headers)
 
         cpu = time.process_time()
         started = time.perf_counter()
@@ -241,16 +239,6 @@ async def paced(url: str, batch: Sequence[Delivery], rate: float) -> Sent:
     sent = Sent()
     connector = aiohttp.TCPConnector(limit=512)
     async with aiohttp.ClientSession(connector=connector) as session:
-
-        async def one(ref: str, body: bytes, headers: dict[str, str]) -> None:
-            sent.posted_at[ref] = time.time()
-            try:
-                async with session.post(url, data=body, headers=headers) as answer:
-                    await answer.read()
-                    sent.count(answer.status)
-            except aiohttp.ClientError:
-                sent.count(0)
-
         cpu = time.process_time()
         began = time.perf_counter()
         sent.first_post = time.time()
@@ -259,7 +247,7 @@ async def paced(url: str, batch: Sequence[Delivery], rate: float) -> Sent:
             delay = began + index / rate - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)  # the schedule of an open-loop load
-            tasks.append(asyncio.create_task(one(ref, body, headers)))
+            tasks.append(asyncio.create_task(sent.post(session, url, ref, body, headers)))
         await asyncio.gather(*tasks)
         sent.wall_s = time.perf_counter() - began
         sent.client_cpu_s = time.process_time() - cpu
@@ -408,8 +396,8 @@ def latencies(times: dict[str, dict[str, float]], sent: Sent) -> dict[str, dict[
         )
         result[stage] = {
             "orders": len(values),
-            "p50_ms": round(percentile(values, 0.50), 1) if values else None,
-            "p99_ms": round(percentile(values, 0.99), 1) if values else None,
+            "p50_ms": round(allocation.percentile(values, 0.50), 1) if values else None,
+            "p99_ms": round(allocation.percentile(values, 0.99), 1) if values else None,
             "max_ms": round(values[-1], 1) if values else None,
         }
     return result
