@@ -203,6 +203,33 @@ def _first(mapping: Mapping[str, Any]) -> dict[str, Any]:
     return dict(list(mapping.items())[:_SAMPLE])
 
 
+async def _unapplied(conn: Any) -> dict[str, set[int]]:
+    rows = await conn.fetch(
+        """
+        SELECT m.order_id, array_agg(m.seq) AS seqs
+        FROM mailbox m LEFT JOIN orders o ON o.id = m.order_id
+        WHERE m.seq > coalesce(o.last_seq, 0)
+        GROUP BY m.order_id
+        """
+    )
+    return {r["order_id"]: set(r["seqs"]) for r in rows}
+
+
+async def _stranded(
+    conn: Any, within_s: float = 10.0, every_s: float = 0.25
+) -> dict[str, list[int]]:
+    """Messages left unapplied: seen unapplied and still unapplied ``within_s`` later.
+    A running daemon keeps storing messages for resting orders (a shipped order's tracking
+    reminders), so one stored an instant ago and applied the next is not stranded."""
+    left = await _unapplied(conn)
+    deadline = time.monotonic() + within_s
+    while left and time.monotonic() < deadline:
+        await asyncio.sleep(every_s)  # the next look at the record
+        now = await _unapplied(conn)
+        left = {o: kept for o, seqs in left.items() if (kept := seqs & now.get(o, set()))}
+    return {o: sorted(seqs) for o, seqs in sorted(left.items())}
+
+
 async def check_history(
     conn: Any,
     run: Run,
@@ -244,17 +271,7 @@ async def check_history(
         for order_id in sorted(known_ids | set(received))
         if received.get(order_id, 0) != 1
     }
-    history.stranded = {
-        r["order_id"]: list(r["seqs"])
-        for r in await conn.fetch(
-            """
-            SELECT m.order_id, array_agg(m.seq ORDER BY m.seq) AS seqs
-            FROM mailbox m LEFT JOIN orders o ON o.id = m.order_id
-            WHERE m.seq > coalesce(o.last_seq, 0)
-            GROUP BY m.order_id ORDER BY m.order_id
-            """
-        )
-    }
+    history.stranded = await _stranded(conn)
     history.allocated_twice = [
         r["order_id"]
         for r in await conn.fetch(
