@@ -214,13 +214,14 @@ class RecentOp(Struct, frozen=True):
     op_id: str
     kind: str
     lines: tuple[Delta, ...]
+    at: datetime
 
 
 async def recent_ops(conn: Any, warehouse: str, since: datetime) -> list[RecentOp]:
     """Operations since ``since``, to rebuild what recognises a repeated call."""
     rows = await conn.fetch(
         """
-        SELECT order_id, op_id, kind, lines::text AS lines
+        SELECT order_id, op_id, kind, lines::text AS lines, at
         FROM stock_ledger
         WHERE warehouse = $1 AND at >= $2
         ORDER BY id
@@ -228,7 +229,10 @@ async def recent_ops(conn: Any, warehouse: str, since: datetime) -> list[RecentO
         warehouse,
         since,
     )
-    return [RecentOp(r["order_id"], r["op_id"], r["kind"], _decode_lines(r["lines"])) for r in rows]
+    return [
+        RecentOp(r["order_id"], r["op_id"], r["kind"], _decode_lines(r["lines"]), r["at"])
+        for r in rows
+    ]
 
 
 Epochs = Callable[[Sequence[str]], Awaitable[dict[str, str | None]]]

@@ -11,14 +11,20 @@ Warehouse keys (``W`` = ``orderd:{main}:``):
                                       ``rebuilt_at``; scripts refuse to run without it
 ``W stock:<sku>``              HASH   ``on_hand``, ``reserved``, ``backordered``;
                                       available = on_hand - reserved
-``W res:<order>``              HASH   sku -> quantity reserved for the order here
-``W bo:<order>``               HASH   sku -> quantity the order still waits for here
+``W orders``                   HASH   order -> what it holds here, as JSON:
+                                      ``{"r": {sku: reserved}, "w": {sku: waiting}}``
 ``W backorders:<sku>``         ZSET   orders waiting for the sku; lowest score is served
                                       first (priority, then age; see :func:`queue_score`)
-``W op:<order>:<op_id>``       STRING the packed result of an order's stock operation, so
-                                      a repeated call returns the first result (expires)
+``W done:<window>``            HASH   ``<order> <op_id>`` -> the packed result of an order's
+                                      stock operation, so a repeated call returns the
+                                      first result; one hash per window of time (window =
+                                      ms since the epoch // the window's length), the
+                                      current and the last one looked up (expires)
 ``W move:<sku>:<movement>``    STRING the packed result of a stock movement (expires)
 =============================  =====  ===================================================
+
+Nothing else is kept per order: a reservation costs one field in ``orders`` and one in
+the window's ``done`` hash, not keys of its own.
 
 The Lua scripts receive the warehouse base (``orderd:{main}:``) and append these same
 suffixes; this module is the reference for their shapes.
@@ -31,6 +37,11 @@ from dataclasses import dataclass
 # Scores put higher priorities first, then older entries; both fit a double exactly.
 _PRIORITY_STEP = 10**13
 MAX_PRIORITY = 9
+
+
+def done_field(order_id: str, op_id: str) -> str:
+    """An operation's field in a ``done`` hash."""
+    return f"{order_id} {op_id}"
 
 
 def queue_score(priority: int, enqueued_ms: int) -> int:
@@ -61,17 +72,15 @@ class WarehouseKeys:
     def stock(self, sku: str) -> str:
         return f"{self.base}stock:{sku}"
 
-    def reservation(self, order_id: str) -> str:
-        return f"{self.base}res:{order_id}"
-
-    def backorder(self, order_id: str) -> str:
-        return f"{self.base}bo:{order_id}"
+    @property
+    def orders(self) -> str:
+        return f"{self.base}orders"
 
     def backorder_queue(self, sku: str) -> str:
         return f"{self.base}backorders:{sku}"
 
-    def op(self, order_id: str, op_id: str) -> str:
-        return f"{self.base}op:{order_id}:{op_id}"
+    def done(self, window: int) -> str:
+        return f"{self.base}done:{window}"
 
     def move(self, sku: str, movement_id: str) -> str:
         return f"{self.base}move:{sku}:{movement_id}"

@@ -26,6 +26,8 @@ from actors.stock import AllocationError, UnknownSku
 from adapters.redis.keys import WarehouseKeys
 
 ReserveMode = Literal["all", "partial", "wait_all", "ship_available"]
+# How reserve.lua names the modes.
+MODE_CODES: dict[str, int] = {"all": 1, "partial": 2, "wait_all": 3, "ship_available": 4}
 Lines = Sequence[tuple[str, int]]
 
 RESERVED, PARTIAL, QUEUED, SHORT = 1, 2, 3, 4
@@ -129,7 +131,29 @@ class AdjustResult(msgspec.Struct, array_like=True, frozen=True):
     epoch: str = ""
 
 
-reserve_result = msgspec.msgpack.Decoder(ReserveResult)
+_stored = msgspec.msgpack.Decoder(list[int | str])
+
+
+def named_result(raw: bytes | str) -> ReserveResult:
+    """A result as reserve.lua keeps it: code, then reserved and backordered per line,
+    then ``"n"``, then sku and quantity wanted per line."""
+    values = _stored.decode(raw if isinstance(raw, bytes) else raw.encode())
+    count = (len(values) - 2) // 4
+    if len(values) != 2 + 4 * count or values[1 + 2 * count] != "n":
+        raise TypeError("a stored reserve result that is not in its named form")
+    numbers = [int(v) for v in values[1 : 1 + 2 * count]]
+    names = values[2 + 2 * count :]
+    return ReserveResult(
+        int(values[0]),
+        tuple(
+            ReserveLine(
+                str(names[2 * k]), int(names[2 * k + 1]), numbers[2 * k], numbers[2 * k + 1]
+            )
+            for k in range(count)
+        ),
+    )
+
+
 release_result = msgspec.msgpack.Decoder(ReleaseResult)
 commit_result = msgspec.msgpack.Decoder(CommitResult)
 _adjust_result = msgspec.msgpack.Decoder(AdjustResult)
@@ -155,33 +179,41 @@ class Scripts:
         self,
         keys: WarehouseKeys,
         now_ms: int,
-        ttl_s: int,
-        requests: Sequence[tuple[str, str, ReserveMode, int, Lines]],
-    ) -> list[Outcome[ReserveResult]]:
-        """``requests``: (order_id, op_id, mode, priority, lines), one outcome each."""
-        flat = await _call(self._reserve, keys, now_ms, ttl_s, _encode(requests))
-        return _outcomes(flat, reserve_result)
+        window_ms: int,
+        skus: Sequence[str],
+        ids: Sequence[str],
+        ints: Sequence[int],
+    ) -> list[Any]:
+        """The flat form reserve.lua reads and answers: the batch's sku table, each
+        request's order and op id, and its integers (mode, priority, lines as sku index and
+        quantity). Returns the script's flat answer, the epoch first."""
+        flat = await _call(
+            self._reserve, keys, now_ms, window_ms, _encode(skus), _encode(ids), _encode(ints)
+        )
+        if not isinstance(flat, list) or not flat:
+            raise TypeError("reserve returned something other than the epoch and results")
+        return flat
 
     async def release(
         self,
         keys: WarehouseKeys,
         now_ms: int,
-        ttl_s: int,
+        window_ms: int,
         requests: Sequence[tuple[str, str, Lines]],
     ) -> list[Outcome[ReleaseResult]]:
         """``requests``: (order_id, op_id, lines); empty lines release everything."""
-        flat = await _call(self._release, keys, now_ms, ttl_s, _encode(requests))
+        flat = await _call(self._release, keys, now_ms, window_ms, _encode(requests))
         return _outcomes(flat, release_result)
 
     async def commit(
         self,
         keys: WarehouseKeys,
         now_ms: int,
-        ttl_s: int,
+        window_ms: int,
         requests: Sequence[tuple[str, str, Lines]],
     ) -> list[Outcome[CommitResult]]:
         """``requests``: (order_id, op_id, lines shipped)."""
-        flat = await _call(self._commit, keys, now_ms, ttl_s, _encode(requests))
+        flat = await _call(self._commit, keys, now_ms, window_ms, _encode(requests))
         return _outcomes(flat, commit_result)
 
     async def adjust(

@@ -34,8 +34,9 @@ from actors.stock import (
     status_of,
 )
 from adapters.postgres import stock as ledger
-from adapters.redis.keys import WarehouseKeys
+from adapters.redis.keys import WarehouseKeys, done_field
 from adapters.redis.scripts import (
+    MODE_CODES,
     RESERVED,
     AdjustResult,
     CommitResult,
@@ -43,16 +44,17 @@ from adapters.redis.scripts import (
     Lines,
     Outcome,
     ReleaseResult,
+    ReserveLine,
     ReserveMode,
     ReserveResult,
     Scripts,
     WarehouseNotReady,
     error_for,
-    reserve_result,
+    named_result,
 )
 from adapters.stock import entries
 from adapters.stock.model import AllocationPolicy, Drift, Rebuilt, StockLevel, WarehouseConfig
-from adapters.stock.recovery import Recovery
+from adapters.stock.recovery import Recovery, holding_of
 
 
 class _Call(Struct, frozen=True):
@@ -88,6 +90,9 @@ class Allocator:
         self._order = [w.code for w in ordered]
         self._keys = {w.code: WarehouseKeys(prefix, w.code) for w in ordered}
         self._ttl_s = self._policy.idempotency_days * 86400
+        # Results are kept per window of this length; the current and the last window are
+        # looked up, so a repeat is recognised for at least this long.
+        self._window_ms = self._ttl_s * 1000
         batching: dict[str, Any] = {
             "max_batch": self._policy.batch_max,
             "linger_s": self._policy.batch_linger_ms / 1000,
@@ -98,7 +103,7 @@ class Allocator:
         self._batches: dict[str, dict[str, Coalescer[Any, Any]]] = defaultdict(dict)
         for code in self._order:
             self._batches["reserve"][code] = Coalescer(
-                partial(self._run_batch, code, self._scripts.reserve, _reserve_request), **batching
+                partial(self._reserve_batch, code), **batching
             )
             self._batches["release"][code] = Coalescer(
                 partial(self._run_batch, code, self._scripts.release, tuple), **batching
@@ -106,7 +111,9 @@ class Allocator:
             self._batches["commit"][code] = Coalescer(
                 partial(self._run_batch, code, self._scripts.commit, tuple), **batching
             )
-        self._recovery = Recovery(redis, pool, ttl_s=self._ttl_s, clock=clock)
+        self._recovery = Recovery(
+            redis, pool, ttl_s=self._ttl_s, window_ms=self._window_ms, clock=clock
+        )
 
     @property
     def warehouses(self) -> list[str]:
@@ -168,12 +175,69 @@ class Allocator:
     ) -> list[Outcome[Any] | Exception]:
         requests = [request(call) for call in calls]
         outcomes: list[Outcome[Any]] = await self._script(
-            code, lambda: script(self._keys[code], self._now_ms(), self._ttl_s, requests)
+            code, lambda: script(self._keys[code], self._now_ms(), self._window_ms, requests)
         )
         return [
             outcome if outcome.result.code > 0 else _refused(call, outcome.result)
             for call, outcome in zip(calls, outcomes, strict=True)
         ]
+
+    async def _reserve_batch(
+        self, code: str, calls: Sequence[_Call]
+    ) -> list[Outcome[ReserveResult] | Exception]:
+        """One reserve.lua call for the batch, in its flat form: one table of the batch's
+        skus, and integers per request."""
+        index: dict[str, int] = {}
+        skus: list[str] = []
+        ids: list[str] = []
+        ints: list[int] = []
+        asked: list[list[tuple[str, int]]] = []
+        for call in calls:
+            lines = _summed(call.lines)
+            asked.append(lines)
+            ids += (call.order_id, call.op_id)
+            priority = call.priority if type(call.priority) is int else -1
+            ints += (MODE_CODES.get(call.mode, 0), priority, len(lines))
+            for sku, quantity in lines:
+                at = index.get(sku)
+                if at is None:
+                    skus.append(sku)
+                    at = index[sku] = len(skus)  # Lua counts from 1
+                ints += (at, quantity)
+        keys = self._keys[code]
+        flat = await self._script(
+            code,
+            lambda: self._scripts.reserve(keys, self._now_ms(), self._window_ms, skus, ids, ints),
+        )
+        epoch = flat[0].decode() if isinstance(flat[0], bytes) else str(flat[0])
+        out: list[Outcome[ReserveResult] | Exception] = []
+        at = 1
+        for call, lines in zip(calls, asked, strict=True):
+            if flat[at]:  # a repeat: the first call's result, as it was stored
+                out.append(Outcome(named_result(flat[at + 1]), True, epoch))
+                at += 2
+                continue
+            result_code = flat[at + 1]
+            answered = flat[at + 2 : at + 2 + 2 * len(lines)]
+            at += 2 + 2 * len(lines)
+            if result_code > 0:
+                result = ReserveResult(
+                    result_code,
+                    tuple(
+                        ReserveLine(sku, wanted, answered[2 * k], answered[2 * k + 1])
+                        for k, (sku, wanted) in enumerate(lines)
+                    ),
+                )
+                out.append(Outcome(result, False, epoch))
+            else:
+                # The line at fault, where there is one, comes back with reserved -1.
+                fault = tuple(
+                    ReserveLine(sku, wanted, 0, 0)
+                    for k, (sku, wanted) in enumerate(lines)
+                    if answered[2 * k] == -1
+                )
+                out.append(_refused(call, ReserveResult(result_code, fault)))
+        return out
 
     # -- reserve --------------------------------------------------------------------------
 
@@ -296,26 +360,25 @@ class Allocator:
         A split part that was given back (its ``:undo`` is recorded) no longer counts.
         """
         split_op = f"{op_id}:split"
+        asked = [op_id, split_op, f"{split_op}:undo", f"{op_id}:rest"]
+        fields = [done_field(order_id, op) for op in asked]
+        window = self._now_ms() // self._window_ms
         found = []
         for code in self._order:
             keys = self._keys[code]
             pipe = self._redis.pipeline(transaction=True)
             pipe.hget(keys.meta, "epoch")
-            pipe.mget(
-                [
-                    keys.op(order_id, op_id),
-                    keys.op(order_id, split_op),
-                    keys.op(order_id, f"{split_op}:undo"),
-                    keys.op(order_id, f"{op_id}:rest"),
-                ]
+            pipe.hmget(keys.done(window), fields)
+            pipe.hmget(keys.done(window - 1), fields)
+            epoch, now, last = await pipe.execute()
+            whole, split, undone, rest = (
+                a if a is not None else b for a, b in zip(now, last, strict=True)
             )
-            epoch, (whole, split, undone, rest) = await pipe.execute()
             parts = ((op_id, whole), (split_op, None if undone else split), (f"{op_id}:rest", rest))
             for part_op, raw in parts:
                 if raw is not None and epoch is not None:
-                    result = reserve_result.decode(raw if isinstance(raw, bytes) else raw.encode())
                     text = epoch.decode() if isinstance(epoch, bytes) else str(epoch)
-                    found.append((part_op, code, text, _allocated(code, result)))
+                    found.append((part_op, code, text, _allocated(code, named_result(raw))))
         return found
 
     async def _split(
@@ -599,6 +662,16 @@ class Allocator:
         on_hand, reserved, backordered = (int(v or 0) for v in values)
         return StockLevel(sku, code, on_hand, reserved, on_hand - reserved, backordered)
 
+    async def holding(
+        self, order_id: str, warehouse: str | None = None
+    ) -> tuple[dict[str, int], dict[str, int]]:
+        """What the order holds in one warehouse as Redis has it: (reserved, waiting) per sku."""
+        raw = await self._redis.hget(self._keys[warehouse or self._order[0]].orders, order_id)
+        if raw is None:
+            return {}, {}
+        held = holding_of(raw)
+        return dict(held.get("r", {})), dict(held.get("w", {}))
+
     async def drain(self) -> None:
         """Wait for every batched call and ledger write in flight."""
         for group in self._batches.values():
@@ -630,8 +703,19 @@ def _filled(fill: Any) -> Filled:
     return Filled(fill.order_id, tuple((q.sku, q.quantity) for q in fill.lines))
 
 
-def _reserve_request(call: _Call) -> tuple[str, str, ReserveMode, int, Lines]:
-    return (call.order_id, call.op_id, call.mode, call.priority, call.lines)
+def _summed(lines: Lines) -> list[tuple[str, int]]:
+    """An order's lines with each sku once, in the order skus first appear.
+
+    A line reserve.lua must refuse (a quantity that is not a whole number from 1, a sku
+    that is not a name) makes the request carry quantity 0, which the script refuses
+    as a bad quantity: summing first could hide it.
+    """
+    summed: dict[str, int] = {}
+    for sku, quantity in lines:
+        if type(quantity) is not int or quantity < 1 or not isinstance(sku, str) or not sku:
+            return [(str(sku), 0)]
+        summed[sku] = summed.get(sku, 0) + quantity
+    return list(summed.items())
 
 
 def _allocated(code: str, result: ReserveResult) -> tuple[AllocatedLine, ...]:

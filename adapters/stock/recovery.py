@@ -12,19 +12,20 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 from redis.asyncio import Redis
 
 from adapters.postgres import stock as ledger
-from adapters.redis.keys import WarehouseKeys, queue_score
+from adapters.redis.keys import WarehouseKeys, done_field, queue_score
 from adapters.redis.scripts import PARTIAL, QUEUED, RESERVED, WarehouseNotReady
 from adapters.stock.model import Drift, Rebuilt
 
 _LOCK_MS = 120_000
 _PACK = msgspec.msgpack.Encoder().encode
+_JSON = msgspec.json.Encoder().encode
 
 
 def text(value: bytes | str) -> str:
@@ -34,10 +35,19 @@ def text(value: bytes | str) -> str:
 class Recovery:
     """Rebuilds and reconciles the warehouses of one key prefix against one database."""
 
-    def __init__(self, redis: Redis, pool: Any, *, ttl_s: int, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        pool: Any,
+        *,
+        ttl_s: int,
+        window_ms: int,
+        clock: Callable[[], float],
+    ) -> None:
         self._redis = redis
         self._pool = pool
         self._ttl_s = ttl_s
+        self._window_ms = window_ms
         self._clock = clock
         self._instance: str | None = None
         self._local: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -80,8 +90,13 @@ class Recovery:
 
     async def _rebuild(self, keys: WarehouseKeys, lock_key: str) -> Rebuilt:
         code = keys.warehouse
-        ttl_days = self._ttl_s / 86400
-        since = datetime.fromtimestamp(self._clock(), UTC) - timedelta(days=ttl_days)
+        now_ms = int(self._clock() * 1000)
+        # Every result a repeated call may still look up: stock movements' for their time
+        # to live, orders' for the current and the last window.
+        since_ms = min(
+            now_ms - self._ttl_s * 1000, (now_ms // self._window_ms - 1) * self._window_ms
+        )
+        since = datetime.fromtimestamp(since_ms / 1000, UTC)
         # The ledger lock is held until Redis carries the new epoch: a write that changed
         # the old Redis either committed before the read below, or finds the epoch changed
         # and is refused (its operation runs again against the rebuilt Redis).
@@ -126,14 +141,23 @@ class Recovery:
                     "backordered": row.backordered,
                 },
             )
+        holdings: dict[str, dict[str, dict[str, int]]] = defaultdict(dict)
         for order_id, sku, quantity in reservations:
-            pipe.hset(keys.reservation(order_id), sku, quantity)
+            holdings[order_id].setdefault("r", {})[sku] = quantity
         for bo in waiting:
-            pipe.hset(keys.backorder(bo.order_id), bo.sku, bo.quantity)
+            holdings[bo.order_id].setdefault("w", {})[bo.sku] = bo.quantity
             score = queue_score(bo.priority, int(bo.enqueued_at.timestamp() * 1000))
             pipe.zadd(keys.backorder_queue(bo.sku), {bo.order_id: score})
-        for key, value in recovered_results(ops, keys):
+        orders = [(order_id, _JSON(held)) for order_id, held in holdings.items()]
+        for start in range(0, len(orders), 1000):
+            pipe.hset(keys.orders, mapping=dict(orders[start : start + 1000]))
+        moves, done = recovered_results(ops, keys, self._window_ms)
+        for key, value in moves:
             pipe.set(key, value, ex=self._ttl_s)
+        for window, results in done.items():
+            pipe.hset(keys.done(window), items=[v for pair in results.items() for v in pair])
+            # As reserve.lua keeps a window's hash: until two windows after it ends.
+            pipe.pexpireat(keys.done(window), (window + 3) * self._window_ms + 60_000)
         await pipe.execute()
         await self._redis.hset(
             keys.meta,
@@ -167,40 +191,53 @@ class Recovery:
                     drift.append(Drift(code, f"stock:{row.sku} {name}", held, implied))
         implied_res = {(order_id, sku): qty for order_id, sku, qty in reservations}
         held_res: dict[tuple[str, str], int] = {}
-        prefix = keys.reservation("")
-        async for key in self._redis.scan_iter(match=f"{keys.pattern[:-1]}res:*", count=1000):
-            order_id = text(key)[len(prefix) :]
-            for sku, quantity in (await self._redis.hgetall(key)).items():
-                held_res[(order_id, text(sku))] = int(quantity)
+        async for order_id, raw in self._redis.hscan_iter(keys.orders, count=1000):
+            for sku, quantity in holding_of(raw).get("r", {}).items():
+                held_res[(text(order_id), sku)] = int(quantity)
         for pair in sorted(set(implied_res) | set(held_res)):
             held, implied = held_res.get(pair, 0), implied_res.get(pair, 0)
             if held != implied:
-                drift.append(Drift(code, f"res:{pair[0]} {pair[1]}", held, implied))
+                drift.append(Drift(code, f"orders {pair[0]} reserved {pair[1]}", held, implied))
         return drift
 
 
 def recovered_results(
-    ops: Sequence[ledger.RecentOp], keys: WarehouseKeys
-) -> list[tuple[str, bytes]]:
-    """The stored results scripts use to recognise repeated calls, rebuilt from the ledger."""
-    out: list[tuple[str, bytes]] = []
+    ops: Sequence[ledger.RecentOp], keys: WarehouseKeys, window_ms: int
+) -> tuple[list[tuple[str, bytes]], dict[int, dict[str, bytes]]]:
+    """The stored results scripts use to recognise repeated calls, rebuilt from the ledger:
+    stock movements' (key, result), and orders' results by window, then field."""
+    moves: list[tuple[str, bytes]] = []
+    done: dict[int, dict[str, bytes]] = defaultdict(dict)
     for op in ops:
         if op.order_id is None:
             delta = sum(line.on_hand for line in op.lines)
-            out.append((keys.move(op.lines[0].sku, op.op_id), _PACK((1, delta, 0, 0, 0, [], 0))))
-        elif op.kind == "reserve":
-            lines = [
-                (d.sku, d.reserved + d.backordered, d.reserved, d.backordered) for d in op.lines
-            ]
+            moves.append((keys.move(op.lines[0].sku, op.op_id), _PACK((1, delta, 0, 0, 0, [], 0))))
+            continue
+        window = int(op.at.timestamp() * 1000) // window_ms
+        field = done_field(op.order_id, op.op_id)
+        if op.kind == "reserve":
             took = any(d.reserved for d in op.lines)
             queued = any(d.backordered for d in op.lines)
             code = RESERVED if not queued else (PARTIAL if took else QUEUED)
-            out.append((keys.op(op.order_id, op.op_id), _PACK((code, lines))))
+            # Named (see reserve.lua): a repeat reads it by sku, whatever its lines' order.
+            named: list[int | str] = [code]
+            for d in op.lines:
+                named += (d.reserved, d.backordered)
+            named.append("n")
+            for d in op.lines:
+                named += (d.sku, d.reserved + d.backordered)
+            done[window][field] = _PACK(named)
         elif op.kind == "release":
             gave = [(d.sku, -d.reserved) for d in op.lines if d.reserved]
             dropped = [(d.sku, -d.backordered) for d in op.lines if d.backordered]
-            out.append((keys.op(op.order_id, op.op_id), _PACK((1, gave, dropped))))
+            done[window][field] = _PACK((1, gave, dropped))
         elif op.kind == "commit":
             shipped = [(d.sku, -d.reserved) for d in op.lines]
-            out.append((keys.op(op.order_id, op.op_id), _PACK((1, shipped))))
-    return out
+            done[window][field] = _PACK((1, shipped))
+    return moves, dict(done)
+
+
+def holding_of(raw: bytes | str) -> dict[str, dict[str, int]]:
+    """An order's field in the ``orders`` hash: {"r": {sku: n}, "w": {sku: n}}."""
+    value = msgspec.json.decode(raw if isinstance(raw, bytes) else raw.encode())
+    return value if isinstance(value, dict) else {}

@@ -151,7 +151,8 @@ async def test_cancel_releases_everything_and_leaves_the_queues(
     assert await level(allocator, "B") == (0, 0, 0)
     keys = allocator.keys("main")
     assert await redis_client.zcard(keys.backorder_queue("B")) == 0
-    assert await redis_client.exists(keys.reservation("o1"), keys.backorder("o1")) == 0
+    assert await allocator.holding("o1") == ({}, {})
+    assert not await redis_client.hexists(keys.orders, "o1")
     assert (await allocator.adjust("B", 1, movement_id="m1")).filled_orders == ()
     assert await allocator.reconcile() == []
 
@@ -232,7 +233,9 @@ async def test_a_broken_request_in_a_batch_writes_nothing_and_spares_the_others(
     assert isinstance(results[1], CorruptStock)
     assert [getattr(r, "status", None) for r in (results[0], results[2])] == ["reserved"] * 2
     assert await level(allocator, "B") == (10, 1, 0)
-    assert not await redis_client.exists(keys.reservation("bad"), keys.op("bad", "reserve"))
+    assert await allocator.holding("bad") == ({}, {})
+    for key in await redis_client.keys(keys.done(0).replace(":done:0", ":done:*")):
+        assert not await redis_client.hexists(key, "bad reserve")
 
 
 async def test_a_malformed_script_call_writes_nothing(
@@ -331,10 +334,10 @@ async def test_reconcile_reports_drift_and_recover_repairs_it(
     await allocator.reserve("o1", [("A", 2)])
     keys = allocator.keys("main")
     await redis_client.hset(keys.stock("A"), "on_hand", 50)
-    await redis_client.hset(keys.reservation("ghost"), "A", 1)
+    await redis_client.hset(keys.orders, "ghost", json.dumps({"r": {"A": 1}}))
     drift = await allocator.reconcile()
     assert sorted((d.what, d.redis, d.ledger) for d in drift) == [
-        ("res:ghost A", 1, 0),
+        ("orders ghost reserved A", 1, 0),
         ("stock:A on_hand", 50, 5),
     ]
     await allocator.recover("main")

@@ -82,8 +82,8 @@ def make_machine(schema_name: str) -> type[RuleBasedStateMachine]:
             self.loop.close()
 
         async def held(self, order_id: str) -> list[tuple[str, int]]:
-            raw = await self.redis.hgetall(self.allocator.keys(self.code).reservation(order_id))
-            return [(text(k), int(v)) for k, v in raw.items()]
+            reserved, _ = await self.allocator.holding(order_id, self.code)
+            return sorted(reserved.items())
 
         async def apply(self, op: tuple[Any, ...]) -> None:
             n = next(self.ids)
@@ -118,25 +118,24 @@ def make_machine(schema_name: str) -> type[RuleBasedStateMachine]:
             if not self.orders:
                 return
             order_id = self.orders[index % len(self.orders)]
-            keys = self.allocator.keys(self.code)
-            before = self.run(self.redis.hgetall(keys.reservation(order_id)))
+            before = self.run(self.allocator.holding(order_id, self.code))
             result = self.run(self.allocator.reserve(order_id, [("A", 1)]))
             assert result.replay
-            assert self.run(self.redis.hgetall(keys.reservation(order_id))) == before
+            assert self.run(self.allocator.holding(order_id, self.code)) == before
 
         @invariant()
         def stock_adds_up_and_matches_the_ledger(self) -> None:
             self.run(self.check())
 
         async def check(self) -> None:
-            keys = self.allocator.keys(self.code)
             held = {sku: 0 for sku in SKUS}
             waiting = {sku: 0 for sku in SKUS}
             for order_id in self.orders:
-                for sku, quantity in (await self.redis.hgetall(keys.reservation(order_id))).items():
-                    held[text(sku)] += int(quantity)
-                for sku, quantity in (await self.redis.hgetall(keys.backorder(order_id))).items():
-                    waiting[text(sku)] += int(quantity)
+                reserved, waits = await self.allocator.holding(order_id, self.code)
+                for sku, quantity in reserved.items():
+                    held[sku] += quantity
+                for sku, quantity in waits.items():
+                    waiting[sku] += quantity
             for sku in SKUS:
                 level = await self.allocator.stock(sku, self.code)
                 assert 0 <= level.reserved <= level.on_hand

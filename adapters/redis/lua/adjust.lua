@@ -83,14 +83,21 @@ local fills, more = {}, 0
 local queue = base .. 'backorders:' .. sku
 local free = on_hand - reserved
 if free > 0 then
+  local orders_key = base .. 'orders'
   local waiting = redis.call('ZRANGE', queue, 0, limit - 1)
   for _, order in ipairs(waiting) do
     if free <= 0 then break end
-    local needs = redis.call('HGETALL', base .. 'bo:' .. order)
-    if #needs == 0 then redis.call('ZREM', queue, order) end  -- a stale entry: drop it
-    local lines, fits = {}, #needs > 0
-    for i = 1, #needs, 2 do
-      local need_sku, need = needs[i], tonumber(needs[i + 1])
+    -- The order's holding, as reserve.lua writes it: {"r": {sku: n}, "w": {sku: n}}.
+    local raw = redis.call('HGET', orders_key, order)
+    local h = (raw and cjson.decode(raw)) or {}
+    h.r, h.w = h.r or {}, h.w or {}
+    local names = {}
+    for need_sku in pairs(h.w) do names[#names + 1] = need_sku end
+    table.sort(names)
+    if #names == 0 then redis.call('ZREM', queue, order) end  -- a stale entry: drop it
+    local lines, fits = {}, #names > 0
+    for _, need_sku in ipairs(names) do
+      local need = h.w[need_sku]
       lines[#lines + 1] = { need_sku, need }
       if fits then
         local s = redis.call('HMGET', base .. 'stock:' .. need_sku, 'on_hand', 'reserved')
@@ -103,11 +110,11 @@ if free > 0 then
         local key = base .. 'stock:' .. line[1]
         redis.call('HINCRBY', key, 'reserved', line[2])
         redis.call('HINCRBY', key, 'backordered', -line[2])
-        redis.call('HINCRBY', base .. 'res:' .. order, line[1], line[2])
+        h.r[line[1]] = (h.r[line[1]] or 0) + line[2]
         redis.call('ZREM', base .. 'backorders:' .. line[1], order)
         if line[1] == sku then free = free - line[2] end
       end
-      redis.call('DEL', base .. 'bo:' .. order)
+      redis.call('HSET', orders_key, order, cjson.encode({ r = h.r }))
       fills[#fills + 1] = { order, lines }
     end
   end

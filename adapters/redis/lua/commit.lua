@@ -2,8 +2,8 @@
 
 KEYS[1]  <base>meta        the warehouse's meta hash; its absence means Redis lost the warehouse
 ARGV[1]  base              the warehouse's key base, e.g. "orderd:{main}:"
-ARGV[2]  now_ms            the caller's clock (unused today; kept for the common call shape)
-ARGV[3]  ops_ttl_s         how long an operation's result is kept to recognise a repeated call
+ARGV[2]  now_ms            the caller's clock; the script never reads one
+ARGV[3]  window_ms         results are kept in <base>done:<now_ms // window_ms> (see reserve.lua)
 ARGV[4]  batch             msgpack array of requests {order_id, op_id, lines}, where
                            lines = {{sku, quantity}, ...} is what the shipment holds; each
                            quantity must be reserved for the order.
@@ -27,10 +27,33 @@ if not epoch then
   return redis.error_reply('NOMETA warehouse not initialised: ' .. KEYS[1])
 end
 local base = ARGV[1]
-local ttl = tonumber(ARGV[3])
+local now, window = tonumber(ARGV[2]), tonumber(ARGV[3])
 local decoded, batch = pcall(cmsgpack.unpack, ARGV[4])
-if KEYS[1] ~= base .. 'meta' or not ttl or not decoded or type(batch) ~= 'table' then
-  return redis.error_reply('BADBATCH commit expects base, now_ms, ops_ttl_s, msgpack batch')
+if KEYS[1] ~= base .. 'meta' or not now or not window or window < 1 or not decoded
+    or type(batch) ~= 'table' then
+  return redis.error_reply('BADBATCH commit expects base, now_ms, window_ms, msgpack batch')
+end
+local orders_key = base .. 'orders'
+local done_key = base .. 'done:' .. math.floor(now / window)
+local last_key = base .. 'done:' .. (math.floor(now / window) - 1)
+
+-- An order's holding, as reserve.lua writes it: {"r": {sku: n}, "w": {sku: n}}.
+local function holding_of(order)
+  local raw = redis.call('HGET', orders_key, order)
+  local h = (raw and cjson.decode(raw)) or {}
+  h.r, h.w = h.r or {}, h.w or {}
+  return h
+end
+
+local function keep_holding(order, h)
+  local parts = {}
+  if next(h.r) ~= nil then parts.r = h.r end
+  if next(h.w) ~= nil then parts.w = h.w end
+  if next(parts) == nil then
+    redis.call('HDEL', orders_key, order)
+  else
+    redis.call('HSET', orders_key, order, cjson.encode(parts))
+  end
 end
 
 local function commit_one(request)
@@ -40,11 +63,11 @@ local function commit_one(request)
       or type(lines) ~= 'table' or #lines == 0 then
     return 0, cmsgpack.pack({ BAD_REQUEST, {} })
   end
-  local op_key = base .. 'op:' .. order .. ':' .. op
-  local earlier = redis.call('GET', op_key)
+  local field = order .. ' ' .. op
+  local earlier = redis.call('HGET', done_key, field) or redis.call('HGET', last_key, field)
   if earlier then return 1, earlier end
 
-  local res = base .. 'res:' .. order
+  local h = holding_of(order)
   local wanted, skus = {}, {}
   for _, line in ipairs(lines) do
     local sku, quantity = line[1], line[2]
@@ -60,18 +83,17 @@ local function commit_one(request)
   end
   local committed = {}
   for i, sku in ipairs(skus) do
-    local held = tonumber(redis.call('HGET', res, sku) or '0')
-    if held < wanted[sku] then return 0, cmsgpack.pack({ NOT_HELD, { { sku, wanted[sku] } } }) end
+    if (h.r[sku] or 0) < wanted[sku] then
+      return 0, cmsgpack.pack({ NOT_HELD, { { sku, wanted[sku] } } })
+    end
     committed[i] = { sku, wanted[sku] }
   end
 
   -- Every stock record written below must hold numbers, or the script would stop half way.
-  for _, group in ipairs({ committed }) do
-    for _, line in ipairs(group) do
-      local s = redis.call('HMGET', base .. 'stock:' .. line[1], 'on_hand', 'reserved')
-      if not tonumber(s[1] or '0') or not tonumber(s[2] or '0') then
-        return 0, cmsgpack.pack({ CORRUPT, { { line[1], line[2] } } })
-      end
+  for _, line in ipairs(committed) do
+    local s = redis.call('HMGET', base .. 'stock:' .. line[1], 'on_hand', 'reserved')
+    if not tonumber(s[1] or '0') or not tonumber(s[2] or '0') then
+      return 0, cmsgpack.pack({ CORRUPT, { { line[1], line[2] } } })
     end
   end
 
@@ -79,13 +101,14 @@ local function commit_one(request)
     local stock = base .. 'stock:' .. line[1]
     redis.call('HINCRBY', stock, 'on_hand', -line[2])
     redis.call('HINCRBY', stock, 'reserved', -line[2])
-    if redis.call('HINCRBY', res, line[1], -line[2]) <= 0 then
-      redis.call('HDEL', res, line[1])
-    end
+    local left = h.r[line[1]] - line[2]
+    h.r[line[1]] = (left > 0) and left or nil
   end
+  keep_holding(order, h)
 
   local result = cmsgpack.pack({ DONE, committed })
-  redis.call('SET', op_key, result, 'EX', ttl)
+  redis.call('HSET', done_key, field, result)
+  redis.call('PEXPIRE', done_key, 2 * window + 60000)
   return 0, result
 end
 

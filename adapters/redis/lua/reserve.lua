@@ -3,26 +3,33 @@
 KEYS[1]  <base>meta        the warehouse's meta hash; its absence means Redis lost the warehouse
 ARGV[1]  base              the warehouse's key base, e.g. "orderd:{main}:" (KEYS[1] without "meta")
 ARGV[2]  now_ms            the caller's clock; the script never reads one
-ARGV[3]  ops_ttl_s         how long an operation's result is kept to recognise a repeated call
-ARGV[4]  batch             msgpack array of requests {order_id, op_id, mode, priority, lines}, where
-                           lines = {{sku, quantity}, ...}; a sku may repeat (summed);
-                           mode: "all"            all lines or nothing; nothing is queued
-                                 "partial"        what is free now; nothing is queued
-                                 "wait_all"       all lines, else queue the whole order
-                                 "ship_available" what is free now, queue the rest
+ARGV[3]  window_ms         results are kept in one hash per window of this length,
+                           <base>done:<now_ms // window_ms>; this window's and the last one's
+                           are looked up to recognise a repeated call
+ARGV[4]  skus              msgpack array of sku names: the batch's sku table
+ARGV[5]  ids               msgpack array: order_id, op_id of each request, in turn
+ARGV[6]  ints              msgpack array of integers, per request: mode, priority, n, then n
+                           pairs (index into skus from 1, quantity), the skus distinct.
+                           mode: 1 "all"            all lines or nothing; nothing is queued
+                                 2 "partial"        what is free now; nothing is queued
+                                 3 "wait_all"       all lines, else queue the whole order
+                                 4 "ship_available" what is free now, queue the rest
                            priority 0..9 (9 first in the backorder queues)
                            op_id names the reservation ("reserve" for the order's first one; a
                            re-route after a short pick gets its own): one result per order and op_id.
-Returns  a flat array: the warehouse's epoch, then two items per request: replay, result.
-         replay is 1 when result is the
-         stored one of an earlier call with the same order and op_id, else 0; result is
-         msgpack {code, lines} with lines = {{sku, wanted, reserved, backordered}, ...}, one per
-         distinct sku. Results that wrote something are kept under <base>op:<order>:<op_id>.
+Returns  a flat array: the warehouse's epoch, then per request either 0, code, and per line
+         reserved, backordered; or, when an earlier call with the same order and op_id has a
+         stored result, 1 and that result as stored (msgpack {code, (reserved, backordered)
+         per line, "n", (sku, wanted) per line}). For codes -1 and -7 the line at fault has
+         reserved -1; for other refusals every line is 0, 0.
 Codes    1 reserved in full; 2 partly reserved (the rest queued, or not, per mode);
          3 queued, nothing reserved; 4 short: nothing written (modes "all" and "partial");
-         -1 unknown sku (the first one is in lines); -2 bad quantity; -3 bad request;
-         -7 a stock record that is not numbers (the sku is in lines; repair with recover).
+         -1 unknown sku; -2 bad quantity; -3 bad request;
+         -7 a stock record that is not numbers (repair with recover).
 Errors   "NOMETA ..." when KEYS[1] is missing; "BADBATCH ..." when ARGV cannot be read.
+Writes   <base>stock:<sku> reserved/backordered, once per sku; <base>orders, one field per
+         order that took or queued something (JSON {"r": {sku: reserved}, "w": {sku: waiting}});
+         <base>backorders:<sku> for what is queued; the result in this window's done hash.
 How      Requests are decided in order against stock read once per sku and kept in a table;
          every write happens at the end, so a script error anywhere leaves nothing written,
          and a sku many orders want costs one read and one write per call, not per order.
@@ -33,8 +40,7 @@ local RESERVED, PARTIAL, QUEUED, SHORT = 1, 2, 3, 4
 local UNKNOWN_SKU, BAD_QUANTITY, BAD_REQUEST, CORRUPT = -1, -2, -3, -7
 local MAX_QUANTITY = 1000000000
 local PRIORITY_STEP = 10000000000000
-local MODES = { all = true, partial = true, wait_all = true, ship_available = true }
-local QUEUES = { wait_all = true, ship_available = true }
+local SLICE = 500  -- values per variadic call: unpack() has a limit
 
 -- The warehouse's epoch: it changes with every rebuild, so a ledger write can tell whether
 -- the Redis state it records still exists.
@@ -43,43 +49,49 @@ if not epoch then
   return redis.error_reply('NOMETA warehouse not initialised: ' .. KEYS[1])
 end
 local base = ARGV[1]
-local now = tonumber(ARGV[2])
-local ttl = tonumber(ARGV[3])
-local decoded, batch = pcall(cmsgpack.unpack, ARGV[4])
-if KEYS[1] ~= base .. 'meta' or not now or not ttl or not decoded or type(batch) ~= 'table' then
-  return redis.error_reply('BADBATCH reserve expects base, now_ms, ops_ttl_s, msgpack batch')
+local now, window = tonumber(ARGV[2]), tonumber(ARGV[3])
+local ok_skus, skus = pcall(cmsgpack.unpack, ARGV[4])
+local ok_ids, ids = pcall(cmsgpack.unpack, ARGV[5])
+local ok_ints, ints = pcall(cmsgpack.unpack, ARGV[6])
+if KEYS[1] ~= base .. 'meta' or not now or not window or window < 1 or not ok_skus
+    or not ok_ids or not ok_ints or type(skus) ~= 'table' or type(ids) ~= 'table'
+    or type(ints) ~= 'table' or #ids % 2 ~= 0 then
+  return redis.error_reply('BADBATCH reserve expects base, now_ms, window_ms, skus, ids, ints')
 end
+local count = #ids / 2
+local done_key = base .. 'done:' .. math.floor(now / window)
+local last_key = base .. 'done:' .. (math.floor(now / window) - 1)
 
--- Earlier results of every well-formed request, in one round.
-local op_keys, earlier = {}, {}
-for i, request in ipairs(batch) do
-  if type(request) == 'table' and type(request[1]) == 'string' and type(request[2]) == 'string' then
-    op_keys[i] = base .. 'op:' .. request[1] .. ':' .. request[2]
-  end
-end
-do
-  local listed, at = {}, {}
-  for i = 1, #batch do
-    if op_keys[i] then
-      listed[#listed + 1] = op_keys[i]
-      at[#listed] = i
-    end
-  end
-  for first = 1, #listed, 500 do  -- in slices: unpack() has a limit on values
-    local last = math.min(first + 499, #listed)
-    local found = redis.call('MGET', unpack(listed, first, last))
-    for j, value in ipairs(found) do
-      if value then earlier[op_keys[at[first + j - 1]]] = value end
-    end
+local function call_sliced(command, key, values, step)
+  for first = 1, #values, step do
+    redis.call(command, key, unpack(values, first, math.min(first + step - 1, #values)))
   end
 end
 
--- sku -> {on_hand, reserved, backordered, reserved_delta, backordered_delta}, or false
+-- Earlier results of every request, in two rounds.
+local fields = {}
+for i = 1, count do
+  fields[i] = tostring(ids[2 * i - 1]) .. ' ' .. tostring(ids[2 * i])
+end
+local earlier = {}
+for _, key in ipairs({ done_key, last_key }) do
+  for first = 1, count, SLICE do
+    local last = math.min(first + SLICE - 1, count)
+    local found = redis.call('HMGET', key, unpack(fields, first, last))
+    for j = 1, last - first + 1 do
+      if found[j] and not earlier[first + j - 1] then earlier[first + j - 1] = found[j] end
+    end
+  end
+end
+
+-- sku index -> {on_hand, reserved, backordered, reserved_delta, backordered_delta}, or false
 -- for an unknown sku, or 'corrupt'.
 local stock = {}
-local function stock_of(sku)
-  local s = stock[sku]
+local function stock_of(index)
+  local s = stock[index]
   if s == nil then
+    local sku = skus[index]
+    if type(sku) ~= 'string' or sku == '' then return false end
     local v = redis.call('HMGET', base .. 'stock:' .. sku, 'on_hand', 'reserved', 'backordered')
     if not v[1] then
       s = false
@@ -91,117 +103,178 @@ local function stock_of(sku)
         s = 'corrupt'
       end
     end
-    stock[sku] = s
+    stock[index] = s
   end
   return s
 end
 
-local writes = {}  -- {order, op_key, result, take, queue, skus, score}, applied at the end
+local out = { epoch }
+local function emit(code, n, at_fault)
+  out[#out + 1] = 0
+  out[#out + 1] = code
+  for k = 1, n do
+    out[#out + 1] = (k == at_fault) and -1 or 0
+    out[#out + 1] = 0
+  end
+end
+
+-- A stored result, "named" so that a repeat gets the first result whatever lines it asks
+-- for: {code, (reserved, backordered) per line, 'n', (sku, wanted) per line}. A rebuild
+-- from the ledger writes the same form.
+local function replay(stored)
+  out[#out + 1] = 1
+  out[#out + 1] = stored
+end
 
 local function is_quantity(q)
   return type(q) == 'number' and q >= 1 and q <= MAX_QUANTITY and q % 1 == 0
 end
 
-local function reserve_one(request, op_key)
-  if not op_key then return 0, cmsgpack.pack({ BAD_REQUEST, {} }) end
-  local order, op, mode, priority, lines = request[1], request[2], request[3], request[4], request[5]
-  if order == '' or op == '' or not MODES[mode] or type(lines) ~= 'table' or #lines == 0
-      or type(priority) ~= 'number' or priority < 0 or priority > 9 then
-    return 0, cmsgpack.pack({ BAD_REQUEST, {} })
-  end
-  if earlier[op_key] then return 1, earlier[op_key] end
-
-  -- Sum the lines per sku, keeping the order in which skus first appear.
-  local skus, wanted = {}, {}
-  for _, line in ipairs(lines) do
-    local sku, quantity = line[1], line[2]
-    if type(sku) ~= 'string' or sku == '' or not is_quantity(quantity) then
-      return 0, cmsgpack.pack({ BAD_QUANTITY, {} })
-    end
-    if not wanted[sku] then
-      skus[#skus + 1] = sku
-      wanted[sku] = 0
-    end
-    wanted[sku] = wanted[sku] + quantity
-    if wanted[sku] > MAX_QUANTITY then return 0, cmsgpack.pack({ BAD_QUANTITY, {} }) end
-  end
-
-  local free, whole = {}, true
-  for _, sku in ipairs(skus) do
-    local s = stock_of(sku)
-    if s == false then
-      return 0, cmsgpack.pack({ UNKNOWN_SKU, { { sku, wanted[sku], 0, 0 } } })
-    elseif s == 'corrupt' then
-      return 0, cmsgpack.pack({ CORRUPT, { { sku, wanted[sku], 0, 0 } } })
-    end
-    free[sku] = s[1] - s[2]
-    if free[sku] < wanted[sku] then whole = false end
-  end
-
-  local take, queue = {}, {}
-  local taken_any, queued_any = false, false
-  local result_lines = {}
-  for i, sku in ipairs(skus) do
-    if whole then
-      take[sku] = wanted[sku]
-    elseif mode == 'partial' or mode == 'ship_available' then
-      take[sku] = math.max(0, math.min(wanted[sku], free[sku]))
-    else
-      take[sku] = 0
-    end
-    queue[sku] = QUEUES[mode] and (wanted[sku] - take[sku]) or 0
-    taken_any = taken_any or take[sku] > 0
-    queued_any = queued_any or queue[sku] > 0
-    result_lines[i] = { sku, wanted[sku], take[sku], queue[sku] }
-  end
-  if not taken_any and not queued_any then
-    return 0, cmsgpack.pack({ SHORT, result_lines })  -- nothing written: nothing to remember
-  end
-
-  for _, sku in ipairs(skus) do
-    local s = stock[sku]
-    s[2] = s[2] + take[sku]
-    s[4] = s[4] + take[sku]
-    s[3] = s[3] + queue[sku]
-    s[5] = s[5] + queue[sku]
-  end
-  local code = QUEUED
-  if whole then
-    code = RESERVED
-  elseif taken_any then
-    code = PARTIAL
-  end
-  local result = cmsgpack.pack({ code, result_lines })
-  earlier[op_key] = result  -- the same request twice in one batch is a repeat too
-  writes[#writes + 1] = {
-    order, op_key, result, take, queue, skus, (9 - priority) * PRIORITY_STEP + now,
-  }
-  return 0, result
+-- {"r": {sku: reserved}, "w": {sku: waiting}}, each part left out when empty.
+local function encode_holding(h)
+  local parts = {}
+  if next(h.r) ~= nil then parts.r = h.r end
+  if next(h.w) ~= nil then parts.w = h.w end
+  return cjson.encode(parts)
 end
 
-local out = { epoch }
-for i, request in ipairs(batch) do
-  out[2 * i], out[2 * i + 1] = reserve_one(request, op_keys[i])
+-- Per order that wrote: {request index, lines {index, take, queue}..., score}.
+local writes = {}
+local seen_here = {}  -- the same order and op twice in one batch is a repeat too
+local pos = 1
+for i = 1, count do
+  local mode, priority, n = ints[pos], ints[pos + 1], ints[pos + 2]
+  local lines_at = pos + 3
+  if type(n) ~= 'number' or n < 0 or n % 1 ~= 0 or lines_at + 2 * n - 1 > #ints then
+    return redis.error_reply('BADBATCH reserve: request ' .. i .. ' runs past the integers')
+  end
+  pos = lines_at + 2 * n
+  local order, op = ids[2 * i - 1], ids[2 * i]
+  local stored = earlier[i] or seen_here[fields[i]]
+  if type(order) ~= 'string' or order == '' or type(op) ~= 'string' or op == '' or n == 0
+      or type(mode) ~= 'number' or mode < 1 or mode > 4 or type(priority) ~= 'number'
+      or priority < 0 or priority > 9 or priority % 1 ~= 0 then
+    emit(BAD_REQUEST, n)
+  elseif stored then
+    replay(stored)
+  else
+    local code, at_fault, whole, distinct = nil, nil, true, {}
+    for k = 0, n - 1 do
+      local index, quantity = ints[lines_at + 2 * k], ints[lines_at + 2 * k + 1]
+      if not is_quantity(quantity) or type(index) ~= 'number' or distinct[index] then
+        code = code or BAD_QUANTITY
+      else
+        distinct[index] = true
+        local s = stock_of(index)
+        if s == false then
+          code, at_fault = code or UNKNOWN_SKU, at_fault or k + 1
+        elseif s == 'corrupt' then
+          code, at_fault = code or CORRUPT, at_fault or k + 1
+        elseif s[1] - s[2] < quantity then
+          whole = false
+        end
+      end
+    end
+    if code then
+      emit(code, n, at_fault)
+    else
+      local lines, taken_any, queued_any = {}, false, false
+      for k = 0, n - 1 do
+        local index, quantity = ints[lines_at + 2 * k], ints[lines_at + 2 * k + 1]
+        local s = stock[index]
+        local take = 0
+        if whole then
+          take = quantity
+        elseif mode == 2 or mode == 4 then
+          take = math.max(0, math.min(quantity, s[1] - s[2]))
+        end
+        local queue = (mode >= 3) and (quantity - take) or 0
+        taken_any = taken_any or take > 0
+        queued_any = queued_any or queue > 0
+        lines[k + 1] = { index, take, queue }
+      end
+      if not taken_any and not queued_any then
+        emit(SHORT, n)  -- nothing written: nothing to remember
+      else
+        local result = { whole and RESERVED or (taken_any and PARTIAL or QUEUED) }
+        for k, line in ipairs(lines) do
+          local s = stock[line[1]]
+          s[2], s[4] = s[2] + line[2], s[4] + line[2]
+          s[3], s[5] = s[3] + line[3], s[5] + line[3]
+          result[2 * k], result[2 * k + 1] = line[2], line[3]
+        end
+        out[#out + 1] = 0
+        for k = 1, #result do out[#out + 1] = result[k] end
+        result[#result + 1] = 'n'
+        for k = 0, n - 1 do
+          result[#result + 1] = skus[ints[lines_at + 2 * k]]
+          result[#result + 1] = ints[lines_at + 2 * k + 1]
+        end
+        local packed = cmsgpack.pack(result)
+        seen_here[fields[i]] = packed
+        lines.score = (9 - priority) * PRIORITY_STEP + now
+        writes[#writes + 1] = { i, lines, packed }
+      end
+    end
+  end
 end
 
 -- Every write, now that every request is decided.
-for sku, s in pairs(stock) do
+for index, s in pairs(stock) do
   if type(s) == 'table' then
-    local key = base .. 'stock:' .. sku
+    local key = base .. 'stock:' .. skus[index]
     if s[4] ~= 0 then redis.call('HINCRBY', key, 'reserved', s[4]) end
     if s[5] ~= 0 then redis.call('HINCRBY', key, 'backordered', s[5]) end
   end
 end
-for _, w in ipairs(writes) do
-  local order, take, queue = w[1], w[4], w[5]
-  for _, sku in ipairs(w[6]) do
-    if take[sku] > 0 then redis.call('HINCRBY', base .. 'res:' .. order, sku, take[sku]) end
-    if queue[sku] > 0 then
-      redis.call('HINCRBY', base .. 'bo:' .. order, sku, queue[sku])
-      -- NX: an order queued again for the same sku keeps its place.
-      redis.call('ZADD', base .. 'backorders:' .. sku, 'NX', w[7], order)
+if #writes > 0 then
+  local orders_key = base .. 'orders'
+  local names = {}
+  for j, w in ipairs(writes) do names[j] = ids[2 * w[1] - 1] end
+  local held = {}
+  for first = 1, #names, SLICE do
+    local found = redis.call('HMGET', orders_key, unpack(names, first, math.min(first + SLICE - 1, #names)))
+    for j, value in ipairs(found) do held[first + j - 1] = value end
+  end
+  local holding, touched, results, queues = {}, {}, {}, {}
+  for j, w in ipairs(writes) do
+    local order, lines = names[j], w[2]
+    -- An order's holding here: what it already held (an earlier reservation), plus this one.
+    local h = holding[order]
+    if not h then
+      h = (held[j] and cjson.decode(held[j])) or {}
+      h.r, h.w = h.r or {}, h.w or {}
+      holding[order] = h
+      touched[#touched + 1] = order
+    end
+    for _, line in ipairs(lines) do
+      local sku = skus[line[1]]
+      if line[2] > 0 then h.r[sku] = (h.r[sku] or 0) + line[2] end
+      if line[3] > 0 then
+        h.w[sku] = (h.w[sku] or 0) + line[3]
+        local queue = queues[sku]
+        if not queue then queue = {}; queues[sku] = queue end
+        queue[#queue + 1] = lines.score
+        queue[#queue + 1] = order
+      end
+    end
+    results[#results + 1] = fields[w[1]]
+    results[#results + 1] = w[3]
+  end
+  local holdings = {}
+  for _, order in ipairs(touched) do
+    holdings[#holdings + 1] = order
+    holdings[#holdings + 1] = encode_holding(holding[order])
+  end
+  call_sliced('HSET', orders_key, holdings, 2 * SLICE)
+  call_sliced('HSET', done_key, results, 2 * SLICE)
+  redis.call('PEXPIRE', done_key, 2 * window + 60000)
+  for sku, queue in pairs(queues) do
+    -- NX: an order queued again for the same sku keeps its place.
+    local key = base .. 'backorders:' .. sku
+    for first = 1, #queue, 2 * SLICE do
+      redis.call('ZADD', key, 'NX', unpack(queue, first, math.min(first + 2 * SLICE - 1, #queue)))
     end
   end
-  redis.call('SET', w[2], w[3], 'EX', ttl)
 end
 return out
