@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import math
 import os
@@ -49,6 +50,7 @@ from adapters.postgres.pool import connection, create_pool, redact_dsn
 from adapters.postgres.stock import implied_stock
 from adapters.stock.allocator import Allocator
 from adapters.stock.model import AllocationPolicy, StockLevel, WarehouseConfig
+from daemon.run import settle_memory
 from daemon.settings import Settings, load_settings
 
 Line = tuple[str, int]
@@ -716,6 +718,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         f"Redis prefix {bench.prefix} on {settings.redis.url}"
     )
     try:
+        generated = workloads(bench.skus, args.orders, args.seed)
+        # The collector set as `orderd run` sets it once started; the generated orders
+        # (which the daemon never holds) are frozen with the rest, out of its walks.
+        settle_memory()
         redis_version, postgres_version = await server_versions(bench)
         report: dict[str, Any] = {
             "settings": {
@@ -730,6 +736,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 "products": PRODUCTS,
                 "seed": args.seed,
                 "event_loop": "uvloop",
+                "gc": "as orderd run: frozen after start, young generation threshold "
+                f"{gc.get_threshold()[0]:,}",
             },
             "machine": {
                 "cpu_count": os.cpu_count(),
@@ -747,7 +755,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             },
             "workloads": {},
         }
-        for workload in workloads(bench.skus, args.orders, args.seed):
+        for workload in generated:
             log(f"{workload.name}:")
             schema = await bench.schema(workload.name)
             # Baseline first: the orderd run leaves more behind in PostgreSQL (ledger rows,
