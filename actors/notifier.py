@@ -1,13 +1,14 @@
 """Sending the outbox of customer messages, apart from the order actors.
 
 A message is claimed just before it is sent and marked sent as soon as the server took it,
-on its own: a crash in between leaves the claim to run out, and only such a message goes
-again, with the same Message-ID, so the customer's mail program can tell. Claims are kept
-in the database's real time, never the business clock (which runs scaled in demos and
-tests, from each process's own start). Temporary failures are tried again with back-off,
-up to a number of attempts; permanent ones are recorded and shown on the order. An order
-never waits for a message; it hears only when a follow-up it is waiting for has been sent
-or given up.
+not after the others claimed with it: a crash in between leaves the claim to run out, and
+only such a message goes again, with the same Message-ID, so the customer's mail program
+can tell. Results that come while earlier ones are being written share the next
+transaction. Claims are kept in the database's real time, never the business clock (which
+runs scaled in demos and tests, from each process's own start). Temporary failures are
+tried again with back-off, up to a number of attempts; permanent ones are recorded and
+shown on the order. An order never waits for a message; it hears only when a follow-up it
+is waiting for has been sent or given up.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from datetime import time as clock_time
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from msgspec import Struct
 
+from actors.batching import Coalescer
 from actors.errors import OrderdError, printable
 from actors.loops import drain_repeatedly
 from actors.mail import Mail
@@ -63,6 +65,10 @@ class Outbox:
         self._clock = clock
         self._quiet = (_clock_time(settings.quiet_start), _clock_time(settings.quiet_end))
         self._wake = asyncio.Event()
+        # One write at a time: the results that come meanwhile go together in the next.
+        self._results: Coalescer[_Result, list[Posted]] = Coalescer(
+            self._record_together, max_in_flight=1
+        )
 
     def wake(self) -> None:
         self._wake.set()
@@ -71,10 +77,11 @@ class Outbox:
         """Send every message that is due; return how many were tried.
 
         Messages are claimed in one short transaction and all sent at once, outside any;
-        each result is recorded in a transaction of its own as soon as it is known, not
-        after the others: nothing that happens to one message (a slow server, a failure to
-        record) keeps another that went out from being recorded, and only a message still
-        on its way when the process dies can go again.
+        each result is recorded as soon as it is known, not after the others, together
+        with those known while the previous write was on its way: nothing that happens to
+        one message (a slow server, a failure to record) keeps another that went out from
+        being recorded, and only a message still on its way when the process dies can go
+        again.
         """
         now = datetime.fromtimestamp(self._clock(), UTC)
         loop = asyncio.get_running_loop()
@@ -115,7 +122,7 @@ class Outbox:
         pause = 0.05
         while True:
             try:
-                posted = await self._record(item, outcome, now)
+                posted = await self._results.submit(_Result(item, outcome, now))
                 break
             except Exception as exc:
                 # A message that went out and is not recorded goes again once the claim
@@ -141,17 +148,43 @@ class Outbox:
         sent = await sender.send(message)
         return sent.message_id
 
-    async def _record(self, item: DueNotification, outcome: object, now: datetime) -> list[Posted]:
-        """Record one message's outcome, and tell its order of a follow-up settled; return
-        what was posted to the order."""
+    async def _record_together(
+        self, results: Sequence[_Result]
+    ) -> Sequence[list[Posted] | BaseException]:
+        """Record ``results`` in one transaction; should that fail, each in one of its own,
+        so that a result that cannot be recorded keeps no other from it."""
+        if len(results) > 1:
+            try:
+                return await self._record(results)
+            except Exception as exc:
+                log.warning("recording %d results together failed: %s", len(results), exc)
+        return await asyncio.gather(
+            *(self._record_alone(result) for result in results), return_exceptions=True
+        )
+
+    async def _record_alone(self, result: _Result) -> list[Posted]:
+        [posted] = await self._record([result])
+        return posted
+
+    async def _record(self, results: Sequence[_Result]) -> list[list[Posted]]:
+        """Record the messages' outcomes, and tell their orders of follow-ups settled, in
+        one transaction; return what was posted to each message's order."""
+        told: list[tuple[int, NotificationSettled]] = []
         async with self._notifications.settling() as settling:
-            final = await self._settle(settling, item, outcome, now)
-            if final is None or item.message.kind not in FOLLOW_UPS:
-                return []
-            settled = NotificationSettled(
-                order_id=item.order_id, kind=item.message.kind, status=final
-            )
-            return await settling.post([settled])
+            for index, (item, outcome, now) in enumerate(results):
+                final = await self._settle(settling, item, outcome, now)
+                if final is not None and item.message.kind in FOLLOW_UPS:
+                    settled = NotificationSettled(
+                        order_id=item.order_id, kind=item.message.kind, status=final
+                    )
+                    told.append((index, settled))
+            # Sorted by order: two such transactions take the orders' counters in one order.
+            told.sort(key=lambda pair: pair[1].order_id)
+            posted = await settling.post([settled for _, settled in told])
+        per_result: list[list[Posted]] = [[] for _ in results]
+        for (index, _), message in zip(told, posted, strict=True):
+            per_result[index].append(message)
+        return per_result
 
     async def _settle(
         self,
@@ -204,8 +237,18 @@ class Outbox:
         )
 
     async def close(self) -> None:
+        # Results known by now are written before the database goes.
+        await self._results.drain()
         for sender in self._senders.values():
             await sender.close()
+
+
+class _Result(NamedTuple):
+    """What became of a claimed message, to be recorded."""
+
+    item: DueNotification
+    outcome: object  # a Message-ID, when to try again, or the exception
+    now: datetime
 
 
 def _clock_time(text: str) -> clock_time:

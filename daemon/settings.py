@@ -33,6 +33,8 @@ PositiveSeconds = Annotated[float, Meta(gt=0, le=86400)]
 WarehouseCode = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
 KeyPrefix = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
 SchemaName = Annotated[str, Meta(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
+# A domain name or an address literal ([192.0.2.1], [IPv6:2001:db8::1]), as EHLO takes it.
+EhloName = Annotated[str, Meta(pattern=r"^([A-Za-z0-9.-]{1,253}|\[[0-9A-Za-z.:]{1,60}\])?$")]
 # A size PostgreSQL reads: pages (8 kB each) or kB/MB; empty for the server's own.
 FlushAfter = Annotated[str, Meta(pattern=r"^([0-9]{1,4}(kB|MB)?)?$")]
 
@@ -229,6 +231,13 @@ class EmailSettings(_Section, frozen=True):
     # Templates here replace the packaged ones of the same file name.
     templates_dir: str = ""
     timeout_s: PositiveSeconds = 15.0
+    # Connections kept open to the server, and so the most messages on their way at once.
+    connections: Annotated[int, Meta(ge=1, le=64)] = 4
+    # A kept connection unused this long is closed; below the server's own idle timeout,
+    # so that orderd, not the server, ends it.
+    connection_idle_s: Annotated[float, Meta(gt=0, le=3600)] = 30.0
+    # The name orderd gives in EHLO; empty: this host's fully qualified name.
+    ehlo_name: EhloName = ""
 
 
 class SmsSettings(_Section, frozen=True):

@@ -192,6 +192,9 @@ def senders(settings: Settings) -> dict[str, Notifier]:
             reply_to=email.reply_to,
             templates=templates,
             timeout_s=email.timeout_s,
+            connections=email.connections,
+            idle_s=email.connection_idle_s,
+            ehlo_name=email.ehlo_name,
         )
     sms = settings.sms
     if sms.enabled:

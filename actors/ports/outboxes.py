@@ -85,9 +85,9 @@ class RequestOutbox(Protocol):
 
 
 class NotificationSettling(Posting, Protocol):
-    """What became of one claimed customer message, written in one transaction with what
-    its order is told. Each write applies only while the claim ``claim`` holds (``sent``
-    whoever holds it); False when it did not apply."""
+    """What became of claimed customer messages, written in one transaction with what
+    their orders are told. Each write applies only while the claim ``claim`` holds
+    (``sent`` whoever holds it); False when it did not apply."""
 
     async def sent(self, row_id: int, message_id: str, now: datetime) -> bool: ...
 
@@ -110,5 +110,5 @@ class NotificationOutbox(Protocol):
         ...
 
     def settling(self) -> AbstractAsyncContextManager[NotificationSettling]:
-        """A transaction to record a message's outcome in; committed when the block ends."""
+        """A transaction to record messages' outcomes in; committed when the block ends."""
         ...

@@ -1,16 +1,32 @@
-"""Customer email over SMTP, one connection per message (aiosmtplib).
+"""Customer email over SMTP, through a few connections kept open between messages
+(aiosmtplib).
 
-``aiosmtplib.send`` connects, optionally upgrades, authenticates, sends and quits. As
-aiosmtplib documents it: ``use_tls=True`` speaks TLS from the first byte (SMTPS, usually
-port 465); ``start_tls=True`` upgrades a plain connection with STARTTLS (usually port 587)
-and fails when the server does not offer it; ``start_tls=False`` never upgrades (the
-default, ``None``, would upgrade only when offered, which an attacker can suppress).
-Server certificates are checked against the system trust store; ``SSL_CERT_FILE`` names
-another bundle, e.g. for a relay with a private CA.
+Up to ``connections`` connections to the server are opened as messages need them and kept
+for the next ones, so a connection's greeting, EHLO, TLS and login are paid for once, not
+per message; no more messages are on their way at once than there are connections. A
+connection unused for ``idle_s`` is closed with QUIT, and :meth:`SmtpNotifier.close` quits
+them all. The EHLO name is ``ehlo_name``, or this host's fully qualified name, looked up
+once.
+
+TLS, as aiosmtplib documents it: ``use_tls=True`` speaks TLS from the first byte (SMTPS,
+usually port 465); ``start_tls=True`` upgrades a plain connection with STARTTLS (usually
+port 587) and fails when the server does not offer it; ``start_tls=False`` never upgrades
+(the default, ``None``, would upgrade only when offered, which an attacker can suppress).
+Server certificates and host names are checked against the system trust store, read when
+the first connection opens; ``SSL_CERT_FILE`` names another bundle, e.g. for a relay with a
+private CA.
 
 Every message is multipart/alternative (plain text, then HTML). Its Message-ID is derived
 from the message's idempotency key, so a resend after a crash carries the same Message-ID
 and the recipient's mail system can recognise the duplicate.
+
+A kept connection the server has closed meanwhile (its own idle timeout, a 421 reply, a
+dropped connection) is replaced: one seen closed is never used, and when a message fails
+on a kept connection because the server hung up before the message's DATA command, the
+server cannot have taken it, so it goes once more over a new connection. From DATA on, the
+server may have taken a message whose answer never came: such a failure is reported as
+temporary and the message is not sent again here. After a failed transaction a connection
+is reset (RSET) before it carries another message, or closed.
 
 Every failure becomes a :class:`~actors.notify.model.NotifyError`:
 
@@ -25,8 +41,11 @@ server's own words (which often quote it).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import re
+import socket
 import ssl
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -34,6 +53,7 @@ from email.utils import format_datetime, parseaddr
 from typing import Literal
 
 import aiosmtplib
+from aiosmtplib.typing import Default
 
 from actors.notify.model import NotifyError, Outgoing, Sent
 from adapters.errors import ConfigError
@@ -43,6 +63,10 @@ from adapters.notify.templates import TemplateError, Templates
 # not one address (several addresses, display names, header tricks).
 _ADDRESS = re.compile(r"[^@\s<>(),;:\"\[\]]+@[^@\s<>(),;:\"\[\]]+")
 _MAX_REPLY_TEXT = 200
+# A connection is closed whether or not the server answers QUIT: shutting down does not
+# wait on a slow server for long.
+_QUIT_TIMEOUT_S = 2.0
+_CLOSING = 421  # the server is closing the connection (RFC 5321 4.2.3)
 
 
 def message_id_for(idempotency_key: str, domain: str) -> str:
@@ -53,6 +77,34 @@ def message_id_for(idempotency_key: str, domain: str) -> str:
     """
     digest = hashlib.sha256(idempotency_key.encode("utf-8")).hexdigest()[:32]
     return f"<{digest}@{domain}>"
+
+
+class _Connection(aiosmtplib.SMTP):
+    """One kept connection, noting whether the current message reached its DATA command:
+    from then on the server may have taken it."""
+
+    data_begun = False
+
+    async def data(
+        self,
+        message: str | bytes,
+        /,
+        *,
+        # aiosmtplib's own signature, timeout included.
+        timeout: float | Literal[Default.token] | None = Default.token,  # noqa: ASYNC109
+    ) -> aiosmtplib.SMTPResponse:
+        self.data_begun = True
+        return await super().data(message, timeout=timeout)
+
+
+def _hung_up(exc: BaseException) -> bool:
+    """Whether ``exc`` says the server closed the connection: dropped it, or answered 421
+    (after which aiosmtplib closes it too)."""
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        return any(refused.code == _CLOSING for refused in exc.recipients)
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return exc.code == _CLOSING
+    return isinstance(exc, ConnectionError)
 
 
 class SmtpNotifier:
@@ -73,6 +125,9 @@ class SmtpNotifier:
         templates: Templates,
         timeout_s: float = 15.0,
         message_id_domain: str | None = None,
+        connections: int = 4,
+        idle_s: float = 30.0,
+        ehlo_name: str = "",
     ) -> None:
         self._host = host
         self._port = port
@@ -88,6 +143,23 @@ class SmtpNotifier:
         if not _ADDRESS.fullmatch(self._envelope_sender):
             raise ConfigError(f"smtp sender {sender!r} is not an email address")
         self._domain = message_id_domain or self._envelope_sender.rpartition("@")[2]
+        if connections < 1:
+            raise ConfigError(f"smtp connections must be 1 or more, not {connections}")
+        if idle_s <= 0:
+            raise ConfigError(f"smtp idle time must be above 0 seconds, not {idle_s}")
+        if not ehlo_name.isprintable() or any(char.isspace() for char in ehlo_name):
+            raise ConfigError(f"smtp EHLO name {ehlo_name!r} is not a host name")
+        self._idle_s = idle_s
+        self._ehlo_name = ehlo_name
+        # What every connection shares, settled when the first one opens: the EHLO name
+        # (getfqdn may ask DNS) and the TLS context (reading the trust store takes a while).
+        self._shared: tuple[str, ssl.SSLContext | None] | None = None
+        self._sharing = asyncio.Lock()
+        self._slots = asyncio.Semaphore(connections)
+        # Most recently used last, and taken first: the others stay unused and run out.
+        self._idle: list[tuple[_Connection, asyncio.TimerHandle]] = []
+        self._quitting: set[asyncio.Task[None]] = set()
+        self._closed = False
 
     async def send(self, message: Outgoing) -> Sent:
         """Render ``message`` and hand it to the SMTP server; the receipt is its Message-ID."""
@@ -118,22 +190,110 @@ class SmtpNotifier:
         mail["X-Orderd-Kind"] = message.kind
         mail.set_content(text)
         mail.add_alternative(body, subtype="html")
-        try:
-            await aiosmtplib.send(
-                mail,
-                sender=self._envelope_sender,
-                recipients=[recipient],
-                hostname=self._host,
-                port=self._port,
-                use_tls=self._tls == "implicit",
-                start_tls=self._tls == "starttls",
-                username=self._username or None,
-                password=self._password if self._username else None,
-                timeout=self._timeout_s,
-            )
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            raise self._failure(exc, recipient) from None
+        async with self._slots:
+            try:
+                await self._transfer(mail, recipient)
+            except (aiosmtplib.SMTPException, OSError) as exc:
+                raise self._failure(exc, recipient) from None
         return Sent(message_id)
+
+    async def _transfer(self, mail: EmailMessage, recipient: str) -> None:
+        """Send ``mail`` over a kept connection, or a new one; once more over a new one
+        when the server hung up a kept one before the message began."""
+        connection = self._take_idle()
+        kept = connection is not None
+        while True:
+            if connection is None:
+                connection = await self._connect()
+            try:
+                await connection.send_message(
+                    mail, sender=self._envelope_sender, recipients=[recipient]
+                )
+            except Exception as exc:
+                if kept and not connection.data_begun and _hung_up(exc):
+                    connection.close()
+                    connection, kept = None, False
+                    continue
+                await self._reset_or_close(connection)
+                raise
+            except BaseException:  # cut off mid-transaction: its state is unknown
+                connection.close()
+                raise
+            self._keep(connection)
+            return
+
+    async def _connect(self) -> _Connection:
+        ehlo_name, tls_context = await self._shared_settings()
+        connection = _Connection(
+            hostname=self._host,
+            port=self._port,
+            use_tls=self._tls == "implicit",
+            start_tls=self._tls == "starttls",
+            tls_context=tls_context,
+            username=self._username or None,
+            password=self._password if self._username else None,
+            local_hostname=ehlo_name,
+            timeout=self._timeout_s,
+        )
+        await connection.connect()
+        return connection
+
+    async def _shared_settings(self) -> tuple[str, ssl.SSLContext | None]:
+        async with self._sharing:
+            if self._shared is None:
+                name = self._ehlo_name or await asyncio.to_thread(socket.getfqdn)
+                context = None
+                if self._tls != "none":
+                    # As aiosmtplib builds it: certificates and host names checked.
+                    context = await asyncio.to_thread(ssl.create_default_context)
+                self._shared = (name, context)
+            return self._shared
+
+    def _take_idle(self) -> _Connection | None:
+        while self._idle:
+            connection, expiry = self._idle.pop()
+            expiry.cancel()
+            if connection.is_connected:
+                return connection
+            connection.close()
+        return None
+
+    def _keep(self, connection: _Connection) -> None:
+        """Keep ``connection`` for the next message, until it has been idle for idle_s."""
+        if not connection.is_connected:
+            connection.close()
+            return
+        if self._closed:
+            self._quit_soon(connection)
+            return
+        connection.data_begun = False
+        expiry = asyncio.get_running_loop().call_later(self._idle_s, self._expire, connection)
+        self._idle.append((connection, expiry))
+
+    async def _reset_or_close(self, connection: _Connection) -> None:
+        """After a failed transaction: reset the connection for the next message, or close
+        it. aiosmtplib resets after a refused command, but does not say if that worked."""
+        if connection.is_connected:
+            try:
+                await connection.rset()
+            except (aiosmtplib.SMTPException, OSError):
+                pass
+            except BaseException:
+                connection.close()
+                raise
+            else:
+                self._keep(connection)
+                return
+        connection.close()
+
+    def _expire(self, connection: _Connection) -> None:
+        self._idle = [(kept, expiry) for kept, expiry in self._idle if kept is not connection]
+        self._quit_soon(connection)
+
+    def _quit_soon(self, connection: _Connection) -> None:
+        task = asyncio.get_running_loop().create_task(_quit(connection))
+        self._quitting.add(task)
+        task.add_done_callback(self._quitting.discard)
 
     def _failure(self, exc: Exception, recipient: str) -> NotifyError:
         where = f"mail server {self._host}:{self._port}"
@@ -174,4 +334,17 @@ class SmtpNotifier:
         return text.replace(recipient, "[recipient]")
 
     async def close(self) -> None:
-        """Nothing to release: every message has a connection of its own."""
+        """Quit every kept connection; a message on its way meanwhile quits its own after."""
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for connection, expiry in idle:
+            expiry.cancel()
+            self._quit_soon(connection)
+        while self._quitting:
+            await asyncio.gather(*self._quitting)
+
+
+async def _quit(connection: _Connection) -> None:
+    with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+        await connection.quit(timeout=_QUIT_TIMEOUT_S)
+    connection.close()

@@ -23,13 +23,16 @@ import redis.asyncio as aioredis
 
 from actors.mail import Mail
 from actors.notifier import NotifierSettings, Outbox
-from actors.notify.model import Outgoing
+from actors.notify.model import Notifier, Outgoing, Sent
 from actors.ports.outboxes import QueuedNotification
 from adapters.notify.smtp import SmtpNotifier, message_id_for
 from adapters.notify.templates import Templates
 from adapters.postgres import notifications
 from adapters.postgres.mailbox import PostgresMailbox
-from adapters.postgres.notifications import PostgresNotifications
+from adapters.postgres.notifications import (
+    PostgresNotifications,
+    PostgresNotificationSettling,
+)
 from adapters.postgres.pool import create_pool
 from adapters.postgres.writes import Writes
 from adapters.redis.keys import RuntimeKeys
@@ -119,15 +122,21 @@ async def make_outbox(
     sink: HoldingSink,
 ) -> AsyncIterator[MakeOutbox]:
     """Outboxes as separate processes would have them: each with its pool, its clock and
-    its SMTP sender (its own From address, the same Message-ID domain)."""
+    its SMTP sender (its own From address, the same Message-ID domain), unless given
+    another email sender."""
     made: list[tuple[Outbox, Any]] = []
     templates = Templates()
 
     async def make(
-        *, sender: str, clock: Callable[[], float] = time.time, claim_s: float = 120.0
+        *,
+        sender: str,
+        clock: Callable[[], float] = time.time,
+        claim_s: float = 120.0,
+        notifications: Callable[[Any], PostgresNotifications] = PostgresNotifications,
+        email: Notifier | None = None,
     ) -> Outbox:
         pool = await create_pool(POSTGRES_DSN, pg_schema_name, min_size=1, max_size=8)
-        smtp = SmtpNotifier(
+        smtp = email or SmtpNotifier(
             host="127.0.0.1",
             port=sink.port,
             tls="none",
@@ -135,9 +144,11 @@ async def make_outbox(
             templates=templates,
             timeout_s=HOLD_S * 2,  # a held message is waited for, not given up
             message_id_domain=DOMAIN,
+            # A connection for each message a test keeps on its way at once.
+            connections=10,
         )
         outbox = Outbox(
-            notifications=PostgresNotifications(pool),
+            notifications=notifications(pool),
             mail=Mail(PostgresMailbox(pool), Streams(redis_client, RuntimeKeys(redis_prefix))),
             senders={"email": smtp},
             settings=NotifierSettings(claim_s=claim_s),
@@ -284,6 +295,86 @@ async def test_only_the_message_on_its_way_when_the_sender_dies_goes_again(
         "SELECT attempts FROM notifications WHERE order_id = $1", f"ord_{victim}"
     )
     assert attempts == 2
+
+
+class Instant:
+    """An email sender whose server takes every message at once, without I/O: the
+    results of all the messages sent together come together."""
+
+    channel = "email"
+
+    async def send(self, message: Outgoing) -> Sent:
+        return Sent(message_id_for(message.idempotency_key, DOMAIN))
+
+    async def close(self) -> None:
+        pass
+
+
+class Refusing(PostgresNotificationSettling):
+    """Recording in a transaction, unable to record the message of row ``refused`` sent."""
+
+    def __init__(self, conn: Any, refused: int | None) -> None:
+        super().__init__(conn)
+        self._refused = refused
+
+    async def sent(self, row_id: int, message_id: str, now: datetime) -> bool:
+        if row_id == self._refused:
+            raise RuntimeError(f"row {row_id} cannot be recorded")
+        return await super().sent(row_id, message_id, now)
+
+
+class Counted(PostgresNotifications):
+    """The outbox, counting the transactions results are recorded in."""
+
+    def __init__(self, pool: Any, refused: int | None = None) -> None:
+        super().__init__(pool)
+        self._own_pool = pool
+        self._refused = refused
+        self.transactions = 0
+
+    @contextlib.asynccontextmanager
+    async def settling(self) -> AsyncIterator[Refusing]:
+        self.transactions += 1
+        async with self._own_pool.acquire() as conn, conn.transaction():
+            yield Refusing(conn, self._refused)
+
+
+async def test_results_that_come_together_are_recorded_in_one_transaction(
+    pg: Any, make_outbox: MakeOutbox
+) -> None:
+    await queue(pg, 10)
+    counted: list[Counted] = []
+
+    def counting(pool: Any) -> Counted:
+        counted.append(Counted(pool))
+        return counted[-1]
+
+    outbox = await make_outbox(sender="a@shop.example", notifications=counting, email=Instant())
+
+    assert await outbox.send_due() == 10
+    assert await statuses(pg) == Counter(sent=10)
+    assert counted[0].transactions == 1
+
+
+async def test_a_result_that_cannot_be_recorded_keeps_none_that_came_with_it_from_it(
+    pg: Any, make_outbox: MakeOutbox
+) -> None:
+    await queue(pg, 10)
+    refused = await pg.fetchval("SELECT id FROM notifications WHERE order_id = 'ord_4'")
+    outbox = await make_outbox(
+        sender="a@shop.example",
+        # It is tried again until its claim runs out: soon.
+        claim_s=2.0,
+        notifications=lambda pool: Counted(pool, refused),
+        email=Instant(),
+    )
+
+    assert await outbox.send_due() == 10
+
+    # The nine are recorded; the one goes again when its claim runs out.
+    assert await statuses(pg) == Counter(sent=9, sending=1)
+    left = await pg.fetchval("SELECT order_id FROM notifications WHERE status = 'sending'")
+    assert left == "ord_4"
 
 
 SKUS = ("A-1", "B-1")

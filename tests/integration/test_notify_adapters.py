@@ -12,13 +12,15 @@ import shutil
 import socket
 import ssl
 import subprocess
+import threading
 import uuid
 import warnings
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from aiohttp import web
@@ -26,6 +28,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from actors.notify.model import NotifyError, Outgoing
+from adapters.errors import ConfigError
 from adapters.notify.sms import TwilioSms
 from adapters.notify.smtp import SmtpNotifier, message_id_for
 from adapters.notify.templates import Templates
@@ -86,13 +89,61 @@ class Received:
         return message
 
 
+# A connection, by the client's address and port.
+Peer = str
+
+
 @dataclass
 class Inbox:
-    """An aiosmtpd handler that keeps what it receives; ``rcpt_reply`` refuses recipients."""
+    """An aiosmtpd handler that keeps what it receives and notes, per connection, its
+    EHLOs, MAIL commands, messages, resets and QUITs. ``rcpt_reply`` refuses recipients,
+    ``rset_reply`` resets;
+    ``mail_reply`` answers MAIL on a connection that already carried
+    ``mail_reply_after`` messages;
+    ``after_data`` says what the server does once it has a message; with ``hold_data``
+    set, no message is answered until that many are waiting at once."""
 
     received: list[Received] = field(default_factory=list)
     logins: list[tuple[str, str]] = field(default_factory=list)
     rcpt_reply: str | None = None
+    rset_reply: str = "250 OK"
+    mail_reply: Literal["421", "hang up"] | None = None
+    mail_reply_after: int = 1
+    after_data: Literal["answer", "answer and hang up", "hang up"] = "answer"
+    hold_data: int = 0
+    ehlos: list[tuple[Peer, str]] = field(default_factory=list)
+    mails: list[Peer] = field(default_factory=list)
+    taken: Counter[Peer] = field(default_factory=Counter)
+    resets: list[Peer] = field(default_factory=list)
+    quits: list[Peer] = field(default_factory=list)
+    waiting: int = 0
+    most_waiting: int = 0
+    data_seen: threading.Event = field(default_factory=threading.Event)
+    quit_seen: threading.Event = field(default_factory=threading.Event)
+    _everyone_waiting: asyncio.Event | None = None
+
+    def connections(self) -> set[Peer]:
+        return {peer for peer, _ in self.ehlos}
+
+    async def handle_EHLO(
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str, answer: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        self.ehlos.append((str(session.peer), hostname))
+        return answer
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        self.mails.append(str(session.peer))
+        if self.mail_reply is not None and self.taken[str(session.peer)] >= self.mail_reply_after:
+            if self.mail_reply == "hang up":
+                await _hang_up(server)  # cancelled, never returns
+            _close_after_answer(server)  # as a 421 says
+            return "421 4.3.2 Service shutting down, closing transmission channel"
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
@@ -105,7 +156,38 @@ class Inbox:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.original_content or b""
         self.received.append(Received(envelope.mail_from or "", list(envelope.rcpt_tos), content))
+        self.taken[str(session.peer)] += 1
+        self.data_seen.set()
+        if self.hold_data:
+            await self._hold()
+        if self.after_data == "hang up":
+            await _hang_up(server)
+        if self.after_data == "answer and hang up":
+            _close_after_answer(server)
         return "250 Message accepted for delivery"
+
+    async def _hold(self) -> None:
+        if self._everyone_waiting is None:
+            self._everyone_waiting = asyncio.Event()
+        self.waiting += 1
+        self.most_waiting = max(self.most_waiting, self.waiting)
+        if self.waiting >= self.hold_data:
+            self._everyone_waiting.set()
+        try:
+            # Bounded, so that a client that never sends enough at once fails the test
+            # (most_waiting says how many came) rather than hangs it.
+            await asyncio.wait_for(self._everyone_waiting.wait(), 10)
+        finally:
+            self.waiting -= 1
+
+    async def handle_RSET(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.resets.append(str(session.peer))
+        return self.rset_reply
+
+    async def handle_QUIT(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.quits.append(str(session.peer))
+        self.quit_seen.set()
+        return "221 Bye"
 
     def authenticate(
         self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
@@ -115,6 +197,20 @@ class Inbox:
         self.logins.append((login, password))
         # handled=False: aiosmtpd answers a failure with 535 itself.
         return AuthResult(success=(login, password) == (LOGIN, PASSWORD), handled=False)
+
+
+async def _hang_up(server: SMTP) -> None:
+    """Close the connection without a word; aiosmtpd cancels this wait once it is gone."""
+    assert server.transport is not None
+    server.transport.close()
+    await asyncio.Event().wait()
+
+
+def _close_after_answer(server: SMTP) -> None:
+    """Close the connection once the answer the hook returns is written (aiosmtpd writes
+    it before it next waits)."""
+    assert server.transport is not None
+    asyncio.get_running_loop().call_soon(server.transport.close)
 
 
 @dataclass
@@ -184,24 +280,35 @@ def trust_certificate(certificate: tuple[Path, Path], monkeypatch: pytest.Monkey
     monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
 
 
-def _notifier(templates: Templates, port: int, **changes: Any) -> SmtpNotifier:
-    options: dict[str, Any] = {
-        "host": "127.0.0.1",
-        "port": port,
-        "tls": "none",
-        "sender": SENDER,
-        "templates": templates,
-        "timeout_s": 5.0,
-    }
-    options.update(changes)
-    return SmtpNotifier(**options)
+@pytest.fixture
+async def make_smtp(templates: Templates) -> AsyncIterator[Callable[..., SmtpNotifier]]:
+    """SMTP senders to a local port; each is closed afterwards."""
+    made: list[SmtpNotifier] = []
+
+    def make(port: int, **changes: Any) -> SmtpNotifier:
+        options: dict[str, Any] = {
+            "host": "127.0.0.1",
+            "port": port,
+            "tls": "none",
+            "sender": SENDER,
+            "templates": templates,
+            "timeout_s": 5.0,
+        }
+        options.update(changes)
+        notifier = SmtpNotifier(**options)
+        made.append(notifier)
+        return notifier
+
+    yield make
+    for notifier in made:
+        await notifier.close()
 
 
 async def test_smtp_sends_a_shipping_confirmation_in_text_and_html(
-    start_smtp: Callable[..., SmtpServer], templates: Templates
+    start_smtp: Callable[..., SmtpServer], make_smtp: Callable[..., SmtpNotifier]
 ) -> None:
     server = start_smtp()
-    notifier = _notifier(templates, server.port, reply_to="help@shop.example")
+    notifier = make_smtp(server.port, reply_to="help@shop.example")
     message = _confirmation()
 
     sent = await notifier.send(message)
@@ -228,10 +335,10 @@ async def test_smtp_sends_a_shipping_confirmation_in_text_and_html(
 
 
 async def test_smtp_resending_the_same_message_keeps_its_message_id(
-    start_smtp: Callable[..., SmtpServer], templates: Templates
+    start_smtp: Callable[..., SmtpServer], make_smtp: Callable[..., SmtpNotifier]
 ) -> None:
     server = start_smtp()
-    notifier = _notifier(templates, server.port, message_id_domain="mail.shop.example")
+    notifier = make_smtp(server.port, message_id_domain="mail.shop.example")
     first = await notifier.send(_confirmation())
     again = await notifier.send(_confirmation())
     other = await notifier.send(_confirmation(idempotency_key="order-1002:shipping"))
@@ -250,12 +357,12 @@ def test_message_id_is_the_key_hash_at_the_domain() -> None:
 
 async def test_smtp_logs_in_over_starttls(
     start_smtp: Callable[..., SmtpServer],
-    templates: Templates,
+    make_smtp: Callable[..., SmtpNotifier],
     server_tls: ssl.SSLContext,
     trust_certificate: None,
 ) -> None:
     server = start_smtp(auth=True, tls_context=server_tls, require_starttls=True)
-    notifier = _notifier(templates, server.port, tls="starttls", username=LOGIN, password=PASSWORD)
+    notifier = make_smtp(server.port, tls="starttls", username=LOGIN, password=PASSWORD)
 
     await notifier.send(_confirmation())
 
@@ -266,13 +373,13 @@ async def test_smtp_logs_in_over_starttls(
 
 async def test_smtp_refused_login_is_permanent_and_hides_the_password(
     start_smtp: Callable[..., SmtpServer],
-    templates: Templates,
+    make_smtp: Callable[..., SmtpNotifier],
     server_tls: ssl.SSLContext,
     trust_certificate: None,
 ) -> None:
     server = start_smtp(auth=True, tls_context=server_tls, require_starttls=True)
     wrong = "not-the-" + PASSWORD
-    notifier = _notifier(templates, server.port, tls="starttls", username=LOGIN, password=wrong)
+    notifier = make_smtp(server.port, tls="starttls", username=LOGIN, password=wrong)
 
     with pytest.raises(NotifyError, match="refused the login") as caught:
         await notifier.send(_confirmation())
@@ -284,12 +391,12 @@ async def test_smtp_refused_login_is_permanent_and_hides_the_password(
 
 async def test_smtp_sends_over_implicit_tls(
     start_smtp: Callable[..., SmtpServer],
-    templates: Templates,
+    make_smtp: Callable[..., SmtpNotifier],
     server_tls: ssl.SSLContext,
     trust_certificate: None,
 ) -> None:
     server = start_smtp(ssl_context=server_tls)
-    notifier = _notifier(templates, server.port, tls="implicit")
+    notifier = make_smtp(server.port, tls="implicit")
 
     await notifier.send(_confirmation())
 
@@ -297,10 +404,12 @@ async def test_smtp_sends_over_implicit_tls(
 
 
 async def test_smtp_untrusted_certificate_is_permanent(
-    start_smtp: Callable[..., SmtpServer], templates: Templates, server_tls: ssl.SSLContext
+    start_smtp: Callable[..., SmtpServer],
+    make_smtp: Callable[..., SmtpNotifier],
+    server_tls: ssl.SSLContext,
 ) -> None:
     server = start_smtp(tls_context=server_tls, require_starttls=True)
-    notifier = _notifier(templates, server.port, tls="starttls")
+    notifier = make_smtp(server.port, tls="starttls")
 
     with pytest.raises(NotifyError, match="TLS") as caught:
         await notifier.send(_confirmation())
@@ -310,10 +419,10 @@ async def test_smtp_untrusted_certificate_is_permanent(
 
 
 async def test_smtp_starttls_required_but_not_offered_is_permanent(
-    start_smtp: Callable[..., SmtpServer], templates: Templates
+    start_smtp: Callable[..., SmtpServer], make_smtp: Callable[..., SmtpNotifier]
 ) -> None:
     server = start_smtp()
-    notifier = _notifier(templates, server.port, tls="starttls")
+    notifier = make_smtp(server.port, tls="starttls")
 
     with pytest.raises(NotifyError, match="STARTTLS") as caught:
         await notifier.send(_confirmation())
@@ -330,11 +439,14 @@ async def test_smtp_starttls_required_but_not_offered_is_permanent(
     ],
 )
 async def test_smtp_refused_recipient_is_permanent_for_5xx_and_temporary_for_4xx(
-    start_smtp: Callable[..., SmtpServer], templates: Templates, reply: str, temporary: bool
+    start_smtp: Callable[..., SmtpServer],
+    make_smtp: Callable[..., SmtpNotifier],
+    reply: str,
+    temporary: bool,
 ) -> None:
     server = start_smtp()
     server.inbox.rcpt_reply = reply
-    notifier = _notifier(templates, server.port)
+    notifier = make_smtp(server.port)
 
     with pytest.raises(NotifyError, match="refused the recipient") as caught:
         await notifier.send(_confirmation())
@@ -345,8 +457,10 @@ async def test_smtp_refused_recipient_is_permanent_for_5xx_and_temporary_for_4xx
     assert server.inbox.received == []
 
 
-async def test_smtp_with_nothing_listening_is_temporary(templates: Templates) -> None:
-    notifier = _notifier(templates, _free_port())
+async def test_smtp_with_nothing_listening_is_temporary(
+    make_smtp: Callable[..., SmtpNotifier],
+) -> None:
+    notifier = make_smtp(_free_port())
 
     with pytest.raises(NotifyError, match="unreachable") as caught:
         await notifier.send(_confirmation())
@@ -354,8 +468,8 @@ async def test_smtp_with_nothing_listening_is_temporary(templates: Templates) ->
     assert caught.value.temporary is True
 
 
-async def test_smtp_refuses_what_it_cannot_address(templates: Templates) -> None:
-    notifier = _notifier(templates, _free_port())
+async def test_smtp_refuses_what_it_cannot_address(make_smtp: Callable[..., SmtpNotifier]) -> None:
+    notifier = make_smtp(_free_port())
     for message in (
         _confirmation(to="ada@example.com, eve@example.org"),
         _confirmation(to="Ada <ada@example.com>"),
@@ -364,6 +478,254 @@ async def test_smtp_refuses_what_it_cannot_address(templates: Templates) -> None
         with pytest.raises(NotifyError) as caught:
             await notifier.send(message)
         assert caught.value.temporary is False
+
+
+# ---- SMTP: kept connections ---------------------------------------------------------------
+
+
+def _order(n: int) -> Outgoing:
+    return _confirmation(idempotency_key=f"order-{n}:shipping_confirmation:shp-1")
+
+
+def _copies(server: SmtpServer) -> Counter[str]:
+    """How often each Message-ID reached the server."""
+    return Counter(str(received.parsed()["Message-ID"]) for received in server.inbox.received)
+
+
+async def test_smtp_sends_one_message_after_another_over_one_kept_connection(
+    start_smtp: Callable[..., SmtpServer], make_smtp: Callable[..., SmtpNotifier]
+) -> None:
+    server = start_smtp()
+    notifier = make_smtp(server.port, connections=3)
+
+    sent = [await notifier.send(_order(n)) for n in range(10)]
+
+    assert len(server.inbox.connections()) == 1
+    assert len(server.inbox.ehlos) == 1
+    assert _copies(server) == Counter(receipt.message_id for receipt in sent)
+    assert server.inbox.resets == []  # nothing failed, nothing to reset
+
+
+async def test_smtp_logs_in_once_per_kept_connection(
+    start_smtp: Callable[..., SmtpServer],
+    make_smtp: Callable[..., SmtpNotifier],
+    server_tls: ssl.SSLContext,
+    trust_certificate: None,
+) -> None:
+    server = start_smtp(auth=True, tls_context=server_tls, require_starttls=True)
+    notifier = make_smtp(server.port, tls="starttls", username=LOGIN, password=PASSWORD)
+
+    for n in range(3):
+        await notifier.send(_order(n))
+
+    assert server.inbox.logins == [(LOGIN, PASSWORD)]
+    assert len(server.inbox.connections()) == 1
+    assert len(server.inbox.received) == 3
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"sender": "orders"}, "not an email address"),
+        ({"connections": 0}, "connections must be 1 or more"),
+        ({"idle_s": 0}, "idle time must be above 0"),
+        ({"ehlo_name": "mail host"}, "not a host name"),
+        ({"ehlo_name": "mail\r\nRSET"}, "not a host name"),
+    ],
+)
+def test_smtp_settings_that_cannot_work_are_refused_at_once(
+    templates: Templates, changes: dict[str, Any], expected: str
+) -> None:
+    options: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": 25,
+        "tls": "none",
+        "sender": SENDER,
+        "templates": templates,
+        **changes,
+    }
+    with pytest.raises(ConfigError, match=expected):
+        SmtpNotifier(**options)
+
+
+async def test_smtp_says_the_configured_ehlo_name_or_this_hosts_name(
+    start_smtp: Callable[..., SmtpServer], make_smtp: Callable[..., SmtpNotifier]
+) -> None:
+    server = start_smtp()
+
+    await make_smtp(server.port, ehlo_name="mail.shop.example").send(_order(1))
+    await make_smtp(server.port).send(_order(2))
+
+    names = [name for _, name in server.inbox.ehlos]
+    assert names == ["mail.shop.example", socket.getfqdn()]
+
+
+async def test_smtp_sends_the_next_message_over_a_new_connection_when_the_server_closed_one(
+    start_smtp: Callable[..., SmtpServer], make_smtp: Callable[..., SmtpNotifier]
+) -> None:
+    server = start_smtp()
+    server.inbox.after_data = "answer and hang up"
+    notifier = make_smtp(server.port)
+
+    first = await notifier.send(_order(1))
+    second = await notifier.send(_order(2))
+
+    assert _copies(server) == Counter([first.message_id, second.message_id])
+    assert len(server.inbox.connections()) == 2
+
+
+@pytest.mark.parametrize("reply", ["hang up", "421"])
+async def test_smtp_sends_again_once_over_a_new_connection_when_a_kept_one_fails_at_mail(
+    start_smtp: Callable[..., SmtpServer],
+    make_smtp: Callable[..., SmtpNotifier],
+    reply: Literal["hang up", "421"],
+) -> None:
+    server = start_smtp()
+    # The kept connection's next MAIL is dropped, or answered 421 and closed.
+    server.inbox.mail_reply = reply
+    notifier = make_smtp(server.port)
+
+    first = await notifier.send(_order(1))
+    second = await notifier.send(_order(2))
+
+    assert _copies(server) == Counter([first.message_id, second.message_id])
+    first_connection, second_connection = [peer for peer, _ in server.inbox.ehlos]
+    assert server.inbox.mails == [first_connection, first_connection, second_connection]
+
+
+async def test_smtp_421_on_a_new_connection_is_temporary_and_not_tried_again(
+    start_smtp: Callable[..., SmtpServer], make_smtp: Callable[..., SmtpNotifier]
+) -> None:
+    server = start_smtp()
+    server.inbox.mail_reply = "421"
+    server.inbox.mail_reply_after = 0
+    notifier = make_smtp(server.port)
+
+    with pytest.raises(NotifyError, match="421") as caught:
+        await notifier.send(_order(1))
+
+    assert caught.value.temporary is True
+    assert len(server.inbox.mails) == 1
+    assert server.inbox.received == []
+
+
+async def test_smtp_hang_up_after_the_message_is_temporary_and_never_sent_again(
+    start_smtp: Callable[..., SmtpServer], make_smtp: Callable[..., SmtpNotifier]
+) -> None:
+    server = start_smtp()
+    notifier = make_smtp(server.port)
+    await notifier.send(_order(1))  # the connection is kept
+    server.inbox.after_data = "hang up"
+
+    with pytest.raises(NotifyError) as caught:
+        await notifier.send(_order(2))
+
+    assert caught.value.temporary is True
+    # The server has the message though it never said so: a second copy here could reach
+    # the customer twice.
+    assert len(server.inbox.mails) == 2
+    assert len(server.inbox.received) == 2
+    assert len(server.inbox.connections()) == 1
+
+
+async def test_smtp_resets_a_kept_connection_after_a_refused_message_and_uses_it_again(
+    start_smtp: Callable[..., SmtpServer], make_smtp: Callable[..., SmtpNotifier]
+) -> None:
+    server = start_smtp()
+    server.inbox.rcpt_reply = "550 5.1.1 User unknown"
+    notifier = make_smtp(server.port)
+
+    with pytest.raises(NotifyError, match="refused the recipient"):
+        await notifier.send(_order(1))
+    assert server.inbox.resets != []
+    server.inbox.rcpt_reply = None
+    sent = await notifier.send(_order(2))
+
+    assert _copies(server) == Counter([sent.message_id])
+    assert len(server.inbox.connections()) == 1
+
+
+async def test_smtp_closes_a_connection_whose_reset_is_refused(
+    start_smtp: Callable[..., SmtpServer], make_smtp: Callable[..., SmtpNotifier]
+) -> None:
+    server = start_smtp()
+    server.inbox.rcpt_reply = "550 5.1.1 User unknown"
+    server.inbox.rset_reply = "500 5.5.1 Not now"
+    notifier = make_smtp(server.port)
+
+    with pytest.raises(NotifyError, match="refused the recipient"):
+        await notifier.send(_order(1))
+    server.inbox.rcpt_reply = None
+    await notifier.send(_order(2))
+
+    first, second = [peer for peer, _ in server.inbox.ehlos]
+    assert set(server.inbox.resets) == {first}
+    assert server.inbox.mails == [first, second]
+
+
+async def test_smtp_sends_at_once_over_no_more_connections_than_configured(
+    start_smtp: Callable[..., SmtpServer], make_smtp: Callable[..., SmtpNotifier]
+) -> None:
+    server = start_smtp()
+    # No message is answered before three are on their way at once.
+    server.inbox.hold_data = 3
+    notifier = make_smtp(server.port, connections=3)
+
+    sent = await asyncio.gather(*(notifier.send(_order(n)) for n in range(24)))
+
+    assert server.inbox.most_waiting == 3
+    assert len(server.inbox.connections()) == 3
+    assert len(server.inbox.ehlos) == 3
+    assert _copies(server) == Counter(receipt.message_id for receipt in sent)
+
+
+async def test_smtp_close_quits_every_kept_connection(
+    start_smtp: Callable[..., SmtpServer], make_smtp: Callable[..., SmtpNotifier]
+) -> None:
+    server = start_smtp()
+    server.inbox.hold_data = 2
+    notifier = make_smtp(server.port, connections=2)
+    await asyncio.gather(notifier.send(_order(1)), notifier.send(_order(2)))
+    assert server.inbox.quits == []
+
+    await notifier.close()
+
+    assert len(server.inbox.connections()) == 2
+    assert sorted(server.inbox.quits) == sorted(server.inbox.connections())
+
+
+async def test_smtp_quits_a_connection_left_unused_for_its_idle_time(
+    start_smtp: Callable[..., SmtpServer], make_smtp: Callable[..., SmtpNotifier]
+) -> None:
+    server = start_smtp()
+    notifier = make_smtp(server.port, idle_s=0.05)
+    await notifier.send(_order(1))
+
+    assert await asyncio.to_thread(server.inbox.quit_seen.wait, 5)
+    await notifier.send(_order(2))
+
+    first, second = [peer for peer, _ in server.inbox.ehlos]
+    assert server.inbox.quits == [first]
+    assert first != second
+
+
+async def test_smtp_send_cut_off_mid_message_leaves_no_connection_for_the_next(
+    start_smtp: Callable[..., SmtpServer], make_smtp: Callable[..., SmtpNotifier]
+) -> None:
+    server = start_smtp()
+    server.inbox.hold_data = 2  # the first message waits for a second that cannot come
+    notifier = make_smtp(server.port, connections=1)
+    sending = asyncio.create_task(notifier.send(_order(1)))
+    assert await asyncio.to_thread(server.inbox.data_seen.wait, 5)
+
+    sending.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await sending
+    server.inbox.hold_data = 0
+    sent = await notifier.send(_order(2))
+
+    assert str(server.inbox.received[-1].parsed()["Message-ID"]) == sent.message_id
+    assert len(server.inbox.connections()) == 2
 
 
 # ---- SMS (Twilio) -------------------------------------------------------------------------

@@ -103,6 +103,11 @@ def test_example_values_are_the_built_in_defaults() -> None:
         ("[[warehouses]]\ncode = 'a b'\n", "warehouses[0].code: expected str matching"),
         ("[[warehouses]]\nname = 'x'\n", "warehouses[0]: object missing required field code"),
         ("warehouses = []\n", "warehouses: at least one warehouse"),
+        ("[email]\nconnections = 0\n", "email.connections: expected int >= 1"),
+        ("[email]\nconnections = 65\n", "email.connections: expected int <= 64"),
+        ("[email]\nconnection_idle_s = 0\n", "email.connection_idle_s: expected float > 0"),
+        ("[email]\nehlo_name = 'mail host'\n", "email.ehlo_name: expected str matching"),
+        ('[email]\nehlo_name = "a\\r\\nRSET"\n', "email.ehlo_name: expected str matching"),
         ("source = 'x'\n", "source: unknown key"),
         ("[http\nport = 1\n", "not valid TOML"),
     ],
@@ -139,6 +144,9 @@ def test_environment_overrides_are_coerced_to_the_key_type(tmp_path: Path) -> No
         "ORDERD_WEBHOOKS__SHOPIFY__PREVIOUS_SECRETS": "old1, old2",
         "ORDERD_ADMIN__TOKEN": "12345",
         "ORDERD_RUNTIME__MAX_TURNS": "256",
+        "ORDERD_EMAIL__CONNECTIONS": "2",
+        "ORDERD_EMAIL__CONNECTION_IDLE_S": "12.5",
+        "ORDERD_EMAIL__EHLO_NAME": "[192.0.2.1]",
         "ORDERD_UNRELATED": "ignored: no double underscore",
     }
     settings = load_settings(path, env)
@@ -150,6 +158,9 @@ def test_environment_overrides_are_coerced_to_the_key_type(tmp_path: Path) -> No
     assert settings.webhooks.shopify.previous_secrets == ("old1", "old2")
     assert settings.admin.token == "12345"  # a numeric-looking secret stays a string
     assert settings.runtime.max_turns == 256
+    assert settings.email.connections == 2
+    assert settings.email.connection_idle_s == 12.5
+    assert settings.email.ehlo_name == "[192.0.2.1]"
 
 
 @pytest.mark.parametrize(
