@@ -8,7 +8,7 @@ and a PDF 1.4 file of one or more pages with a correct xref table. Pure: pages i
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 # Advance widths (1/1000 em) of printable ASCII, codes 32..126, from Adobe's AFM files.
 # Character 39 is quotesingle and 96 grave, as WinAnsiEncoding maps them.
@@ -101,6 +101,21 @@ class Page:
         """A filled black rectangle with its bottom left corner at (x, y)."""
         self._operators.append(f"{_corner(x, y, width, height)} re f".encode())
 
+    def bars(self, bars: Iterable[tuple[float, float]], *, bottom: float, height: float) -> None:
+        """Filled black rectangles of one height standing on ``bottom``: (x, width) each.
+
+        The same operators as :meth:`rectangle` draws, for the many bars of a barcode: the
+        parts they share are formatted once.
+        """
+        foot = f" {format_number(bottom)} "
+        top = f" {format_number(height)} re f"
+        widths: dict[float, str] = {}  # a barcode has a handful of bar widths
+        for x, width in bars:
+            shown = widths.get(width)
+            if shown is None:
+                shown = widths[width] = format_number(width)
+            self._operators.append(f"{format_number(x)}{foot}{shown}{top}".encode())
+
     def box(self, x: float, y: float, width: float, height: float) -> None:
         """The outline of a rectangle with its bottom left corner at (x, y)."""
         # q/Q keep the line width to this box.
@@ -121,7 +136,7 @@ class Page:
 
 
 def _corner(x: float, y: float, width: float, height: float) -> str:
-    return " ".join(format_number(value) for value in (x, y, width, height))
+    return f"{format_number(x)} {format_number(y)} {format_number(width)} {format_number(height)}"
 
 
 def document(pages: Sequence[Page]) -> bytes:
@@ -170,23 +185,20 @@ def document(pages: Sequence[Page]) -> bytes:
 
 def one_line(text: str) -> str:
     """``text`` on one line: whitespace becomes a space, other control characters "?"."""
+    if text.isprintable():  # nearly every address line and name
+        return text
     return "".join(" " if char.isspace() else char if char.isprintable() else "?" for char in text)
 
 
 def winansi(text: str) -> str:
     """``text`` on one line, with what the standard fonts cannot show replaced by "?"."""
-    shown = []
-    for char in one_line(text):
-        try:
-            char.encode("cp1252")
-        except UnicodeEncodeError:
-            char = "?"
-        shown.append(char)
-    return "".join(shown)
+    if text.isascii() and text.isprintable():
+        return text
+    # The codec replaces each character WinAnsi lacks with one "?".
+    return one_line(text).encode("cp1252", "replace").decode("cp1252")
 
 
-def _glyph_width(char: str, *, bold: bool) -> int:
-    widths = _HELVETICA_BOLD if bold else _HELVETICA
+def _glyph_width(char: str, widths: Sequence[int]) -> int:
     if " " <= char <= "~":
         return widths[ord(char) - 32]
     # Accented Latin letters are as wide as their base letter in both fonts.
@@ -196,9 +208,31 @@ def _glyph_width(char: str, *, bold: bool) -> int:
     return _WIDEST_GLYPH
 
 
+def _width_table(widths: Sequence[int]) -> dict[str, int]:
+    """The width of every character WinAnsiEncoding has, looked up once, not per glyph drawn."""
+    table = {}
+    for code in range(256):
+        try:
+            char = bytes([code]).decode("cp1252")
+        except UnicodeDecodeError:
+            continue  # the five codes WinAnsiEncoding leaves unassigned
+        table[char] = _glyph_width(char, widths)
+    return table
+
+
+_WIDTHS = _width_table(_HELVETICA)
+_BOLD_WIDTHS = _width_table(_HELVETICA_BOLD)
+
+
+def _units(text: str, *, bold: bool) -> int:
+    """The width of ``text`` in 1/1000 em."""
+    widths = _BOLD_WIDTHS if bold else _WIDTHS
+    return sum([widths.get(char, _WIDEST_GLYPH) for char in text])
+
+
 def measure(text: str, *, size: float, bold: bool = False) -> float:
     """The width of ``text`` (already WinAnsi-safe) in points, in Helvetica of ``size``."""
-    return sum(_glyph_width(char, bold=bold) for char in text) * size / 1000
+    return _units(text, bold=bold) * size / 1000
 
 
 def fit(text: str, *, size: float, bold: bool = False, max_width: float, mark: str = "") -> str:
@@ -207,14 +241,18 @@ def fit(text: str, *, size: float, bold: bool = False, max_width: float, mark: s
     When ``text`` has to be cut, the start is followed by ``mark`` (WinAnsi-safe), within
     the same width.
     """
-    used = 0.0
+    room = max_width * 1000 / size  # in 1/1000 em, as the width tables count
+    if _units(text, bold=bold) <= room:  # most lines fit whole
+        return text
+    widths = _BOLD_WIDTHS if bold else _WIDTHS
+    used = 0
     for index, char in enumerate(text):
-        used += _glyph_width(char, bold=bold) * size / 1000
-        if used > max_width:
+        used += widths.get(char, _WIDEST_GLYPH)
+        if used > room:
             if not mark:
                 return text[:index]
-            room = max_width - measure(mark, size=size, bold=bold)
-            return fit(text[:index], size=size, bold=bold, max_width=room).rstrip() + mark
+            rest = max_width - measure(mark, size=size, bold=bold)
+            return fit(text[:index], size=size, bold=bold, max_width=rest).rstrip() + mark
     return text
 
 

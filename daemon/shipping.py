@@ -21,6 +21,7 @@ from actors.shipping.warehouse import WarehouseSystem
 from adapters.carriers.easypost import EasyPost
 from adapters.carriers.sandbox import BUILT_IN_RATES, SandboxCarrier, load_rate_table
 from adapters.carriers.shippo import Shippo
+from adapters.label_files import LabelFiles
 from adapters.notify.sms import TwilioSms
 from adapters.notify.smtp import SmtpNotifier
 from adapters.notify.templates import Templates
@@ -134,7 +135,7 @@ def shipping(
         catalog=PostgresCatalog(pool),
         carriers=enabled,
         ship_from={w.code: ship_from(w) for w in settings.warehouses},
-        labels_dir=settings.labels.dir,
+        labels=LabelFiles(settings.labels.dir),
         wms_adapter=system.name,
         wms_delay_s=system.delay_s,
         tare_g=settings.shipping.tare_g,

@@ -2,16 +2,14 @@
 
 Each method runs one effect ``decide`` asked for and returns its result for the next
 ``decide``. Choices stay in ``decide``; here is only what needs the outside world: the
-catalog, the carriers, the label directory.
+catalog, the carriers, the label store.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from pathlib import Path
 from typing import assert_never
 
 from actors.batching import Coalescer
@@ -31,8 +29,9 @@ from actors.order.behaviour import (
 from actors.order.messages import TrackingUpdated
 from actors.order.types import Address, NormalizedOrder
 from actors.ports.catalog import CatalogItem, ProductCatalog
+from actors.ports.labels import LabelStore
 from actors.ports.outboxes import QueuedRequest
-from actors.shipping.carriers import Carrier, CarrierError, Purchase, Rate, RateRequest
+from actors.shipping.carriers import Carrier, CarrierError, Rate, RateRequest
 from actors.shipping.pick_list import PickLine, estimate_parcel, sort_pick_list
 from actors.shipping.warehouse import FulfillmentRequest
 
@@ -44,7 +43,7 @@ class Shipping:
         catalog: ProductCatalog,
         carriers: Mapping[str, Carrier],
         ship_from: Mapping[str, Address],
-        labels_dir: str | Path,
+        labels: LabelStore,
         wms_adapter: str,
         wms_delay_s: float = 0.0,
         tare_g: int = 100,
@@ -53,7 +52,7 @@ class Shipping:
         self._catalog = catalog
         self._carriers = dict(carriers)
         self._ship_from = dict(ship_from)
-        self._labels_dir = Path(labels_dir)
+        self._labels = labels
         self._wms_adapter = wms_adapter
         self._wms_delay_s = wms_delay_s
         self._tare_g = tare_g
@@ -159,7 +158,11 @@ class Shipping:
         )
 
     async def buy(self, effect: Buy) -> LabelBought | LabelRefused:
-        """Buy the chosen rate's label (once per quote) and keep the file."""
+        """Buy the chosen rate's label (once per quote) and keep the file.
+
+        The label is on disk, under its shipment's name, before the purchase is returned
+        to be recorded.
+        """
         carrier = self._carriers.get(effect.rate.carrier)
         if carrier is None:
             return LabelRefused(
@@ -176,7 +179,9 @@ class Shipping:
             if exc.temporary:
                 raise
             return LabelRefused(shipment_id=effect.shipment_id, reason=str(exc))
-        path = await asyncio.to_thread(self._keep_label, effect.shipment_id, purchase)
+        path = await self._labels.keep(
+            f"{effect.shipment_id}.{purchase.label_format}", purchase.label
+        )
         return LabelBought(
             shipment_id=effect.shipment_id,
             carrier=purchase.carrier,
@@ -185,7 +190,7 @@ class Shipping:
             tracking_number=purchase.tracking_number,
             tracking_url=purchase.tracking_url,
             label_format=purchase.label_format,
-            label_path=str(path),
+            label_path=path,
             purchase_id=purchase.purchase_id,
             amount=purchase.amount,
             currency=purchase.currency,
@@ -237,18 +242,7 @@ class Shipping:
     def _origin(self, warehouse: str) -> Address:
         return self._ship_from[warehouse]
 
-    def _keep_label(self, shipment_id: str, purchase: Purchase) -> Path:
-        """Write the label file under its shipment's name, whole or not at all."""
-        self._labels_dir.mkdir(parents=True, exist_ok=True)
-        path = self._labels_dir / f"{shipment_id}.{purchase.label_format}"
-        partial = path.with_name(f".{path.name}.partial")
-        with partial.open("wb") as handle:
-            handle.write(purchase.label)
-            handle.flush()
-            os.fsync(handle.fileno())
-        partial.replace(path)
-        return path.resolve()
-
     async def close(self) -> None:
         for carrier in self._carriers.values():
             await carrier.close()
+        await self._labels.close()

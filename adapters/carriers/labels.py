@@ -136,10 +136,12 @@ def _barcode(page: Page, text: str, *, bottom: float, height: float) -> None:
     modules = sum(widths)
     module = min(_MAX_MODULE, _PAGE_WIDTH / (modules + 2 * _QUIET_MODULES))
     x = (_PAGE_WIDTH - modules * module) / 2
+    bars = []
     for index, width in enumerate(widths):
         if index % 2 == 0:  # even positions are bars, odd ones spaces
-            page.rectangle(x, bottom, width * module, height)
+            bars.append((x, width * module))
         x += width * module
+    page.bars(bars, bottom=bottom, height=height)
 
 
 # ---- ZPL II -------------------------------------------------------------------------------

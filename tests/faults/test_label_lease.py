@@ -38,6 +38,7 @@ from actors.order.types import Address, Customer, Line, NormalizedOrder
 from actors.ports.mail import Posted
 from actors.ports.turns import Loaded, Turn
 from adapters.carriers.shippo import Shippo
+from adapters.label_files import LabelFiles
 from adapters.outages import is_outage
 from adapters.postgres import mailbox, orders
 from adapters.postgres.catalog import PostgresCatalog
@@ -143,7 +144,7 @@ async def make_process(
             catalog=PostgresCatalog(pool),
             carriers={"shippo": Shippo(api_key=server.api_key, base_url=server.base_url)},
             ship_from={"main": WAREHOUSE},
-            labels_dir=tmp_path / "labels",
+            labels=LabelFiles(tmp_path / "labels"),
             wms_adapter="sandbox",
         )
         closing.extend([shipping.close, pool.close, lease_client.aclose, stock_client.aclose])
