@@ -9,8 +9,11 @@ Warehouse keys (``W`` = ``orderd:{main}:``):
 =============================  =====  ===================================================
 ``W meta``                     HASH   ``instance`` (the PostgreSQL database it mirrors),
                                       ``rebuilt_at``; scripts refuse to run without it
-``W stock:<sku>``              HASH   ``on_hand``, ``reserved``, ``backordered``;
+``W on_hand``                  HASH   sku -> units on hand; a sku without a field here
+                                      is unknown to the warehouse
+``W reserved``                 HASH   sku -> units reserved for orders;
                                       available = on_hand - reserved
+``W backordered``              HASH   sku -> units orders wait for
 ``W orders``                   HASH   order -> what it holds here, as JSON:
                                       ``{"r": {sku: reserved}, "w": {sku: waiting}}``
 ``W backorders:<sku>``         ZSET   orders waiting for the sku; lowest score is served
@@ -23,8 +26,9 @@ Warehouse keys (``W`` = ``orderd:{main}:``):
 ``W move:<sku>:<movement>``    STRING the packed result of a stock movement (expires)
 =============================  =====  ===================================================
 
-Nothing else is kept per order: a reservation costs one field in ``orders`` and one in
-the window's ``done`` hash, not keys of its own.
+Nothing is kept per order or per sku in keys of their own: a reservation costs one field
+in ``orders`` and one in the window's ``done`` hash, and a batch reads and writes each of
+its skus' figures in one call per stock hash.
 
 The Lua scripts receive the warehouse base (``orderd:{main}:``) and append these same
 suffixes; this module is the reference for their shapes.
@@ -69,8 +73,22 @@ class WarehouseKeys:
         """SCAN pattern matching every key of the warehouse (braces escaped)."""
         return f"{self.prefix}\\{{{self.warehouse}\\}}:*"
 
-    def stock(self, sku: str) -> str:
-        return f"{self.base}stock:{sku}"
+    @property
+    def on_hand(self) -> str:
+        return f"{self.base}on_hand"
+
+    @property
+    def reserved(self) -> str:
+        return f"{self.base}reserved"
+
+    @property
+    def backordered(self) -> str:
+        return f"{self.base}backordered"
+
+    @property
+    def stock(self) -> tuple[str, str, str]:
+        """The three stock hashes, each sku -> units: on hand, reserved, backordered."""
+        return (self.on_hand, self.reserved, self.backordered)
 
     @property
     def orders(self) -> str:

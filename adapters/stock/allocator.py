@@ -25,6 +25,7 @@ from actors.stock import (
     AllocatedLine,
     Committed,
     Filled,
+    LedgerEntry,
     LedgerSink,
     MovementKind,
     Released,
@@ -63,6 +64,10 @@ class _Call(Struct, frozen=True):
     mode: ReserveMode
     priority: int
     lines: Lines
+    # The batch writes the ledger entry itself, before answering (None: the caller does);
+    # when set, the time the reservation stops waiting, if its policy says so.
+    durable: bool = False
+    cancel_at: float | None = None
 
 
 class Allocator:
@@ -237,7 +242,42 @@ class Allocator:
                     if answered[2 * k] == -1
                 )
                 out.append(_refused(call, ReserveResult(result_code, fault)))
+        if any(call.durable for call in calls):
+            await self._write_reservations(code, epoch, calls, out)
         return out
+
+    async def _write_reservations(
+        self,
+        code: str,
+        epoch: str,
+        calls: Sequence[_Call],
+        outcomes: list[Outcome[ReserveResult] | Exception],
+    ) -> None:
+        """The ledger entries of the batch's durable calls, in one transaction; each call
+        is answered StaleEpoch instead when Redis was rebuilt meanwhile (it runs again)."""
+        now = self._clock()
+        first: list[LedgerEntry] = []
+        again: list[LedgerEntry] = []
+        written: list[int] = []
+        for at, (call, outcome) in enumerate(zip(calls, outcomes, strict=True)):
+            if not call.durable or isinstance(outcome, Exception):
+                continue
+            entry = entries.reservation(
+                call.order_id,
+                call.op_id,
+                _allocated(code, outcome.result),
+                call.priority,
+                now,
+                call.cancel_at,
+                {code: epoch},
+            )
+            # A repeat's first call may have died before writing: written again, as a no-op
+            # where it was not.
+            (again if outcome.replay else first).append(entry)
+            written.append(at)
+        if not await self._writer.write_batch(code, epoch, first, again):
+            for at in written:
+                outcomes[at] = StaleEpoch()
 
     # -- reserve --------------------------------------------------------------------------
 
@@ -291,10 +331,15 @@ class Allocator:
 
         if len(self._order) == 1:
             code = self._order[0]
-            outcome = await self._reserve_in(code, _Call(order_id, op_id, mode, priority, lines))
+            # Written by the batch, one COPY for all of it, unless the caller takes it.
+            durable = sink is None and self._ledger is self._writer
+            cancel_at = self._cancel_at(policy, now)
+            call = _Call(order_id, op_id, mode, priority, lines, durable, cancel_at)
+            outcome = await self._reserve_in(code, call)
             seen[code] = outcome.epoch
             allocated = _allocated(code, outcome.result)
-            await record(op_id, allocated)
+            if not durable:
+                await record(op_id, allocated)
             return Reservation(order_id, op_id, status_of(allocated), allocated, outcome.replay)
 
         earlier = await self._earlier_reservation(order_id, op_id)
@@ -429,15 +474,18 @@ class Allocator:
         priority: int,
         sink: LedgerSink | None,
     ) -> None:
-        cancel_at = None
-        if policy == "cancel_after_days":
-            cancel_at = now + self._policy.cancel_after_days * 86400
+        cancel_at = self._cancel_at(policy, now)
         used = {
             line.warehouse: epochs[line.warehouse] for line in lines if line.warehouse in epochs
         }
         await (sink or self._ledger).record(
             entries.reservation(order_id, op_id, lines, priority, now, cancel_at, used)
         )
+
+    def _cancel_at(self, policy: BackorderPolicy, now: float) -> float | None:
+        if policy == "cancel_after_days":
+            return now + self._policy.cancel_after_days * 86400
+        return None
 
     # -- release and commit ---------------------------------------------------------------
 
@@ -641,8 +689,8 @@ class Allocator:
             return True
         pipe = self._redis.pipeline(transaction=False)
         for row in known:
-            for field in ("on_hand", "reserved", "backordered"):
-                pipe.hsetnx(keys.stock(row["sku"]), field, 0)
+            for key in keys.stock:
+                pipe.hsetnx(key, row["sku"], 0)
         await pipe.execute()
         return True
 
@@ -654,7 +702,10 @@ class Allocator:
         keys = self._keys[code]
         if not await self._redis.exists(keys.meta):
             await self.recover(code)
-        values = await self._redis.hmget(keys.stock(sku), ["on_hand", "reserved", "backordered"])
+        pipe = self._redis.pipeline(transaction=True)
+        for key in keys.stock:
+            pipe.hget(key, sku)
+        values = await pipe.execute()
         if values[0] is None:
             async with self._pool.acquire() as conn:
                 if not await ledger.product_exists(conn, sku):

@@ -132,15 +132,11 @@ class Recovery:
             await self._redis.delete(*stale[start : start + 1000])
 
         pipe = self._redis.pipeline(transaction=False)
-        for row in stock:
-            pipe.hset(
-                keys.stock(row.sku),
-                mapping={
-                    "on_hand": row.on_hand,
-                    "reserved": row.reserved,
-                    "backordered": row.backordered,
-                },
-            )
+        for start in range(0, len(stock), 1000):
+            rows = stock[start : start + 1000]
+            pipe.hset(keys.on_hand, mapping={row.sku: row.on_hand for row in rows})
+            pipe.hset(keys.reserved, mapping={row.sku: row.reserved for row in rows})
+            pipe.hset(keys.backordered, mapping={row.sku: row.backordered for row in rows})
         holdings: dict[str, dict[str, dict[str, int]]] = defaultdict(dict)
         for order_id, sku, quantity in reservations:
             holdings[order_id].setdefault("r", {})[sku] = quantity
@@ -180,15 +176,20 @@ class Recovery:
         drift: list[Drift] = []
         if not await self.holds_this_database(keys):
             drift.append(Drift(code, "meta (Redis does not hold this database)", 0, 1))
-        pipe = self._redis.pipeline(transaction=False)
-        for row in stock:
-            pipe.hmget(keys.stock(row.sku), ["on_hand", "reserved", "backordered"])
+        skus = [row.sku for row in stock]
         fields = ("on_hand", "reserved", "backordered")
-        for row, values in zip(stock, await pipe.execute(), strict=True):
-            for name, value in zip(fields, values, strict=True):
-                held, implied = int(value or 0), getattr(row, name)
+        columns: list[list[Any]] = [[] for _ in fields]
+        for start in range(0, len(skus), 1000):
+            pipe = self._redis.pipeline(transaction=True)
+            for key in keys.stock:
+                pipe.hmget(key, skus[start : start + 1000])
+            for column, values in zip(columns, await pipe.execute(), strict=True):
+                column.extend(values)
+        for at, row in enumerate(stock):
+            for name, column in zip(fields, columns, strict=True):
+                held, implied = int(column[at] or 0), getattr(row, name)
                 if held != implied:
-                    drift.append(Drift(code, f"stock:{row.sku} {name}", held, implied))
+                    drift.append(Drift(code, f"{name} {row.sku}", held, implied))
         implied_res = {(order_id, sku): qty for order_id, sku, qty in reservations}
         held_res: dict[tuple[str, str], int] = {}
         async for order_id, raw in self._redis.hscan_iter(keys.orders, count=1000):

@@ -223,7 +223,7 @@ async def test_a_broken_request_in_a_batch_writes_nothing_and_spares_the_others(
 ) -> None:
     allocator = await stocked(make_allocator, pg, {"A": 10, "B": 10, "C": 10})
     keys = allocator.keys("main")
-    await redis_client.hset(keys.stock("C"), "reserved", "not-a-number")
+    await redis_client.hset(keys.reserved, "C", "not-a-number")
     results = await asyncio.gather(
         allocator.reserve("good-1", [("A", 1)]),
         allocator.reserve("bad", [("B", 1), ("C", 1)]),
@@ -311,7 +311,7 @@ async def test_redis_holding_another_databases_data_is_rebuilt_at_start(
     allocator = await stocked(make_allocator, pg, {"A": 7})
     keys = allocator.keys("main")
     await redis_client.hset(keys.meta, "instance", "some-other-database")
-    await redis_client.hset(keys.stock("A"), "on_hand", 999)
+    await redis_client.hset(keys.on_hand, "A", 999)
     second = await make_allocator()
     assert await level(second, "A") == (7, 0, 0)
 
@@ -333,12 +333,12 @@ async def test_reconcile_reports_drift_and_recover_repairs_it(
     allocator = await stocked(make_allocator, pg, {"A": 5})
     await allocator.reserve("o1", [("A", 2)])
     keys = allocator.keys("main")
-    await redis_client.hset(keys.stock("A"), "on_hand", 50)
+    await redis_client.hset(keys.on_hand, "A", 50)
     await redis_client.hset(keys.orders, "ghost", json.dumps({"r": {"A": 1}}))
     drift = await allocator.reconcile()
     assert sorted((d.what, d.redis, d.ledger) for d in drift) == [
+        ("on_hand A", 50, 5),
         ("orders ghost reserved A", 1, 0),
-        ("stock:A on_hand", 50, 5),
     ]
     await allocator.recover("main")
     assert await allocator.reconcile() == []

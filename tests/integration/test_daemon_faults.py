@@ -154,7 +154,7 @@ async def test_a_poison_message_is_dead_lettered_while_others_flow(
     await add_products(pg, "GOOD-1", "BAD-1")
     await set_stock({"GOOD-1": 10, "BAD-1": 10})
     # A stock record broken by hand: every turn reserving BAD-1 fails.
-    await redis_client.hset(f"{redis_prefix}{{main}}:stock:BAD-1", "reserved", "broken")
+    await redis_client.hset(f"{redis_prefix}{{main}}:reserved", "BAD-1", "broken")
     daemon = make_daemon(ORDERD_RUNTIME__MAX_DELIVERIES="2")
     orders = [("P1", [("BAD-1", 1)]), *[(f"G{n}", [("GOOD-1", 1)]) for n in range(5)]]
     assert set(send_orders(daemon.url, orders)) == {202}

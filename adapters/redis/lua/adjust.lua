@@ -49,8 +49,10 @@ if (mode == 'fill') ~= (movement == '') or not (mode == 'fill' or mode == 'set' 
   return cmsgpack.pack({ BAD_REQUEST, 0, 0, 0, 0, {}, 0 })
 end
 
-local stock_key = base .. 'stock:' .. sku
-local stock = redis.call('HMGET', stock_key, 'on_hand', 'reserved', 'backordered')
+local ON_HAND, RESERVED, WAITING = base .. 'on_hand', base .. 'reserved', base .. 'backordered'
+local stock = {
+  redis.call('HGET', ON_HAND, sku), redis.call('HGET', RESERVED, sku), redis.call('HGET', WAITING, sku),
+}
 if not stock[1] then return cmsgpack.pack({ UNKNOWN_SKU, 0, 0, 0, 0, {}, 0 }) end
 local on_hand, reserved = tonumber(stock[1]), tonumber(stock[2] or '0')
 if not on_hand or not reserved or not tonumber(stock[3] or '0') then
@@ -75,7 +77,7 @@ if on_hand + delta < reserved then
   return cmsgpack.pack({ BELOW_RESERVED, delta, on_hand, reserved, waiting, {}, 0 })
 end
 if delta ~= 0 then
-  on_hand = redis.call('HINCRBY', stock_key, 'on_hand', delta)
+  on_hand = redis.call('HINCRBY', ON_HAND, sku, delta)
 end
 
 -- Fill waiting orders from what is free now, in queue order.
@@ -100,16 +102,15 @@ if free > 0 then
       local need = h.w[need_sku]
       lines[#lines + 1] = { need_sku, need }
       if fits then
-        local s = redis.call('HMGET', base .. 'stock:' .. need_sku, 'on_hand', 'reserved')
-        local have, held = tonumber(s[1] or ''), tonumber(s[2] or '0')
+        local have = tonumber(redis.call('HGET', ON_HAND, need_sku) or '')
+        local held = tonumber(redis.call('HGET', RESERVED, need_sku) or '0')
         fits = have ~= nil and held ~= nil and have - held >= need
       end
     end
     if fits then
       for _, line in ipairs(lines) do
-        local key = base .. 'stock:' .. line[1]
-        redis.call('HINCRBY', key, 'reserved', line[2])
-        redis.call('HINCRBY', key, 'backordered', -line[2])
+        redis.call('HINCRBY', RESERVED, line[1], line[2])
+        redis.call('HINCRBY', WAITING, line[1], -line[2])
         h.r[line[1]] = (h.r[line[1]] or 0) + line[2]
         redis.call('ZREM', base .. 'backorders:' .. line[1], order)
         if line[1] == sku then free = free - line[2] end
@@ -121,7 +122,7 @@ if free > 0 then
   if free > 0 and #waiting == limit then more = 1 end
 end
 
-local after = redis.call('HMGET', stock_key, 'reserved', 'backordered')
+local after = { redis.call('HGET', RESERVED, sku), redis.call('HGET', WAITING, sku) }
 local result = {
   DONE, delta, on_hand, tonumber(after[1]), tonumber(after[2] or '0'), fills, more, epoch,
 }

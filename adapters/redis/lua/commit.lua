@@ -91,16 +91,16 @@ local function commit_one(request)
 
   -- Every stock record written below must hold numbers, or the script would stop half way.
   for _, line in ipairs(committed) do
-    local s = redis.call('HMGET', base .. 'stock:' .. line[1], 'on_hand', 'reserved')
-    if not tonumber(s[1] or '0') or not tonumber(s[2] or '0') then
+    local on_hand = redis.call('HGET', base .. 'on_hand', line[1])
+    local reserved = redis.call('HGET', base .. 'reserved', line[1])
+    if not tonumber(on_hand or '0') or not tonumber(reserved or '0') then
       return 0, cmsgpack.pack({ CORRUPT, { { line[1], line[2] } } })
     end
   end
 
   for _, line in ipairs(committed) do
-    local stock = base .. 'stock:' .. line[1]
-    redis.call('HINCRBY', stock, 'on_hand', -line[2])
-    redis.call('HINCRBY', stock, 'reserved', -line[2])
+    redis.call('HINCRBY', base .. 'on_hand', line[1], -line[2])
+    redis.call('HINCRBY', base .. 'reserved', line[1], -line[2])
     local left = h.r[line[1]] - line[2]
     h.r[line[1]] = (left > 0) and left or nil
   end

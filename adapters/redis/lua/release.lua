@@ -106,20 +106,21 @@ local function release_one(request)
   -- Every stock record written below must hold numbers, or the script would stop half way.
   for _, group in ipairs({ released, dropped }) do
     for _, line in ipairs(group) do
-      local s = redis.call('HMGET', base .. 'stock:' .. line[1], 'reserved', 'backordered')
-      if not tonumber(s[1] or '0') or not tonumber(s[2] or '0') then
+      local reserved = redis.call('HGET', base .. 'reserved', line[1])
+      local waiting = redis.call('HGET', base .. 'backordered', line[1])
+      if not tonumber(reserved or '0') or not tonumber(waiting or '0') then
         return 0, cmsgpack.pack({ CORRUPT, { { line[1], line[2] } }, {} })
       end
     end
   end
 
   for _, line in ipairs(released) do
-    redis.call('HINCRBY', base .. 'stock:' .. line[1], 'reserved', -line[2])
+    redis.call('HINCRBY', base .. 'reserved', line[1], -line[2])
     local left = (h.r[line[1]] or 0) - line[2]
     h.r[line[1]] = (left > 0) and left or nil
   end
   for _, line in ipairs(dropped) do
-    redis.call('HINCRBY', base .. 'stock:' .. line[1], 'backordered', -line[2])
+    redis.call('HINCRBY', base .. 'backordered', line[1], -line[2])
     redis.call('ZREM', base .. 'backorders:' .. line[1], order)
     h.w[line[1]] = nil
   end

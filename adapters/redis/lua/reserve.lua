@@ -27,7 +27,9 @@ Codes    1 reserved in full; 2 partly reserved (the rest queued, or not, per mod
          -1 unknown sku; -2 bad quantity; -3 bad request;
          -7 a stock record that is not numbers (repair with recover).
 Errors   "NOMETA ..." when KEYS[1] is missing; "BADBATCH ..." when ARGV cannot be read.
-Writes   <base>stock:<sku> reserved/backordered, once per sku; <base>orders, one field per
+Stock    <base>on_hand, <base>reserved, <base>backordered: HASH sku -> units; a sku with no
+         on_hand field is unknown here.
+Writes   the skus' reserved and backordered, once per sku; <base>orders, one field per
          order that took or queued something (JSON {"r": {sku: reserved}, "w": {sku: waiting}});
          <base>backorders:<sku> for what is queued; the result in this window's done hash.
 How      Requests are decided in order against stock read once per sku and kept in a table;
@@ -85,26 +87,38 @@ for _, key in ipairs({ done_key, last_key }) do
 end
 
 -- sku index -> {on_hand, reserved, backordered, reserved_delta, backordered_delta}, or false
--- for an unknown sku, or 'corrupt'.
+-- for an unknown sku, or 'corrupt': every sku of the batch read at once, three fields each.
 local stock = {}
-local function stock_of(index)
-  local s = stock[index]
-  if s == nil then
+do
+  local columns = {}
+  for c, name in ipairs({ 'on_hand', 'reserved', 'backordered' }) do
+    local column = {}
+    for first = 1, #skus, SLICE do
+      local last = math.min(first + SLICE - 1, #skus)
+      local found = redis.call('HMGET', base .. name, unpack(skus, first, last))
+      for j = 1, last - first + 1 do column[first + j - 1] = found[j] end
+    end
+    columns[c] = column
+  end
+  for index = 1, #skus do
     local sku = skus[index]
-    if type(sku) ~= 'string' or sku == '' then return false end
-    local v = redis.call('HMGET', base .. 'stock:' .. sku, 'on_hand', 'reserved', 'backordered')
-    if not v[1] then
-      s = false
+    if type(sku) ~= 'string' or sku == '' or not columns[1][index] then
+      stock[index] = false
     else
-      local on_hand, reserved, waiting = tonumber(v[1]), tonumber(v[2] or '0'), tonumber(v[3] or '0')
+      local on_hand = tonumber(columns[1][index])
+      local reserved = tonumber(columns[2][index] or '0')
+      local waiting = tonumber(columns[3][index] or '0')
       if on_hand and reserved and waiting then
-        s = { on_hand, reserved, waiting, 0, 0 }
+        stock[index] = { on_hand, reserved, waiting, 0, 0 }
       else
-        s = 'corrupt'
+        stock[index] = 'corrupt'
       end
     end
-    stock[index] = s
   end
+end
+local function stock_of(index)
+  local s = stock[index]
+  if s == nil then return false end  -- an index outside the table
   return s
 end
 
@@ -219,13 +233,24 @@ for i = 1, count do
   end
 end
 
--- Every write, now that every request is decided.
-for index, s in pairs(stock) do
-  if type(s) == 'table' then
-    local key = base .. 'stock:' .. skus[index]
-    if s[4] ~= 0 then redis.call('HINCRBY', key, 'reserved', s[4]) end
-    if s[5] ~= 0 then redis.call('HINCRBY', key, 'backordered', s[5]) end
+-- Every write, now that every request is decided: each sku's new figures in one call per
+-- field (the script runs alone, so what it read is still what is there).
+do
+  local reserved, waiting = {}, {}
+  for index, s in pairs(stock) do
+    if type(s) == 'table' then
+      if s[4] ~= 0 then
+        reserved[#reserved + 1] = skus[index]
+        reserved[#reserved + 1] = s[2]
+      end
+      if s[5] ~= 0 then
+        waiting[#waiting + 1] = skus[index]
+        waiting[#waiting + 1] = s[3]
+      end
+    end
   end
+  call_sliced('HSET', base .. 'reserved', reserved, 2 * SLICE)
+  call_sliced('HSET', base .. 'backordered', waiting, 2 * SLICE)
 end
 if #writes > 0 then
   local orders_key = base .. 'orders'
