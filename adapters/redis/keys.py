@@ -8,6 +8,7 @@ Warehouse keys (``W`` = ``orderd:{main}:``):
 
 =============================  =====  ===================================================
 ``W meta``                     HASH   ``instance`` (the PostgreSQL database it mirrors),
+                                      ``layout`` (of these keys), ``epoch``,
                                       ``rebuilt_at``; scripts refuse to run without it
 ``W on_hand``                  HASH   sku -> units on hand; a sku without a field here
                                       is unknown to the warehouse

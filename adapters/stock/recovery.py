@@ -24,6 +24,10 @@ from adapters.redis.scripts import PARTIAL, QUEUED, RESERVED, WarehouseNotReady
 from adapters.stock.model import Drift, Rebuilt
 
 _LOCK_MS = 120_000
+# The keys' layout (adapters/redis/keys.py), kept in meta: 2 has stock in three hashes, the
+# orders' holdings in one, results in hashes per window; 1 (no field) had keys per sku,
+# per order and per operation.
+LAYOUT = "2"
 _PACK = msgspec.msgpack.Encoder().encode
 _JSON = msgspec.json.Encoder().encode
 
@@ -59,8 +63,15 @@ class Recovery:
         return self._instance
 
     async def holds_this_database(self, keys: WarehouseKeys) -> bool:
-        held = await self._redis.hget(keys.meta, "instance")
-        return held is not None and text(held) == await self.instance_id()
+        """Whether Redis holds this database's warehouse, in the key layout of this
+        version (one written by an earlier version is rebuilt at start, not read)."""
+        held, layout = await self._redis.hmget(keys.meta, ["instance", "layout"])
+        return (
+            held is not None
+            and layout is not None
+            and text(layout) == LAYOUT
+            and text(held) == await self.instance_id()
+        )
 
     async def recover(self, keys: WarehouseKeys) -> Rebuilt | None:
         """Rebuild the warehouse from the ledger, whatever Redis holds now.
@@ -159,6 +170,7 @@ class Recovery:
             keys.meta,
             mapping={
                 "instance": instance,
+                "layout": LAYOUT,
                 "epoch": uuid.uuid4().hex,
                 "rebuilt_at": int(self._clock() * 1000),
             },

@@ -316,6 +316,25 @@ async def test_redis_holding_another_databases_data_is_rebuilt_at_start(
     assert await level(second, "A") == (7, 0, 0)
 
 
+async def test_redis_keys_of_an_earlier_layout_are_rebuilt_at_start(
+    make_allocator: MakeAllocator, pg: Any, redis_client: aioredis.Redis
+) -> None:
+    allocator = await stocked(make_allocator, pg, {"A": 7})
+    await allocator.reserve("o1", [("A", 2)])
+    keys = allocator.keys("main")
+    # As an earlier version left them: a hash per sku and per order, no layout in meta.
+    await redis_client.hdel(keys.meta, "layout")
+    for key in (*keys.stock, keys.orders):
+        await redis_client.delete(key)
+    await redis_client.hset(f"{keys.base}stock:A", mapping={"on_hand": 7, "reserved": 2})
+    await redis_client.hset(f"{keys.base}res:o1", "A", 2)
+    second = await make_allocator()
+    assert await level(second, "A") == (7, 2, 0)
+    assert await second.holding("o1") == ({"A": 2}, {})
+    assert not await redis_client.exists(f"{keys.base}stock:A", f"{keys.base}res:o1")
+    assert await second.reconcile() == []
+
+
 async def test_recovery_restores_queue_positions(
     make_allocator: MakeAllocator, pg: Any, redis_client: aioredis.Redis, clock: Clock
 ) -> None:
