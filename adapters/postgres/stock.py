@@ -20,7 +20,7 @@ import msgspec
 from msgspec import Struct
 
 from actors.batching import Coalescer
-from actors.stock import Delta, LedgerEntry
+from actors.stock import Delta, LedgerEntry, QueuePlace
 from adapters.postgres.rows import Raw, Rows
 from adapters.postgres.writes import Writes
 
@@ -241,39 +241,42 @@ Epochs = Callable[[Sequence[str]], Awaitable[dict[str, str | None]]]
 
 _COPY_COLUMNS = ("movement_key", "warehouse", "kind", "order_id", "op_id", "reason", "at", "lines")
 
+# A ledger row as COPY takes it: movement_key, warehouse, kind, order_id, op_id, reason, at,
+# lines (their JSON text: an array of [sku, on_hand, reserved, backordered]).
+LedgerRow = tuple[str, str, str, str | None, str, str | None, datetime, str]
 
-async def copy_entries(
-    conn: Any, entries: Sequence[LedgerEntry], repeated: Sequence[LedgerEntry] = ()
+
+async def write_rows(
+    conn: Any,
+    rows: Sequence[LedgerRow],
+    places: Sequence[QueuePlace] = (),
+    repeated: Sequence[LedgerEntry] = (),
+    *,
+    copy: bool = True,
 ) -> None:
-    """Write ``entries`` (operations seen for the first time) by COPY, and ``repeated``
-    (operations that may be written already) as no-ops where they are, in the caller's
-    transaction.
+    """Write ``rows`` (movements seen for the first time), the queue ``places`` and the
+    ``repeated`` entries (operations that may be written already: no-ops where they are),
+    in the caller's transaction.
 
-    COPY costs PostgreSQL a fraction of an INSERT with ON CONFLICT, but has no way round a
-    movement written already; should one be there (a result Redis no longer remembers
-    while the ledger does), the whole write goes the slower way, in a savepoint.
+    By COPY, which costs PostgreSQL a fraction of an INSERT with ON CONFLICT but has no way
+    round a movement that is there already (UniqueViolationError: the caller writes again
+    with ``copy=False``).
     """
-    records = [
-        (m.movement_key, m.warehouse, m.kind, m.order_id, m.op_id, m.reason, m.at,
-         _encode_lines(m.lines).decode())
-        for e in entries for m in e.movements if m.lines
-    ]  # fmt: skip
-    copied = False
-    if records:
-        # A savepoint by hand: the caller's transaction is begun by hand too (see
-        # ledger_transaction), which asyncpg's own transaction blocks refuse to nest in.
-        await conn.execute("SAVEPOINT ledger_copy")
-        try:
-            await conn.copy_records_to_table("stock_ledger", records=records, columns=_COPY_COLUMNS)
-            copied = True
-        except asyncpg.UniqueViolationError:
-            await conn.execute("ROLLBACK TO SAVEPOINT ledger_copy")
-        await conn.execute("RELEASE SAVEPOINT ledger_copy")
-    if copied:
-        rest = [*repeated, *(LedgerEntry(queued=e.queued) for e in entries if e.queued)]
-    else:
-        rest = [*entries, *repeated]
-    await write_entries(conn, rest)
+    writes = Writes()
+    if rows and copy:
+        await conn.copy_records_to_table("stock_ledger", records=rows, columns=_COPY_COLUMNS)
+    elif rows:
+        writes.add(
+            f"""
+            INSERT INTO stock_ledger (movement_key, warehouse, kind, order_id, op_id, reason,
+                                      at, lines)
+            SELECT {_MOVEMENTS.columns} FROM {_MOVEMENTS.source}
+            ON CONFLICT (movement_key) DO NOTHING
+            """,
+            _MOVEMENTS.encode((*row[:7], Raw(row[7].encode())) for row in rows),
+        )
+    add_entries(writes, [*repeated, LedgerEntry(queued=tuple(places))])
+    await writes.execute(conn)
 
 
 class LedgerWriter:
@@ -316,18 +319,26 @@ class LedgerWriter:
         self,
         warehouse: str,
         epoch: str,
-        entries: Sequence[LedgerEntry],
+        rows: Sequence[LedgerRow],
+        places: Sequence[QueuePlace] = (),
         repeated: Sequence[LedgerEntry] = (),
     ) -> bool:
-        """Write one batch's entries, all made under ``epoch``, in one transaction now
-        (see :func:`copy_entries`); False, with nothing written, when Redis was rebuilt
-        since."""
-        async with self._pool.acquire() as conn, ledger_transaction(conn):
-            current = await self._epochs([warehouse])
-            if current.get(warehouse) != epoch:
-                return False
-            await copy_entries(conn, entries, repeated)
-        return True
+        """Write one batch, all made under ``epoch``, in one transaction now (see
+        :func:`write_rows`); False, with nothing written, when Redis was rebuilt since."""
+        for copy in (True, False):
+            try:
+                async with self._pool.acquire() as conn, ledger_transaction(conn):
+                    current = await self._epochs([warehouse])
+                    if current.get(warehouse) != epoch:
+                        return False
+                    await write_rows(conn, rows, places, repeated, copy=copy)
+                return True
+            except asyncpg.UniqueViolationError:
+                # A movement written already (a result Redis no longer remembers while the
+                # ledger does): the whole batch again, past it.
+                if not copy:
+                    raise
+        raise AssertionError("unreachable")
 
     async def drain(self) -> None:
         await self._batches.drain()

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import Any, Literal, TypeVar
 
+import msgspec
 from msgspec import Struct
 from redis.asyncio import Redis
 
@@ -28,9 +29,11 @@ from actors.stock import (
     LedgerEntry,
     LedgerSink,
     MovementKind,
+    QueuePlace,
     Released,
     Reservation,
     StaleEpoch,
+    Status,
     UnknownSku,
     status_of,
 )
@@ -38,6 +41,8 @@ from adapters.postgres import stock as ledger
 from adapters.redis.keys import WarehouseKeys, done_field
 from adapters.redis.scripts import (
     MODE_CODES,
+    PARTIAL,
+    QUEUED,
     RESERVED,
     AdjustResult,
     CommitResult,
@@ -253,33 +258,54 @@ class Allocator:
         calls: Sequence[_Call],
         outcomes: list[Outcome[ReserveResult] | Exception],
     ) -> None:
-        """The ledger entries of the batch's durable calls, in one transaction; each call
-        is answered StaleEpoch instead when Redis was rebuilt meanwhile (it runs again)."""
+        """The ledger rows of the batch's durable calls, in one transaction; each call is
+        answered StaleEpoch instead when Redis was rebuilt meanwhile (it runs again)."""
         now = self._clock()
-        first: list[LedgerEntry] = []
+        when = entries.at(now)
+        rows: list[ledger.LedgerRow] = []
+        places: list[QueuePlace] = []
         again: list[LedgerEntry] = []
         written: list[int] = []
         for at, (call, outcome) in enumerate(zip(calls, outcomes, strict=True)):
             if not call.durable or isinstance(outcome, Exception):
                 continue
-            entry = entries.reservation(
-                call.order_id,
-                call.op_id,
-                _allocated(code, outcome.result),
-                call.priority,
-                now,
-                call.cancel_at,
-                {code: epoch},
-            )
-            # A repeat's first call may have died before writing: written again, as a no-op
-            # where it was not.
-            (again if outcome.replay else first).append(entry)
             written.append(at)
-        if not await self._writer.write_batch(code, epoch, first, again):
+            if outcome.replay:
+                # Its first call may have died before writing: written again, a no-op
+                # where it was not.
+                allocated = _allocated(code, outcome.result)
+                again.append(
+                    entries.reservation(
+                        call.order_id, call.op_id, allocated, call.priority, now,
+                        call.cancel_at, {code: epoch},
+                    )
+                )  # fmt: skip
+                continue
+            # Built here rather than as a LedgerEntry: the same row, without its objects.
+            deltas = [
+                (line.sku, 0, line.reserved, line.backordered)
+                for line in outcome.result.lines
+                if line.reserved or line.backordered
+            ]
+            if not deltas:
+                continue
+            key = entries.movement_key(code, f"order:{call.order_id}", call.op_id)
+            lines = _encode_json(deltas).decode()
+            rows.append((key, code, "reserve", call.order_id, call.op_id, None, when, lines))
+            if outcome.result.code != RESERVED and any(d[3] for d in deltas):
+                cancel = entries.at(call.cancel_at) if call.cancel_at is not None else None
+                places.append(
+                    QueuePlace(
+                        warehouse=code,
+                        order_id=call.order_id,
+                        priority=call.priority,
+                        enqueued_at=when,
+                        cancel_at=cancel,
+                    )
+                )
+        if not await self._writer.write_batch(code, epoch, rows, places, again):
             for at in written:
                 outcomes[at] = StaleEpoch()
-
-    # -- reserve --------------------------------------------------------------------------
 
     async def reserve(
         self,
@@ -300,9 +326,49 @@ class Allocator:
         with splitting allowed, each warehouse in turn reserves what it can; what is still
         missing (or, without splitting, the order) waits in the first warehouse's queues.
         """
+        if len(self._order) == 1:
+            return await self._reserve_here(order_id, lines, policy, priority, op_id, sink)
         return await _again_if_stale(
             lambda: self._reserve(order_id, lines, policy, priority, op_id, sink)
         )
+
+    async def _reserve_here(
+        self,
+        order_id: str,
+        lines: Lines,
+        policy: BackorderPolicy | None,
+        priority: int,
+        op_id: str,
+        sink: LedgerSink | None,
+    ) -> Reservation:
+        """:meth:`reserve` with one warehouse: one batched script call, and (unless the
+        caller takes the ledger entry) the batch's ledger write. The path every order of
+        a single warehouse takes, so it makes as few objects as it can."""
+        code = self._order[0]
+        policy = policy or self._policy.backorder_policy
+        mode: ReserveMode = "ship_available" if policy == "ship_available" else "wait_all"
+        durable = sink is None and self._ledger is self._writer
+        now = self._clock()
+        call = _Call(
+            order_id, op_id, mode, priority, lines, durable,
+            self._cancel_at(policy, now) if durable else None,
+        )  # fmt: skip
+        for attempt in range(_STALE_ATTEMPTS):
+            try:
+                outcome = await self._reserve_in(code, call)
+                allocated = _allocated(code, outcome.result)
+                if not durable:
+                    await self._record_reservation(
+                        order_id, op_id, allocated, now, {code: outcome.epoch}, policy,
+                        priority, sink,
+                    )  # fmt: skip
+                status = _STATUS.get(outcome.result.code) or status_of(allocated)
+                return Reservation(order_id, op_id, status, allocated, outcome.replay)
+            except StaleEpoch:
+                # Redis was rebuilt under it: run again, where it now counts.
+                if attempt == _STALE_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     async def _reserve(
         self,
@@ -328,19 +394,6 @@ class Allocator:
             outcome = await self._reserve_in(code, call)
             seen[code] = outcome.epoch
             return outcome.result
-
-        if len(self._order) == 1:
-            code = self._order[0]
-            # Written by the batch, one COPY for all of it, unless the caller takes it.
-            durable = sink is None and self._ledger is self._writer
-            cancel_at = self._cancel_at(policy, now)
-            call = _Call(order_id, op_id, mode, priority, lines, durable, cancel_at)
-            outcome = await self._reserve_in(code, call)
-            seen[code] = outcome.epoch
-            allocated = _allocated(code, outcome.result)
-            if not durable:
-                await record(op_id, allocated)
-            return Reservation(order_id, op_id, status_of(allocated), allocated, outcome.replay)
 
         earlier = await self._earlier_reservation(order_id, op_id)
         if earlier:
@@ -736,6 +789,13 @@ class Allocator:
 
 T = TypeVar("T")
 _STALE_ATTEMPTS = 3
+_encode_json = msgspec.json.Encoder().encode
+# A reservation's status from the script's code (what status_of says of its lines).
+_STATUS: dict[int, Status] = {
+    RESERVED: "reserved",
+    PARTIAL: "partially_reserved",
+    QUEUED: "backordered",
+}
 
 
 async def _again_if_stale(operation: Callable[[], Awaitable[T]]) -> T:
