@@ -225,7 +225,7 @@ async def recent_ops(conn: Any, warehouse: str, since: datetime) -> list[RecentO
         SELECT order_id, op_id, kind, lines::text AS lines, at
         FROM stock_ledger
         WHERE warehouse = $1 AND at >= $2
-        ORDER BY id
+        ORDER BY at
         """,
         warehouse,
         since,

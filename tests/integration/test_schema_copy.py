@@ -143,8 +143,8 @@ async def test_a_copy_keeps_the_connection_in_its_schema_and_counts_from_one(
     assert await pg.fetchval("SELECT current_schema()") == pg_schema_name
     assert await pg.fetchval("SELECT current_setting('application_name')") == "orderd"
     first = await pg.fetchval(
-        "INSERT INTO stock_ledger (movement_key, warehouse, kind, op_id, lines) "
-        "VALUES ('m1', 'main', 'adjust', 'op1', '[]') RETURNING id"
+        "INSERT INTO webhook_inbox (source, topic, body) "
+        "VALUES ('generic', 'orders/paid', '{}') RETURNING id"
     )
     assert first == 1
 

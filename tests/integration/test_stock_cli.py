@@ -52,7 +52,7 @@ async def test_set_adjust_and_show(run_orderd: Run, pg: Any) -> None:
         run_orderd("stock", "adjust", "MUG-1", "-3", "--reason", "damage")
     )
     assert show(run_orderd, "MUG-1")["available"] == 14
-    rows = await pg.fetch("SELECT kind, lines::text, reason FROM stock_ledger ORDER BY id")
+    rows = await pg.fetch("SELECT kind, lines::text, reason FROM stock_ledger ORDER BY at")
     assert [(r["kind"], json.loads(r["lines"]), r["reason"]) for r in rows] == [
         ("set", [["MUG-1", 12, 0, 0]], "stock set"),
         ("adjust", [["MUG-1", 5, 0, 0]], "receipt"),
