@@ -135,23 +135,33 @@ _stored = msgspec.msgpack.Decoder(list[int | str])
 
 
 def named_result(raw: bytes | str) -> ReserveResult:
-    """A result as reserve.lua keeps it: code, then reserved and backordered per line,
-    then ``"n"``, then sku and quantity wanted per line."""
+    """A result as reserve.lua keeps it: code, ``"n"``, sku and quantity wanted per line,
+    then for a partial result (code 2) reserved and backordered per line; the others'
+    lines are implied by their code."""
     values = _stored.decode(raw if isinstance(raw, bytes) else raw.encode())
-    count = (len(values) - 2) // 4
-    if len(values) != 2 + 4 * count or values[1 + 2 * count] != "n":
+    code = int(values[0])
+    count = (len(values) - 2) // (4 if code == PARTIAL else 2)
+    if (
+        len(values) < 2
+        or values[1] != "n"
+        or len(values) != 2 + count * (4 if code == PARTIAL else 2)
+    ):
         raise TypeError("a stored reserve result that is not in its named form")
-    numbers = [int(v) for v in values[1 : 1 + 2 * count]]
-    names = values[2 + 2 * count :]
-    return ReserveResult(
-        int(values[0]),
-        tuple(
-            ReserveLine(
-                str(names[2 * k]), int(names[2 * k + 1]), numbers[2 * k], numbers[2 * k + 1]
-            )
-            for k in range(count)
-        ),
-    )
+    names = values[2 : 2 + 2 * count]
+    got = values[2 + 2 * count :]
+    lines = []
+    for k in range(count):
+        sku, wanted = str(names[2 * k]), int(names[2 * k + 1])
+        if code == PARTIAL:
+            reserved, backordered = int(got[2 * k]), int(got[2 * k + 1])
+        elif code == RESERVED:
+            reserved, backordered = wanted, 0
+        elif code == QUEUED:
+            reserved, backordered = 0, wanted
+        else:
+            reserved, backordered = 0, 0
+        lines.append(ReserveLine(sku, wanted, reserved, backordered))
+    return ReserveResult(code, tuple(lines))
 
 
 release_result = msgspec.msgpack.Decoder(ReleaseResult)

@@ -228,25 +228,31 @@ class Allocator:
                 at += 2
                 continue
             result_code = flat[at + 1]
-            answered = flat[at + 2 : at + 2 + 2 * len(lines)]
-            at += 2 + 2 * len(lines)
-            if result_code > 0:
+            at += 2
+            if result_code < 0:
+                # The line at fault, where there is one, by its number from 1.
+                fault = flat[at]
+                at += 1
+                named = tuple(
+                    ReserveLine(sku, wanted, 0, 0)
+                    for k, (sku, wanted) in enumerate(lines, 1)
+                    if k == fault
+                )
+                out.append(_refused(call, ReserveResult(result_code, named)))
+                continue
+            if result_code == PARTIAL:
+                got = flat[at : at + 2 * len(lines)]
+                at += 2 * len(lines)
                 result = ReserveResult(
                     result_code,
                     tuple(
-                        ReserveLine(sku, wanted, answered[2 * k], answered[2 * k + 1])
+                        ReserveLine(sku, wanted, got[2 * k], got[2 * k + 1])
                         for k, (sku, wanted) in enumerate(lines)
                     ),
                 )
-                out.append(Outcome(result, False, epoch))
             else:
-                # The line at fault, where there is one, comes back with reserved -1.
-                fault = tuple(
-                    ReserveLine(sku, wanted, 0, 0)
-                    for k, (sku, wanted) in enumerate(lines)
-                    if answered[2 * k] == -1
-                )
-                out.append(_refused(call, ReserveResult(result_code, fault)))
+                result = ReserveResult(result_code, _implied(result_code, lines))
+            out.append(Outcome(result, False, epoch))
         if any(call.durable for call in calls):
             await self._write_reservations(code, epoch, calls, out)
         return out
@@ -833,6 +839,16 @@ def _allocated(code: str, result: ReserveResult) -> tuple[AllocatedLine, ...]:
     return tuple(
         AllocatedLine(code, ln.sku, ln.wanted, ln.reserved, ln.backordered) for ln in result.lines
     )
+
+
+def _implied(code: int, lines: Sequence[tuple[str, int]]) -> tuple[ReserveLine, ...]:
+    """A whole result's lines, which its code implies: each got what it wanted (reserved),
+    waits for it (queued), or nothing happened (short)."""
+    if code == RESERVED:
+        return tuple(ReserveLine(sku, wanted, wanted, 0) for sku, wanted in lines)
+    if code == QUEUED:
+        return tuple(ReserveLine(sku, wanted, 0, wanted) for sku, wanted in lines)
+    return tuple(ReserveLine(sku, wanted, 0, 0) for sku, wanted in lines)
 
 
 def _remaining(lines: Lines, parts: Sequence[AllocatedLine]) -> list[tuple[str, int]]:

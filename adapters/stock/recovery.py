@@ -232,13 +232,14 @@ def recovered_results(
             took = any(d.reserved for d in op.lines)
             queued = any(d.backordered for d in op.lines)
             code = RESERVED if not queued else (PARTIAL if took else QUEUED)
-            # Named (see reserve.lua): a repeat reads it by sku, whatever its lines' order.
-            named: list[int | str] = [code]
-            for d in op.lines:
-                named += (d.reserved, d.backordered)
-            named.append("n")
+            # As reserve.lua keeps it: code, "n", sku and wanted per line, and for a
+            # partial result what each line got.
+            named: list[int | str] = [code, "n"]
             for d in op.lines:
                 named += (d.sku, d.reserved + d.backordered)
+            if code == PARTIAL:
+                for d in op.lines:
+                    named += (d.reserved, d.backordered)
             done[window][field] = _PACK(named)
         elif op.kind == "release":
             gave = [(d.sku, -d.reserved) for d in op.lines if d.reserved]

@@ -17,15 +17,19 @@ ARGV[6]  ints              msgpack array of integers, per request: mode, priorit
                            priority 0..9 (9 first in the backorder queues)
                            op_id names the reservation ("reserve" for the order's first one; a
                            re-route after a short pick gets its own): one result per order and op_id.
-Returns  a flat array: the warehouse's epoch, then per request either 0, code, and per line
-         reserved, backordered; or, when an earlier call with the same order and op_id has a
-         stored result, 1 and that result as stored (msgpack {code, (reserved, backordered)
-         per line, "n", (sku, wanted) per line}). For codes -1 and -7 the line at fault has
-         reserved -1; for other refusals every line is 0, 0.
+Returns  a flat array: the warehouse's epoch, then per request, as its first value says:
+         0, code: the lines are implied by the code (1: each got what it wanted; 3: each
+                  waits for it; 4: nothing happened), then for code 2 reserved and
+                  backordered per line, and for a negative code the line at fault (its
+                  number from 1; 0 when none is);
+         1, result: the stored result of an earlier call with the same order and op_id
+                  (msgpack {code, "n", (sku, wanted) per line, then for code 2 (reserved,
+                  backordered) per line}).
 Codes    1 reserved in full; 2 partly reserved (the rest queued, or not, per mode);
          3 queued, nothing reserved; 4 short: nothing written (modes "all" and "partial");
          -1 unknown sku; -2 bad quantity; -3 bad request;
          -7 a stock record that is not numbers (repair with recover).
+         Nothing is written for a request unless its code is 1, 2 or 3.
 Errors   "NOMETA ..." when KEYS[1] is missing; "BADBATCH ..." when ARGV cannot be read.
 Stock    <base>on_hand, <base>reserved, <base>backordered: HASH sku -> units; a sku with no
          on_hand field is unknown here.
@@ -123,18 +127,15 @@ local function stock_of(index)
 end
 
 local out = { epoch }
-local function emit(code, n, at_fault)
+local function refuse(code, at_fault)
   out[#out + 1] = 0
   out[#out + 1] = code
-  for k = 1, n do
-    out[#out + 1] = (k == at_fault) and -1 or 0
-    out[#out + 1] = 0
-  end
+  out[#out + 1] = at_fault or 0
 end
 
--- A stored result, "named" so that a repeat gets the first result whatever lines it asks
--- for: {code, (reserved, backordered) per line, 'n', (sku, wanted) per line}. A rebuild
--- from the ledger writes the same form.
+-- A stored result names its lines, so that a repeat gets the first result whatever lines
+-- it asks for: {code, 'n', (sku, wanted) per line}, then for code 2 (reserved, backordered)
+-- per line. A rebuild from the ledger writes the same form.
 local function replay(stored)
   out[#out + 1] = 1
   out[#out + 1] = stored
@@ -168,7 +169,7 @@ for i = 1, count do
   if type(order) ~= 'string' or order == '' or type(op) ~= 'string' or op == '' or n == 0
       or type(mode) ~= 'number' or mode < 1 or mode > 4 or type(priority) ~= 'number'
       or priority < 0 or priority > 9 or priority % 1 ~= 0 then
-    emit(BAD_REQUEST, n)
+    refuse(BAD_REQUEST)
   elseif stored then
     replay(stored)
   else
@@ -190,7 +191,7 @@ for i = 1, count do
       end
     end
     if code then
-      emit(code, n, at_fault)
+      refuse(code, at_fault)
     else
       local lines, taken_any, queued_any = {}, false, false
       for k = 0, n - 1 do
@@ -208,21 +209,26 @@ for i = 1, count do
         lines[k + 1] = { index, take, queue }
       end
       if not taken_any and not queued_any then
-        emit(SHORT, n)  -- nothing written: nothing to remember
+        out[#out + 1] = 0  -- nothing written: nothing to remember
+        out[#out + 1] = SHORT
       else
-        local result = { whole and RESERVED or (taken_any and PARTIAL or QUEUED) }
-        for k, line in ipairs(lines) do
+        local code = whole and RESERVED or (taken_any and PARTIAL or QUEUED)
+        local result = { code, 'n' }
+        for k = 0, n - 1 do
+          result[3 + 2 * k] = skus[ints[lines_at + 2 * k]]
+          result[4 + 2 * k] = ints[lines_at + 2 * k + 1]
+        end
+        out[#out + 1] = 0
+        out[#out + 1] = code
+        for _, line in ipairs(lines) do
           local s = stock[line[1]]
           s[2], s[4] = s[2] + line[2], s[4] + line[2]
           s[3], s[5] = s[3] + line[3], s[5] + line[3]
-          result[2 * k], result[2 * k + 1] = line[2], line[3]
-        end
-        out[#out + 1] = 0
-        for k = 1, #result do out[#out + 1] = result[k] end
-        result[#result + 1] = 'n'
-        for k = 0, n - 1 do
-          result[#result + 1] = skus[ints[lines_at + 2 * k]]
-          result[#result + 1] = ints[lines_at + 2 * k + 1]
+          -- Only a partial result says what each line got: the others say it by their code.
+          if code == PARTIAL then
+            out[#out + 1], out[#out + 2] = line[2], line[3]
+            result[#result + 1], result[#result + 2] = line[2], line[3]
+          end
         end
         local packed = cmsgpack.pack(result)
         seen_here[fields[i]] = packed
