@@ -259,12 +259,23 @@ async def write_rows(
     in the caller's transaction.
 
     By COPY, which costs PostgreSQL a fraction of an INSERT with ON CONFLICT but has no way
-    round a movement that is there already (UniqueViolationError: the caller writes again
-    with ``copy=False``).
+    round a movement or place that is there already (UniqueViolationError: the caller
+    writes again with ``copy=False``).
     """
     writes = Writes()
-    if rows and copy:
-        await conn.copy_records_to_table("stock_ledger", records=rows, columns=_COPY_COLUMNS)
+    if copy:
+        if rows:
+            await conn.copy_records_to_table("stock_ledger", records=rows, columns=_COPY_COLUMNS)
+        if places:
+            await conn.copy_records_to_table(
+                "backorder_queue",
+                records=[
+                    (p.warehouse, p.order_id, p.priority, p.enqueued_at, p.cancel_at)
+                    for p in places
+                ],
+                columns=("warehouse", "order_id", "priority", "enqueued_at", "cancel_at"),
+            )
+        places = ()
     elif rows:
         writes.add(
             f"""

@@ -504,3 +504,16 @@ async def test_a_movement_the_ledger_has_already_is_not_written_twice(
     await asyncio.gather(allocator.reserve("o1", [("A", 2)]), allocator.reserve("o2", [("A", 1)]))
     rows = await pg.fetch("SELECT order_id FROM stock_ledger WHERE kind = 'reserve'")
     assert sorted(row["order_id"] for row in rows) == ["o1", "o2"]
+
+
+async def test_an_order_queued_again_keeps_its_first_place(
+    make_allocator: MakeAllocator, pg: Any, clock: Clock
+) -> None:
+    allocator = await stocked(make_allocator, pg, {"A": 0, "B": 0})
+    await allocator.reserve("o1", [("A", 1)])
+    first = await pg.fetchval("SELECT enqueued_at FROM backorder_queue WHERE order_id = 'o1'")
+    clock.advance(60)
+    again = await allocator.reserve("o1", [("B", 1)], op_id="reroute")
+    assert again.status == "backordered"
+    assert await pg.fetch("SELECT enqueued_at FROM backorder_queue") == [(first,)]
+    assert await allocator.reconcile() == []
