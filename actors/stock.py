@@ -37,24 +37,26 @@ class Reservation(Struct, frozen=True):
     replay: bool
 
 
+class Filled(Struct, frozen=True):
+    """A waiting order whose every waiting line was reserved when stock arrived or was
+    given back."""
+
+    order_id: str
+    lines: tuple[tuple[str, int], ...]
+
+
 class Released(Struct, frozen=True):
     warehouse: str
     released: tuple[tuple[str, int], ...]
     dropped: tuple[tuple[str, int], ...]
     replay: bool
+    fills: tuple[Filled, ...] = ()  # waiting orders that took what was given back
 
 
 class Committed(Struct, frozen=True):
     warehouse: str
     committed: tuple[tuple[str, int], ...]
     replay: bool
-
-
-class Filled(Struct, frozen=True):
-    """A waiting order whose every waiting line was reserved when stock arrived."""
-
-    order_id: str
-    lines: tuple[tuple[str, int], ...]
 
 
 class Adjusted(Struct, frozen=True):
@@ -152,7 +154,8 @@ class Stock(Protocol):
         ...
 
     async def release(self, order_id: str, op_id: str, *, sink: LedgerSink) -> list[Released]:
-        """Give back everything the order holds, and take it out of every queue."""
+        """Give back everything the order holds, take it out of every queue, and fill the
+        orders waiting for what it gave back (their actors are to be told)."""
         ...
 
     async def commit(

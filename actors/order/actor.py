@@ -48,7 +48,7 @@ from actors.order.behaviour import (
 from actors.order.effects import Shipping
 from actors.order.events import AttentionNeeded, Event, Holding, OrderReceived
 from actors.order.holds import DeadLetterHold
-from actors.order.messages import Message, OrderPaid
+from actors.order.messages import BackorderFilled, Message, OrderPaid
 from actors.order.outbox import CustomerMessages
 from actors.order.reminder import ReminderKey
 from actors.order.states import TERMINAL
@@ -91,7 +91,8 @@ class _Collected:
 
     ledger: list[LedgerEntry] = field(default_factory=list)
     reminders: list[Reminder] = field(default_factory=list)
-    told: list[Message] = field(default_factory=list)  # the order's messages to itself
+    # The order's messages to itself, and fills of what its release gave back to others.
+    told: list[Message] = field(default_factory=list)
     requests: list[QueuedRequest] = field(default_factory=list)
     notifications: list[QueuedNotification] = field(default_factory=list)
 
@@ -303,7 +304,14 @@ class OrderTurns:
                     status=reservation.status, holdings=holdings, policy=policy, op_id=op_id
                 )
             case ReleaseAll(op_id=op_id):
-                await self._stock.release(order_id, op_id, sink=collected)
+                released = await self._stock.release(order_id, op_id, sink=collected)
+                # The orders that took what was given back learn of it with this turn's
+                # save, in the same transaction as the ledger entries of their fills.
+                collected.told.extend(
+                    BackorderFilled(order_id=fill.order_id, warehouse=r.warehouse, lines=fill.lines)
+                    for r in released
+                    for fill in r.fills
+                )
                 return None
             case Remind(kind=kind, due_at=due_at, scope=scope):
                 key = ReminderKey(order_id, kind, scope).text()

@@ -78,7 +78,7 @@ class OrderStore(Protocol):
 
     async def save(self, turns: Sequence[Turn]) -> list[Posted]:
         """Save the turns in one transaction, or none of them; return the messages they
-        told themselves, to stream once saved.
+        told (themselves, or the orders their releases filled), to stream once saved.
 
         :class:`ConcurrentTurns` names the turns another process saved first,
         :class:`StaleTurns` those whose stock changes Redis lost meanwhile.

@@ -28,7 +28,9 @@ async def post(conn: Any, messages: Sequence[Message]) -> list[Posted]:
     if not messages:
         return []
     per_order: dict[str, int] = {}
-    for message in messages:
+    # By order id: transactions that post to several orders take their counters in one
+    # order (a turn's save tells other orders too: those its release filled).
+    for message in sorted(messages, key=lambda m: m.order_id):
         per_order[message.order_id] = per_order.get(message.order_id, 0) + 1
     rows = await conn.fetch(
         """

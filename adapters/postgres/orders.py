@@ -125,7 +125,7 @@ class PreparedTurns:
 
     async def save(self, conn: Any) -> list[Posted]:
         """Save the turns in the caller's transaction; return the messages they told
-        themselves (to stream once the transaction commits).
+        (themselves, or the orders their releases filled) to stream once it commits.
 
         If the order of any turn was saved by another process since it was loaded (its
         version moved), :class:`ConcurrentTurns` is raised: the statement wrote the other

@@ -560,7 +560,8 @@ class Allocator:
         """Give back what the order holds: ``lines`` (short pick) or everything (cancel).
 
         Everything (``lines=None``) also takes the order out of every backorder queue, in
-        every warehouse unless one is named; ``lines`` apply to the named or first one.
+        every warehouse unless one is named, and fills the orders waiting for what it gave
+        back, as a stock arrival would; ``lines`` apply to the named or first one.
         """
         everywhere = self._order if lines is None else self._order[:1]
         codes = [warehouse] if warehouse else everywhere
@@ -582,15 +583,48 @@ class Allocator:
             result = outcome.result
             entry = entries.release(code, order_id, op_id, result, self._clock(), outcome.epoch)
             await (sink or self._ledger).record(entry)
+            fills: list[Filled] = []
+            if lines is None:
+                for q in result.released:
+                    fills += await self._fill_waiting(
+                        code, q.sku, f"release:{order_id}:{op_id}", sink
+                    )
             done.append(
                 Released(
                     code,
                     tuple((q.sku, q.quantity) for q in result.released),
                     tuple((q.sku, q.quantity) for q in result.dropped),
                     outcome.replay,
+                    tuple(fills),
                 )
             )
         return done
+
+    async def _fill_waiting(
+        self, code: str, sku: str, movement_id: str, sink: LedgerSink | None
+    ) -> list[Filled]:
+        """Fill the orders waiting for ``sku`` from what is free of it now.
+
+        Each step has a movement id derived from ``movement_id``: a release run again (its
+        turn retried after a crash) gets the same fills back and fills nobody else, so
+        its ledger entries are the same and the orders are told the same.
+        """
+        keys, limit = self._keys[code], self._policy.fill_limit
+        filled: list[Filled] = []
+        more = True
+        while more:
+            step_id = f"{movement_id}+{len(filled)}" if filled else movement_id
+            call = partial(self._scripts.adjust, keys, self._now_ms(), self._ttl_s, sku, "fill")
+            step: AdjustResult = await self._script(code, partial(call, 0, step_id, limit))
+            if step.code < 0 and step.code != -6:  # -6: a repeat, with the first result
+                raise error_for(step.code, _adjust_refusal(sku, 0, "fill", step))
+            if step.fills:
+                await (sink or self._ledger).record(
+                    entries.filled(code, step_id, step.fills, self._clock(), step.epoch)
+                )
+            filled.extend(_filled(fill) for fill in step.fills)
+            more = bool(step.more and step.fills)
+        return filled
 
     async def commit(
         self,

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from actors.stock import UnknownSku
+from actors.stock import Filled, UnknownSku
 from adapters.redis.keys import WarehouseKeys
 from adapters.redis.scripts import BadQuantity, CorruptStock, DuplicateMovement, NotHeld, lua_source
 from adapters.stock.allocator import Allocator
@@ -154,6 +154,27 @@ async def test_cancel_releases_everything_and_leaves_the_queues(
     assert await allocator.holding("o1") == ({}, {})
     assert not await redis_client.hexists(keys.orders, "o1")
     assert (await allocator.adjust("B", 1, movement_id="m1")).filled_orders == ()
+    assert await allocator.reconcile() == []
+
+
+async def test_cancel_gives_what_it_held_to_the_orders_waiting_for_it_once(
+    make_allocator: MakeAllocator, pg: Any
+) -> None:
+    allocator = await stocked(make_allocator, pg, {"A": 2, "B": 5})
+    await allocator.reserve("o1", [("A", 2)])
+    await allocator.reserve("o2", [("A", 1), ("B", 1)])  # waits for A, so for B too
+    await allocator.reserve("o3", [("A", 1)])
+    await allocator.reserve("o4", [("A", 1)])
+    [released] = await allocator.release("o1", "cancel")
+    assert released.released == (("A", 2),)
+    filled = (Filled("o2", (("A", 1), ("B", 1))), Filled("o3", (("A", 1),)))
+    assert released.fills == filled
+    assert await level(allocator, "A") == (2, 2, 1)
+    assert await allocator.holding("o3") == ({"A": 1}, {})
+    # Repeated (a turn run again after a crash): the same answer, nothing moves.
+    [again] = await allocator.release("o1", "cancel")
+    assert (again.replay, again.fills) == (True, filled)
+    assert await level(allocator, "A") == (2, 2, 1)
     assert await allocator.reconcile() == []
 
 

@@ -21,6 +21,8 @@ from tests.conftest import SetStock, add_products
 from tests.integration.daemon_harness import (
     SECRET,
     eventually,
+    generic_body,
+    generic_headers,
     request,
     shopify_body,
     shopify_headers,
@@ -410,6 +412,31 @@ async def test_cancelling_before_the_warehouse_has_it_withdraws_the_request(
     assert view["shipments"][0]["fulfillment_request"]["status"] == "cancelled"
     level = json.loads(run_orderd("stock", "show", "SKU2006-020", "--json").stdout)
     assert (level["on_hand"], level["reserved"]) == (5, 0)
+
+
+async def test_what_a_cancelled_order_held_goes_to_the_order_waiting_for_it(
+    make_daemon: MakeDaemon, pg: Any, run_orderd: Any, set_stock: SetStock
+) -> None:
+    # No order comes after the cancellation: only the queue can take the unit given back.
+    await add_products(pg, "ONE-1")
+    await set_stock({"ONE-1": 1})
+    daemon = make_daemon()
+
+    def send(ref: str, status: str = "paid") -> None:
+        body = generic_body(ref, [("ONE-1", 1)], status=status)
+        assert request(f"{daemon.url}/webhooks/orders", body, generic_headers(body))[0] == 202
+
+    send("FIRST")
+    await reaches(pg, "fulfillment_requested", "#FIRST")
+    send("WAITING")
+    await reaches(pg, "backordered", "#WAITING")
+    send("FIRST", status="cancelled")
+    await reaches(pg, "cancelled", "#FIRST")
+    await reaches(pg, "fulfillment_requested", "#WAITING")
+    level = json.loads(run_orderd("stock", "show", "ONE-1", "--json").stdout)
+    assert (level["on_hand"], level["reserved"], level["backordered"]) == (1, 1, 0)
+    reconciled = run_orderd("stock", "reconcile")
+    assert reconciled.returncode == 0, reconciled.stdout
 
 
 TWO_WAREHOUSES = """

@@ -10,7 +10,9 @@ ARGV[5]  mode              "delta": on_hand += quantity (receipt, damage, correc
                            "fill":  no change; only fill backorders (after a restart, or to
                                     go on where an earlier call stopped at fill_limit)
 ARGV[6]  quantity          integer, -1e9..1e9 (>= 0 for "set", ignored for "fill")
-ARGV[7]  movement_id       unique per movement ("delta" and "set"); empty for "fill"
+ARGV[7]  movement_id       unique per movement ("delta" and "set"); for "fill", empty or one
+                           that makes a repeated fill return the first one's result (the
+                           fill that follows a release)
 ARGV[8]  fill_limit        at most this many queued orders are examined in one call
 Returns  msgpack {code, on_hand_delta, on_hand, reserved, backordered, fills, more, epoch} with
          fills = {{order_id, {{sku, quantity}, ...}}, ...}: orders whose every waiting line
@@ -45,7 +47,7 @@ if mode ~= 'fill' and (not quantity or quantity % 1 ~= 0 or math.abs(quantity) >
     or (mode == 'set' and quantity < 0) or (mode == 'delta' and quantity == 0)) then
   return cmsgpack.pack({ BAD_QUANTITY, 0, 0, 0, 0, {}, 0 })
 end
-if (mode == 'fill') ~= (movement == '') or not (mode == 'fill' or mode == 'set' or mode == 'delta') then
+if (mode ~= 'fill' and movement == '') or not (mode == 'fill' or mode == 'set' or mode == 'delta') then
   return cmsgpack.pack({ BAD_REQUEST, 0, 0, 0, 0, {}, 0 })
 end
 
