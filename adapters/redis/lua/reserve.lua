@@ -120,29 +120,26 @@ do
     end
   end
 end
-local function stock_of(index)
-  local s = stock[index]
-  if s == nil then return false end  -- an index outside the table
-  return s
+
+-- Appended to with a count of its own: the length operator searches the table each time.
+local out, n_out = { epoch }, 1
+local function put(value)
+  n_out = n_out + 1
+  out[n_out] = value
 end
 
-local out = { epoch }
 local function refuse(code, at_fault)
-  out[#out + 1] = 0
-  out[#out + 1] = code
-  out[#out + 1] = at_fault or 0
+  put(0)
+  put(code)
+  put(at_fault or 0)
 end
 
 -- A stored result names its lines, so that a repeat gets the first result whatever lines
 -- it asks for: {code, 'n', (sku, wanted) per line}, then for code 2 (reserved, backordered)
 -- per line. A rebuild from the ledger writes the same form.
 local function replay(stored)
-  out[#out + 1] = 1
-  out[#out + 1] = stored
-end
-
-local function is_quantity(q)
-  return type(q) == 'number' and q >= 1 and q <= MAX_QUANTITY and q % 1 == 0
+  put(1)
+  put(stored)
 end
 
 -- {"r": {sku: reserved}, "w": {sku: waiting}}, each part left out when empty.
@@ -153,9 +150,14 @@ local function encode_holding(h)
   return cjson.encode(parts)
 end
 
--- Per order that wrote: {request index, lines {index, take, queue}..., score}.
-local writes = {}
+-- What the orders that wrote took and queued, line by line in flat arrays (no table per
+-- order or line): for the j-th such order, w_request[j] is its request, its lines are
+-- w_first[j] .. w_first[j + 1] - 1 of l_index, l_take, l_queue.
+local w_request, w_first, w_packed, w_score = {}, {}, {}, {}
+local l_index, l_take, l_queue = {}, {}, {}
+local n_writes, n_lines = 0, 0
 local seen_here = {}  -- the same order and op twice in one batch is a repeat too
+local seen_line = {}  -- sku index -> the request that last named it: a sku twice is refused
 local pos = 1
 for i = 1, count do
   local mode, priority, n = ints[pos], ints[pos + 1], ints[pos + 2]
@@ -173,15 +175,16 @@ for i = 1, count do
   elseif stored then
     replay(stored)
   else
-    local code, at_fault, whole, distinct = nil, nil, true, {}
+    local code, at_fault, whole = nil, nil, true
     for k = 0, n - 1 do
       local index, quantity = ints[lines_at + 2 * k], ints[lines_at + 2 * k + 1]
-      if not is_quantity(quantity) or type(index) ~= 'number' or distinct[index] then
+      if type(quantity) ~= 'number' or quantity < 1 or quantity > MAX_QUANTITY
+          or quantity % 1 ~= 0 or type(index) ~= 'number' or seen_line[index] == i then
         code = code or BAD_QUANTITY
       else
-        distinct[index] = true
-        local s = stock_of(index)
-        if s == false then
+        seen_line[index] = i
+        local s = stock[index]
+        if not s then
           code, at_fault = code or UNKNOWN_SKU, at_fault or k + 1
         elseif s == 'corrupt' then
           code, at_fault = code or CORRUPT, at_fault or k + 1
@@ -193,24 +196,26 @@ for i = 1, count do
     if code then
       refuse(code, at_fault)
     else
-      local lines, taken_any, queued_any = {}, false, false
+      local first, taken_any, queued_any = n_lines + 1, false, false
       for k = 0, n - 1 do
         local index, quantity = ints[lines_at + 2 * k], ints[lines_at + 2 * k + 1]
-        local s = stock[index]
         local take = 0
         if whole then
           take = quantity
         elseif mode == 2 or mode == 4 then
+          local s = stock[index]
           take = math.max(0, math.min(quantity, s[1] - s[2]))
         end
         local queue = (mode >= 3) and (quantity - take) or 0
         taken_any = taken_any or take > 0
         queued_any = queued_any or queue > 0
-        lines[k + 1] = { index, take, queue }
+        n_lines = n_lines + 1
+        l_index[n_lines], l_take[n_lines], l_queue[n_lines] = index, take, queue
       end
       if not taken_any and not queued_any then
-        out[#out + 1] = 0  -- nothing written: nothing to remember
-        out[#out + 1] = SHORT
+        n_lines = first - 1  -- nothing written: nothing to remember
+        put(0)
+        put(SHORT)
       else
         local code = whole and RESERVED or (taken_any and PARTIAL or QUEUED)
         local result = { code, 'n' }
@@ -218,26 +223,32 @@ for i = 1, count do
           result[3 + 2 * k] = skus[ints[lines_at + 2 * k]]
           result[4 + 2 * k] = ints[lines_at + 2 * k + 1]
         end
-        out[#out + 1] = 0
-        out[#out + 1] = code
-        for _, line in ipairs(lines) do
-          local s = stock[line[1]]
-          s[2], s[4] = s[2] + line[2], s[4] + line[2]
-          s[3], s[5] = s[3] + line[3], s[5] + line[3]
+        put(0)
+        put(code)
+        local r = 2 + 2 * n
+        for at = first, n_lines do
+          local s = stock[l_index[at]]
+          local take, queue = l_take[at], l_queue[at]
+          s[2], s[4] = s[2] + take, s[4] + take
+          s[3], s[5] = s[3] + queue, s[5] + queue
           -- Only a partial result says what each line got: the others say it by their code.
           if code == PARTIAL then
-            out[#out + 1], out[#out + 2] = line[2], line[3]
-            result[#result + 1], result[#result + 2] = line[2], line[3]
+            put(take)
+            put(queue)
+            result[r + 1], result[r + 2] = take, queue
+            r = r + 2
           end
         end
         local packed = cmsgpack.pack(result)
         seen_here[fields[i]] = packed
-        lines.score = (9 - priority) * PRIORITY_STEP + now
-        writes[#writes + 1] = { i, lines, packed }
+        n_writes = n_writes + 1
+        w_request[n_writes], w_first[n_writes], w_packed[n_writes] = i, first, packed
+        w_score[n_writes] = (9 - priority) * PRIORITY_STEP + now
       end
     end
   end
 end
+w_first[n_writes + 1] = n_lines + 1
 
 -- Every write, now that every request is decided: each sku's new figures in one call per
 -- field (the script runs alone, so what it read is still what is there).
@@ -258,53 +269,59 @@ do
   call_sliced('HSET', base .. 'reserved', reserved, 2 * SLICE)
   call_sliced('HSET', base .. 'backordered', waiting, 2 * SLICE)
 end
-if #writes > 0 then
+if n_writes > 0 then
   local orders_key = base .. 'orders'
   local names = {}
-  for j, w in ipairs(writes) do names[j] = ids[2 * w[1] - 1] end
+  for j = 1, n_writes do names[j] = ids[2 * w_request[j] - 1] end
   local held = {}
-  for first = 1, #names, SLICE do
-    local found = redis.call('HMGET', orders_key, unpack(names, first, math.min(first + SLICE - 1, #names)))
-    for j, value in ipairs(found) do held[first + j - 1] = value end
+  for first = 1, n_writes, SLICE do
+    local last = math.min(first + SLICE - 1, n_writes)
+    local found = redis.call('HMGET', orders_key, unpack(names, first, last))
+    for j = 1, last - first + 1 do held[first + j - 1] = found[j] end
   end
-  local holding, touched, results, queues = {}, {}, {}, {}
-  for j, w in ipairs(writes) do
-    local order, lines = names[j], w[2]
+  local holding, touched, n_touched = {}, {}, 0
+  local results, queues, queued = {}, {}, {}
+  for j = 1, n_writes do
+    local order = names[j]
     -- An order's holding here: what it already held (an earlier reservation), plus this one.
     local h = holding[order]
     if not h then
       h = (held[j] and cjson.decode(held[j])) or {}
       h.r, h.w = h.r or {}, h.w or {}
       holding[order] = h
-      touched[#touched + 1] = order
+      n_touched = n_touched + 1
+      touched[n_touched] = order
     end
-    for _, line in ipairs(lines) do
-      local sku = skus[line[1]]
-      if line[2] > 0 then h.r[sku] = (h.r[sku] or 0) + line[2] end
-      if line[3] > 0 then
-        h.w[sku] = (h.w[sku] or 0) + line[3]
-        local queue = queues[sku]
-        if not queue then queue = {}; queues[sku] = queue end
-        queue[#queue + 1] = lines.score
-        queue[#queue + 1] = order
+    for at = w_first[j], w_first[j + 1] - 1 do
+      local sku, take, queue = skus[l_index[at]], l_take[at], l_queue[at]
+      if take > 0 then h.r[sku] = (h.r[sku] or 0) + take end
+      if queue > 0 then
+        h.w[sku] = (h.w[sku] or 0) + queue
+        local members = queues[sku]
+        if not members then
+          members = {}
+          queues[sku] = members
+          queued[sku] = 0
+        end
+        local m = queued[sku]
+        members[m + 1], members[m + 2] = w_score[j], order
+        queued[sku] = m + 2
       end
     end
-    results[#results + 1] = fields[w[1]]
-    results[#results + 1] = w[3]
+    results[2 * j - 1], results[2 * j] = fields[w_request[j]], w_packed[j]
   end
   local holdings = {}
-  for _, order in ipairs(touched) do
-    holdings[#holdings + 1] = order
-    holdings[#holdings + 1] = encode_holding(holding[order])
+  for t = 1, n_touched do
+    holdings[2 * t - 1], holdings[2 * t] = touched[t], encode_holding(holding[touched[t]])
   end
   call_sliced('HSET', orders_key, holdings, 2 * SLICE)
   call_sliced('HSET', done_key, results, 2 * SLICE)
   redis.call('PEXPIRE', done_key, 2 * window + 60000)
-  for sku, queue in pairs(queues) do
+  for sku, members in pairs(queues) do
     -- NX: an order queued again for the same sku keeps its place.
     local key = base .. 'backorders:' .. sku
-    for first = 1, #queue, 2 * SLICE do
-      redis.call('ZADD', key, 'NX', unpack(queue, first, math.min(first + 2 * SLICE - 1, #queue)))
+    for first = 1, #members, 2 * SLICE do
+      redis.call('ZADD', key, 'NX', unpack(members, first, math.min(first + 2 * SLICE - 1, #members)))
     end
   end
 end
