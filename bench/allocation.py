@@ -614,6 +614,7 @@ def render(report: dict[str, Any]) -> str:
         f"  orderd batching: batch_max={setup['batch_max']}, "
         f"batch_linger_ms={setup['batch_linger_ms']}, "
         f"batches_in_flight={setup['batches_in_flight']}, policy=wait_all",
+        f"  garbage collector: {setup['gc']}",
         f"  orders: orderd {setup['orderd_orders']:,}, baseline {setup['baseline_orders']:,} "
         f"per workload (seed {setup['seed']}); {PRODUCTS:,} products",
     ]
