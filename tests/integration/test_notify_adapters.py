@@ -7,6 +7,7 @@ import asyncio
 import base64
 import email
 import email.policy
+import email.utils
 import gc
 import shutil
 import socket
@@ -18,6 +19,7 @@ import warnings
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, Literal
@@ -82,6 +84,7 @@ class Received:
     mail_from: str
     rcpt_tos: list[str]
     content: bytes
+    mail_options: list[str] = field(default_factory=list)
 
     def parsed(self) -> EmailMessage:
         message = email.message_from_bytes(self.content, policy=email.policy.default)
@@ -155,7 +158,14 @@ class Inbox:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.original_content or b""
-        self.received.append(Received(envelope.mail_from or "", list(envelope.rcpt_tos), content))
+        self.received.append(
+            Received(
+                envelope.mail_from or "",
+                list(envelope.rcpt_tos),
+                content,
+                list(envelope.mail_options),
+            )
+        )
         self.taken[str(session.peer)] += 1
         self.data_seen.set()
         if self.hold_data:
@@ -332,6 +342,152 @@ async def test_smtp_sends_a_shipping_confirmation_in_text_and_html(
     expected_id = message_id_for(message.idempotency_key, "shop.example")
     assert mail["Message-ID"] == expected_id
     assert sent.message_id == expected_id
+
+
+def _assert_arrived_as(
+    received: Received,
+    message: Outgoing,
+    templates: Templates,
+    *,
+    sender: str = SENDER,
+    reply_to: str = "",
+) -> EmailMessage:
+    """``received`` parses into the headers and the decoded bodies ``message`` should have."""
+    subject, text, html = templates.render_email(message)
+    mail = received.parsed()
+    names = ["From", "To", "Subject", "Date", "Message-ID", "X-Orderd-Kind", "MIME-Version"]
+    names += ["Content-Type", *(["Reply-To"] if reply_to else [])]
+    assert sorted(mail.keys()) == sorted(names)
+    assert mail["From"] == sender
+    assert mail["To"] == message.to
+    assert mail["Reply-To"] == (reply_to or None)
+    assert mail["Subject"] == subject
+    assert mail["Message-ID"] == message_id_for(message.idempotency_key, "shop.example")
+    assert mail["X-Orderd-Kind"] == message.kind
+    assert mail["MIME-Version"] == "1.0"
+    sent_at = email.utils.parsedate_to_datetime(str(mail["Date"]))
+    assert abs(datetime.now(UTC) - sent_at) < timedelta(minutes=1)
+    assert mail.get_content_type() == "multipart/alternative"
+    parts = list(mail.iter_parts())
+    assert [part.get_content_type() for part in parts] == ["text/plain", "text/html"]
+    assert [part.get_content_charset() for part in parts] == ["utf-8", "utf-8"]
+    # SMTP ends lines with CRLF; the bodies went out with LF.
+    assert parts[0].get_content().replace("\r\n", "\n") == text
+    assert parts[1].get_content().replace("\r\n", "\n") == html
+    head = received.content.split(b"\r\n\r\n", 1)[0]
+    assert max(len(line) for line in head.split(b"\r\n")) <= 78  # folded as RFC 5322 asks
+    return mail
+
+
+NON_ASCII = {**CONTEXT, "store_name": "Café Crème", "customer_name": "Zoë"}
+LONG_NAME = "The Example Goods Company for Kitchenware and Tableware and Everything Between"
+
+
+@pytest.mark.parametrize(
+    ("message", "sender"),
+    [
+        pytest.param(_confirmation(), SENDER, id="ascii"),
+        pytest.param(
+            _confirmation(context=NON_ASCII, items=(("MUG-BLK", "Tasse à café", 2),)),
+            "Café Crème <orders@shop.example>",
+            id="non-ascii subject, body and sender name",
+        ),
+        pytest.param(
+            _confirmation(context={**CONTEXT, "store_name": LONG_NAME}),
+            f"{LONG_NAME} <orders@shop.example>",
+            id="long subject and sender name",
+        ),
+        pytest.param(
+            _confirmation(context={**NON_ASCII, "store_name": f"Café Crème — {LONG_NAME}"}),
+            SENDER,
+            id="long non-ascii subject",
+        ),
+    ],
+)
+async def test_smtp_message_arrives_with_its_headers_and_both_bodies_intact(
+    start_smtp: Callable[..., SmtpServer],
+    make_smtp: Callable[..., SmtpNotifier],
+    templates: Templates,
+    message: Outgoing,
+    sender: str,
+) -> None:
+    server = start_smtp()
+    notifier = make_smtp(server.port, sender=sender, reply_to="help@shop.example")
+
+    await notifier.send(message)
+
+    [received] = server.inbox.received
+    assert received.mail_from == "orders@shop.example"
+    assert received.rcpt_tos == [CUSTOMER]
+    _assert_arrived_as(received, message, templates, sender=sender, reply_to="help@shop.example")
+    # Without SMTPUTF8 every header is ASCII: non-ASCII text is RFC 2047 encoded.
+    assert received.content.split(b"\r\n\r\n", 1)[0].isascii()
+
+
+async def test_smtp_bodies_holding_the_multipart_boundary_arrive_intact(
+    start_smtp: Callable[..., SmtpServer],
+    make_smtp: Callable[..., SmtpNotifier],
+    tmp_path: Path,
+) -> None:
+    server = start_smtp()
+    await make_smtp(server.port).send(_order(1))
+    boundary = server.inbox.received[0].parsed().get_boundary()
+    # Lines that would end the parts early, were the bodies written as they are.
+    (tmp_path / "shipping_confirmation.txt").write_text(f"--{boundary}\n\n--{boundary}--\n")
+    (tmp_path / "shipping_confirmation.html").write_text(f"<pre>\n--{boundary}--\n</pre>\n")
+    templates = Templates(tmp_path)
+    message = _order(2)
+
+    await make_smtp(server.port, templates=templates).send(message)
+
+    _assert_arrived_as(server.inbox.received[1], message, templates)
+
+
+async def test_smtp_non_ascii_message_reaches_a_server_without_8bitmime_intact(
+    start_smtp: Callable[..., SmtpServer],
+    make_smtp: Callable[..., SmtpNotifier],
+    templates: Templates,
+) -> None:
+    # Decoding data, aiosmtpd offers no 8BITMIME and refuses a message that is not ASCII.
+    server = start_smtp(decode_data=True)
+    notifier = make_smtp(server.port)
+    message = _confirmation(context=NON_ASCII, items=(("MUG-BLK", "Tasse à café", 2),))
+
+    await notifier.send(message)
+
+    [received] = server.inbox.received
+    assert received.content.isascii()
+    _assert_arrived_as(received, message, templates)
+
+
+async def test_smtp_sends_to_a_non_ascii_address_with_smtputf8(
+    start_smtp: Callable[..., SmtpServer],
+    make_smtp: Callable[..., SmtpNotifier],
+    templates: Templates,
+) -> None:
+    server = start_smtp(enable_SMTPUTF8=True)
+    notifier = make_smtp(server.port)
+    message = _confirmation(to="zoë@exämple.com", context=NON_ASCII)
+
+    await notifier.send(message)
+
+    [received] = server.inbox.received
+    assert received.rcpt_tos == ["zoë@exämple.com"]
+    assert "SMTPUTF8" in received.mail_options
+    _assert_arrived_as(received, message, templates)
+
+
+async def test_smtp_non_ascii_address_to_a_server_without_smtputf8_is_permanent(
+    start_smtp: Callable[..., SmtpServer], make_smtp: Callable[..., SmtpNotifier]
+) -> None:
+    server = start_smtp(enable_SMTPUTF8=False)
+    notifier = make_smtp(server.port)
+
+    with pytest.raises(NotifyError, match="SMTPUTF8") as caught:
+        await notifier.send(_confirmation(to="zoë@exämple.com"))
+
+    assert caught.value.temporary is False
+    assert server.inbox.received == []
 
 
 async def test_smtp_resending_the_same_message_keeps_its_message_id(
@@ -531,6 +687,7 @@ async def test_smtp_logs_in_once_per_kept_connection(
         ({"idle_s": 0}, "idle time must be above 0"),
         ({"ehlo_name": "mail host"}, "not a host name"),
         ({"ehlo_name": "mail\r\nRSET"}, "not a host name"),
+        ({"reply_to": "help@shop.example\r\nBcc: eve@example.org"}, "reply-to"),
     ],
 )
 def test_smtp_settings_that_cannot_work_are_refused_at_once(
