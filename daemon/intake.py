@@ -345,7 +345,8 @@ WITH given AS (
     WHERE d.why_not IS NULL
 ), counters AS (
     INSERT INTO order_seq (order_id, last)
-    SELECT order_id, count(*) FROM sent GROUP BY order_id ORDER BY order_id  -- lock order
+    SELECT order_id, count(*) FROM sent GROUP BY order_id
+    ORDER BY order_id COLLATE "C"  -- lock order: as the mailbox's post sorts them
     ON CONFLICT (order_id) DO UPDATE SET last = order_seq.last + excluded.last
     RETURNING order_id, last
 ), numbered AS (

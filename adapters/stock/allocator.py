@@ -585,10 +585,11 @@ class Allocator:
             await (sink or self._ledger).record(entry)
             fills: list[Filled] = []
             if lines is None:
+                # Named by the release and the Redis it was applied in: a release run again
+                # in a rebuilt Redis (which applies it afresh) fills afresh too.
+                step = f"release:{order_id}:{op_id}@{outcome.epoch}"
                 for q in result.released:
-                    fills += await self._fill_waiting(
-                        code, q.sku, f"release:{order_id}:{op_id}", sink
-                    )
+                    fills += await self._fill_waiting(code, q.sku, step, sink)
             done.append(
                 Released(
                     code,

@@ -161,10 +161,17 @@ class Recovery:
         moves, done = recovered_results(ops, keys, self._window_ms)
         for key, value in moves:
             pipe.set(key, value, ex=self._ttl_s)
+        now_ms = int(self._clock() * 1000)
         for window, results in done.items():
-            pipe.hset(keys.done(window), items=[v for pair in results.items() for v in pair])
-            # As reserve.lua keeps a window's hash: until two windows after it ends.
-            pipe.pexpireat(keys.done(window), (window + 3) * self._window_ms + 60_000)
+            # As the scripts keep a window's hash: until the next window ends, and a minute,
+            # in this clock's time; one that would expire already is not written.
+            until = (window + 2) * self._window_ms + 60_000 - now_ms
+            if until <= 0:
+                continue
+            pairs = [v for pair in results.items() for v in pair]
+            for start in range(0, len(pairs), 2000):
+                pipe.hset(keys.done(window), items=pairs[start : start + 2000])
+            pipe.pexpire(keys.done(window), until)
         await pipe.execute()
         await self._redis.hset(
             keys.meta,

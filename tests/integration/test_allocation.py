@@ -538,3 +538,37 @@ async def test_an_order_queued_again_keeps_its_first_place(
     assert again.status == "backordered"
     assert await pg.fetch("SELECT enqueued_at FROM backorder_queue") == [(first,)]
     assert await allocator.reconcile() == []
+
+
+async def test_an_unreadable_holding_refuses_its_order_and_writes_nothing_for_it(
+    make_allocator: MakeAllocator, pg: Any, redis_client: aioredis.Redis
+) -> None:
+    allocator = await stocked(make_allocator, pg, {"A": 10})
+    keys = allocator.keys("main")
+    await redis_client.hset(keys.orders, "bad", "{not json")
+    results = await asyncio.gather(
+        allocator.reserve("good-1", [("A", 1)]),
+        allocator.reserve("bad", [("A", 2)]),
+        allocator.reserve("good-2", [("A", 1)]),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], CorruptStock)
+    assert [getattr(r, "status", None) for r in (results[0], results[2])] == ["reserved"] * 2
+    assert await level(allocator, "A") == (10, 2, 0)
+    assert await redis_client.hget(keys.orders, "bad") == b"{not json"
+    with pytest.raises(CorruptStock):
+        await allocator.release("bad", "cancel")
+
+
+async def test_a_receipt_meeting_an_unreadable_holding_in_the_queue_changes_nothing(
+    make_allocator: MakeAllocator, pg: Any, redis_client: aioredis.Redis
+) -> None:
+    allocator = await stocked(make_allocator, pg, {"A": 0})
+    await allocator.reserve("waiting", [("A", 1)])
+    keys = allocator.keys("main")
+    await redis_client.hset(keys.orders, "waiting", "[1, 2")
+    for _ in range(2):  # refused each time: the receipt is never counted
+        with pytest.raises(CorruptStock):
+            await allocator.adjust("A", 5, movement_id="po-1")
+    assert await level(allocator, "A") == (0, 0, 1)
+    assert await pg.fetchval("SELECT count(*) FROM stock_ledger WHERE op_id = 'po-1'") == 0

@@ -78,23 +78,47 @@ if on_hand + delta < reserved then
   local waiting = tonumber(stock[3] or '0')
   return cmsgpack.pack({ BELOW_RESERVED, delta, on_hand, reserved, waiting, {}, 0 })
 end
+
+-- Everything the fill may write, read and checked before the first write: the holdings of
+-- the orders at the front of the queue ({"r": {sku: n}, "w": {sku: n}}, as reserve.lua
+-- writes them) and the figures of every sku they wait for.
+local queue = base .. 'backorders:' .. sku
+local orders_key = base .. 'orders'
+local waiting, holdings = {}, {}
+if on_hand + delta - reserved > 0 then
+  waiting = redis.call('ZRANGE', queue, 0, limit - 1)
+  for i, order in ipairs(waiting) do
+    local raw = redis.call('HGET', orders_key, order)
+    local readable, h = true, {}
+    if raw then readable, h = pcall(cjson.decode, raw) end
+    if not readable or type(h) ~= 'table' then
+      return cmsgpack.pack({ CORRUPT, 0, 0, 0, 0, {}, 0 })
+    end
+    h.r, h.w = h.r or {}, h.w or {}
+    for _, part in ipairs({ h.r, h.w }) do
+      if type(part) ~= 'table' then return cmsgpack.pack({ CORRUPT, 0, 0, 0, 0, {}, 0 }) end
+      for need_sku, need in pairs(part) do
+        if type(need) ~= 'number' or type(need_sku) ~= 'string'
+            or not tonumber(redis.call('HGET', WAITING, need_sku) or '0') then
+          return cmsgpack.pack({ CORRUPT, 0, 0, 0, 0, {}, 0 })
+        end
+      end
+    end
+    holdings[i] = h
+  end
+end
+
 if delta ~= 0 then
   on_hand = redis.call('HINCRBY', ON_HAND, sku, delta)
 end
 
 -- Fill waiting orders from what is free now, in queue order.
 local fills, more = {}, 0
-local queue = base .. 'backorders:' .. sku
 local free = on_hand - reserved
 if free > 0 then
-  local orders_key = base .. 'orders'
-  local waiting = redis.call('ZRANGE', queue, 0, limit - 1)
-  for _, order in ipairs(waiting) do
+  for i, order in ipairs(waiting) do
     if free <= 0 then break end
-    -- The order's holding, as reserve.lua writes it: {"r": {sku: n}, "w": {sku: n}}.
-    local raw = redis.call('HGET', orders_key, order)
-    local h = (raw and cjson.decode(raw)) or {}
-    h.r, h.w = h.r or {}, h.w or {}
+    local h = holdings[i]
     local names = {}
     for need_sku in pairs(h.w) do names[#names + 1] = need_sku end
     table.sort(names)

@@ -67,6 +67,9 @@ end
 local count = #ids / 2
 local done_key = base .. 'done:' .. math.floor(now / window)
 local last_key = base .. 'done:' .. (math.floor(now / window) - 1)
+-- A window's hash is looked up until the next window ends; kept a minute past that (in
+-- the caller's time, which a test or demo clock may set apart from Redis's).
+local done_until = (math.floor(now / window) + 2) * window + 60000
 
 local function call_sliced(command, key, values, step)
   for first = 1, #values, step do
@@ -150,6 +153,36 @@ local function encode_holding(h)
   return cjson.encode(parts)
 end
 
+-- What each request's order already holds here, read and checked before anything is
+-- decided: false when it cannot be read (the request is refused as corrupt, nothing else
+-- is), nil when the order holds nothing.
+local orders_key = base .. 'orders'
+local held = {}
+do
+  local names = {}
+  for i = 1, count do names[i] = tostring(ids[2 * i - 1]) end
+  for first = 1, count, SLICE do
+    local last = math.min(first + SLICE - 1, count)
+    local found = redis.call('HMGET', orders_key, unpack(names, first, last))
+    for j = 1, last - first + 1 do
+      local raw = found[j]
+      if raw then
+        local readable, h = pcall(cjson.decode, raw)
+        if readable and type(h) == 'table' then
+          h.r, h.w = h.r or {}, h.w or {}
+          for _, part in ipairs({ h.r, h.w }) do
+            if type(part) ~= 'table' then readable = false break end
+            for sku, units in pairs(part) do
+              if type(sku) ~= 'string' or type(units) ~= 'number' then readable = false end
+            end
+          end
+        end
+        held[first + j - 1] = readable and type(h) == 'table' and h or false
+      end
+    end
+  end
+end
+
 -- What the orders that wrote took and queued, line by line in flat arrays (no table per
 -- order or line): for the j-th such order, w_request[j] is its request, its lines are
 -- w_first[j] .. w_first[j + 1] - 1 of l_index, l_take, l_queue.
@@ -174,6 +207,8 @@ for i = 1, count do
     refuse(BAD_REQUEST)
   elseif stored then
     replay(stored)
+  elseif held[i] == false then
+    refuse(CORRUPT)
   else
     local code, at_fault, whole = nil, nil, true
     for k = 0, n - 1 do
@@ -270,24 +305,14 @@ do
   call_sliced('HSET', base .. 'backordered', waiting, 2 * SLICE)
 end
 if n_writes > 0 then
-  local orders_key = base .. 'orders'
-  local names = {}
-  for j = 1, n_writes do names[j] = ids[2 * w_request[j] - 1] end
-  local held = {}
-  for first = 1, n_writes, SLICE do
-    local last = math.min(first + SLICE - 1, n_writes)
-    local found = redis.call('HMGET', orders_key, unpack(names, first, last))
-    for j = 1, last - first + 1 do held[first + j - 1] = found[j] end
-  end
   local holding, touched, n_touched = {}, {}, 0
   local results, queues, queued = {}, {}, {}
   for j = 1, n_writes do
-    local order = names[j]
+    local order = ids[2 * w_request[j] - 1]
     -- An order's holding here: what it already held (an earlier reservation), plus this one.
     local h = holding[order]
     if not h then
-      h = (held[j] and cjson.decode(held[j])) or {}
-      h.r, h.w = h.r or {}, h.w or {}
+      h = held[w_request[j]] or { r = {}, w = {} }
       holding[order] = h
       n_touched = n_touched + 1
       touched[n_touched] = order
@@ -316,7 +341,7 @@ if n_writes > 0 then
   end
   call_sliced('HSET', orders_key, holdings, 2 * SLICE)
   call_sliced('HSET', done_key, results, 2 * SLICE)
-  redis.call('PEXPIRE', done_key, 2 * window + 60000)
+  redis.call('PEXPIRE', done_key, done_until - now)
   for sku, members in pairs(queues) do
     -- NX: an order queued again for the same sku keeps its place.
     local key = base .. 'backorders:' .. sku
