@@ -11,7 +11,7 @@ reservation) is what recovery rebuilds Redis from.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -78,32 +78,33 @@ async def write_entries(conn: Any, entries: Sequence[LedgerEntry]) -> None:
     await writes.execute(conn)
 
 
+def _add_movements(writes: Writes, rows: Iterable[tuple[Any, ...]]) -> None:
+    """Ledger rows (movement_key, warehouse, kind, order_id, op_id, reason, at, lines as
+    JSON), each a no-op where its movement is there already."""
+    writes.add(
+        f"""
+        INSERT INTO stock_ledger (movement_key, warehouse, kind, order_id, op_id, reason,
+                                  at, lines)
+        SELECT {_MOVEMENTS.columns} FROM {_MOVEMENTS.source}
+        ON CONFLICT (movement_key) DO NOTHING
+        """,
+        _MOVEMENTS.encode(rows),
+    )
+
+
 def add_entries(writes: Writes, entries: Sequence[LedgerEntry]) -> None:
     """:func:`write_entries` as parts of a larger statement."""
     movements = [m for e in entries for m in e.movements if m.lines]
     queued = [q for e in entries for q in e.queued]
     if movements:
-        writes.add(
-            f"""
-            INSERT INTO stock_ledger (movement_key, warehouse, kind, order_id, op_id, reason,
-                                      at, lines)
-            SELECT {_MOVEMENTS.columns} FROM {_MOVEMENTS.source}
-            ON CONFLICT (movement_key) DO NOTHING
-            """,
-            _MOVEMENTS.encode(
-                (
-                    m.movement_key,
-                    m.warehouse,
-                    m.kind,
-                    m.order_id,
-                    m.op_id,
-                    m.reason,
-                    m.at,
-                    Raw(_encode_lines(m.lines)),
-                )
+        _add_movements(
+            writes,
+            (
+                (m.movement_key, m.warehouse, m.kind, m.order_id, m.op_id, m.reason, m.at,
+                 Raw(_encode_lines(m.lines)))
                 for m in movements
             ),
-        )
+        )  # fmt: skip
     if queued:
         writes.add(
             """
@@ -277,15 +278,7 @@ async def write_rows(
             )
         places = ()
     elif rows:
-        writes.add(
-            f"""
-            INSERT INTO stock_ledger (movement_key, warehouse, kind, order_id, op_id, reason,
-                                      at, lines)
-            SELECT {_MOVEMENTS.columns} FROM {_MOVEMENTS.source}
-            ON CONFLICT (movement_key) DO NOTHING
-            """,
-            _MOVEMENTS.encode((*row[:7], Raw(row[7].encode())) for row in rows),
-        )
+        _add_movements(writes, ((*row[:7], Raw(row[7].encode())) for row in rows))
     add_entries(writes, [*repeated, LedgerEntry(queued=tuple(places))])
     await writes.execute(conn)
 

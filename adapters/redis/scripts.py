@@ -176,14 +176,20 @@ def lua_source(name: str) -> str:
     return resources.files("adapters.redis").joinpath("lua", f"{name}.lua").read_text("utf-8")
 
 
+def allocation_source(name: str) -> str:
+    """An allocation script as it runs: after holdings.lua, which reads and writes what an
+    order holds the same way for all of them."""
+    return lua_source("holdings") + lua_source(name)
+
+
 class Scripts:
     """The four scripts registered on one client."""
 
     def __init__(self, client: Redis) -> None:
-        self._reserve: AsyncScript = client.register_script(lua_source("reserve"))
-        self._release: AsyncScript = client.register_script(lua_source("release"))
-        self._commit: AsyncScript = client.register_script(lua_source("commit"))
-        self._adjust: AsyncScript = client.register_script(lua_source("adjust"))
+        self._reserve: AsyncScript = client.register_script(allocation_source("reserve"))
+        self._release: AsyncScript = client.register_script(allocation_source("release"))
+        self._commit: AsyncScript = client.register_script(allocation_source("commit"))
+        self._adjust: AsyncScript = client.register_script(allocation_source("adjust"))
 
     async def reserve(
         self,

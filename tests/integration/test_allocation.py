@@ -12,7 +12,13 @@ import redis.asyncio as aioredis
 
 from actors.stock import Filled, UnknownSku
 from adapters.redis.keys import WarehouseKeys
-from adapters.redis.scripts import BadQuantity, CorruptStock, DuplicateMovement, NotHeld, lua_source
+from adapters.redis.scripts import (
+    BadQuantity,
+    CorruptStock,
+    DuplicateMovement,
+    NotHeld,
+    allocation_source,
+)
 from adapters.stock.allocator import Allocator
 from adapters.stock.model import AllocationPolicy, WarehouseConfig
 from tests.conftest import Clock, add_products
@@ -265,7 +271,7 @@ async def test_a_malformed_script_call_writes_nothing(
     allocator = await stocked(make_allocator, pg, {"A": 10})
     keys = WarehouseKeys(redis_prefix, "main")
     before = {k async for k in redis_client.scan_iter(match=f"{redis_prefix}*")}
-    script = redis_client.register_script(lua_source("reserve"))
+    script = redis_client.register_script(allocation_source("reserve"))
     with pytest.raises(aioredis.ResponseError, match="BADBATCH"):
         await script(keys=[keys.meta], args=[keys.base, 1, 60, b"\xc1 not msgpack"])
     after = {k async for k in redis_client.scan_iter(match=f"{redis_prefix}*")}

@@ -80,28 +80,19 @@ if on_hand + delta < reserved then
 end
 
 -- Everything the fill may write, read and checked before the first write: the holdings of
--- the orders at the front of the queue ({"r": {sku: n}, "w": {sku: n}}, as reserve.lua
--- writes them) and the figures of every sku they wait for.
+-- the orders at the front of the queue (holdings.lua) and the figures of every sku they
+-- wait for.
 local queue = base .. 'backorders:' .. sku
 local orders_key = base .. 'orders'
 local waiting, holdings = {}, {}
 if on_hand + delta - reserved > 0 then
   waiting = redis.call('ZRANGE', queue, 0, limit - 1)
   for i, order in ipairs(waiting) do
-    local raw = redis.call('HGET', orders_key, order)
-    local readable, h = true, {}
-    if raw then readable, h = pcall(cjson.decode, raw) end
-    if not readable or type(h) ~= 'table' then
-      return cmsgpack.pack({ CORRUPT, 0, 0, 0, 0, {}, 0 })
-    end
-    h.r, h.w = h.r or {}, h.w or {}
-    for _, part in ipairs({ h.r, h.w }) do
-      if type(part) ~= 'table' then return cmsgpack.pack({ CORRUPT, 0, 0, 0, 0, {}, 0 }) end
-      for need_sku, need in pairs(part) do
-        if type(need) ~= 'number' or type(need_sku) ~= 'string'
-            or not tonumber(redis.call('HGET', WAITING, need_sku) or '0') then
-          return cmsgpack.pack({ CORRUPT, 0, 0, 0, 0, {}, 0 })
-        end
+    local h = decode_holding(redis.call('HGET', orders_key, order))
+    if not h then return cmsgpack.pack({ CORRUPT, 0, 0, 0, 0, {}, 0 }) end
+    for need_sku in pairs(h.w) do
+      if not tonumber(redis.call('HGET', WAITING, need_sku) or '0') then
+        return cmsgpack.pack({ CORRUPT, 0, 0, 0, 0, {}, 0 })
       end
     end
     holdings[i] = h
@@ -141,7 +132,8 @@ if free > 0 then
         redis.call('ZREM', base .. 'backorders:' .. line[1], order)
         if line[1] == sku then free = free - line[2] end
       end
-      redis.call('HSET', orders_key, order, cjson.encode({ r = h.r }))
+      h.w = {}
+      redis.call('HSET', orders_key, order, encode_holding(h))
       fills[#fills + 1] = { order, lines }
     end
   end

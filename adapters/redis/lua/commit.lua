@@ -40,31 +40,16 @@ local last_key = base .. 'done:' .. (math.floor(now / window) - 1)
 -- the caller's time, which a test or demo clock may set apart from Redis's).
 local done_until = (math.floor(now / window) + 2) * window + 60000
 
--- An order's holding, as reserve.lua writes it: {"r": {sku: n}, "w": {sku: n}}; nil when
--- it cannot be read (the request is refused as corrupt, before it writes anything).
 local function holding_of(order)
-  local raw = redis.call('HGET', orders_key, order)
-  if not raw then return { r = {}, w = {} } end
-  local readable, h = pcall(cjson.decode, raw)
-  if not readable or type(h) ~= 'table' then return nil end
-  h.r, h.w = h.r or {}, h.w or {}
-  for _, part in ipairs({ h.r, h.w }) do
-    if type(part) ~= 'table' then return nil end
-    for sku, units in pairs(part) do
-      if type(sku) ~= 'string' or type(units) ~= 'number' then return nil end
-    end
-  end
-  return h
+  return decode_holding(redis.call('HGET', orders_key, order))
 end
 
 local function keep_holding(order, h)
-  local parts = {}
-  if next(h.r) ~= nil then parts.r = h.r end
-  if next(h.w) ~= nil then parts.w = h.w end
-  if next(parts) == nil then
-    redis.call('HDEL', orders_key, order)
+  local value = encode_holding(h)
+  if value then
+    redis.call('HSET', orders_key, order, value)
   else
-    redis.call('HSET', orders_key, order, cjson.encode(parts))
+    redis.call('HDEL', orders_key, order)
   end
 end
 

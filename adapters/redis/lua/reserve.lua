@@ -145,14 +145,6 @@ local function replay(stored)
   put(stored)
 end
 
--- {"r": {sku: reserved}, "w": {sku: waiting}}, each part left out when empty.
-local function encode_holding(h)
-  local parts = {}
-  if next(h.r) ~= nil then parts.r = h.r end
-  if next(h.w) ~= nil then parts.w = h.w end
-  return cjson.encode(parts)
-end
-
 -- What each request's order already holds here, read and checked before anything is
 -- decided: false when it cannot be read (the request is refused as corrupt, nothing else
 -- is), nil when the order holds nothing.
@@ -165,20 +157,7 @@ do
     local last = math.min(first + SLICE - 1, count)
     local found = redis.call('HMGET', orders_key, unpack(names, first, last))
     for j = 1, last - first + 1 do
-      local raw = found[j]
-      if raw then
-        local readable, h = pcall(cjson.decode, raw)
-        if readable and type(h) == 'table' then
-          h.r, h.w = h.r or {}, h.w or {}
-          for _, part in ipairs({ h.r, h.w }) do
-            if type(part) ~= 'table' then readable = false break end
-            for sku, units in pairs(part) do
-              if type(sku) ~= 'string' or type(units) ~= 'number' then readable = false end
-            end
-          end
-        end
-        held[first + j - 1] = readable and type(h) == 'table' and h or false
-      end
+      if found[j] then held[first + j - 1] = decode_holding(found[j]) or false end
     end
   end
 end
@@ -337,7 +316,7 @@ if n_writes > 0 then
   end
   local holdings = {}
   for t = 1, n_touched do
-    holdings[2 * t - 1], holdings[2 * t] = touched[t], encode_holding(holding[touched[t]])
+    holdings[2 * t - 1], holdings[2 * t] = touched[t], encode_holding(holding[touched[t]]) or '{}'
   end
   call_sliced('HSET', orders_key, holdings, 2 * SLICE)
   call_sliced('HSET', done_key, results, 2 * SLICE)

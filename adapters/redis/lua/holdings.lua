@@ -1,0 +1,30 @@
+-- holdings: what an order holds in a warehouse, as every allocation script reads and writes
+-- it: one field of <base>orders per order, JSON {"r": {sku: reserved}, "w": {sku: waiting}},
+-- each part left out when empty. scripts.py puts this before each allocation script.
+
+-- The holding a field's value (``raw``; false or nil when the order holds nothing here)
+-- stands for, as {r = {...}, w = {...}}; nil when it cannot be read, which a script
+-- answers as corrupt before it writes anything.
+local function decode_holding(raw)
+  if not raw then return { r = {}, w = {} } end
+  local readable, h = pcall(cjson.decode, raw)
+  if not readable or type(h) ~= 'table' then return nil end
+  h.r, h.w = h.r or {}, h.w or {}
+  for _, part in ipairs({ h.r, h.w }) do
+    if type(part) ~= 'table' then return nil end
+    for sku, units in pairs(part) do
+      if type(sku) ~= 'string' or type(units) ~= 'number' then return nil end
+    end
+  end
+  return h
+end
+
+-- The field's value for holding ``h``; nil when it holds nothing (the field goes).
+local function encode_holding(h)
+  local parts = {}
+  if next(h.r) ~= nil then parts.r = h.r end
+  if next(h.w) ~= nil then parts.w = h.w end
+  if next(parts) == nil then return nil end
+  return cjson.encode(parts)
+end
+
