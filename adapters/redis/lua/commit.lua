@@ -40,19 +40,6 @@ local last_key = base .. 'done:' .. (math.floor(now / window) - 1)
 -- the caller's time, which a test or demo clock may set apart from Redis's).
 local done_until = (math.floor(now / window) + 2) * window + 60000
 
-local function holding_of(order)
-  return decode_holding(redis.call('HGET', orders_key, order))
-end
-
-local function keep_holding(order, h)
-  local value = encode_holding(h)
-  if value then
-    redis.call('HSET', orders_key, order, value)
-  else
-    redis.call('HDEL', orders_key, order)
-  end
-end
-
 local function commit_one(request)
   if type(request) ~= 'table' then return 0, cmsgpack.pack({ BAD_REQUEST, {} }) end
   local order, op, lines = request[1], request[2], request[3]
@@ -64,7 +51,7 @@ local function commit_one(request)
   local earlier = redis.call('HGET', done_key, field) or redis.call('HGET', last_key, field)
   if earlier then return 1, earlier end
 
-  local h = holding_of(order)
+  local h = decode_holding(redis.call('HGET', orders_key, order))
   if not h then return 0, cmsgpack.pack({ CORRUPT, {} }) end
   local wanted, skus = {}, {}
   for _, line in ipairs(lines) do
@@ -102,7 +89,7 @@ local function commit_one(request)
     local left = h.r[line[1]] - line[2]
     h.r[line[1]] = (left > 0) and left or nil
   end
-  keep_holding(order, h)
+  keep_holding(orders_key, order, h)
 
   local result = cmsgpack.pack({ DONE, committed })
   redis.call('HSET', done_key, field, result)

@@ -28,3 +28,14 @@ local function encode_holding(h)
   return cjson.encode(parts)
 end
 
+-- Write holding ``h`` as the order's field of ``orders_key``, or remove the field when it
+-- holds nothing.
+local function keep_holding(orders_key, order, h)
+  local value = encode_holding(h)
+  if value then
+    redis.call('HSET', orders_key, order, value)
+  else
+    redis.call('HDEL', orders_key, order)
+  end
+end
+

@@ -41,19 +41,6 @@ local last_key = base .. 'done:' .. (math.floor(now / window) - 1)
 -- the caller's time, which a test or demo clock may set apart from Redis's).
 local done_until = (math.floor(now / window) + 2) * window + 60000
 
-local function holding_of(order)
-  return decode_holding(redis.call('HGET', orders_key, order))
-end
-
-local function keep_holding(order, h)
-  local value = encode_holding(h)
-  if value then
-    redis.call('HSET', orders_key, order, value)
-  else
-    redis.call('HDEL', orders_key, order)
-  end
-end
-
 local function sorted_pairs(map)
   local names = {}
   for name in pairs(map) do names[#names + 1] = name end
@@ -74,7 +61,7 @@ local function release_one(request)
   local earlier = redis.call('HGET', done_key, field) or redis.call('HGET', last_key, field)
   if earlier then return 1, earlier end
 
-  local h = holding_of(order)
+  local h = decode_holding(redis.call('HGET', orders_key, order))
   if not h then return 0, cmsgpack.pack({ CORRUPT, {}, {} }) end
   local released, dropped = {}, {}
   if #lines == 0 then
@@ -122,7 +109,7 @@ local function release_one(request)
     redis.call('ZREM', base .. 'backorders:' .. line[1], order)
     h.w[line[1]] = nil
   end
-  keep_holding(order, h)
+  keep_holding(orders_key, order, h)
 
   local result = cmsgpack.pack({ DONE, released, dropped })
   redis.call('HSET', done_key, field, result)
