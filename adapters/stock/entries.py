@@ -9,8 +9,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+import msgspec
+
 from actors.stock import AllocatedLine, Delta, LedgerEntry, Movement, MovementKind, QueuePlace
-from adapters.redis.scripts import CommitResult, Fill, ReleaseResult
+from adapters.postgres.stock import LedgerRow
+from adapters.redis.scripts import CommitResult, Fill, ReleaseResult, ReserveLine
+
+_encode_json = msgspec.json.Encoder().encode
 
 
 def movement_key(warehouse: str, owner: str, op_id: str) -> str:
@@ -73,6 +78,36 @@ def reservation(
             for code in waits_in
         ),
     )
+
+
+def reservation_row(
+    code: str,
+    order_id: str,
+    op_id: str,
+    lines: Sequence[ReserveLine],
+    priority: int,
+    when: datetime,
+    cancel_at: float | None = None,
+) -> tuple[LedgerRow | None, QueuePlace | None]:
+    """:func:`reservation` of one warehouse's result, as the ledger row COPY takes and the
+    order's queue place (None where there is nothing to write): the same row, without an
+    entry's objects, for the batches that write their own ledger."""
+    deltas = [
+        (line.sku, 0, line.reserved, line.backordered)
+        for line in lines
+        if line.reserved or line.backordered
+    ]
+    if not deltas:
+        return None, None
+    key = movement_key(code, f"order:{order_id}", op_id)
+    row = (key, code, "reserve", order_id, op_id, None, when, _encode_json(deltas).decode())
+    if not any(delta[3] for delta in deltas):
+        return row, None
+    cancel = at(cancel_at) if cancel_at is not None else None
+    place = QueuePlace(
+        warehouse=code, order_id=order_id, priority=priority, enqueued_at=when, cancel_at=cancel
+    )
+    return row, place
 
 
 def release(
