@@ -171,8 +171,11 @@ class Outbox:
         one transaction; return what was posted to each message's order."""
         told: list[tuple[int, NotificationSettled]] = []
         async with self._notifications.settling() as settling:
+            # The messages that went out, most of them, are recorded in one write.
+            went = [(r.item.id, r.outcome, r.now) for r in results if isinstance(r.outcome, str)]
+            recorded = await settling.sent(went) if went else set()
             for index, (item, outcome, now) in enumerate(results):
-                final = await self._settle(settling, item, outcome, now)
+                final = await self._settle(settling, item, outcome, now, recorded)
                 if final is not None and item.message.kind in FOLLOW_UPS:
                     settled = NotificationSettled(
                         order_id=item.order_id, kind=item.message.kind, status=final
@@ -192,15 +195,17 @@ class Outbox:
         item: DueNotification,
         outcome: object,
         now: datetime,
+        recorded: set[int],
     ) -> Literal["sent", "failed"] | None:
-        """Write what became of one message; its final status, or None while pending (or
-        when another sender holds it now and records it)."""
+        """Write what became of one message (one sent is written already: its row is in
+        ``recorded`` unless it was recorded sent before); its final status, or None while
+        pending (or when another sender holds it now and records it)."""
         kind, channel = item.message.kind, item.message.channel
         if isinstance(outcome, datetime):
             await settling.later(item.id, item.claim, outcome, None, tried=False)
             return None
         if isinstance(outcome, str):
-            if not await settling.sent(item.id, outcome, now):
+            if item.id not in recorded:
                 return None
             log.info("sent %s by %s for order %s", kind, channel, item.order_id)
             return "sent"

@@ -89,7 +89,10 @@ class NotificationSettling(Posting, Protocol):
     their orders are told. Each write applies only while the claim ``claim`` holds
     (``sent`` whoever holds it); False when it did not apply."""
 
-    async def sent(self, row_id: int, message_id: str, now: datetime) -> bool: ...
+    async def sent(self, delivered: Sequence[tuple[int, str, datetime]]) -> set[int]:
+        """Record (row, Message-ID, when) messages sent, in one write; the rows recorded
+        now (the others were recorded sent already)."""
+        ...
 
     async def later(
         self, row_id: int, claim: datetime, when: datetime, error: str | None, tried: bool

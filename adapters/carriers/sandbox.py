@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import tomllib
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 import msgspec
 from msgspec import Struct
 
+from actors.batching import Coalescer
 from actors.shipping.calendar import BusinessCalendar, add_business_days, ship_date
 from actors.shipping.carriers import (
     CarrierError,
@@ -34,12 +36,19 @@ from adapters.carriers.labels import LabelData, render_pdf, render_zpl
 from adapters.carriers.tracking_numbers import sandbox_tracking_number
 from adapters.carriers.webhooks import TrackingUpdate
 from adapters.errors import ConfigError
+from adapters.postgres.rows import Raw, Rows
 
 BUILT_IN_RATES = Path(__file__).with_name("sandbox_rates.toml")
 TRACKING_URL = "https://sandbox.orderd.invalid/track/{}"
 # The sandbox's own working days: Monday to Friday, parcels collected until 17:00 UTC.
 _WEEKDAYS = BusinessCalendar(timezone="UTC", cutoff=time(17, 0))
 _LATE_BY_DAYS = 2  # how late a delayed parcel arrives
+_QUOTES = Rows("quote_id text", "request jsonb")
+_BOUGHT = Rows(
+    "quote_id text", "idempotency_key text", "tracking_number text", "service text",
+    "amount numeric", "currency text", "transit_days int", "label_format text",
+    "bought_at timestamptz", "fate text", "delivery_date date",
+)  # fmt: skip
 
 
 class Journey(Struct, frozen=True):
@@ -149,6 +158,10 @@ class SandboxCarrier:
         self._clock = clock
         self._delay_rate = delay_rate
         self._exception_rate = exception_rate
+        # Quotes and purchases made at the same time are stored in one statement each,
+        # as a carrier's own database would batch them.
+        self._quotes: Coalescer[tuple[str, bytes], None] = Coalescer(self._store_quotes)
+        self._purchases: Coalescer[tuple[Any, ...], Any] = Coalescer(self._store_purchases)
 
     async def rates(self, request: RateRequest) -> list[Rate]:
         zone = zone_for(
@@ -158,17 +171,7 @@ class SandboxCarrier:
             request.ship_from.country,
         )
         quote_id = f"sbx_{request.shipment_id}"
-        async with self._pool.acquire() as conn:
-            # The quote is re-stored on each call: a repeated quote sees the latest parcel.
-            await conn.execute(
-                """
-                INSERT INTO sandbox_shipments (quote_id, request) VALUES ($1, $2::jsonb)
-                ON CONFLICT (quote_id) DO UPDATE SET request = excluded.request
-                WHERE sandbox_shipments.bought_at IS NULL
-                """,
-                quote_id,
-                msgspec.json.encode(_Quote(request, zone)).decode(),
-            )
+        await self._quotes.submit((quote_id, msgspec.json.encode(_Quote(request, zone))))
         rates = []
         leaves = ship_date(_WEEKDAYS, self._now())
         for service in self._table.services:
@@ -195,17 +198,8 @@ class SandboxCarrier:
     async def buy(self, rate: Rate, *, idempotency_key: str, label_format: LabelFormat) -> Purchase:
         now = self._now()
         transit = rate.delivery_days or 1
-        async with self._pool.acquire() as conn:
-            row = await conn.fetchrow(
-                """
-                UPDATE sandbox_shipments
-                SET idempotency_key = $2, tracking_number = $3, service = $4, amount = $5,
-                    currency = $6, transit_days = $7, label_format = $8, bought_at = $9,
-                    fate = $10, delivery_date = $11,
-                    next_scan_at = $9::timestamptz + interval '2 hours'
-                WHERE quote_id = $1 AND bought_at IS NULL
-                RETURNING *
-                """,
+        row = await self._purchases.submit(
+            (
                 rate.quote_id,
                 idempotency_key,
                 sandbox_tracking_number(rate.quote_id),
@@ -219,9 +213,8 @@ class SandboxCarrier:
                 # The date quoted is the date kept, however long the buyer took to choose.
                 rate.delivery_date
                 or add_business_days(_WEEKDAYS, ship_date(_WEEKDAYS, now), transit),
-            ) or await conn.fetchrow(
-                "SELECT * FROM sandbox_shipments WHERE quote_id = $1", rate.quote_id
             )
+        )
         if row is None:
             raise CarrierError(f"sandbox: no quote {rate.quote_id}", temporary=False)
         if row["voided_at"] is not None:
@@ -359,6 +352,52 @@ class SandboxCarrier:
                 count,
                 next_scan_at,
             )
+
+    async def _store_quotes(self, quotes: Sequence[tuple[str, bytes]]) -> list[None]:
+        # The quote is re-stored on each call: a repeated quote sees the latest parcel.
+        latest = {quote_id: request for quote_id, request in quotes}
+        async with self._pool.acquire() as conn:
+            await conn.execute(
+                f"""
+                INSERT INTO sandbox_shipments (quote_id, request)
+                SELECT {_QUOTES.columns} FROM {_QUOTES.source}
+                ON CONFLICT (quote_id) DO UPDATE SET request = excluded.request
+                WHERE sandbox_shipments.bought_at IS NULL
+                """,
+                _QUOTES.encode((q, Raw(request)) for q, request in latest.items()),
+            )
+        return [None] * len(quotes)
+
+    async def _store_purchases(self, bought: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """Buy each quote's label unless it was bought already; each quote's row (None
+        for a quote never made)."""
+        first = {b[0]: b for b in reversed(bought)}  # a quote bought twice: the first
+        quote_ids = list(first)
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                f"""
+                UPDATE sandbox_shipments b
+                SET idempotency_key = u.idempotency_key, tracking_number = u.tracking_number,
+                    service = u.service, amount = u.amount, currency = u.currency,
+                    transit_days = u.transit_days, label_format = u.label_format,
+                    bought_at = u.bought_at, fate = u.fate, delivery_date = u.delivery_date,
+                    next_scan_at = u.bought_at + interval '2 hours'
+                FROM (SELECT {_BOUGHT.columns} FROM {_BOUGHT.source}) AS u
+                WHERE b.quote_id = ANY($2::text[]) AND b.quote_id = u.quote_id
+                  AND b.bought_at IS NULL
+                RETURNING b.*
+                """,
+                _BOUGHT.encode(first.values()),
+                quote_ids,
+            )
+            found = {r["quote_id"]: r for r in rows}
+            left = [q for q in quote_ids if q not in found]
+            if left:
+                earlier = await conn.fetch(
+                    "SELECT * FROM sandbox_shipments WHERE quote_id = ANY($1::text[])", left
+                )
+                found.update((r["quote_id"], r) for r in earlier)
+        return [found.get(b[0]) for b in bought]
 
     def _fate(self, quote_id: str) -> str:
         # Decided by the quote, so a label bought again after a crash has the same fate.

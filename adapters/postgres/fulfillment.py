@@ -88,7 +88,8 @@ async def sent(conn: Any, delivered: Sequence[tuple[str, str]], now: datetime) -
                                           attempts = attempts + 1, last_error = NULL,
                                           lease_until = NULL
         FROM unnest($1::text[], $2::text[]) AS d (shipment_id, kind)
-        WHERE r.shipment_id = d.shipment_id AND r.kind = d.kind AND r.status = 'sending'
+        WHERE r.shipment_id = ANY($1::text[]) AND r.shipment_id = d.shipment_id
+          AND r.kind = d.kind AND r.status = 'sending'
         """,
         [shipment_id for shipment_id, _ in delivered],
         [kind for _, kind in delivered],

@@ -97,20 +97,29 @@ async def claim_due(
     ]
 
 
-async def sent(conn: Any, row_id: int, message_id: str, now: datetime) -> bool:
-    """Record the message as sent, whoever holds it now: it went out, and a later sender's
-    failure must not put it back in the queue. False when it was recorded sent already."""
-    done: str = await conn.execute(
+async def sent(conn: Any, delivered: Sequence[tuple[int, str, datetime]]) -> set[int]:
+    """Record (row, Message-ID, when) messages as sent, whoever holds them now: they went out,
+    and a later sender's failure must not put them back in the queue. Returns the rows
+    recorded now; the others were recorded sent already.
+
+    The rows are named twice: ``= ANY`` lets PostgreSQL find them by the key, where the
+    join alone was planned as a scan of the whole table.
+    """
+    if not delivered:
+        return set()
+    rows = await conn.fetch(
         """
-        UPDATE notifications SET status = 'sent', message_id = $2, sent_at = $3,
-                                 last_error = NULL, claimed_until = NULL
-        WHERE id = $1 AND status <> 'sent'
+        UPDATE notifications n SET status = 'sent', message_id = d.message_id,
+                                   sent_at = d.sent_at, last_error = NULL, claimed_until = NULL
+        FROM unnest($1::bigint[], $2::text[], $3::timestamptz[]) AS d (id, message_id, sent_at)
+        WHERE n.id = ANY($1::bigint[]) AND n.id = d.id AND n.status <> 'sent'
+        RETURNING n.id
         """,
-        row_id,
-        message_id,
-        now,
+        [row_id for row_id, _, _ in delivered],
+        [message_id for _, message_id, _ in delivered],
+        [at for _, _, at in delivered],
     )
-    return done == "UPDATE 1"
+    return {r["id"] for r in rows}
 
 
 async def later(
@@ -193,8 +202,8 @@ class PostgresNotifications:
 class PostgresNotificationSettling(PostgresPosting):
     """Recording what became of a message in the transaction of ``conn``."""
 
-    async def sent(self, row_id: int, message_id: str, now: datetime) -> bool:
-        return await sent(self._conn, row_id, message_id, now)
+    async def sent(self, delivered: Sequence[tuple[int, str, datetime]]) -> set[int]:
+        return await sent(self._conn, delivered)
 
     async def later(
         self, row_id: int, claim: datetime, when: datetime, error: str | None, tried: bool

@@ -404,22 +404,34 @@ def _line_units(snapshot: Snapshot) -> list[tuple[int, int]]:
 
 
 def _record_reserved(writes: Writes, turns: Sequence[Turn]) -> None:
-    """Each line's reserved and shipped units, as :func:`_line_units` spreads them."""
-    rows = [
-        (turn.order_id, number, held_now, gone)
-        for turn in turns
-        for number, (held_now, gone) in enumerate(_line_units(turn.snapshot), start=1)
-    ]
+    """Each line's reserved and shipped units, as :func:`_line_units` spreads them.
+
+    Only the lines whose units the turn changed are sent: the rows hold what the last
+    save computed, and most turns (a pick, a pack, a scan) change none. Sending every
+    line made PostgreSQL join them all with the table, by a scan of it while it was
+    small, on every save.
+    """
+    rows = []
+    for turn in turns:
+        before = turn.loaded.snapshot
+        was = _line_units(before) if before is not None else []
+        for number, units in enumerate(_line_units(turn.snapshot), start=1):
+            if number > len(was) or was[number - 1] != units:
+                rows.append((turn.order_id, number, *units))
     if not rows:
         return
     writes.add(
         f"""
         UPDATE order_lines l SET reserved = u.reserved, shipped = u.shipped
         FROM (SELECT {_UNITS.columns} FROM {_UNITS.source}) AS u
-        WHERE l.order_id = u.order_id AND l.line_no = u.line_no
+        WHERE l.order_id = ANY($2::text[]) AND l.order_id = u.order_id
+          AND l.line_no = u.line_no
           AND (l.reserved, l.shipped) IS DISTINCT FROM (u.reserved, u.shipped)
         """,
         _UNITS.encode(rows),
+        # The orders named again as an array: PostgreSQL finds their lines by the key,
+        # where the join alone was planned as a scan of the table.
+        list(dict.fromkeys(row[0] for row in rows)),
     )
 
 

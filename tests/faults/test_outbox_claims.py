@@ -12,7 +12,7 @@ import contextlib
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -317,10 +317,10 @@ class Refusing(PostgresNotificationSettling):
         super().__init__(conn)
         self._refused = refused
 
-    async def sent(self, row_id: int, message_id: str, now: datetime) -> bool:
-        if row_id == self._refused:
-            raise RuntimeError(f"row {row_id} cannot be recorded")
-        return await super().sent(row_id, message_id, now)
+    async def sent(self, delivered: Sequence[tuple[int, str, datetime]]) -> set[int]:
+        if any(row_id == self._refused for row_id, _, _ in delivered):
+            raise RuntimeError(f"row {self._refused} cannot be recorded")
+        return await super().sent(delivered)
 
 
 class Counted(PostgresNotifications):
@@ -354,6 +354,25 @@ async def test_results_that_come_together_are_recorded_in_one_transaction(
     assert await outbox.send_due() == 10
     assert await statuses(pg) == Counter(sent=10)
     assert counted[0].transactions == 1
+
+
+async def test_messages_recorded_sent_once_keep_their_first_message_id(pg: Any) -> None:
+    await queue(pg, 3)
+    ids = [r["id"] for r in await pg.fetch("SELECT id FROM notifications ORDER BY order_id")]
+    at = datetime.now(UTC)
+    async with pg.transaction():
+        first = await PostgresNotificationSettling(pg).sent(
+            [(ids[0], "<a@x>", at), (ids[1], "<b@x>", at)]
+        )
+    assert first == {ids[0], ids[1]}
+    async with pg.transaction():
+        # A sender that took the first over after its claim ran out also sent it.
+        again = await PostgresNotificationSettling(pg).sent(
+            [(ids[0], "<c@x>", at), (ids[2], "<d@x>", at)]
+        )
+    assert again == {ids[2]}
+    rows = await pg.fetch("SELECT status, message_id FROM notifications ORDER BY order_id")
+    assert [tuple(r) for r in rows] == [("sent", "<a@x>"), ("sent", "<b@x>"), ("sent", "<d@x>")]
 
 
 async def test_a_result_that_cannot_be_recorded_keeps_none_that_came_with_it_from_it(

@@ -11,12 +11,20 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from actors.order.behaviour import Buy, LabelBought
 from actors.order.effects import Shipping
 from actors.order.types import Address
-from actors.shipping.carriers import LabelFormat, Parcel, Purchase, Rate, RateRequest
+from actors.shipping.carriers import (
+    CarrierError,
+    LabelFormat,
+    Parcel,
+    Purchase,
+    Rate,
+    RateRequest,
+)
 from adapters.carriers.sandbox import SandboxCarrier, load_rate_table
 from adapters.label_files import LabelFiles
 from adapters.postgres.catalog import PostgresCatalog
@@ -120,3 +128,36 @@ async def test_concurrent_label_purchases_share_a_flush_and_every_label_is_on_di
     assert sorted(p.name for p in directory.iterdir()) == sorted(
         f"{buy.shipment_id}.pdf" for buy in buys
     )
+
+
+async def test_purchases_made_together_each_get_their_own_quote_s_label(pool: Any) -> None:
+    carrier = SandboxCarrier(pool=pool, table=load_rate_table())
+    buys = await asyncio.gather(*(quoted(carrier, number) for number in range(6)))
+    unknown = msgspec.structs.replace(buys[0].rate, quote_id="sbx_never_quoted")
+
+    async def buy(rate: Rate, key: str) -> Purchase | BaseException:
+        try:
+            return await carrier.buy(rate, idempotency_key=key, label_format="pdf")
+        except CarrierError as exc:
+            return exc
+
+    # The first quote is bought twice at once; one quote was never made.
+    done = await asyncio.gather(
+        *(buy(b.rate, f"k{n}") for n, b in enumerate(buys)),
+        buy(buys[0].rate, "again"),
+        buy(unknown, "unknown"),
+    )
+    *sold, twice, refused = done
+    assert all(isinstance(p, Purchase) for p in sold)
+    assert isinstance(twice, Purchase)
+    assert isinstance(sold[0], Purchase)
+    assert twice.tracking_number == sold[0].tracking_number
+    numbers = {p.tracking_number for p in sold if isinstance(p, Purchase)}
+    assert len(numbers) == 6
+    assert isinstance(refused, CarrierError)
+    assert "no quote" in str(refused)
+    keys = await pool.fetch(
+        "SELECT idempotency_key FROM sandbox_shipments WHERE bought_at IS NOT NULL "
+        "ORDER BY quote_id"
+    )
+    assert [r["idempotency_key"] for r in keys] == [f"k{n}" for n in range(6)]

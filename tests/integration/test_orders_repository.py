@@ -8,7 +8,13 @@ from typing import Any
 import pytest
 
 from actors.order.behaviour import evolve
-from actors.order.events import AttentionNeeded, Holding, OrderReceived, StockAllocated
+from actors.order.events import (
+    AttentionNeeded,
+    BackorderFilled,
+    Holding,
+    OrderReceived,
+    StockAllocated,
+)
 from actors.order.types import Customer, Line, NormalizedOrder
 from actors.ports.turns import ConcurrentTurn, Loaded, Turn
 from adapters.postgres import orders
@@ -103,3 +109,43 @@ async def test_a_received_order_s_lines_are_written_with_what_they_hold(pg: Any)
     assert [tuple(r) for r in rows] == [("A", 2, 0), ("GIFT", 0, 0), ("A", 2, 0), ("B", 0, 0)]
     events_saved = await pg.fetch("SELECT seq FROM order_events WHERE order_id = 'ord_y'")
     assert sorted(r["seq"] for r in events_saved) == [1, 2]
+
+
+async def test_a_later_turn_writes_the_lines_it_changed_and_leaves_the_others(pg: Any) -> None:
+    order = NormalizedOrder(
+        id="ord_z",
+        platform="shopify",
+        external_id="44",
+        currency="EUR",
+        customer=Customer(email="c@example.com"),
+        lines=(Line(sku="A", quantity=2), Line(sku="B", quantity=1)),
+    )
+    first: list[Any] = [
+        OrderReceived(at=NOW, order=order),
+        StockAllocated(
+            at=NOW,
+            status="partially_reserved",
+            holdings=(Holding("main", "A", 2, 0), Holding("main", "B", 0, 1)),
+            policy="ship_available",
+        ),
+    ]
+    snapshot = None
+    for event in first:
+        snapshot = evolve(snapshot, event, "ord_z")
+    assert snapshot is not None
+    await orders.save_turn(
+        pg, Turn(order_id="ord_z", loaded=Loaded(None, 0, 0), snapshot=snapshot,
+                 events=first, seq=1)
+    )  # fmt: skip
+    # A line changed behind the order's back stays as it is: only B's units move.
+    await pg.execute("UPDATE order_lines SET shipped = 9 WHERE order_id = 'ord_z' AND sku = 'A'")
+    loaded = await orders.load(pg, "ord_z")
+    filled = BackorderFilled(at=NOW, warehouse="main", lines=(("B", 1),))
+    after = evolve(loaded.snapshot, filled, "ord_z")
+    await orders.save_turn(
+        pg, Turn(order_id="ord_z", loaded=loaded, snapshot=after, events=[filled], seq=2)
+    )
+    rows = await pg.fetch(
+        "SELECT sku, reserved, shipped FROM order_lines WHERE order_id = 'ord_z' ORDER BY line_no"
+    )
+    assert [tuple(r) for r in rows] == [("A", 2, 9), ("B", 1, 0)]
