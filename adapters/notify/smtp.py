@@ -54,10 +54,8 @@ import re
 import socket
 import ssl
 from datetime import UTC, datetime
-from email.charset import QP, Charset
+from email import quoprimime
 from email.headerregistry import HeaderRegistry
-from email.mime.multipart import MIMEMultipart
-from email.mime.nonmultipart import MIMENonMultipart
 from email.utils import format_datetime, parseaddr
 from typing import Any, Literal
 
@@ -77,22 +75,29 @@ _MAX_REPLY_TEXT = 200
 _QUIT_TIMEOUT_S = 2.0
 _CLOSING = 421  # the server is closing the connection (RFC 5321 4.2.3)
 
-# Messages are built with the email.mime classes, whose header values are plain text, and
-# written under the SMTP policies, which write such a value as it is: parsing every header
-# into the header registry and refolding it, as EmailMessage does, cost more than all the
-# rest of sending a message. The headers the generator still reads (each part's
-# Content-Type, the same on every message) come from a cache: registry headers are
-# immutable. Keyed by whether the message needs SMTPUTF8.
+# A message is written out here, header by header and part by part, to the very bytes
+# email's generator writes for the same message built with the email.mime classes and
+# the SMTP policies (a test holds the two to each other); the generator's walk over a
+# message tree cost more than all the rest of sending one. Each header is folded by the
+# policy, as the generator does: a plain value as it is unless too long, non-ASCII text as
+# RFC 2047 encoded words (or UTF-8 as it is under SMTPUTF8). Registry headers are
+# immutable, so the few that are the same on every message come from a cache. Keyed by
+# whether the message needs SMTPUTF8.
 _HEADERS = functools.lru_cache(maxsize=64)(HeaderRegistry())
 _POLICIES = {
     utf8: email.policy.SMTP.clone(utf8=utf8, header_factory=_HEADERS) for utf8 in (False, True)
 }
 # Both bodies quoted-printable: 7-bit clean whatever the text, long lines wrapped, and
-# never holding "=_", so a boundary starting with it needs neither a search of the bodies
-# nor to change from message to message (which would miss the cache above).
-_UTF8_QP = Charset("utf-8")
-_UTF8_QP.body_encoding = QP
+# never holding "=_", so a boundary starting with it needs no search of the bodies.
 _BOUNDARY = "=_orderd_alternative"
+_HEAD = f'Content-Type: multipart/alternative; boundary="{_BOUNDARY}"\r\nMIME-Version: 1.0\r\n'
+_PART = (
+    f"\r\n--{_BOUNDARY}\r\nMIME-Version: 1.0\r\n"
+    'Content-Type: text/{subtype}; charset="utf-8"\r\n'
+    "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+)
+_END = f"\r\n--{_BOUNDARY}--\r\n"
+_LINE_END = re.compile("\r\n|\r|\n")
 
 
 def message_id_for(idempotency_key: str, domain: str) -> str:
@@ -131,10 +136,11 @@ def _folded(name: str, value: str, policy: email.policy.EmailPolicy[Any]) -> str
     return line.removeprefix(f"{name}: ").removesuffix(policy.linesep)
 
 
-def _text_part(content: str, subtype: str) -> MIMENonMultipart:
-    part = MIMENonMultipart("text", subtype)
-    part.set_payload(content, _UTF8_QP)
-    return part
+def _text_part(content: str, subtype: str) -> str:
+    """A body part as the message carries it: UTF-8 text, quoted-printable."""
+    # As a utf-8 Charset with QP body encoding encodes a payload (email.charset).
+    encoded = quoprimime.body_encode(content.encode("utf-8").decode("latin-1"))
+    return _PART.format(subtype=subtype) + _LINE_END.sub("\r\n", encoded)
 
 
 def _hung_up(exc: BaseException) -> bool:
@@ -238,22 +244,34 @@ class SmtpNotifier:
         """``message`` rendered and written out as it goes to the server."""
         subject, text, body = self._templates.render_email(message)
         policy = _POLICIES[utf8]
-        mail = MIMEMultipart("alternative", boundary=_BOUNDARY)
-        for name, value in self._fixed_headers[utf8]:
-            mail[name] = value
-        mail["To"] = recipient
-        # A plain value goes out as it is, so non-ASCII text takes the header registry's
-        # way: RFC 2047 encoded words, or UTF-8 as it is under SMTPUTF8.
-        mail["Subject"] = (
-            subject if subject.isascii() else policy.header_factory("Subject", subject)
+        headers = [
+            *self._fixed_headers[utf8],
+            ("To", recipient),
+            # A plain value goes out as it is, so non-ASCII text takes the header
+            # registry's way: RFC 2047 encoded words, or UTF-8 as it is under SMTPUTF8.
+            (
+                "Subject",
+                subject if subject.isascii() else policy.header_factory("Subject", subject),
+            ),
+            ("Date", format_datetime(datetime.now(UTC))),
+            ("Message-ID", message_id),
+            # Which message this is, for the store's mail rules and its own checks.
+            ("X-Orderd-Kind", message.kind),
+        ]
+        # Never a header of its own smuggled in by a line break (templates make the
+        # subject one line, and the addresses are checked): refused for good.
+        if "\n" in subject or "\r" in subject:
+            raise TemplateError("the Subject header holds a line break")
+        written = "".join(
+            [
+                _HEAD,
+                *(policy.fold(name, value) for name, value in headers),
+                _text_part(text, "plain"),
+                _text_part(body, "html"),
+                _END,
+            ]
         )
-        mail["Date"] = format_datetime(datetime.now(UTC))
-        mail["Message-ID"] = message_id
-        # Which message this is, for the store's mail rules and its own checks.
-        mail["X-Orderd-Kind"] = message.kind
-        mail.attach(_text_part(text, "plain"))
-        mail.attach(_text_part(body, "html"))
-        return mail.as_bytes(policy=policy)
+        return written.encode("utf-8") if utf8 else written.encode("ascii", "surrogateescape")
 
     async def _transfer(self, content: bytes, recipient: str, mail_options: list[str]) -> None:
         """Send ``content`` over a kept connection, or a new one; once more over a new one
