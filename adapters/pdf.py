@@ -8,7 +8,7 @@ and a PDF 1.4 file of one or more pages with a correct xref table. Pure: pages i
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 # Advance widths (1/1000 em) of printable ASCII, codes 32..126, from Adobe's AFM files.
 # Character 39 is quotesingle and 96 grave, as WinAnsiEncoding maps them.
@@ -101,20 +101,23 @@ class Page:
         """A filled black rectangle with its bottom left corner at (x, y)."""
         self._operators.append(f"{_corner(x, y, width, height)} re f".encode())
 
-    def bars(self, bars: Iterable[tuple[float, float]], *, bottom: float, height: float) -> None:
-        """Filled black rectangles of one height standing on ``bottom``: (x, width) each.
+    def barcode(
+        self, widths: Sequence[int], *, x: float, bottom: float, module: float, height: float
+    ) -> None:
+        """The bars of a one-dimensional barcode: ``widths`` alternate bar, space, bar, ...
+        in modules ``module`` points wide, from ``x``, standing on ``bottom``.
 
-        The same operators as :meth:`rectangle` draws, for the many bars of a barcode: the
-        parts they share are formatted once.
+        Drawn in module units under one transformation and filled at once: each bar is a
+        few small integers, and stays exactly as wide as its modules.
         """
-        foot = f" {format_number(bottom)} "
-        top = f" {format_number(height)} re f"
-        widths: dict[float, str] = {}  # a barcode has a handful of bar widths
-        for x, width in bars:
-            shown = widths.get(width)
-            if shown is None:
-                shown = widths[width] = format_number(width)
-            self._operators.append(f"{format_number(x)}{foot}{shown}{top}".encode())
+        rectangles = []
+        at = 0
+        for index, width in enumerate(widths):
+            if index % 2 == 0:  # even positions are bars, odd ones spaces
+                rectangles.append(f"{at} 0 {width} 1 re")
+            at += width
+        place = " ".join(format_number(n) for n in (module, 0, 0, height, x, bottom))
+        self._operators.append(f"q {place} cm {' '.join(rectangles)} f Q".encode())
 
     def box(self, x: float, y: float, width: float, height: float) -> None:
         """The outline of a rectangle with its bottom left corner at (x, y)."""

@@ -136,12 +136,7 @@ def _barcode(page: Page, text: str, *, bottom: float, height: float) -> None:
     modules = sum(widths)
     module = min(_MAX_MODULE, _PAGE_WIDTH / (modules + 2 * _QUIET_MODULES))
     x = (_PAGE_WIDTH - modules * module) / 2
-    bars = []
-    for index, width in enumerate(widths):
-        if index % 2 == 0:  # even positions are bars, odd ones spaces
-            bars.append((x, width * module))
-        x += width * module
-    page.bars(bars, bottom=bottom, height=height)
+    page.barcode(widths, x=x, bottom=bottom, module=module, height=height)
 
 
 # ---- ZPL II -------------------------------------------------------------------------------

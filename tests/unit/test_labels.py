@@ -175,8 +175,20 @@ def test_the_label_shows_carrier_addresses_weight_date_reference_and_tracking_nu
 
 def test_the_tracking_number_is_drawn_as_filled_bars() -> None:
     content = content_stream(render_pdf(label()))
-    bars = re.findall(rb"(?m)^\S+ 44 \S+ 72 re f$", content)
-    assert len(bars) == len(code128(TRACKING)) // 2 + 1
+    [(module, x, drawn)] = re.findall(
+        rb"(?m)^q (\S+) 0 0 72 (\S+) 44 cm ((?:\d+ 0 \d+ 1 re )+)f Q$", content
+    )
+    # Read back as bar and space widths, the bars are the tracking number's symbol.
+    widths: list[int] = []
+    at = 0
+    for start, width in re.findall(rb"(\d+) 0 (\d+) 1 re", drawn):
+        if widths:
+            widths.append(int(start) - at)  # the space before the bar
+        widths.append(int(width))
+        at = int(start) + int(width)
+    assert widths == code128(TRACKING)
+    # Centred across the page (to the thousandth of a point each number is written in).
+    assert float(x) * 2 + at * float(module) == pytest.approx(288, abs=0.25)
     assert b"(" + TRACKING.encode() + b") Tj" in content
 
 
