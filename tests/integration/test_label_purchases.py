@@ -161,3 +161,32 @@ async def test_purchases_made_together_each_get_their_own_quote_s_label(pool: An
         "ORDER BY quote_id"
     )
     assert [r["idempotency_key"] for r in keys] == [f"k{n}" for n in range(6)]
+
+
+async def test_scans_are_reported_only_for_parcels_orderd_recorded_shipped(pool: Any) -> None:
+    clock = Clock()
+    carrier = SandboxCarrier(pool=pool, table=load_rate_table(), clock=clock)
+    buys = await asyncio.gather(*(quoted(carrier, number) for number in range(3)))
+    sold = [
+        await carrier.buy(b.rate, idempotency_key=f"k{n}", label_format="pdf")
+        for n, b in enumerate(buys)
+    ]
+    # The first two parcels left the warehouse as orderd recorded them; the third did not.
+    await pool.executemany("INSERT INTO orders (id) VALUES ($1)", [(f"ord_{n}",) for n in range(3)])
+    await pool.executemany(
+        "INSERT INTO shipments (id, order_id, seq, warehouse, status, carrier, tracking_number)"
+        " VALUES ($1, $2, 1, 'main', $3, 'sandbox', $4)",
+        [
+            (b.shipment_id, f"ord_{n}", "shipped" if n < 2 else "packed", p.tracking_number)
+            for n, (b, p) in enumerate(zip(buys, sold, strict=True))
+        ],
+    )
+    assert await carrier.news() == []  # nothing scanned yet
+    clock.advance(3 * 3600)  # past the pick-up scan
+    news = await carrier.news()
+    assert sorted(update.tracking_number for _, _, _, update in news) == sorted(
+        p.tracking_number for p in sold[:2]
+    )
+    # Each its first scan, and the news stops there: the next is due later.
+    assert [count for _, count, _, _ in news] == [1, 1]
+    assert all(later is not None and later > update.at for _, _, later, update in news)
