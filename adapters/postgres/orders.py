@@ -182,7 +182,14 @@ async def prepare_turns(turns: Sequence[Turn]) -> PreparedTurns:
         )
     moved = [t for t in turns if any(isinstance(e, _SHIPMENT_EVENTS) for e in t.events)]
     shipments.add(
-        writes, [(t.order_id, s, t.events[-1].at) for t in moved for s in t.snapshot.shipments]
+        writes,
+        [(t.order_id, s, t.events[-1].at) for t in moved for s in t.snapshot.shipments],
+        {
+            s.id: s
+            for t in moved
+            if t.loaded.snapshot is not None
+            for s in t.loaded.snapshot.shipments
+        },
     )
     await asyncio.sleep(0)
     fulfillment.add_queued(writes, [q for t in turns for q in t.requests])

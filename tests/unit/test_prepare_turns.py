@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime
 
 from actors.order.behaviour import Snapshot
-from actors.order.events import AttentionNeeded
+from actors.order.events import AttentionNeeded, ShipmentPicked
+from actors.order.shipment import Shipment, ShipmentStatus
 from actors.order.states import OrderState
 from actors.ports.turns import Loaded, Turn
 from adapters.postgres import orders
@@ -58,3 +60,48 @@ async def test_the_statement_inserts_new_orders_and_updates_known_ones() -> None
 async def test_no_turns_save_nothing() -> None:
     prepared = await orders.prepare_turns([])
     assert await prepared.save(conn=None) == []
+
+
+def with_shipments(
+    order_id: str, version: int, before: tuple[Shipment, ...], after: tuple[Shipment, ...]
+) -> Turn:
+    was = Snapshot(order_id=order_id, state=OrderState.FULFILLMENT_REQUESTED, shipments=before)
+    now = Snapshot(order_id=order_id, state=OrderState.FULFILLMENT_REQUESTED, shipments=after)
+    return Turn(
+        order_id=order_id,
+        loaded=Loaded(was if version else None, version, version),
+        snapshot=now,
+        events=(ShipmentPicked(at=AT, shipment_id=after[0].id),),
+        seq=version + 1,
+    )
+
+
+def shipment(number: int, status: ShipmentStatus = "requested") -> Shipment:
+    return Shipment(
+        id=f"ord_s-{number}", seq=number, warehouse="main", lines=(("A", 1),),
+        status=status, service_level="standard",
+    )  # fmt: skip
+
+
+async def test_only_the_shipments_a_turn_changed_are_written() -> None:
+    # Shipment 1 was picked; shipment 2 stayed as it was; shipment 3 is new.
+    turn = with_shipments(
+        "ord_s", 2, (shipment(1), shipment(2)), (shipment(1, "picked"), shipment(2), shipment(3))
+    )
+    query, args = (await orders.prepare_turns([turn])).statement()
+    assert "UPDATE shipments" in query
+    assert "INSERT INTO shipments" in query
+    assert "ON CONFLICT (id) DO UPDATE" in query  # only on the insert of the new one
+    # Each JSON parameter's rows: a shipment's row has 37 values, a line's four.
+    rows = [r for a in args if isinstance(a, str) and a.startswith("[[") for r in json.loads(a)]
+    assert sorted(r[0] for r in rows if len(r) == 37) == ["ord_s-1", "ord_s-3"]
+    assert [r[0] for r in rows if len(r) == 4] == ["ord_s-3"]  # only the new one's line
+    assert ["ord_s-1"] in args  # the update finds its row by the key
+    assert "INSERT INTO shipment_lines" in query
+
+
+async def test_a_turn_that_changed_no_shipment_writes_none() -> None:
+    turn = with_shipments("ord_s", 2, (shipment(1, "picked"),), (shipment(1, "picked"),))
+    query, _ = (await orders.prepare_turns([turn])).statement()
+    assert "shipments" not in query
+    assert "shipment_lines" not in query
