@@ -64,9 +64,8 @@ async def claim_due(conn: Any, now: datetime, lease_s: float, limit: int) -> lis
         SET status = 'sending', lease_until = statement_timestamp() + make_interval(secs => $2)
         FROM (
             SELECT shipment_id, kind FROM fulfillment_requests
-            WHERE open
-              AND ((status = 'pending' AND next_attempt_at <= $1)
-                OR (status = 'sending' AND lease_until < statement_timestamp()))
+            WHERE (status = 'pending' AND next_attempt_at <= $1)
+               OR (status = 'sending' AND lease_until < statement_timestamp())
             ORDER BY next_attempt_at
             LIMIT $3
             FOR UPDATE SKIP LOCKED

@@ -76,9 +76,8 @@ async def claim_due(
                                    attempts = attempts + 1
         FROM (
             SELECT id FROM notifications
-            WHERE open
-              AND ((status = 'pending' AND next_attempt_at <= $1)
-                OR (status = 'sending' AND claimed_until < statement_timestamp()))
+            WHERE (status = 'pending' AND next_attempt_at <= $1)
+               OR (status = 'sending' AND claimed_until < statement_timestamp())
             ORDER BY next_attempt_at
             LIMIT $3
             FOR UPDATE SKIP LOCKED

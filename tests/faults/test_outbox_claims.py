@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any
 
@@ -32,7 +32,6 @@ from adapters.postgres.mailbox import PostgresMailbox
 from adapters.postgres.notifications import (
     PostgresNotifications,
     PostgresNotificationSettling,
-    claim_due,
 )
 from adapters.postgres.pool import create_pool
 from adapters.postgres.writes import Writes
@@ -473,22 +472,3 @@ async def test_kill_9_mid_flood_sends_again_only_the_message_then_on_its_way(
     assert sorted(copies) == sorted(r["message_id"] for r in recorded)
     # The held message, which its sender never heard was taken, went again; no other did.
     assert {id_: count for id_, count in copies.items() if count > 1} == {held: 2}
-
-
-async def test_claiming_a_message_leaves_its_indexes_alone(pg: Any) -> None:
-    await queue(pg, 5)
-    async with pg.transaction():
-        claimed = await claim_due(pg, datetime.now(UTC), timedelta(seconds=30), 10)
-        # This transaction's own counts: every claim was a heap-only update.
-        hot, updated = await pg.fetchrow(
-            "SELECT pg_stat_get_xact_tuples_hot_updated('notifications'::regclass),"
-            " pg_stat_get_xact_tuples_updated('notifications'::regclass)"
-        )
-    assert len(claimed) == 5
-    assert (hot, updated) == (5, 5)
-    # A claimed message is still found when its claim runs out; a sent one is not.
-    async with pg.transaction():
-        await PostgresNotificationSettling(pg).sent([(claimed[0].id, "<a@x>", datetime.now(UTC))])
-    await pg.execute("UPDATE notifications SET claimed_until = now() - interval '1 second'")
-    again = await claim_due(pg, datetime.now(UTC), timedelta(seconds=30), 10)
-    assert sorted(d.id for d in again) == sorted(d.id for d in claimed[1:])
