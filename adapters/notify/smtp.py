@@ -243,6 +243,10 @@ class SmtpNotifier:
     def _compose(self, message: Outgoing, recipient: str, message_id: str, utf8: bool) -> bytes:
         """``message`` rendered and written out as it goes to the server."""
         subject, text, body = self._templates.render_email(message)
+        # Never a header of its own smuggled in by a line break (templates make the
+        # subject one line, and the addresses are checked): refused for good.
+        if "\n" in subject or "\r" in subject:
+            raise TemplateError("the Subject header holds a line break")
         policy = _POLICIES[utf8]
         headers = [
             *self._fixed_headers[utf8],
@@ -258,10 +262,6 @@ class SmtpNotifier:
             # Which message this is, for the store's mail rules and its own checks.
             ("X-Orderd-Kind", message.kind),
         ]
-        # Never a header of its own smuggled in by a line break (templates make the
-        # subject one line, and the addresses are checked): refused for good.
-        if "\n" in subject or "\r" in subject:
-            raise TemplateError("the Subject header holds a line break")
         written = "".join(
             [
                 _HEAD,

@@ -73,7 +73,7 @@ _CHANGES = """
 def add(
     writes: Writes,
     rows: Sequence[tuple[str, Shipment, datetime]],
-    known: Mapping[str, Shipment] | None = None,
+    known: Mapping[str, Shipment],
 ) -> None:
     """Write each (order id, shipment, turn time) as it now stands, with its lines, as
     parts of a larger statement.
@@ -83,9 +83,8 @@ def add(
     written at all. An update is a plain one, found by the key: an upsert locked each
     row first, and every turn that moved one shipment of an order rewrote them all.
     """
-    saved = known or {}
-    new = [(o, s, at) for o, s, at in rows if s.id not in saved]
-    changed = [(o, s, at) for o, s, at in rows if s.id in saved and saved[s.id] != s]
+    new = [(o, s, at) for o, s, at in rows if s.id not in known]
+    changed = [(o, s, at) for o, s, at in rows if s.id in known and known[s.id] != s]
     if new:
         writes.add(
             f"""
@@ -109,7 +108,7 @@ def add(
     lines = [
         (s.id, n, sku, units)
         for _, s, _ in rows
-        if s.id not in saved or saved[s.id].lines != s.lines
+        if s.id not in known or known[s.id].lines != s.lines
         for n, (sku, units) in enumerate(s.lines, 1)
     ]
     if lines:
