@@ -1,8 +1,8 @@
 """What happened to an order: the events ``decide`` returns and ``evolve`` applies.
 
-Events are facts, so applying one cannot fail. They are stored in the append-only
-``order_events`` table as JSON with their ``type``; those an earlier version stored are
-read with :mod:`actors.order.legacy`.
+Events are facts, so applying one cannot fail. They are stored as JSON with their
+``type``, a turn's events together in one row of the append-only ``order_event_turns``
+table; those an earlier version stored are read with :mod:`actors.order.legacy`.
 """
 
 from __future__ import annotations
@@ -257,11 +257,6 @@ Event = (
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(Event)
-
-
-def event_type(event: Event) -> str:
-    tag = type(event).__struct_config__.tag
-    return str(tag)
 
 
 def encode_event(event: Event) -> bytes:

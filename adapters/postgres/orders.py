@@ -36,7 +36,6 @@ from actors.order.events import (
     Shipped,
     ShortPick,
     encode_event,
-    event_type,
 )
 from actors.order.holds import describe
 from actors.order.shipment import LEFT
@@ -59,7 +58,7 @@ _TURN = (
 )  # fmt: skip
 _ORDER = (
     "source text", "external_id text", "name text", "paid_at timestamptz", "currency text",
-    "service text", "document jsonb",
+    "service text",
 )  # fmt: skip
 _NEW = Rows("id text", *_TURN, *_ORDER)
 _KNOWN = Rows("id text", "expected int", *_TURN, *_ORDER)
@@ -69,9 +68,9 @@ _LINES = Rows(
     "reserved int", "shipped int",
 )  # fmt: skip
 _UNITS = Rows("order_id text", "line_no int", "reserved int", "shipped int")
-_EVENTS = Rows(
-    "order_id text", "known bool", "nth int", "type text", "at timestamptz", "data jsonb"
-)
+# The events as JSON text inside the rows' JSON: stored as orderd wrote them (a json column).
+_EVENTS = Rows("order_id text", "known bool", "count int", "events text")
+_DOCUMENTS = Rows("order_id text", "document jsonb")
 _REMINDERS = Rows("key text", "order_id text", "kind text", "due_at timestamptz")
 
 
@@ -94,8 +93,10 @@ async def load_many(conn: Any, order_ids: Sequence[str]) -> dict[str, Loaded]:
     """The saved state of each order (version 0 for one never saved), in one query."""
     rows = await conn.fetch(
         """
-        SELECT id, actor_state::text AS state, document::text AS document, version, last_seq
-        FROM orders WHERE id = ANY($1::text[])
+        SELECT o.id, o.actor_state::text AS state, d.document::text AS document, o.version,
+               o.last_seq
+        FROM orders o LEFT JOIN order_documents d ON d.order_id = o.id
+        WHERE o.id = ANY($1::text[])
         """,
         list(order_ids),
     )
@@ -161,6 +162,7 @@ async def prepare_turns(turns: Sequence[Turn]) -> PreparedTurns:
     await asyncio.sleep(0)
     # A received order's lines are written with what they hold; the others' are updated.
     received = [t for t in turns if any(isinstance(e, OrderReceived) for e in t.events)]
+    _keep_documents(writes, received)
     _insert_lines(writes, received)
     fresh = {t.order_id for t in received}
     _record_reserved(
@@ -276,11 +278,10 @@ def _insert_new(writes: Writes, turns: Sequence[Turn]) -> str | None:
     return writes.add(
         f"""
         INSERT INTO orders (id, source, external_id, name, state, state_reason, version,
-                            backorder_policy, paid_at, currency, service_level, document,
-                            actor_state, last_seq, shipped_at, delivered_at, completed_at)
+                            backorder_policy, paid_at, currency, service_level, actor_state,
+                            last_seq, shipped_at, delivered_at, completed_at)
         SELECT id, source, external_id, name, state, reason, 1, policy, paid_at, currency,
-               service, document, actor_state, last_seq, shipped_at, delivered_at,
-               completed_at
+               service, actor_state, last_seq, shipped_at, delivered_at, completed_at
         FROM (SELECT {_NEW.columns} FROM {_NEW.source}) AS t
         ON CONFLICT (id) DO NOTHING
         RETURNING id
@@ -303,12 +304,12 @@ def _order_values(order: NormalizedOrder | None) -> tuple[Any, ...]:
         return (None,) * len(_ORDER)
     return (
         order.platform, order.external_id, order.name, order.paid_at, order.currency,
-        order.shipping_service, Raw(_encode(order)),
+        order.shipping_service,
     )  # fmt: skip
 
 
 def _state_json(snapshot: Snapshot) -> bytes:
-    """The actor state without the order itself, which the ``document`` column holds."""
+    """The actor state without the order itself, which ``order_documents`` holds."""
     return _encode(msgspec.structs.replace(snapshot, order=None))
 
 
@@ -325,7 +326,7 @@ def _update_known(writes: Writes, turns: Sequence[Turn]) -> str | None:
     if not turns:
         return None
     # An order known before its platform data (cancelled first, or held after a dead
-    # letter) gets its document and platform columns when the order itself is received.
+    # letter) gets its platform columns when the order itself is received.
     received = [
         t.snapshot.order if any(isinstance(e, OrderReceived) for e in t.events) else None
         for t in turns
@@ -335,7 +336,6 @@ def _update_known(writes: Writes, turns: Sequence[Turn]) -> str | None:
         UPDATE orders o SET state = u.state, state_reason = u.reason, version = o.version + 1,
                             backorder_policy = u.policy, actor_state = u.actor_state,
                             last_seq = u.last_seq, updated_at = now(),
-                            document = coalesce(u.document, o.document),
                             source = coalesce(u.source, o.source),
                             external_id = coalesce(u.external_id, o.external_id),
                             name = coalesce(u.name, o.name),
@@ -353,6 +353,23 @@ def _update_known(writes: Writes, turns: Sequence[Turn]) -> str | None:
             (t.order_id, t.loaded.version, *_turn_values(t), *_order_values(o))
             for t, o in zip(turns, received, strict=True)
         ),
+    )
+
+
+def _keep_documents(writes: Writes, turns: Sequence[Turn]) -> None:
+    """The received orders' documents, written once beside the rows their turns rewrite."""
+    rows = [
+        (t.order_id, Raw(_encode(t.snapshot.order))) for t in turns if t.snapshot.order is not None
+    ]
+    if not rows:
+        return
+    writes.add(
+        f"""
+        INSERT INTO order_documents (order_id, document)
+        SELECT {_DOCUMENTS.columns} FROM {_DOCUMENTS.source}
+        ON CONFLICT (order_id) DO UPDATE SET document = excluded.document
+        """,
+        _DOCUMENTS.encode(rows),
     )
 
 
@@ -443,30 +460,30 @@ def _record_reserved(writes: Writes, turns: Sequence[Turn]) -> None:
 
 
 def _append_events(writes: Writes, turns: Sequence[Turn]) -> None:
-    if not turns:
+    told = [turn for turn in turns if turn.events]
+    if not told:
         return
-    # Numbered after the order's last event (an index look-up); a new order has none yet.
+    # One row per turn, numbered after the order's last event (an index look-up); a new
+    # order has none yet.
     writes.add(
         f"""
-        INSERT INTO order_events (order_id, seq, type, at, data)
-        SELECT e.order_id,
-               e.nth + CASE WHEN e.known THEN coalesce(
-                   (SELECT max(x.seq) FROM order_events x WHERE x.order_id = e.order_id), 0)
-                   ELSE 0 END,
-               e.type, e.at, e.data
+        INSERT INTO order_event_turns (order_id, seq, upto, events)
+        SELECT e.order_id, n.first, n.first + e.count - 1, e.events::json
         FROM (SELECT {_EVENTS.columns} FROM {_EVENTS.source}) AS e
+        CROSS JOIN LATERAL (
+            SELECT 1 + CASE WHEN e.known THEN coalesce(
+                (SELECT x.upto FROM order_event_turns x WHERE x.order_id = e.order_id
+                 ORDER BY x.seq DESC LIMIT 1), 0) ELSE 0 END AS first
+        ) AS n
         """,
         _EVENTS.encode(
             (
                 turn.order_id,
                 turn.loaded.version > 0,
-                nth,
-                event_type(event),
-                event.at,
-                Raw(encode_event(event)),
+                len(turn.events),
+                (b"[" + b",".join(encode_event(event) for event in turn.events) + b"]").decode(),
             )
-            for turn in turns
-            for nth, event in enumerate(turn.events, start=1)
+            for turn in told
         ),
     )
 

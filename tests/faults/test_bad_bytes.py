@@ -102,7 +102,9 @@ async def test_nul_characters_are_dropped_and_the_order_is_stored_and_reserved(
     for sku, quantity in wanted.items():
         level = json.loads(run_orderd("stock", "show", sku, "--json").stdout)
         assert (level["reserved"], level["available"]) == (quantity, 5 - quantity)
-    document = await pg.fetchval("SELECT document::text FROM orders WHERE id = $1", order_id)
+    document = await pg.fetchval(
+        "SELECT document::text FROM order_documents WHERE order_id = $1", order_id
+    )
     assert "\\u0000" not in document
     assert json.loads(document)["customer"]["first_name"] == "John"
     # The delivery itself is kept exactly as it came.

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -21,6 +23,8 @@ TABLES = {
     "orders",
     "order_lines",
     "order_events",
+    "order_event_turns",
+    "order_documents",
     "shipments",
     "shipment_lines",
     "stock_ledger",
@@ -90,17 +94,74 @@ async def test_an_edited_migration_is_detected(pg: Any, pg_schema_name: str) -> 
 
 
 async def test_the_order_event_log_is_append_only(pg: Any) -> None:
+    await pg.execute("INSERT INTO orders (id, source, external_id) VALUES ('o1', 'shopify', '1')")
     await pg.execute(
-        "INSERT INTO orders (id, source, external_id, document) VALUES ('o1', 'shopify', '1', '{}')"
-    )
-    await pg.execute(
-        "INSERT INTO order_events (order_id, seq, type, at) VALUES ('o1', 1, 'received', now())"
+        "INSERT INTO order_event_turns (order_id, seq, upto, events) VALUES ('o1', 1, 1, "
+        """'[{"type": "received", "at": "2027-01-08T09:00:00Z"}]')"""
     )
     with pytest.raises(asyncpg.RaiseError, match="append-only"):
+        await pg.execute("""UPDATE order_event_turns SET events = '[{"type": "rewritten"}]'""")
+    with pytest.raises(asyncpg.RaiseError, match="append-only"):
+        await pg.execute("DELETE FROM order_event_turns")
+    # The log's view of one event per row cannot be written either.
+    with pytest.raises(asyncpg.PostgresError):
         await pg.execute("UPDATE order_events SET type = 'rewritten'")
-    with pytest.raises(asyncpg.RaiseError, match="append-only"):
+    with pytest.raises(asyncpg.PostgresError):
         await pg.execute("DELETE FROM order_events")
     assert await pg.fetchval("SELECT type FROM order_events") == "received"
+
+
+async def test_events_saved_one_row_each_are_read_as_before_after_migration_12(
+    pg_schema_name: str,
+) -> None:
+    async with connection(POSTGRES_DSN, pg_schema_name) as conn:
+        await conn.execute(f'CREATE SCHEMA "{pg_schema_name}"')
+        for migration in schema.available()[:11]:
+            await conn.execute(migration.sql)
+        await conn.execute(
+            "INSERT INTO orders (id, source, external_id, document) "
+            "VALUES ('o1', 'shopify', '1', '{}')"
+        )
+        await conn.execute(
+            """
+            INSERT INTO order_events (order_id, seq, type, at, data) VALUES
+                ('o1', 1, 'received', '2027-01-08T09:00:00Z',
+                 '{"type": "received", "at": "2027-01-08T09:00:00Z", "order": {}}'),
+                ('o1', 2, 'needs_attention', '2027-01-08T09:00:01Z', '{"reason": "r"}')
+            """
+        )
+        await conn.execute(schema.available()[11].sql)
+        rows = await conn.fetch("SELECT seq, type, at, data FROM order_events ORDER BY seq")
+        assert [(r["seq"], r["type"]) for r in rows] == [(1, "received"), (2, "needs_attention")]
+        assert rows[1]["at"] == datetime(2027, 1, 8, 9, 0, 1, tzinfo=UTC)
+        # An event kept its data, and gained its type and time where it lacked them.
+        assert json.loads(rows[0]["data"]) == {
+            "type": "received", "at": "2027-01-08T09:00:00Z", "order": {},
+        }  # fmt: skip
+        assert json.loads(rows[1]["data"])["reason"] == "r"
+        assert await conn.fetchval("SELECT count(*) FROM order_event_turns") == 2
+
+
+async def test_documents_leave_the_orders_rows_with_migration_13(pg_schema_name: str) -> None:
+    async with connection(POSTGRES_DSN, pg_schema_name) as conn:
+        await conn.execute(f'CREATE SCHEMA "{pg_schema_name}"')
+        for migration in schema.available()[:12]:
+            await conn.execute(migration.sql)
+        await conn.execute(
+            """
+            INSERT INTO orders (id, source, external_id, document)
+            VALUES ('o1', 'shopify', '1', '{"name": "#1"}'), ('o2', NULL, NULL, NULL)
+            """
+        )
+        await conn.execute(schema.available()[12].sql)
+        rows = await conn.fetch("SELECT order_id, document::text FROM order_documents")
+        assert [tuple(r) for r in rows] == [("o1", '{"name": "#1"}')]
+        columns = await conn.fetch(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = $1 AND table_name = 'orders'",
+            pg_schema_name,
+        )
+        assert "document" not in {c["column_name"] for c in columns}
 
 
 async def test_stock_movements_happen_once_per_key(pg: Any) -> None:
@@ -116,8 +177,8 @@ async def test_stock_movements_happen_once_per_key(pg: Any) -> None:
 async def test_order_states_outside_the_contract_are_refused(pg: Any) -> None:
     with pytest.raises(asyncpg.CheckViolationError):
         await pg.execute(
-            "INSERT INTO orders (id, source, external_id, document, state) "
-            "VALUES ('o2', 'shopify', '2', '{}', 'lost')"
+            "INSERT INTO orders (id, source, external_id, state) "
+            "VALUES ('o2', 'shopify', '2', 'lost')"
         )
 
 
@@ -154,10 +215,16 @@ async def test_long_rows_are_compressed_with_lz4_where_the_server_has_it(pg: Any
     await pg.execute("SET default_toast_compression = pglz")
     document = '{"note": "' + "parcel " * 2000 + '"}'  # long enough to be compressed
     await pg.execute(
-        """
-        INSERT INTO orders (id, source, external_id, document, actor_state)
-        VALUES ('o1', 'shopify', '1', $1::jsonb, $1::jsonb)
-        """,
+        "INSERT INTO orders (id, source, external_id, actor_state) "
+        "VALUES ('o1', 'shopify', '1', $1::jsonb)",
+        document,
+    )
+    await pg.execute(
+        "INSERT INTO order_documents (order_id, document) VALUES ('o1', $1::jsonb)", document
+    )
+    await pg.execute(
+        "INSERT INTO order_event_turns (order_id, seq, upto, events) "
+        "VALUES ('o1', 1, 1, json_build_array($1::json))",
         document,
     )
     await pg.execute(
@@ -166,10 +233,11 @@ async def test_long_rows_are_compressed_with_lz4_where_the_server_has_it(pg: Any
     )
     row = await pg.fetchrow(
         """
-        SELECT pg_column_compression(o.document) AS document,
+        SELECT (SELECT pg_column_compression(document) FROM order_documents) AS document,
                pg_column_compression(o.actor_state) AS actor_state,
+               (SELECT pg_column_compression(events) FROM order_event_turns) AS events,
                (SELECT pg_column_compression(body) FROM webhook_inbox) AS body
         FROM orders o
         """
     )
-    assert dict(row) == {"document": "lz4", "actor_state": "lz4", "body": "lz4"}
+    assert dict(row) == dict.fromkeys(("document", "actor_state", "events", "body"), "lz4")

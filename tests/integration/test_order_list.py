@@ -16,9 +16,8 @@ Run = Callable[..., subprocess.CompletedProcess[str]]
 async def _order(pg: Any, order_id: str, state: str, reason: str | None = None) -> None:
     await pg.execute(
         """
-        INSERT INTO orders (id, source, external_id, name, state, state_reason, document,
-                            last_seq)
-        VALUES ($1, 'generic', $1, '#' || $1, $2, $3, '{}', 1)
+        INSERT INTO orders (id, source, external_id, name, state, state_reason, last_seq)
+        VALUES ($1, 'generic', $1, '#' || $1, $2, $3, 1)
         """,
         order_id,
         state,

@@ -113,16 +113,19 @@ async def store_the_old_order(pg: Any) -> None:
     await pg.execute(
         """
         INSERT INTO orders (id, source, external_id, name, state, state_reason, version,
-                            backorder_policy, paid_at, currency, document, actor_state,
-                            last_seq, shipped_at)
+                            backorder_policy, paid_at, currency, actor_state, last_seq,
+                            shipped_at)
         VALUES ($1, 'generic', 'old-1', '#OLD1', 'needs_attention',
                 'message 3 dead-lettered after 5 deliveries', 12, 'wait_all',
-                '2027-01-08T09:00:00Z', 'EUR', $2::jsonb, $3::jsonb, 12,
-                '2027-01-09T09:00:00Z')
+                '2027-01-08T09:00:00Z', 'EUR', $2::jsonb, 12, '2027-01-09T09:00:00Z')
         """,
         ORDER_ID,
-        DOCUMENT,
         ACTOR_STATE,
+    )
+    await pg.execute(
+        "INSERT INTO order_documents (order_id, document) VALUES ($1, $2::jsonb)",
+        ORDER_ID,
+        DOCUMENT,
     )
     await pg.execute("INSERT INTO order_seq (order_id, last) VALUES ($1, 12)", ORDER_ID)
     await pg.execute(
@@ -137,8 +140,8 @@ async def store_the_old_order(pg: Any) -> None:
     )
     await pg.executemany(
         """
-        INSERT INTO order_events (order_id, seq, type, at, data)
-        VALUES ($1, $2, $3::jsonb->>'type', ($3::jsonb->>'at')::timestamptz, $3::jsonb)
+        INSERT INTO order_event_turns (order_id, seq, upto, events)
+        VALUES ($1, $2, $2, jsonb_build_array($3::jsonb))
         """,
         [(ORDER_ID, seq, data) for seq, data in OLD_EVENTS],
     )

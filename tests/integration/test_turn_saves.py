@@ -115,7 +115,9 @@ async def turns(
 async def written(pg: Any, order_id: str) -> dict[str, int]:
     """How many rows of each kind the order has."""
     counts = {}
-    for table in ("orders", "order_lines", "order_events", "stock_ledger", "notifications"):
+    tables = ("orders", "order_lines", "order_events", "order_event_turns", "stock_ledger",
+              "notifications")  # fmt: skip
+    for table in tables:
         column = "id" if table == "orders" else "order_id"
         counts[table] = await pg.fetchval(
             f"SELECT count(*) FROM {table} WHERE {column} = $1", order_id
@@ -127,8 +129,8 @@ async def written(pg: Any, order_id: str) -> dict[str, int]:
 
 
 EVERYTHING = {
-    "orders": 1, "order_lines": 1, "order_events": 3, "stock_ledger": 1, "notifications": 1,
-    "backorder_queue": 1,
+    "orders": 1, "order_lines": 1, "order_events": 3, "order_event_turns": 1,
+    "stock_ledger": 1, "notifications": 1, "backorder_queue": 1,
 }  # fmt: skip
 
 
@@ -159,6 +161,11 @@ async def test_a_batch_of_backordered_orders_writes_every_table_in_one_go(
     )
     assert [r["seq"] for r in seqs] == [1, 2, 3, 4]
     assert seqs[-1]["type"] == "needs_attention"
+    # One row per turn: the paid order's three events, then the hold.
+    rows = await pg.fetch(
+        "SELECT seq, upto FROM order_event_turns WHERE order_id = 'ord_1' ORDER BY seq"
+    )
+    assert [(r["seq"], r["upto"]) for r in rows] == [(1, 3), (4, 4)]
     assert await pg.fetchval("SELECT version FROM orders WHERE id = 'ord_1'") == 2
 
 
@@ -214,8 +221,9 @@ async def test_writes_in_one_statement_see_each_other_s_returning_and_foreign_ke
         ["received", "received"],
     )
     writes.add(
-        "INSERT INTO order_events (order_id, seq, type, at) "
-        "SELECT unnest($1::text[]), 1, 'order_received', $2",
+        "INSERT INTO order_event_turns (order_id, seq, upto, events) "
+        "SELECT unnest($1::text[]), 1, 1, jsonb_build_array(jsonb_build_object("
+        "'type', 'order_received', 'at', $2::timestamptz))",
         ["ord_a", "ord_b"],
         datetime.now(UTC),
     )
@@ -228,7 +236,8 @@ async def test_a_failing_part_writes_nothing_at_all(pg: Any) -> None:
     writes = Writes()
     writes.add("INSERT INTO orders (id, state) VALUES ($1, 'received')", "ord_a")
     writes.add(
-        "INSERT INTO order_events (order_id, seq, type, at) VALUES ($1, 1, 'x', now())",
+        "INSERT INTO order_event_turns (order_id, seq, upto, events) "
+        """VALUES ($1, 1, 1, '[{"type": "x"}]')""",
         "ord_unknown",
     )
     with pytest.raises(Exception, match="foreign key"):
