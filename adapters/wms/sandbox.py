@@ -23,8 +23,11 @@ class SandboxWarehouse:
 
     async def send(self, request: FulfillmentRequest) -> list[Message]:
         items = [(line.sku, line.quantity) for line in request.pick_list]
-        chance = random.Random(request.shipment_id)  # noqa: S311 - a simulation, not a secret
-        if items and chance.random() < self._mispick_rate:
+        # A simulation, not a secret: seeded by the shipment, so a request sent again is
+        # picked the same way. Without mispicks there is nothing to draw.
+        rate = self._mispick_rate
+        chance = random.Random(request.shipment_id) if rate > 0 else None  # noqa: S311
+        if items and chance is not None and chance.random() < rate:
             sku, units = items[0]
             items[0] = (sku, units - 1) if units > 1 else (sku, units + 1)
         parcel = request.parcel
