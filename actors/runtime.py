@@ -23,14 +23,14 @@ import bisect
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import assert_never
 
 import msgspec
 from msgspec import Struct
 
 from actors.batching import Coalescer
-from actors.order.actor import OrderTurns, Outcome
+from actors.order.actor import OrderTurns, Outcome, Outside
 from actors.order.messages import Message, decode_message
 from actors.ports.stream import ConsumerGroup, DeadLetters, Entry, GroupLost
 from actors.ports.turns import ConcurrentTurn
@@ -69,6 +69,47 @@ class RuntimeSettings(Struct, frozen=True, kw_only=True):
     forget_consumers_after_ms: int = 24 * 3600 * 1000
     # A loop that met an outage tries again after this long.
     outage_pause_s: float = 1.0
+
+
+class _Place:
+    """A turn's place among those running: a slot of max_turns, and its share of what
+    yields to a burst of webhooks.
+
+    A turn gives its place up while it waits on an outside party (a carrier quoting,
+    selling a label and the label's file made durable: half of such a turn's time), so
+    other orders' turns run meanwhile; it takes a place again before it goes on. The CPU
+    that turns spend at once stays bounded by max_turns, the turns waiting do not count.
+    """
+
+    def __init__(self, slots: asyncio.Semaphore, yielding: Yielding, arrived_s: float) -> None:
+        self._slots = slots
+        self._yielding = yielding
+        self._arrived_s = arrived_s
+        self._slot = False
+        self._running = False
+
+    async def take(self) -> None:
+        await self._slots.acquire()
+        self._slot = True
+        await self._yielding.enter(self._arrived_s)
+        self._running = True
+
+    def give_up(self) -> None:
+        """Give back what is held (nothing twice): safe after a take cut short."""
+        if self._running:
+            self._running = False
+            self._yielding.leave()
+        if self._slot:
+            self._slot = False
+            self._slots.release()
+
+    @contextlib.asynccontextmanager
+    async def outside(self) -> AsyncIterator[None]:
+        self.give_up()
+        try:
+            yield
+        finally:
+            await self.take()
 
 
 class ActorRuntime:
@@ -258,13 +299,13 @@ class ActorRuntime:
         try:
             while queue:
                 entry = queue[0]
-                async with self._turn_slots:
-                    # Inside a turn slot: what a burst holds back is bounded by max_turns.
-                    await self._yielding.enter(_arrival_s(entry.id))
-                    try:
-                        delay = await self._turn(entry)
-                    finally:
-                        self._yielding.leave()
+                # Inside a turn's place: what a burst holds back is bounded by max_turns.
+                place = _Place(self._turn_slots, self._yielding, _arrival_s(entry.id))
+                try:
+                    await place.take()
+                    delay = await self._turn(entry, place.outside)
+                finally:
+                    place.give_up()
                 if delay is None:
                     self._finished(queue, entry)
                 elif not queue or queue[0] is entry:
@@ -290,7 +331,7 @@ class ActorRuntime:
         if len(self._known) < self._settings.max_buffered // 2:
             self._room.set()
 
-    async def _turn(self, entry: Entry) -> float | None:
+    async def _turn(self, entry: Entry, outside: Outside) -> float | None:
         """Run one entry; None when it is done with, else the delay before trying again."""
         try:
             message = decode_message(entry.body)
@@ -299,7 +340,7 @@ class ActorRuntime:
         except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
             return await self._dead_letter(entry, f"unreadable message: {exc}", None)
         try:
-            outcome = await self._turns.apply(entry.order_id, entry.seq, message)
+            outcome = await self._turns.apply(entry.order_id, entry.seq, message, outside)
         except Exception as exc:
             if self._is_outage(exc) or isinstance(exc, StaleEpoch | ConcurrentTurn):
                 # Not the message's fault: a server was away, Redis was rebuilt under the

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
@@ -85,9 +86,16 @@ class Outcome(Enum):
     BUSY = "busy"  # another process holds the order; retry later
 
 
+# Entered while a turn waits on an outside party (a carrier, a label file): the runtime
+# lends the turn's place to other orders meanwhile.
+Outside = Callable[[], AbstractAsyncContextManager[None]]
+
+
 @dataclass
 class _Collected:
     """What a turn gathers to save in its one transaction."""
+
+    outside: Outside = contextlib.nullcontext
 
     ledger: list[LedgerEntry] = field(default_factory=list)
     reminders: list[Reminder] = field(default_factory=list)
@@ -140,15 +148,25 @@ class OrderTurns:
         self._loads: Coalescer[str, Loaded] = Coalescer(self._load_batch)
         self._saves: Coalescer[Turn, None] = Coalescer(self._save_batch)
 
-    async def apply(self, order_id: str, seq: int, message: Message) -> Outcome:
-        """Apply message ``seq`` of the order, exactly once and in order."""
+    async def apply(
+        self,
+        order_id: str,
+        seq: int,
+        message: Message,
+        outside: Outside = contextlib.nullcontext,
+    ) -> Outcome:
+        """Apply message ``seq`` of the order, exactly once and in order.
+
+        ``outside`` is entered while the turn waits on a carrier (rates, a label bought or
+        voided, tracking): the caller may let other turns run meanwhile.
+        """
         token = self._lease_book.new_token()
         held = (order_id, token)
         if not await self._leases.submit(held):
             return Outcome.BUSY
         self._hold(held)
         try:
-            return await self._turn(order_id, seq, message, token)
+            return await self._turn(order_id, seq, message, token, outside)
         finally:
             self._let_go(held)
             try:
@@ -241,7 +259,14 @@ class OrderTurns:
             await self._on_saved(posted, saved)
         return outcome
 
-    async def _turn(self, order_id: str, seq: int, message: Message, token: str) -> Outcome:
+    async def _turn(
+        self,
+        order_id: str,
+        seq: int,
+        message: Message,
+        token: str,
+        outside: Outside,
+    ) -> Outcome:
         loaded = await self._loads.submit(order_id)
         if seq <= loaded.last_seq:
             return Outcome.REPEAT
@@ -249,7 +274,7 @@ class OrderTurns:
             return Outcome.EARLY
 
         now = datetime.fromtimestamp(self._clock(), UTC)
-        collected = _Collected()
+        collected = _Collected(outside=outside)
         snapshot, events = loaded.snapshot, []
         pending: list[Message | Result] = [message]
         for _ in range(_MAX_STEPS):
@@ -341,8 +366,11 @@ class OrderTurns:
                     sink=collected,
                 )
                 return WrittenOff(shipment_id=shipment_id, lines=written.committed)
-            case RequestFulfillment() | ShopRates() | Buy() | Void() | Track():
+            case RequestFulfillment():
                 return await self._ship(order_id, snapshot, effect, collected, now)
+            case ShopRates() | Buy() | Void() | Track():
+                async with collected.outside():
+                    return await self._ship(order_id, snapshot, effect, collected, now)
             case _:
                 assert_never(effect)
 

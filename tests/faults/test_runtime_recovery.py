@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from contextlib import nullcontext
 from typing import Any, cast
 
 import redis.asyncio as aioredis
 
 from actors.mail import Mail
-from actors.order.actor import OrderTurns, Outcome
+from actors.order.actor import OrderTurns, Outcome, Outside
 from actors.order.messages import CancelRequested, Message
 from actors.ports.mail import Posted
 from actors.ports.stream import DeadLetters
@@ -150,7 +151,9 @@ class _Applying:
         self.last: dict[str, int] = {}
         self.applied = 0
 
-    async def apply(self, order_id: str, seq: int, message: Message) -> Outcome:
+    async def apply(
+        self, order_id: str, seq: int, message: Message, outside: Outside = nullcontext
+    ) -> Outcome:
         if seq <= self.last.get(order_id, 0):
             return Outcome.REPEAT
         if seq > self.last.get(order_id, 0) + 1:

@@ -7,13 +7,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from typing import Any, cast
 
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from actors.order.actor import OrderTurns, Outcome
+from actors.order.actor import OrderTurns, Outcome, Outside
 from actors.order.messages import CancelRequested, Message, encode_message
 from actors.ports.stream import ConsumerGroup, DeadLetters, Entry
 from actors.runtime import ActorRuntime, RuntimeSettings
@@ -53,7 +54,9 @@ class _Orders:
         self.failures = list(failures)
         self.calls = 0
 
-    async def apply(self, order_id: str, seq: int, message: Message) -> Outcome:
+    async def apply(
+        self, order_id: str, seq: int, message: Message, outside: Outside = nullcontext
+    ) -> Outcome:
         self.calls += 1
         if self.failures:
             raise self.failures.pop(0)
@@ -168,12 +171,12 @@ async def test_an_actor_whose_runtime_fails_is_started_again(fault: Exception) -
     calls = 0
     turn = runtime._turn
 
-    async def failing_once(entry: Entry) -> float | None:
+    async def failing_once(entry: Entry, outside: Outside) -> float | None:
         nonlocal calls
         calls += 1
         if calls == 1:
             raise fault
-        return await turn(entry)
+        return await turn(entry, outside)
 
     runtime._turn = failing_once  # type: ignore[method-assign]
     runtime.dispatch(_entry("o1", 1))

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from typing import cast
 
-from actors.order.actor import OrderTurns, Outcome
+from actors.order.actor import OrderTurns, Outcome, Outside
 from actors.order.messages import CancelRequested, Message, encode_message
 from actors.ports.stream import ConsumerGroup, DeadLetters, Entry
 from actors.runtime import ActorRuntime, RuntimeSettings
@@ -33,7 +34,9 @@ class _Turns:
         self.release = asyncio.Event()
         self.started = asyncio.Condition()
 
-    async def apply(self, order_id: str, seq: int, message: Message) -> Outcome:
+    async def apply(
+        self, order_id: str, seq: int, message: Message, outside: Outside = nullcontext
+    ) -> Outcome:
         async with self.started:
             self.running += 1
             self.most = max(self.most, self.running)
@@ -53,14 +56,39 @@ def _entry(n: int) -> Entry:
     return Entry(f"{int(time.time() * 1000)}-{n}", order_id, 1, body)  # just arrived
 
 
-def _runtime(turns: _Turns, streams: _Streams, pressed: list[bool]) -> ActorRuntime:
+class _CarrierTurns(_Turns):
+    """Turns that first wait on a carrier (outside), then run until released."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.outside = 0
+        self.carrier_answers = asyncio.Event()
+
+    async def apply(
+        self, order_id: str, seq: int, message: Message, outside: Outside = nullcontext
+    ) -> Outcome:
+        async with outside():
+            async with self.started:
+                self.outside += 1
+                self.started.notify_all()
+            await self.carrier_answers.wait()
+        return await super().apply(order_id, seq, message)
+
+    async def until_outside(self, count: int) -> None:
+        async with self.started:
+            await self.started.wait_for(lambda: self.outside >= count)
+
+
+def _runtime(
+    turns: _Turns, streams: _Streams, pressed: list[bool], max_turns: int = 32
+) -> ActorRuntime:
     return ActorRuntime(
         streams=cast(ConsumerGroup, streams),
         turns=cast(OrderTurns, turns),
         dead_letters=cast(DeadLetters, None),
         is_outage=is_outage,
         consumer="test",
-        settings=RuntimeSettings(max_turns=32, turns_when_pressed=4),
+        settings=RuntimeSettings(max_turns=max_turns, turns_when_pressed=4),
         pressed=lambda: pressed[0],
     )
 
@@ -112,3 +140,37 @@ async def test_an_old_message_does_not_wait_for_the_burst_to_pass() -> None:
     turns.release.set()
     await runtime.stop(grace_s=5)
     assert len(streams.acked) == 11
+
+
+async def test_a_turn_waiting_on_a_carrier_lends_its_place_and_takes_one_back_to_go_on() -> None:
+    turns, streams, pressed = _CarrierTurns(), _Streams(), [False]
+    runtime = _runtime(turns, streams, pressed, max_turns=3)
+    for n in range(10):
+        runtime.dispatch(_entry(n))
+    # All ten wait on the carrier at once, though only three turns may run.
+    await asyncio.wait_for(turns.until_outside(10), 10)
+    turns.carrier_answers.set()
+    # Coming back, they run three at a time again.
+    await turns.until_running(3)
+    await _settle()
+    assert turns.running == 3
+    turns.release.set()
+    await runtime.stop(grace_s=5)
+    assert len(set(streams.acked)) == 10
+    assert turns.most == 3
+
+
+async def test_while_webhooks_press_turns_back_from_a_carrier_wait_for_a_place() -> None:
+    turns, streams, pressed = _CarrierTurns(), _Streams(), [True]
+    runtime = _runtime(turns, streams, pressed)
+    for n in range(10):
+        runtime.dispatch(_entry(n))
+    await asyncio.wait_for(turns.until_outside(10), 10)
+    turns.carrier_answers.set()
+    await turns.until_running(4)
+    await _settle()
+    assert turns.running == 4  # turns_when_pressed
+    pressed[0] = False
+    turns.release.set()
+    await runtime.stop(grace_s=5)
+    assert len(set(streams.acked)) == 10

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from typing import cast
 
-from actors.order.actor import OrderTurns, Outcome
+from actors.order.actor import OrderTurns, Outcome, Outside
 from actors.order.messages import CancelRequested, Message, encode_message
 from actors.ports.stream import ConsumerGroup, DeadLetters, Entry
 from actors.runtime import ActorRuntime, RuntimeSettings
@@ -62,7 +63,9 @@ class _Streams:
 
 
 class _Turns:
-    async def apply(self, order_id: str, seq: int, message: Message) -> Outcome:
+    async def apply(
+        self, order_id: str, seq: int, message: Message, outside: Outside = nullcontext
+    ) -> Outcome:
         return Outcome.APPLIED
 
 
