@@ -39,6 +39,13 @@ TABLES = {
 }
 
 
+async def migrated_up_to(conn: Any, schema_name: str, count: int) -> None:
+    """The schema as the first ``count`` migrations left it, to test the next one on."""
+    await conn.execute(f'CREATE SCHEMA "{schema_name}"')
+    for migration in schema.available()[:count]:
+        await conn.execute(migration.sql)
+
+
 async def tables(conn: Any, schema_name: str) -> set[str]:
     rows = await conn.fetch(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = $1", schema_name
@@ -115,9 +122,7 @@ async def test_events_saved_one_row_each_are_read_as_before_after_migration_12(
     pg_schema_name: str,
 ) -> None:
     async with connection(POSTGRES_DSN, pg_schema_name) as conn:
-        await conn.execute(f'CREATE SCHEMA "{pg_schema_name}"')
-        for migration in schema.available()[:11]:
-            await conn.execute(migration.sql)
+        await migrated_up_to(conn, pg_schema_name, 11)
         await conn.execute(
             "INSERT INTO orders (id, source, external_id, document) "
             "VALUES ('o1', 'shopify', '1', '{}')"
@@ -130,7 +135,7 @@ async def test_events_saved_one_row_each_are_read_as_before_after_migration_12(
                 ('o1', 2, 'needs_attention', '2027-01-08T09:00:01Z', '{"reason": "r"}')
             """
         )
-        await conn.execute(schema.available()[11].sql)
+        await conn.execute(schema.available()[11].sql)  # the next one
         rows = await conn.fetch("SELECT seq, type, at, data FROM order_events ORDER BY seq")
         assert [(r["seq"], r["type"]) for r in rows] == [(1, "received"), (2, "needs_attention")]
         assert rows[1]["at"] == datetime(2027, 1, 8, 9, 0, 1, tzinfo=UTC)
@@ -144,16 +149,14 @@ async def test_events_saved_one_row_each_are_read_as_before_after_migration_12(
 
 async def test_documents_leave_the_orders_rows_with_migration_13(pg_schema_name: str) -> None:
     async with connection(POSTGRES_DSN, pg_schema_name) as conn:
-        await conn.execute(f'CREATE SCHEMA "{pg_schema_name}"')
-        for migration in schema.available()[:12]:
-            await conn.execute(migration.sql)
+        await migrated_up_to(conn, pg_schema_name, 12)
         await conn.execute(
             """
             INSERT INTO orders (id, source, external_id, document)
             VALUES ('o1', 'shopify', '1', '{"name": "#1"}'), ('o2', NULL, NULL, NULL)
             """
         )
-        await conn.execute(schema.available()[12].sql)
+        await conn.execute(schema.available()[12].sql)  # the next one
         rows = await conn.fetch("SELECT order_id, document::text FROM order_documents")
         assert [tuple(r) for r in rows] == [("o1", '{"name": "#1"}')]
         columns = await conn.fetch(
@@ -186,9 +189,7 @@ async def test_messages_not_yet_streamed_become_batches_when_upgrading_to_6(
     pg_schema_name: str,
 ) -> None:
     async with connection(POSTGRES_DSN, pg_schema_name) as conn:
-        await conn.execute(f'CREATE SCHEMA "{pg_schema_name}"')
-        for migration in schema.available()[:5]:
-            await conn.execute(migration.sql)
+        await migrated_up_to(conn, pg_schema_name, 5)
         await conn.execute(
             """
             INSERT INTO mailbox (order_id, seq, type, body, streamed)
@@ -196,7 +197,7 @@ async def test_messages_not_yet_streamed_become_batches_when_upgrading_to_6(
             FROM generate_series(1, 1200) AS n
             """
         )
-        await conn.execute(schema.available()[5].sql)
+        await conn.execute(schema.available()[5].sql)  # the next one
         batches = await conn.fetch("SELECT message_ids FROM unstreamed ORDER BY id")
         noted = [i for row in batches for i in row["message_ids"]]
         waiting = await conn.fetch(
