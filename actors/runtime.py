@@ -71,45 +71,91 @@ class RuntimeSettings(Struct, frozen=True, kw_only=True):
     outage_pause_s: float = 1.0
 
 
-class _Place:
-    """A turn's place among those running: a slot of max_turns, and its share of what
-    yields to a burst of webhooks.
+class _Places:
+    """The places of the turns running: max_turns, and fewer while webhooks press
+    (:class:`Yielding`).
 
-    A turn gives its place up while it waits on an outside party (a carrier quoting,
-    selling a label and the label's file made durable: half of such a turn's time), so
-    other orders' turns run meanwhile; it takes a place again before it goes on. The CPU
-    that turns spend at once stays bounded by max_turns, the turns waiting do not count.
+    A turn waiting on a carrier (rates, a label bought and its file made durable: half of
+    such a turn's time) lends its place to other orders' turns, up to max_turns turns out
+    at once; past that it keeps its place while it waits, so the calls to carriers stay
+    bounded. Back from the carrier it goes on at once, ahead of the turns waiting to
+    start: the place it takes is paid for by the next one given back, so for that moment
+    the turns running exceed the bound by at most the turns that were out.
     """
 
-    def __init__(self, slots: asyncio.Semaphore, yielding: Yielding, arrived_s: float) -> None:
-        self._slots = slots
+    def __init__(self, limit: int, yielding: Yielding) -> None:
+        self._free = asyncio.Semaphore(limit)
+        self._limit = limit
         self._yielding = yielding
+        self._owed = 0  # places taken by turns back from a carrier, not yet paid for
+        self.outside = 0  # turns out at a carrier, their places lent
+
+    def place(self, arrived_s: float) -> _Place:
+        return _Place(self, arrived_s)
+
+    async def take(self, arrived_s: float) -> None:
+        await self._free.acquire()
+        try:
+            await self._yielding.enter(arrived_s)
+        except BaseException:
+            self._pay()
+            raise
+
+    def give_back(self) -> None:
+        self._yielding.leave()
+        self._pay()
+
+    def lend(self) -> bool:
+        """The place of a turn leaving for a carrier goes to others, if fewer than max_turns
+        turns are out already."""
+        if self.outside >= self._limit:
+            return False
+        self.outside += 1
+        self.give_back()
+        return True
+
+    def take_back(self) -> None:
+        """A turn back from a carrier goes on at once."""
+        self.outside -= 1
+        self._owed += 1
+        self._yielding.resume()
+
+    def _pay(self) -> None:
+        if self._owed:
+            self._owed -= 1
+        else:
+            self._free.release()
+
+
+class _Place:
+    """One turn's place (see :class:`_Places`): taken, lent while the turn waits on a
+    carrier, given back once; safe to give back after a take cut short."""
+
+    def __init__(self, places: _Places, arrived_s: float) -> None:
+        self._places = places
         self._arrived_s = arrived_s
-        self._slot = False
-        self._running = False
+        self._held = False
 
     async def take(self) -> None:
-        await self._slots.acquire()
-        self._slot = True
-        await self._yielding.enter(self._arrived_s)
-        self._running = True
+        await self._places.take(self._arrived_s)
+        self._held = True
 
     def give_up(self) -> None:
-        """Give back what is held (nothing twice): safe after a take cut short."""
-        if self._running:
-            self._running = False
-            self._yielding.leave()
-        if self._slot:
-            self._slot = False
-            self._slots.release()
+        if self._held:
+            self._held = False
+            self._places.give_back()
 
     @contextlib.asynccontextmanager
     async def outside(self) -> AsyncIterator[None]:
-        self.give_up()
+        lent = self._held and self._places.lend()
+        if lent:
+            self._held = False
         try:
             yield
         finally:
-            await self.take()
+            if lent:
+                self._places.take_back()
+                self._held = True
 
 
 class ActorRuntime:
@@ -147,12 +193,12 @@ class ActorRuntime:
         self._retries: dict[str, asyncio.TimerHandle] = {}
         self._unacked: set[str] = set()  # applied, but the acknowledgement failed
         self._backlog_lost = False  # the group was recreated; the backlog not yet rebuilt
-        self._turn_slots = asyncio.Semaphore(self._settings.max_turns)
         self._yielding = Yielding(
             limit=self._settings.turns_when_pressed,
             pressed=pressed,
             max_defer_s=self._settings.max_defer_s,
         )
+        self._places = _Places(self._settings.max_turns, self._yielding)
         self._acks: Coalescer[str, None] = Coalescer(self._ack_batch)
         self._room = asyncio.Event()
         self._room.set()
@@ -300,7 +346,7 @@ class ActorRuntime:
             while queue:
                 entry = queue[0]
                 # Inside a turn's place: what a burst holds back is bounded by max_turns.
-                place = _Place(self._turn_slots, self._yielding, _arrival_s(entry.id))
+                place = self._places.place(_arrival_s(entry.id))
                 try:
                     await place.take()
                     delay = await self._turn(entry, place.outside)

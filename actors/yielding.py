@@ -52,6 +52,11 @@ class Yielding:
                 self.leave()  # let in, then cancelled before running: give the place back
             raise
 
+    def resume(self) -> None:
+        """A turn that ran, left (its place lent while it waited on a carrier) and is back
+        goes on at once: counted as running again, beyond the limit if need be."""
+        self.running += 1
+
     def leave(self) -> None:
         """A turn ended: let in whoever may run now. Once the pressure is off, each turn
         that ends lets in two: the turns held back come back doubling, not all at once

@@ -142,35 +142,72 @@ async def test_an_old_message_does_not_wait_for_the_burst_to_pass() -> None:
     assert len(streams.acked) == 11
 
 
-async def test_a_turn_waiting_on_a_carrier_lends_its_place_and_takes_one_back_to_go_on() -> None:
+async def test_a_turn_waiting_on_a_carrier_lends_its_place_and_goes_on_at_once_when_back() -> None:
     turns, streams, pressed = _CarrierTurns(), _Streams(), [False]
     runtime = _runtime(turns, streams, pressed, max_turns=3)
     for n in range(10):
         runtime.dispatch(_entry(n))
-    # All ten wait on the carrier at once, though only three turns may run.
-    await asyncio.wait_for(turns.until_outside(10), 10)
-    turns.carrier_answers.set()
-    # Coming back, they run three at a time again.
-    await turns.until_running(3)
+    # Three turns lend their places while they wait on the carrier; three more take them,
+    # and keep them while they wait, as max_turns turns are out already.
+    await asyncio.wait_for(turns.until_outside(6), 10)
     await _settle()
-    assert turns.running == 3
+    assert turns.outside == 6
+    turns.carrier_answers.set()
+    # Back from the carrier, all six go on at once, ahead of the four waiting to start.
+    await asyncio.wait_for(turns.until_running(6), 10)
+    await _settle()
+    assert turns.running == 6
     turns.release.set()
     await runtime.stop(grace_s=5)
     assert len(set(streams.acked)) == 10
-    assert turns.most == 3
+    assert turns.most == 6
 
 
-async def test_while_webhooks_press_turns_back_from_a_carrier_wait_for_a_place() -> None:
+async def test_while_webhooks_press_turns_back_from_a_carrier_go_on_at_once() -> None:
     turns, streams, pressed = _CarrierTurns(), _Streams(), [True]
     runtime = _runtime(turns, streams, pressed)
     for n in range(10):
         runtime.dispatch(_entry(n))
+    # Four turns may run while webhooks press; each lends its place at the carrier.
     await asyncio.wait_for(turns.until_outside(10), 10)
     turns.carrier_answers.set()
-    await turns.until_running(4)
-    await _settle()
-    assert turns.running == 4  # turns_when_pressed
+    await asyncio.wait_for(turns.until_running(10), 10)
+    assert turns.running == 10
     pressed[0] = False
     turns.release.set()
     await runtime.stop(grace_s=5)
     assert len(set(streams.acked)) == 10
+
+
+def _places_as_new(runtime: ActorRuntime, limit: int) -> bool:
+    places = runtime._places
+    return (
+        places._free._value == limit
+        and places._owed == 0
+        and places.outside == 0
+        and runtime._yielding.running == 0
+    )
+
+
+async def test_turns_cut_off_at_the_carrier_or_waiting_to_start_leave_every_place_free() -> None:
+    turns, streams, pressed = _CarrierTurns(), _Streams(), [False]
+    runtime = _runtime(turns, streams, pressed, max_turns=3)
+    for n in range(10):
+        runtime.dispatch(_entry(n))
+    await asyncio.wait_for(turns.until_outside(6), 10)
+    await runtime.abort()  # six at the carrier (three lent), four waiting to start
+    assert _places_as_new(runtime, 3)
+    assert streams.acked == []
+
+
+async def test_turns_back_from_the_carrier_pay_for_the_places_they_took() -> None:
+    turns, streams, pressed = _CarrierTurns(), _Streams(), [False]
+    runtime = _runtime(turns, streams, pressed, max_turns=3)
+    for n in range(10):
+        runtime.dispatch(_entry(n))
+    await asyncio.wait_for(turns.until_outside(6), 10)
+    turns.carrier_answers.set()
+    turns.release.set()
+    await runtime.stop(grace_s=5)
+    assert len(set(streams.acked)) == 10
+    assert _places_as_new(runtime, 3)
