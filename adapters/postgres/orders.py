@@ -8,6 +8,7 @@ the start must still be there at the end, so two processes can never both apply 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -22,6 +23,7 @@ from actors.order.events import (
     DelayEnded,
     DeliveryFailed,
     EstimateMoved,
+    Event,
     FulfillmentRequested,
     LabelCreated,
     LabelVoided,
@@ -481,11 +483,25 @@ def _append_events(writes: Writes, turns: Sequence[Turn]) -> None:
                 turn.order_id,
                 turn.loaded.version > 0,
                 len(turn.events),
-                (b"[" + b",".join(encode_event(event) for event in turn.events) + b"]").decode(),
+                _events_json(turn.events),
             )
             for turn in told
         ),
     )
+
+
+# A NUL escaped in JSON text (``\u0000``, not an escaped backslash before "u0000"): a
+# json column keeps it, but jsonb, through which the log's view reads events, refuses it.
+_NUL = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def _events_json(events: Sequence[Event]) -> str:
+    """The turn's events as one JSON array, without NULs (a carrier's text may hold one;
+    webhooks lose theirs when they are received)."""
+    text = b"[" + b",".join(encode_event(event) for event in events) + b"]"
+    if b"\\u0000" in text:
+        text = _NUL.sub(rb"\1", text)
+    return text.decode()
 
 
 def _holds(stored: str | None) -> list[str]:

@@ -149,3 +149,19 @@ async def test_a_later_turn_writes_the_lines_it_changed_and_leaves_the_others(pg
         "SELECT sku, reserved, shipped FROM order_lines WHERE order_id = 'ord_z' ORDER BY line_no"
     )
     assert [tuple(r) for r in rows] == [("A", 2, 9), ("B", 1, 0)]
+
+
+async def test_a_nul_in_an_event_is_dropped_and_the_log_stays_readable(pg: Any) -> None:
+    # A NUL (from a carrier's text, say) and a backslash followed by "u0000", which stays.
+    # Text the order's state holds too cannot have one (jsonb refuses it): this is for the
+    # events' own, as a carrier's status or its other rates.
+    event = AttentionNeeded(at=NOW, reason="carrier said a\x00b \\u0000 \\\x00c")
+    text = orders._events_json([event])
+    await pg.execute("INSERT INTO orders (id, state) VALUES ('ord_x', 'received')")
+    await pg.execute(
+        "INSERT INTO order_event_turns (order_id, seq, upto, events) "
+        "VALUES ('ord_x', 1, 1, $1::json)",
+        text,
+    )
+    reason = await pg.fetchval("SELECT data->>'reason' FROM order_events")
+    assert reason == "carrier said ab \\u0000 \\c"
