@@ -8,8 +8,11 @@ from typing import Any
 import asyncpg
 import pytest
 
+from actors.order.behaviour import evolve
+from actors.order.events import AttentionNeeded
+from actors.ports.turns import Loaded, Turn
 from adapters.errors import SchemaVersionError
-from adapters.postgres import schema
+from adapters.postgres import orders, schema
 from adapters.postgres.pool import connection
 from tests.conftest import POSTGRES_DSN
 
@@ -145,6 +148,35 @@ async def test_events_saved_one_row_each_are_read_as_before_after_migration_12(
         }  # fmt: skip
         assert json.loads(rows[1]["data"])["reason"] == "r"
         assert await conn.fetchval("SELECT count(*) FROM order_event_turns") == 2
+
+
+async def test_a_turn_after_migration_12_numbers_its_events_after_the_moved_ones(
+    pg_schema_name: str,
+) -> None:
+    async with connection(POSTGRES_DSN, pg_schema_name) as conn:
+        await migrated_up_to(conn, pg_schema_name, 11)
+        await conn.execute("INSERT INTO orders (id, version, last_seq) VALUES ('o1', 1, 1)")
+        await conn.execute(
+            """
+            INSERT INTO order_events (order_id, seq, type, at, data) VALUES
+                ('o1', 1, 'needs_attention', '2027-01-08T09:00:00Z', '{"reason": "a"}'),
+                ('o1', 2, 'needs_attention', '2027-01-08T09:00:01Z', '{"reason": "b"}')
+            """
+        )
+        for migration in schema.available()[11:]:
+            await conn.execute(migration.sql)
+        first = AttentionNeeded(at=datetime(2027, 1, 8, 9, 0, tzinfo=UTC), reason="a")
+        before = evolve(None, first, "o1")
+        held = AttentionNeeded(at=datetime(2027, 1, 9, 9, 0, tzinfo=UTC), reason="c")
+        turn = Turn(
+            order_id="o1", loaded=Loaded(before, 1, 1), snapshot=evolve(before, held, "o1"),
+            events=[held, held], seq=2,
+        )  # fmt: skip
+        await orders.save_turn(conn, turn)
+        rows = await conn.fetch("SELECT seq, data->>'reason' AS r FROM order_events ORDER BY seq")
+        assert [(r["seq"], r["r"]) for r in rows] == [(1, "a"), (2, "b"), (3, "c"), (4, "c")]
+        turns = await conn.fetch("SELECT seq, upto FROM order_event_turns ORDER BY seq")
+        assert [tuple(t) for t in turns] == [(1, 1), (2, 2), (3, 4)]
 
 
 async def test_documents_leave_the_orders_rows_with_migration_13(pg_schema_name: str) -> None:
