@@ -8,7 +8,6 @@ the start must still be there at the end, so two processes can never both apply 
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -45,6 +44,7 @@ from actors.order.steps.model import decode_holds, decode_snapshot
 from actors.order.types import NormalizedOrder
 from actors.ports.mail import Posted
 from actors.ports.turns import ConcurrentTurn, ConcurrentTurns, Loaded, StaleTurns, Turn
+from adapters.platforms.normalize import without_nul
 from adapters.postgres import fulfillment, mailbox, notifications, shipments, stock
 from adapters.postgres.rows import Raw, Rows
 from adapters.postgres.writes import Writes
@@ -490,18 +490,11 @@ def _append_events(writes: Writes, turns: Sequence[Turn]) -> None:
     )
 
 
-# A NUL escaped in JSON text (``\u0000``, not an escaped backslash before "u0000"): a
-# json column keeps it, but jsonb, through which the log's view reads events, refuses it.
-_NUL = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
-
-
 def _events_json(events: Sequence[Event]) -> str:
-    """The turn's events as one JSON array, without NULs (a carrier's text may hold one;
-    webhooks lose theirs when they are received)."""
-    text = b"[" + b",".join(encode_event(event) for event in events) + b"]"
-    if b"\\u0000" in text:
-        text = _NUL.sub(rb"\1", text)
-    return text.decode()
+    """The turn's events as one JSON array, without NULs: a json column keeps one, but
+    jsonb, through which the log's view reads events, refuses it (a carrier's text may
+    hold one; webhooks lose theirs when they are received)."""
+    return without_nul(b"[" + b",".join(encode_event(event) for event in events) + b"]").decode()
 
 
 def _holds(stored: str | None) -> list[str]:
