@@ -95,8 +95,6 @@ Outside = Callable[[], AbstractAsyncContextManager[None]]
 class _Collected:
     """What a turn gathers to save in its one transaction."""
 
-    outside: Outside = contextlib.nullcontext
-
     ledger: list[LedgerEntry] = field(default_factory=list)
     reminders: list[Reminder] = field(default_factory=list)
     # The order's messages to itself, and fills of what its release gave back to others.
@@ -274,7 +272,7 @@ class OrderTurns:
             return Outcome.EARLY
 
         now = datetime.fromtimestamp(self._clock(), UTC)
-        collected = _Collected(outside=outside)
+        collected = _Collected()
         snapshot, events = loaded.snapshot, []
         pending: list[Message | Result] = [message]
         for _ in range(_MAX_STEPS):
@@ -287,7 +285,7 @@ class OrderTurns:
             for effect in decision.effects:
                 if isinstance(effect, Buy | Void):
                     await self._fence(order_id, token)
-                result = await self._run(order_id, snapshot, effect, collected, now)
+                result = await self._run(order_id, snapshot, effect, collected, now, outside)
                 if result is not None:
                     pending.append(result)
             if decision.pending is not None:
@@ -311,6 +309,7 @@ class OrderTurns:
         effect: Effect,
         collected: _Collected,
         now: datetime,
+        outside: Outside,
     ) -> Message | Result | None:
         match effect:
             case Reserve(lines=lines, policy=policy, op_id=op_id):
@@ -369,7 +368,7 @@ class OrderTurns:
             case RequestFulfillment():
                 return await self._ship(order_id, snapshot, effect, collected, now)
             case ShopRates() | Buy() | Void() | Track():
-                async with collected.outside():
+                async with outside():
                     return await self._ship(order_id, snapshot, effect, collected, now)
             case _:
                 assert_never(effect)
