@@ -26,8 +26,8 @@ class SandboxWarehouse:
         # A simulation, not a secret: seeded by the shipment, so a request sent again is
         # picked the same way. Without mispicks there is nothing to draw.
         rate = self._mispick_rate
-        chance = random.Random(request.shipment_id) if rate > 0 else None  # noqa: S311
-        if items and chance is not None and chance.random() < rate:
+        mispicked = rate > 0 and random.Random(request.shipment_id).random() < rate  # noqa: S311
+        if items and mispicked:
             sku, units = items[0]
             items[0] = (sku, units - 1) if units > 1 else (sku, units + 1)
         parcel = request.parcel
