@@ -31,6 +31,18 @@ ORDER = NormalizedOrder(
 )
 
 
+async def save_first_turn(pg: Any, order_id: str, events: list[Any]) -> None:
+    """Save an order's first turn: ``events`` applied to no state."""
+    snapshot = None
+    for event in events:
+        snapshot = evolve(snapshot, event, order_id)
+    assert snapshot is not None
+    turn = Turn(
+        order_id=order_id, loaded=Loaded(None, 0, 0), snapshot=snapshot, events=events, seq=1
+    )
+    await orders.save_turn(pg, turn)
+
+
 async def test_an_order_known_before_its_data_gets_it_when_received(pg: Any) -> None:
     held = AttentionNeeded(at=NOW, reason="message 1 dead-lettered")
     first = evolve(None, held, "ord_x")
@@ -94,14 +106,7 @@ async def test_a_received_order_s_lines_are_written_with_what_they_hold(pg: Any)
             policy="ship_available",
         ),
     ]
-    snapshot = None
-    for event in events:
-        snapshot = evolve(snapshot, event, "ord_y")
-    assert snapshot is not None
-    await orders.save_turn(
-        pg, Turn(order_id="ord_y", loaded=Loaded(None, 0, 0), snapshot=snapshot,
-                        events=events, seq=1)
-    )  # fmt: skip
+    await save_first_turn(pg, "ord_y", events)
     rows = await pg.fetch(
         "SELECT sku, reserved, shipped FROM order_lines WHERE order_id = 'ord_y' ORDER BY line_no"
     )
@@ -129,14 +134,7 @@ async def test_a_later_turn_writes_the_lines_it_changed_and_leaves_the_others(pg
             policy="ship_available",
         ),
     ]
-    snapshot = None
-    for event in first:
-        snapshot = evolve(snapshot, event, "ord_z")
-    assert snapshot is not None
-    await orders.save_turn(
-        pg, Turn(order_id="ord_z", loaded=Loaded(None, 0, 0), snapshot=snapshot,
-                 events=first, seq=1)
-    )  # fmt: skip
+    await save_first_turn(pg, "ord_z", first)
     # A line changed behind the order's back stays as it is: only B's units move.
     await pg.execute("UPDATE order_lines SET shipped = 9 WHERE order_id = 'ord_z' AND sku = 'A'")
     loaded = await orders.load(pg, "ord_z")
