@@ -32,7 +32,9 @@ OPEN: frozenset[str] = frozenset({"requested", "picked", "packed", "mismatch", "
 LEFT: frozenset[str] = frozenset({"shipped", "delivered", "failure", "returned"})
 
 
-class Shipment(Struct, frozen=True, kw_only=True):
+class Shipment(Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A shipment as the order's state holds it; stored without its default fields."""
+
     id: str
     seq: int
     warehouse: str

@@ -46,16 +46,19 @@ from actors.ports.mail import Posted
 from actors.ports.turns import ConcurrentTurn, ConcurrentTurns, Loaded, StaleTurns, Turn
 from adapters.platforms.normalize import without_nul
 from adapters.postgres import fulfillment, mailbox, notifications, shipments, stock
-from adapters.postgres.rows import Raw, Rows
+from adapters.postgres.rows import Rows
 from adapters.postgres.writes import Writes
 
 _order = msgspec.json.Decoder(NormalizedOrder)
 _encode = msgspec.json.Encoder().encode
 
 
-# A turn's columns of the orders row, then the order's own (from its platform data).
+# A turn's columns of the orders row, then the order's own (from its platform data). The
+# state and the document are JSON text inside the rows' JSON, stored as orderd wrote them
+# (json columns): read as JSON, jsonb would store its own text, with a space after each
+# colon and comma.
 _TURN = (
-    "state text", "reason text", "policy text", "actor_state jsonb", "last_seq int",
+    "state text", "reason text", "policy text", "actor_state text", "last_seq int",
     "shipped_at timestamptz", "delivered_at timestamptz", "completed_at timestamptz",
 )  # fmt: skip
 _ORDER = (
@@ -72,7 +75,7 @@ _LINES = Rows(
 _UNITS = Rows("order_id text", "line_no int", "reserved int", "shipped int")
 # The events as JSON text inside the rows' JSON: stored as orderd wrote them (a json column).
 _EVENTS = Rows("order_id text", "known bool", "count int", "events text")
-_DOCUMENTS = Rows("order_id text", "document jsonb")
+_DOCUMENTS = Rows("order_id text", "document text")
 _REMINDERS = Rows("key text", "order_id text", "kind text", "due_at timestamptz")
 
 
@@ -283,7 +286,7 @@ def _insert_new(writes: Writes, turns: Sequence[Turn]) -> str | None:
                             backorder_policy, paid_at, currency, service_level, actor_state,
                             last_seq, shipped_at, delivered_at, completed_at)
         SELECT id, source, external_id, name, state, reason, 1, policy, paid_at, currency,
-               service, actor_state, last_seq, shipped_at, delivered_at, completed_at
+               service, actor_state::json, last_seq, shipped_at, delivered_at, completed_at
         FROM (SELECT {_NEW.columns} FROM {_NEW.source}) AS t
         ON CONFLICT (id) DO NOTHING
         RETURNING id
@@ -296,7 +299,7 @@ def _insert_new(writes: Writes, turns: Sequence[Turn]) -> str | None:
 
 def _turn_values(turn: Turn) -> tuple[Any, ...]:
     snapshot = turn.snapshot
-    state = Raw(_state_json(snapshot))
+    state = _state_json(snapshot)
     return (snapshot.state.value, snapshot.reason, snapshot.policy, state, turn.seq,
             *_milestones(turn))  # fmt: skip
 
@@ -310,9 +313,9 @@ def _order_values(order: NormalizedOrder | None) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
-def _state_json(snapshot: Snapshot) -> bytes:
+def _state_json(snapshot: Snapshot) -> str:
     """The actor state without the order itself, which ``order_documents`` holds."""
-    return _encode(msgspec.structs.replace(snapshot, order=None))
+    return _encode(msgspec.structs.replace(snapshot, order=None)).decode()
 
 
 def _restored(row: Any) -> Snapshot | None:
@@ -336,7 +339,7 @@ def _update_known(writes: Writes, turns: Sequence[Turn]) -> str | None:
     return writes.add(
         f"""
         UPDATE orders o SET state = u.state, state_reason = u.reason, version = o.version + 1,
-                            backorder_policy = u.policy, actor_state = u.actor_state,
+                            backorder_policy = u.policy, actor_state = u.actor_state::json,
                             last_seq = u.last_seq, updated_at = now(),
                             source = coalesce(u.source, o.source),
                             external_id = coalesce(u.external_id, o.external_id),
@@ -361,14 +364,17 @@ def _update_known(writes: Writes, turns: Sequence[Turn]) -> str | None:
 def _keep_documents(writes: Writes, turns: Sequence[Turn]) -> None:
     """The received orders' documents, written once beside the rows their turns rewrite."""
     rows = [
-        (t.order_id, Raw(_encode(t.snapshot.order))) for t in turns if t.snapshot.order is not None
+        (t.order_id, _encode(t.snapshot.order).decode())
+        for t in turns
+        if t.snapshot.order is not None
     ]
     if not rows:
         return
     writes.add(
         f"""
         INSERT INTO order_documents (order_id, document)
-        SELECT {_DOCUMENTS.columns} FROM {_DOCUMENTS.source}
+        SELECT d.order_id, d.document::json
+        FROM (SELECT {_DOCUMENTS.columns} FROM {_DOCUMENTS.source}) AS d
         ON CONFLICT (order_id) DO UPDATE SET document = excluded.document
         """,
         _DOCUMENTS.encode(rows),
