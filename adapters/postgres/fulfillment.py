@@ -16,27 +16,30 @@ import msgspec
 from actors.ports.outboxes import DueRequest, QueuedRequest
 from actors.shipping.warehouse import FulfillmentRequest
 from adapters.postgres.mailbox import PostgresPosting
-from adapters.postgres.rows import Raw, Rows
+from adapters.postgres.rows import Rows
 from adapters.postgres.writes import Writes
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(FulfillmentRequest).decode
 _QUEUED = Rows(
-    "shipment_id text", "order_id text", "warehouse text", "adapter text", "body jsonb",
+    "shipment_id text", "order_id text", "warehouse text", "adapter text",
     "next_attempt_at timestamptz",
 )  # fmt: skip
+# The body is JSON text inside the rows' JSON, stored as orderd wrote it (json).
+_BODIES = Rows("shipment_id text", "body text", "n int")
 
 
 def add_queued(writes: Writes, queued: Sequence[QueuedRequest]) -> None:
     """Add requests, as a part of a larger statement; one already queued stays as it is."""
     if not queued:
         return
-    writes.add(
+    added = writes.add(
         f"""
-        INSERT INTO fulfillment_requests (shipment_id, order_id, warehouse, adapter, body,
+        INSERT INTO fulfillment_requests (shipment_id, order_id, warehouse, adapter,
                                           next_attempt_at)
         SELECT {_QUEUED.columns} FROM {_QUEUED.source}
         ON CONFLICT (shipment_id, kind) DO NOTHING
+        RETURNING shipment_id
         """,
         _QUEUED.encode(
             (
@@ -44,10 +47,23 @@ def add_queued(writes: Writes, queued: Sequence[QueuedRequest]) -> None:
                 q.request.order_id,
                 q.request.warehouse,
                 q.adapter,
-                Raw(_encode(q.request)),
                 q.due_at,
             )
             for q in queued
+        ),
+    )
+    # A shipment's body comes with its request, only when the request is added now; the
+    # first of a request asked for twice in the batch, as its row was.
+    writes.add(
+        f"""
+        INSERT INTO fulfillment_bodies (shipment_id, body)
+        SELECT DISTINCT ON (a.shipment_id) a.shipment_id, b.body::json
+        FROM {added} a
+        JOIN (SELECT {_BODIES.columns} FROM {_BODIES.source}) b USING (shipment_id)
+        ORDER BY a.shipment_id, b.n
+        """,
+        _BODIES.encode(
+            (q.request.shipment_id, _encode(q.request).decode(), n) for n, q in enumerate(queued)
         ),
     )
 
@@ -60,6 +76,7 @@ async def claim_due(conn: Any, now: datetime, lease_s: float, limit: int) -> lis
     live lease long expired."""
     rows = await conn.fetch(
         """
+        WITH claimed AS (
         UPDATE fulfillment_requests r
         SET status = 'sending', lease_until = statement_timestamp() + make_interval(secs => $2)
         FROM (
@@ -71,7 +88,10 @@ async def claim_due(conn: Any, now: datetime, lease_s: float, limit: int) -> lis
             FOR UPDATE SKIP LOCKED
         ) due
         WHERE r.shipment_id = due.shipment_id AND r.kind = due.kind
-        RETURNING r.body::text AS body, r.attempts, r.kind
+        RETURNING r.shipment_id, r.attempts, r.kind
+        )
+        SELECT b.body::text AS body, c.attempts, c.kind
+        FROM claimed c JOIN fulfillment_bodies b ON b.shipment_id = c.shipment_id
         """,
         now,
         lease_s,
@@ -145,9 +165,9 @@ async def withdraw(conn: Any, order_ids: Sequence[str], now: datetime) -> None:
     # A request being sent right now may arrive: it is told to stop as well.
     await conn.execute(
         """
-        INSERT INTO fulfillment_requests (shipment_id, kind, order_id, warehouse, adapter, body,
+        INSERT INTO fulfillment_requests (shipment_id, kind, order_id, warehouse, adapter,
                                           next_attempt_at)
-        SELECT shipment_id, 'cancel', order_id, warehouse, adapter, body, $2
+        SELECT shipment_id, 'cancel', order_id, warehouse, adapter, $2
         FROM fulfillment_requests
         WHERE order_id = ANY($1::text[]) AND kind = 'request' AND status IN ('sending', 'sent')
         ON CONFLICT (shipment_id, kind) DO NOTHING

@@ -18,7 +18,7 @@ import msgspec
 from actors.notify.model import Outgoing
 from actors.ports.outboxes import DueNotification, QueuedNotification
 from adapters.postgres.mailbox import PostgresPosting
-from adapters.postgres.rows import Raw, Rows
+from adapters.postgres.rows import Rows
 from adapters.postgres.writes import Writes
 
 _encode = msgspec.json.Encoder().encode
@@ -27,20 +27,23 @@ _decode = msgspec.json.Decoder(Outgoing).decode
 
 _QUEUED = Rows(
     "idempotency_key text", "order_id text", "shipment_id text", "kind text", "channel text",
-    "episode int", "recipient text", "payload jsonb", "next_attempt_at timestamptz",
+    "episode int", "recipient text", "next_attempt_at timestamptz",
 )  # fmt: skip
+# The payload is JSON text inside the rows' JSON, stored as orderd wrote it (json).
+_PAYLOADS = Rows("idempotency_key text", "payload text", "n int")
 
 
 def add_queued(writes: Writes, rows: Sequence[QueuedNotification]) -> None:
     """Add messages to the outbox, as a part of a larger statement; repeats add nothing."""
     if not rows:
         return
-    writes.add(
+    added = writes.add(
         f"""
         INSERT INTO notifications (idempotency_key, order_id, shipment_id, kind, channel,
-                                   episode, recipient, payload, next_attempt_at)
+                                   episode, recipient, next_attempt_at)
         SELECT {_QUEUED.columns} FROM {_QUEUED.source}
         ON CONFLICT (idempotency_key) DO NOTHING
+        RETURNING id, idempotency_key
         """,
         _QUEUED.encode(
             (
@@ -51,10 +54,23 @@ def add_queued(writes: Writes, rows: Sequence[QueuedNotification]) -> None:
                 r.message.channel,
                 r.episode,
                 r.message.to,
-                Raw(_encode(r.message)),
                 r.due_at,
             )
             for r in rows
+        ),
+    )
+    # Only the messages added now; one asked for twice in the batch is added once, with
+    # the content of the first, as its row was.
+    writes.add(
+        f"""
+        INSERT INTO notification_payloads (id, payload)
+        SELECT DISTINCT ON (a.id) a.id, p.payload::json
+        FROM {added} a
+        JOIN (SELECT {_PAYLOADS.columns} FROM {_PAYLOADS.source}) p USING (idempotency_key)
+        ORDER BY a.id, p.n
+        """,
+        _PAYLOADS.encode(
+            (r.message.idempotency_key, _encode(r.message).decode(), n) for n, r in enumerate(rows)
         ),
     )
 
@@ -71,6 +87,7 @@ async def claim_due(
     """
     rows = await conn.fetch(
         """
+        WITH claimed AS (
         UPDATE notifications n SET status = 'sending',
                                    claimed_until = statement_timestamp() + $2::interval,
                                    attempts = attempts + 1
@@ -83,7 +100,10 @@ async def claim_due(
             FOR UPDATE SKIP LOCKED
         ) due
         WHERE n.id = due.id
-        RETURNING n.id, n.order_id, n.payload::text AS payload, n.attempts, n.claimed_until
+        RETURNING n.id, n.order_id, n.attempts, n.claimed_until
+        )
+        SELECT c.id, c.order_id, p.payload::text AS payload, c.attempts, c.claimed_until
+        FROM claimed c JOIN notification_payloads p ON p.id = c.id
         """,
         now,
         claim,

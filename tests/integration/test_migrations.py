@@ -28,6 +28,8 @@ TABLES = {
     "order_events",
     "order_event_turns",
     "order_documents",
+    "notification_payloads",
+    "fulfillment_bodies",
     "shipments",
     "shipment_lines",
     "stock_ledger",
@@ -197,6 +199,91 @@ async def test_documents_leave_the_orders_rows_with_migration_13(pg_schema_name:
             pg_schema_name,
         )
         assert "document" not in {c["column_name"] for c in columns}
+
+
+async def test_states_stored_in_full_as_jsonb_load_after_migration_14(
+    pg_schema_name: str,
+) -> None:
+    """0014 keeps each state as text; one written with every field (as before it) loads as
+    it did, and the next save writes it without its default fields."""
+    async with connection(POSTGRES_DSN, pg_schema_name) as conn:
+        await migrated_up_to(conn, pg_schema_name, 13)
+        held = AttentionNeeded(at=datetime(2026, 12, 1, tzinfo=UTC), reason="look")
+        snapshot = evolve(None, held, "o1")
+        full = {
+            "order_id": "o1", "state": snapshot.state.value, "order": None, "holdings": [],
+            "policy": None, "reason": snapshot.reason, "shipments": [], "follow_ups": [],
+            "holds": [{"kind": "order"}],
+        }  # fmt: skip
+        await conn.execute(
+            "INSERT INTO orders (id, state, actor_state, last_seq, version) "
+            "VALUES ('o1', $1, $2, 1, 1)",
+            snapshot.state.value,
+            json.dumps(full),
+        )
+        await conn.execute(schema.available()[13].sql)  # the next one
+        loaded = await orders.load(conn, "o1")
+        assert loaded.snapshot == snapshot
+        again = evolve(snapshot, held, "o1")
+        await orders.save_turn(
+            conn, Turn(order_id="o1", loaded=loaded, snapshot=again, events=[held], seq=2)
+        )
+        stored = await conn.fetchval("SELECT actor_state::text FROM orders WHERE id = 'o1'")
+        assert set(json.loads(stored)) == {"order_id", "state", "reason", "holds"}
+        assert ": " not in stored  # the text as orderd wrote it, not jsonb's
+        assert (await orders.load(conn, "o1")).snapshot == again
+        kinds = await conn.fetch(
+            "SELECT table_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = $1 AND column_name IN ('actor_state', 'document')",
+            pg_schema_name,
+        )
+        assert {(k["table_name"], k["data_type"]) for k in kinds} == {
+            ("orders", "json"),
+            ("order_documents", "json"),
+        }
+
+
+async def test_outbox_contents_move_to_rows_of_their_own_with_migration_15(
+    pg_schema_name: str,
+) -> None:
+    async with connection(POSTGRES_DSN, pg_schema_name) as conn:
+        await migrated_up_to(conn, pg_schema_name, 14)
+        await conn.execute(
+            """
+            INSERT INTO orders (id) VALUES ('o1');
+            INSERT INTO notifications (idempotency_key, order_id, kind, channel, recipient,
+                                       payload)
+            VALUES ('k1', 'o1', 'shipping_confirmation', 'email', 'a@example.com',
+                    '{"kind": "shipping_confirmation", "n": 1}'),
+                   ('k2', 'o1', 'delivered', 'email', 'a@example.com', '{"n": 2}');
+            INSERT INTO fulfillment_requests (shipment_id, kind, order_id, warehouse, adapter,
+                                              body, next_attempt_at)
+            VALUES ('s1', 'request', 'o1', 'main', 'sandbox', '{"shipment_id": "s1"}', now()),
+                   ('s1', 'cancel', 'o1', 'main', 'sandbox', '{"shipment_id": "s1"}', now()),
+                   ('s2', 'request', 'o1', 'main', 'sandbox', '{"shipment_id": "s2"}', now());
+            """
+        )
+        await conn.execute(schema.available()[14].sql)  # the next one
+        payloads = await conn.fetch(
+            "SELECT n.idempotency_key, p.payload::jsonb AS payload "
+            "FROM notification_payloads p JOIN notifications n USING (id) ORDER BY 1"
+        )
+        assert [(r["idempotency_key"], json.loads(r["payload"])) for r in payloads] == [
+            ("k1", {"kind": "shipping_confirmation", "n": 1}),
+            ("k2", {"n": 2}),
+        ]
+        bodies = await conn.fetch("SELECT shipment_id, body::jsonb AS body FROM fulfillment_bodies")
+        assert sorted((r["shipment_id"], json.loads(r["body"])) for r in bodies) == [
+            ("s1", {"shipment_id": "s1"}),
+            ("s2", {"shipment_id": "s2"}),
+        ]
+        dropped = await conn.fetch(
+            "SELECT table_name FROM information_schema.columns WHERE table_schema = $1 "
+            "AND column_name IN ('payload', 'body') AND table_name IN "
+            "('notifications', 'fulfillment_requests')",
+            pg_schema_name,
+        )
+        assert dropped == []
 
 
 async def test_stock_movements_happen_once_per_key(pg: Any) -> None:
