@@ -31,7 +31,7 @@ def is_valid_sku(sku: str) -> bool:
     return _SKU.fullmatch(sku) is not None
 
 
-class Customer(Struct, frozen=True, kw_only=True):
+class Customer(Struct, frozen=True, kw_only=True, omit_defaults=True):
     email: str | None = None
     phone: str | None = None
     first_name: str = ""
@@ -53,7 +53,7 @@ class Address(Struct, frozen=True, kw_only=True):
     phone: str | None = None
 
 
-class Line(Struct, frozen=True, kw_only=True):
+class Line(Struct, frozen=True, kw_only=True, omit_defaults=True):
     sku: Sku
     quantity: Quantity
     name: str = ""
@@ -64,7 +64,14 @@ class Line(Struct, frozen=True, kw_only=True):
     unit_price: Decimal = Decimal(0)
 
 
-class NormalizedOrder(Struct, frozen=True, kw_only=True):
+class NormalizedOrder(Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """An order as orderd keeps it, whatever platform sent it.
+
+    It is stored three times (the paid message, the document, the received event) and
+    streamed once, so it is written without its default fields, as is its customer and
+    each line. ``Address`` keeps every field: it goes to the warehouse system as it is.
+    """
+
     id: str
     platform: Platform
     external_id: str

@@ -46,6 +46,7 @@ from actors.order.shipment import Shipment
 from actors.order.states import OrderState
 from actors.order.steps.common import dead_letters
 from actors.order.steps.model import decode_holds, decode_snapshot
+from actors.order.types import Customer, Line, NormalizedOrder
 from actors.shipping.tracking import DelayCause
 
 AT = datetime(2027, 1, 13, tzinfo=UTC)
@@ -433,3 +434,32 @@ def test_an_old_no_scan_check_still_finds_its_scan() -> None:
     [detected] = [e for e in decision.events if isinstance(e, DelayDetected)]
     # Still late by the carrier's estimate, the first rule that holds: a second episode.
     assert (detected.episode, detected.cause) == (2, DelayCause.LATE_ESTIMATE)
+
+
+def test_an_order_is_written_without_its_defaults_and_one_stored_in_full_still_loads() -> None:
+    order = NormalizedOrder(
+        id="ord_1", platform="shopify", external_id="1", currency="EUR",
+        customer=Customer(email="c@example.com"), lines=(Line(sku="A", quantity=2),),
+    )  # fmt: skip
+    written = msgspec.json.decode(msgspec.json.encode(order))
+    assert written == {
+        "id": "ord_1", "platform": "shopify", "external_id": "1", "currency": "EUR",
+        "customer": {"email": "c@example.com"}, "lines": [{"sku": "A", "quantity": 2}],
+    }  # fmt: skip
+    # As the version that wrote every field stored it.
+    full = (
+        '{"id":"ord_1","platform":"shopify","external_id":"1","name":null,"paid_at":null,'
+        '"currency":"EUR","customer":{"email":"c@example.com","phone":null,"first_name":"",'
+        '"last_name":"","accepts_sms":false,"locale":null},"shipping_address":null,'
+        '"lines":[{"sku":"A","quantity":2,"name":"","external_line_id":null,'
+        '"requires_shipping":true,"grams":0,"unit_price":"0"}],"total":null,'
+        '"shipping_service":null,"note":null,"backorder_policy":null}'
+    )
+    assert msgspec.json.decode(full, type=NormalizedOrder) == order
+
+
+def test_a_snapshot_is_written_without_its_defaults() -> None:
+    snapshot = evolve(None, AttentionNeeded(at=datetime(2026, 12, 1, tzinfo=UTC), reason="x"), "o")
+    written = msgspec.json.decode(msgspec.json.encode(snapshot))
+    assert set(written) == {"order_id", "state", "reason", "holds"}
+    assert msgspec.json.decode(msgspec.json.encode(snapshot), type=Snapshot) == snapshot
