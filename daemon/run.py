@@ -97,7 +97,7 @@ class Daemon:
             feedback_secret=lambda: self.feedback_secrets()[0],
         )
         schedule = RedisSchedule(redis, keys)
-        turns = OrderTurns(
+        self.turns = turns = OrderTurns(
             orders=PostgresOrders(pool, allocator.epochs),
             leases=Leases(redis, keys, lease_ms=settings.runtime.lease_ms),
             schedule=schedule,
@@ -203,6 +203,7 @@ class Daemon:
                 await asyncio.wait_for(self.stopping.wait(), 0.5)
 
     async def close(self) -> None:
+        await self.turns.drain()
         await self.dispatcher.close()
         await self.outbox.close()
         await self.shipping.close()

@@ -145,6 +145,9 @@ class OrderTurns:
         self._unleases: Coalescer[tuple[str, str], None] = Coalescer(self._free_leases)
         self._loads: Coalescer[str, Loaded] = Coalescer(self._load_batch)
         self._saves: Coalescer[Turn, None] = Coalescer(self._save_batch)
+        # What follows a save in Redis (reminders copied, told messages streamed), one
+        # batch after another in the order they were saved; the turns do not wait for it.
+        self._after: asyncio.Task[None] | None = None
 
     async def apply(
         self,
@@ -248,16 +251,37 @@ class OrderTurns:
                 raise RuntimeError("a failed save named no turn of its batch")
             fit = [index for index in fit if index not in dropped]
         saved = [turns[index] for index in fit]
-        reminders = [r for t in saved for r in t.reminders]
-        if reminders:
-            try:
-                await self._schedule.add(reminders)
-            except self._schedule.failures as exc:
-                # Saved already: the reminders fire from PostgreSQL all the same.
-                log.warning("reminders not copied to Redis: %s", exc)
-        if self._on_saved is not None and saved:
-            await self._on_saved(posted, saved)
+        if saved:
+            # Durable now: a message not streamed is streamed by the pump, a reminder not
+            # copied fires from PostgreSQL. The turns go on without waiting for Redis.
+            before = self._after
+            self._after = asyncio.get_running_loop().create_task(
+                self._after_save(before, posted, saved)
+            )
         return outcome
+
+    async def _after_save(
+        self, before: asyncio.Task[None] | None, posted: list[Posted], saved: list[Turn]
+    ) -> None:
+        if before is not None:
+            # In the order of the saves: an order's messages reach the stream in turn.
+            await asyncio.gather(before, return_exceptions=True)
+        reminders = [r for t in saved for r in t.reminders]
+        try:
+            if reminders:
+                try:
+                    await self._schedule.add(reminders)
+                except self._schedule.failures as exc:
+                    log.warning("reminders not copied to Redis: %s", exc)
+            if self._on_saved is not None:
+                await self._on_saved(posted, saved)
+        except Exception as exc:
+            log.warning("after saving %d turns: %s", len(saved), exc)
+
+    async def drain(self) -> None:
+        """Wait until what follows the saves made so far is done."""
+        while self._after is not None and not self._after.done():
+            await asyncio.gather(self._after, return_exceptions=True)
 
     async def _turn(
         self,

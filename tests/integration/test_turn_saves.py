@@ -268,3 +268,49 @@ async def test_a_ledger_transaction_keeps_a_rebuild_out_and_rolls_back_on_error(
         assert not pg.is_in_transaction()
         assert await rebuild.fetchval("SELECT count(*) FROM orders") == 1
         assert await rebuild.fetchval(take_alone) is True
+
+
+async def test_turns_go_on_while_their_saves_reach_redis_in_the_order_saved(
+    pg: Any,
+    pg_schema_name: str,
+    redis_prefix: str,
+    redis_client: aioredis.Redis,
+    make_allocator: MakeAllocator,
+    settings: Settings,
+    clock: Clock,
+) -> None:
+    await add_products(pg, "A", "B")
+    allocator = await make_allocator()
+    messages = CustomerMessages(
+        settings=msgspec.structs.replace(message_settings(settings), email_enabled=True),
+        feedback_secret=lambda: "secret",
+    )
+    pool = await create_pool(POSTGRES_DSN, pg_schema_name, min_size=1, max_size=4)
+    let_through = asyncio.Event()
+    heard: list[list[str]] = []
+
+    async def on_saved(told: Sequence[Any], saved: Sequence[Turn]) -> None:
+        await let_through.wait()
+        heard.append([t.order_id for t in saved])
+
+    keys = RuntimeKeys(redis_prefix)
+    order_turns = OrderTurns(
+        orders=PostgresOrders(pool, allocator.epochs),
+        leases=Leases(redis_client, keys, lease_ms=30_000),
+        schedule=RedisSchedule(redis_client, keys),
+        stock=cast(Stock, allocator),
+        rules=Rules(),
+        clock=clock,
+        messages=messages,
+        on_saved=on_saved,
+    )
+    try:
+        # Each turn is saved and done while what follows its save still waits.
+        assert await order_turns.apply("ord_1", 1, paid("ord_1", "A")) == Outcome.APPLIED
+        assert await order_turns.apply("ord_2", 1, paid("ord_2", "B")) == Outcome.APPLIED
+        assert heard == []
+        let_through.set()
+        await order_turns.drain()
+        assert heard == [["ord_1"], ["ord_2"]]
+    finally:
+        await pool.close()
