@@ -79,8 +79,11 @@ class Meddling:
         return current
 
 
+OnSaved = Callable[[Sequence[Any], Sequence[Turn]], Awaitable[None]]
+
+
 @pytest.fixture
-async def turns(
+async def make_turns(
     pg: Any,
     pg_schema_name: str,
     redis_prefix: str,
@@ -89,6 +92,8 @@ async def turns(
     settings: Settings,
     clock: Clock,
 ) -> Any:
+    """Order turns as the daemon makes them (one allocator and pool), told after each
+    save by ``on_saved`` if given."""
     await add_products(pg, "A", "B")
     allocator = Meddling(await make_allocator())
     pool = await create_pool(POSTGRES_DSN, pg_schema_name, min_size=1, max_size=4)
@@ -97,19 +102,29 @@ async def turns(
         feedback_secret=lambda: "secret",
     )
     keys = RuntimeKeys(redis_prefix)
-    made = OrderTurns(
-        orders=PostgresOrders(pool, allocator.epochs),
-        leases=Leases(redis_client, keys, lease_ms=30_000),
-        schedule=RedisSchedule(redis_client, keys),
-        stock=cast(Stock, allocator),
-        rules=Rules(),
-        clock=clock,
-        messages=messages,
-    )
+
+    def make(on_saved: OnSaved | None = None) -> OrderTurns:
+        return OrderTurns(
+            orders=PostgresOrders(pool, allocator.epochs),
+            leases=Leases(redis_client, keys, lease_ms=30_000),
+            schedule=RedisSchedule(redis_client, keys),
+            stock=cast(Stock, allocator),
+            rules=Rules(),
+            clock=clock,
+            messages=messages,
+            on_saved=on_saved,
+        )
+
     try:
-        yield made, allocator
+        yield make, allocator
     finally:
         await pool.close()
+
+
+@pytest.fixture
+def turns(make_turns: Any) -> Any:
+    make, allocator = make_turns
+    return make(), allocator
 
 
 async def written(pg: Any, order_id: str) -> dict[str, int]:
@@ -271,21 +286,9 @@ async def test_a_ledger_transaction_keeps_a_rebuild_out_and_rolls_back_on_error(
 
 
 async def test_turns_go_on_while_their_saves_reach_redis_in_the_order_saved(
-    pg: Any,
-    pg_schema_name: str,
-    redis_prefix: str,
-    redis_client: aioredis.Redis,
-    make_allocator: MakeAllocator,
-    settings: Settings,
-    clock: Clock,
+    make_turns: Any,
 ) -> None:
-    await add_products(pg, "A", "B")
-    allocator = await make_allocator()
-    messages = CustomerMessages(
-        settings=msgspec.structs.replace(message_settings(settings), email_enabled=True),
-        feedback_secret=lambda: "secret",
-    )
-    pool = await create_pool(POSTGRES_DSN, pg_schema_name, min_size=1, max_size=4)
+    make, _ = make_turns
     let_through = asyncio.Event()
     heard: list[list[str]] = []
 
@@ -293,24 +296,11 @@ async def test_turns_go_on_while_their_saves_reach_redis_in_the_order_saved(
         await let_through.wait()
         heard.append([t.order_id for t in saved])
 
-    keys = RuntimeKeys(redis_prefix)
-    order_turns = OrderTurns(
-        orders=PostgresOrders(pool, allocator.epochs),
-        leases=Leases(redis_client, keys, lease_ms=30_000),
-        schedule=RedisSchedule(redis_client, keys),
-        stock=cast(Stock, allocator),
-        rules=Rules(),
-        clock=clock,
-        messages=messages,
-        on_saved=on_saved,
-    )
-    try:
-        # Each turn is saved and done while what follows its save still waits.
-        assert await order_turns.apply("ord_1", 1, paid("ord_1", "A")) == Outcome.APPLIED
-        assert await order_turns.apply("ord_2", 1, paid("ord_2", "B")) == Outcome.APPLIED
-        assert heard == []
-        let_through.set()
-        await order_turns.drain()
-        assert heard == [["ord_1"], ["ord_2"]]
-    finally:
-        await pool.close()
+    order_turns = make(on_saved)
+    # Each turn is saved and done while what follows its save still waits.
+    assert await order_turns.apply("ord_1", 1, paid("ord_1", "A")) == Outcome.APPLIED
+    assert await order_turns.apply("ord_2", 1, paid("ord_2", "B")) == Outcome.APPLIED
+    assert heard == []
+    let_through.set()
+    await order_turns.drain()
+    assert heard == [["ord_1"], ["ord_2"]]
