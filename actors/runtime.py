@@ -322,9 +322,7 @@ class ActorRuntime:
             return self._backoff(attempts)
         match outcome:
             case Outcome.APPLIED | Outcome.REPEAT:
-                # The turn is saved: its place goes to others while the stream hears of it.
-                async with outside():
-                    await self._ack(entry.id)
+                await self._ack(entry.id)
                 self.turns_done += 1
                 self.last_progress = time.monotonic()
                 return None

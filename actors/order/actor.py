@@ -171,9 +171,7 @@ class OrderTurns:
         finally:
             self._let_go(held)
             try:
-                # Waiting on Redis with the turn's work done: its place goes to others.
-                async with outside():
-                    await self._unleases.submit(held)
+                await self._unleases.submit(held)
             except self._lease_book.failures as exc:
                 # The lease runs out by itself; what the turn did or met is what counts.
                 log.warning("the lease of order %s was not freed: %s", order_id, exc)

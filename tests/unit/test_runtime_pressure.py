@@ -31,7 +31,6 @@ class _Turns:
     def __init__(self) -> None:
         self.running = 0
         self.most = 0
-        self.begun = 0
         self.release = asyncio.Event()
         self.started = asyncio.Condition()
 
@@ -40,7 +39,6 @@ class _Turns:
     ) -> Outcome:
         async with self.started:
             self.running += 1
-            self.begun += 1
             self.most = max(self.most, self.running)
             self.started.notify_all()
         await self.release.wait()
@@ -50,10 +48,6 @@ class _Turns:
     async def until_running(self, count: int) -> None:
         async with self.started:
             await self.started.wait_for(lambda: self.running >= count)
-
-    async def until_begun(self, count: int) -> None:
-        async with self.started:
-            await self.started.wait_for(lambda: self.begun >= count)
 
 
 def _entry(n: int) -> Entry:
@@ -217,33 +211,3 @@ async def test_turns_back_from_the_carrier_pay_for_the_places_they_took() -> Non
     await runtime.stop(grace_s=5)
     assert len(set(streams.acked)) == 10
     assert _places_as_new(runtime, 3)
-
-
-class _SlowAcks(_Streams):
-    """A stream whose acknowledgements wait until let through."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.let_through = asyncio.Event()
-        self.waiting = 0
-
-    async def ack(self, ids: Sequence[str]) -> None:
-        self.waiting += 1
-        await self.let_through.wait()
-        await super().ack(ids)
-
-
-async def test_a_saved_turn_gives_its_place_to_others_while_its_entry_is_acknowledged() -> None:
-    turns, streams, pressed = _Turns(), _SlowAcks(), [False]
-    turns.release.set()  # every turn is done at once; only the acknowledgements wait
-    runtime = _runtime(turns, streams, pressed, max_turns=2)
-    for n in range(5):
-        runtime.dispatch(_entry(n))
-    # With two places, two more turns run while the first two entries are being
-    # acknowledged; those two keep their places, as max_turns places are lent already.
-    await asyncio.wait_for(turns.until_begun(4), 10)
-    await _settle()
-    assert (turns.begun, streams.acked) == (4, [])
-    streams.let_through.set()
-    await runtime.stop(grace_s=5)
-    assert len(set(streams.acked)) == 5
