@@ -25,8 +25,7 @@ _QUEUED = Rows(
     "shipment_id text", "order_id text", "warehouse text", "adapter text",
     "next_attempt_at timestamptz",
 )  # fmt: skip
-# The body is JSON text inside the rows' JSON, stored as orderd wrote it (json).
-_BODIES = Rows("shipment_id text", "body text", "n int")
+_BODIES = Rows("shipment_id text", "body json", "n int")
 
 
 def add_queued(writes: Writes, queued: Sequence[QueuedRequest]) -> None:
@@ -57,7 +56,7 @@ def add_queued(writes: Writes, queued: Sequence[QueuedRequest]) -> None:
     writes.add(
         f"""
         INSERT INTO fulfillment_bodies (shipment_id, body)
-        SELECT DISTINCT ON (a.shipment_id) a.shipment_id, b.body::json
+        SELECT DISTINCT ON (a.shipment_id) a.shipment_id, b.body
         FROM {added} a
         JOIN (SELECT {_BODIES.columns} FROM {_BODIES.source}) b USING (shipment_id)
         ORDER BY a.shipment_id, b.n

@@ -29,8 +29,7 @@ _QUEUED = Rows(
     "idempotency_key text", "order_id text", "shipment_id text", "kind text", "channel text",
     "episode int", "recipient text", "next_attempt_at timestamptz",
 )  # fmt: skip
-# The payload is JSON text inside the rows' JSON, stored as orderd wrote it (json).
-_PAYLOADS = Rows("idempotency_key text", "payload text", "n int")
+_PAYLOADS = Rows("idempotency_key text", "payload json", "n int")
 
 
 def add_queued(writes: Writes, rows: Sequence[QueuedNotification]) -> None:
@@ -64,7 +63,7 @@ def add_queued(writes: Writes, rows: Sequence[QueuedNotification]) -> None:
     writes.add(
         f"""
         INSERT INTO notification_payloads (id, payload)
-        SELECT DISTINCT ON (a.id) a.id, p.payload::json
+        SELECT DISTINCT ON (a.id) a.id, p.payload
         FROM {added} a
         JOIN (SELECT {_PAYLOADS.columns} FROM {_PAYLOADS.source}) p USING (idempotency_key)
         ORDER BY a.id, p.n

@@ -53,12 +53,9 @@ _order = msgspec.json.Decoder(NormalizedOrder)
 _encode = msgspec.json.Encoder().encode
 
 
-# A turn's columns of the orders row, then the order's own (from its platform data). The
-# state and the document are JSON text inside the rows' JSON, stored as orderd wrote them
-# (json columns): read as JSON, jsonb would store its own text, with a space after each
-# colon and comma.
+# A turn's columns of the orders row, then the order's own (from its platform data).
 _TURN = (
-    "state text", "reason text", "policy text", "actor_state text", "last_seq int",
+    "state text", "reason text", "policy text", "actor_state json", "last_seq int",
     "shipped_at timestamptz", "delivered_at timestamptz", "completed_at timestamptz",
 )  # fmt: skip
 _ORDER = (
@@ -73,9 +70,8 @@ _LINES = Rows(
     "reserved int", "shipped int",
 )  # fmt: skip
 _UNITS = Rows("order_id text", "line_no int", "reserved int", "shipped int")
-# The events as JSON text inside the rows' JSON: stored as orderd wrote them (a json column).
-_EVENTS = Rows("order_id text", "known bool", "count int", "events text")
-_DOCUMENTS = Rows("order_id text", "document text")
+_EVENTS = Rows("order_id text", "known bool", "count int", "events json")
+_DOCUMENTS = Rows("order_id text", "document json")
 _REMINDERS = Rows("key text", "order_id text", "kind text", "due_at timestamptz")
 
 
@@ -286,7 +282,7 @@ def _insert_new(writes: Writes, turns: Sequence[Turn]) -> str | None:
                             backorder_policy, paid_at, currency, service_level, actor_state,
                             last_seq, shipped_at, delivered_at, completed_at)
         SELECT id, source, external_id, name, state, reason, 1, policy, paid_at, currency,
-               service, actor_state::json, last_seq, shipped_at, delivered_at, completed_at
+               service, actor_state, last_seq, shipped_at, delivered_at, completed_at
         FROM (SELECT {_NEW.columns} FROM {_NEW.source}) AS t
         ON CONFLICT (id) DO NOTHING
         RETURNING id
@@ -339,7 +335,7 @@ def _update_known(writes: Writes, turns: Sequence[Turn]) -> str | None:
     return writes.add(
         f"""
         UPDATE orders o SET state = u.state, state_reason = u.reason, version = o.version + 1,
-                            backorder_policy = u.policy, actor_state = u.actor_state::json,
+                            backorder_policy = u.policy, actor_state = u.actor_state,
                             last_seq = u.last_seq, updated_at = now(),
                             source = coalesce(u.source, o.source),
                             external_id = coalesce(u.external_id, o.external_id),
@@ -373,8 +369,7 @@ def _keep_documents(writes: Writes, turns: Sequence[Turn]) -> None:
     writes.add(
         f"""
         INSERT INTO order_documents (order_id, document)
-        SELECT d.order_id, d.document::json
-        FROM (SELECT {_DOCUMENTS.columns} FROM {_DOCUMENTS.source}) AS d
+        SELECT {_DOCUMENTS.columns} FROM {_DOCUMENTS.source}
         ON CONFLICT (order_id) DO UPDATE SET document = excluded.document
         """,
         _DOCUMENTS.encode(rows),
@@ -476,7 +471,7 @@ def _append_events(writes: Writes, turns: Sequence[Turn]) -> None:
     writes.add(
         f"""
         INSERT INTO order_event_turns (order_id, seq, upto, events)
-        SELECT e.order_id, n.first, n.first + e.count - 1, e.events::json
+        SELECT e.order_id, n.first, n.first + e.count - 1, e.events
         FROM (SELECT {_EVENTS.columns} FROM {_EVENTS.source}) AS e
         CROSS JOIN LATERAL (
             SELECT 1 + CASE WHEN e.known THEN coalesce(

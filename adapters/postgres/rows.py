@@ -3,7 +3,9 @@
 asyncpg sends a Python list as a PostgreSQL array element by element, at about a
 microsecond an element on each side; a batch of order turns has thousands of them. One
 JSON text made by msgspec, read back with ``jsonb_array_elements``, costs a fraction of
-that on both sides. JSON that is already encoded (a document, an event) goes in as it is.
+that on both sides. JSON that is already encoded goes in as it is: a ``jsonb`` column takes
+it as ``Raw``, a ``json`` column as text (a ``str``), which it stores as written; read as
+JSON, it would be stored as jsonb writes it, with a space after each colon and comma.
 
     LINES = Rows("order_id text", "line_no int", "lines jsonb")
     await conn.execute(
@@ -32,9 +34,9 @@ class Rows:
         parts = []
         for index, column in enumerate(columns):
             name, sql_type = column.split(maxsplit=1)
-            if sql_type in ("json", "jsonb"):
+            if sql_type == "jsonb":
                 # JSON null is SQL NULL, as for every other type.
-                parts.append(f"nullif(r->{index}, 'null'::jsonb)::{sql_type} AS {name}")
+                parts.append(f"nullif(r->{index}, 'null'::jsonb)::jsonb AS {name}")
             else:
                 parts.append(f"(r->>{index})::{sql_type} AS {name}")
         self.columns = ", ".join(parts)

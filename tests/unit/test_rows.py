@@ -33,3 +33,10 @@ def test_values_are_encoded_as_postgresql_reads_them() -> None:
 def test_a_row_of_the_wrong_width_is_refused() -> None:
     with pytest.raises(ValueError, match="2 values"):
         Rows("a text", "b int").encode([("x",)])
+
+
+def test_a_json_column_takes_json_text_and_keeps_it_as_written() -> None:
+    rows = Rows("id text", "doc json")
+    assert rows.columns == "(r->>0)::text AS id, (r->>1)::json AS doc"
+    encoded = rows.encode([("a", '{"k":[1]}'), ("b", None)])
+    assert msgspec.json.decode(encoded) == [["a", '{"k":[1]}'], ["b", None]]
