@@ -265,16 +265,16 @@ class OrderTurns:
             # In the order of the saves: an order's messages reach the stream in turn.
             await asyncio.gather(before, return_exceptions=True)
         reminders = [r for t in saved for r in t.reminders]
-        try:
-            if reminders:
-                try:
-                    await self._schedule.add(reminders)
-                except self._schedule.failures as exc:
-                    log.warning("reminders not copied to Redis: %s", exc)
-            if self._on_saved is not None:
+        if reminders:
+            try:
+                await self._schedule.add(reminders)
+            except Exception as exc:  # the turns are saved: nobody else would hear of it
+                log.warning("reminders not copied to Redis: %s", exc)
+        if self._on_saved is not None:
+            try:
                 await self._on_saved(posted, saved)
-        except Exception as exc:
-            log.warning("after saving %d turns: %s", len(saved), exc)
+            except Exception as exc:
+                log.warning("after saving %d turns: %s", len(saved), exc)
 
     async def drain(self) -> None:
         """Wait until what follows the saves made so far is done."""
