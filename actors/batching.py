@@ -47,10 +47,14 @@ class Coalescer(Generic[T, R]):
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def submit(self, item: T) -> R:
+        return await self.post(item)
+
+    def post(self, item: T) -> asyncio.Future[R]:
+        """Submit ``item`` without waiting: its result, or exception, comes in the future."""
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))
         self._schedule()
-        return await future
+        return future
 
     def _schedule(self) -> None:
         if not self._pending or self._in_flight >= self._max_in_flight:

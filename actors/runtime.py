@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -204,13 +205,15 @@ class ActorRuntime:
             while len(queue) > 1:
                 self._known.discard(queue.pop().id)
         tasks = list(self._actors.values())
-        if not tasks:
-            return True
-        _, running = await asyncio.wait(tasks, timeout=grace_s)
+        running: set[asyncio.Task[None]] = set()
+        if tasks:
+            _, running = await asyncio.wait(tasks, timeout=grace_s)
         for task in running:
             task.cancel()
         if running:
             await asyncio.gather(*running, return_exceptions=True)
+        # The finished turns' acknowledgements are sent before the connections close.
+        await self._acks.drain()
         return not running
 
     async def abort(self) -> None:
@@ -322,7 +325,7 @@ class ActorRuntime:
             return self._backoff(attempts)
         match outcome:
             case Outcome.APPLIED | Outcome.REPEAT:
-                await self._ack(entry.id)
+                self._ack(entry.id)
                 self.turns_done += 1
                 self.last_progress = time.monotonic()
                 return None
@@ -354,14 +357,17 @@ class ActorRuntime:
         except Exception as exc:
             self._log_failure(f"streaming order {entry.order_id}'s messages again", exc)
 
-    async def _ack(self, entry_id: str) -> None:
-        """Acknowledge an entry whose turn is saved; a failure is tried again later (the
-        entry stays pending meanwhile, and running it again is a repeat)."""
-        try:
-            await self._acks.submit(entry_id)
-        except Exception as exc:
+    def _ack(self, entry_id: str) -> None:
+        """Acknowledge an entry whose turn is saved, without waiting: a failure is tried
+        again later (the entry stays pending meanwhile, and running it again is a repeat)."""
+        self._acks.post(entry_id).add_done_callback(functools.partial(self._acked, entry_id))
+
+    def _acked(self, entry_id: str, future: asyncio.Future[None]) -> None:
+        exc = None if future.cancelled() else future.exception()
+        if future.cancelled() or exc is not None:
             self._unacked.add(entry_id)
-            self._log_failure("acknowledging an entry", exc)
+            if isinstance(exc, Exception):
+                self._log_failure("acknowledging an entry", exc)
 
     async def _ack_batch(self, ids: Sequence[str]) -> list[None]:
         await self._streams.ack(ids)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -64,6 +65,7 @@ from actors.ports.turns import (
     OrderStore,
     Reminder,
     StaleTurns,
+    Taken,
     Turn,
 )
 from actors.stock import LedgerEntry, StaleEpoch, Stock, UnknownSku
@@ -122,6 +124,7 @@ class OrderTurns:
         shipping: Shipping | None = None,
         messages: CustomerMessages | None = None,
         on_saved: Callable[[Sequence[Posted], Sequence[Turn]], Awaitable[None]] | None = None,
+        kept_states: int = 4096,
     ) -> None:
         self._orders = orders
         self._shipping = shipping
@@ -135,12 +138,12 @@ class OrderTurns:
         self._lease_book = leases
         # A third of a lease: a renewal can fail twice before the lease runs out.
         self._renew_every_s = leases.lease_ms / 3000
-        self._running: set[tuple[str, str]] = set()  # (order, token) of the turns running here
+        self._running: dict[str, str] = {}  # order -> token of the turns running here
         self._idle = asyncio.Event()
         self._renewer: asyncio.Task[None] | None = None
         # Turns of different orders share their round trips: leases, loads and saves of
         # the turns running at the same time go in one call each.
-        self._leases: Coalescer[tuple[str, str], bool] = Coalescer(self._lease_book.take)
+        self._leases: Coalescer[tuple[str, str], Taken] = Coalescer(self._lease_book.take)
         self._renewals: Coalescer[tuple[str, str], bool] = Coalescer(self._lease_book.renew)
         self._unleases: Coalescer[tuple[str, str], None] = Coalescer(self._free_leases)
         self._loads: Coalescer[str, Loaded] = Coalescer(self._load_batch)
@@ -148,6 +151,10 @@ class OrderTurns:
         # What follows a save in Redis (reminders copied, told messages streamed), one
         # batch after another in the order they were saved; the turns do not wait for it.
         self._after: asyncio.Task[None] | None = None
+        # The states this process saved last, newest last: an order's next turn here uses
+        # its own instead of loading it, when the lease tells nobody saved the order since.
+        self._kept: OrderedDict[str, Loaded] = OrderedDict()
+        self._kept_states = kept_states
 
     async def apply(
         self,
@@ -161,30 +168,50 @@ class OrderTurns:
         ``outside`` is entered while the turn waits on a carrier (rates, a label bought or
         voided, tracking): the caller may let other turns run meanwhile.
         """
+        if order_id in self._running:
+            return Outcome.BUSY  # the runtime runs one turn of an order at a time
+        # Taken out for the turn: put back only with what the turn saved, or left as it was.
+        kept = self._kept.pop(order_id, None)
         token = self._lease_book.new_token()
         held = (order_id, token)
-        if not await self._leases.submit(held):
+        taken = await self._leases.submit(held)
+        if taken is Taken.BUSY:
             return Outcome.BUSY
         self._hold(held)
         try:
-            return await self._turn(order_id, seq, message, token, outside)
+            known = kept if taken is Taken.OURS else None
+            return await self._turn(order_id, seq, message, token, outside, known)
         finally:
             self._let_go(held)
-            try:
-                await self._unleases.submit(held)
-            except self._lease_book.failures as exc:
-                # The lease runs out by itself; what the turn did or met is what counts.
-                log.warning("the lease of order %s was not freed: %s", order_id, exc)
+            # The turn does not wait for its lease to be freed: this process's next turn of
+            # the order takes it over (see LeaseBook.take), and another process's turn of it
+            # waits as it would for a running turn.
+            self._unleases.post(held).add_done_callback(self._freed)
+
+    def _freed(self, future: asyncio.Future[None]) -> None:
+        if not future.cancelled() and (exc := future.exception()) is not None:
+            # The lease runs out by itself; what the turn did or met is what counts.
+            log.warning("leases of finished turns not freed: %s", exc)
+
+    def kept(self, order_id: str) -> Loaded | None:
+        """The state this process saved last for the order, if it still keeps it."""
+        return self._kept.get(order_id)
+
+    def _keep(self, order_id: str, loaded: Loaded) -> None:
+        self._kept[order_id] = loaded
+        if len(self._kept) > self._kept_states:
+            self._kept.popitem(last=False)
 
     def _hold(self, held: tuple[str, str]) -> None:
         """Keep the lease of a turn that starts renewed until it ends."""
-        self._running.add(held)
+        order_id, token = held
+        self._running[order_id] = token
         self._idle.clear()
         if self._renewer is None or self._renewer.done():
             self._renewer = asyncio.get_running_loop().create_task(self._renew_running())
 
     def _let_go(self, held: tuple[str, str]) -> None:
-        self._running.discard(held)
+        self._running.pop(held[0], None)
         if not self._running:
             self._idle.set()
 
@@ -195,7 +222,7 @@ class OrderTurns:
             with contextlib.suppress(TimeoutError):
                 # Woken when the last turn ends, so this task never outlives the turns.
                 await asyncio.wait_for(self._idle.wait(), self._renew_every_s)
-            held = list(self._running)
+            held = list(self._running.items())
             if not held:
                 continue
             try:
@@ -277,9 +304,11 @@ class OrderTurns:
                 log.warning("after saving %d turns: %s", len(saved), exc)
 
     async def drain(self) -> None:
-        """Wait until what follows the saves made so far is done."""
+        """Wait until what follows the saves made so far is done, and the leases of the
+        turns that ended are freed."""
         while self._after is not None and not self._after.done():
             await asyncio.gather(self._after, return_exceptions=True)
+        await self._unleases.drain()
 
     async def _turn(
         self,
@@ -288,11 +317,14 @@ class OrderTurns:
         message: Message,
         token: str,
         outside: Outside,
+        known: Loaded | None,
     ) -> Outcome:
-        loaded = await self._loads.submit(order_id)
+        loaded = known if known is not None else await self._loads.submit(order_id)
         if seq <= loaded.last_seq:
+            self._keep(order_id, loaded)
             return Outcome.REPEAT
         if seq > loaded.last_seq + 1:
+            self._keep(order_id, loaded)
             return Outcome.EARLY
 
         now = datetime.fromtimestamp(self._clock(), UTC)
@@ -324,6 +356,8 @@ class OrderTurns:
             snapshot = evolve(None, note, order_id)
             events.append(note)
         await self._save(order_id, loaded, snapshot, events, seq, collected)
+        # The save bumped the version by one: the order's next turn here starts from it.
+        self._keep(order_id, Loaded(snapshot, loaded.version + 1, seq))
         return Outcome.APPLIED
 
     async def _run(
@@ -461,6 +495,7 @@ class OrderTurns:
         sees what it is (and a replay of the dead letter tries its reservation again).
         """
         now = datetime.fromtimestamp(self._clock(), UTC)
+        self._kept.pop(order_id, None)  # saved here without a lease: loaded, not kept
         loaded = await self._loads.submit(order_id)
         if seq <= loaded.last_seq:
             return

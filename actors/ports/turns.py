@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from enum import IntEnum
 from typing import Protocol
 
 from msgspec import Struct
@@ -86,6 +87,15 @@ class OrderStore(Protocol):
         ...
 
 
+class Taken(IntEnum):
+    """What taking an order's lease found."""
+
+    BUSY = 0  # another process's turn holds it
+    TAKEN = 1
+    # Taken, and this process ran the order's last turn: nobody has saved it since.
+    OURS = 2
+
+
 class LeaseBook(Protocol):
     """Order leases: which process runs an order's turn right now. A lease is held with a
     token, expires by itself after ``lease_ms`` unless renewed, and is freed only by the
@@ -103,8 +113,10 @@ class LeaseBook(Protocol):
         """A turn's own lease token."""
         ...
 
-    async def take(self, wanted: Sequence[tuple[str, str]]) -> list[bool]:
-        """Take the lease of each (order, token) where it is free; True where taken."""
+    async def take(self, wanted: Sequence[tuple[str, str]]) -> list[Taken]:
+        """Take the lease of each (order, token) where no other process's turn holds it
+        (this process runs one turn of an order at a time: a lease its earlier turn still
+        holds is taken over)."""
         ...
 
     async def renew(self, held: Sequence[tuple[str, str]]) -> list[bool]:

@@ -8,6 +8,10 @@ out never frees the one another turn holds now. A live process renews the leases
 running turns, so a long turn (a carrier call with retries) keeps its order; renewing also
 tells a turn whether its lease is still its own. The turns running at the same time take,
 renew and free their leases together, one script call each.
+
+A freed lease is remembered for a while (``~`` and the token that held it), so taking it
+tells a process whether it ran the order's last turn: if so, the state it saved then is
+still the order's state, and the turn need not load it again.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from collections.abc import Sequence
 
 from redis.asyncio import Redis
 
+from actors.ports.turns import Taken
 from adapters.redis.client import FAILURES
 from adapters.redis.keys import RuntimeKeys
 from adapters.redis.scripts import lua_source
@@ -34,9 +39,13 @@ class Leases:
 
     failures = FAILURES
 
-    def __init__(self, redis: Redis, keys: RuntimeKeys, *, lease_ms: int) -> None:
+    def __init__(
+        self, redis: Redis, keys: RuntimeKeys, *, lease_ms: int, remember_ms: int = 120_000
+    ) -> None:
         self._keys = keys
         self._lease_ms = lease_ms
+        # How long a freed lease still names the process that held it.
+        self._remember_ms = remember_ms
         self._own = secrets.token_hex((TOKEN_CHARS - _COUNT_CHARS) // 2)
         self._turns = itertools.count()
         self._take = redis.register_script(lua_source("take_leases"))
@@ -52,13 +61,13 @@ class Leases:
         number = next(self._turns) % 16**_COUNT_CHARS
         return f"{self._own}{number:0{_COUNT_CHARS}x}"
 
-    async def take(self, wanted: Sequence[tuple[str, str]]) -> list[bool]:
-        """Take the lease of each (order, token) where it is free; True where taken."""
+    async def take(self, wanted: Sequence[tuple[str, str]]) -> list[Taken]:
+        """Take the lease of each (order, token) where no other process holds it."""
         if not wanted:
             return []
         keys = [self._keys.lease(order_id) for order_id, _ in wanted]
         taken = await self._take(keys=keys, args=[self._lease_ms, _tokens(wanted)])
-        return [bool(t) for t in taken]
+        return [Taken(t) for t in taken]
 
     async def renew(self, held: Sequence[tuple[str, str]]) -> list[bool]:
         """Make each (order, token) lease still held with that token last ``lease_ms`` from
@@ -74,7 +83,7 @@ class Leases:
         if not held:
             return 0
         keys = [self._keys.lease(order_id) for order_id, _ in held]
-        freed: int = await self._release(keys=keys, args=[_tokens(held)])
+        freed: int = await self._release(keys=keys, args=[_tokens(held), self._remember_ms])
         return freed
 
 

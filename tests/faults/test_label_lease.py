@@ -36,11 +36,11 @@ from actors.order.messages import (
 from actors.order.outbox import CustomerMessages
 from actors.order.types import Address, Customer, Line, NormalizedOrder
 from actors.ports.mail import Posted
-from actors.ports.turns import Loaded, Turn
+from actors.ports.turns import Taken, Turn
 from adapters.carriers.shippo import Shippo
 from adapters.label_files import LabelFiles
 from adapters.outages import is_outage
-from adapters.postgres import mailbox, orders
+from adapters.postgres import mailbox
 from adapters.postgres.catalog import PostgresCatalog
 from adapters.postgres.orders import PostgresOrders
 from adapters.postgres.pool import create_pool
@@ -267,10 +267,15 @@ async def test_a_label_purchase_slower_than_the_lease_is_made_once_while_another
         assert server.purchases == 1
         assert first_outcome is Outcome.APPLIED
         assert set(tries) == {Outcome.BUSY}
-        # Tried again once the first process is done, the message finds the label bought.
+        # Tried again once the first process is done (its lease freed), the message finds
+        # the label bought.
+        await first.turns.drain()
         assert await second.turns.apply(ORDER, seq, buy) is Outcome.REPEAT
+        await second.turns.drain()
     assert await state(pg) == "shipped"
-    assert not await redis_client.exists(RuntimeKeys(redis_prefix).lease(ORDER))
+    freed = await redis_client.get(RuntimeKeys(redis_prefix).lease(ORDER))
+    assert isinstance(freed, bytes)
+    assert freed.startswith(b"~")
 
 
 async def test_a_turn_that_lost_its_lease_stops_before_buying_and_buys_once_when_tried_again(
@@ -283,24 +288,28 @@ async def test_a_turn_that_lost_its_lease_stops_before_buying_and_buys_once_when
 ) -> None:
     lease = RuntimeKeys(redis_prefix).lease(ORDER)
     other = "f" * 16
-    load_many = orders.load_many
+    take = Leases.take
+    losing = False
 
-    async def then_lost(conn: Any, order_ids: list[str]) -> dict[str, Loaded]:
-        found = await load_many(conn, order_ids)
-        # Meanwhile the lease ran out and another process took the order.
-        await redis_client.set(lease, other, px=60_000)
-        return found
+    async def then_lost(self: Leases, wanted: Sequence[tuple[str, str]]) -> list[Taken]:
+        taken = await take(self, wanted)
+        if losing:
+            # Right after it was taken, the lease ran out and another process took it.
+            await redis_client.set(lease, other, px=60_000)
+        return taken
 
+    # In place before the process is made: its turns hold the method they take with.
+    monkeypatch.setattr(Leases, "take", then_lost)
     async with ShippoServer() as server:
         process = await make_process(server)
         seq, buy = await ready_to_buy(process, pg, clock)
-        monkeypatch.setattr(orders, "load_many", then_lost)
+        losing = True
         with pytest.raises(LeaseLost, match="no longer holds its lease"):
             await asyncio.wait_for(process.turns.apply(ORDER, seq, buy), BOUND_S)
         assert label_calls(server) == []
         assert await redis_client.get(lease) == other.encode()  # the other's, left alone
 
-        monkeypatch.undo()
+        losing = False
         await redis_client.delete(lease)  # the other process is done with the order
         outcome = await asyncio.wait_for(process.turns.apply(ORDER, seq, buy), BOUND_S)
         assert outcome is Outcome.APPLIED
@@ -350,24 +359,28 @@ async def test_a_turn_that_cannot_reach_redis_at_its_fence_buys_nothing_and_is_r
     redis_server: RedisServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    load_many = orders.load_many
+    take = Leases.take
+    going = False
 
-    async def then_away(conn: Any, order_ids: list[str]) -> dict[str, Loaded]:
-        found = await load_many(conn, order_ids)
-        redis_server.stop()  # the leases' Redis goes while the turn runs
-        return found
+    async def then_away(self: Leases, wanted: Sequence[tuple[str, str]]) -> list[Taken]:
+        taken = await take(self, wanted)
+        if going:
+            redis_server.stop()  # the leases' Redis goes while the turn runs
+        return taken
 
+    # In place before the process is made: its turns hold the method they take with.
+    monkeypatch.setattr(Leases, "take", then_away)
     async with ShippoServer() as server:
         process = await make_process(server, redis_url=redis_server.url)
         seq, buy = await ready_to_buy(process, pg, clock)
-        monkeypatch.setattr(orders, "load_many", then_away)
+        going = True
         with pytest.raises(LeaseLost, match="cannot confirm its lease") as lost:
             await asyncio.wait_for(process.turns.apply(ORDER, seq, buy), BOUND_S)
         # An outage: the runtime tries the message again without counting a delivery.
         assert is_outage(lost.value)
         assert label_calls(server) == []
 
-        monkeypatch.undo()
+        going = False
         redis_server.start()  # back, empty: no lease, no scripts
         outcome = await asyncio.wait_for(process.turns.apply(ORDER, seq, buy), BOUND_S)
         assert outcome is Outcome.APPLIED

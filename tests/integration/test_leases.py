@@ -6,10 +6,13 @@ from __future__ import annotations
 import pytest
 import redis.asyncio as aioredis
 
+from actors.ports.turns import Taken
 from adapters.redis.keys import RuntimeKeys
 from adapters.redis.leases import Leases
 
+# A token's first 10 characters name its process: A and A2 are two turns of one process.
 A, B, C = "a" * 16, "b" * 16, "c" * 16
+A2 = "a" * 10 + "000002"
 
 
 async def test_a_lease_is_taken_only_where_free(
@@ -17,9 +20,13 @@ async def test_a_lease_is_taken_only_where_free(
 ) -> None:
     keys = RuntimeKeys(redis_prefix)
     one, other = (Leases(redis_client, keys, lease_ms=60_000) for _ in range(2))
-    assert await one.take([("o1", A), ("o2", A)]) == [True, True]
+    assert await one.take([("o1", A), ("o2", A)]) == [Taken.TAKEN, Taken.TAKEN]
     # Another process: o1 and o2 are taken, o3 is free.
-    assert await other.take([("o1", B), ("o3", B), ("o2", B)]) == [False, True, False]
+    assert await other.take([("o1", B), ("o3", B), ("o2", B)]) == [
+        Taken.BUSY,
+        Taken.TAKEN,
+        Taken.BUSY,
+    ]
     assert await redis_client.get(keys.lease("o1")) == A.encode()
     assert 0 < await redis_client.pttl(keys.lease("o1")) <= 60_000
 
@@ -33,19 +40,44 @@ async def test_a_lease_is_freed_only_with_the_token_that_took_it(
     # o2's lease ran out and another turn holds it now: freeing with the old token leaves it.
     await redis_client.set(keys.lease("o2"), C)
     assert await leases.free([("o1", A), ("o2", A), ("o3", A)]) == 1
-    assert await redis_client.get(keys.lease("o1")) is None
+    # Free, and for a while it still names the turn that held it.
+    assert await redis_client.get(keys.lease("o1")) == b"~" + A.encode()
+    assert 0 < await redis_client.pttl(keys.lease("o1")) <= 120_000
     assert await redis_client.get(keys.lease("o2")) == C.encode()
-    assert await leases.take([("o1", B)]) == [True]
+    assert await leases.take([("o1", B)]) == [Taken.TAKEN]
+
+
+async def test_taking_a_lease_tells_whether_this_process_ran_the_order_s_last_turn(
+    redis_client: aioredis.Redis, redis_prefix: str
+) -> None:
+    keys = RuntimeKeys(redis_prefix)
+    here = Leases(redis_client, keys, lease_ms=60_000)
+    there = Leases(redis_client, keys, lease_ms=60_000)
+    assert await here.take([("o1", A), ("o2", A), ("o3", A)]) == [Taken.TAKEN] * 3
+    await here.free([("o1", A), ("o2", A)])
+    # o1: freed by this process; o3: its earlier turn's freeing is still on its way.
+    assert await here.take([("o1", A2), ("o3", A2)]) == [Taken.OURS, Taken.OURS]
+    assert await redis_client.get(keys.lease("o3")) == A2.encode()
+    # The old turn's late freeing leaves the new turn's lease alone.
+    assert await here.free([("o3", A)]) == 0
+    assert await there.take([("o3", B)]) == [Taken.BUSY]
+    # Another process ran o2 since: taking it back tells nothing of the state.
+    assert await there.take([("o2", B)]) == [Taken.TAKEN]
+    await there.free([("o2", B)])
+    assert await here.take([("o2", A2)]) == [Taken.TAKEN]
+    # A lease gone (it ran out, or Redis lost it) tells nothing either.
+    await redis_client.delete(keys.lease("o1"))
+    assert await here.take([("o1", A)]) == [Taken.TAKEN]
 
 
 async def test_a_lease_runs_out_by_itself(redis_client: aioredis.Redis, redis_prefix: str) -> None:
     keys = RuntimeKeys(redis_prefix)
-    assert await Leases(redis_client, keys, lease_ms=1).take([("o1", A)]) == [True]
+    assert await Leases(redis_client, keys, lease_ms=1).take([("o1", A)]) == [Taken.TAKEN]
     # Expiry is Redis's own clock: wait for it by asking, not by sleeping a guess.
     for _ in range(100_000):
         if not await redis_client.exists(keys.lease("o1")):
             break
-    assert await Leases(redis_client, keys, lease_ms=60_000).take([("o1", B)]) == [True]
+    assert await Leases(redis_client, keys, lease_ms=60_000).take([("o1", B)]) == [Taken.TAKEN]
 
 
 async def test_a_lease_is_renewed_only_while_the_turn_that_took_it_still_holds_it(
@@ -53,8 +85,8 @@ async def test_a_lease_is_renewed_only_while_the_turn_that_took_it_still_holds_i
 ) -> None:
     keys = RuntimeKeys(redis_prefix)
     leases = Leases(redis_client, keys, lease_ms=60_000)
-    assert await leases.take([("held", A), ("taken", A)]) == [True, True]
-    assert await Leases(redis_client, keys, lease_ms=1).take([("expired", A)]) == [True]
+    assert await leases.take([("held", A), ("taken", A)]) == [Taken.TAKEN, Taken.TAKEN]
+    assert await Leases(redis_client, keys, lease_ms=1).take([("expired", A)]) == [Taken.TAKEN]
     for _ in range(100_000):  # Redis's own clock: asked, not slept on
         if not await redis_client.exists(keys.lease("expired")):
             break
@@ -83,7 +115,7 @@ async def test_a_renewed_lease_still_keeps_other_turns_off_and_is_freed_by_its_t
     await one.take([("o1", A)])
     assert await other.renew([("o1", B)]) == [False]
     assert await one.renew([("o1", A)]) == [True]
-    assert await other.take([("o1", B)]) == [False]
+    assert await other.take([("o1", B)]) == [Taken.BUSY]
     assert await one.free([("o1", A)]) == 1
     assert await one.renew([("o1", A)]) == [False]
 

@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 
 from actors.order.actor import OrderTurns, Outcome
 from actors.order.behaviour import Rules
-from actors.order.messages import OrderPaid
+from actors.order.messages import CancelRequested, OrderPaid
 from actors.order.outbox import CustomerMessages
 from actors.order.types import Customer, Line, NormalizedOrder
 from actors.ports.turns import ConcurrentTurn, Turn
@@ -304,3 +304,78 @@ async def test_turns_go_on_while_their_saves_reach_redis_in_the_order_saved(
     let_through.set()
     await order_turns.drain()
     assert heard == [["ord_1"], ["ord_2"]]
+
+
+def cancel(order_id: str) -> CancelRequested:
+    return CancelRequested(order_id=order_id, reason="changed my mind", requested_by="customer")
+
+
+async def test_a_process_goes_on_from_the_state_it_saved_until_another_process_runs_a_turn(
+    make_turns: Any, pg: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make, _ = make_turns
+    loaded: list[str] = []
+    load_many = PostgresOrders.load_many
+
+    async def counted(self: PostgresOrders, order_ids: Sequence[str]) -> Any:
+        loaded.extend(order_ids)
+        return await load_many(self, order_ids)
+
+    monkeypatch.setattr(PostgresOrders, "load_many", counted)
+    here, there = make(), make()  # two processes: leases of their own
+
+    assert await here.apply("ord_1", 1, paid("ord_1", "A")) == Outcome.APPLIED
+    assert loaded == ["ord_1"]
+    # Its next turn of the order starts from what it saved, without loading it: the state
+    # it keeps is the state PostgreSQL holds.
+    assert here.kept("ord_1") == (await orders.load(pg, "ord_1"))
+    assert await here.apply("ord_1", 2, cancel("ord_1")) == Outcome.APPLIED
+    assert loaded == ["ord_1"]
+    kept = here.kept("ord_1")
+    assert kept is not None
+    assert kept.snapshot is not None
+    assert kept.version == 2
+    assert kept == await orders.load(pg, "ord_1")
+    assert kept.snapshot.state.value == "cancelled"
+    # A repeat is told from the kept state too.
+    assert await here.apply("ord_1", 2, cancel("ord_1")) == Outcome.REPEAT
+    assert loaded == ["ord_1"]
+
+    # Another process runs a turn of the order: this one loads what that one saved.
+    await here.drain()
+    assert await there.apply("ord_1", 3, cancel("ord_1")) == Outcome.APPLIED
+    await there.drain()
+    assert await here.apply("ord_1", 4, cancel("ord_1")) == Outcome.APPLIED
+    assert loaded == ["ord_1", "ord_1", "ord_1"]
+    row = await pg.fetchrow("SELECT version, last_seq FROM orders WHERE id = 'ord_1'")
+    assert (row["version"], row["last_seq"]) == (4, 4)
+
+
+async def test_a_state_saved_behind_the_lease_s_back_costs_one_retry_and_is_then_loaded(
+    make_turns: Any, pg: Any
+) -> None:
+    make, _ = make_turns
+    here = make()
+    assert await here.apply("ord_1", 1, paid("ord_1", "A")) == Outcome.APPLIED
+    # Written without taking the lease (as a dead letter's hold is): the kept state is
+    # behind, and the version check refuses the turn that starts from it.
+    await pg.execute("UPDATE orders SET version = version + 1 WHERE id = 'ord_1'")
+    with pytest.raises(ConcurrentTurn):
+        await here.apply("ord_1", 2, cancel("ord_1"))
+    assert here.kept("ord_1") is None
+    # Tried again, as the runtime does, it loads the order and is saved.
+    assert await here.apply("ord_1", 2, cancel("ord_1")) == Outcome.APPLIED
+    assert await pg.fetchval("SELECT version FROM orders WHERE id = 'ord_1'") == 3
+
+
+async def test_a_turn_that_fails_keeps_no_state_and_the_next_loads_it(turns: Any, pg: Any) -> None:
+    order_turns, allocator = turns
+    assert await order_turns.apply("ord_1", 1, paid("ord_1", "A")) == Outcome.APPLIED
+    assert order_turns.kept("ord_1") is not None
+    # The cancellation gives the backordered units back: Redis "rebuilt" meanwhile.
+    allocator.rebuilt = True
+    with pytest.raises(StaleEpoch):
+        await order_turns.apply("ord_1", 2, cancel("ord_1"))
+    assert order_turns.kept("ord_1") is None
+    assert await order_turns.apply("ord_1", 2, cancel("ord_1")) == Outcome.APPLIED
+    assert await pg.fetchval("SELECT last_seq FROM orders WHERE id = 'ord_1'") == 2
