@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -32,7 +34,7 @@ _CANCEL_WAIT_S = 10.0
 
 async def show(settings: Settings, ref: str, as_json: bool, say: Callable[[str], None]) -> None:
     async with open_resources(settings, pool_size=2) as res, res.pool.acquire() as conn:
-        order_id = await orders.resolve(conn, ref)
+        order_id = await _resolve(conn, ref, settings)
         view = await orders.view(conn, order_id)
     if as_json:
         say(msgspec.json.encode(view).decode())
@@ -113,7 +115,7 @@ async def listing(
         say(msgspec.json.encode(found).decode())
         return
     if not found:
-        say("no orders found")
+        say(f"no orders found ({searched(settings)})")
     for order in found:
         name = f" {order.name}" if order.name else ""
         reason = f": {order.reason}" if order.reason else ""
@@ -129,11 +131,33 @@ async def listing(
 _STATES = ", ".join(s.value for s in OrderState)
 
 
+def searched(settings: Settings) -> str:
+    """Where the command looked, for an operator who finds nothing: the database and the
+    settings file (no user or password)."""
+    dsn = urlsplit(settings.postgres.dsn)
+    database = dsn.path.lstrip("/") or "the user's default"
+    host = dsn.hostname or "the local socket"
+    port = f":{dsn.port}" if dsn.port else ""
+    overrides = sorted(name for name in os.environ if name.startswith("ORDERD_POSTGRES__"))
+    also = f" with {', '.join(overrides)}" if overrides else ""
+    return (
+        f"looked in database {database} on {host}{port}, schema {settings.postgres.schema}; "
+        f"settings: {settings.source}{also}"
+    )
+
+
+async def _resolve(conn: Any, ref: str, settings: Settings) -> str:
+    try:
+        return await orders.resolve(conn, ref)
+    except orders.UnknownOrder as exc:
+        raise orders.UnknownOrder(f"{exc} ({searched(settings)})") from None
+
+
 async def cancel(settings: Settings, ref: str, reason: str, say: Callable[[str], None]) -> None:
     """Ask the order's actor to cancel, then wait a little for it to be done."""
     async with open_resources(settings, pool_size=2) as res:
         async with res.pool.acquire() as conn:
-            order_id = await orders.resolve(conn, ref)
+            order_id = await _resolve(conn, ref, settings)
             state = OrderState((await orders.view(conn, order_id))["state"])
         if state is OrderState.CANCELLED:
             say(f"{order_id} is already cancelled")
@@ -166,7 +190,7 @@ async def packed(
         raise OrderdError("--weight-g: from 1 to 1000000 grams")
     async with open_resources(settings, pool_size=2) as res:
         async with res.pool.acquire() as conn:
-            order_id = await orders.resolve(conn, ref)
+            order_id = await _resolve(conn, ref, settings)
             waiting = await conn.fetch(
                 """
                 SELECT id FROM shipments
@@ -208,7 +232,7 @@ async def retry(
     """Send a packed shipment held without a label back to rate shopping and its label."""
     async with open_resources(settings, pool_size=2) as res:
         async with res.pool.acquire() as conn:
-            order_id = await orders.resolve(conn, ref)
+            order_id = await _resolve(conn, ref, settings)
             unlabelled = await conn.fetch(
                 """
                 SELECT id FROM shipments

@@ -186,10 +186,20 @@ class SandboxCarrier(_Section, frozen=True):
     exception_rate: Annotated[float, Meta(ge=0, le=1)] = 0.0
 
 
+# Each carrier's own API address is the default of its section, so a section that sets only
+# ``enabled`` and the key still has it.
+class EasyPostAccount(CarrierAccount, frozen=True):
+    base_url: str = "https://api.easypost.com/v2"
+
+
+class ShippoAccount(CarrierAccount, frozen=True):
+    base_url: str = "https://api.goshippo.com"
+
+
 class CarriersSettings(_Section, frozen=True):
     sandbox: SandboxCarrier = SandboxCarrier()
-    easypost: CarrierAccount = CarrierAccount(base_url="https://api.easypost.com/v2")
-    shippo: CarrierAccount = CarrierAccount(base_url="https://api.goshippo.com")
+    easypost: EasyPostAccount = EasyPostAccount()
+    shippo: ShippoAccount = ShippoAccount()
 
 
 class LabelsSettings(_Section, frozen=True):

@@ -6,10 +6,11 @@ import json
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
-from tests.conftest import SetStock, add_products
+from tests.conftest import POSTGRES_DSN, SetStock, add_products
 from tests.integration.daemon_harness import (
     ADMIN_TOKEN,
     PAYLOADS,
@@ -274,7 +275,11 @@ async def test_bad_deliveries_to_every_route_are_refused_and_store_nothing(
 
 
 async def test_an_operator_cancels_a_held_order_and_its_stock_comes_back(
-    make_daemon: MakeDaemon, pg: Any, run_orderd: Any, set_stock: SetStock
+    make_daemon: MakeDaemon,
+    pg: Any,
+    run_orderd: Any,
+    set_stock: SetStock,
+    test_env: dict[str, str],
 ) -> None:
     await add_products(pg, "MUG-1")
     await set_stock({"MUG-1": 5})
@@ -295,7 +300,14 @@ async def test_an_operator_cancels_a_held_order_and_its_stock_comes_back(
     assert "already cancelled" in again.stdout
     unknown = run_orderd("order", "show", "#nope")
     assert unknown.returncode == 2
-    assert unknown.stderr.strip() == "orderd: no order '#nope'"
+    # It says where it looked: the database, the schema and where the settings came from.
+    dsn = urlsplit(POSTGRES_DSN)
+    assert unknown.stderr.strip() == (
+        f"orderd: no order '#nope' (looked in database {dsn.path[1:]} on {dsn.hostname}:"
+        f"{dsn.port}, schema {test_env['ORDERD_POSTGRES__SCHEMA']}; settings: built-in "
+        "defaults with ORDERD_POSTGRES__DSN, ORDERD_POSTGRES__SCHEMA)"
+    )
+    assert "postgres@" not in unknown.stderr  # never the user, nor a password
 
 
 def test_run_with_a_broken_config_says_so_and_exits_2(run_orderd: Any) -> None:

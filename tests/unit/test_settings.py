@@ -193,3 +193,24 @@ def test_settings_are_frozen() -> None:
     settings = load_settings(None, {})
     with pytest.raises(AttributeError):
         settings.http.port = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("carrier", "url"),
+    [("easypost", "https://api.easypost.com/v2"), ("shippo", "https://api.goshippo.com")],
+)
+def test_a_carrier_enabled_with_only_its_key_has_its_own_api_address(
+    tmp_path: Path, carrier: str, url: str
+) -> None:
+    path = write(tmp_path, f"[carriers.{carrier}]\nenabled = true\napi_key = 'k'\n")
+    from_file = load_settings(path, {})
+    prefix = f"ORDERD_CARRIERS__{carrier.upper()}__"
+    from_env = load_settings(None, {f"{prefix}ENABLED": "true", f"{prefix}API_KEY": "k"})
+    for settings in (from_file, from_env):
+        account = getattr(settings.carriers, carrier)
+        assert account.enabled
+        assert account.base_url == url
+    # Another address (a test server's) is still taken from the file.
+    path = write(tmp_path, f"[carriers.{carrier}]\nenabled = true\napi_key = 'k'\n"
+                 "base_url = 'http://127.0.0.1:9/v2'\n")  # fmt: skip
+    assert getattr(load_settings(path, {}).carriers, carrier).base_url == "http://127.0.0.1:9/v2"
