@@ -15,7 +15,7 @@ import msgspec
 
 from actors.errors import OrderdError
 from actors.order.behaviour import CANCELLABLE
-from actors.order.holds import DeadLetterHold, ShipmentHold
+from actors.order.holds import DeadLetterHold, Hold, ShipmentHold, describe
 from actors.order.messages import (
     CancelRequested,
     HoldRelease,
@@ -253,6 +253,52 @@ async def retry(
     say(f"{', '.join(waiting)}: rates and label asked for again")
 
 
+async def release(
+    settings: Settings, ref: str, shipment_id: str | None, say: Callable[[str], None]
+) -> None:
+    """End what holds an order once its cause is fixed (a sku imported and stocked since,
+    a refusal dealt with at the warehouse), then wait a little to say where it went."""
+    async with open_resources(settings, pool_size=2) as res:
+        async with res.pool.acquire() as conn:
+            order_id = await _resolve(conn, ref, settings)
+            snapshot = (await orders.load(conn, order_id)).snapshot
+        holds = snapshot.holds if snapshot is not None else ()
+        if shipment_id is not None:
+            wanted: list[Hold] = [h for h in holds if h == ShipmentHold(shipment_id)]
+            if not wanted:
+                raise OrderdError(f"{order_id}: shipment {shipment_id} is not held")
+        else:
+            wanted = [h for h in holds if not isinstance(h, DeadLetterHold)]
+        if not wanted:
+            letters = [describe(h) for h in holds if isinstance(h, DeadLetterHold)]
+            if letters:
+                raise OrderdError(
+                    f"{order_id} is held only for {', '.join(letters)}: see `orderd dlq list`, "
+                    "and `orderd dlq replay` once its cause is fixed"
+                )
+            raise OrderdError(f"{order_id} is not held")
+        posted = await res.mail.send(
+            [HoldRelease(order_id=order_id, hold=hold, by="operator") for hold in wanted]
+        )
+        what = ", ".join(describe(h) for h in wanted)
+        last = max(p.seq for p in posted)
+        deadline = time.monotonic() + _CANCEL_WAIT_S
+        while time.monotonic() < deadline:
+            async with res.pool.acquire() as conn:
+                applied = await conn.fetchval("SELECT last_seq FROM orders WHERE id = $1", order_id)
+                if applied is not None and applied >= last:
+                    view = await orders.view(conn, order_id)
+                    break
+            await asyncio.sleep(0.2)  # the daemon applies it: wait a bounded while
+        else:
+            say(f"{order_id}: release of the {what} hold asked for; the daemon applies it")
+            return
+    if view["state"] == OrderState.NEEDS_ATTENTION.value:
+        say(f"{order_id}: the {what} hold was released, and it is held again: {view['reason']}")
+        return
+    say(f"{order_id}: the {what} hold was released; it is {view['state']} now")
+
+
 async def dlq_list(settings: Settings, say: Callable[[str], None]) -> None:
     async with open_resources(settings, pool_size=2) as res, res.pool.acquire() as conn:
         letters = await dead_letters.listed(conn)
@@ -293,7 +339,7 @@ async def dlq_replay(settings: Settings, letter_id: int, say: Callable[[str], No
 
 def add_commands(commands: Any, add: Callable[..., argparse.ArgumentParser]) -> None:
     """Register ``order`` and ``dlq`` with the CLI's parser."""
-    order = commands.add_parser("order", help="orders: list, show, cancel, packed, retry")
+    order = commands.add_parser("order", help="orders: list, show, cancel, packed, retry, release")
     order_commands = order.add_subparsers(dest="order_command", required=True, metavar="ACTION")
     listed = add("list", cmd_order_list, "list orders: by state, held, stuck", order_commands)
     listed.add_argument("--state", help="only orders in this state")
@@ -322,6 +368,13 @@ def add_commands(commands: Any, add: Callable[..., argparse.ArgumentParser]) -> 
     )  # fmt: skip
     again.add_argument("id", help="orderd's id, the platform's order id or its name")
     again.add_argument("--shipment", help="one shipment (default: every one waiting)")
+
+    freed = add(
+        "release", cmd_order_release, "end an order's hold once its cause is fixed",
+        order_commands,
+    )  # fmt: skip
+    freed.add_argument("id", help="orderd's id, the platform's order id or its name")
+    freed.add_argument("--shipment", help="only this shipment's hold (default: every hold)")
 
     dlq = commands.add_parser("dlq", help="dead-lettered messages")
     dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
@@ -365,6 +418,11 @@ async def cmd_order_packed(args: argparse.Namespace) -> int:
 
 async def cmd_order_retry(args: argparse.Namespace) -> int:
     await retry(load_settings(args.config), args.id, args.shipment, _say)
+    return 0
+
+
+async def cmd_order_release(args: argparse.Namespace) -> int:
+    await release(load_settings(args.config), args.id, args.shipment, _say)
     return 0
 
 

@@ -25,10 +25,12 @@ from actors.order.behaviour import (
     evolve,
 )
 from actors.order.events import (
+    AttentionNeeded,
     BackorderFilled,
     CancelRefused,
     Event,
     Holding,
+    HoldReleased,
     NothingToShip,
     OrderCancelled,
     OrderReceived,
@@ -36,8 +38,9 @@ from actors.order.events import (
     decode_event,
     encode_event,
 )
+from actors.order.holds import ORDER_HOLD
 from actors.order.messages import BackorderFilled as Filled
-from actors.order.messages import CancelRequested, Message, OrderPaid, ReminderDue
+from actors.order.messages import CancelRequested, HoldRelease, Message, OrderPaid, ReminderDue
 from actors.order.reminder import ReminderKind
 from actors.order.states import OrderState
 from actors.order.types import Address, Customer, Line, NormalizedOrder
@@ -148,6 +151,45 @@ def test_a_paid_order_held_before_reserving_tries_again_when_sent_again() -> Non
     decision, _ = run(snapshot, paid())
     assert decision.events == ()
     assert decision.effects == (Reserve((("A", 2), ("B", 1)), "wait_all"),)
+
+
+def test_releasing_an_order_held_before_reserving_asks_for_its_reservation_again() -> None:
+    _, snapshot = run(None, paid())
+    _, snapshot = run(snapshot, AllocationRefused(reason="unknown sku 'B'"))
+    decision, snapshot = run(snapshot, HoldRelease(order_id="ord_1", hold=ORDER_HOLD))
+    assert [type(e) for e in decision.events] == [HoldReleased]
+    assert decision.effects == (Reserve((("A", 2), ("B", 1)), "wait_all"),)
+    assert snapshot is not None
+    assert snapshot.holds == ()
+    assert snapshot.state is OrderState.RECEIVED
+    # Still unknown: held again, with the reason.
+    _, again = run(snapshot, AllocationRefused(reason="unknown sku 'B'"))
+    assert again is not None
+    assert again.state is OrderState.NEEDS_ATTENTION
+    assert again.holds == (ORDER_HOLD,)
+    # Known and stocked now: reserved, and on to the warehouse.
+    reserved = Allocated(
+        status="reserved",
+        holdings=(Holding("main", "A", 2, 0), Holding("main", "B", 1, 0)),
+        policy="wait_all",
+    )
+    decision, after = run(snapshot, reserved)
+    assert after is not None
+    assert after.state is OrderState.RESERVED
+    assert [type(effect) for effect in decision.effects] == [RequestFulfillment]
+
+
+def test_releasing_an_order_that_holds_stock_asks_for_no_reservation() -> None:
+    _, snapshot = run(None, paid())
+    reserved = Allocated(
+        status="backordered", holdings=(Holding("main", "A", 0, 2),), policy="wait_all"
+    )
+    _, snapshot = run(snapshot, reserved)
+    held = AttentionNeeded(at=NOW, reason="a person looks", hold=ORDER_HOLD)
+    snapshot = evolve(snapshot, held, "ord_1")
+    decision, _ = run(snapshot, HoldRelease(order_id="ord_1", hold=ORDER_HOLD))
+    assert [type(e) for e in decision.events] == [HoldReleased]
+    assert not any(isinstance(effect, Reserve) for effect in decision.effects)
 
 
 def test_a_cancel_after_days_backorder_sets_a_reminder() -> None:

@@ -12,12 +12,14 @@ from datetime import datetime
 from msgspec import structs
 
 from actors.order.events import AttentionNeeded, HoldReleased
+from actors.order.holds import ORDER_HOLD
 from actors.order.messages import HoldRelease
 from actors.order.shipment import OPEN
 from actors.order.states import TERMINAL, OrderState
 from actors.order.steps.common import holding_state, released
 from actors.order.steps.followup import then_complete
 from actors.order.steps.fulfillment import then_fulfil
+from actors.order.steps.intake import reserve_again
 from actors.order.steps.model import Decision, Evolve, Rules, Snapshot
 from actors.order.steps.tracking import TRACKED_STATE, delivery_state
 
@@ -35,12 +37,15 @@ def release(
     snapshot: Snapshot | None, message: HoldRelease, rules: Rules, now: datetime, evolve: Evolve
 ) -> Decision:
     """End a hold; an order whose last parcel arrived meanwhile goes on to its follow-ups,
-    one whose stock waits meanwhile goes to the warehouse."""
+    one whose stock waits meanwhile goes to the warehouse, and one held before anything
+    was reserved (a sku unknown then, imported since) asks for its reservation again."""
     hold = message.hold
     if snapshot is None or snapshot.state in TERMINAL or hold not in snapshot.holds:
         return Decision()
     ended = HoldReleased(at=now, hold=hold, by=message.by)
     after = evolve(snapshot, ended, snapshot.order_id)
+    if hold == ORDER_HOLD and (again := reserve_again(after, rules)) is not None:
+        return Decision((ended,), (again,))
     if after.state is OrderState.DELIVERED and not after.follow_ups:
         arrived = max(s.delivered_at for s in after.shipments if s.delivered_at is not None)
         return then_complete(snapshot, (ended,), (), rules, now, arrived, evolve)

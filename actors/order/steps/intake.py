@@ -15,15 +15,35 @@ from actors.order.messages import OrderPaid
 from actors.order.states import TERMINAL, OrderState
 from actors.order.steps.model import Decision, Reserve, Rules, Snapshot
 from actors.order.types import BackorderPolicy as Policy
+from actors.order.types import NormalizedOrder
+
+
+def shippable_units(order: NormalizedOrder) -> dict[str, int]:
+    """Units to reserve per sku: the order's shippable lines, summed."""
+    units: dict[str, int] = {}
+    for line in order.shippable_lines():
+        units[line.sku] = units.get(line.sku, 0) + line.quantity
+    return units
+
+
+def reserve_again(snapshot: Snapshot, rules: Rules) -> Reserve | None:
+    """The order's reservation asked for again, when it was held before anything was
+    reserved (a sku unknown then) and has nothing in a parcel; None otherwise."""
+    order = snapshot.order
+    if order is None or snapshot.holdings or snapshot.shipments:
+        return None
+    shippable = shippable_units(order)
+    if not shippable:
+        return None
+    policy: Policy = order.backorder_policy or rules.backorder_policy
+    return Reserve(tuple(shippable.items()), policy)
 
 
 def paid(snapshot: Snapshot | None, message: OrderPaid, rules: Rules, now: datetime) -> Decision:
     """Record the order and reserve what it ships, once; a replay only retries the reserve."""
     order = message.order
     policy: Policy = order.backorder_policy or rules.backorder_policy
-    shippable: dict[str, int] = {}
-    for line in order.shippable_lines():
-        shippable[line.sku] = shippable.get(line.sku, 0) + line.quantity
+    shippable = shippable_units(order)
     if (
         snapshot is not None
         and snapshot.state is OrderState.NEEDS_ATTENTION

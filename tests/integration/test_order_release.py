@@ -1,0 +1,68 @@
+"""``orderd order release`` on a running daemon: a held order goes on once its cause is
+fixed, and the command says what became of it, or why it did nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from tests.conftest import SetStock, add_products
+from tests.integration.daemon_harness import eventually, generic_body, generic_headers, request
+
+MakeDaemon = Callable[..., Any]
+
+
+async def test_an_order_held_for_an_unknown_sku_goes_on_once_the_sku_is_stocked(
+    make_daemon: MakeDaemon, pg: Any, run_orderd: Any, set_stock: SetStock
+) -> None:
+    await add_products(pg, "MUG-1")
+    await set_stock({"MUG-1": 5})
+    daemon = make_daemon()
+    body = generic_body("C-7", [("MUG-1", 1), ("NEW-1", 2)])
+    assert request(f"{daemon.url}/webhooks/orders", body, generic_headers(body))[0] == 202
+
+    async def held() -> bool:
+        state = await pg.fetchval("SELECT state FROM orders WHERE name = '#C-7'")
+        return state == "needs_attention"
+
+    await eventually(held, what="the order to be held")
+    reason = await pg.fetchval("SELECT state_reason FROM orders WHERE name = '#C-7'")
+    assert "NEW-1" in reason
+
+    # Released before the sku is known: tried again, and held again with its reason.
+    early = run_orderd("order", "release", "#C-7")
+    assert early.returncode == 0, early.stderr
+    assert early.stdout.strip().endswith(
+        f"the order hold was released, and it is held again: {reason}"
+    )
+
+    # Imported and stocked: released, it is reserved and goes to the warehouse.
+    await add_products(pg, "NEW-1")
+    stocked = run_orderd("stock", "set", "NEW-1", "4")
+    assert stocked.returncode == 0, stocked.stderr
+    done = run_orderd("order", "release", "C-7")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith(
+        "the order hold was released; it is fulfillment_requested now"
+    )
+    reserved = await pg.fetch(
+        "SELECT sku, reserved FROM order_lines ol JOIN orders o ON o.id = ol.order_id "
+        "WHERE o.name = '#C-7' ORDER BY sku"
+    )
+    assert [(r["sku"], r["reserved"]) for r in reserved] == [("MUG-1", 1), ("NEW-1", 2)]
+    requested = await pg.fetchval(
+        "SELECT count(*) FROM shipments s JOIN orders o ON o.id = s.order_id "
+        "WHERE o.name = '#C-7' AND s.status = 'requested'"
+    )
+    assert requested == 1
+
+    # Nothing holds it now: the command says so, and changes nothing.
+    again = run_orderd("order", "release", "#C-7")
+    assert again.returncode == 2
+    assert again.stderr.strip().endswith("is not held")
+    shipment = run_orderd("order", "release", "#C-7", "--shipment", "shp_nope")
+    assert shipment.returncode == 2
+    assert "shipment shp_nope is not held" in shipment.stderr
+    assert await pg.fetchval("SELECT state FROM orders WHERE name = '#C-7'") == (
+        "fulfillment_requested"
+    )
