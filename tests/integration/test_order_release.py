@@ -22,7 +22,7 @@ async def test_an_order_held_for_an_unknown_sku_goes_on_once_the_sku_is_stocked(
     assert request(f"{daemon.url}/webhooks/orders", body, generic_headers(body))[0] == 202
 
     async def held() -> bool:
-        state = await pg.fetchval("SELECT state FROM orders WHERE name = '#C-7'")
+        state: str | None = await pg.fetchval("SELECT state FROM orders WHERE name = '#C-7'")
         return state == "needs_attention"
 
     await eventually(held, what="the order to be held")
