@@ -17,13 +17,16 @@ from actors.errors import OrderdError
 from actors.order.behaviour import CANCELLABLE
 from actors.order.holds import DeadLetterHold, Hold, ShipmentHold, describe
 from actors.order.messages import (
+    AddressCorrected,
     CancelRequested,
     HoldRelease,
     Packed,
     RetryRequested,
     decode_message,
 )
-from actors.order.states import OrderState
+from actors.order.states import TERMINAL, OrderState
+from actors.order.types import Address
+from actors.shipping.address import address_problems
 from adapters.postgres import dead_letters, orders
 from adapters.postgres import listing as listing_sql
 from daemon.resources import open_resources
@@ -281,22 +284,85 @@ async def release(
             [HoldRelease(order_id=order_id, hold=hold, by="operator") for hold in wanted]
         )
         what = ", ".join(describe(h) for h in wanted)
-        last = max(p.seq for p in posted)
-        deadline = time.monotonic() + _CANCEL_WAIT_S
-        while time.monotonic() < deadline:
-            async with res.pool.acquire() as conn:
-                applied = await conn.fetchval("SELECT last_seq FROM orders WHERE id = $1", order_id)
-                if applied is not None and applied >= last:
-                    view = await orders.view(conn, order_id)
-                    break
-            await asyncio.sleep(0.2)  # the daemon applies it: wait a bounded while
-        else:
-            say(f"{order_id}: release of the {what} hold asked for; the daemon applies it")
-            return
+        view = await _applied(res, order_id, max(p.seq for p in posted))
+    if view is None:
+        say(f"{order_id}: release of the {what} hold asked for; the daemon applies it")
+        return
     if view["state"] == OrderState.NEEDS_ATTENTION.value:
         say(f"{order_id}: the {what} hold was released, and it is held again: {view['reason']}")
         return
     say(f"{order_id}: the {what} hold was released; it is {view['state']} now")
+
+
+# The address fields an operator may set, as the CLI names them.
+ADDRESS_FIELDS = ("name", "company", "line1", "line2", "city", "region", "postal_code",
+                  "country", "phone")  # fmt: skip
+
+
+async def set_address(
+    settings: Settings, ref: str, changes: dict[str, str], say: Callable[[str], None]
+) -> None:
+    """Correct the shipping address of an order whose pick list has not gone to the
+    warehouse; the order checks it again and goes on, or says why it cannot."""
+    if not changes:
+        raise OrderdError("name at least one field to change (--line1, --city, ...)")
+    for field, value in changes.items():
+        if len(value) > 200 or not value.isprintable():
+            raise OrderdError(f"--{field.replace('_', '-')}: up to 200 printable characters")
+    async with open_resources(settings, pool_size=2) as res:
+        async with res.pool.acquire() as conn:
+            order_id = await _resolve(conn, ref, settings)
+            snapshot = (await orders.load(conn, order_id)).snapshot
+        order = snapshot.order if snapshot is not None else None
+        if snapshot is None or order is None:
+            raise OrderdError(f"{order_id} has no order from its platform yet")
+        if snapshot.state in TERMINAL:
+            raise OrderdError(f"{order_id} is {snapshot.state.value}: its address stays")
+        if snapshot.shipments:
+            sent = ", ".join(s.id for s in snapshot.shipments)
+            raise OrderdError(
+                f"{order_id}: the pick list of {sent} went to the warehouse with the address "
+                "on it; change it there, or cancel the order"
+            )
+        current = order.shipping_address or Address(country="")
+        fields = {
+            **{f: getattr(current, f) for f in ADDRESS_FIELDS},
+            **{f: (v.upper() if f == "country" else v) for f, v in changes.items()},
+        }
+        if fields["phone"] == "":
+            fields["phone"] = None
+        try:
+            address = msgspec.convert(fields, Address)
+        except msgspec.ValidationError as exc:
+            raise OrderdError(f"the address: {exc}") from None
+        problems = address_problems(address)
+        if problems:
+            raise OrderdError(f"{order_id}: the address would not do: {'; '.join(problems)}")
+        if address == order.shipping_address:
+            say(f"{order_id} ships to that address already")
+            return
+        [posted] = await res.mail.send([AddressCorrected(order_id=order_id, address=address)])
+        view = await _applied(res, order_id, posted.seq)
+    if view is None:
+        say(f"{order_id}: the address correction is stored; the daemon applies it")
+    elif view["state"] == OrderState.NEEDS_ATTENTION.value:
+        say(f"{order_id}: the address is corrected; the order is held: {view['reason']}")
+    else:
+        say(f"{order_id}: the address is corrected; it is {view['state']} now")
+
+
+async def _applied(res: Any, order_id: str, seq: int) -> dict[str, Any] | None:
+    """The order once its message ``seq`` is applied; None if the daemon did not apply it
+    within a few seconds (it is stored: the daemon applies it when it runs)."""
+    deadline = time.monotonic() + _CANCEL_WAIT_S
+    while time.monotonic() < deadline:
+        async with res.pool.acquire() as conn:
+            applied = await conn.fetchval("SELECT last_seq FROM orders WHERE id = $1", order_id)
+            if applied is not None and applied >= seq:
+                view: dict[str, Any] = await orders.view(conn, order_id)
+                return view
+        await asyncio.sleep(0.2)  # the daemon applies it: wait a bounded while
+    return None
 
 
 async def dlq_list(settings: Settings, say: Callable[[str], None]) -> None:
@@ -339,7 +405,9 @@ async def dlq_replay(settings: Settings, letter_id: int, say: Callable[[str], No
 
 def add_commands(commands: Any, add: Callable[..., argparse.ArgumentParser]) -> None:
     """Register ``order`` and ``dlq`` with the CLI's parser."""
-    order = commands.add_parser("order", help="orders: list, show, cancel, packed, retry, release")
+    order = commands.add_parser(
+        "order", help="orders: list, show, cancel, packed, retry, release, set-address"
+    )
     order_commands = order.add_subparsers(dest="order_command", required=True, metavar="ACTION")
     listed = add("list", cmd_order_list, "list orders: by state, held, stuck", order_commands)
     listed.add_argument("--state", help="only orders in this state")
@@ -375,6 +443,15 @@ def add_commands(commands: Any, add: Callable[..., argparse.ArgumentParser]) -> 
     )  # fmt: skip
     freed.add_argument("id", help="orderd's id, the platform's order id or its name")
     freed.add_argument("--shipment", help="only this shipment's hold (default: every hold)")
+
+    moved = add(
+        "set-address", cmd_order_set_address,
+        "correct the shipping address before the pick list goes out", order_commands,
+    )  # fmt: skip
+    moved.add_argument("id", help="orderd's id, the platform's order id or its name")
+    for field in ADDRESS_FIELDS:
+        flag = field.replace("_", "-")
+        moved.add_argument(f"--{flag}", dest=field, help=f"the new {flag} (default: as it is)")
 
     dlq = commands.add_parser("dlq", help="dead-lettered messages")
     dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
@@ -423,6 +500,12 @@ async def cmd_order_retry(args: argparse.Namespace) -> int:
 
 async def cmd_order_release(args: argparse.Namespace) -> int:
     await release(load_settings(args.config), args.id, args.shipment, _say)
+    return 0
+
+
+async def cmd_order_set_address(args: argparse.Namespace) -> int:
+    changes = {f: getattr(args, f) for f in ADDRESS_FIELDS if getattr(args, f) is not None}
+    await set_address(load_settings(args.config), args.id, changes, _say)
     return 0
 
 

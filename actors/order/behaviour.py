@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import assert_never
 
 from actors.order.events import (
+    AddressChanged,
     AttentionNeeded,
     BackorderFilled,
     CancelRefused,
@@ -48,9 +49,7 @@ from actors.order.events import (
     StockAllocated,
 )
 from actors.order.messages import (
-    BackorderFilled as BackorderFilledMessage,
-)
-from actors.order.messages import (
+    AddressCorrected,
     BuyLabel,
     CancelRequested,
     HoldRelease,
@@ -64,6 +63,9 @@ from actors.order.messages import (
     ShortPicked,
     TrackingUpdated,
     WarehouseRefused,
+)
+from actors.order.messages import (
+    BackorderFilled as BackorderFilledMessage,
 )
 from actors.order.reminder import FOLLOW_UPS, ReminderKind
 from actors.order.states import OrderState
@@ -202,6 +204,8 @@ def decide(
             return cancel.voided(message, now)
         case HoldRelease():
             return attention.release(snapshot, message, rules, now, evolve)
+        case AddressCorrected():
+            return fulfillment.address_corrected(snapshot, message, rules, now, evolve)
         case ReminderDue():
             return _reminder_due(snapshot, message, rules, now)
         case _:
@@ -280,6 +284,8 @@ def evolve(snapshot: Snapshot | None, event: Event, order_id: str) -> Snapshot:
             return attention.attention_needed(current, event)
         case HoldReleased():
             return attention.hold_released(current, event)
+        case AddressChanged():
+            return fulfillment.address_changed(current, event)
         case CancelRefused() | MessageQueued():
             return current  # kept in the order's history; the order itself is unchanged
         case _:

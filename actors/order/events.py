@@ -17,7 +17,7 @@ from msgspec import Struct
 from actors.order import legacy
 from actors.order.holds import ORDER_HOLD, Hold
 from actors.order.reminder import ReminderKind
-from actors.order.types import NormalizedOrder
+from actors.order.types import Address, NormalizedOrder
 from actors.shipping.carriers import Parcel, Rate, TrackingStatus
 from actors.shipping.pick_list import PickLine
 from actors.shipping.tracking import DelayCause
@@ -171,6 +171,13 @@ class HoldReleased(_Event, frozen=True, tag="hold_released"):
     by: str
 
 
+class AddressChanged(_Event, frozen=True, tag="address_changed"):
+    """The order ships to this address from now on (a person corrected it)."""
+
+    address: Address
+    by: str
+
+
 class EstimateMoved(_Event, frozen=True, tag="estimate_moved"):
     """The carrier gave a new delivery estimate without a new scan."""
 
@@ -244,6 +251,7 @@ Event = (
     | LabelVoided
     | ShipmentTracked
     | HoldReleased
+    | AddressChanged
     | EstimateMoved
     | DelayDetected
     | DelayEnded

@@ -16,7 +16,7 @@ from msgspec import Meta, Struct
 from actors.order import legacy
 from actors.order.holds import Hold
 from actors.order.reminder import ReminderKind, ReminderScope
-from actors.order.types import NormalizedOrder, Quantity, Sku
+from actors.order.types import Address, NormalizedOrder, Quantity, Sku
 from actors.shipping.carriers import TrackingStatus
 
 Centimetres = Annotated[float, Meta(gt=0, le=1000)]
@@ -68,6 +68,14 @@ class HoldRelease(_Message, frozen=True, tag="hold_release"):
     """What held the order is dealt with (a dead letter replayed after it): go on."""
 
     hold: Hold
+    by: str = "operator"
+
+
+class AddressCorrected(_Message, frozen=True, tag="address_corrected"):
+    """A person corrected the order's shipping address (before its pick list was sent):
+    check it again, and go on if it will do."""
+
+    address: Address
     by: str = "operator"
 
 
@@ -141,6 +149,7 @@ Message = (
     | BuyLabel
     | RetryRequested
     | HoldRelease
+    | AddressCorrected
     | TrackingUpdated
     | NotificationSettled
 )

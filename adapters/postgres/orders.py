@@ -17,6 +17,7 @@ import msgspec
 from actors.errors import OrderdError
 from actors.order.behaviour import Snapshot
 from actors.order.events import (
+    AddressChanged,
     CarrierChosen,
     DelayDetected,
     DelayEnded,
@@ -79,6 +80,7 @@ class UnknownOrder(OrderdError):
     pass
 
 
+_CHANGES_ORDER = (OrderReceived, AddressChanged)
 _SHIPMENT_EVENTS = (
     FulfillmentRequested, ShipmentPicked, ShipmentPacked, PackMismatch, ShortPick, CarrierChosen,
     LabelCreated, Shipped, LabelVoided, OrderCancelled, ShipmentTracked, DelayDetected,
@@ -163,7 +165,10 @@ async def prepare_turns(turns: Sequence[Turn]) -> PreparedTurns:
     await asyncio.sleep(0)
     # A received order's lines are written with what they hold; the others' are updated.
     received = [t for t in turns if any(isinstance(e, OrderReceived) for e in t.events)]
-    _keep_documents(writes, received)
+    # The document is written when the order is received, and again when it changes.
+    _keep_documents(
+        writes, [t for t in turns if any(isinstance(e, _CHANGES_ORDER) for e in t.events)]
+    )
     _insert_lines(writes, received)
     fresh = {t.order_id for t in received}
     _record_reserved(

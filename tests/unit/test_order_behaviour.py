@@ -25,10 +25,12 @@ from actors.order.behaviour import (
     evolve,
 )
 from actors.order.events import (
+    AddressChanged,
     AttentionNeeded,
     BackorderFilled,
     CancelRefused,
     Event,
+    FulfillmentRequested,
     Holding,
     HoldReleased,
     NothingToShip,
@@ -39,11 +41,19 @@ from actors.order.events import (
     encode_event,
 )
 from actors.order.holds import ORDER_HOLD
+from actors.order.messages import (
+    AddressCorrected,
+    CancelRequested,
+    HoldRelease,
+    Message,
+    OrderPaid,
+    ReminderDue,
+)
 from actors.order.messages import BackorderFilled as Filled
-from actors.order.messages import CancelRequested, HoldRelease, Message, OrderPaid, ReminderDue
 from actors.order.reminder import ReminderKind
 from actors.order.states import OrderState
 from actors.order.types import Address, Customer, Line, NormalizedOrder
+from actors.shipping.carriers import Parcel
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 RULES = Rules(backorder_policy="wait_all", cancel_after_days=10)
@@ -284,3 +294,79 @@ def test_events_round_trip_as_json() -> None:
     ]
     for event in events:
         assert decode_event(encode_event(event)) == event
+
+
+def held_for_its_address() -> Snapshot:
+    bad = msgspec.structs.replace(ADDRESS, country="XX")
+    order = msgspec.structs.replace(an_order(Line(sku="A", quantity=2)), shipping_address=bad)
+    _, snapshot = run(None, paid(order))
+    reserved = Allocated(
+        status="reserved", holdings=(Holding("main", "A", 2, 0),), policy="wait_all"
+    )
+    decision, snapshot = run(snapshot, reserved)
+    assert decision.effects == ()
+    assert snapshot is not None
+    assert snapshot.state is OrderState.NEEDS_ATTENTION
+    assert snapshot.reason == "cannot ship: address: XX is not an ISO 3166-1 country code"
+    return snapshot
+
+
+def test_a_corrected_address_releases_the_order_it_held_and_it_goes_to_the_warehouse() -> None:
+    snapshot = held_for_its_address()
+    decision, after = run(snapshot, AddressCorrected(order_id="ord_1", address=ADDRESS))
+    assert [type(e) for e in decision.events] == [AddressChanged, HoldReleased]
+    assert [type(effect) for effect in decision.effects] == [RequestFulfillment]
+    assert after is not None
+    assert after.order is not None
+    assert after.order.shipping_address == ADDRESS
+    assert after.holds == ()
+    assert after.state is OrderState.RESERVED
+
+
+def test_a_corrected_address_that_still_will_not_do_holds_the_order_again() -> None:
+    snapshot = held_for_its_address()
+    no_city = msgspec.structs.replace(ADDRESS, city="")
+    decision, after = run(snapshot, AddressCorrected(order_id="ord_1", address=no_city))
+    assert [type(e) for e in decision.events] == [AddressChanged, HoldReleased, AttentionNeeded]
+    assert decision.effects == ()
+    assert after is not None
+    assert after.state is OrderState.NEEDS_ATTENTION
+    assert after.reason == "cannot ship: address: city is missing"
+
+
+def test_an_address_corrected_after_the_pick_list_was_sent_holds_the_order_instead() -> None:
+    _, snapshot = run(None, paid(an_order(Line(sku="A", quantity=2))))
+    reserved = Allocated(
+        status="reserved", holdings=(Holding("main", "A", 2, 0),), policy="wait_all"
+    )
+    decision, snapshot = run(snapshot, reserved)
+    [request] = decision.effects
+    assert isinstance(request, RequestFulfillment)
+    requested = FulfillmentRequested(
+        at=NOW, shipment_id=request.shipment_id, warehouse="main", lines=request.lines,
+        service_level=request.service_level, promised_by=request.promised_by, pick_list=(),
+        parcel=Parcel(weight_g=100, length_cm=10, width_cm=10, height_cm=10),
+    )  # fmt: skip
+    snapshot = evolve(snapshot, requested, "ord_1")
+    moved = msgspec.structs.replace(ADDRESS, line1="1 Other St")
+    decision, after = run(snapshot, AddressCorrected(order_id="ord_1", address=moved))
+    assert [type(e) for e in decision.events] == [AttentionNeeded]
+    assert after is not None
+    assert after.order is not None
+    assert after.order.shipping_address == ADDRESS
+    assert (
+        after.reason
+        == f"the shipping address changed after the pick list was sent ({request.shipment_id})"
+    )
+
+
+def test_a_corrected_address_leaves_a_hold_for_another_reason() -> None:
+    _, snapshot = run(None, paid())
+    _, snapshot = run(snapshot, AllocationRefused(reason="unknown sku 'B'"))
+    moved = msgspec.structs.replace(ADDRESS, line1="1 Other St")
+    decision, after = run(snapshot, AddressCorrected(order_id="ord_1", address=moved))
+    assert [type(e) for e in decision.events] == [AddressChanged]
+    assert after is not None
+    assert after.order is not None
+    assert after.order.shipping_address == moved
+    assert after.holds == (ORDER_HOLD,)

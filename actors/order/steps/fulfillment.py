@@ -2,9 +2,10 @@
 
 Holds the choice of what is ready to ship (one shipment per warehouse, by the backorder
 policy), the decisions on the warehouse's answers (``FulfillmentQueued``, ``Picked``,
-``Packed``, ``ShortPicked``, ``WarehouseRefused``) and the evolve cases for
-``FulfillmentRequested``, ``ShipmentPicked``, ``ShipmentPacked``, ``PackMismatch`` and
-``ShortPick``.
+``Packed``, ``ShortPicked``, ``WarehouseRefused``), a corrected address
+(``AddressCorrected``) and the evolve cases for ``FulfillmentRequested``,
+``ShipmentPicked``, ``ShipmentPacked``, ``PackMismatch``, ``ShortPick`` and
+``AddressChanged``.
 """
 
 from __future__ import annotations
@@ -16,16 +17,18 @@ from msgspec import structs
 
 from actors.order import shipment as shipments
 from actors.order.events import (
+    AddressChanged,
     AttentionNeeded,
     Event,
     FulfillmentRequested,
+    HoldReleased,
     PackMismatch,
     ShipmentPacked,
     ShipmentPicked,
     ShortPick,
 )
 from actors.order.holds import ORDER_HOLD, ShipmentHold
-from actors.order.messages import Packed, Picked, ShortPicked, WarehouseRefused
+from actors.order.messages import AddressCorrected, Packed, Picked, ShortPicked, WarehouseRefused
 from actors.order.shipment import OPEN, Shipment
 from actors.order.states import TERMINAL, OrderState
 from actors.order.steps.common import dead_letters, find_shipment, less, moved, progress, released
@@ -94,7 +97,7 @@ def _fulfil(
         return (), ()
     problems = address_problems(order.shipping_address)
     if problems:
-        reason = "cannot ship: " + "; ".join(problems)
+        reason = CANNOT_SHIP + "; ".join(problems)
         return (AttentionNeeded(at=now, reason=reason),), ()
     level = service_level_for(
         order.shipping_service, rules.service_levels, rules.default_service_level
@@ -114,6 +117,36 @@ def _fulfil(
             )
         )
     return (), tuple(requests)
+
+
+# How the reason of an order held for its address starts.
+CANNOT_SHIP = "cannot ship: "
+
+
+def address_corrected(
+    snapshot: Snapshot | None, message: AddressCorrected, rules: Rules, now: datetime,
+    evolve: Evolve,
+) -> Decision:  # fmt: skip
+    """Ship to the corrected address, checked again: an order its address held goes on (or
+    is held again, saying why). Once a pick list is at the warehouse, the address on it
+    stays: the order is held for a person instead."""
+    if snapshot is None or snapshot.order is None or snapshot.state in TERMINAL:
+        return Decision()
+    if snapshot.shipments:
+        sent = ", ".join(s.id for s in snapshot.shipments)
+        why = f"the shipping address changed after the pick list was sent ({sent})"
+        return Decision((AttentionNeeded(at=now, reason=why),))
+    events: tuple[Event, ...] = (AddressChanged(at=now, address=message.address, by=message.by),)
+    if ORDER_HOLD in snapshot.holds and (snapshot.reason or "").startswith(CANNOT_SHIP):
+        events += (HoldReleased(at=now, hold=ORDER_HOLD, by=message.by),)
+    return then_fulfil(snapshot, events, rules, now, evolve)
+
+
+def address_changed(current: Snapshot, event: AddressChanged) -> Snapshot:
+    if current.order is None:
+        return current
+    order = structs.replace(current.order, shipping_address=event.address)
+    return structs.replace(current, order=order)
 
 
 def queued(message: FulfillmentQueued, now: datetime) -> Decision:
