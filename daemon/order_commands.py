@@ -21,6 +21,7 @@ from actors.order.messages import (
     CancelRequested,
     HoldRelease,
     Packed,
+    ResendRequested,
     RetryRequested,
     decode_message,
 )
@@ -294,6 +295,46 @@ async def release(
     say(f"{order_id}: the {what} hold was released; it is {view['state']} now")
 
 
+async def resend(
+    settings: Settings, ref: str, shipment_id: str | None, say: Callable[[str], None]
+) -> None:
+    """Deliver a shipment's pick list to the warehouse system again, after what made it
+    refuse the request is fixed there (or it lost it): only a shipment it has not started."""
+    async with open_resources(settings, pool_size=2) as res:
+        async with res.pool.acquire() as conn:
+            order_id = await _resolve(conn, ref, settings)
+            found = await conn.fetch(
+                """
+                SELECT s.id, r.status, r.last_error FROM shipments s
+                LEFT JOIN fulfillment_requests r ON r.shipment_id = s.id AND r.kind = 'request'
+                WHERE s.order_id = $1 AND s.status = 'requested'
+                  AND ($2::text IS NULL OR s.id = $2)
+                ORDER BY s.seq
+                """,
+                order_id,
+                shipment_id,
+            )
+        if not found:
+            which = f"shipment {shipment_id}" if shipment_id else "no shipment"
+            raise OrderdError(
+                f"{order_id}: {which} waiting at the warehouse to be picked (a shipment it "
+                "picked, packed or that is cancelled is not sent again)"
+            )
+        again = [r["id"] for r in found if r["status"] in ("failed", "sent")]
+        if not again:
+            ids = ", ".join(r["id"] for r in found)
+            raise OrderdError(f"{order_id}: the request of {ids} is on its way to the warehouse")
+        posted = await res.mail.send(
+            [ResendRequested(order_id=order_id, shipment_id=s) for s in again]
+        )
+        view = await _applied(res, order_id, max(p.seq for p in posted))
+    sent = ", ".join(again)
+    if view is None:
+        say(f"{order_id}: {sent} to be sent to the warehouse again; the daemon does it")
+    else:
+        say(f"{order_id}: {sent} sent to the warehouse again; the order is {view['state']}")
+
+
 # The address fields an operator may set, as the CLI names them.
 ADDRESS_FIELDS = ("name", "company", "line1", "line2", "city", "region", "postal_code",
                   "country", "phone")  # fmt: skip
@@ -406,7 +447,7 @@ async def dlq_replay(settings: Settings, letter_id: int, say: Callable[[str], No
 def add_commands(commands: Any, add: Callable[..., argparse.ArgumentParser]) -> None:
     """Register ``order`` and ``dlq`` with the CLI's parser."""
     order = commands.add_parser(
-        "order", help="orders: list, show, cancel, packed, retry, release, set-address"
+        "order", help="orders: list, show, cancel, packed, retry, release, resend, set-address"
     )
     order_commands = order.add_subparsers(dest="order_command", required=True, metavar="ACTION")
     listed = add("list", cmd_order_list, "list orders: by state, held, stuck", order_commands)
@@ -444,6 +485,13 @@ def add_commands(commands: Any, add: Callable[..., argparse.ArgumentParser]) -> 
     freed.add_argument("id", help="orderd's id, the platform's order id or its name")
     freed.add_argument("--shipment", help="only this shipment's hold (default: every hold)")
 
+    resent = add(
+        "resend", cmd_order_resend,
+        "send a shipment's pick list to the warehouse again (refused, or lost there)",
+        order_commands,
+    )  # fmt: skip
+    resent.add_argument("id", help="orderd's id, the platform's order id or its name")
+    resent.add_argument("--shipment", help="one shipment (default: every one not picked yet)")
     moved = add(
         "set-address", cmd_order_set_address,
         "correct the shipping address before the pick list goes out", order_commands,
@@ -500,6 +548,11 @@ async def cmd_order_retry(args: argparse.Namespace) -> int:
 
 async def cmd_order_release(args: argparse.Namespace) -> int:
     await release(load_settings(args.config), args.id, args.shipment, _say)
+    return 0
+
+
+async def cmd_order_resend(args: argparse.Namespace) -> int:
+    await resend(load_settings(args.config), args.id, args.shipment, _say)
     return 0
 
 

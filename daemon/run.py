@@ -169,7 +169,7 @@ class Daemon:
         """After turns are saved: stream what orders told themselves, wake the senders."""
         await self.mail.stream(told)
         # Requests due later (the sandbox's picking time) are found by the dispatcher's tick.
-        if any(t.requests for t in saved) and self.dispatcher.warehouse.delay_s == 0:
+        if any(t.requests or t.resends for t in saved) and self.dispatcher.warehouse.delay_s == 0:
             self.dispatcher.wake()
         if any(t.notifications for t in saved):
             self.outbox.wake()

@@ -34,6 +34,7 @@ from actors.order.behaviour import (
     ReleaseAll,
     Remind,
     RequestFulfillment,
+    ResendFulfillment,
     Reserve,
     Result,
     Rules,
@@ -102,6 +103,7 @@ class _Collected:
     # The order's messages to itself, and fills of what its release gave back to others.
     told: list[Message] = field(default_factory=list)
     requests: list[QueuedRequest] = field(default_factory=list)
+    resends: list[ResendFulfillment] = field(default_factory=list)
     notifications: list[QueuedNotification] = field(default_factory=list)
 
     async def record(self, entry: LedgerEntry) -> None:
@@ -425,6 +427,9 @@ class OrderTurns:
                 return WrittenOff(shipment_id=shipment_id, lines=written.committed)
             case RequestFulfillment():
                 return await self._ship(order_id, snapshot, effect, collected, now)
+            case ResendFulfillment():
+                collected.resends.append(effect)
+                return None
             case ShopRates() | Buy() | Void() | Track():
                 async with outside():
                     return await self._ship(order_id, snapshot, effect, collected, now)
@@ -481,6 +486,7 @@ class OrderTurns:
                 reminders=collected.reminders,
                 told=collected.told,
                 requests=collected.requests,
+                resends=collected.resends,
                 notifications=collected.notifications,
             )
         )

@@ -31,6 +31,7 @@ from actors.order.events import (
     FollowUpDone,
     FollowUpsScheduled,
     FulfillmentRequested,
+    FulfillmentResent,
     HoldReleased,
     LabelCreated,
     LabelVoided,
@@ -59,6 +60,7 @@ from actors.order.messages import (
     Packed,
     Picked,
     ReminderDue,
+    ResendRequested,
     RetryRequested,
     ShortPicked,
     TrackingUpdated,
@@ -100,6 +102,7 @@ from actors.order.steps.model import (
     ReleasedAll,
     Remind,
     RequestFulfillment,
+    ResendFulfillment,
     Reserve,
     Result,
     Rules,
@@ -135,6 +138,7 @@ __all__ = [
     "ReleasedAll",
     "Remind",
     "RequestFulfillment",
+    "ResendFulfillment",
     "Reserve",
     "Result",
     "Rules",
@@ -206,6 +210,8 @@ def decide(
             return attention.release(snapshot, message, rules, now, evolve)
         case AddressCorrected():
             return fulfillment.address_corrected(snapshot, message, rules, now, evolve)
+        case ResendRequested():
+            return fulfillment.resend(snapshot, message, now)
         case ReminderDue():
             return _reminder_due(snapshot, message, rules, now)
         case _:
@@ -286,7 +292,7 @@ def evolve(snapshot: Snapshot | None, event: Event, order_id: str) -> Snapshot:
             return attention.hold_released(current, event)
         case AddressChanged():
             return fulfillment.address_changed(current, event)
-        case CancelRefused() | MessageQueued():
+        case CancelRefused() | MessageQueued() | FulfillmentResent():
             return current  # kept in the order's history; the order itself is unchanged
         case _:
             assert_never(event)

@@ -178,6 +178,13 @@ class AddressChanged(_Event, frozen=True, tag="address_changed"):
     by: str
 
 
+class FulfillmentResent(_Event, frozen=True, tag="fulfillment_resent"):
+    """The shipment's request goes to the warehouse system again (a person asked)."""
+
+    shipment_id: str
+    by: str
+
+
 class EstimateMoved(_Event, frozen=True, tag="estimate_moved"):
     """The carrier gave a new delivery estimate without a new scan."""
 
@@ -252,6 +259,7 @@ Event = (
     | ShipmentTracked
     | HoldReleased
     | AddressChanged
+    | FulfillmentResent
     | EstimateMoved
     | DelayDetected
     | DelayEnded

@@ -79,6 +79,14 @@ class AddressCorrected(_Message, frozen=True, tag="address_corrected"):
     by: str = "operator"
 
 
+class ResendRequested(_Message, frozen=True, tag="resend_requested"):
+    """A person fixed what made the warehouse system refuse (or lose) a shipment's pick
+    list: deliver the request to it again."""
+
+    shipment_id: str
+    by: str = "operator"
+
+
 class TrackingUpdated(_Message, frozen=True, tag="tracking_updated"):
     """A carrier's news of a shipment: from its webhook, a poll, or the sandbox carrier."""
 
@@ -150,6 +158,7 @@ Message = (
     | RetryRequested
     | HoldRelease
     | AddressCorrected
+    | ResendRequested
     | TrackingUpdated
     | NotificationSettled
 )

@@ -10,7 +10,7 @@ from typing import Protocol
 
 from msgspec import Struct
 
-from actors.order.behaviour import Snapshot
+from actors.order.behaviour import ResendFulfillment, Snapshot
 from actors.order.events import Event
 from actors.order.messages import Message
 from actors.ports.mail import Posted
@@ -67,6 +67,7 @@ class Turn(Struct, frozen=True, kw_only=True):
     reminders: Sequence[Reminder] = ()
     told: Sequence[Message] = ()
     requests: Sequence[QueuedRequest] = ()
+    resends: Sequence[ResendFulfillment] = ()
     notifications: Sequence[QueuedNotification] = ()
 
 

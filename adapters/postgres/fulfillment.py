@@ -13,6 +13,7 @@ from typing import Any
 
 import msgspec
 
+from actors.order.behaviour import ResendFulfillment
 from actors.ports.outboxes import DueRequest, QueuedRequest
 from actors.shipping.warehouse import FulfillmentRequest
 from adapters.postgres.mailbox import PostgresPosting
@@ -64,6 +65,26 @@ def add_queued(writes: Writes, queued: Sequence[QueuedRequest]) -> None:
         _BODIES.encode(
             (q.request.shipment_id, _encode(q.request).decode(), n) for n, q in enumerate(queued)
         ),
+    )
+
+
+_RESENT = Rows("shipment_id text", "due_at timestamptz")
+
+
+def resend(writes: Writes, resends: Sequence[ResendFulfillment]) -> None:
+    """Make requests the warehouse system refused, or took, due again, as a part of a
+    larger statement; one still on its way is left as it is."""
+    if not resends:
+        return
+    writes.add(
+        f"""
+        UPDATE fulfillment_requests r SET status = 'pending', next_attempt_at = u.due_at,
+                                          last_error = NULL, lease_until = NULL
+        FROM (SELECT {_RESENT.columns} FROM {_RESENT.source}) AS u
+        WHERE r.shipment_id = u.shipment_id AND r.kind = 'request'
+          AND r.status IN ('failed', 'sent')
+        """,
+        _RESENT.encode((r.shipment_id, r.due_at) for r in resends),
     )
 
 

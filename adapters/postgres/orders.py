@@ -201,6 +201,7 @@ async def prepare_turns(turns: Sequence[Turn]) -> PreparedTurns:
     )
     await asyncio.sleep(0)
     fulfillment.add_queued(writes, [q for t in turns for q in t.requests])
+    fulfillment.resend(writes, [r for t in turns for r in t.resends])
     notifications.add_queued(writes, [n for t in turns for n in t.notifications])
     cancels = [(t.order_id, e.at) for t in moved for e in t.events if isinstance(e, OrderCancelled)]
     select = " UNION ALL ".join(f"SELECT id FROM {name}" for name in saved if name)

@@ -15,6 +15,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
+
 from adapters.platforms.signatures import sign_generic, sign_shopify, sign_woocommerce
 from daemon.demo import MailSink
 from tests.conftest import ORDERD
@@ -230,3 +232,32 @@ class SmtpSink(MailSink):
 
     def of_kind(self, subject_part: str) -> list[Any]:
         return [m for m in self.messages if subject_part.lower() in str(m["Subject"]).lower()]
+
+
+class RecordingWms:
+    """A WMS endpoint on this machine: keeps what it is sent, fails when told to."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[bytes, dict[str, str]]] = []
+        self.failures: list[int] = []
+        self.app = web.Application()
+        self.app.router.add_post("/requests", self._take)
+        self.runner = web.AppRunner(self.app, access_log=None)
+        self.url = ""
+
+    async def _take(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        self.received.append((body, dict(request.headers)))
+        if self.failures:
+            return web.Response(status=self.failures.pop(0), text="busy")
+        return web.json_response({"accepted": True}, status=202)
+
+    async def __aenter__(self) -> RecordingWms:
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        self.url = f"http://127.0.0.1:{self.runner.addresses[0][1]}/requests"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.runner.cleanup()

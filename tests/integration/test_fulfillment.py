@@ -11,7 +11,6 @@ from typing import Any
 
 import msgspec
 import pytest
-from aiohttp import web
 
 from adapters.carriers.tracking_numbers import is_valid_sandbox_tracking_number
 from adapters.platforms.signatures import sign_generic
@@ -20,6 +19,7 @@ from tests.carrier_servers import EasyPostServer, ShippoServer
 from tests.conftest import SetStock, add_products
 from tests.integration.daemon_harness import (
     SECRET,
+    RecordingWms,
     eventually,
     generic_body,
     generic_headers,
@@ -189,35 +189,6 @@ def wms_callback(daemon: Any, payload: dict[str, Any], secret: str = SECRET) -> 
     body = json.dumps(payload).encode()
     headers = {"Content-Type": "application/json", "X-Orderd-Signature": sign_generic(body, secret)}
     return request(f"{daemon.url}/webhooks/wms", body, headers)
-
-
-class RecordingWms:
-    """A WMS endpoint on this machine: keeps what it is sent, fails when told to."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[bytes, dict[str, str]]] = []
-        self.failures: list[int] = []
-        self.app = web.Application()
-        self.app.router.add_post("/requests", self._take)
-        self.runner = web.AppRunner(self.app, access_log=None)
-        self.url = ""
-
-    async def _take(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        self.received.append((body, dict(request.headers)))
-        if self.failures:
-            return web.Response(status=self.failures.pop(0), text="busy")
-        return web.json_response({"accepted": True}, status=202)
-
-    async def __aenter__(self) -> RecordingWms:
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        self.url = f"http://127.0.0.1:{self.runner.addresses[0][1]}/requests"
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.runner.cleanup()
 
 
 async def test_an_http_wms_gets_a_signed_request_retried_and_its_callbacks_ship_the_order(

@@ -21,6 +21,7 @@ from actors.order.events import (
     AttentionNeeded,
     Event,
     FulfillmentRequested,
+    FulfillmentResent,
     HoldReleased,
     PackMismatch,
     ShipmentPacked,
@@ -28,7 +29,14 @@ from actors.order.events import (
     ShortPick,
 )
 from actors.order.holds import ORDER_HOLD, ShipmentHold
-from actors.order.messages import AddressCorrected, Packed, Picked, ShortPicked, WarehouseRefused
+from actors.order.messages import (
+    AddressCorrected,
+    Packed,
+    Picked,
+    ResendRequested,
+    ShortPicked,
+    WarehouseRefused,
+)
 from actors.order.shipment import OPEN, Shipment
 from actors.order.states import TERMINAL, OrderState
 from actors.order.steps.common import dead_letters, find_shipment, less, moved, progress, released
@@ -38,6 +46,7 @@ from actors.order.steps.model import (
     Evolve,
     FulfillmentQueued,
     RequestFulfillment,
+    ResendFulfillment,
     Rules,
     ShopRates,
     Snapshot,
@@ -255,6 +264,21 @@ def warehouse_refused(
         return Decision()  # cancelled or further meanwhile: the refusal is moot
     why = f"the warehouse refused shipment {shipment_id}: {message.reason}"
     return Decision((AttentionNeeded(at=now, reason=why, hold=ShipmentHold(shipment_id)),))
+
+
+def resend(snapshot: Snapshot | None, message: ResendRequested, now: datetime) -> Decision:
+    """Deliver a shipment's request again, one the warehouse has not started on (it
+    refused it, or lost it); a hold its refusal put on the shipment ends."""
+    found = find_shipment(snapshot, message.shipment_id)
+    if snapshot is None or found is None or found.status != "requested":
+        return Decision()  # picked or further, cancelled, or unknown: nothing to send
+    if snapshot.state in TERMINAL:
+        return Decision()
+    events: tuple[Event, ...] = (FulfillmentResent(at=now, shipment_id=found.id, by=message.by),)
+    hold = ShipmentHold(found.id)
+    if hold in snapshot.holds:
+        events += (HoldReleased(at=now, hold=hold, by=message.by),)
+    return Decision(events, (ResendFulfillment(shipment_id=found.id, due_at=now),))
 
 
 def requested(current: Snapshot, event: FulfillmentRequested) -> Snapshot:

@@ -127,6 +127,14 @@ class RequestFulfillment(Struct, frozen=True, kw_only=True):
     promised_by: date | None
 
 
+class ResendFulfillment(Struct, frozen=True, kw_only=True):
+    """Deliver the shipment's stored request to the warehouse system again, from
+    ``due_at``."""
+
+    shipment_id: str
+    due_at: datetime
+
+
 class ShopRates(Struct, frozen=True, kw_only=True):
     shipment_id: str
     warehouse: str
@@ -191,8 +199,8 @@ class Tell(Struct, frozen=True):
 
 
 Effect = (
-    Reserve | ReleaseAll | Remind | RequestFulfillment | ShopRates | Buy | Commit | WriteOff
-    | Void | Tell | Notify | Track
+    Reserve | ReleaseAll | Remind | RequestFulfillment | ResendFulfillment | ShopRates | Buy
+    | Commit | WriteOff | Void | Tell | Notify | Track
 )  # fmt: skip
 
 
