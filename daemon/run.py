@@ -36,6 +36,7 @@ from actors.ports.turns import Turn
 from actors.reminders import Reminders
 from actors.runtime import ActorRuntime
 from actors.runtime import RuntimeSettings as ActorSettings
+from actors.storefront_sender import StorefrontSender
 from adapters.outages import is_outage
 from adapters.postgres import mailbox
 from adapters.postgres.dead_letters import PostgresDeadLetters
@@ -43,6 +44,7 @@ from adapters.postgres.fulfillment import PostgresRequests
 from adapters.postgres.mailbox import PostgresMailbox
 from adapters.postgres.notifications import PostgresNotifications
 from adapters.postgres.orders import PostgresOrders
+from adapters.postgres.platform_calls import PostgresPlatformCalls
 from adapters.postgres.reminders import PostgresReminders
 from adapters.redis.keys import RuntimeKeys
 from adapters.redis.leases import Leases
@@ -90,6 +92,9 @@ class Daemon:
             senders=shipping.senders(settings),
             settings=shipping.outbox_settings(settings),
             clock=clock,
+        )
+        self.storefronts = StorefrontSender(
+            calls=PostgresPlatformCalls(pool), platforms=shipping.storefronts(settings), clock=clock
         )
         self.feedback_key = ""  # read from the database at start when none is configured
         messages = CustomerMessages(
@@ -173,6 +178,8 @@ class Daemon:
             self.dispatcher.wake()
         if any(t.notifications for t in saved):
             self.outbox.wake()
+        if any(t.platform for t in saved):
+            self.storefronts.wake()
 
     def feedback_secrets(self) -> list[str]:
         """Keys of rating links: the configured ones, else the database's own."""
@@ -206,6 +213,7 @@ class Daemon:
         await self.turns.drain()
         await self.dispatcher.close()
         await self.outbox.close()
+        await self.storefronts.close()
         await self.shipping.close()
 
     async def rebuild_backlog(self) -> None:
@@ -313,6 +321,7 @@ async def serve(settings: Settings, clock: Callable[[], float] = time.time) -> i
                 ("reminders", lambda: daemon.reminders.run(stopping), stopping),
                 ("dispatcher", lambda: daemon.dispatcher.run(stopping), stopping),
                 ("outbox", lambda: daemon.outbox.run(stopping), stopping),
+                ("storefronts", lambda: daemon.storefronts.run(stopping), stopping),
             ]
             if daemon.sandbox is not None:
                 parts.append(("sandbox-tracking", daemon.sandbox_tracking, stopping))

@@ -107,8 +107,26 @@ class WebhookSource(_Section, frozen=True):
     previous_secrets: tuple[str, ...] = ()
 
 
+class ShopifySource(WebhookSource, frozen=True):
+    # The shop, e.g. my-shop.myshopify.com; its Admin API is at https://<shop_domain>.
+    shop_domain: str = ""
+    # Empty: https://<shop_domain>. A test server's address, in tests.
+    admin_url: str = ""
+    # The Admin API access token (set ORDERD_WEBHOOKS__SHOPIFY__ACCESS_TOKEN).
+    access_token: str = ""
+    api_version: Annotated[str, Meta(pattern=r"^\d{4}-\d{2}$|^unstable$")] = "2026-10"
+    # Tell Shopify of each parcel that leaves (a fulfillment with its tracking).
+    write_back: bool = False
+    # Whether Shopify mails the customer too; orderd sends its own confirmation.
+    notify_customer: bool = False
+    timeout_s: PositiveSeconds = 15.0
+
+    def admin_base(self) -> str:
+        return self.admin_url or (f"https://{self.shop_domain}" if self.shop_domain else "")
+
+
 class WebhooksSettings(_Section, frozen=True):
-    shopify: WebhookSource = WebhookSource()
+    shopify: ShopifySource = ShopifySource()
     woocommerce: WebhookSource = WebhookSource()
     generic: WebhookSource = WebhookSource()
 
@@ -501,6 +519,18 @@ def _check(settings: Settings) -> None:
             raise ConfigError(
                 f"{where}: webhooks.{platform}.secret: required when "
                 f"webhooks.{platform}.enabled is true (set it in the config file or in {env})"
+            )
+    shopify = settings.webhooks.shopify
+    if shopify.write_back:
+        if not shopify.access_token:
+            raise ConfigError(
+                f"{where}: webhooks.shopify.access_token: required when write_back is true "
+                "(set it in the config file or in ORDERD_WEBHOOKS__SHOPIFY__ACCESS_TOKEN)"
+            )
+        if urlsplit(shopify.admin_base()).scheme not in ("http", "https"):
+            raise ConfigError(
+                f"{where}: webhooks.shopify.shop_domain: required when write_back is true "
+                "(or admin_url, an http(s):// URL)"
             )
     redis_scheme = urlsplit(settings.redis.url).scheme
     if redis_scheme not in ("redis", "rediss", "unix"):

@@ -18,6 +18,7 @@ from actors.shipping.carriers import Carrier
 from actors.shipping.selection import Preference, ServiceLevel, ShippingRules, Zone
 from actors.shipping.tracking import DelayRules
 from actors.shipping.warehouse import WarehouseSystem
+from actors.storefront import Storefront
 from adapters.carriers.easypost import EasyPost
 from adapters.carriers.sandbox import BUILT_IN_RATES, SandboxCarrier, load_rate_table
 from adapters.carriers.shippo import Shippo
@@ -25,6 +26,7 @@ from adapters.label_files import LabelFiles
 from adapters.notify.sms import TwilioSms
 from adapters.notify.smtp import SmtpNotifier
 from adapters.notify.templates import Templates
+from adapters.platforms.shopify_admin import ShopifyAdmin
 from adapters.postgres.catalog import PostgresCatalog
 from adapters.wms.http import HttpWarehouse
 from adapters.wms.sandbox import SandboxWarehouse
@@ -63,6 +65,7 @@ def rules(settings: Settings) -> Rules:
             pickup_grace_hours=settings.tracking.pickup_grace_hours,
         ),
         poll_carriers=settings.tracking.poll_carriers,
+        write_back=("shopify",) if settings.webhooks.shopify.write_back else (),
         poll_interval_s=settings.tracking.poll_interval_s,
         poll_for_days=settings.tracking.poll_for_days,
     )
@@ -219,3 +222,18 @@ def outbox_settings(settings: Settings) -> NotifierSettings:
         quiet_end=notify.quiet_end,
         claim_s=notify.resend_after_s,
     )
+
+
+def storefronts(settings: Settings) -> dict[str, Storefront]:
+    """The platforms told of their orders' parcels (write-back on), by name."""
+    shopify = settings.webhooks.shopify
+    found: dict[str, Storefront] = {}
+    if shopify.write_back:
+        found["shopify"] = ShopifyAdmin(
+            admin_url=shopify.admin_base(),
+            access_token=shopify.access_token,
+            api_version=shopify.api_version,
+            notify_customer=shopify.notify_customer,
+            timeout_s=shopify.timeout_s,
+        )
+    return found

@@ -41,6 +41,7 @@ from actors.order.behaviour import (
     ShopRates,
     Snapshot,
     Tell,
+    TellPlatform,
     Track,
     Void,
     WriteOff,
@@ -70,6 +71,7 @@ from actors.ports.turns import (
     Turn,
 )
 from actors.stock import LedgerEntry, StaleEpoch, Stock, UnknownSku
+from actors.storefront import ParcelShipped
 
 log = logging.getLogger("orderd.turns")
 
@@ -104,6 +106,7 @@ class _Collected:
     told: list[Message] = field(default_factory=list)
     requests: list[QueuedRequest] = field(default_factory=list)
     resends: list[ResendFulfillment] = field(default_factory=list)
+    platform: list[ParcelShipped] = field(default_factory=list)
     notifications: list[QueuedNotification] = field(default_factory=list)
 
     async def record(self, entry: LedgerEntry) -> None:
@@ -430,6 +433,9 @@ class OrderTurns:
             case ResendFulfillment():
                 collected.resends.append(effect)
                 return None
+            case TellPlatform(parcel=parcel):
+                collected.platform.append(parcel)
+                return None
             case ShopRates() | Buy() | Void() | Track():
                 async with outside():
                     return await self._ship(order_id, snapshot, effect, collected, now)
@@ -487,6 +493,7 @@ class OrderTurns:
                 told=collected.told,
                 requests=collected.requests,
                 resends=collected.resends,
+                platform=collected.platform,
                 notifications=collected.notifications,
             )
         )

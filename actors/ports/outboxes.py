@@ -1,5 +1,5 @@
 """The outboxes a turn fills and the senders empty: fulfillment requests for the warehouse
-system, customer messages for the notifiers."""
+system, customer messages for the notifiers, and calls to the stores' platforms."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from msgspec import Struct
 from actors.notify.model import Outgoing
 from actors.ports.mail import Posting
 from actors.shipping.warehouse import FulfillmentRequest
+from actors.storefront import ParcelShipped
 
 
 class QueuedRequest(Struct, frozen=True):
@@ -114,4 +115,29 @@ class NotificationOutbox(Protocol):
 
     def settling(self) -> AbstractAsyncContextManager[NotificationSettling]:
         """A transaction to record messages' outcomes in; committed when the block ends."""
+        ...
+
+
+class DueCall(Struct, frozen=True):
+    """A call to a store's platform, claimed for delivery."""
+
+    key: str
+    parcel: ParcelShipped
+    attempts: int
+
+
+class PlatformOutbox(Protocol):
+    """What the stores' platforms must be told, waiting for delivery. Claims, like the
+    other outboxes', hold for ``lease_s`` of real time."""
+
+    async def claim_due(self, now: datetime, lease_s: float, limit: int) -> list[DueCall]: ...
+
+    async def sent(self, key: str, result: str, now: datetime) -> None:
+        """Record the call delivered, with the platform's id of what it recorded."""
+        ...
+
+    async def retry(self, key: str, error: str, next_attempt_at: datetime) -> None: ...
+
+    async def failed(self, key: str, error: str) -> None:
+        """Record the call refused for good: a person looks (``orderd order show``)."""
         ...

@@ -46,7 +46,7 @@ from actors.order.types import NormalizedOrder
 from actors.ports.mail import Posted
 from actors.ports.turns import ConcurrentTurn, ConcurrentTurns, Loaded, StaleTurns, Turn
 from adapters.platforms.normalize import without_nul
-from adapters.postgres import fulfillment, mailbox, notifications, shipments, stock
+from adapters.postgres import fulfillment, mailbox, notifications, platform_calls, shipments, stock
 from adapters.postgres.rows import Rows
 from adapters.postgres.writes import Writes
 
@@ -202,6 +202,9 @@ async def prepare_turns(turns: Sequence[Turn]) -> PreparedTurns:
     await asyncio.sleep(0)
     fulfillment.add_queued(writes, [q for t in turns for q in t.requests])
     fulfillment.resend(writes, [r for t in turns for r in t.resends])
+    told = [(p, t.events[-1].at) for t in turns for p in t.platform if t.events]
+    if told:
+        platform_calls.add_queued(writes, [p for p, _ in told], min(at for _, at in told))
     notifications.add_queued(writes, [n for t in turns for n in t.notifications])
     cancels = [(t.order_id, e.at) for t in moved for e in t.events if isinstance(e, OrderCancelled)]
     select = " UNION ALL ".join(f"SELECT id FROM {name}" for name in saved if name)

@@ -20,6 +20,7 @@ TABLES = {
     "schema_migrations",
     "unstreamed",
     "fulfillment_requests",
+    "platform_calls",
     "sandbox_shipments",
     "products",
     "webhook_inbox",

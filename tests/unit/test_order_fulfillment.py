@@ -27,6 +27,7 @@ from actors.order.behaviour import (
     ShopRates,
     Snapshot,
     Tell,
+    TellPlatform,
     Void,
     WriteOff,
     WrittenOff,
@@ -53,6 +54,7 @@ from actors.order.types import Address, Customer, Line, NormalizedOrder
 from actors.shipping.carriers import Parcel, Rate
 from actors.shipping.pick_list import PickLine
 from actors.shipping.selection import ShippingRules
+from actors.storefront import ParcelShipped, ShippedLine
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)  # a Thursday, before the 15:00 cutoff
 RULES = Rules(backorder_policy="wait_all")
@@ -478,3 +480,42 @@ def test_no_retry_while_a_dead_letter_waits() -> None:
     snapshot = evolve(snapshot, held, "ord_1")
     decision, _ = step(snapshot, RetryRequested(order_id="ord_1", shipment_id="ord_1-1"))
     assert decision == Decision()
+
+
+def test_a_parcel_that_leaves_is_told_to_its_platform_when_write_back_is_on() -> None:
+    snapshot = labelled()
+    _, snapshot = step(snapshot, bought(snapshot))
+    shipped = CommittedShipment(shipment_id="ord_1-1", lines=(("A", 2), ("B", 1)))
+    writing = msgspec.structs.replace(RULES, write_back=("shopify",))
+    decision = decide(snapshot, shipped, writing, NOW)
+    [tell] = [e for e in decision.effects if isinstance(e, TellPlatform)]
+    assert tell.parcel == ParcelShipped(
+        platform="shopify", order_id="ord_1", external_order_id="1001",
+        shipment_id="ord_1-1", parcel=1, parcels=1,
+        lines=(ShippedLine("B", None, 1), ShippedLine("A", None, 2)),
+        carrier="Sandbox Post", tracking_number="SB123", tracking_url=None, all_shipped=True,
+    )  # fmt: skip
+    # Write-back off (or on for another platform): the platform is told nothing.
+    for rules in (RULES, msgspec.structs.replace(RULES, write_back=("woocommerce",))):
+        quiet = decide(snapshot, shipped, rules, NOW)
+        assert not any(isinstance(e, TellPlatform) for e in quiet.effects)
+
+
+def test_each_parcel_of_a_split_order_is_told_with_its_number() -> None:
+    writing = msgspec.structs.replace(RULES, write_back=("shopify",))
+    snapshot = two_shipments()
+    told = []
+    for shipment_id, items in (("ord_1-1", (("B", 1),)), ("ord_1-2", (("A", 2),))):
+        right = Packed(order_id="ord_1", shipment_id=shipment_id, items=items)
+        _, snapshot = step(snapshot, right)
+        quoted = RatesQuoted(shipment_id=shipment_id, rates=(rate("ground", "6.40", 4),))
+        _, snapshot = step(snapshot, quoted)
+        _, snapshot = step(snapshot, BuyLabel(order_id="ord_1", shipment_id=shipment_id))
+        sold = msgspec.structs.replace(bought(snapshot), shipment_id=shipment_id)
+        _, snapshot = step(snapshot, sold)
+        shipped = CommittedShipment(shipment_id=shipment_id, lines=items)
+        decision = decide(snapshot, shipped, writing, NOW)
+        told += [e.parcel for e in decision.effects if isinstance(e, TellPlatform)]
+        _, snapshot = step(snapshot, shipped)
+    assert [(p.parcel, p.parcels, p.all_shipped) for p in told] == [(1, 2, False), (2, 2, True)]
+    assert [p.lines for p in told] == [(ShippedLine("B", None, 1),), (ShippedLine("A", None, 2),)]

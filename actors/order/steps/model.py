@@ -29,6 +29,7 @@ from actors.shipping.carriers import LabelFormat, Parcel, Rate
 from actors.shipping.pick_list import PickLine
 from actors.shipping.selection import ServiceLevel, ShippingRules
 from actors.shipping.tracking import DelayRules
+from actors.storefront import ParcelShipped
 
 # Until a label is bought an order can still be cancelled with nothing to undo outside.
 CANCELLABLE = frozenset(
@@ -71,6 +72,8 @@ class Rules(Struct, frozen=True, kw_only=True):
     poll_carriers: tuple[str, ...] = ()
     poll_interval_s: float = 4 * 3600.0
     poll_for_days: int = 30
+    # Platforms told of each parcel that leaves (their write-back is on).
+    write_back: tuple[str, ...] = ()
 
     def calendar(self, warehouse: str) -> BusinessCalendar:
         """The warehouse's business days and cutoff (any weekday, 15:00 UTC if unknown)."""
@@ -133,6 +136,12 @@ class ResendFulfillment(Struct, frozen=True, kw_only=True):
 
     shipment_id: str
     due_at: datetime
+
+
+class TellPlatform(Struct, frozen=True):
+    """Store what the order's platform must be told, for the platform outbox."""
+
+    parcel: ParcelShipped
 
 
 class ShopRates(Struct, frozen=True, kw_only=True):
@@ -200,7 +209,7 @@ class Tell(Struct, frozen=True):
 
 Effect = (
     Reserve | ReleaseAll | Remind | RequestFulfillment | ResendFulfillment | ShopRates | Buy
-    | Commit | WriteOff | Void | Tell | Notify | Track
+    | Commit | WriteOff | Void | Tell | Notify | Track | TellPlatform
 )  # fmt: skip
 
 

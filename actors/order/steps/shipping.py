@@ -22,6 +22,7 @@ from actors.order.events import (
 )
 from actors.order.holds import ShipmentHold
 from actors.order.messages import BuyLabel, RetryRequested
+from actors.order.shipment import LEFT
 from actors.order.states import OrderState
 from actors.order.steps.common import dead_letters, find_shipment, less, moved
 from actors.order.steps.model import (
@@ -36,10 +37,12 @@ from actors.order.steps.model import (
     ShopRates,
     Snapshot,
     Tell,
+    TellPlatform,
 )
 from actors.order.steps.tracking import watch
 from actors.shipping.calendar import estimated_delivery
 from actors.shipping.selection import NoRate, Quote, choose, needs_signature
+from actors.storefront import ParcelShipped, shipped_lines
 
 
 def rates_quoted(
@@ -128,10 +131,39 @@ def label_refused(message: LabelRefused, now: datetime) -> Decision:
 def committed(
     snapshot: Snapshot | None, message: CommittedShipment, rules: Rules, now: datetime
 ) -> Decision:
-    """The parcel has left: it is shipped, and watched from now on."""
+    """The parcel has left: it is shipped, and watched from now on; the order's platform
+    is told, when its write-back is on."""
     shipment_id = message.shipment_id
     left = Shipped(at=now, shipment_id=shipment_id, lines=message.lines)
-    return Decision((left,), watch(snapshot, shipment_id, rules, now))
+    tell = _tell_platform(snapshot, shipment_id, message.lines, rules)
+    return Decision((left,), (*watch(snapshot, shipment_id, rules, now), *tell))
+
+
+def _tell_platform(
+    snapshot: Snapshot | None, shipment_id: str, lines: tuple[tuple[str, int], ...], rules: Rules
+) -> tuple[TellPlatform, ...]:
+    order = snapshot.order if snapshot is not None else None
+    found = find_shipment(snapshot, shipment_id)
+    if snapshot is None or order is None or found is None or not order.external_id:
+        return ()
+    if order.platform not in rules.write_back:
+        return ()
+    others_left = all(s.status in LEFT for s in snapshot.shipments if s.id != shipment_id)
+    waiting = any(h.backordered for h in snapshot.holdings)
+    parcel = ParcelShipped(
+        platform=order.platform,
+        order_id=snapshot.order_id,
+        external_order_id=order.external_id,
+        shipment_id=shipment_id,
+        parcel=found.seq,
+        parcels=len(snapshot.shipments),
+        lines=shipped_lines(order, lines),
+        carrier=found.rate.carrier_account if found.rate is not None else None,
+        tracking_number=found.tracking_number,
+        tracking_url=found.tracking_url,
+        all_shipped=others_left and not waiting,
+    )
+    return (TellPlatform(parcel),)
 
 
 def retry(

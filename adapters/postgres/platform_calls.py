@@ -1,0 +1,120 @@
+"""The platform outbox in PostgreSQL: what the stores' platforms are told of their orders.
+
+A turn adds its calls as a part of its one statement (one row per parcel and kind, so a
+turn run again adds nothing); the sender claims due ones, delivers them outside any
+transaction and records each result on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from actors.ports.outboxes import DueCall
+from actors.storefront import ParcelShipped
+from adapters.postgres.rows import Rows
+from adapters.postgres.writes import Writes
+
+_QUEUED = Rows(
+    "key text", "order_id text", "platform text", "kind text", "body json",
+    "next_attempt_at timestamptz",
+)  # fmt: skip
+_encode = msgspec.json.Encoder().encode
+_parcel = msgspec.json.Decoder(ParcelShipped)
+
+PARCEL_SHIPPED = "parcel_shipped"
+
+
+def call_key(parcel: ParcelShipped) -> str:
+    return f"{parcel.platform}:{PARCEL_SHIPPED}:{parcel.shipment_id}"
+
+
+def add_queued(writes: Writes, parcels: Sequence[ParcelShipped], now: datetime) -> None:
+    """Add calls, as a part of a larger statement; one stored already stays as it is."""
+    if not parcels:
+        return
+    writes.add(
+        f"""
+        INSERT INTO platform_calls (key, order_id, platform, kind, body, next_attempt_at)
+        SELECT {_QUEUED.columns} FROM {_QUEUED.source}
+        ON CONFLICT (key) DO NOTHING
+        """,
+        _QUEUED.encode(
+            (call_key(p), p.order_id, p.platform, PARCEL_SHIPPED, _encode(p).decode(), now)
+            for p in parcels
+        ),
+    )
+
+
+class PostgresPlatformCalls:
+    """The platform outbox over a pool (:class:`actors.ports.outboxes.PlatformOutbox`)."""
+
+    def __init__(self, pool: Any) -> None:
+        self._pool = pool
+
+    async def claim_due(self, now: datetime, lease_s: float, limit: int) -> list[DueCall]:
+        """Take calls due by ``now`` (the daemon's clock), and ones whose sender's lease
+        ran out (the database's real time), for ``lease_s``."""
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                """
+                UPDATE platform_calls c
+                SET status = 'sending',
+                    lease_until = statement_timestamp() + make_interval(secs => $2)
+                FROM (
+                    SELECT key FROM platform_calls
+                    WHERE (status = 'pending' AND next_attempt_at <= $1)
+                       OR (status = 'sending' AND lease_until < statement_timestamp())
+                    ORDER BY next_attempt_at
+                    LIMIT $3
+                    FOR UPDATE SKIP LOCKED
+                ) due
+                WHERE c.key = due.key
+                RETURNING c.key, c.body::text AS body, c.attempts
+                """,
+                now,
+                lease_s,
+                limit,
+            )
+        return [DueCall(r["key"], _parcel.decode(r["body"]), r["attempts"]) for r in rows]
+
+    async def sent(self, key: str, result: str, now: datetime) -> None:
+        async with self._pool.acquire() as conn:
+            await conn.execute(
+                """
+                UPDATE platform_calls SET status = 'sent', result = $2, sent_at = $3,
+                       attempts = attempts + 1, lease_until = NULL, last_error = NULL
+                WHERE key = $1 AND status = 'sending'
+                """,
+                key,
+                result,
+                now,
+            )
+
+    async def retry(self, key: str, error: str, next_attempt_at: datetime) -> None:
+        async with self._pool.acquire() as conn:
+            await conn.execute(
+                """
+                UPDATE platform_calls SET status = 'pending', attempts = attempts + 1,
+                       last_error = $2, next_attempt_at = $3, lease_until = NULL
+                WHERE key = $1 AND status = 'sending'
+                """,
+                key,
+                error,
+                next_attempt_at,
+            )
+
+    async def failed(self, key: str, error: str) -> None:
+        async with self._pool.acquire() as conn:
+            await conn.execute(
+                """
+                UPDATE platform_calls SET status = 'failed', attempts = attempts + 1,
+                       last_error = $2, lease_until = NULL
+                WHERE key = $1 AND status = 'sending'
+                """,
+                key,
+                error,
+            )

@@ -1,0 +1,70 @@
+"""Write-back to Shopify on a running daemon: each parcel that leaves becomes one
+fulfillment on the shop, with its tracking, through the platform outbox, across a
+throttled answer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from tests.conftest import SetStock, add_products
+from tests.integration.daemon_harness import (
+    eventually,
+    request,
+    shopify_body,
+    shopify_headers,
+)
+from tests.platform_servers import TOKEN, ShopifyAdminServer, payload_lines
+
+MakeDaemon = Callable[..., Any]
+ORDER = 820982911946154508
+
+
+def write_back_env(shop: ShopifyAdminServer) -> dict[str, str]:
+    return {
+        "ORDERD_WMS__SANDBOX_DELAY_S": "0",
+        "ORDERD_WEBHOOKS__SHOPIFY__WRITE_BACK": "true",
+        "ORDERD_WEBHOOKS__SHOPIFY__ADMIN_URL": shop.url,
+        "ORDERD_WEBHOOKS__SHOPIFY__ACCESS_TOKEN": TOKEN,
+        "ORDERD_WEBHOOKS__SHOPIFY__API_VERSION": shop.version,
+    }
+
+
+async def test_a_shipped_parcel_becomes_one_fulfillment_with_its_tracking_despite_a_throttle(
+    make_daemon: MakeDaemon, pg: Any, set_stock: SetStock
+) -> None:
+    await add_products(pg, "SKU2006-001", "SKU2006-020")
+    await set_stock({"SKU2006-001": 5, "SKU2006-020": 5})
+    # Paid now, so that the promised date lies ahead and the cheapest rate meets it.
+    body = shopify_body(processed_at=datetime.now(UTC).isoformat())
+    async with ShopifyAdminServer() as shop:
+        shop.add_order(ORDER, payload_lines(body))
+        shop.throttle_next = 1  # the shop's budget is spent: Shopify asks to wait
+        daemon = make_daemon(**write_back_env(shop))
+        assert request(f"{daemon.url}/webhooks/shopify", body, shopify_headers(body))[0] == 202
+
+        async def told() -> bool:
+            status: str | None = await pg.fetchval("SELECT status FROM platform_calls")
+            return status == "sent"
+
+        await eventually(told, within_s=30, what="Shopify to be told of the parcel")
+
+        [fulfillment] = shop.fulfillments
+        shipment = await pg.fetchrow("SELECT id, tracking_number, carrier_account FROM shipments")
+        assert fulfillment.tracking["number"] == shipment["tracking_number"]
+        assert fulfillment.tracking["company"] == shipment["carrier_account"]
+        assert fulfillment.tracking["url"].endswith(shipment["tracking_number"])
+        # Every shippable line item, whole; the gift card is not in a parcel.
+        assert fulfillment.items == {487817672276298554: 1, 976318377106520349: 2}
+        assert fulfillment.notify_customer is False  # orderd sends its own confirmation
+        assert fulfillment.message is None  # one parcel: no "parcel 1 of 2"
+        call = await pg.fetchrow("SELECT key, result, attempts, last_error FROM platform_calls")
+        assert call["key"] == f"shopify:parcel_shipped:{shipment['id']}"
+        assert call["result"] == fulfillment.id
+        assert call["attempts"] == 2  # throttled once, then made
+        assert call["last_error"] is None
+        assert [answer for _, answer in shop.calls] == ["THROTTLED", "ok", "ok"]
+        assert [operation for operation, _ in shop.calls][1:] == [
+            "OrderFulfillment", "FulfillmentCreate",
+        ]  # fmt: skip

@@ -1,0 +1,197 @@
+"""A local stand-in for Shopify's GraphQL Admin API, answering in its documented JSON.
+
+It runs in the test's own event loop on 127.0.0.1 and a free port::
+
+    async with ShopifyAdminServer() as shop:
+        shop.add_order(820982911946154508, [(487817672276298554, "SKU2006-001", 1)])
+
+It checks the ``X-Shopify-Access-Token`` header, tells the operations it knows by their
+names (``OrderFulfillment``, ``FulfillmentCreate``), keeps each order's fulfillment order
+and what is left to fulfil on it, and refuses a fulfillment of more than that in the
+mutation's ``userErrors``. ``throttle_next`` answers the next calls with Shopify's
+``THROTTLED`` error and the shop's cost budget, as Shopify does (HTTP 200).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self
+
+from aiohttp import web
+
+TOKEN = "shpat_test_token"
+_OPERATION = re.compile(r"\b(?:query|mutation)\s+(\w+)")
+
+
+@dataclass
+class ShopOrder:
+    lines: list[tuple[int, str, int]]  # (line item id, sku, quantity)
+    fulfilled: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass
+class Fulfillment:
+    id: str
+    order_id: int
+    items: dict[int, int]  # line item id -> quantity
+    tracking: dict[str, str]
+    notify_customer: bool
+    message: str | None
+
+
+class ShopifyAdminServer:
+    def __init__(self, version: str = "2026-10") -> None:
+        self.version = version
+        self.orders: dict[int, ShopOrder] = {}
+        self.fulfillments: list[Fulfillment] = []
+        self.calls: list[tuple[str, str]] = []  # (operation, how it was answered)
+        self.throttle_next = 0
+        self._ids = itertools.count(1)
+        app = web.Application()
+        app.router.add_post(f"/admin/api/{version}/graphql.json", self._graphql)
+        self._runner = web.AppRunner(app, access_log=None)
+        self.url = ""
+
+    def add_order(self, order_id: int, lines: list[tuple[int, str, int]]) -> None:
+        self.orders[order_id] = ShopOrder(lines)
+
+    async def __aenter__(self) -> Self:
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._runner.cleanup()
+
+    async def _graphql(self, request: web.Request) -> web.Response:
+        if request.headers.get("X-Shopify-Access-Token") != TOKEN:
+            self.calls.append(("?", "401"))
+            return web.json_response(
+                {"errors": "[API] Invalid API key or access token (unrecognized login or "
+                 "wrong password)"}, status=401,
+            )  # fmt: skip
+        body = await request.json()
+        found = _OPERATION.search(body.get("query", ""))
+        operation = found.group(1) if found else "?"
+        variables = body.get("variables") or {}
+        if self.throttle_next:
+            self.throttle_next -= 1
+            self.calls.append((operation, "THROTTLED"))
+            return web.json_response(
+                {
+                    "errors": [{"message": "Throttled", "extensions": {
+                        "code": "THROTTLED",
+                        "documentation": "https://shopify.dev/api/usage/rate-limits"}}],
+                    "extensions": {"cost": {
+                        "requestedQueryCost": 52, "actualQueryCost": None,
+                        "throttleStatus": {"maximumAvailable": 2000.0, "currentlyAvailable": 2,
+                                           "restoreRate": 100.0}}},
+                }
+            )  # fmt: skip
+        if operation == "OrderFulfillment":
+            data = {"order": self._order(variables["id"])}
+        elif operation == "FulfillmentCreate":
+            data = {"fulfillmentCreate": self._create(variables)}
+        else:
+            self.calls.append((operation, "unknown"))
+            return web.json_response(
+                {"errors": [{"message": f"Field '{operation}' doesn't exist",
+                             "extensions": {"code": "undefinedField"}}]}
+            )  # fmt: skip
+        self.calls.append((operation, "ok"))
+        return web.json_response(
+            {
+                "data": data,
+                "extensions": {"cost": {
+                    "requestedQueryCost": 12, "actualQueryCost": 10,
+                    "throttleStatus": {"maximumAvailable": 2000.0, "currentlyAvailable": 1990,
+                                       "restoreRate": 100.0}}},
+            }
+        )  # fmt: skip
+
+    def _order(self, gid: str) -> dict[str, Any] | None:
+        order_id = int(gid.rsplit("/", 1)[1])
+        order = self.orders.get(order_id)
+        if order is None:
+            return None
+        items: list[dict[str, Any]] = [
+            {
+                "id": f"gid://shopify/FulfillmentOrderLineItem/{line_id}",
+                "remainingQuantity": quantity - order.fulfilled.get(line_id, 0),
+                "lineItem": {"id": f"gid://shopify/LineItem/{line_id}", "sku": sku},
+            }
+            for line_id, sku, quantity in order.lines
+        ]
+        open_units = sum(item["remainingQuantity"] for item in items)
+        return {
+            "id": gid,
+            "fulfillments": [
+                {"id": f.id, "trackingInfo": [{"number": f.tracking.get("number")}]}
+                for f in self.fulfillments
+                if f.order_id == order_id
+            ],
+            "fulfillmentOrders": {
+                "nodes": [
+                    {
+                        "id": f"gid://shopify/FulfillmentOrder/{order_id}",
+                        "status": "OPEN" if open_units else "CLOSED",
+                        "lineItems": {"nodes": items},
+                    }
+                ]
+            },
+        }
+
+    def _create(self, variables: dict[str, Any]) -> dict[str, Any]:
+        fulfillment = variables["fulfillment"]
+        wanted: dict[int, int] = {}
+        order_id = None
+        for group in fulfillment["lineItemsByFulfillmentOrder"]:
+            order_id = int(group["fulfillmentOrderId"].rsplit("/", 1)[1])
+            for item in group.get("fulfillmentOrderLineItems") or []:
+                line_id = int(item["id"].rsplit("/", 1)[1])
+                wanted[line_id] = wanted.get(line_id, 0) + int(item["quantity"])
+        order = self.orders.get(order_id) if order_id is not None else None
+        if order is None or order_id is None:
+            return _user_error(["fulfillment"], "Fulfillment order does not exist.")
+        quantities = {line_id: quantity for line_id, _, quantity in order.lines}
+        for line_id, units in wanted.items():
+            left = quantities.get(line_id, 0) - order.fulfilled.get(line_id, 0)
+            if units < 1 or units > left:
+                return _user_error(
+                    ["fulfillment", "lineItemsByFulfillmentOrder"],
+                    "Invalid fulfillment order line item quantity requested.",
+                )
+        for line_id, units in wanted.items():
+            order.fulfilled[line_id] = order.fulfilled.get(line_id, 0) + units
+        made = Fulfillment(
+            id=f"gid://shopify/Fulfillment/{next(self._ids)}",
+            order_id=order_id,
+            items=wanted,
+            tracking=dict(fulfillment.get("trackingInfo") or {}),
+            notify_customer=bool(fulfillment.get("notifyCustomer")),
+            message=variables.get("message"),
+        )
+        self.fulfillments.append(made)
+        return {"fulfillment": {"id": made.id, "status": "SUCCESS"}, "userErrors": []}
+
+
+def _user_error(where: list[str], message: str) -> dict[str, Any]:
+    return {"fulfillment": None, "userErrors": [{"field": where, "message": message}]}
+
+
+def payload_lines(payload: bytes) -> list[tuple[int, str, int]]:
+    """The shippable line items of a Shopify order webhook, as the shop holds them."""
+    data = json.loads(payload)
+    return [
+        (line["id"], line["sku"], line["quantity"])
+        for line in data["line_items"]
+        if line.get("requires_shipping", True)
+    ]
