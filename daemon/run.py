@@ -94,7 +94,12 @@ class Daemon:
             clock=clock,
         )
         self.storefronts = StorefrontSender(
-            calls=PostgresPlatformCalls(pool), platforms=shipping.storefronts(settings), clock=clock
+            calls=PostgresPlatformCalls(pool),
+            platforms=shipping.storefronts(settings),
+            # A delivery is two calls, each cut off after timeout_s: a live sender's claim
+            # never runs out, and a dead one's does soon after.
+            lease_s=settings.webhooks.shopify.timeout_s * 2 + 5,
+            clock=clock,
         )
         self.feedback_key = ""  # read from the database at start when none is configured
         messages = CustomerMessages(

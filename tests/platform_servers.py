@@ -9,11 +9,14 @@ It checks the ``X-Shopify-Access-Token`` header, tells the operations it knows b
 names (``OrderFulfillment``, ``FulfillmentCreate``), keeps each order's fulfillment order
 and what is left to fulfil on it, and refuses a fulfillment of more than that in the
 mutation's ``userErrors``. ``throttle_next`` answers the next calls with Shopify's
-``THROTTLED`` error and the shop's cost budget, as Shopify does (HTTP 200).
+``THROTTLED`` error and the shop's cost budget, as Shopify does (HTTP 200);
+``hold_creates`` records the next fulfillments and holds their answers until ``release``
+is set (an answer lost when the caller dies).
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import re
@@ -50,6 +53,9 @@ class ShopifyAdminServer:
         self.fulfillments: list[Fulfillment] = []
         self.calls: list[tuple[str, str]] = []  # (operation, how it was answered)
         self.throttle_next = 0
+        self.hold_creates = 0
+        self.held = 0  # answers held so far
+        self.release = asyncio.Event()
         self._ids = itertools.count(1)
         app = web.Application()
         app.router.add_post(f"/admin/api/{version}/graphql.json", self._graphql)
@@ -96,10 +102,16 @@ class ShopifyAdminServer:
                                            "restoreRate": 100.0}}},
                 }
             )  # fmt: skip
+        data: dict[str, Any]
         if operation == "OrderFulfillment":
             data = {"order": self._order(variables["id"])}
         elif operation == "FulfillmentCreate":
-            data = {"fulfillmentCreate": self._create(variables)}
+            created = self._create(variables)
+            data = {"fulfillmentCreate": created}
+            if self.hold_creates and created["fulfillment"] is not None:
+                self.hold_creates -= 1
+                self.held += 1
+                await self.release.wait()  # recorded; the answer waits
         else:
             self.calls.append((operation, "unknown"))
             return web.json_response(

@@ -1,0 +1,97 @@
+"""Write-back to Shopify through a kill -9: a flood of orders ships while the daemon is
+killed with fulfillments made on the shop and their answers not yet back; after the
+restart every parcel is one fulfillment, with its tracking number, and nothing twice."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from tests.conftest import SetStock, add_products
+from tests.integration.daemon_harness import eventually, request, shopify_body, shopify_headers
+from tests.platform_servers import TOKEN, ShopifyAdminServer, payload_lines
+
+MakeDaemon = Callable[..., Any]
+ORDERS = 30
+FIRST_ID = 820982911946154508
+
+
+async def test_every_parcel_is_one_fulfillment_on_the_shop_across_a_kill(
+    make_daemon: MakeDaemon, pg: Any, set_stock: SetStock
+) -> None:
+    await add_products(pg, "SKU2006-001", "SKU2006-020")
+    await set_stock({"SKU2006-001": 100, "SKU2006-020": 100})
+    paid_at = datetime.now(UTC).isoformat()
+    bodies = [
+        shopify_body(FIRST_ID + n, f"#{1001 + n}", processed_at=paid_at) for n in range(ORDERS)
+    ]
+    async with ShopifyAdminServer() as shop:
+        for n, body in enumerate(bodies):
+            shop.add_order(FIRST_ID + n, payload_lines(body))
+        shop.throttle_next = 2
+        shop.hold_creates = 5  # made on the shop; the answers never reach the first process
+        env = {
+            "ORDERD_WMS__SANDBOX_DELAY_S": "0",
+            "ORDERD_WEBHOOKS__SHOPIFY__WRITE_BACK": "true",
+            "ORDERD_WEBHOOKS__SHOPIFY__ADMIN_URL": shop.url,
+            "ORDERD_WEBHOOKS__SHOPIFY__ACCESS_TOKEN": TOKEN,
+            "ORDERD_WEBHOOKS__SHOPIFY__API_VERSION": shop.version,
+            # Claims last 2 x 2 s + 5 s: a killed sender's run out soon.
+            "ORDERD_WEBHOOKS__SHOPIFY__TIMEOUT_S": "2",
+        }
+        first = make_daemon("d1", **env)
+        for body in bodies:
+            assert request(f"{first.url}/webhooks/shopify", body, shopify_headers(body))[0] == 202
+
+        async def held() -> bool:
+            # Killed once the warehouse has every pick list: a claim of the warehouse's
+            # dispatcher runs out only after a minute, longer than this test waits.
+            waiting: int = await pg.fetchval(
+                "SELECT count(*) FROM fulfillment_requests WHERE status <> 'sent'"
+            )
+            return shop.held >= 1 and waiting == 0
+
+        await eventually(held, within_s=30, what="a fulfillment made and its answer held")
+        first.kill()  # SIGKILL: calls on their way are neither recorded nor finished
+        shop.release.set()
+        sending = await pg.fetchval("SELECT count(*) FROM platform_calls WHERE status = 'sending'")
+        assert sending >= 1
+
+        # Its claims run out; the next process delivers them again, and finds what the
+        # shop recorded.
+        make_daemon("d2", **env)
+
+        async def all_told() -> bool:
+            sent: int = await pg.fetchval(
+                "SELECT count(*) FROM platform_calls WHERE status = 'sent'"
+            )
+            return sent == ORDERS
+
+        await eventually(all_told, within_s=45, what="every parcel told to Shopify")
+
+        # Every order, from the durable record: shipped, and one fulfillment on the shop
+        # with its parcel's tracking number and every shippable item.
+        rows = await pg.fetch(
+            """
+            SELECT o.external_id, o.state, s.tracking_number, c.result, c.attempts
+            FROM orders o JOIN shipments s ON s.order_id = o.id
+            JOIN platform_calls c ON c.key = 'shopify:parcel_shipped:' || s.id
+            """
+        )
+        assert len(rows) == ORDERS
+        by_order: dict[int, list[Any]] = {}
+        for fulfillment in shop.fulfillments:
+            by_order.setdefault(fulfillment.order_id, []).append(fulfillment)
+        assert sorted(by_order) == [FIRST_ID + n for n in range(ORDERS)]
+        for row in rows:
+            [made] = by_order[int(row["external_id"])]
+            assert row["state"] == "shipped"
+            assert made.tracking["number"] == row["tracking_number"]
+            assert made.id == row["result"]
+            assert made.items == {487817672276298554: 1, 976318377106520349: 2}
+        # The calls cut off by the kill went again: their fulfillments were found, not made.
+        again = [r for r in rows if r["attempts"] >= 2]
+        assert again
+        creates = sum(1 for operation, answer in shop.calls if operation == "FulfillmentCreate")
+        assert creates == ORDERS
