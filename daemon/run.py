@@ -93,12 +93,14 @@ class Daemon:
             settings=shipping.outbox_settings(settings),
             clock=clock,
         )
+        webhooks = settings.webhooks
+        writing = [w for w in (webhooks.shopify, webhooks.woocommerce) if w.write_back]
         self.storefronts = StorefrontSender(
             calls=PostgresPlatformCalls(pool),
             platforms=shipping.storefronts(settings),
-            # A delivery is two calls, each cut off after timeout_s: a live sender's claim
-            # never runs out, and a dead one's does soon after.
-            lease_s=settings.webhooks.shopify.timeout_s * 2 + 5,
+            # A delivery is up to three calls, each cut off after the platform's timeout_s:
+            # a live sender's claim never runs out, and a dead one's does soon after.
+            lease_s=3 * max([w.timeout_s for w in writing] or [0.0]) + 5,
             clock=clock,
         )
         self.feedback_key = ""  # read from the database at start when none is configured

@@ -125,9 +125,21 @@ class ShopifySource(WebhookSource, frozen=True):
         return self.admin_url or (f"https://{self.shop_domain}" if self.shop_domain else "")
 
 
+class WooCommerceSource(WebhookSource, frozen=True):
+    # The store's address, e.g. https://shop.example.com (its REST API is below it).
+    store_url: str = ""
+    # REST API keys (set ORDERD_WEBHOOKS__WOOCOMMERCE__CONSUMER_KEY and __CONSUMER_SECRET).
+    consumer_key: str = ""
+    consumer_secret: str = ""
+    # Tell WooCommerce of each parcel that leaves (a note to the customer), and complete
+    # the order once all of it shipped.
+    write_back: bool = False
+    timeout_s: PositiveSeconds = 15.0
+
+
 class WebhooksSettings(_Section, frozen=True):
     shopify: ShopifySource = ShopifySource()
-    woocommerce: WebhookSource = WebhookSource()
+    woocommerce: WooCommerceSource = WooCommerceSource()
     generic: WebhookSource = WebhookSource()
 
 
@@ -531,6 +543,20 @@ def _check(settings: Settings) -> None:
             raise ConfigError(
                 f"{where}: webhooks.shopify.shop_domain: required when write_back is true "
                 "(or admin_url, an http(s):// URL)"
+            )
+    woo = settings.webhooks.woocommerce
+    if woo.write_back:
+        for key in ("consumer_key", "consumer_secret"):
+            if not getattr(woo, key):
+                env = f"ORDERD_WEBHOOKS__WOOCOMMERCE__{key.upper()}"
+                raise ConfigError(
+                    f"{where}: webhooks.woocommerce.{key}: required when write_back is true "
+                    f"(set it in the config file or in {env})"
+                )
+        if urlsplit(woo.store_url).scheme not in ("http", "https"):
+            raise ConfigError(
+                f"{where}: webhooks.woocommerce.store_url: an http(s):// URL is required "
+                "when write_back is true"
             )
     redis_scheme = urlsplit(settings.redis.url).scheme
     if redis_scheme not in ("redis", "rediss", "unix"):

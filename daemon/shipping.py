@@ -27,6 +27,7 @@ from adapters.notify.sms import TwilioSms
 from adapters.notify.smtp import SmtpNotifier
 from adapters.notify.templates import Templates
 from adapters.platforms.shopify_admin import ShopifyAdmin
+from adapters.platforms.woocommerce_api import WooCommerceApi
 from adapters.postgres.catalog import PostgresCatalog
 from adapters.wms.http import HttpWarehouse
 from adapters.wms.sandbox import SandboxWarehouse
@@ -65,7 +66,11 @@ def rules(settings: Settings) -> Rules:
             pickup_grace_hours=settings.tracking.pickup_grace_hours,
         ),
         poll_carriers=settings.tracking.poll_carriers,
-        write_back=("shopify",) if settings.webhooks.shopify.write_back else (),
+        write_back=tuple(
+            name
+            for name in ("shopify", "woocommerce")
+            if getattr(settings.webhooks, name).write_back
+        ),
         poll_interval_s=settings.tracking.poll_interval_s,
         poll_for_days=settings.tracking.poll_for_days,
     )
@@ -235,5 +240,13 @@ def storefronts(settings: Settings) -> dict[str, Storefront]:
             api_version=shopify.api_version,
             notify_customer=shopify.notify_customer,
             timeout_s=shopify.timeout_s,
+        )
+    woo = settings.webhooks.woocommerce
+    if woo.write_back:
+        found["woocommerce"] = WooCommerceApi(
+            store_url=woo.store_url,
+            consumer_key=woo.consumer_key,
+            consumer_secret=woo.consumer_secret,
+            timeout_s=woo.timeout_s,
         )
     return found

@@ -17,6 +17,7 @@ is set (an answer lost when the caller dies).
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import json
 import re
@@ -207,3 +208,84 @@ def payload_lines(payload: bytes) -> list[tuple[int, str, int]]:
         for line in data["line_items"]
         if line.get("requires_shipping", True)
     ]
+
+
+CONSUMER_KEY = "ck_test_key"
+CONSUMER_SECRET = "cs_test_secret"
+
+
+@dataclass
+class WooOrder:
+    status: str = "processing"
+    notes: list[dict[str, Any]] = field(default_factory=list)
+
+
+class WooCommerceServer:
+    """A local stand-in for WooCommerce's REST API (v3): order notes and order status,
+    behind HTTP Basic authentication by the consumer key and secret, answering errors in
+    its ``{"code", "message", "data": {"status"}}`` shape. ``fail_next`` answers the next
+    calls with that HTTP status (a 503 while the store is down)."""
+
+    def __init__(self) -> None:
+        self.orders: dict[int, WooOrder] = {}
+        self.requests: list[tuple[str, str]] = []  # (method, path)
+        self.fail_next: list[int] = []
+        self._notes = itertools.count(281)
+        app = web.Application()
+        app.router.add_route("*", "/wp-json/wc/v3/orders/{id}/notes", self._notes_route)
+        app.router.add_put("/wp-json/wc/v3/orders/{id}", self._order_route)
+        self._runner = web.AppRunner(app, access_log=None)
+        self.url = ""
+
+    async def __aenter__(self) -> Self:
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._runner.cleanup()
+
+    def _refusal(self, request: web.Request) -> web.Response | None:
+        self.requests.append((request.method, request.path))
+        pair = base64.b64encode(f"{CONSUMER_KEY}:{CONSUMER_SECRET}".encode()).decode()
+        if request.headers.get("Authorization") != f"Basic {pair}":
+            denied = "Sorry, you cannot list resources."
+            return _woo_error("woocommerce_rest_cannot_view", denied, 401)
+        if self.fail_next:
+            return _woo_error("internal_server_error", "The store is down.", self.fail_next.pop(0))
+        if int(request.match_info["id"]) not in self.orders:
+            return _woo_error("woocommerce_rest_shop_order_invalid_id", "Invalid ID.", 404)
+        return None
+
+    async def _notes_route(self, request: web.Request) -> web.Response:
+        refused = self._refusal(request)
+        if refused is not None:
+            return refused
+        order = self.orders[int(request.match_info["id"])]
+        if request.method == "GET":
+            return web.json_response(order.notes)
+        body = await request.json()
+        note = {
+            "id": next(self._notes), "author": "orderd", "date_created": "2026-12-05T10:00:00",
+            "note": body["note"], "customer_note": bool(body.get("customer_note")),
+        }  # fmt: skip
+        order.notes.insert(0, note)  # newest first, as WooCommerce lists them
+        return web.json_response(note, status=201)
+
+    async def _order_route(self, request: web.Request) -> web.Response:
+        refused = self._refusal(request)
+        if refused is not None:
+            return refused
+        order_id = int(request.match_info["id"])
+        body = await request.json()
+        self.orders[order_id].status = body.get("status", self.orders[order_id].status)
+        return web.json_response({"id": order_id, "status": self.orders[order_id].status})
+
+
+def _woo_error(code: str, message: str, status: int) -> web.Response:
+    body = {"code": code, "message": message, "data": {"status": status}}
+    return web.json_response(body, status=status)

@@ -1,6 +1,6 @@
-"""Write-back to Shopify on a running daemon: each parcel that leaves becomes one
-fulfillment on the shop, with its tracking, through the platform outbox, across a
-throttled answer."""
+"""Write-back to the platforms on a running daemon: each parcel that leaves becomes one
+fulfillment on Shopify, with its tracking, across a throttled answer; on WooCommerce, a
+note to the customer with the tracking, and the order completed."""
 
 from __future__ import annotations
 
@@ -10,12 +10,22 @@ from typing import Any
 
 from tests.conftest import SetStock, add_products
 from tests.integration.daemon_harness import (
+    PAYLOADS,
     eventually,
     request,
     shopify_body,
     shopify_headers,
+    woocommerce_headers,
 )
-from tests.platform_servers import TOKEN, ShopifyAdminServer, payload_lines
+from tests.platform_servers import (
+    CONSUMER_KEY,
+    CONSUMER_SECRET,
+    TOKEN,
+    ShopifyAdminServer,
+    WooCommerceServer,
+    WooOrder,
+    payload_lines,
+)
 
 MakeDaemon = Callable[..., Any]
 ORDER = 820982911946154508
@@ -68,3 +78,45 @@ async def test_a_shipped_parcel_becomes_one_fulfillment_with_its_tracking_despit
         assert [operation for operation, _ in shop.calls][1:] == [
             "OrderFulfillment", "FulfillmentCreate",
         ]  # fmt: skip
+
+
+async def test_a_woocommerce_order_gets_a_tracking_note_and_is_completed_once_shipped(
+    make_daemon: MakeDaemon, pg: Any, set_stock: SetStock
+) -> None:
+    await add_products(pg, "woo-single-1", "Bar3")
+    await set_stock({"woo-single-1": 5, "Bar3": 5})
+    body = (PAYLOADS / "woocommerce_order_processing.json").read_bytes()
+    async with WooCommerceServer() as store:
+        store.orders[727] = WooOrder()
+        store.fail_next = [503]  # the store is down at first: tried again
+        daemon = make_daemon(
+            ORDERD_WMS__SANDBOX_DELAY_S="0",
+            ORDERD_WEBHOOKS__WOOCOMMERCE__WRITE_BACK="true",
+            ORDERD_WEBHOOKS__WOOCOMMERCE__STORE_URL=store.url,
+            ORDERD_WEBHOOKS__WOOCOMMERCE__CONSUMER_KEY=CONSUMER_KEY,
+            ORDERD_WEBHOOKS__WOOCOMMERCE__CONSUMER_SECRET=CONSUMER_SECRET,
+        )
+        headers = woocommerce_headers(body)
+        assert request(f"{daemon.url}/webhooks/woocommerce", body, headers)[0] == 202
+
+        async def told() -> bool:
+            status: str | None = await pg.fetchval("SELECT status FROM platform_calls")
+            return status == "sent"
+
+        await eventually(told, within_s=30, what="WooCommerce to be told of the parcel")
+        shipment = await pg.fetchrow("SELECT tracking_number, carrier_account FROM shipments")
+        [note] = store.orders[727].notes
+        assert note["customer_note"] is True
+        assert shipment["tracking_number"] in note["note"]
+        assert shipment["carrier_account"] in note["note"]
+        assert note["note"].startswith("Your order has shipped with ")
+        assert store.orders[727].status == "completed"
+        call = await pg.fetchrow("SELECT key, result, attempts FROM platform_calls")
+        assert call["key"].startswith("woocommerce:parcel_shipped:")
+        assert call["result"] == f"note {note['id']}"
+        assert call["attempts"] == 2  # the 503, then done
+        assert store.requests[1:] == [
+            ("GET", "/wp-json/wc/v3/orders/727/notes"),
+            ("POST", "/wp-json/wc/v3/orders/727/notes"),
+            ("PUT", "/wp-json/wc/v3/orders/727"),
+        ]

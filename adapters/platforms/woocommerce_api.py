@@ -1,0 +1,123 @@
+"""Write-back to WooCommerce through its REST API (v3): a parcel that leaves becomes a
+note to the customer with the carrier and tracking link, and the order is ``completed``
+once nothing of it waits.
+
+Calls go to ``<store_url>/wp-json/wc/v3/...`` with HTTP Basic authentication by the
+consumer key and secret. WooCommerce has no idempotency key: before adding a parcel's
+note, the order's notes are read, and one that already names the parcel's tracking number
+(or its shipment, when it has none) is the answer. Marking an order completed is the same
+request however often it is made.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import aiohttp
+import msgspec
+
+from actors.storefront import ParcelShipped, PlatformError
+from adapters.bounded import TooLarge, read_bounded
+
+_MAX_ANSWER_BYTES = 2 * 1024 * 1024
+_MAX_ERROR_TEXT = 300
+
+
+class WooCommerceApi:
+    """One store's REST API (:class:`actors.storefront.Storefront`)."""
+
+    def __init__(
+        self, *, store_url: str, consumer_key: str, consumer_secret: str, timeout_s: float = 15.0
+    ) -> None:
+        self._base = f"{store_url.rstrip('/')}/wp-json/wc/v3"
+        pair = base64.b64encode(f"{consumer_key}:{consumer_secret}".encode()).decode()
+        self._authorization = f"Basic {pair}"
+        self._secret = consumer_secret
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def parcel_shipped(self, parcel: ParcelShipped) -> str:
+        order = parcel.external_order_id
+        if not order.isdigit():
+            raise PlatformError(f"WooCommerce order id {order!r} is not a number", temporary=False)
+        mark = parcel.tracking_number or parcel.shipment_id
+        notes = await self._call("GET", f"/orders/{order}/notes")
+        if not isinstance(notes, list):
+            raise PlatformError("malformed answer from WooCommerce", temporary=False)
+        found = next(
+            (n for n in notes if isinstance(n, dict) and mark in str(n.get("note", ""))), None
+        )
+        if found is None:
+            note = {"note": _note_text(parcel), "customer_note": True}
+            found = await self._call("POST", f"/orders/{order}/notes", note)
+        if parcel.all_shipped:
+            await self._call("PUT", f"/orders/{order}", {"status": "completed"})
+        if not isinstance(found, dict) or "id" not in found:
+            raise PlatformError("malformed answer from WooCommerce", temporary=False)
+        return f"note {found['id']}"
+
+    async def _call(self, method: str, path: str, body: object = None) -> Any:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        data = msgspec.json.encode(body) if body is not None else None
+        headers = {"Accept": "application/json", "Authorization": self._authorization}
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        try:
+            async with self._session.request(
+                method, f"{self._base}{path}", data=data, headers=headers
+            ) as answer:
+                status = answer.status
+                content = await read_bounded(answer, _MAX_ANSWER_BYTES)
+        except TooLarge:
+            raise PlatformError("malformed answer from WooCommerce", temporary=False) from None
+        except TimeoutError:
+            raise PlatformError("WooCommerce did not answer in time", temporary=True) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            text = f"WooCommerce unreachable: {type(exc).__name__}"
+            raise PlatformError(text, temporary=True) from None
+        if status == 429 or status >= 500:
+            raise PlatformError(f"WooCommerce answered HTTP {status}", temporary=True)
+        if not 200 <= status < 300:
+            raise PlatformError(
+                f"WooCommerce refused the call (HTTP {status}){self._detail(content)}",
+                temporary=False,
+            )
+        try:
+            return msgspec.json.decode(content)
+        except msgspec.DecodeError:
+            raise PlatformError("malformed answer from WooCommerce", temporary=False) from None
+
+    def _detail(self, content: bytes) -> str:
+        """WooCommerce's own error message (``{"code", "message", "data"}``)."""
+        try:
+            answer = msgspec.json.decode(content)
+        except msgspec.DecodeError:
+            return ""
+        if not isinstance(answer, dict) or not answer.get("message"):
+            return ""
+        text = " ".join(str(answer["message"]).split())
+        if self._secret:
+            text = text.replace(self._secret, "[redacted]")
+        return f": {text[:_MAX_ERROR_TEXT]}"
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def _note_text(parcel: ParcelShipped) -> str:
+    """What the customer reads on the order: the parcel, its carrier and its tracking."""
+    which = f"Parcel {parcel.parcel} of {parcel.parcels}" if parcel.parcels > 1 else "Your order"
+    text = f"{which} has shipped"
+    if parcel.carrier:
+        text += f" with {parcel.carrier}"
+    if parcel.tracking_number:
+        text += f", tracking number {parcel.tracking_number}"
+    if parcel.tracking_url:
+        text += f": {parcel.tracking_url}"
+    if not parcel.tracking_number:
+        text += f" (shipment {parcel.shipment_id})"
+    return text + "."
