@@ -118,9 +118,16 @@ class CustomerMessages:
             "expected_line": "",
             "reason": "",
             "delivered_at": "",
+            "parcel_of": "",
+            "parcel_note": "",
             # Not shown: the customer's country, for quiet hours of text messages.
             "country": order.shipping_address.country if order.shipping_address else "",
         }
+        parcels = len(snapshot.shipments)
+        if shipment is not None and parcels > 1:
+            context["parcel_of"] = f" (parcel {shipment.seq} of {parcels})"
+            rest = "; the rest comes separately" if shipment.seq < parcels else ""
+            context["parcel_note"] = f" This is parcel {shipment.seq} of {parcels}{rest}."
         if shipment is not None:
             # A delay alert says why it is late; an exception, what the carrier said.
             why = shipment.delay_reason if kind == "delay_alert" else shipment.tracking_detail

@@ -18,7 +18,9 @@ Values (``Outgoing.context``, all already formatted as text) used by the package
 - every kind: ``store_name``, ``customer_name`` (a first name, or a word like "there"),
   ``order_name`` (e.g. "#1001");
 - ``shipping_confirmation``: ``carrier``, ``service``, ``tracking_number``,
-  ``tracking_url``, ``estimated_delivery``, and ``$items``;
+  ``tracking_url``, ``estimated_delivery``, ``parcel_of`` ("" or " (parcel 1 of 2)") and
+  ``parcel_note`` ("" or a sentence such as "This is parcel 1 of 2; the rest follows
+  separately."), and ``$items``;
 - ``backorder_notice``: ``expected_line`` ("" or a sentence such as "We expect them by
   12 March."), and ``$items`` (the lines still waiting);
 - ``delay_alert``: ``carrier``, ``tracking_number``, ``tracking_url``, ``new_estimate_line``
@@ -61,6 +63,11 @@ _BUTTON_STYLE = (
     "display:inline-block;margin:4px 4px 4px 0;padding:10px 16px;border-radius:4px;"
     "background:#1f6feb;color:#ffffff;text-decoration:none;font-weight:bold"
 )
+
+
+# Keys the packaged templates gained after messages were queued without them: such a
+# message renders them empty rather than failing.
+_ADDED_SINCE = {"parcel_of": "", "parcel_note": ""}
 
 
 class TemplateError(OrderdError):
@@ -142,8 +149,9 @@ class Templates:
     def render_email(self, message: Outgoing) -> tuple[str, str, str]:
         """The subject, plain-text body and HTML body of ``message``."""
         _check_links(message.links)
-        plain = {**message.context, "items": _items_text(message), "links": _links_text(message)}
-        escaped = {key: html.escape(value) for key, value in message.context.items()}
+        context = {**_ADDED_SINCE, **message.context}
+        plain = {**context, "items": _items_text(message), "links": _links_text(message)}
+        escaped = {key: html.escape(value) for key, value in context.items()}
         escaped |= {"items": _items_html(message), "links": _links_html(message)}
         subject = self._find(f"{message.kind}.subject.txt", message.locale).render(plain)
         text = self._find(f"{message.kind}.txt", message.locale).render(plain)
@@ -154,7 +162,8 @@ class Templates:
     def render_sms(self, message: Outgoing) -> str:
         """The SMS text of ``message``, cut to :data:`SMS_MAX_CHARS` with "…" if longer."""
         _check_links(message.links)
-        plain = {**message.context, "items": _items_text(message), "links": _links_text(message)}
+        context = {**_ADDED_SINCE, **message.context}
+        plain = {**context, "items": _items_text(message), "links": _links_text(message)}
         text = _tidy(self._find(f"{message.kind}.sms.txt", message.locale).render(plain))
         # Every character counts in an SMS; empty values leave double spaces behind.
         text = _SPACE_RUNS.sub(" ", text)

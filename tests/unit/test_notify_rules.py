@@ -392,3 +392,17 @@ def test_outgoing_survives_a_json_round_trip() -> None:
     message = _message("review_request", locale="en-GB")
     encoded = msgspec.json.encode(message)
     assert msgspec.json.decode(encoded, type=Outgoing) == message
+
+
+def test_a_split_order_s_confirmation_names_its_parcel(templates: Templates) -> None:
+    split = {"parcel_of": " (parcel 1 of 2)",
+             "parcel_note": " This is parcel 1 of 2; the rest comes separately."}  # fmt: skip
+    message = _message(context={**CONTEXT, **split})
+    subject, text, body = templates.render_email(message)
+    assert subject == "Your Example Goods order #1001 is on its way (parcel 1 of 2)"
+    assert "(Ground). This is parcel 1 of 2; the rest comes separately." in text
+    assert "This is parcel 1 of 2; the rest comes separately." in body
+    sms = templates.render_sms(_message(channel="sms", to=PHONE, context={**CONTEXT, **split}))
+    assert "order #1001 (parcel 1 of 2) has shipped" in sms
+    # A message queued before parcels were named (no such keys) says nothing of them.
+    assert "parcel 1 of" not in templates.render_email(_message())[1]

@@ -49,6 +49,7 @@ from actors.order.messages import (
     ShortPicked,
     WarehouseRefused,
 )
+from actors.order.outbox import CustomerMessages, MessageSettings
 from actors.order.states import OrderState
 from actors.order.types import Address, Customer, Line, NormalizedOrder
 from actors.shipping.carriers import Parcel, Rate
@@ -519,3 +520,26 @@ def test_each_parcel_of_a_split_order_is_told_with_its_number() -> None:
         _, snapshot = step(snapshot, shipped)
     assert [(p.parcel, p.parcels, p.all_shipped) for p in told] == [(1, 2, False), (2, 2, True)]
     assert [p.lines for p in told] == [(ShippedLine("B", None, 1),), (ShippedLine("A", None, 2),)]
+
+
+def test_the_shipping_confirmation_of_a_split_order_names_its_parcel() -> None:
+    messages = CustomerMessages(settings=MessageSettings(), feedback_secret=lambda: "k")
+    snapshot = two_shipments()
+    assert snapshot.order is not None
+    order = msgspec.structs.replace(snapshot.order, customer=Customer(email="c@example.com"))
+    snapshot = msgspec.structs.replace(snapshot, order=order)
+    told = []
+    for shipment_id in ("ord_1-1", "ord_1-2"):
+        effect = Notify(kind="shipping_confirmation", shipment_id=shipment_id)
+        _, [row] = messages.queue("ord_1", snapshot, effect, NOW)
+        told.append((row.message.context["parcel_of"], row.message.context["parcel_note"]))
+    assert told == [
+        (" (parcel 1 of 2)", " This is parcel 1 of 2; the rest comes separately."),
+        (" (parcel 2 of 2)", " This is parcel 2 of 2."),
+    ]
+    # One parcel: nothing said of parcels.
+    single = labelled()
+    single = msgspec.structs.replace(single, order=order)
+    _, [row] = messages.queue("ord_1", single, Notify(kind="shipping_confirmation",
+                              shipment_id="ord_1-1"), NOW)  # fmt: skip
+    assert (row.message.context["parcel_of"], row.message.context["parcel_note"]) == ("", "")
