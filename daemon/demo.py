@@ -185,7 +185,8 @@ _LINK = re.compile(r"(http://127\.0\.0\.1:\d+/feedback/[A-Za-z0-9_-]+)\?score=")
 
 
 async def _rate(sink: MailSink, rng: random.Random) -> list[str]:
-    """Most customers click a rating in their review request; most are happy."""
+    """Most customers click a rating in their review request and press its button; most
+    are happy."""
     clicks = []
     async with aiohttp.ClientSession() as session:
         for message in sink.messages:
@@ -194,7 +195,12 @@ async def _rate(sink: MailSink, rng: random.Random) -> list[str]:
             if found is None or rng.random() < 0.3:
                 continue
             score = rng.choices((5, 4, 3, 2, 1), weights=(50, 30, 10, 6, 4))[0]
-            async with session.get(f"{found.group(1)}?score={score}") as answer:
+            async with session.get(f"{found.group(1)}?score={score}") as page:
+                if page.status != 200:
+                    continue
+            # The page's button posts the score to the link itself.
+            form = {"score": str(score)}
+            async with session.post(found.group(1), data=form) as answer:
                 if answer.status == 200:
                     clicks.append(str(score))
     return clicks

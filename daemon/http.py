@@ -29,7 +29,13 @@ from redis.exceptions import RedisError
 
 from actors.errors import OrderdError
 from actors.mail import Mail
-from actors.notify.feedback import not_found_page, read_token, thank_you_page, token_id
+from actors.notify.feedback import (
+    not_found_page,
+    rating_page,
+    read_token,
+    thank_you_page,
+    token_id,
+)
 from actors.order.messages import Packed, Picked, ShortPicked
 from actors.order.types import is_valid_sku
 from adapters.carriers.webhooks import (
@@ -256,14 +262,28 @@ def _carrier_webhook(
     return handle
 
 
-async def feedback(request: web.Request) -> web.StreamResponse:
-    """A one-click rating from a review request: recorded, then thanked for."""
+async def feedback_page(request: web.Request) -> web.StreamResponse:
+    """A rating link from a review request: a page whose button records the score. The
+    link itself records nothing, so a mail scanner that follows every link rates nothing."""
     context = request.app[CONTEXT]
     token = request.match_info["token"]
     score = request.query.get("score", "")
     now = datetime.fromtimestamp(context.clock(), UTC)
     order_id = read_token(token, context.feedback_secrets(), now=now)
     if order_id is None or score not in ("1", "2", "3", "4", "5"):
+        return web.Response(status=404, text=not_found_page(), content_type="text/html")
+    return web.Response(text=rating_page(token, int(score)), content_type="text/html")
+
+
+async def feedback(request: web.Request) -> web.StreamResponse:
+    """The rating page's button: the score recorded, then thanked for."""
+    context = request.app[CONTEXT]
+    token = request.match_info["token"]
+    form = await request.post()
+    score = form.get("score", "")
+    now = datetime.fromtimestamp(context.clock(), UTC)
+    order_id = read_token(token, context.feedback_secrets(), now=now)
+    if order_id is None or not isinstance(score, str) or score not in ("1", "2", "3", "4", "5"):
         return web.Response(status=404, text=not_found_page(), content_type="text/html")
     async with context.pool.acquire() as conn:
         stored = await conn.fetchval(
@@ -490,7 +510,8 @@ def build_app(context: Context) -> web.Application:
             parse_shippo,
         ),
     )
-    app.router.add_get("/feedback/{token}", feedback)
+    app.router.add_get("/feedback/{token}", feedback_page)
+    app.router.add_post("/feedback/{token}", feedback)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

@@ -16,6 +16,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import html
 import math
 import re
 import struct
@@ -93,6 +94,23 @@ def thank_you_page(score: int) -> str:
         "Thank you",
         f'<p class="stars" aria-label="{score} out of 5">{stars}</p>'
         f"<p>You rated your order {score} out of 5. Thank you for telling us.</p>",
+    )
+
+
+def rating_page(token: str, score: int) -> str:
+    """The page a rating link opens: the score, and a button that records it. Following the
+    link (as a mail scanner does) records nothing; pressing the button posts the form."""
+    if not 1 <= score <= 5:
+        raise ValueError("a rating is from 1 to 5")
+    stars = "&#9733;" * score + "&#9734;" * (5 - score)
+    action = html.escape(f"/feedback/{token}", quote=True)
+    return _page(
+        "Rate your order",
+        f'<p class="stars" aria-label="{score} out of 5">{stars}</p>'
+        f'<form method="post" action="{action}">'
+        f'<input type="hidden" name="score" value="{score}">'
+        f'<button type="submit" style="font-size:1.1rem;padding:.6rem 1.2rem">'
+        f"Rate it {score} out of 5</button></form>",
     )
 
 

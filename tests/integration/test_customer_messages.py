@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Callable
 from typing import Any
 
@@ -103,20 +106,29 @@ async def test_an_order_runs_from_paid_to_completed_and_the_customer_hears_each_
         "repeat_purchase": "sent",
     }
 
-    # The review request's links rate the order with one click; the latest click counts.
+    # The review request's links open a page whose button rates the order; following a
+    # link (as a mail scanner does) records nothing. The latest rating counts.
     [review] = sink.of_kind("How was your")
     text, _ = parts(review)
     links = re.findall(r"(http://\S+/feedback/\S+\?score=\d)", text)
     assert len(links) == 5
-    four = next(link for link in links if link.endswith("score=4"))
-    five = next(link for link in links if link.endswith("score=5"))
-    for link in (four, five):
+    for link in links:
         status, page = get(link)
         assert status == 200
-        assert "thank" in str(page).lower()
+        assert '<form method="post"' in str(page)
+    assert await pg.fetchval("SELECT count(*) FROM feedback") == 0
+    four = next(link for link in links if link.endswith("score=4"))
+    token = four.split("/feedback/")[1].split("?")[0]
+    _, page = get(four)
+    action = re.search(r'action="([^"]+)"', str(page))
+    assert action is not None
+    assert action.group(1) == f"/feedback/{token}"
+    for score in ("4", "5"):
+        status, page = post_form(f"{daemon.url}{action.group(1)}", {"score": score})
+        assert status == 200
+        assert "thank" in page.lower()
     scores = await pg.fetch("SELECT score FROM feedback ORDER BY at, id")
     assert [r["score"] for r in scores] == [4, 5]
-    token = four.split("/feedback/")[1].split("?")[0]
     for bad in (
         f"/feedback/{token}?score=9",
         f"/feedback/{token[:-2]}xx?score=3",
@@ -125,6 +137,9 @@ async def test_an_order_runs_from_paid_to_completed_and_the_customer_hears_each_
         status, page = get(f"{daemon.url}{bad}")
         assert status == 404
         assert "feedback" not in str(page).lower() or "not found" in str(page).lower()
+        path, _, query = bad.partition("?")
+        status, _ = post_form(f"{daemon.url}{path}", dict([query.split("=")]))
+        assert status == 404
     assert await pg.fetchval("SELECT count(*) FROM feedback") == 2
 
 
@@ -196,3 +211,16 @@ async def test_a_crash_between_sending_and_recording_resends_with_the_same_messa
     assert copies[0]["Message-ID"] == copies[1]["Message-ID"]
     stored = await pg.fetchval("SELECT message_id FROM notifications")
     assert stored == copies[0]["Message-ID"]
+
+
+def post_form(url: str, fields: dict[str, str]) -> tuple[int, str]:
+    """A form posted as a browser does (application/x-www-form-urlencoded)."""
+    body = urllib.parse.urlencode(fields).encode()
+    req = urllib.request.Request(  # noqa: S310 - a local test server
+        url, data=body, headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=10) as answer:  # noqa: S310
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as refused:
+        return refused.code, refused.read().decode()

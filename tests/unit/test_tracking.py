@@ -10,7 +10,14 @@ from typing import Any
 
 import pytest
 
-from actors.notify.feedback import issue_token, not_found_page, read_token, thank_you_page, token_id
+from actors.notify.feedback import (
+    issue_token,
+    not_found_page,
+    rating_page,
+    read_token,
+    thank_you_page,
+    token_id,
+)
 from actors.shipping.carriers import TrackingStatus
 from actors.shipping.tracking import (
     RANK,
@@ -810,3 +817,17 @@ def test_not_found_page_says_nothing_about_why() -> None:
     assert "not found" in page.lower()
     for telling in ("expired", "signature", "invalid token", "order", "http"):
         assert telling not in page.lower()
+
+
+def test_a_rating_page_posts_its_score_to_its_own_link_and_fetches_nothing() -> None:
+    token = issue_token(ORDER, SECRET, expires_at=EXPIRES)
+    page = rating_page(token, 4)
+    assert f'<form method="post" action="/feedback/{token}">' in page
+    assert '<input type="hidden" name="score" value="4">' in page
+    assert "Rate it 4 out of 5</button>" in page
+    for external in ("http://", "https://", "<script", "<link", "<img", "src="):
+        assert external not in page
+    # A token is the link's own text: whatever it holds, it cannot leave the attribute.
+    assert 'action="/feedback/&quot;&gt;&lt;b&gt;"' in rating_page('"><b>', 1)
+    with pytest.raises(ValueError, match="1 to 5"):
+        rating_page(token, 0)
