@@ -31,6 +31,26 @@ TOKEN = "shpat_test_token"
 _OPERATION = re.compile(r"\b(?:query|mutation)\s+(\w+)")
 
 
+class _LocalServer:
+    """An aiohttp app on 127.0.0.1 and a free port, for the test's own event loop."""
+
+    def __init__(self, app: web.Application) -> None:
+        self._runner = web.AppRunner(app, access_log=None)
+        self.url = ""
+
+    async def __aenter__(self) -> Self:
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._runner.cleanup()
+
+
 @dataclass
 class ShopOrder:
     lines: list[tuple[int, str, int]]  # (line item id, sku, quantity)
@@ -47,7 +67,7 @@ class Fulfillment:
     message: str | None
 
 
-class ShopifyAdminServer:
+class ShopifyAdminServer(_LocalServer):
     def __init__(self, version: str = "2026-10") -> None:
         self.version = version
         self.orders: dict[int, ShopOrder] = {}
@@ -60,23 +80,10 @@ class ShopifyAdminServer:
         self._ids = itertools.count(1)
         app = web.Application()
         app.router.add_post(f"/admin/api/{version}/graphql.json", self._graphql)
-        self._runner = web.AppRunner(app, access_log=None)
-        self.url = ""
+        super().__init__(app)
 
     def add_order(self, order_id: int, lines: list[tuple[int, str, int]]) -> None:
         self.orders[order_id] = ShopOrder(lines)
-
-    async def __aenter__(self) -> Self:
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
-        return self
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self._runner.cleanup()
 
     async def _graphql(self, request: web.Request) -> web.Response:
         if request.headers.get("X-Shopify-Access-Token") != TOKEN:
@@ -220,7 +227,7 @@ class WooOrder:
     notes: list[dict[str, Any]] = field(default_factory=list)
 
 
-class WooCommerceServer:
+class WooCommerceServer(_LocalServer):
     """A local stand-in for WooCommerce's REST API (v3): order notes and order status,
     behind HTTP Basic authentication by the consumer key and secret, answering errors in
     its ``{"code", "message", "data": {"status"}}`` shape. ``fail_next`` answers the next
@@ -234,20 +241,7 @@ class WooCommerceServer:
         app = web.Application()
         app.router.add_route("*", "/wp-json/wc/v3/orders/{id}/notes", self._notes_route)
         app.router.add_put("/wp-json/wc/v3/orders/{id}", self._order_route)
-        self._runner = web.AppRunner(app, access_log=None)
-        self.url = ""
-
-    async def __aenter__(self) -> Self:
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
-        return self
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self._runner.cleanup()
+        super().__init__(app)
 
     def _refusal(self, request: web.Request) -> web.Response | None:
         self.requests.append((request.method, request.path))
