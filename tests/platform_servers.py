@@ -231,12 +231,16 @@ class WooCommerceServer(_LocalServer):
     """A local stand-in for WooCommerce's REST API (v3): order notes and order status,
     behind HTTP Basic authentication by the consumer key and secret, answering errors in
     its ``{"code", "message", "data": {"status"}}`` shape. ``fail_next`` answers the next
-    calls with that HTTP status (a 503 while the store is down)."""
+    calls with that HTTP status (a 503 while the store is down); ``hold_notes`` adds the
+    next notes and holds their answers until ``release`` is set."""
 
     def __init__(self) -> None:
         self.orders: dict[int, WooOrder] = {}
         self.requests: list[tuple[str, str]] = []  # (method, path)
         self.fail_next: list[int] = []
+        self.hold_notes = 0
+        self.held = 0
+        self.release = asyncio.Event()
         self._notes = itertools.count(281)
         app = web.Application()
         app.router.add_route("*", "/wp-json/wc/v3/orders/{id}/notes", self._notes_route)
@@ -268,6 +272,10 @@ class WooCommerceServer(_LocalServer):
             "note": body["note"], "customer_note": bool(body.get("customer_note")),
         }  # fmt: skip
         order.notes.insert(0, note)  # newest first, as WooCommerce lists them
+        if self.hold_notes:
+            self.hold_notes -= 1
+            self.held += 1
+            await self.release.wait()  # added; the answer waits
         return web.json_response(note, status=201)
 
     async def _order_route(self, request: web.Request) -> web.Response:

@@ -1,16 +1,33 @@
-"""Write-back to Shopify through a kill -9: a flood of orders ships while the daemon is
-killed with fulfillments made on the shop and their answers not yet back; after the
-restart every parcel is one fulfillment, with its tracking number, and nothing twice."""
+"""Write-back through a kill -9: a flood of orders ships while the daemon is killed with
+calls carried out on the platform and their answers not yet back; after the restart every
+parcel is one fulfillment on Shopify, or one note on WooCommerce, with its tracking
+number, and nothing twice."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from tests.conftest import SetStock, add_products
-from tests.integration.daemon_harness import eventually, request, shopify_body, shopify_headers
-from tests.platform_servers import TOKEN, ShopifyAdminServer, payload_lines
+from tests.integration.daemon_harness import (
+    PAYLOADS,
+    eventually,
+    request,
+    shopify_body,
+    shopify_headers,
+    woocommerce_headers,
+)
+from tests.platform_servers import (
+    CONSUMER_KEY,
+    CONSUMER_SECRET,
+    TOKEN,
+    ShopifyAdminServer,
+    WooCommerceServer,
+    WooOrder,
+    payload_lines,
+)
 
 MakeDaemon = Callable[..., Any]
 ORDERS = 30
@@ -95,3 +112,67 @@ async def test_every_parcel_is_one_fulfillment_on_the_shop_across_a_kill(
         assert again
         creates = sum(1 for operation, answer in shop.calls if operation == "FulfillmentCreate")
         assert creates == ORDERS
+
+
+async def test_every_parcel_is_one_note_on_the_store_across_a_kill(
+    make_daemon: MakeDaemon, pg: Any, set_stock: SetStock
+) -> None:
+    await add_products(pg, "woo-single-1", "Bar3")
+    await set_stock({"woo-single-1": 200, "Bar3": 200})
+    template = json.loads((PAYLOADS / "woocommerce_order_processing.json").read_text())
+    bodies = [
+        json.dumps({**template, "id": 727 + n, "number": str(727 + n)}).encode()
+        for n in range(ORDERS)
+    ]
+    async with WooCommerceServer() as store:
+        for n in range(ORDERS):
+            store.orders[727 + n] = WooOrder()
+        store.fail_next = [503, 503]
+        store.hold_notes = 5  # added on the store; the answers never reach the first process
+        env = {
+            "ORDERD_WMS__SANDBOX_DELAY_S": "0",
+            "ORDERD_WEBHOOKS__WOOCOMMERCE__WRITE_BACK": "true",
+            "ORDERD_WEBHOOKS__WOOCOMMERCE__STORE_URL": store.url,
+            "ORDERD_WEBHOOKS__WOOCOMMERCE__CONSUMER_KEY": CONSUMER_KEY,
+            "ORDERD_WEBHOOKS__WOOCOMMERCE__CONSUMER_SECRET": CONSUMER_SECRET,
+            "ORDERD_WEBHOOKS__WOOCOMMERCE__TIMEOUT_S": "2",
+        }
+        first = make_daemon("d1", **env)
+        for body in bodies:
+            headers = woocommerce_headers(body)
+            assert request(f"{first.url}/webhooks/woocommerce", body, headers)[0] == 202
+
+        async def held() -> bool:
+            waiting: int = await pg.fetchval(
+                "SELECT count(*) FROM fulfillment_requests WHERE status <> 'sent'"
+            )
+            return store.held >= 1 and waiting == 0
+
+        await eventually(held, within_s=30, what="a note added and its answer held")
+        first.kill()
+        store.release.set()
+        assert await pg.fetchval("SELECT count(*) FROM platform_calls WHERE status = 'sending'")
+        make_daemon("d2", **env)
+
+        async def all_told() -> bool:
+            sent: int = await pg.fetchval(
+                "SELECT count(*) FROM platform_calls WHERE status = 'sent'"
+            )
+            return sent == ORDERS
+
+        await eventually(all_told, within_s=45, what="every parcel told to WooCommerce")
+        rows = await pg.fetch(
+            """
+            SELECT o.external_id, o.state, s.tracking_number, c.result
+            FROM orders o JOIN shipments s ON s.order_id = o.id
+            JOIN platform_calls c ON c.key = 'woocommerce:parcel_shipped:' || s.id
+            """
+        )
+        assert len(rows) == ORDERS
+        for row in rows:
+            order = store.orders[int(row["external_id"])]
+            [note] = order.notes  # one note per parcel, whatever was repeated
+            assert row["state"] == "shipped"
+            assert row["tracking_number"] in note["note"]
+            assert row["result"] == f"note {note['id']}"
+            assert order.status == "completed"
