@@ -85,6 +85,10 @@ async def show(settings: Settings, ref: str, as_json: bool, say: Callable[[str],
         say(
             f"  message {message['kind']} by {message['channel']}: {message['status']}{sent}{error}"
         )
+    for call in view["platform_calls"]:
+        error = f" ({call['last_error']})" if call["last_error"] else ""
+        result = f": {call['result']}" if call["result"] else ""
+        say(f"  told the platform {call['key']}: {call['status']}{result}{error}")
     for event in view["events"]:
         say(f"  {event['at']}  {event['type']}")
 

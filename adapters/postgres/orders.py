@@ -646,5 +646,6 @@ async def view(conn: Any, order_id: str) -> dict[str, Any]:
         ],
         "shipments": [_shipment_view(r) for r in shipments],
         "messages": await notifications.of_order(conn, order_id),
+        "platform_calls": await platform_calls.of_order(conn, order_id),
         "events": [{"seq": r["seq"], "at": r["at"].isoformat(), "type": r["type"]} for r in events],
     }

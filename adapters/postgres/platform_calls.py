@@ -49,6 +49,29 @@ def add_queued(writes: Writes, parcels: Sequence[ParcelShipped], now: datetime) 
     )
 
 
+async def of_order(conn: Any, order_id: str) -> list[dict[str, Any]]:
+    """What the order's platform was told, or is still to be told (``orderd order show``)."""
+    rows = await conn.fetch(
+        """
+        SELECT key, kind, status, attempts, last_error, result, sent_at FROM platform_calls
+        WHERE order_id = $1 ORDER BY created_at, key
+        """,
+        order_id,
+    )
+    return [
+        {
+            "key": r["key"],
+            "kind": r["kind"],
+            "status": r["status"],
+            "attempts": r["attempts"],
+            "last_error": r["last_error"],
+            "result": r["result"],
+            "sent_at": r["sent_at"].isoformat() if r["sent_at"] else None,
+        }
+        for r in rows
+    ]
+
+
 class PostgresPlatformCalls:
     """The platform outbox over a pool (:class:`actors.ports.outboxes.PlatformOutbox`)."""
 

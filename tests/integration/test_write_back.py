@@ -4,6 +4,7 @@ note to the customer with the tracking, and the order completed."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -120,3 +121,37 @@ async def test_a_woocommerce_order_gets_a_tracking_note_and_is_completed_once_sh
             ("POST", "/wp-json/wc/v3/orders/727/notes"),
             ("PUT", "/wp-json/wc/v3/orders/727"),
         ]
+
+
+async def test_a_call_the_platform_refuses_is_recorded_and_shown_with_the_order(
+    make_daemon: MakeDaemon, pg: Any, set_stock: SetStock, run_orderd: Any
+) -> None:
+    await add_products(pg, "woo-single-1", "Bar3")
+    await set_stock({"woo-single-1": 5, "Bar3": 5})
+    body = (PAYLOADS / "woocommerce_order_processing.json").read_bytes()
+    async with WooCommerceServer() as store:  # the store does not know order 727
+        daemon = make_daemon(
+            ORDERD_WMS__SANDBOX_DELAY_S="0",
+            ORDERD_WEBHOOKS__WOOCOMMERCE__WRITE_BACK="true",
+            ORDERD_WEBHOOKS__WOOCOMMERCE__STORE_URL=store.url,
+            ORDERD_WEBHOOKS__WOOCOMMERCE__CONSUMER_KEY=CONSUMER_KEY,
+            ORDERD_WEBHOOKS__WOOCOMMERCE__CONSUMER_SECRET=CONSUMER_SECRET,
+        )
+        headers = woocommerce_headers(body)
+        assert request(f"{daemon.url}/webhooks/woocommerce", body, headers)[0] == 202
+
+        async def refused() -> bool:
+            status: str | None = await pg.fetchval("SELECT status FROM platform_calls")
+            return status == "failed"
+
+        await eventually(refused, within_s=30, what="the refusal to be recorded")
+        # Refused for good: tried once, not again.
+        assert store.requests == [("GET", "/wp-json/wc/v3/orders/727/notes")]
+        shown = run_orderd("order", "show", "727")
+        assert shown.returncode == 0, shown.stderr
+        assert "told the platform woocommerce:parcel_shipped:" in shown.stdout
+        assert ": failed (WooCommerce refused the call (HTTP 404): Invalid ID.)" in shown.stdout
+        view = json.loads(run_orderd("order", "show", "727", "--json").stdout)
+        [call] = view["platform_calls"]
+        assert (call["status"], call["attempts"]) == ("failed", 1)
+        assert view["state"] == "shipped"  # the order itself is not held up by it
