@@ -82,6 +82,18 @@ class ShopifyAdminServer(_LocalServer):
         app.router.add_post(f"/admin/api/{version}/graphql.json", self._graphql)
         super().__init__(app)
 
+    def env(self, **extra: str) -> dict[str, str]:
+        """What a daemon needs to write back to this shop (the sandbox warehouse packing
+        at once), with ``extra`` settings of ``[webhooks.shopify]``."""
+        return {
+            "ORDERD_WMS__SANDBOX_DELAY_S": "0",
+            "ORDERD_WEBHOOKS__SHOPIFY__WRITE_BACK": "true",
+            "ORDERD_WEBHOOKS__SHOPIFY__ADMIN_URL": self.url,
+            "ORDERD_WEBHOOKS__SHOPIFY__ACCESS_TOKEN": TOKEN,
+            "ORDERD_WEBHOOKS__SHOPIFY__API_VERSION": self.version,
+            **{f"ORDERD_WEBHOOKS__SHOPIFY__{k.upper()}": v for k, v in extra.items()},
+        }
+
     def add_order(self, order_id: int, lines: list[tuple[int, str, int]]) -> None:
         self.orders[order_id] = ShopOrder(lines)
 
@@ -246,6 +258,18 @@ class WooCommerceServer(_LocalServer):
         app.router.add_route("*", "/wp-json/wc/v3/orders/{id}/notes", self._notes_route)
         app.router.add_put("/wp-json/wc/v3/orders/{id}", self._order_route)
         super().__init__(app)
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """What a daemon needs to write back to this store (the sandbox warehouse packing
+        at once), with ``extra`` settings of ``[webhooks.woocommerce]``."""
+        return {
+            "ORDERD_WMS__SANDBOX_DELAY_S": "0",
+            "ORDERD_WEBHOOKS__WOOCOMMERCE__WRITE_BACK": "true",
+            "ORDERD_WEBHOOKS__WOOCOMMERCE__STORE_URL": self.url,
+            "ORDERD_WEBHOOKS__WOOCOMMERCE__CONSUMER_KEY": CONSUMER_KEY,
+            "ORDERD_WEBHOOKS__WOOCOMMERCE__CONSUMER_SECRET": CONSUMER_SECRET,
+            **{f"ORDERD_WEBHOOKS__WOOCOMMERCE__{k.upper()}": v for k, v in extra.items()},
+        }
 
     def _refusal(self, request: web.Request) -> web.Response | None:
         self.requests.append((request.method, request.path))

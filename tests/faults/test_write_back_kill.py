@@ -20,9 +20,6 @@ from tests.integration.daemon_harness import (
     woocommerce_headers,
 )
 from tests.platform_servers import (
-    CONSUMER_KEY,
-    CONSUMER_SECRET,
-    TOKEN,
     ShopifyAdminServer,
     WooCommerceServer,
     WooOrder,
@@ -48,15 +45,8 @@ async def test_every_parcel_is_one_fulfillment_on_the_shop_across_a_kill(
             shop.add_order(FIRST_ID + n, payload_lines(body))
         shop.throttle_next = 2
         shop.hold_creates = 5  # made on the shop; the answers never reach the first process
-        env = {
-            "ORDERD_WMS__SANDBOX_DELAY_S": "0",
-            "ORDERD_WEBHOOKS__SHOPIFY__WRITE_BACK": "true",
-            "ORDERD_WEBHOOKS__SHOPIFY__ADMIN_URL": shop.url,
-            "ORDERD_WEBHOOKS__SHOPIFY__ACCESS_TOKEN": TOKEN,
-            "ORDERD_WEBHOOKS__SHOPIFY__API_VERSION": shop.version,
-            # Claims last 2 x 2 s + 5 s: a killed sender's run out soon.
-            "ORDERD_WEBHOOKS__SHOPIFY__TIMEOUT_S": "2",
-        }
+        # Claims last 3 x 2 s + 5 s: a killed sender's run out soon.
+        env = shop.env(timeout_s="2")
         first = make_daemon("d1", **env)
         for body in bodies:
             assert request(f"{first.url}/webhooks/shopify", body, shopify_headers(body))[0] == 202
@@ -129,14 +119,7 @@ async def test_every_parcel_is_one_note_on_the_store_across_a_kill(
             store.orders[727 + n] = WooOrder()
         store.fail_next = [503, 503]
         store.hold_notes = 5  # added on the store; the answers never reach the first process
-        env = {
-            "ORDERD_WMS__SANDBOX_DELAY_S": "0",
-            "ORDERD_WEBHOOKS__WOOCOMMERCE__WRITE_BACK": "true",
-            "ORDERD_WEBHOOKS__WOOCOMMERCE__STORE_URL": store.url,
-            "ORDERD_WEBHOOKS__WOOCOMMERCE__CONSUMER_KEY": CONSUMER_KEY,
-            "ORDERD_WEBHOOKS__WOOCOMMERCE__CONSUMER_SECRET": CONSUMER_SECRET,
-            "ORDERD_WEBHOOKS__WOOCOMMERCE__TIMEOUT_S": "2",
-        }
+        env = store.env(timeout_s="2")
         first = make_daemon("d1", **env)
         for body in bodies:
             headers = woocommerce_headers(body)

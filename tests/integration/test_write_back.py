@@ -19,9 +19,6 @@ from tests.integration.daemon_harness import (
     woocommerce_headers,
 )
 from tests.platform_servers import (
-    CONSUMER_KEY,
-    CONSUMER_SECRET,
-    TOKEN,
     ShopifyAdminServer,
     WooCommerceServer,
     WooOrder,
@@ -30,16 +27,6 @@ from tests.platform_servers import (
 
 MakeDaemon = Callable[..., Any]
 ORDER = 820982911946154508
-
-
-def write_back_env(shop: ShopifyAdminServer) -> dict[str, str]:
-    return {
-        "ORDERD_WMS__SANDBOX_DELAY_S": "0",
-        "ORDERD_WEBHOOKS__SHOPIFY__WRITE_BACK": "true",
-        "ORDERD_WEBHOOKS__SHOPIFY__ADMIN_URL": shop.url,
-        "ORDERD_WEBHOOKS__SHOPIFY__ACCESS_TOKEN": TOKEN,
-        "ORDERD_WEBHOOKS__SHOPIFY__API_VERSION": shop.version,
-    }
 
 
 async def test_a_shipped_parcel_becomes_one_fulfillment_with_its_tracking_despite_a_throttle(
@@ -52,7 +39,7 @@ async def test_a_shipped_parcel_becomes_one_fulfillment_with_its_tracking_despit
     async with ShopifyAdminServer() as shop:
         shop.add_order(ORDER, payload_lines(body))
         shop.throttle_next = 1  # the shop's budget is spent: Shopify asks to wait
-        daemon = make_daemon(**write_back_env(shop))
+        daemon = make_daemon(**shop.env())
         assert request(f"{daemon.url}/webhooks/shopify", body, shopify_headers(body))[0] == 202
 
         async def told() -> bool:
@@ -86,19 +73,10 @@ async def test_a_woocommerce_order_gets_a_tracking_note_and_is_completed_once_sh
 ) -> None:
     await add_products(pg, "woo-single-1", "Bar3")
     await set_stock({"woo-single-1": 5, "Bar3": 5})
-    body = (PAYLOADS / "woocommerce_order_processing.json").read_bytes()
     async with WooCommerceServer() as store:
         store.orders[727] = WooOrder()
         store.fail_next = [503]  # the store is down at first: tried again
-        daemon = make_daemon(
-            ORDERD_WMS__SANDBOX_DELAY_S="0",
-            ORDERD_WEBHOOKS__WOOCOMMERCE__WRITE_BACK="true",
-            ORDERD_WEBHOOKS__WOOCOMMERCE__STORE_URL=store.url,
-            ORDERD_WEBHOOKS__WOOCOMMERCE__CONSUMER_KEY=CONSUMER_KEY,
-            ORDERD_WEBHOOKS__WOOCOMMERCE__CONSUMER_SECRET=CONSUMER_SECRET,
-        )
-        headers = woocommerce_headers(body)
-        assert request(f"{daemon.url}/webhooks/woocommerce", body, headers)[0] == 202
+        post_woocommerce_order(make_daemon(**store.env()))
 
         async def told() -> bool:
             status: str | None = await pg.fetchval("SELECT status FROM platform_calls")
@@ -128,17 +106,8 @@ async def test_a_call_the_platform_refuses_is_recorded_and_shown_with_the_order(
 ) -> None:
     await add_products(pg, "woo-single-1", "Bar3")
     await set_stock({"woo-single-1": 5, "Bar3": 5})
-    body = (PAYLOADS / "woocommerce_order_processing.json").read_bytes()
     async with WooCommerceServer() as store:  # the store does not know order 727
-        daemon = make_daemon(
-            ORDERD_WMS__SANDBOX_DELAY_S="0",
-            ORDERD_WEBHOOKS__WOOCOMMERCE__WRITE_BACK="true",
-            ORDERD_WEBHOOKS__WOOCOMMERCE__STORE_URL=store.url,
-            ORDERD_WEBHOOKS__WOOCOMMERCE__CONSUMER_KEY=CONSUMER_KEY,
-            ORDERD_WEBHOOKS__WOOCOMMERCE__CONSUMER_SECRET=CONSUMER_SECRET,
-        )
-        headers = woocommerce_headers(body)
-        assert request(f"{daemon.url}/webhooks/woocommerce", body, headers)[0] == 202
+        post_woocommerce_order(make_daemon(**store.env()))
 
         async def refused() -> bool:
             status: str | None = await pg.fetchval("SELECT status FROM platform_calls")
@@ -155,3 +124,10 @@ async def test_a_call_the_platform_refuses_is_recorded_and_shown_with_the_order(
         [call] = view["platform_calls"]
         assert (call["status"], call["attempts"]) == ("failed", 1)
         assert view["state"] == "shipped"  # the order itself is not held up by it
+
+
+def post_woocommerce_order(daemon: Any) -> None:
+    """WooCommerce's order 727, paid, as its webhook brings it."""
+    body = (PAYLOADS / "woocommerce_order_processing.json").read_bytes()
+    headers = woocommerce_headers(body)
+    assert request(f"{daemon.url}/webhooks/woocommerce", body, headers)[0] == 202
