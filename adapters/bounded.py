@@ -21,3 +21,11 @@ async def read_bounded(response: aiohttp.ClientResponse, limit: int) -> bytes:
             raise TooLarge
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def retry_after_seconds(header: str | None) -> float | None:
+    """A ``Retry-After`` header's seconds (None when absent or a date)."""
+    try:
+        return max(0.0, float(header)) if header else None
+    except ValueError:
+        return None

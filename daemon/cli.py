@@ -25,7 +25,7 @@ from actors.errors import OrderdError
 from actors.order.types import is_valid_sku
 from actors.stock import Adjusted
 from adapters.errors import CatalogError
-from adapters.postgres import schema
+from adapters.postgres import platform_stock, schema
 from adapters.stock.model import StockLevel
 from daemon.order_commands import add_commands
 from daemon.resources import database, open_resources
@@ -189,6 +189,8 @@ async def cmd_stock_show(args: argparse.Namespace) -> int:
     async with open_resources(settings, pool_size=2) as res:
         await res.allocator.start()
         level: StockLevel = await res.allocator.stock(sku, warehouse)
+        async with res.pool.acquire() as conn:
+            told = await platform_stock.of_sku(conn, sku)
     if args.json:
         _out(msgspec.json.encode(level).decode())
     else:
@@ -196,6 +198,11 @@ async def cmd_stock_show(args: argparse.Namespace) -> int:
             f"{level.sku} @ {level.warehouse}: on hand {level.on_hand}, reserved {level.reserved}, "
             f"available {level.available}, backordered {level.backordered}"
         )
+        for row in told:
+            where = f" at {row['location']}" if row["location"] else ""
+            figure = "not set" if row["pushed"] is None else f"told {row['pushed']}"
+            error = f" ({row['last_error']})" if row["last_error"] else ""
+            _out(f"  {row['platform']}{where}: {figure}{error}")
     return EXIT_OK
 
 

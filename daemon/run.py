@@ -36,6 +36,7 @@ from actors.ports.turns import Turn
 from actors.reminders import Reminders
 from actors.runtime import ActorRuntime
 from actors.runtime import RuntimeSettings as ActorSettings
+from actors.stock_push import StockPusher
 from actors.storefront_sender import StorefrontSender
 from adapters.outages import is_outage
 from adapters.postgres import mailbox
@@ -45,9 +46,10 @@ from adapters.postgres.mailbox import PostgresMailbox
 from adapters.postgres.notifications import PostgresNotifications
 from adapters.postgres.orders import PostgresOrders
 from adapters.postgres.platform_calls import PostgresPlatformCalls
+from adapters.postgres.platform_stock import PostgresPushedLevels
 from adapters.postgres.reminders import PostgresReminders
 from adapters.redis.keys import RuntimeKeys
-from adapters.redis.leases import Leases
+from adapters.redis.leases import Leases, SoleLease
 from adapters.redis.reminders import RedisSchedule
 from adapters.redis.streams import Streams
 from daemon import logs, shipping, systemd
@@ -62,6 +64,16 @@ _FINISH_S = 10.0  # how long the background loops get to finish their batch at s
 # Collect the youngest objects after this many allocations, not CPython's 700: every
 # webhook and turn allocates hundreds of short-lived objects, nearly none in cycles.
 _GC_YOUNG = 20_000
+
+
+def _stock_push_lease_ms(settings: Settings) -> int:
+    """How long the process pushing stock holds it without a pass: longer than a pass of
+    three calls cut off at the platforms' timeout, so another process takes over only
+    from one that stopped."""
+    webhooks = settings.webhooks
+    pushing = [p for p in (webhooks.shopify, webhooks.woocommerce) if p.push_stock]
+    timeout = max([p.timeout_s for p in pushing] or [0.0])
+    return int((webhooks.stock_every_s + 3 * timeout + 5) * 1000)
 
 
 class Daemon:
@@ -102,6 +114,12 @@ class Daemon:
             # a live sender's claim never runs out, and a dead one's does soon after.
             lease_s=3 * max([w.timeout_s for w in writing] or [0.0]) + 5,
             clock=clock,
+        )
+        self.stock_push = StockPusher(
+            figures=allocator,
+            pushed=PostgresPushedLevels(pool),
+            platforms=shipping.inventories(settings),
+            lease=SoleLease(redis, keys.stock_push, lease_ms=_stock_push_lease_ms(settings)),
         )
         self.feedback_key = ""  # read from the database at start when none is configured
         messages = CustomerMessages(
@@ -221,6 +239,7 @@ class Daemon:
         await self.dispatcher.close()
         await self.outbox.close()
         await self.storefronts.close()
+        await self.stock_push.close()
         await self.shipping.close()
 
     async def rebuild_backlog(self) -> None:
@@ -329,6 +348,11 @@ async def serve(settings: Settings, clock: Callable[[], float] = time.time) -> i
                 ("dispatcher", lambda: daemon.dispatcher.run(stopping), stopping),
                 ("outbox", lambda: daemon.outbox.run(stopping), stopping),
                 ("storefronts", lambda: daemon.storefronts.run(stopping), stopping),
+                (
+                    "stock-push",
+                    lambda: daemon.stock_push.run(stopping, settings.webhooks.stock_every_s),
+                    stopping,
+                ),
             ]
             if daemon.sandbox is not None:
                 parts.append(("sandbox-tracking", daemon.sandbox_tracking, stopping))

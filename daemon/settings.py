@@ -120,6 +120,11 @@ class ShopifySource(WebhookSource, frozen=True):
     # Whether Shopify mails the customer too; orderd sends its own confirmation.
     notify_customer: bool = False
     timeout_s: PositiveSeconds = 15.0
+    # Keep Shopify's available counts to orderd's (needs write_back): the location of each
+    # warehouse, and the inventory item of each sku (numbers, or gid://shopify/... ids).
+    push_stock: bool = False
+    locations: dict[str, str] = {}
+    inventory_items: dict[str, str] = {}
 
     def admin_base(self) -> str:
         return self.admin_url or (f"https://{self.shop_domain}" if self.shop_domain else "")
@@ -135,12 +140,19 @@ class WooCommerceSource(WebhookSource, frozen=True):
     # the order once all of it shipped.
     write_back: bool = False
     timeout_s: PositiveSeconds = 15.0
+    # Keep each product's stock_quantity to orderd's (needs write_back): the units
+    # available in these warehouses, summed (empty: every warehouse).
+    push_stock: bool = False
+    stock_warehouses: tuple[str, ...] = ()
 
 
 class WebhooksSettings(_Section, frozen=True):
     shopify: ShopifySource = ShopifySource()
     woocommerce: WooCommerceSource = WooCommerceSource()
     generic: WebhookSource = WebhookSource()
+    # How often stock counts are compared and pushed: a sku's changes in between go as
+    # one call with its last figure.
+    stock_every_s: PositiveSeconds = 5.0
 
 
 class AdminSettings(_Section, frozen=True):
@@ -521,6 +533,36 @@ def _coerce(name: str, parts: list[str], value: str, info: msgspec.inspect.Type)
     raise ConfigError(f"{name}: {key} cannot be set from the environment; set it in the file")
 
 
+def _check_stock_push(settings: Settings) -> None:
+    where = settings.source
+    codes = {w.code for w in settings.warehouses}
+    shopify = settings.webhooks.shopify
+    woo = settings.webhooks.woocommerce
+    for name, source in (("shopify", shopify), ("woocommerce", woo)):
+        if source.push_stock and not source.write_back:
+            raise ConfigError(f"{where}: webhooks.{name}.push_stock: needs write_back = true")
+    if shopify.push_stock:
+        if not shopify.locations:
+            raise ConfigError(
+                f"{where}: webhooks.shopify.locations: required when push_stock is true "
+                "(warehouse code = Shopify location id)"
+            )
+        if shopify.api_version != "unstable" and shopify.api_version < "2026-01":
+            raise ConfigError(
+                f"{where}: webhooks.shopify.api_version: 2026-01 or later is needed to "
+                "push stock (changeFromQuantity)"
+            )
+    for key, named in (
+        ("shopify.locations", tuple(shopify.locations)),
+        ("woocommerce.stock_warehouses", woo.stock_warehouses),
+    ):
+        unknown = sorted(set(named) - codes)
+        if unknown:
+            raise ConfigError(
+                f"{where}: webhooks.{key}: no warehouse {', '.join(map(repr, unknown))}"
+            )
+
+
 def _check(settings: Settings) -> None:
     """Rules that span keys or need more than a type: secrets, URLs, time zones."""
     where = settings.source
@@ -558,6 +600,7 @@ def _check(settings: Settings) -> None:
                 f"{where}: webhooks.woocommerce.store_url: an http(s):// URL is required "
                 "when write_back is true"
             )
+    _check_stock_push(settings)
     redis_scheme = urlsplit(settings.redis.url).scheme
     if redis_scheme not in ("redis", "rediss", "unix"):
         raise ConfigError(f"{where}: redis.url: expected redis://, rediss:// or unix:// URL")

@@ -18,6 +18,7 @@ from actors.shipping.carriers import Carrier
 from actors.shipping.selection import Preference, ServiceLevel, ShippingRules, Zone
 from actors.shipping.tracking import DelayRules
 from actors.shipping.warehouse import WarehouseSystem
+from actors.stock_push import Inventory
 from actors.storefront import Storefront
 from adapters.carriers.easypost import EasyPost
 from adapters.carriers.sandbox import BUILT_IN_RATES, SandboxCarrier, load_rate_table
@@ -26,8 +27,10 @@ from adapters.label_files import LabelFiles
 from adapters.notify.sms import TwilioSms
 from adapters.notify.smtp import SmtpNotifier
 from adapters.notify.templates import Templates
-from adapters.platforms.shopify_admin import ShopifyAdmin
-from adapters.platforms.woocommerce_api import WooCommerceApi
+from adapters.platforms.shopify_admin import ShopifyAdmin, ShopifyGraphql
+from adapters.platforms.shopify_inventory import ShopifyInventory
+from adapters.platforms.woocommerce_api import WooCommerceApi, WooCommerceRest
+from adapters.platforms.woocommerce_inventory import WooCommerceInventory
 from adapters.postgres.catalog import PostgresCatalog
 from adapters.wms.http import HttpWarehouse
 from adapters.wms.sandbox import SandboxWarehouse
@@ -229,24 +232,52 @@ def outbox_settings(settings: Settings) -> NotifierSettings:
     )
 
 
+def _shopify_api(settings: Settings) -> ShopifyGraphql:
+    shopify = settings.webhooks.shopify
+    return ShopifyGraphql(
+        admin_url=shopify.admin_base(),
+        access_token=shopify.access_token,
+        api_version=shopify.api_version,
+        timeout_s=shopify.timeout_s,
+    )
+
+
+def _woocommerce_api(settings: Settings) -> WooCommerceRest:
+    woo = settings.webhooks.woocommerce
+    return WooCommerceRest(
+        store_url=woo.store_url,
+        consumer_key=woo.consumer_key,
+        consumer_secret=woo.consumer_secret,
+        timeout_s=woo.timeout_s,
+    )
+
+
 def storefronts(settings: Settings) -> dict[str, Storefront]:
     """The platforms told of their orders' parcels (write-back on), by name."""
     shopify = settings.webhooks.shopify
     found: dict[str, Storefront] = {}
     if shopify.write_back:
         found["shopify"] = ShopifyAdmin(
-            admin_url=shopify.admin_base(),
-            access_token=shopify.access_token,
-            api_version=shopify.api_version,
-            notify_customer=shopify.notify_customer,
-            timeout_s=shopify.timeout_s,
+            _shopify_api(settings), notify_customer=shopify.notify_customer
         )
+    if settings.webhooks.woocommerce.write_back:
+        found["woocommerce"] = WooCommerceApi(_woocommerce_api(settings))
+    return found
+
+
+def inventories(settings: Settings) -> dict[str, Inventory]:
+    """The platforms whose stock counts orderd keeps (push_stock on), by name."""
+    shopify = settings.webhooks.shopify
     woo = settings.webhooks.woocommerce
-    if woo.write_back:
-        found["woocommerce"] = WooCommerceApi(
-            store_url=woo.store_url,
-            consumer_key=woo.consumer_key,
-            consumer_secret=woo.consumer_secret,
-            timeout_s=woo.timeout_s,
+    found: dict[str, Inventory] = {}
+    if shopify.push_stock:
+        found["shopify"] = ShopifyInventory(
+            _shopify_api(settings),
+            locations=shopify.locations,
+            inventory_items=shopify.inventory_items,
+        )
+    if woo.push_stock:
+        found["woocommerce"] = WooCommerceInventory(
+            _woocommerce_api(settings), warehouses=woo.stock_warehouses
         )
     return found

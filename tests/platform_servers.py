@@ -11,7 +11,13 @@ and what is left to fulfil on it, and refuses a fulfillment of more than that in
 mutation's ``userErrors``. ``throttle_next`` answers the next calls with Shopify's
 ``THROTTLED`` error and the shop's cost budget, as Shopify does (HTTP 200);
 ``hold_creates`` records the next fulfillments and holds their answers until ``release``
-is set (an answer lost when the caller dies).
+is set (an answer lost when the caller dies). Stock: ``stock`` gives the shop's
+``available`` per inventory item and location, which ``InventorySet``
+(``inventorySetQuantities``) sets, checking ``changeFromQuantity`` and the idempotency
+key, and ``InventoryLevels`` reads.
+
+``WooCommerceServer`` is the same for WooCommerce's REST API: order notes and status,
+products found by sku and their stock set in batches.
 """
 
 from __future__ import annotations
@@ -77,6 +83,10 @@ class ShopifyAdminServer(_LocalServer):
         self.hold_creates = 0
         self.held = 0  # answers held so far
         self.release = asyncio.Event()
+        # Stock: available per (inventory item, location), and each set applied, in order.
+        self.available: dict[tuple[str, str], int] = {}
+        self.inventory_sets: list[dict[tuple[str, str], int]] = []
+        self._idempotent: dict[str, dict[str, Any]] = {}
         self._ids = itertools.count(1)
         app = web.Application()
         app.router.add_post(f"/admin/api/{version}/graphql.json", self._graphql)
@@ -96,6 +106,14 @@ class ShopifyAdminServer(_LocalServer):
 
     def add_order(self, order_id: int, lines: list[tuple[int, str, int]]) -> None:
         self.orders[order_id] = ShopOrder(lines)
+
+    def stock(self, location: int, items: dict[int, int]) -> None:
+        """Stock inventory items (id -> available) at a location, as the shop has them."""
+        for item, units in items.items():
+            self.available[_gid("InventoryItem", item), _gid("Location", location)] = units
+
+    def level(self, item: int, location: int) -> int:
+        return self.available[_gid("InventoryItem", item), _gid("Location", location)]
 
     async def _graphql(self, request: web.Request) -> web.Response:
         if request.headers.get("X-Shopify-Access-Token") != TOKEN:
@@ -125,6 +143,10 @@ class ShopifyAdminServer(_LocalServer):
         data: dict[str, Any]
         if operation == "OrderFulfillment":
             data = {"order": self._order(variables["id"])}
+        elif operation == "InventorySet":
+            data = {"inventorySetQuantities": self._set_quantities(variables)}
+        elif operation == "InventoryLevels":
+            data = {"nodes": [self._item_levels(item) for item in variables["ids"]]}
         elif operation == "FulfillmentCreate":
             created = self._create(variables)
             data = {"fulfillmentCreate": created}
@@ -214,6 +236,66 @@ class ShopifyAdminServer(_LocalServer):
         self.fulfillments.append(made)
         return {"fulfillment": {"id": made.id, "status": "SUCCESS"}, "userErrors": []}
 
+    def _set_quantities(self, variables: dict[str, Any]) -> dict[str, Any]:
+        """``inventorySetQuantities`` as 2026-04 has it: ``changeFromQuantity`` given for
+        every figure, checked where not null; one refusal applies nothing; a repeated
+        idempotency key gets the first answer and changes nothing."""
+        key = variables["key"]
+        if key in self._idempotent:
+            return self._idempotent[key]
+        wanted: dict[tuple[str, str], int] = {}
+        errors = []
+        for index, quantity in enumerate(variables["input"]["quantities"]):
+            level = (quantity["inventoryItemId"], quantity["locationId"])
+            where = ["input", "quantities", str(index)]
+            if "changeFromQuantity" not in quantity:
+                errors.append(
+                    {
+                        "code": "INVALID_INPUT",
+                        "field": [*where, "changeFromQuantity"],
+                        "message": "changeFromQuantity must be given",
+                    }
+                )
+            elif level not in self.available:
+                errors.append(
+                    {
+                        "code": "ITEM_NOT_STOCKED_AT_LOCATION",
+                        "field": [*where, "locationId"],
+                        "message": "The item is not stocked at the location.",
+                    }
+                )
+            elif quantity["changeFromQuantity"] not in (None, self.available[level]):
+                errors.append(
+                    {
+                        "code": "CHANGE_FROM_QUANTITY_STALE",
+                        "field": [*where, "changeFromQuantity"],
+                        "message": "The changeFromQuantity is stale.",
+                    }
+                )
+            wanted[level] = int(quantity["quantity"])
+        if errors:
+            answer: dict[str, Any] = {"inventoryAdjustmentGroup": None, "userErrors": errors}
+        else:
+            self.available.update(wanted)
+            self.inventory_sets.append(wanted)
+            group = f"gid://shopify/InventoryAdjustmentGroup/{next(self._ids)}"
+            answer = {"inventoryAdjustmentGroup": {"id": group}, "userErrors": []}
+        self._idempotent[key] = answer
+        return answer
+
+    def _item_levels(self, item: str) -> dict[str, Any] | None:
+        levels = [
+            {"location": {"id": location},
+             "quantities": [{"name": "available", "quantity": units}]}
+            for (held, location), units in self.available.items()
+            if held == item
+        ]  # fmt: skip
+        return {"id": item, "inventoryLevels": {"nodes": levels}} if levels else None
+
+
+def _gid(kind: str, number: int) -> str:
+    return f"gid://shopify/{kind}/{number}"
+
 
 def _user_error(where: list[str], message: str) -> dict[str, Any]:
     return {"fulfillment": None, "userErrors": [{"field": where, "message": message}]}
@@ -254,10 +336,61 @@ class WooCommerceServer(_LocalServer):
         self.held = 0
         self.release = asyncio.Event()
         self._notes = itertools.count(281)
+        # Products by id: {"sku", "type", "parent_id", "stock_quantity", "manage_stock"}.
+        self.products: dict[int, dict[str, Any]] = {}
+        self.stock_updates: list[dict[int, int]] = []  # each batch applied: id -> quantity
+        self.retry_after: str | None = None  # sent with the failures of fail_next
         app = web.Application()
         app.router.add_route("*", "/wp-json/wc/v3/orders/{id}/notes", self._notes_route)
         app.router.add_put("/wp-json/wc/v3/orders/{id}", self._order_route)
+        app.router.add_get("/wp-json/wc/v3/products", self._products_route)
+        app.router.add_post("/wp-json/wc/v3/products/batch", self._batch_route)
+        app.router.add_post("/wp-json/wc/v3/products/{parent}/variations/batch", self._batch_route)
         super().__init__(app)
+
+    def add_product(
+        self, product_id: int, sku: str, stock: int | None = None, parent: int = 0
+    ) -> None:
+        self.products[product_id] = {
+            "id": product_id, "sku": sku, "type": "variation" if parent else "simple",
+            "parent_id": parent, "stock_quantity": stock, "manage_stock": stock is not None,
+        }  # fmt: skip
+
+    async def _products_route(self, request: web.Request) -> web.Response:
+        refused = self._refusal(request, order=False)
+        if refused is not None:
+            return refused
+        sku = request.query.get("sku")
+        # Variations are found by sku too, as products whose parent_id names the product.
+        return web.json_response([p for p in self.products.values() if p["sku"] == sku])
+
+    async def _batch_route(self, request: web.Request) -> web.Response:
+        refused = self._refusal(request, order=False)
+        if refused is not None:
+            return refused
+        parent = int(request.match_info.get("parent", 0))
+        answered: list[dict[str, Any]] = []
+        applied: dict[int, int] = {}
+        for update in (await request.json()).get("update", []):
+            product = self.products.get(int(update["id"]))
+            if product is None or product["parent_id"] != parent:
+                answered.append({"id": update["id"], "error": {
+                    "code": "woocommerce_rest_product_invalid_id", "message": "Invalid ID.",
+                    "data": {"status": 400}}})  # fmt: skip
+                continue
+            product["manage_stock"] = bool(update.get("manage_stock", product["manage_stock"]))
+            product["stock_quantity"] = int(update["stock_quantity"])
+            applied[product["id"]] = product["stock_quantity"]
+            answered.append(dict(product))
+        if applied:
+            self.stock_updates.append(applied)
+        return web.json_response({"update": answered})
+
+    def stock_of(self, sku: str) -> int | None:
+        found: int | None = next(
+            p["stock_quantity"] for p in self.products.values() if p["sku"] == sku
+        )
+        return found
 
     def env(self, **extra: str) -> dict[str, str]:
         """What a daemon needs to write back to this store (the sandbox warehouse packing
@@ -271,15 +404,19 @@ class WooCommerceServer(_LocalServer):
             **{f"ORDERD_WEBHOOKS__WOOCOMMERCE__{k.upper()}": v for k, v in extra.items()},
         }
 
-    def _refusal(self, request: web.Request) -> web.Response | None:
+    def _refusal(self, request: web.Request, order: bool = True) -> web.Response | None:
         self.requests.append((request.method, request.path))
         pair = base64.b64encode(f"{CONSUMER_KEY}:{CONSUMER_SECRET}".encode()).decode()
         if request.headers.get("Authorization") != f"Basic {pair}":
             denied = "Sorry, you cannot list resources."
             return _woo_error("woocommerce_rest_cannot_view", denied, 401)
         if self.fail_next:
-            return _woo_error("internal_server_error", "The store is down.", self.fail_next.pop(0))
-        if int(request.match_info["id"]) not in self.orders:
+            status = self.fail_next.pop(0)
+            failed = _woo_error("internal_server_error", "The store is down.", status)
+            if self.retry_after is not None:
+                failed.headers["Retry-After"] = self.retry_after
+            return failed
+        if order and int(request.match_info["id"]) not in self.orders:
             return _woo_error("woocommerce_rest_shop_order_invalid_id", "Invalid ID.", 404)
         return None
 

@@ -21,7 +21,7 @@ import aiohttp
 import msgspec
 
 from actors.storefront import ParcelShipped, PlatformError
-from adapters.bounded import TooLarge, read_bounded
+from adapters.bounded import TooLarge, read_bounded, retry_after_seconds
 
 _MAX_ANSWER_BYTES = 2 * 1024 * 1024
 _MAX_ERROR_TEXT = 300
@@ -57,23 +57,90 @@ mutation FulfillmentCreate($fulfillment: FulfillmentInput!, $message: String) {
 _OPEN = frozenset({"OPEN", "IN_PROGRESS", "SCHEDULED"})
 
 
-class ShopifyAdmin:
-    """One shop's GraphQL Admin API (:class:`actors.storefront.Storefront`)."""
+class ShopifyGraphql:
+    """Calls to one shop's GraphQL Admin API, on one HTTP session."""
 
     def __init__(
-        self,
-        *,
-        admin_url: str,
-        access_token: str,
-        api_version: str,
-        notify_customer: bool = False,
-        timeout_s: float = 15.0,
+        self, *, admin_url: str, access_token: str, api_version: str, timeout_s: float = 15.0
     ) -> None:
         self._url = f"{admin_url.rstrip('/')}/admin/api/{api_version}/graphql.json"
         self._token = access_token
-        self._notify_customer = notify_customer
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session: aiohttp.ClientSession | None = None
+
+    async def call(self, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+        """The ``data`` of a GraphQL call; throttling and failures as PlatformError."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        headers = {
+            "X-Shopify-Access-Token": self._token,
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        }
+        body = msgspec.json.encode({"query": query, "variables": variables})
+        try:
+            async with self._session.post(self._url, data=body, headers=headers) as answer:
+                status = answer.status
+                content = await read_bounded(answer, _MAX_ANSWER_BYTES)
+                retry_after = answer.headers.get("Retry-After")
+        except TooLarge:
+            raise PlatformError(
+                "malformed answer from Shopify: too large", temporary=False
+            ) from None
+        except TimeoutError:
+            raise PlatformError("Shopify did not answer in time", temporary=True) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise PlatformError(
+                f"Shopify unreachable: {type(exc).__name__}", temporary=True
+            ) from None
+        if status == 429 or status >= 500:
+            raise PlatformError(
+                f"Shopify answered HTTP {status}",
+                temporary=True,
+                retry_after_s=retry_after_seconds(retry_after),
+            )
+        if status != 200:
+            raise PlatformError(
+                f"Shopify refused the call (HTTP {status}){_detail(content)}", temporary=False
+            )
+        try:
+            answer_json = msgspec.json.decode(content)
+        except msgspec.DecodeError:
+            raise PlatformError("malformed answer from Shopify", temporary=False) from None
+        if not isinstance(answer_json, dict):
+            raise PlatformError("malformed answer from Shopify", temporary=False)
+        errors = answer_json.get("errors")
+        if errors:
+            if _throttled(errors):
+                raise PlatformError(
+                    "Shopify throttled the call",
+                    temporary=True,
+                    retry_after_s=_restored_in(answer_json.get("extensions")),
+                )
+            raise PlatformError(f"Shopify refused the call: {_messages(errors)}", temporary=False)
+        data = answer_json.get("data")
+        if not isinstance(data, dict):
+            raise PlatformError("malformed answer from Shopify", temporary=False)
+        return data
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+class ShopifyAdmin:
+    """One shop's fulfillments (:class:`actors.storefront.Storefront`)."""
+
+    def __init__(self, api: ShopifyGraphql, *, notify_customer: bool = False) -> None:
+        self._api = api
+        self._notify_customer = notify_customer
+
+    async def _call(self, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+        return await self._api.call(query, variables)
+
+    async def close(self) -> None:
+        await self._api.close()
 
     async def parcel_shipped(self, parcel: ParcelShipped) -> str:
         order_gid = f"gid://shopify/Order/{parcel.external_order_id}"
@@ -113,66 +180,6 @@ class ShopifyAdmin:
         except (KeyError, TypeError, AttributeError):
             raise PlatformError("malformed answer from Shopify", temporary=False) from None
         return fulfillment_id
-
-    async def _call(self, query: str, variables: dict[str, Any]) -> dict[str, Any]:
-        """The ``data`` of a GraphQL call; throttling and failures as PlatformError."""
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
-        headers = {
-            "X-Shopify-Access-Token": self._token,
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-        }
-        body = msgspec.json.encode({"query": query, "variables": variables})
-        try:
-            async with self._session.post(self._url, data=body, headers=headers) as answer:
-                status = answer.status
-                content = await read_bounded(answer, _MAX_ANSWER_BYTES)
-                retry_after = answer.headers.get("Retry-After")
-        except TooLarge:
-            raise PlatformError(
-                "malformed answer from Shopify: too large", temporary=False
-            ) from None
-        except TimeoutError:
-            raise PlatformError("Shopify did not answer in time", temporary=True) from None
-        except (aiohttp.ClientError, OSError) as exc:
-            raise PlatformError(
-                f"Shopify unreachable: {type(exc).__name__}", temporary=True
-            ) from None
-        if status == 429 or status >= 500:
-            raise PlatformError(
-                f"Shopify answered HTTP {status}",
-                temporary=True,
-                retry_after_s=_seconds(retry_after),
-            )
-        if status != 200:
-            raise PlatformError(
-                f"Shopify refused the call (HTTP {status}){_detail(content)}", temporary=False
-            )
-        try:
-            answer_json = msgspec.json.decode(content)
-        except msgspec.DecodeError:
-            raise PlatformError("malformed answer from Shopify", temporary=False) from None
-        if not isinstance(answer_json, dict):
-            raise PlatformError("malformed answer from Shopify", temporary=False)
-        errors = answer_json.get("errors")
-        if errors:
-            if _throttled(errors):
-                raise PlatformError(
-                    "Shopify throttled the call",
-                    temporary=True,
-                    retry_after_s=_restored_in(answer_json.get("extensions")),
-                )
-            raise PlatformError(f"Shopify refused the call: {_messages(errors)}", temporary=False)
-        data = answer_json.get("data")
-        if not isinstance(data, dict):
-            raise PlatformError("malformed answer from Shopify", temporary=False)
-        return data
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
 
 
 def _fulfilled_before(order: dict[str, Any], tracking_number: str | None) -> str | None:
@@ -259,10 +266,3 @@ def _detail(content: bytes) -> str:
     if isinstance(answer, dict) and answer.get("errors"):
         return f": {_messages(answer['errors'])}"
     return ""
-
-
-def _seconds(header: str | None) -> float | None:
-    try:
-        return max(0.0, float(header)) if header else None
-    except ValueError:
-        return None

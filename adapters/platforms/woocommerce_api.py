@@ -18,14 +18,14 @@ import aiohttp
 import msgspec
 
 from actors.storefront import ParcelShipped, PlatformError
-from adapters.bounded import TooLarge, read_bounded
+from adapters.bounded import TooLarge, read_bounded, retry_after_seconds
 
 _MAX_ANSWER_BYTES = 2 * 1024 * 1024
 _MAX_ERROR_TEXT = 300
 
 
-class WooCommerceApi:
-    """One store's REST API (:class:`actors.storefront.Storefront`)."""
+class WooCommerceRest:
+    """Calls to one store's REST API (v3), on one HTTP session."""
 
     def __init__(
         self, *, store_url: str, consumer_key: str, consumer_secret: str, timeout_s: float = 15.0
@@ -37,27 +37,7 @@ class WooCommerceApi:
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session: aiohttp.ClientSession | None = None
 
-    async def parcel_shipped(self, parcel: ParcelShipped) -> str:
-        order = parcel.external_order_id
-        if not order.isdigit():
-            raise PlatformError(f"WooCommerce order id {order!r} is not a number", temporary=False)
-        mark = parcel.tracking_number or parcel.shipment_id
-        notes = await self._call("GET", f"/orders/{order}/notes")
-        if not isinstance(notes, list):
-            raise PlatformError("malformed answer from WooCommerce", temporary=False)
-        found = next(
-            (n for n in notes if isinstance(n, dict) and mark in str(n.get("note", ""))), None
-        )
-        if found is None:
-            note = {"note": _note_text(parcel), "customer_note": True}
-            found = await self._call("POST", f"/orders/{order}/notes", note)
-        if parcel.all_shipped:
-            await self._call("PUT", f"/orders/{order}", {"status": "completed"})
-        if not isinstance(found, dict) or "id" not in found:
-            raise PlatformError("malformed answer from WooCommerce", temporary=False)
-        return f"note {found['id']}"
-
-    async def _call(self, method: str, path: str, body: object = None) -> Any:
+    async def call(self, method: str, path: str, body: object = None) -> Any:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
         data = msgspec.json.encode(body) if body is not None else None
@@ -70,6 +50,7 @@ class WooCommerceApi:
             ) as answer:
                 status = answer.status
                 content = await read_bounded(answer, _MAX_ANSWER_BYTES)
+                retry_after = answer.headers.get("Retry-After")
         except TooLarge:
             raise PlatformError("malformed answer from WooCommerce", temporary=False) from None
         except TimeoutError:
@@ -78,7 +59,11 @@ class WooCommerceApi:
             text = f"WooCommerce unreachable: {type(exc).__name__}"
             raise PlatformError(text, temporary=True) from None
         if status == 429 or status >= 500:
-            raise PlatformError(f"WooCommerce answered HTTP {status}", temporary=True)
+            raise PlatformError(
+                f"WooCommerce answered HTTP {status}",
+                temporary=True,
+                retry_after_s=retry_after_seconds(retry_after),
+            )
         if not 200 <= status < 300:
             raise PlatformError(
                 f"WooCommerce refused the call (HTTP {status}){self._detail(content)}",
@@ -106,6 +91,39 @@ class WooCommerceApi:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+class WooCommerceApi:
+    """One store's order notes and statuses (:class:`actors.storefront.Storefront`)."""
+
+    def __init__(self, api: WooCommerceRest) -> None:
+        self._api = api
+
+    async def _call(self, method: str, path: str, body: object = None) -> Any:
+        return await self._api.call(method, path, body)
+
+    async def close(self) -> None:
+        await self._api.close()
+
+    async def parcel_shipped(self, parcel: ParcelShipped) -> str:
+        order = parcel.external_order_id
+        if not order.isdigit():
+            raise PlatformError(f"WooCommerce order id {order!r} is not a number", temporary=False)
+        mark = parcel.tracking_number or parcel.shipment_id
+        notes = await self._call("GET", f"/orders/{order}/notes")
+        if not isinstance(notes, list):
+            raise PlatformError("malformed answer from WooCommerce", temporary=False)
+        found = next(
+            (n for n in notes if isinstance(n, dict) and mark in str(n.get("note", ""))), None
+        )
+        if found is None:
+            note = {"note": _note_text(parcel), "customer_note": True}
+            found = await self._call("POST", f"/orders/{order}/notes", note)
+        if parcel.all_shipped:
+            await self._call("PUT", f"/orders/{order}", {"status": "completed"})
+        if not isinstance(found, dict) or "id" not in found:
+            raise PlatformError("malformed answer from WooCommerce", temporary=False)
+        return f"note {found['id']}"
 
 
 def _note_text(parcel: ParcelShipped) -> str:

@@ -119,6 +119,8 @@ class RuntimeKeys:
     ``P lease:<order>``             STRING  which process runs the order's turn (expires)
     ``P reminders``                 ZSET    reminder key -> due time (ms); PostgreSQL
                                             holds the reminder itself
+    ``P stock_push``                STRING  which process pushes stock to the platforms
+                                            (expires)
     ==============================  ======  ============================================
     """
 
@@ -138,3 +140,7 @@ class RuntimeKeys:
     @property
     def reminders(self) -> str:
         return f"{self.prefix}reminders"
+
+    @property
+    def stock_push(self) -> str:
+        return f"{self.prefix}stock_push"

@@ -91,3 +91,18 @@ def _tokens(pairs: Sequence[tuple[str, str]]) -> str:
     if any(len(token) != TOKEN_CHARS for _, token in pairs):
         raise ValueError(f"lease tokens are {TOKEN_CHARS} characters")
     return "".join(token for _, token in pairs)
+
+
+class SoleLease:
+    """A lease one process at a time holds for a task of the whole system (pushing stock
+    to the platforms), kept as long as it asks again within ``lease_ms``
+    (:class:`actors.stock_push.Lease`)."""
+
+    def __init__(self, redis: Redis, key: str, *, lease_ms: int) -> None:
+        self._key = key
+        self._lease_ms = lease_ms
+        self._token = secrets.token_hex(8)
+        self._hold = redis.register_script(lua_source("hold_lease"))
+
+    async def hold(self) -> bool:
+        return bool(await self._hold(keys=[self._key], args=[self._token, self._lease_ms]))

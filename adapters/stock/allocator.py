@@ -793,6 +793,24 @@ class Allocator:
         on_hand, reserved, backordered = (int(v or 0) for v in values)
         return StockLevel(sku, code, on_hand, reserved, on_hand - reserved, backordered)
 
+    async def available(self) -> dict[tuple[str, str], int]:
+        """Units available to sell per (warehouse, sku), on hand less reserved, as Redis
+        holds them now (:class:`actors.stock_push.StockFigures`)."""
+        figures: dict[tuple[str, str], int] = {}
+        for code in self._order:
+            keys = self._keys[code]
+            if not await self._redis.exists(keys.meta):
+                await self.recover(code)
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.hgetall(keys.on_hand)
+            pipe.hgetall(keys.reserved)
+            on_hand, reserved = await pipe.execute()
+            for raw_sku, units in on_hand.items():
+                sku = raw_sku.decode() if isinstance(raw_sku, bytes) else raw_sku
+                held = int(reserved.get(raw_sku) or 0)
+                figures[code, sku] = max(0, int(units) - held)
+        return figures
+
     async def holding(
         self, order_id: str, warehouse: str | None = None
     ) -> tuple[dict[str, int], dict[str, int]]:

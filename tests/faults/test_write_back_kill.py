@@ -1,15 +1,18 @@
 """Write-back through a kill -9: a flood of orders ships while the daemon is killed with
 calls carried out on the platform and their answers not yet back; after the restart every
 parcel is one fulfillment on Shopify, or one note on WooCommerce, with its tracking
-number, and nothing twice."""
+number, and nothing twice. The store's stock counts, pushed as they change, end equal to
+orderd's, in far fewer calls than there were movements."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+from adapters.postgres.stock import implied_stock
 from tests.conftest import SetStock, add_products
 from tests.integration.daemon_harness import (
     PAYLOADS,
@@ -29,10 +32,18 @@ from tests.platform_servers import (
 MakeDaemon = Callable[..., Any]
 ORDERS = 30
 FIRST_ID = 820982911946154508
+LOCATION = 62011
+ITEMS = {"SKU2006-001": 39072856, "SKU2006-020": 457924702}  # Shopify inventory items
+
+
+async def available(pg: Any, sku: str) -> int:
+    """Units of ``sku`` available to sell, from the durable record (on hand less held)."""
+    [row] = [r for r in await implied_stock(pg, "main") if r.sku == sku]
+    return row.on_hand - row.reserved
 
 
 async def test_every_parcel_is_one_fulfillment_on_the_shop_across_a_kill(
-    make_daemon: MakeDaemon, pg: Any, set_stock: SetStock
+    make_daemon: MakeDaemon, pg: Any, set_stock: SetStock, tmp_path: Path
 ) -> None:
     await add_products(pg, "SKU2006-001", "SKU2006-020")
     await set_stock({"SKU2006-001": 100, "SKU2006-020": 100})
@@ -43,10 +54,24 @@ async def test_every_parcel_is_one_fulfillment_on_the_shop_across_a_kill(
     async with ShopifyAdminServer() as shop:
         for n, body in enumerate(bodies):
             shop.add_order(FIRST_ID + n, payload_lines(body))
+        shop.stock(LOCATION, {ITEMS[sku]: 0 for sku in ITEMS})
         shop.throttle_next = 2
         shop.hold_creates = 5  # made on the shop; the answers never reach the first process
+        config = tmp_path / "orderd.toml"
+        config.write_text(
+            f"""
+            [webhooks.shopify.locations]
+            main = "{LOCATION}"
+            [webhooks.shopify.inventory_items]
+            {" ".join(f'"{sku}" = "{item}"' + chr(10) for sku, item in ITEMS.items())}
+            """
+        )
         # Claims last 3 x 2 s + 5 s: a killed sender's run out soon.
-        env = shop.env(timeout_s="2")
+        env = {
+            **shop.env(timeout_s="2", push_stock="true"),
+            "ORDERD_CONFIG": str(config),
+            "ORDERD_WEBHOOKS__STOCK_EVERY_S": "1",
+        }
         first = make_daemon("d1", **env)
         for body in bodies:
             assert request(f"{first.url}/webhooks/shopify", body, shopify_headers(body))[0] == 202
@@ -103,6 +128,17 @@ async def test_every_parcel_is_one_fulfillment_on_the_shop_across_a_kill(
         creates = sum(1 for operation, answer in shop.calls if operation == "FulfillmentCreate")
         assert creates == ORDERS
 
+        # The shop's counts end equal to orderd's (every order shipped: on hand less what
+        # left), each figure pushed once per pass however many orders moved it.
+        async def counted() -> bool:
+            units = {sku: await available(pg, sku) for sku in ITEMS}
+            return all(shop.level(item, LOCATION) == units[sku] for sku, item in ITEMS.items())
+
+        await eventually(counted, within_s=30, what="the shop's stock counts to be orderd's")
+        assert [await available(pg, sku) for sku in ITEMS] == [100 - ORDERS, 100 - 2 * ORDERS]
+        movements = await pg.fetchval("SELECT count(*) FROM stock_ledger")
+        assert len(shop.inventory_sets) < movements / 4
+
 
 async def test_every_parcel_is_one_note_on_the_store_across_a_kill(
     make_daemon: MakeDaemon, pg: Any, set_stock: SetStock
@@ -117,9 +153,14 @@ async def test_every_parcel_is_one_note_on_the_store_across_a_kill(
     async with WooCommerceServer() as store:
         for n in range(ORDERS):
             store.orders[727 + n] = WooOrder()
+        store.add_product(3101, "woo-single-1", stock=0)
+        store.add_product(3202, "Bar3", stock=0, parent=3200)
         store.fail_next = [503, 503]
         store.hold_notes = 5  # added on the store; the answers never reach the first process
-        env = store.env(timeout_s="2")
+        env = {
+            **store.env(timeout_s="2", push_stock="true"),
+            "ORDERD_WEBHOOKS__STOCK_EVERY_S": "1",
+        }
         first = make_daemon("d1", **env)
         for body in bodies:
             headers = woocommerce_headers(body)
@@ -159,3 +200,11 @@ async def test_every_parcel_is_one_note_on_the_store_across_a_kill(
             assert row["tracking_number"] in note["note"]
             assert row["result"] == f"note {note['id']}"
             assert order.status == "completed"
+
+        async def counted() -> bool:
+            units = {sku: await available(pg, sku) for sku in ("woo-single-1", "Bar3")}
+            return all(store.stock_of(sku) == figure for sku, figure in units.items())
+
+        await eventually(counted, within_s=30, what="the store's stock counts to be orderd's")
+        movements = await pg.fetchval("SELECT count(*) FROM stock_ledger")
+        assert sum(len(update) for update in store.stock_updates) < movements / 4

@@ -39,7 +39,7 @@ def setting_keys(info: Any, prefix: str = "") -> set[str]:
 def toml_keys(data: dict[str, Any], prefix: str = "") -> set[str]:
     keys: set[str] = set()
     for name, value in data.items():
-        if isinstance(value, dict):
+        if isinstance(value, dict) and value:
             keys |= toml_keys(value, f"{prefix}{name}.")
         elif isinstance(value, list) and value and isinstance(value[0], dict):
             for table in value:
@@ -82,6 +82,11 @@ def test_example_values_are_the_built_in_defaults() -> None:
     assert from_file == msgspec.structs.replace(Settings(), source="")
 
 
+SHOP_WRITING = (
+    "[webhooks.shopify]\nwrite_back = true\naccess_token = 't'\nshop_domain = 's.myshopify.com'\n"
+)
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -108,6 +113,21 @@ def test_example_values_are_the_built_in_defaults() -> None:
         ("[email]\nconnection_idle_s = 0\n", "email.connection_idle_s: expected float > 0"),
         ("[email]\nehlo_name = 'mail host'\n", "email.ehlo_name: expected str matching"),
         ('[email]\nehlo_name = "a\\r\\nRSET"\n', "email.ehlo_name: expected str matching"),
+        (
+            "[webhooks.woocommerce]\npush_stock = true\n",
+            "webhooks.woocommerce.push_stock: needs write_back = true",
+        ),
+        (f"{SHOP_WRITING}push_stock = true\n", "webhooks.shopify.locations: required"),
+        (
+            f"{SHOP_WRITING}push_stock = true\napi_version = '2025-10'\n"
+            "locations = {main = '1'}\n",
+            "webhooks.shopify.api_version: 2026-01 or later",
+        ),
+        (
+            f"{SHOP_WRITING}push_stock = true\nlocations = {{east = '1'}}\n",
+            "webhooks.shopify.locations: no warehouse 'east'",
+        ),
+        ("[webhooks]\nstock_every_s = 0\n", "webhooks.stock_every_s: expected float > 0"),
         ("source = 'x'\n", "source: unknown key"),
         ("[http\nport = 1\n", "not valid TOML"),
     ],
