@@ -25,13 +25,14 @@ from actors.mail import Mail
 from actors.order.messages import (
     CancelRequested,
     Message,
+    OrderChanged,
     OrderPaid,
     TrackingUpdated,
     encode_message,
 )
 from actors.ports.mail import Posted
 from adapters.carriers.webhooks import TrackingUpdate
-from adapters.platforms import Cancelled, Ignored, Paid
+from adapters.platforms import Cancelled, Changed, Ignored, Paid
 from adapters.postgres.rows import Rows
 
 log = logging.getLogger("orderd.intake")
@@ -50,7 +51,7 @@ class Tracked(Struct, frozen=True):
     update: TrackingUpdate
 
 
-Decision = Paid | Cancelled | Ignored | ForOrder | Tracked
+Decision = Paid | Cancelled | Changed | Ignored | ForOrder | Tracked
 
 
 class Answer(Struct, frozen=True):
@@ -217,18 +218,21 @@ async def _plan(conn: Any, deliveries: Sequence[Delivery]) -> list[_Plan]:
     """
     asked = [d.decision.shipment_id for d in deliveries if isinstance(d.decision, ForOrder)]
     shipments = await _known_shipments(conn, asked) if asked else set()
+    changed = [d.decision.order.id for d in deliveries if isinstance(d.decision, Changed)]
+    orders = await _known_orders(conn, changed) if changed else set()
     numbers = [
         (d.decision.update.carrier, d.decision.update.tracking_number)
         for d in deliveries
         if isinstance(d.decision, Tracked)
     ]
     parcels = await _parcels(conn, numbers) if numbers else {}
-    return [_plan_one(d, shipments, parcels) for d in deliveries]
+    return [_plan_one(d, shipments, orders, parcels) for d in deliveries]
 
 
 def _plan_one(
     delivery: Delivery,
     shipments: set[tuple[str, str]],
+    orders: set[str],
     parcels: dict[tuple[str, str], tuple[str, str]],
 ) -> _Plan:
     match delivery.decision:
@@ -242,6 +246,11 @@ def _plan_one(
                 order_id=cancelled.order_id, reason=reason, requested_by=delivery.source
             )
             return _Plan(message)
+        case Changed(order=order):
+            if order.id not in orders:
+                # Platforms tell of every change, to orders never paid as well.
+                return _Plan(None, "not an order orderd received")
+            return _Plan(OrderChanged(order_id=order.id, order=order, by=delivery.source))
         case ForOrder(message=for_order, shipment_id=shipment_id):
             if (for_order.order_id, shipment_id) not in shipments:
                 return _Plan(None, "unknown shipment")
@@ -405,6 +414,11 @@ async def _store_round(
     return stored
 
 
+async def _known_orders(conn: Any, order_ids: Sequence[str]) -> set[str]:
+    rows = await conn.fetch("SELECT id FROM orders WHERE id = ANY($1::text[])", order_ids)
+    return {r["id"] for r in rows}
+
+
 async def _known_shipments(conn: Any, shipment_ids: Sequence[str]) -> set[tuple[str, str]]:
     rows = await conn.fetch(
         "SELECT order_id, id FROM shipments WHERE id = ANY($1::text[])", list(shipment_ids)
@@ -439,7 +453,7 @@ def _duplicate(reason: str) -> Answer:
 
 def _external_id(decision: Decision) -> str | None:
     match decision:
-        case Paid(order=order):
+        case Paid(order=order) | Changed(order=order):
             return order.external_id
         case Cancelled(external_id=external_id) | Ignored(external_id=external_id):
             return external_id

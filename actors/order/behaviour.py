@@ -35,6 +35,7 @@ from actors.order.events import (
     HoldReleased,
     LabelCreated,
     LabelVoided,
+    LinesChanged,
     MessageQueued,
     NothingToShip,
     OrderCancelled,
@@ -56,6 +57,7 @@ from actors.order.messages import (
     HoldRelease,
     Message,
     NotificationSettled,
+    OrderChanged,
     OrderPaid,
     Packed,
     Picked,
@@ -212,6 +214,8 @@ def decide(
             return attention.release(snapshot, message, rules, now, evolve)
         case AddressCorrected():
             return fulfillment.address_corrected(snapshot, message, rules, now, evolve)
+        case OrderChanged():
+            return fulfillment.order_changed(snapshot, message, rules, now, evolve)
         case ResendRequested():
             return fulfillment.resend(snapshot, message, now)
         case ReminderDue():
@@ -294,6 +298,8 @@ def evolve(snapshot: Snapshot | None, event: Event, order_id: str) -> Snapshot:
             return attention.hold_released(current, event)
         case AddressChanged():
             return fulfillment.address_changed(current, event)
+        case LinesChanged():
+            return fulfillment.lines_changed(current, event)
         case CancelRefused() | MessageQueued() | FulfillmentResent():
             return current  # kept in the order's history; the order itself is unchanged
         case _:

@@ -17,7 +17,7 @@ from msgspec import Struct
 from actors.order import legacy
 from actors.order.holds import ORDER_HOLD, Hold
 from actors.order.reminder import ReminderKind
-from actors.order.types import Address, NormalizedOrder
+from actors.order.types import Address, Line, NormalizedOrder
 from actors.shipping.carriers import Parcel, Rate, TrackingStatus
 from actors.shipping.pick_list import PickLine
 from actors.shipping.tracking import DelayCause
@@ -178,6 +178,14 @@ class AddressChanged(_Event, frozen=True, tag="address_changed"):
     by: str
 
 
+class LinesChanged(_Event, frozen=True, tag="lines_changed"):
+    """The order's lines are these from now on (changed on its platform before the pick
+    list went out): what it held is given back and the new lines reserved."""
+
+    lines: tuple[Line, ...]
+    by: str
+
+
 class FulfillmentResent(_Event, frozen=True, tag="fulfillment_resent"):
     """The shipment's request goes to the warehouse system again (a person asked)."""
 
@@ -259,6 +267,7 @@ Event = (
     | ShipmentTracked
     | HoldReleased
     | AddressChanged
+    | LinesChanged
     | FulfillmentResent
     | EstimateMoved
     | DelayDetected

@@ -79,6 +79,14 @@ class AddressCorrected(_Message, frozen=True, tag="address_corrected"):
     by: str = "operator"
 
 
+class OrderChanged(_Message, frozen=True, tag="order_changed"):
+    """The platform changed the order (``orders/updated``): its address or lines are
+    applied while its pick list is not out yet, and held for a person after."""
+
+    order: NormalizedOrder
+    by: str
+
+
 class ResendRequested(_Message, frozen=True, tag="resend_requested"):
     """A person fixed what made the warehouse system refuse (or lose) a shipment's pick
     list: deliver the request to it again."""
@@ -158,6 +166,7 @@ Message = (
     | RetryRequested
     | HoldRelease
     | AddressCorrected
+    | OrderChanged
     | ResendRequested
     | TrackingUpdated
     | NotificationSettled

@@ -1,12 +1,13 @@
 """The order platforms' edge: webhook signatures and payload parsers, no I/O.
 
 ``signatures`` verifies the HMAC headers over the raw body; ``shopify``, ``woocommerce``
-and ``generic`` each turn a verified body into a :data:`Decision` (``Paid``, ``Cancelled``
-or ``Ignored``) or raise :class:`MalformedPayload`.
+and ``generic`` each turn a verified body into a :data:`Decision` (``Paid``,
+``Cancelled``, ``Changed`` or ``Ignored``) or raise :class:`MalformedPayload`.
 """
 
 from adapters.platforms.intake import (
     Cancelled,
+    Changed,
     Decision,
     Ignored,
     MalformedPayload,
@@ -14,4 +15,12 @@ from adapters.platforms.intake import (
     order_id_for,
 )
 
-__all__ = ["Cancelled", "Decision", "Ignored", "MalformedPayload", "Paid", "order_id_for"]
+__all__ = [
+    "Cancelled",
+    "Changed",
+    "Decision",
+    "Ignored",
+    "MalformedPayload",
+    "Paid",
+    "order_id_for",
+]

@@ -46,6 +46,13 @@ class Cancelled(Struct, frozen=True, kw_only=True):
         return order_id_for(self.platform, self.external_id)
 
 
+class Changed(Struct, frozen=True):
+    """The platform changed one of its orders (its address or lines): applied while the
+    pick list is not out yet, and held for a person after."""
+
+    order: NormalizedOrder
+
+
 class Ignored(Struct, frozen=True, kw_only=True):
     """Received, understood and not for fulfilment (unpaid, another topic, ...)."""
 
@@ -54,7 +61,7 @@ class Ignored(Struct, frozen=True, kw_only=True):
     external_id: str | None = None
 
 
-Decision = Paid | Cancelled | Ignored
+Decision = Paid | Cancelled | Changed | Ignored
 
 
 class MalformedPayload(OrderdError):

@@ -1,5 +1,6 @@
-"""Shopify order webhooks (topics ``orders/paid``, ``orders/create``, ``orders/cancelled``)
-parsed into a :data:`~adapters.platforms.intake.Decision`. Pure: bytes in, decision out.
+"""Shopify order webhooks (topics ``orders/paid``, ``orders/create``, ``orders/updated``,
+``orders/cancelled``) parsed into a :data:`~adapters.platforms.intake.Decision`. Pure:
+bytes in, decision out.
 
 The body is Shopify's Order object of the REST Admin API (shopify.dev, "Order" resource;
 its properties and documented example responses are also generated into Shopify's
@@ -35,7 +36,14 @@ import msgspec
 from msgspec import Struct
 
 from actors.order.types import Address, Customer, NormalizedOrder
-from adapters.platforms.intake import Cancelled, Decision, Ignored, Paid, order_id_for
+from adapters.platforms.intake import (
+    Cancelled,
+    Changed,
+    Decision,
+    Ignored,
+    Paid,
+    order_id_for,
+)
 from adapters.platforms.normalize import (
     RawLine,
     country_code,
@@ -58,6 +66,7 @@ WEBHOOK_ID_HEADER = "X-Shopify-Webhook-Id"
 PAID = "orders/paid"
 CREATED = "orders/create"
 CANCELLED = "orders/cancelled"
+UPDATED = "orders/updated"
 
 
 class _SmsConsent(Struct, kw_only=True):
@@ -137,7 +146,8 @@ def parse(body: bytes, topic: str | None) -> Decision:
     """Decide what the Shopify webhook ``body`` delivered under ``topic`` means for orderd.
 
     ``orders/paid`` is fulfilled; ``orders/create`` only once ``financial_status`` is
-    ``paid``; ``orders/cancelled`` cancels. Other topics, unpaid and already cancelled
+    ``paid``; ``orders/updated`` is a change of a known order; ``orders/cancelled``
+    cancels. Other topics, unpaid and already cancelled
     orders are ignored. Raises :class:`~adapters.platforms.intake.MalformedPayload`.
     """
     if topic == CANCELLED:
@@ -148,12 +158,15 @@ def parse(body: bytes, topic: str | None) -> Decision:
         return Cancelled(
             platform="shopify", external_id=external_id(cancelled.id, "id"), reason=reason
         )
-    if topic not in (PAID, CREATED):
+    if topic not in (PAID, CREATED, UPDATED):
         return Ignored(platform="shopify", reason=f"topic {token(topic)} is not an order to ship")
     order = decode(_order_decoder, body)
     order_ref = external_id(order.id, "id")
     if order.cancelled_at is not None:
         return Ignored(platform="shopify", reason="the order is cancelled", external_id=order_ref)
+    if topic == UPDATED:
+        # Sent for every change (a fulfillment orderd made, a tag): the order compares.
+        return Changed(_normalized(order, order_ref))
     if topic == CREATED and order.financial_status != "paid":
         return Ignored(
             platform="shopify",

@@ -27,6 +27,7 @@ from actors.order.events import (
     FulfillmentRequested,
     LabelCreated,
     LabelVoided,
+    LinesChanged,
     OrderCancelled,
     OrderCompleted,
     OrderReceived,
@@ -73,6 +74,7 @@ _LINES = Rows(
 _UNITS = Rows("order_id text", "line_no int", "reserved int", "shipped int")
 _EVENTS = Rows("order_id text", "known bool", "count int", "events json")
 _DOCUMENTS = Rows("order_id text", "document json")
+_COUNTS = Rows("order_id text", "lines int4")
 _REMINDERS = Rows("key text", "order_id text", "kind text", "due_at timestamptz")
 
 
@@ -80,7 +82,7 @@ class UnknownOrder(OrderdError):
     pass
 
 
-_CHANGES_ORDER = (OrderReceived, AddressChanged)
+_CHANGES_ORDER = (OrderReceived, AddressChanged, LinesChanged)
 _SHIPMENT_EVENTS = (
     FulfillmentRequested, ShipmentPicked, ShipmentPacked, PackMismatch, ShortPick, CarrierChosen,
     LabelCreated, Shipped, LabelVoided, OrderCancelled, ShipmentTracked, DelayDetected,
@@ -163,8 +165,11 @@ async def prepare_turns(turns: Sequence[Turn]) -> PreparedTurns:
         _update_known(writes, [t for t in turns if t.loaded.version > 0]),
     ]
     await asyncio.sleep(0)
-    # A received order's lines are written with what they hold; the others' are updated.
-    received = [t for t in turns if any(isinstance(e, OrderReceived) for e in t.events)]
+    # A received order's lines are written with what they hold, and so are the lines its
+    # platform changed; the others' are updated.
+    received = [
+        t for t in turns if any(isinstance(e, OrderReceived | LinesChanged) for e in t.events)
+    ]
     # The document is written when the order is received, and again when it changes.
     _keep_documents(
         writes, [t for t in turns if any(isinstance(e, _CHANGES_ORDER) for e in t.events)]
@@ -405,12 +410,35 @@ def _insert_lines(writes: Writes, turns: Sequence[Turn]) -> None:
                                  requires_shipping, grams, unit_price, reserved, shipped)
         SELECT {_LINES.columns} FROM {_LINES.source}
         ON CONFLICT (order_id, line_no) DO UPDATE
-            SET reserved = excluded.reserved, shipped = excluded.shipped
-            WHERE (order_lines.reserved, order_lines.shipped)
-                  IS DISTINCT FROM (excluded.reserved, excluded.shipped)
+            SET external_line_id = excluded.external_line_id, sku = excluded.sku,
+                name = excluded.name, quantity = excluded.quantity,
+                requires_shipping = excluded.requires_shipping, grams = excluded.grams,
+                unit_price = excluded.unit_price, reserved = excluded.reserved,
+                shipped = excluded.shipped
+            WHERE (order_lines.external_line_id, order_lines.sku, order_lines.name,
+                   order_lines.quantity, order_lines.requires_shipping, order_lines.grams,
+                   order_lines.unit_price, order_lines.reserved, order_lines.shipped)
+                  IS DISTINCT FROM
+                  (excluded.external_line_id, excluded.sku, excluded.name, excluded.quantity,
+                   excluded.requires_shipping, excluded.grams, excluded.unit_price,
+                   excluded.reserved, excluded.shipped)
         """,
         _LINES.encode(rows),
     )
+    # Lines an order's platform took away: beyond its lines now.
+    counts = [
+        (t.order_id, len(t.snapshot.order.lines))
+        for t in turns
+        if t.snapshot.order is not None and any(isinstance(e, LinesChanged) for e in t.events)
+    ]
+    if counts:
+        writes.add(
+            f"""
+            DELETE FROM order_lines l USING (SELECT {_COUNTS.columns} FROM {_COUNTS.source}) c
+            WHERE l.order_id = c.order_id AND l.line_no > c.lines
+            """,
+            _COUNTS.encode(counts),
+        )
 
 
 def _line_units(snapshot: Snapshot) -> list[tuple[int, int]]:

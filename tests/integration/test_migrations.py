@@ -21,6 +21,7 @@ TABLES = {
     "unstreamed",
     "fulfillment_requests",
     "platform_calls",
+    "platform_stock",
     "sandbox_shipments",
     "products",
     "webhook_inbox",

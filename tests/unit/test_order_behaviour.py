@@ -33,6 +33,7 @@ from actors.order.events import (
     FulfillmentRequested,
     Holding,
     HoldReleased,
+    LinesChanged,
     NothingToShip,
     OrderCancelled,
     OrderReceived,
@@ -46,6 +47,7 @@ from actors.order.messages import (
     CancelRequested,
     HoldRelease,
     Message,
+    OrderChanged,
     OrderPaid,
     ReminderDue,
 )
@@ -370,3 +372,121 @@ def test_a_corrected_address_leaves_a_hold_for_another_reason() -> None:
     assert after.order is not None
     assert after.order.shipping_address == moved
     assert after.holds == (ORDER_HOLD,)
+
+
+def changed(order: NormalizedOrder) -> OrderChanged:
+    return OrderChanged(order_id="ord_1", order=order, by="shopify")
+
+
+def partly_waiting() -> Snapshot:
+    """Paid for 2 A and 1 B; A reserved, B waited for: nothing picked yet."""
+    _, snapshot = run(None, paid())
+    waiting = Allocated(
+        status="partially_reserved",
+        holdings=(Holding("main", "A", 2, 0), Holding("main", "B", 0, 1)),
+        policy="wait_all",
+    )
+    decision, snapshot = run(snapshot, waiting)
+    assert not any(isinstance(e, RequestFulfillment) for e in decision.effects)
+    assert snapshot is not None
+    return snapshot
+
+
+def test_a_platform_change_that_leaves_address_and_lines_as_they_are_changes_nothing() -> None:
+    snapshot = partly_waiting()
+    assert snapshot.order is not None
+    same = msgspec.structs.replace(snapshot.order, note="gift wrap, please")
+    decision, after = run(snapshot, changed(same))
+    assert decision == Decision()
+    assert after == snapshot
+
+
+def test_lines_changed_before_the_pick_list_give_back_what_was_held_and_reserve_the_new() -> None:
+    snapshot = partly_waiting()
+    new_lines = an_order(Line(sku="A", quantity=3)).lines
+    order = msgspec.structs.replace(an_order(), lines=new_lines)
+    decision, after = run(snapshot, changed(order))
+    assert [type(e) for e in decision.events] == [LinesChanged]
+    assert decision.effects == (
+        ReleaseAll(op_id="change1:release"),
+        Reserve((("A", 3),), "wait_all", op_id="change1"),
+    )
+    assert after is not None
+    assert after.order is not None
+    assert after.order.lines == new_lines
+    assert after.holdings == ()
+    assert after.line_changes == 1
+    # The new reservation is the order's whole holding: ready, it goes to the warehouse.
+    reserved = Allocated(
+        status="reserved", holdings=(Holding("main", "A", 3, 0),), policy="wait_all",
+        op_id="change1",
+    )  # fmt: skip
+    decision, after = run(after, reserved)
+    [request] = decision.effects
+    assert isinstance(request, RequestFulfillment)
+    assert request.lines == (("A", 3),)
+    assert after is not None
+    assert after.state is OrderState.RESERVED
+    # A second change is numbered apart: its stock calls are new ones.
+    decision, _ = run(
+        msgspec.structs.replace(after, shipments=()),
+        changed(msgspec.structs.replace(order, lines=an_order(Line(sku="A", quantity=1)).lines)),
+    )
+    assert decision.effects[0] == ReleaseAll(op_id="change2:release")
+
+
+def test_a_new_address_from_the_platform_releases_an_address_hold_and_ships() -> None:
+    snapshot = held_for_its_address()
+    assert snapshot.order is not None
+    fixed = msgspec.structs.replace(snapshot.order, shipping_address=ADDRESS)
+    decision, after = run(snapshot, changed(fixed))
+    assert [type(e) for e in decision.events] == [AddressChanged, HoldReleased]
+    assert [type(effect) for effect in decision.effects] == [RequestFulfillment]
+    assert after is not None
+    assert after.state is OrderState.RESERVED
+
+
+def test_a_platform_change_after_the_pick_list_holds_the_order_saying_what_changed() -> None:
+    _, snapshot = run(None, paid(an_order(Line(sku="A", quantity=2))))
+    reserved = Allocated(
+        status="reserved", holdings=(Holding("main", "A", 2, 0),), policy="wait_all"
+    )
+    decision, snapshot = run(snapshot, reserved)
+    [request] = decision.effects
+    assert isinstance(request, RequestFulfillment)
+    requested = FulfillmentRequested(
+        at=NOW, shipment_id=request.shipment_id, warehouse="main", lines=request.lines,
+        service_level=request.service_level, promised_by=request.promised_by, pick_list=(),
+        parcel=Parcel(weight_g=100, length_cm=10, width_cm=10, height_cm=10),
+    )  # fmt: skip
+    snapshot = evolve(snapshot, requested, "ord_1")
+    assert snapshot is not None
+    assert snapshot.order is not None
+    moved = msgspec.structs.replace(
+        snapshot.order,
+        shipping_address=msgspec.structs.replace(ADDRESS, line1="1 Other St"),
+        lines=(Line(sku="A", quantity=1),),
+    )
+    decision, after = run(snapshot, changed(moved))
+    assert [type(e) for e in decision.events] == [AttentionNeeded]
+    assert decision.effects == ()
+    assert after is not None
+    assert after.state is OrderState.NEEDS_ATTENTION
+    assert after.reason == (
+        "the shipping address and lines changed on shopify after the pick list was sent "
+        f"({request.shipment_id})"
+    )
+    assert after.order == snapshot.order  # what is on the pick list stays
+    # The same change delivered again holds nothing more.
+    assert run(after, changed(moved))[0] == Decision()
+
+
+def test_lines_changed_to_nothing_shippable_leave_nothing_to_ship() -> None:
+    snapshot = partly_waiting()
+    gift_card = Line(sku="GIFT", quantity=1, requires_shipping=False)
+    order = msgspec.structs.replace(an_order(), lines=(gift_card,))
+    decision, after = run(snapshot, changed(order))
+    assert [type(e) for e in decision.events] == [LinesChanged, NothingToShip]
+    assert decision.effects == (ReleaseAll(op_id="change1:release"),)
+    assert after is not None
+    assert after.holdings == ()

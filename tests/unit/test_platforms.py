@@ -21,6 +21,7 @@ from actors.errors import OrderdError
 from actors.order.types import SKU_PATTERN, Address, Customer, Line, NormalizedOrder
 from adapters.platforms import (
     Cancelled,
+    Changed,
     Decision,
     Ignored,
     MalformedPayload,
@@ -347,6 +348,26 @@ def test_a_shopify_cancellation_names_the_order() -> None:
     assert decision.order_id == order_id_for("shopify", "820982911946154508")
 
 
+def test_a_shopify_order_update_is_the_order_as_it_stands_now() -> None:
+    data = json.loads(payload("shopify_orders_paid.json"))
+    data["shipping_address"]["address1"] = "9 Other Street"
+    data["line_items"][1]["quantity"] = 3
+    decision = shopify.parse(as_body(data), "orders/updated")
+    assert isinstance(decision, Changed)
+    assert decision.order.id == order_id_for("shopify", "820982911946154508")
+    assert decision.order.shipping_address is not None
+    assert decision.order.shipping_address.line1 == "9 Other Street"
+    assert [(line.sku, line.quantity) for line in decision.order.shippable_lines()] == [
+        ("SKU2006-001", 1), ("SKU2006-020", 3),
+    ]  # fmt: skip
+
+
+def test_an_update_of_a_cancelled_shopify_order_is_ignored() -> None:
+    decision = shopify.parse(payload("shopify_orders_cancelled.json"), "orders/updated")
+    assert isinstance(decision, Ignored)
+    assert decision.reason == "the order is cancelled"
+
+
 def test_a_shopify_cancellation_is_accepted_whatever_its_lines() -> None:
     # The cancelled fixture's line has an empty SKU: that blocks shipping, not cancelling.
     decision = shopify.parse(payload("shopify_orders_cancelled.json"), "orders/cancelled")
@@ -360,7 +381,7 @@ def test_a_cancelled_shopify_order_delivered_as_paid_is_ignored() -> None:
     )
 
 
-@pytest.mark.parametrize("topic", ["orders/updated", "orders/fulfilled", "products/create", None])
+@pytest.mark.parametrize("topic", ["orders/edited", "orders/fulfilled", "products/create", None])
 def test_other_shopify_topics_are_ignored_unread(topic: str | None) -> None:
     decision = shopify.parse(b"not even json", topic)
     assert isinstance(decision, Ignored)

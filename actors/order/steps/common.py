@@ -13,7 +13,8 @@ from actors.order.events import Holding
 from actors.order.holds import DeadLetterHold, Hold
 from actors.order.shipment import OPEN, Shipment
 from actors.order.states import OrderState
-from actors.order.steps.model import Snapshot
+from actors.order.steps.model import Rules, Snapshot
+from actors.order.types import BackorderPolicy
 
 
 def find_shipment(snapshot: Snapshot | None, shipment_id: str) -> Shipment | None:
@@ -72,3 +73,11 @@ def less(
         if h.reserved - units or h.backordered:
             updated.append(Holding(h.warehouse, h.sku, h.reserved - units, h.backordered))
     return tuple(updated)
+
+
+def policy_of(snapshot: Snapshot, rules: Rules) -> BackorderPolicy:
+    """The order's backorder policy, as its reservation recorded it, else the rules'."""
+    value = snapshot.policy
+    if value in ("wait_all", "ship_available", "cancel_after_days"):
+        return value  # type: ignore[return-value]
+    return rules.backorder_policy

@@ -3,9 +3,9 @@
 Holds the choice of what is ready to ship (one shipment per warehouse, by the backorder
 policy), the decisions on the warehouse's answers (``FulfillmentQueued``, ``Picked``,
 ``Packed``, ``ShortPicked``, ``WarehouseRefused``), a corrected address
-(``AddressCorrected``) and the evolve cases for ``FulfillmentRequested``,
-``ShipmentPicked``, ``ShipmentPacked``, ``PackMismatch``, ``ShortPick`` and
-``AddressChanged``.
+(``AddressCorrected``), an order its platform changed (``OrderChanged``) and the evolve
+cases for ``FulfillmentRequested``, ``ShipmentPicked``, ``ShipmentPacked``,
+``PackMismatch``, ``ShortPick``, ``AddressChanged`` and ``LinesChanged``.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from actors.order.events import (
     FulfillmentRequested,
     FulfillmentResent,
     HoldReleased,
+    LinesChanged,
+    NothingToShip,
     PackMismatch,
     ShipmentPacked,
     ShipmentPicked,
@@ -31,6 +33,7 @@ from actors.order.events import (
 from actors.order.holds import ORDER_HOLD, ShipmentHold
 from actors.order.messages import (
     AddressCorrected,
+    OrderChanged,
     Packed,
     Picked,
     ResendRequested,
@@ -39,14 +42,25 @@ from actors.order.messages import (
 )
 from actors.order.shipment import OPEN, Shipment
 from actors.order.states import TERMINAL, OrderState
-from actors.order.steps.common import dead_letters, find_shipment, less, moved, progress, released
+from actors.order.steps.common import (
+    dead_letters,
+    find_shipment,
+    less,
+    moved,
+    policy_of,
+    progress,
+    released,
+)
+from actors.order.steps.intake import shippable_units
 from actors.order.steps.model import (
     Decision,
     Effect,
     Evolve,
     FulfillmentQueued,
+    ReleaseAll,
     RequestFulfillment,
     ResendFulfillment,
+    Reserve,
     Rules,
     ShopRates,
     Snapshot,
@@ -149,6 +163,60 @@ def address_corrected(
     if ORDER_HOLD in snapshot.holds and (snapshot.reason or "").startswith(CANNOT_SHIP):
         events += (HoldReleased(at=now, hold=ORDER_HOLD, by=message.by),)
     return then_fulfil(snapshot, events, rules, now, evolve)
+
+
+def order_changed(
+    snapshot: Snapshot | None, message: OrderChanged, rules: Rules, now: datetime,
+    evolve: Evolve,
+) -> Decision:  # fmt: skip
+    """The platform changed the order. A new address is checked and shipped to; new lines
+    give back what the order held and reserve them instead. Once a pick list is at the
+    warehouse, nothing on it changes: the order is held for a person, saying what changed.
+    A change that leaves the address and the shipped lines as they are (the platform
+    recording a fulfillment, a tag) changes nothing."""
+    if snapshot is None or snapshot.order is None or snapshot.state in TERMINAL:
+        return Decision()
+    old, new = snapshot.order, message.order
+    moved_to = new.shipping_address != old.shipping_address
+    relined = shippable_units(new) != shippable_units(old)
+    if not moved_to and not relined:
+        return Decision()
+    what = " and ".join(
+        part for part, changed in (("shipping address", moved_to), ("lines", relined)) if changed
+    )
+    if snapshot.shipments:
+        sent = ", ".join(s.id for s in snapshot.shipments)
+        why = f"the {what} changed on {message.by} after the pick list was sent ({sent})"
+        if ORDER_HOLD in snapshot.holds and snapshot.reason == why:
+            return Decision()  # the same change, delivered again
+        return Decision((AttentionNeeded(at=now, reason=why),))
+    events: tuple[Event, ...] = ()
+    if moved_to and new.shipping_address is not None:
+        events += (AddressChanged(at=now, address=new.shipping_address, by=message.by),)
+    if ORDER_HOLD in snapshot.holds and (snapshot.reason or "").startswith(CANNOT_SHIP):
+        events += (HoldReleased(at=now, hold=ORDER_HOLD, by=message.by),)
+    if not relined:
+        return then_fulfil(snapshot, events, rules, now, evolve)
+    events += (LinesChanged(at=now, lines=new.lines, by=message.by),)
+    # Numbered, so that each change's stock operations run once, however often its turn.
+    op_id = f"change{snapshot.line_changes + 1}"
+    effects: tuple[Effect, ...] = ()
+    if snapshot.holdings:
+        effects = (ReleaseAll(op_id=f"{op_id}:release"),)
+    shippable = shippable_units(new)
+    if shippable:
+        effects += (Reserve(tuple(shippable.items()), policy_of(snapshot, rules), op_id=op_id),)
+    else:
+        events += (NothingToShip(at=now),)
+    return Decision(events, effects)
+
+
+def lines_changed(current: Snapshot, event: LinesChanged) -> Snapshot:
+    """The order has its new lines and holds nothing until they are reserved."""
+    if current.order is None:
+        return current
+    order = structs.replace(current.order, lines=event.lines)
+    return structs.replace(current, order=order, holdings=(), line_changes=current.line_changes + 1)
 
 
 def address_changed(current: Snapshot, event: AddressChanged) -> Snapshot:

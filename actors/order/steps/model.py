@@ -99,6 +99,8 @@ class Snapshot(Struct, frozen=True, kw_only=True, omit_defaults=True):
     # What a person must look at: the whole order, shipments, dead letters. While any is
     # open the order stays needs_attention, whatever else moves on.
     holds: tuple[Hold, ...] = ()
+    # How often the platform changed the order's lines: numbers each change's stock calls.
+    line_changes: int = 0
 
 
 # -- effects: what the runtime must do, and the messages their results come back as ----

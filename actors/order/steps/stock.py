@@ -16,7 +16,13 @@ from actors.order.holds import ORDER_HOLD
 from actors.order.messages import BackorderFilled as BackorderFilledMessage
 from actors.order.reminder import ReminderKind
 from actors.order.states import TERMINAL, OrderState
-from actors.order.steps.common import find_shipment, holding_state, progress, released
+from actors.order.steps.common import (
+    find_shipment,
+    holding_state,
+    policy_of,
+    progress,
+    released,
+)
 from actors.order.steps.fulfillment import then_fulfil
 from actors.order.steps.model import (
     Allocated,
@@ -77,21 +83,15 @@ def written_off(snapshot: Snapshot | None, message: WrittenOff, rules: Rules) ->
     if snapshot is None or found is None or not found.short:
         return Decision()
     shortfall = found.short
-    policy: Policy = _policy(snapshot.policy, rules)
+    policy: Policy = policy_of(snapshot, rules)
     return Decision((), (Reserve(shortfall, policy, op_id=f"reserve:{shipment_id}"),))
-
-
-def _policy(value: str | None, rules: Rules) -> Policy:
-    if value in ("wait_all", "ship_available", "cancel_after_days"):
-        return value  # type: ignore[return-value]
-    return rules.backorder_policy
 
 
 def stock_allocated(current: Snapshot, event: StockAllocated) -> Snapshot:
     """The order holds the reserved and backordered units."""
-    if event.op_id == "reserve":
-        # The order's reservation (again, after a replayed dead letter): whatever
-        # held the whole order before it is settled.
+    if event.op_id == "reserve" or event.op_id.startswith("change"):
+        # The order's whole reservation (again, after a replayed dead letter, or for the
+        # lines its platform changed): whatever held the whole order before is settled.
         settled = released(current, ORDER_HOLD)
         merged = _merged((), event.holdings)
         return structs.replace(
