@@ -27,7 +27,7 @@ from actors.batching import Coalescer
 from actors.errors import OrderdError, printable
 from actors.loops import drain_repeatedly
 from actors.mail import Mail
-from actors.notify.model import Notifier, NotifyError, Outgoing
+from actors.notify.model import MARKETING, Notifier, NotifyError, Outgoing
 from actors.notify.rules import quiet_until
 from actors.order.behaviour import FOLLOW_UPS
 from actors.order.messages import NotificationSettled
@@ -140,6 +140,12 @@ class Outbox:
         sender = self._senders.get(message.channel)
         if sender is None:
             raise NotifyError(f"the {message.channel} channel is not enabled", temporary=False)
+        if (
+            message.kind in MARKETING
+            and message.channel == "email"
+            and await self._notifications.opted_out(message.to)
+        ):
+            raise Unsubscribed("the customer unsubscribed from these messages")
         if message.channel == "sms":
             start, end = self._quiet
             until = quiet_until(now, message.context.get("country"), start=start, end=end)
@@ -196,7 +202,7 @@ class Outbox:
         outcome: object,
         now: datetime,
         recorded: set[int],
-    ) -> Literal["sent", "failed"] | None:
+    ) -> Literal["sent", "failed", "skipped"] | None:
         """Write what became of one message (one sent is written already: its row is in
         ``recorded`` unless it was recorded sent before); its final status, or None while
         pending (or when another sender holds it now and records it)."""
@@ -209,6 +215,11 @@ class Outbox:
                 return None
             log.info("sent %s by %s for order %s", kind, channel, item.order_id)
             return "sent"
+        if isinstance(outcome, Unsubscribed):
+            if not await settling.skipped(item.id, item.claim, str(outcome)):
+                return None
+            log.info("%s for order %s not sent: unsubscribed", kind, item.order_id)
+            return "skipped"
         error = printable(
             str(outcome) if isinstance(outcome, OrderdError) else type(outcome).__name__
         )
@@ -246,6 +257,10 @@ class Outbox:
         await self._results.drain()
         for sender in self._senders.values():
             await sender.close()
+
+
+class Unsubscribed(OrderdError):
+    """The message sells, and its customer unsubscribed: it is skipped, not failed."""
 
 
 class _Result(NamedTuple):

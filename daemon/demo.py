@@ -234,7 +234,11 @@ def _order(run: str, n: int, skus: list[str], rng: random.Random, paid_at: datet
             "status": "paid",
             "paid_at": paid_at.isoformat(),
             "currency": "EUR",
-            "customer": {"email": f"customer{n}@example.com"},
+            # Most customers agreed to hear from the shop again; the others get no reminder.
+            "customer": {
+                "email": f"customer{n}@example.com",
+                "accepts_marketing": rng.random() < 0.7,
+            },
             "shipping_address": rng.choice(_ADDRESSES),
             "shipping_service": rng.choice(("Standard", "Standard", "Express")),
             "lines": [

@@ -35,7 +35,9 @@ from actors.notify.feedback import (
     read_token,
     thank_you_page,
     token_id,
+    unsubscribed_page,
 )
+from actors.notify.feedback import unsubscribe_page as unsubscribe_page_for
 from actors.order.messages import Packed, Picked, ShortPicked
 from actors.order.types import is_valid_sku
 from adapters.carriers.webhooks import (
@@ -48,7 +50,7 @@ from adapters.carriers.webhooks import (
 from adapters.platforms import MalformedPayload, generic, shopify, woocommerce
 from adapters.platforms.normalize import require_utf8
 from adapters.platforms.signatures import verify_generic, verify_shopify, verify_woocommerce
-from adapters.postgres import orders
+from adapters.postgres import notifications, orders
 from adapters.stock.allocator import Allocator
 from adapters.wms.callbacks import parse_callback
 from daemon.intake import ForOrder, Intake, StoreUnavailable, Tracked
@@ -302,6 +304,34 @@ async def feedback(request: web.Request) -> web.StreamResponse:
     return web.Response(text=thank_you_page(int(score)), content_type="text/html")
 
 
+async def unsubscribe_page(request: web.Request) -> web.StreamResponse:
+    """An unsubscribe link from a reminder: a page whose button unsubscribes. The link
+    itself changes nothing, so a mail scanner that follows every link unsubscribes no one."""
+    context = request.app[CONTEXT]
+    token = request.match_info["token"]
+    now = datetime.fromtimestamp(context.clock(), UTC)
+    if read_token(token, context.feedback_secrets(), now=now, purpose="unsubscribe") is None:
+        return web.Response(status=404, text=not_found_page(), content_type="text/html")
+    return web.Response(text=unsubscribe_page_for(token), content_type="text/html")
+
+
+async def unsubscribe(request: web.Request) -> web.StreamResponse:
+    """The page's button, or a mail program's one-click unsubscribe (RFC 8058: a POST of
+    ``List-Unsubscribe=One-Click``): the customer's address takes no more reminders."""
+    context = request.app[CONTEXT]
+    token = request.match_info["token"]
+    now = datetime.fromtimestamp(context.clock(), UTC)
+    order_id = read_token(token, context.feedback_secrets(), now=now, purpose="unsubscribe")
+    if order_id is None:
+        return web.Response(status=404, text=not_found_page(), content_type="text/html")
+    async with context.pool.acquire() as conn:
+        known = await notifications.opt_out(conn, order_id, now)
+    if not known:
+        return web.Response(status=404, text=not_found_page(), content_type="text/html")
+    log.info("order %s: its customer unsubscribed from reminders", order_id)
+    return web.Response(text=unsubscribed_page(), content_type="text/html")
+
+
 def _for_order(message: Picked | Packed | ShortPicked) -> ForOrder:
     return ForOrder(message, message.shipment_id)
 
@@ -512,6 +542,8 @@ def build_app(context: Context) -> web.Application:
     )
     app.router.add_get("/feedback/{token}", feedback_page)
     app.router.add_post("/feedback/{token}", feedback)
+    app.router.add_get("/unsubscribe/{token}", unsubscribe_page)
+    app.router.add_post("/unsubscribe/{token}", unsubscribe)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

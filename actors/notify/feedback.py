@@ -1,4 +1,5 @@
-"""The one-click rating link of the follow-up message: its signed token and its pages.
+"""The links of the follow-up messages (rating an order, unsubscribing from reminders):
+their signed tokens and their pages.
 
 A token carries the order id and an expiry, signed with HMAC-SHA256, in one URL-safe
 base64 string without padding::
@@ -7,7 +8,9 @@ base64 string without padding::
 
 The tag is the HMAC truncated to 128 bits, which keeps the link short enough for an SMS
 and is still far beyond guessing. Several secrets are accepted when reading, so the
-signing secret can be rotated without breaking links already sent.
+signing secret can be rotated without breaking links already sent. Each kind of link
+signs with its own context, so a rating link cannot be made to unsubscribe, nor the other
+way round.
 """
 
 from __future__ import annotations
@@ -22,9 +25,15 @@ import re
 import struct
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Literal
 
 _VERSION = 1
-_CONTEXT = b"orderd feedback token\x00"  # a secret used elsewhere cannot sign a token
+Purpose = Literal["feedback", "unsubscribe"]
+# A secret used elsewhere cannot sign a token, nor a token of one purpose pass for another.
+_CONTEXTS: dict[str, bytes] = {
+    "feedback": b"orderd feedback token\x00",
+    "unsubscribe": b"orderd unsubscribe token\x00",
+}
 _HEADER = struct.Struct(">BI")
 _TAG_SIZE = 16
 _MAX_ORDER_ID_BYTES = 200
@@ -33,8 +42,11 @@ _URL_SAFE = re.compile(r"[A-Za-z0-9_-]+")
 _TOKEN_ID_CHARS = 32  # 128 bits of the digest as hex
 
 
-def issue_token(order_id: str, secret: str, *, expires_at: datetime) -> str:
-    """A link token for rating order ``order_id``, valid until ``expires_at`` (aware)."""
+def issue_token(
+    order_id: str, secret: str, *, expires_at: datetime, purpose: Purpose = "feedback"
+) -> str:
+    """A link token for order ``order_id`` (rating it, or unsubscribing its customer),
+    valid until ``expires_at`` (aware)."""
     if not secret:
         raise ValueError("a feedback token needs a signing secret")
     order = order_id.encode()
@@ -46,10 +58,12 @@ def issue_token(order_id: str, secret: str, *, expires_at: datetime) -> str:
     if not 0 < expiry < 2**32:
         raise ValueError("expires_at is out of the range a token can carry")
     signed = _HEADER.pack(_VERSION, expiry) + order
-    return _encode(signed + _tag(secret, signed))
+    return _encode(signed + _tag(secret, signed, purpose))
 
 
-def read_token(token: str, secrets: Sequence[str], *, now: datetime) -> str | None:
+def read_token(
+    token: str, secrets: Sequence[str], *, now: datetime, purpose: Purpose = "feedback"
+) -> str | None:
     """The order id of a valid, unexpired ``token`` signed with one of ``secrets``.
 
     None for anything else: malformed, too long, forged, from an unknown version or
@@ -67,7 +81,7 @@ def read_token(token: str, secrets: Sequence[str], *, now: datetime) -> str | No
     # Every secret is tried, so the time taken does not say which one matched.
     for secret in secrets:
         if secret:  # an empty secret is a misconfiguration, never a key
-            verified |= hmac.compare_digest(_tag(secret, signed), claimed)
+            verified |= hmac.compare_digest(_tag(secret, signed, purpose), claimed)
     if not verified:
         return None
     version, expiry = _HEADER.unpack_from(signed)
@@ -114,13 +128,37 @@ def rating_page(token: str, score: int) -> str:
     )
 
 
+def unsubscribe_page(token: str) -> str:
+    """The page an unsubscribe link opens: a button that unsubscribes. Following the link
+    (as a mail scanner does) changes nothing."""
+    action = html.escape(f"/unsubscribe/{token}", quote=True)
+    return _page(
+        "Unsubscribe",
+        "<p>Stop reminders and offers from us by email? Messages about your orders still "
+        "come.</p>"
+        f'<form method="post" action="{action}">'
+        '<input type="hidden" name="List-Unsubscribe" value="One-Click">'
+        '<button type="submit" style="font-size:1.1rem;padding:.6rem 1.2rem">'
+        "Unsubscribe</button></form>",
+    )
+
+
+def unsubscribed_page() -> str:
+    return _page(
+        "Unsubscribed",
+        "<p>You will get no more reminders or offers from us by email. Messages about your "
+        "orders still come.</p>",
+    )
+
+
 def not_found_page() -> str:
     """The page for any link that is not valid, without saying why."""
     return _page("Page not found", "<p>This link does not lead anywhere.</p>")
 
 
-def _tag(secret: str, signed: bytes) -> bytes:
-    return hmac.new(secret.encode(), _CONTEXT + signed, hashlib.sha256).digest()[:_TAG_SIZE]
+def _tag(secret: str, signed: bytes, purpose: Purpose) -> bytes:
+    context = _CONTEXTS[purpose]
+    return hmac.new(secret.encode(), context + signed, hashlib.sha256).digest()[:_TAG_SIZE]
 
 
 def _encode(raw: bytes) -> str:

@@ -23,6 +23,9 @@ Kind = Literal[
     "review_request",
     "repeat_purchase",
 ]
+# Messages that sell rather than tell of an order: sent only with the customer's consent,
+# each with a link to unsubscribe, and never to an address that did.
+MARKETING: frozenset[str] = frozenset({"repeat_purchase"})
 
 
 class Outgoing(msgspec.Struct, frozen=True, kw_only=True):

@@ -1,8 +1,10 @@
 """Customer messages an order decided to send, made into outbox rows.
 
 Which channels a message goes by is the store's setting narrowed by what the customer
-gave and allows; what it says comes from the order and its shipment. Nothing is sent
-here: the rows are saved with the turn and the notifier sends them.
+gave and allows (a repeat-purchase reminder is marketing: by email only with the
+customer's consent to marketing email, and it carries a link to unsubscribe); what it
+says comes from the order and its shipment. Nothing is sent here: the rows are saved with
+the turn and the notifier sends them.
 """
 
 from __future__ import annotations
@@ -13,11 +15,14 @@ from datetime import datetime, timedelta
 from msgspec import Struct
 
 from actors.notify.feedback import issue_token
-from actors.notify.model import Kind, Outgoing
+from actors.notify.model import MARKETING, Kind, Outgoing
 from actors.notify.rules import Channels, channels_for, to_e164
 from actors.order.behaviour import Notify, Queued, Snapshot
 from actors.order.shipment import Shipment, find
 from actors.ports.outboxes import QueuedNotification
+
+# An unsubscribe link works this long (a year: reminders come months after an order).
+_UNSUBSCRIBE_DAYS = 366
 
 
 class MessageSettings(Struct, frozen=True, kw_only=True):
@@ -51,15 +56,19 @@ class CustomerMessages:
         address = order.shipping_address
         country = address.country if address else None
         phone = to_e164(customer.phone or (address.phone if address else None), country)
+        marketing = effect.kind in MARKETING
+        may_email = settings.email_enabled and (customer.accepts_marketing or not marketing)
         channels = channels_for(
             settings.channels,
-            email=customer.email if settings.email_enabled else None,
+            email=customer.email if may_email else None,
             phone=phone,
             sms_consent=customer.accepts_sms or not settings.sms_require_consent,
             sms_enabled=settings.sms_enabled,
         )
         shipment = find(snapshot.shipments, effect.shipment_id) if effect.shipment_id else None
         context = self._context(snapshot, shipment, effect.kind)
+        if marketing:
+            context["unsubscribe_url"] = self._unsubscribe_url(order_id, now)
         items = self._items(snapshot, shipment)
         links = self._links(order_id, effect.kind, now)
         rows = []
@@ -151,6 +160,13 @@ class CustomerMessages:
         return tuple(
             (line.sku, line.name or line.sku, line.quantity) for line in order.shippable_lines()
         )
+
+    def _unsubscribe_url(self, order_id: str, now: datetime) -> str:
+        expires = now + timedelta(days=_UNSUBSCRIBE_DAYS)
+        token = issue_token(
+            order_id, self._feedback_secret(), expires_at=expires, purpose="unsubscribe"
+        )
+        return f"{self._settings.public_url.rstrip('/')}/unsubscribe/{token}"
 
     def _links(self, order_id: str, kind: str, now: datetime) -> tuple[tuple[str, str], ...]:
         if kind != "review_request":

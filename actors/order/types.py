@@ -38,6 +38,8 @@ class Customer(Struct, frozen=True, kw_only=True, omit_defaults=True):
     last_name: str = ""
     # The platform's consent to marketing/transactional SMS, when it says.
     accepts_sms: bool = False
+    # The platform's consent to marketing email (a repeat-purchase reminder needs it).
+    accepts_marketing: bool = False
     locale: str | None = None
 
 

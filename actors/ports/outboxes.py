@@ -104,6 +104,10 @@ class NotificationSettling(Posting, Protocol):
 
     async def failed(self, row_id: int, claim: datetime, error: str) -> bool: ...
 
+    async def skipped(self, row_id: int, claim: datetime, reason: str) -> bool:
+        """Not to be sent after all (its customer unsubscribed)."""
+        ...
+
 
 class NotificationOutbox(Protocol):
     """Customer messages waiting to be sent."""
@@ -111,6 +115,10 @@ class NotificationOutbox(Protocol):
     async def claim_due(self, now: datetime, claim: timedelta, limit: int) -> list[DueNotification]:
         """Claim messages due by ``now`` (and ones whose claim ran out) for ``claim`` of
         real time, counting the attempt; other processes skip them meanwhile."""
+        ...
+
+    async def opted_out(self, address: str) -> bool:
+        """Whether ``address`` unsubscribed from marketing messages."""
         ...
 
     def settling(self) -> AbstractAsyncContextManager[NotificationSettling]:

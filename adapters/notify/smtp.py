@@ -262,6 +262,15 @@ class SmtpNotifier:
             # Which message this is, for the store's mail rules and its own checks.
             ("X-Orderd-Kind", message.kind),
         ]
+        unsubscribe = message.context.get("unsubscribe_url")
+        if unsubscribe:
+            if any(c in unsubscribe for c in "<>\r\n "):
+                raise TemplateError("the unsubscribe link is not a plain URL")
+            # RFC 2369 and RFC 8058: the mail program's own unsubscribe button, one click.
+            headers += [
+                ("List-Unsubscribe", f"<{unsubscribe}>"),
+                ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+            ]
         written = "".join(
             [
                 _HEAD,

@@ -28,7 +28,7 @@ Values (``Outgoing.context``, all already formatted as text) used by the package
 - ``delivered``: ``delivered_at``;
 - ``delivery_exception``: ``carrier``, ``tracking_number``, ``tracking_url``, ``reason``;
 - ``review_request``: ``$links``, the one-click ratings labelled "1" to "5";
-- ``repeat_purchase``: ``shop_url``.
+- ``repeat_purchase``: ``shop_url``, ``unsubscribe_url`` (the link that stops these).
 
 Overrides may use any other key the caller puts in the context (``expected_date``,
 ``new_estimate``, ``review_url``, ...). ``$items`` and ``$links`` are rendered blocks: in
@@ -67,7 +67,7 @@ _BUTTON_STYLE = (
 
 # Keys the packaged templates gained after messages were queued without them: such a
 # message renders them empty rather than failing.
-_ADDED_SINCE = {"parcel_of": "", "parcel_note": ""}
+_ADDED_SINCE = {"parcel_of": "", "parcel_note": "", "unsubscribe_url": ""}
 
 
 class TemplateError(OrderdError):

@@ -13,7 +13,8 @@ mirrors :class:`~actors.order.types.NormalizedOrder`::
       "currency": "EUR",                   ISO 4217; required when paid
       "total": "50.00",                    decimal string
       "customer": {"email", "phone", "first_name", "last_name",
-                   "accepts_sms": false, "locale"},
+                   "accepts_sms": false, "accepts_marketing": false,
+                   "locale"},
       "shipping_address": {"name", "company", "line1", "line2", "city", "region",
                            "postal_code", "country" (ISO 3166-1 alpha-2), "phone"},
       "lines": [                           1-1000 lines; required when paid
@@ -77,6 +78,7 @@ class GenericCustomer(Struct, kw_only=True, omit_defaults=True):
     first_name: str | None = None
     last_name: str | None = None
     accepts_sms: bool = False
+    accepts_marketing: bool = False
     locale: str | None = None
 
 
@@ -163,6 +165,7 @@ def _normalized(order: GenericOrder) -> NormalizedOrder:
             first_name=text(customer.first_name),
             last_name=text(customer.last_name),
             accepts_sms=customer.accepts_sms,
+            accepts_marketing=customer.accepts_marketing,
             locale=optional_text(customer.locale),
         ),
         shipping_address=_address(order.shipping_address),

@@ -13,7 +13,9 @@ of the "Webhooks" reference. Only these fields are read; every other field is sk
   ``customer_locale``, ``note``;
 - ``customer``: ``email``, ``phone``, ``first_name``, ``last_name``,
   ``sms_marketing_consent.state`` (``subscribed`` counts as consent; Shopify's
-  CustomerSmsMarketingState also has not_subscribed, pending, unsubscribed, redacted);
+  CustomerSmsMarketingState also has not_subscribed, pending, unsubscribed, redacted),
+  ``email_marketing_consent.state`` (the same for email; where absent, the order's
+  ``buyer_accepts_marketing``);
 - ``shipping_address``: ``name``, ``first_name``, ``last_name``, ``company``, ``address1``,
   ``address2``, ``city``, ``province_code``, ``zip``, ``country_code``, ``phone``;
 - ``line_items[]``: ``id``, ``sku``, ``quantity`` (``current_quantity`` when present: a
@@ -79,6 +81,7 @@ class _Customer(Struct, kw_only=True):
     first_name: str | None = None
     last_name: str | None = None
     sms_marketing_consent: _SmsConsent | None = None
+    email_marketing_consent: _SmsConsent | None = None
 
 
 class _Address(Struct, kw_only=True):
@@ -126,6 +129,7 @@ class _Order(Struct, kw_only=True):
     phone: str | None = None
     customer_locale: str | None = None
     note: str | None = None
+    buyer_accepts_marketing: bool | None = None
     customer: _Customer | None = None
     shipping_address: _Address | None = None
     line_items: list[_LineItem] | None = None
@@ -222,12 +226,18 @@ def _customer(order: _Order) -> Customer:
     customer = order.customer or _Customer()
     address = order.shipping_address or _Address()
     consent = customer.sms_marketing_consent
+    email_consent = customer.email_marketing_consent
+    if email_consent is not None and email_consent.state is not None:
+        accepts_marketing = email_consent.state == "subscribed"
+    else:  # older payloads: the checkout's box
+        accepts_marketing = order.buyer_accepts_marketing is True
     return Customer(
         email=optional_text(order.email) or optional_text(customer.email),
         phone=optional_text(order.phone) or optional_text(customer.phone),
         first_name=text(customer.first_name) or text(address.first_name),
         last_name=text(customer.last_name) or text(address.last_name),
         accepts_sms=consent is not None and consent.state == "subscribed",
+        accepts_marketing=accepts_marketing,
         locale=optional_text(order.customer_locale),
     )
 

@@ -176,6 +176,46 @@ async def failed(conn: Any, row_id: int, claim: datetime, error: str) -> bool:
     return done == "UPDATE 1"
 
 
+async def skipped(conn: Any, row_id: int, claim: datetime, reason: str) -> bool:
+    """Not to be sent (the customer unsubscribed); only while the claim ``claim`` holds."""
+    done: str = await conn.execute(
+        """
+        UPDATE notifications SET status = 'skipped', last_error = $3, claimed_until = NULL
+        WHERE id = $1 AND status = 'sending' AND claimed_until = $2
+        """,
+        row_id,
+        claim,
+        reason,
+    )
+    return done == "UPDATE 1"
+
+
+async def opt_out(conn: Any, order_id: str, now: datetime) -> bool:
+    """The email address of ``order_id``'s customer takes no more marketing messages;
+    False when the order is unknown or has no email address."""
+    done: str = await conn.execute(
+        """
+        INSERT INTO marketing_opt_outs (address, order_id, at)
+        SELECT lower(document->'customer'->>'email'), order_id, $2
+        FROM order_documents
+        WHERE order_id = $1 AND document->'customer'->>'email' IS NOT NULL
+        ON CONFLICT (address) DO NOTHING
+        """,
+        order_id,
+        now,
+    )
+    if done != "INSERT 0 0":
+        return True
+    known: bool = await conn.fetchval(
+        """
+        SELECT EXISTS (SELECT 1 FROM order_documents
+                       WHERE order_id = $1 AND document->'customer'->>'email' IS NOT NULL)
+        """,
+        order_id,
+    )
+    return known
+
+
 async def of_order(conn: Any, order_id: str) -> list[dict[str, Any]]:
     """The order's messages as ``orderd order show`` prints them (no recipients)."""
     rows = await conn.fetch(
@@ -212,6 +252,14 @@ class PostgresNotifications:
         async with self._pool.acquire() as conn, conn.transaction():
             return await claim_due(conn, now, claim, limit)
 
+    async def opted_out(self, address: str) -> bool:
+        async with self._pool.acquire() as conn:
+            found: bool = await conn.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM marketing_opt_outs WHERE address = lower($1))",
+                address.strip(),
+            )
+        return found
+
     @contextlib.asynccontextmanager
     async def settling(self) -> AsyncIterator[PostgresNotificationSettling]:
         async with self._pool.acquire() as conn, conn.transaction():
@@ -231,3 +279,6 @@ class PostgresNotificationSettling(PostgresPosting):
 
     async def failed(self, row_id: int, claim: datetime, error: str) -> bool:
         return await failed(self._conn, row_id, claim, error)
+
+    async def skipped(self, row_id: int, claim: datetime, reason: str) -> bool:
+        return await skipped(self._conn, row_id, claim, reason)

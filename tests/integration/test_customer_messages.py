@@ -39,19 +39,29 @@ async def state_of(pg: Any, name: str = "#1001") -> str | None:
     return state
 
 
-async def reaches(pg: Any, state: str, within_s: float = 45) -> None:
+async def reaches(pg: Any, state: str, within_s: float = 45, name: str = "#1001") -> None:
     async def there() -> bool:
-        return await state_of(pg) == state
+        return await state_of(pg, name) == state
 
     await eventually(there, within_s=within_s, what=f"the order to be {state}")
 
 
-async def paid_order(pg: Any, set_stock: SetStock, daemon: Any) -> None:
-    await add_products(pg, *SKUS)
-    await set_stock(dict.fromkeys(SKUS, 5))
+async def paid_order(
+    pg: Any,
+    set_stock: SetStock,
+    daemon: Any,
+    marketing: str = "subscribed",
+    external_id: int = 820982911946154508,
+    name: str = "#1001",
+) -> None:
+    if not await pg.fetchval("SELECT count(*) FROM products"):
+        await add_products(pg, *SKUS)
+        await set_stock(dict.fromkeys(SKUS, 5))
     # Paid at the daemon's time, which the scaled clock runs ahead of the wall clock.
     now = get(f"{daemon.url}/healthz")[1]["time"]
-    body = shopify_body(processed_at=now)
+    customer = json.loads(shopify_body())["customer"]
+    customer["email_marketing_consent"] = {"state": marketing, "opt_in_level": "single_opt_in"}
+    body = shopify_body(external_id, name, processed_at=now, customer=customer)
     assert request(f"{daemon.url}/webhooks/shopify", body, shopify_headers(body))[0] == 202
 
 
@@ -141,6 +151,51 @@ async def test_an_order_runs_from_paid_to_completed_and_the_customer_hears_each_
         status, _ = post_form(f"{daemon.url}{path}", dict([query.split("=")]))
         assert status == 404
     assert await pg.fetchval("SELECT count(*) FROM feedback") == 2
+
+    # The reminder sells: it carries an unsubscribe link and the one-click headers.
+    [reminder] = sink.of_kind("top-up")
+    text, html = parts(reminder)
+    [unsubscribe] = re.findall(r"(http://\S+/unsubscribe/[A-Za-z0-9_-]+)", text)
+    assert f'href="{unsubscribe}"' in html
+    assert reminder["List-Unsubscribe"] == f"<{unsubscribe}>"
+    assert reminder["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    status, page = get(unsubscribe)  # a mail scanner following it unsubscribes no one
+    assert status == 200
+    assert '<form method="post"' in str(page)
+    assert await pg.fetchval("SELECT count(*) FROM marketing_opt_outs") == 0
+    # The mail program's one-click POST (RFC 8058).
+    status, page = post_form(unsubscribe, {"List-Unsubscribe": "One-Click"})
+    assert status == 200
+    assert "no more reminders" in page
+    assert await pg.fetchval("SELECT address FROM marketing_opt_outs") == CUSTOMER
+    for bad in (unsubscribe[:-2] + "xx", f"{daemon.url}/unsubscribe/{token}"):  # a rating token
+        assert post_form(bad, {})[0] == 404
+
+
+async def test_the_repeat_purchase_reminder_needs_consent_and_respects_an_unsubscribe(
+    make_daemon: MakeDaemon, pg: Any, run_orderd: Any, set_stock: SetStock
+) -> None:
+    with SmtpSink() as sink:
+        daemon = make_daemon(start=False, **FAST, **sink.env())
+        daemon.start()
+        # No consent to marketing email: the reminder is skipped.
+        await paid_order(pg, set_stock, daemon, marketing="not_subscribed")
+        await reaches(pg, "completed")
+        # Consent, but the address unsubscribed meanwhile: skipped as well.
+        await pg.execute(
+            "INSERT INTO marketing_opt_outs (address, order_id, at) VALUES ($1, 'x', now())",
+            CUSTOMER,
+        )
+        await paid_order(pg, set_stock, daemon, external_id=820982911946154509, name="#1002")
+        await reaches(pg, "completed", name="#1002")
+    # Without consent no reminder is made; to an unsubscribed address one is skipped.
+    for name, reminder in (("#1001", "none"), ("#1002", "skipped")):
+        view = json.loads(run_orderd("order", "show", name, "--json").stdout)
+        statuses = {m["kind"]: m["status"] for m in view["messages"]}
+        assert statuses.get("review_request") == "sent"
+        assert statuses.get("repeat_purchase", "none") == reminder
+    assert sink.of_kind("top-up") == []
+    assert len(sink.of_kind("How was your")) == 2
 
 
 async def test_a_delayed_parcel_brings_exactly_one_delay_alert(

@@ -22,6 +22,7 @@ TABLES = {
     "fulfillment_requests",
     "platform_calls",
     "platform_stock",
+    "marketing_opt_outs",
     "sandbox_shipments",
     "products",
     "webhook_inbox",

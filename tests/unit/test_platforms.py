@@ -285,6 +285,19 @@ def test_shopify_sms_consent_is_only_a_subscribed_state() -> None:
     assert paid_order(shopify.parse(as_body(data), "orders/paid")).customer.accepts_sms is False
 
 
+def test_shopify_marketing_consent_is_the_customers_email_consent_else_the_checkout_box() -> None:
+    data = payload_data("shopify_orders_paid.json")
+    assert data["buyer_accepts_marketing"] is True
+    for state, accepts in [("subscribed", True), ("not_subscribed", False), ("pending", False)]:
+        data["customer"]["email_marketing_consent"]["state"] = state
+        order = paid_order(shopify.parse(as_body(data), "orders/paid"))
+        assert order.customer.accepts_marketing is accepts
+    data["customer"]["email_marketing_consent"] = None
+    assert paid_order(shopify.parse(as_body(data), "orders/paid")).customer.accepts_marketing
+    data["buyer_accepts_marketing"] = False
+    assert not paid_order(shopify.parse(as_body(data), "orders/paid")).customer.accepts_marketing
+
+
 def test_shopify_contact_falls_back_to_the_customer_and_the_shipping_address() -> None:
     data = payload_data("shopify_orders_paid.json")
     data["email"] = None
@@ -298,7 +311,8 @@ def test_shopify_contact_falls_back_to_the_customer_and_the_shipping_address() -
     )
     data["customer"] = None
     customer = paid_order(shopify.parse(as_body(data), "orders/paid")).customer
-    assert customer == Customer(first_name="Steve", last_name="Shipper")
+    # The checkout's marketing box still speaks where no customer record does.
+    assert customer == Customer(first_name="Steve", last_name="Shipper", accepts_marketing=True)
 
 
 def test_a_shopify_order_without_shipping_address_has_none() -> None:

@@ -688,7 +688,17 @@ def test_delivered_is_never_late() -> None:
 
 SECRET = "feedback-secret-2024"
 EXPIRES = datetime(2024, 6, 1, tzinfo=UTC)
+BEFORE = datetime(2024, 5, 1, tzinfo=UTC)
 ORDER = "ord_4f2k7q9x3m1c8v5b6n0z"
+
+
+def test_a_token_serves_only_the_purpose_it_was_issued_for() -> None:
+    rating = issue_token(ORDER, SECRET, expires_at=EXPIRES)
+    leaving = issue_token(ORDER, SECRET, expires_at=EXPIRES, purpose="unsubscribe")
+    assert rating != leaving
+    assert read_token(leaving, [SECRET], now=BEFORE, purpose="unsubscribe") == ORDER
+    assert read_token(leaving, [SECRET], now=BEFORE) is None
+    assert read_token(rating, [SECRET], now=BEFORE, purpose="unsubscribe") is None
 
 
 def test_token_round_trips_the_order_id() -> None:
