@@ -8,6 +8,7 @@ once per parcel, retrying across restarts. Pure data and a protocol: no I/O here
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Protocol
 
 from msgspec import Struct
@@ -40,6 +41,21 @@ class ParcelShipped(Struct, frozen=True, kw_only=True):
     all_shipped: bool = False  # nothing of the order waits any more
 
 
+class ParcelDelivered(Struct, frozen=True, kw_only=True):
+    """A parcel the platform was told of arrived: recorded as a delivery event on its
+    fulfillment, found by its tracking number."""
+
+    platform: Platform
+    order_id: str
+    external_order_id: str
+    shipment_id: str
+    tracking_number: str
+    delivered_at: datetime
+
+
+PlatformCall = ParcelShipped | ParcelDelivered
+
+
 class PlatformError(OrderdError):
     """A platform refused a call, or could not be reached; ``temporary`` ones are tried
     again, after ``retry_after_s`` when the platform said how long to wait."""
@@ -58,6 +74,11 @@ class Storefront(Protocol):
     async def parcel_shipped(self, parcel: ParcelShipped) -> str:
         """Record the parcel as fulfilled on the platform; the platform's id of the
         record (a fulfillment). Done at most once per parcel, however often asked."""
+        ...
+
+    async def parcel_delivered(self, delivered: ParcelDelivered) -> str:
+        """Record the parcel's arrival on the platform; the platform's id of the record
+        (an event). Done at most once per parcel, however often asked."""
         ...
 
     async def close(self) -> None: ...

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from actors.errors import printable
 from actors.loops import drain_repeatedly
 from actors.ports.outboxes import DueCall, PlatformOutbox
-from actors.storefront import PlatformError, Storefront
+from actors.storefront import ParcelShipped, PlatformError, Storefront
 
 log = logging.getLogger("orderd.storefront")
 
@@ -60,12 +60,15 @@ class StorefrontSender:
                 raise PlatformError(
                     f"write-back to {parcel.platform} is not configured", temporary=False
                 )
-            result = await platform.parcel_shipped(parcel)
+            if isinstance(parcel, ParcelShipped):
+                result = await platform.parcel_shipped(parcel)
+            else:
+                result = await platform.parcel_delivered(parcel)
         except Exception as exc:
             await self._failed(call, exc, now)
             return
         await self._calls.sent(call.key, result, now)
-        log.info("%s told of shipment %s", parcel.platform, parcel.shipment_id)
+        log.info("%s told of %s", parcel.platform, call.key.split(":", 1)[1])
 
     async def _failed(self, call: DueCall, exc: Exception, now: datetime) -> None:
         error = printable(str(exc) if isinstance(exc, PlatformError) else type(exc).__name__)

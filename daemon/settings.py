@@ -119,6 +119,8 @@ class ShopifySource(WebhookSource, frozen=True):
     write_back: bool = False
     # Whether Shopify mails the customer too; orderd sends its own confirmation.
     notify_customer: bool = False
+    # With write_back: a parcel's arrival becomes a DELIVERED event on its fulfillment.
+    report_delivered: bool = True
     timeout_s: PositiveSeconds = 15.0
     # Keep Shopify's available counts to orderd's (needs write_back): the location of each
     # warehouse, and the inventory item of each sku (numbers, or gid://shopify/... ids).
@@ -139,6 +141,8 @@ class WooCommerceSource(WebhookSource, frozen=True):
     # Tell WooCommerce of each parcel that leaves (a note to the customer), and complete
     # the order once all of it shipped.
     write_back: bool = False
+    # With write_back: a parcel's arrival becomes a private note for the store's staff.
+    report_delivered: bool = True
     timeout_s: PositiveSeconds = 15.0
     # Keep each product's stock_quantity to orderd's (needs write_back): the units
     # available in these warehouses, summed (empty: every warehouse).

@@ -74,6 +74,11 @@ def rules(settings: Settings) -> Rules:
             for name in ("shopify", "woocommerce")
             if getattr(settings.webhooks, name).write_back
         ),
+        delivery_events=tuple(
+            name
+            for name in ("shopify", "woocommerce")
+            if getattr(settings.webhooks, name).report_delivered
+        ),
         poll_interval_s=settings.tracking.poll_interval_s,
         poll_for_days=settings.tracking.poll_for_days,
     )

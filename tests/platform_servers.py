@@ -71,6 +71,7 @@ class Fulfillment:
     tracking: dict[str, str]
     notify_customer: bool
     message: str | None
+    events: list[dict[str, str]] = field(default_factory=list)  # {"id", "status", "happenedAt"}
 
 
 class ShopifyAdminServer(_LocalServer):
@@ -147,6 +148,10 @@ class ShopifyAdminServer(_LocalServer):
             data = {"inventorySetQuantities": self._set_quantities(variables)}
         elif operation == "InventoryLevels":
             data = {"nodes": [self._item_levels(item) for item in variables["ids"]]}
+        elif operation == "FulfillmentEvents":
+            data = {"order": self._order_events(variables["id"])}
+        elif operation == "FulfillmentEventCreate":
+            data = {"fulfillmentEventCreate": self._event(variables["event"])}
         elif operation == "FulfillmentCreate":
             created = self._create(variables)
             data = {"fulfillmentCreate": created}
@@ -235,6 +240,37 @@ class ShopifyAdminServer(_LocalServer):
         )
         self.fulfillments.append(made)
         return {"fulfillment": {"id": made.id, "status": "SUCCESS"}, "userErrors": []}
+
+    def _order_events(self, gid: str) -> dict[str, Any] | None:
+        order_id = int(gid.rsplit("/", 1)[1])
+        if order_id not in self.orders:
+            return None
+        return {
+            "id": gid,
+            "fulfillments": [
+                {
+                    "id": f.id,
+                    "trackingInfo": [{"number": f.tracking.get("number")}],
+                    "events": {"nodes": [{"id": e["id"], "status": e["status"]} for e in f.events]},
+                }
+                for f in self.fulfillments
+                if f.order_id == order_id
+            ],
+        }
+
+    def _event(self, event: dict[str, Any]) -> dict[str, Any]:
+        found = next((f for f in self.fulfillments if f.id == event["fulfillmentId"]), None)
+        if found is None:
+            return {"fulfillmentEvent": None, "userErrors": [
+                {"field": ["fulfillmentEvent", "fulfillmentId"],
+                 "message": "Fulfillment does not exist."}]}  # fmt: skip
+        made = {
+            "id": f"gid://shopify/FulfillmentEvent/{next(self._ids)}",
+            "status": event["status"],
+            "happenedAt": event.get("happenedAt") or "",
+        }
+        found.events.append(made)
+        return {"fulfillmentEvent": {"id": made["id"], "status": made["status"]}, "userErrors": []}
 
     def _set_quantities(self, variables: dict[str, Any]) -> dict[str, Any]:
         """``inventorySetQuantities`` as 2026-04 has it: ``changeFromQuantity`` given for

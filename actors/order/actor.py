@@ -71,7 +71,7 @@ from actors.ports.turns import (
     Turn,
 )
 from actors.stock import LedgerEntry, StaleEpoch, Stock, UnknownSku
-from actors.storefront import ParcelShipped
+from actors.storefront import PlatformCall
 
 log = logging.getLogger("orderd.turns")
 
@@ -106,7 +106,7 @@ class _Collected:
     told: list[Message] = field(default_factory=list)
     requests: list[QueuedRequest] = field(default_factory=list)
     resends: list[ResendFulfillment] = field(default_factory=list)
-    platform: list[ParcelShipped] = field(default_factory=list)
+    platform: list[PlatformCall] = field(default_factory=list)
     notifications: list[QueuedNotification] = field(default_factory=list)
 
     async def record(self, entry: LedgerEntry) -> None:

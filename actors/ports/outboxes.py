@@ -13,7 +13,7 @@ from msgspec import Struct
 from actors.notify.model import Outgoing
 from actors.ports.mail import Posting
 from actors.shipping.warehouse import FulfillmentRequest
-from actors.storefront import ParcelShipped
+from actors.storefront import PlatformCall
 
 
 class QueuedRequest(Struct, frozen=True):
@@ -130,7 +130,7 @@ class DueCall(Struct, frozen=True):
     """A call to a store's platform, claimed for delivery."""
 
     key: str
-    parcel: ParcelShipped
+    parcel: PlatformCall
     attempts: int
 
 

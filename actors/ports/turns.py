@@ -16,7 +16,7 @@ from actors.order.messages import Message
 from actors.ports.mail import Posted
 from actors.ports.outboxes import QueuedNotification, QueuedRequest
 from actors.stock import LedgerEntry
-from actors.storefront import ParcelShipped
+from actors.storefront import PlatformCall
 
 
 class ConcurrentTurn(Exception):
@@ -69,7 +69,7 @@ class Turn(Struct, frozen=True, kw_only=True):
     told: Sequence[Message] = ()
     requests: Sequence[QueuedRequest] = ()
     resends: Sequence[ResendFulfillment] = ()
-    platform: Sequence[ParcelShipped] = ()  # for the platform outbox
+    platform: Sequence[PlatformCall] = ()  # for the platform outbox
     notifications: Sequence[QueuedNotification] = ()
 
 

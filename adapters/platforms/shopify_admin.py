@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 import msgspec
 
-from actors.storefront import ParcelShipped, PlatformError
+from actors.storefront import ParcelDelivered, ParcelShipped, PlatformError
 from adapters.bounded import TooLarge, read_bounded, retry_after_seconds
 
 _MAX_ANSWER_BYTES = 2 * 1024 * 1024
@@ -48,6 +48,28 @@ CREATE_MUTATION = """
 mutation FulfillmentCreate($fulfillment: FulfillmentInput!, $message: String) {
   fulfillmentCreate(fulfillment: $fulfillment, message: $message) {
     fulfillment { id status }
+    userErrors { field message }
+  }
+}
+"""
+
+EVENTS_QUERY = """
+query FulfillmentEvents($id: ID!) {
+  order(id: $id) {
+    id
+    fulfillments(first: 50) {
+      id
+      trackingInfo(first: 5) { number }
+      events(first: 50) { nodes { id status } }
+    }
+  }
+}
+"""
+
+EVENT_MUTATION = """
+mutation FulfillmentEventCreate($event: FulfillmentEventInput!) {
+  fulfillmentEventCreate(fulfillmentEvent: $event) {
+    fulfillmentEvent { id status }
     userErrors { field message }
   }
 }
@@ -142,6 +164,47 @@ class ShopifyAdmin:
     async def close(self) -> None:
         await self._api.close()
 
+    async def parcel_delivered(self, delivered: ParcelDelivered) -> str:
+        """A ``DELIVERED`` event on the parcel's fulfillment (found by its tracking
+        number), unless it has one already."""
+        order_gid = f"gid://shopify/Order/{delivered.external_order_id}"
+        data = await self._call(EVENTS_QUERY, {"id": order_gid})
+        order = data.get("order")
+        if not isinstance(order, dict):
+            raise PlatformError(f"Shopify has no order {order_gid}", temporary=False)
+        try:
+            fulfillment = _with_tracking(order, delivered.tracking_number)
+            if fulfillment is None:
+                # Its fulfillment is not made yet (that call waits): this one waits too.
+                raise PlatformError(
+                    "Shopify has no fulfillment with the parcel's tracking number yet",
+                    temporary=True,
+                    retry_after_s=60.0,
+                )
+            for event in (fulfillment.get("events") or {}).get("nodes") or []:
+                if event.get("status") == "DELIVERED":
+                    found: str = event["id"]
+                    return found
+            fulfillment_id = fulfillment["id"]
+        except (KeyError, TypeError, AttributeError):
+            raise PlatformError("malformed answer from Shopify", temporary=False) from None
+        event_input = {
+            "fulfillmentId": fulfillment_id,
+            "status": "DELIVERED",
+            "happenedAt": delivered.delivered_at.isoformat(),
+        }
+        created = await self._call(EVENT_MUTATION, {"event": event_input})
+        try:
+            payload = created["fulfillmentEventCreate"]
+            errors = payload.get("userErrors") or []
+            if errors:
+                text = "; ".join(str(e.get("message", "")) for e in errors)
+                raise PlatformError(f"Shopify refused the delivery event: {text}", temporary=False)
+            event_id: str = payload["fulfillmentEvent"]["id"]
+        except (KeyError, TypeError, AttributeError):
+            raise PlatformError("malformed answer from Shopify", temporary=False) from None
+        return event_id
+
     async def parcel_shipped(self, parcel: ParcelShipped) -> str:
         order_gid = f"gid://shopify/Order/{parcel.external_order_id}"
         data = await self._call(ORDER_QUERY, {"id": order_gid})
@@ -180,6 +243,15 @@ class ShopifyAdmin:
         except (KeyError, TypeError, AttributeError):
             raise PlatformError("malformed answer from Shopify", temporary=False) from None
         return fulfillment_id
+
+
+def _with_tracking(order: dict[str, Any], tracking_number: str) -> dict[str, Any] | None:
+    for fulfillment in order["fulfillments"]:
+        numbers = {info.get("number") for info in fulfillment.get("trackingInfo") or []}
+        if tracking_number in numbers:
+            found: dict[str, Any] = fulfillment
+            return found
+    return None
 
 
 def _fulfilled_before(order: dict[str, Any], tracking_number: str | None) -> str | None:

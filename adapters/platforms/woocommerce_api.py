@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import msgspec
 
-from actors.storefront import ParcelShipped, PlatformError
+from actors.storefront import ParcelDelivered, ParcelShipped, PlatformError
 from adapters.bounded import TooLarge, read_bounded, retry_after_seconds
 
 _MAX_ANSWER_BYTES = 2 * 1024 * 1024
@@ -104,6 +104,30 @@ class WooCommerceApi:
 
     async def close(self) -> None:
         await self._api.close()
+
+    async def parcel_delivered(self, delivered: ParcelDelivered) -> str:
+        """A private note for the store's staff that the parcel arrived (a customer note
+        would mail the customer, who knows), unless the order has one already."""
+        order = delivered.external_order_id
+        if not order.isdigit():
+            raise PlatformError(f"WooCommerce order id {order!r} is not a number", temporary=False)
+        text = (
+            f"Parcel {delivered.tracking_number} delivered on "
+            f"{delivered.delivered_at.date().isoformat()}."
+        )
+        notes = await self._call("GET", f"/orders/{order}/notes")
+        if not isinstance(notes, list):
+            raise PlatformError("malformed answer from WooCommerce", temporary=False)
+        found = next(
+            (n for n in notes if isinstance(n, dict) and str(n.get("note", "")) == text), None
+        )
+        if found is None:
+            found = await self._call(
+                "POST", f"/orders/{order}/notes", {"note": text, "customer_note": False}
+            )
+        if not isinstance(found, dict) or "id" not in found:
+            raise PlatformError("malformed answer from WooCommerce", temporary=False)
+        return f"note {found['id']}"
 
     async def parcel_shipped(self, parcel: ParcelShipped) -> str:
         order = parcel.external_order_id

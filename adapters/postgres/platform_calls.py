@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 
 from actors.ports.outboxes import DueCall
-from actors.storefront import ParcelShipped
+from actors.storefront import ParcelDelivered, ParcelShipped, PlatformCall
 from adapters.postgres.rows import Rows
 from adapters.postgres.writes import Writes
 
@@ -23,16 +23,24 @@ _QUEUED = Rows(
     "next_attempt_at timestamptz",
 )  # fmt: skip
 _encode = msgspec.json.Encoder().encode
-_parcel = msgspec.json.Decoder(ParcelShipped)
-
 PARCEL_SHIPPED = "parcel_shipped"
+PARCEL_DELIVERED = "parcel_delivered"
+# The call's body by its kind (the kind column says which: bodies carry no tag).
+_DECODERS: dict[str, msgspec.json.Decoder[Any]] = {
+    PARCEL_SHIPPED: msgspec.json.Decoder(ParcelShipped),
+    PARCEL_DELIVERED: msgspec.json.Decoder(ParcelDelivered),
+}
 
 
-def call_key(parcel: ParcelShipped) -> str:
-    return f"{parcel.platform}:{PARCEL_SHIPPED}:{parcel.shipment_id}"
+def kind_of(call: PlatformCall) -> str:
+    return PARCEL_SHIPPED if isinstance(call, ParcelShipped) else PARCEL_DELIVERED
 
 
-def add_queued(writes: Writes, parcels: Sequence[ParcelShipped], now: datetime) -> None:
+def call_key(parcel: PlatformCall) -> str:
+    return f"{parcel.platform}:{kind_of(parcel)}:{parcel.shipment_id}"
+
+
+def add_queued(writes: Writes, parcels: Sequence[PlatformCall], now: datetime) -> None:
     """Add calls, as a part of a larger statement; one stored already stays as it is."""
     if not parcels:
         return
@@ -43,7 +51,7 @@ def add_queued(writes: Writes, parcels: Sequence[ParcelShipped], now: datetime) 
         ON CONFLICT (key) DO NOTHING
         """,
         _QUEUED.encode(
-            (call_key(p), p.order_id, p.platform, PARCEL_SHIPPED, _encode(p).decode(), now)
+            (call_key(p), p.order_id, p.platform, kind_of(p), _encode(p).decode(), now)
             for p in parcels
         ),
     )
@@ -96,13 +104,15 @@ class PostgresPlatformCalls:
                     FOR UPDATE SKIP LOCKED
                 ) due
                 WHERE c.key = due.key
-                RETURNING c.key, c.body::text AS body, c.attempts
+                RETURNING c.key, c.kind, c.body::text AS body, c.attempts
                 """,
                 now,
                 lease_s,
                 limit,
             )
-        return [DueCall(r["key"], _parcel.decode(r["body"]), r["attempts"]) for r in rows]
+        return [
+            DueCall(r["key"], _DECODERS[r["kind"]].decode(r["body"]), r["attempts"]) for r in rows
+        ]
 
     async def sent(self, key: str, result: str, now: datetime) -> None:
         async with self._pool.acquire() as conn:

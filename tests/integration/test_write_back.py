@@ -13,6 +13,7 @@ from tests.conftest import SetStock, add_products
 from tests.integration.daemon_harness import (
     PAYLOADS,
     eventually,
+    get,
     request,
     shopify_body,
     shopify_headers,
@@ -124,6 +125,55 @@ async def test_a_call_the_platform_refuses_is_recorded_and_shown_with_the_order(
         [call] = view["platform_calls"]
         assert (call["status"], call["attempts"]) == ("failed", 1)
         assert view["state"] == "shipped"  # the order itself is not held up by it
+
+
+# A day passes in a second: the sandbox carrier delivers within seconds.
+FAST = {"ORDERD_CLOCK__SCALE": "86400"}
+
+
+async def test_an_arrival_becomes_a_delivered_event_on_shopify_and_a_staff_note_on_woocommerce(
+    make_daemon: MakeDaemon, pg: Any, set_stock: SetStock
+) -> None:
+    await add_products(pg, "SKU2006-001", "SKU2006-020", "woo-single-1", "Bar3")
+    await set_stock({"SKU2006-001": 5, "SKU2006-020": 5, "woo-single-1": 5, "Bar3": 5})
+    async with ShopifyAdminServer() as shop, WooCommerceServer() as store:
+        store.orders[727] = WooOrder()
+        daemon = make_daemon(**{**FAST, **shop.env(), **store.env()})
+        now = get(f"{daemon.url}/healthz")[1]["time"]  # the daemon's own, scaled, time
+        body = shopify_body(processed_at=now)
+        shop.add_order(ORDER, payload_lines(body))
+        assert request(f"{daemon.url}/webhooks/shopify", body, shopify_headers(body))[0] == 202
+        post_woocommerce_order(daemon)
+
+        async def told() -> bool:
+            sent: int = await pg.fetchval(
+                "SELECT count(*) FROM platform_calls WHERE status = 'sent'"
+            )
+            return sent == 4
+
+        await eventually(told, within_s=45, what="both platforms told of both arrivals")
+        delivered = {
+            r["platform"]: r
+            for r in await pg.fetch(
+                """
+                SELECT c.platform, c.result, s.tracking_number, s.delivered_at
+                FROM platform_calls c JOIN shipments s ON s.order_id = c.order_id
+                WHERE c.kind = 'parcel_delivered'
+                """
+            )
+        }
+        [fulfillment] = shop.fulfillments
+        [event] = fulfillment.events
+        assert event["status"] == "DELIVERED"
+        assert event["id"] == delivered["shopify"]["result"]
+        assert datetime.fromisoformat(event["happenedAt"]) == delivered["shopify"]["delivered_at"]
+        shipped_note, arrived_note = reversed(store.orders[727].notes)
+        assert arrived_note["customer_note"] is False  # for the staff: the customer knows
+        woo = delivered["woocommerce"]
+        assert arrived_note["note"] == (
+            f"Parcel {woo['tracking_number']} delivered on {woo['delivered_at'].date()}."
+        )
+        assert shipped_note["customer_note"] is True
 
 
 def post_woocommerce_order(daemon: Any) -> None:

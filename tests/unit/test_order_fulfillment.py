@@ -47,6 +47,7 @@ from actors.order.messages import (
     Picked,
     RetryRequested,
     ShortPicked,
+    TrackingUpdated,
     WarehouseRefused,
 )
 from actors.order.outbox import CustomerMessages, MessageSettings
@@ -55,7 +56,7 @@ from actors.order.types import Address, Customer, Line, NormalizedOrder
 from actors.shipping.carriers import Parcel, Rate
 from actors.shipping.pick_list import PickLine
 from actors.shipping.selection import ShippingRules
-from actors.storefront import ParcelShipped, ShippedLine
+from actors.storefront import ParcelDelivered, ParcelShipped, ShippedLine
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)  # a Thursday, before the 15:00 cutoff
 RULES = Rules(backorder_policy="wait_all")
@@ -502,6 +503,34 @@ def test_a_parcel_that_leaves_is_told_to_its_platform_when_write_back_is_on() ->
         assert not any(isinstance(e, TellPlatform) for e in quiet.effects)
 
 
+def test_a_delivered_parcel_is_told_to_a_platform_that_records_deliveries() -> None:
+    snapshot = labelled()
+    _, snapshot = step(snapshot, bought(snapshot))
+    shipped = CommittedShipment(shipment_id="ord_1-1", lines=(("A", 2), ("B", 1)))
+    _, snapshot = step(snapshot, shipped)
+    arrived = datetime(2026, 11, 28, 14, 5, tzinfo=UTC)
+    news = TrackingUpdated(
+        order_id="ord_1", shipment_id="ord_1-1", status="delivered",
+        carrier_status="Delivered", at=arrived,
+    )  # fmt: skip
+    recording = msgspec.structs.replace(
+        RULES, write_back=("shopify",), delivery_events=("shopify", "woocommerce")
+    )
+    decision = decide(snapshot, news, recording, NOW)
+    [tell] = [e for e in decision.effects if isinstance(e, TellPlatform)]
+    assert tell.parcel == ParcelDelivered(
+        platform="shopify", order_id="ord_1", external_order_id="1001",
+        shipment_id="ord_1-1", tracking_number="SB123", delivered_at=arrived,
+    )  # fmt: skip
+    # No write-back, or deliveries not reported: nothing told.
+    for rules in (
+        msgspec.structs.replace(RULES, delivery_events=("shopify",)),
+        msgspec.structs.replace(RULES, write_back=("shopify",)),
+    ):
+        quiet = decide(snapshot, news, rules, NOW)
+        assert not any(isinstance(e, TellPlatform) for e in quiet.effects)
+
+
 def test_each_parcel_of_a_split_order_is_told_with_its_number() -> None:
     writing = msgspec.structs.replace(RULES, write_back=("shopify",))
     snapshot = two_shipments()
@@ -516,7 +545,11 @@ def test_each_parcel_of_a_split_order_is_told_with_its_number() -> None:
         _, snapshot = step(snapshot, sold)
         shipped = CommittedShipment(shipment_id=shipment_id, lines=items)
         decision = decide(snapshot, shipped, writing, NOW)
-        told += [e.parcel for e in decision.effects if isinstance(e, TellPlatform)]
+        told += [
+            e.parcel
+            for e in decision.effects
+            if isinstance(e, TellPlatform) and isinstance(e.parcel, ParcelShipped)
+        ]
         _, snapshot = step(snapshot, shipped)
     assert [(p.parcel, p.parcels, p.all_shipped) for p in told] == [(1, 2, False), (2, 2, True)]
     assert [p.lines for p in told] == [(ShippedLine("B", None, 1),), (ShippedLine("A", None, 2),)]

@@ -29,7 +29,7 @@ from actors.shipping.carriers import LabelFormat, Parcel, Rate
 from actors.shipping.pick_list import PickLine
 from actors.shipping.selection import ServiceLevel, ShippingRules
 from actors.shipping.tracking import DelayRules
-from actors.storefront import ParcelShipped
+from actors.storefront import PlatformCall
 
 # Until a label is bought an order can still be cancelled with nothing to undo outside.
 CANCELLABLE = frozenset(
@@ -74,6 +74,8 @@ class Rules(Struct, frozen=True, kw_only=True):
     poll_for_days: int = 30
     # Platforms told of each parcel that leaves (their write-back is on).
     write_back: tuple[str, ...] = ()
+    # Platforms told of each parcel's arrival too (Shopify records it on the fulfillment).
+    delivery_events: tuple[str, ...] = ()
 
     def calendar(self, warehouse: str) -> BusinessCalendar:
         """The warehouse's business days and cutoff (any weekday, 15:00 UTC if unknown)."""
@@ -143,7 +145,7 @@ class ResendFulfillment(Struct, frozen=True, kw_only=True):
 class TellPlatform(Struct, frozen=True):
     """Store what the order's platform must be told, for the platform outbox."""
 
-    parcel: ParcelShipped
+    parcel: PlatformCall
 
 
 class ShopRates(Struct, frozen=True, kw_only=True):

@@ -40,6 +40,7 @@ from actors.order.steps.model import (
     Remind,
     Rules,
     Snapshot,
+    TellPlatform,
     Track,
 )
 from actors.shipping.calendar import is_business_day, ship_date
@@ -51,6 +52,7 @@ from actors.shipping.tracking import (
     detect_delay,
     late_estimate,
 )
+from actors.storefront import ParcelDelivered
 
 # The order's state for a carrier's status; other statuses leave it where it is.
 TRACKED_STATE = {
@@ -150,6 +152,7 @@ def tracked(
         events.append(DelayEnded(at=now, shipment_id=sid, episode=found.delay_episode))
     if news.status == "delivered":
         events.append(ShipmentDelivered(at=now, shipment_id=sid, delivered_at=news.at))
+        effects.extend(_tell_delivered(snapshot, found, news.at, rules))
         return then_complete(snapshot, tuple(events), tuple(effects), rules, now, news.at, evolve)
     if news.status in ("failure", "returned"):
         detail = news.detail or news.carrier_status
@@ -174,6 +177,26 @@ def tracked(
         scan = ReminderScope(sid, found.scans + 1)
         effects.append(Remind(ReminderKind.NO_SCAN, max(due, now), scan))
     return Decision(tuple(events), tuple(effects))
+
+
+def _tell_delivered(
+    snapshot: Snapshot, found: Shipment, delivered_at: datetime, rules: Rules
+) -> tuple[TellPlatform, ...]:
+    """The arrival, for a platform that records it (one told of the parcel already)."""
+    order = snapshot.order
+    if order is None or not order.external_id or not found.tracking_number:
+        return ()
+    if order.platform not in rules.write_back or order.platform not in rules.delivery_events:
+        return ()
+    delivered = ParcelDelivered(
+        platform=order.platform,
+        order_id=snapshot.order_id,
+        external_order_id=order.external_id,
+        shipment_id=found.id,
+        tracking_number=found.tracking_number,
+        delivered_at=delivered_at,
+    )
+    return (TellPlatform(delivered),)
 
 
 def _scan_due(rules: Rules, warehouse: str, scanned_at: datetime) -> datetime:
