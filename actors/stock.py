@@ -149,8 +149,11 @@ class Stock(Protocol):
         policy: BackorderPolicy,
         op_id: str,
         sink: LedgerSink,
+        avoid: Sequence[str] = (),
     ) -> Reservation:
-        """Reserve the order's (sku, quantity) lines, or queue them as ``policy`` says."""
+        """Reserve the order's (sku, quantity) lines, or queue them as ``policy`` says;
+        not from the ``avoid`` warehouses' stock (they wait there instead, when no other
+        warehouse has them all)."""
         ...
 
     async def release(self, order_id: str, op_id: str, *, sink: LedgerSink) -> list[Released]:

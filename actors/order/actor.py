@@ -375,10 +375,10 @@ class OrderTurns:
         outside: Outside,
     ) -> Message | Result | None:
         match effect:
-            case Reserve(lines=lines, policy=policy, op_id=op_id):
+            case Reserve(lines=lines, policy=policy, op_id=op_id, avoid=avoid):
                 try:
                     reservation = await self._stock.reserve(
-                        order_id, lines, policy=policy, op_id=op_id, sink=collected
+                        order_id, lines, policy=policy, op_id=op_id, sink=collected, avoid=avoid
                     )
                 except UnknownSku as exc:
                     return AllocationRefused(reason=str(exc))

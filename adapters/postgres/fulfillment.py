@@ -170,6 +170,34 @@ async def failed(conn: Any, shipment_id: str, kind: str, error: str) -> bool:
     return bool(done)
 
 
+def add_superseded(writes: Writes, shipment_ids: Sequence[str], now: datetime) -> None:
+    """Shipments whose pick list a short pick superseded (a new one goes out for what was
+    found): one not delivered yet is not delivered at all, and the warehouse system is
+    told to stop work on one it has. A part of a turn's statement."""
+    if not shipment_ids:
+        return
+    writes.add(
+        """
+        UPDATE fulfillment_requests SET status = 'cancelled', lease_until = NULL
+        WHERE shipment_id = ANY($1::text[]) AND kind = 'request' AND status = 'pending'
+        """,
+        list(shipment_ids),
+    )
+    writes.add(
+        """
+        INSERT INTO fulfillment_requests (shipment_id, kind, order_id, warehouse, adapter,
+                                          next_attempt_at)
+        SELECT shipment_id, 'cancel', order_id, warehouse, adapter, $2
+        FROM fulfillment_requests
+        WHERE shipment_id = ANY($1::text[]) AND kind = 'request'
+          AND status IN ('sending', 'sent')
+        ON CONFLICT (shipment_id, kind) DO NOTHING
+        """,
+        list(shipment_ids),
+        now,
+    )
+
+
 async def withdraw(conn: Any, order_ids: Sequence[str], now: datetime) -> None:
     """Cancelled orders: requests not delivered yet are not delivered at all, and the
     warehouse system is told to stop work on those it has (or may have) received."""

@@ -211,6 +211,9 @@ async def prepare_turns(turns: Sequence[Turn]) -> PreparedTurns:
     if told:
         platform_calls.add_queued(writes, [p for p, _ in told], min(at for _, at in told))
     notifications.add_queued(writes, [n for t in turns for n in t.notifications])
+    short = [(e.shipment_id, e.at) for t in turns for e in t.events if isinstance(e, ShortPick)]
+    if short:
+        fulfillment.add_superseded(writes, [s for s, _ in short], min(at for _, at in short))
     cancels = [(t.order_id, e.at) for t in moved for e in t.events if isinstance(e, OrderCancelled)]
     select = " UNION ALL ".join(f"SELECT id FROM {name}" for name in saved if name)
     return PreparedTurns(turns, writes, select, cancels)

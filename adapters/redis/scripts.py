@@ -25,9 +25,11 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from actors.stock import AllocationError, UnknownSku
 from adapters.redis.keys import WarehouseKeys
 
-ReserveMode = Literal["all", "partial", "wait_all", "ship_available"]
+ReserveMode = Literal["all", "partial", "wait_all", "ship_available", "queue"]
 # How reserve.lua names the modes.
-MODE_CODES: dict[str, int] = {"all": 1, "partial": 2, "wait_all": 3, "ship_available": 4}
+MODE_CODES: dict[str, int] = {
+    "all": 1, "partial": 2, "wait_all": 3, "ship_available": 4, "queue": 5,
+}  # fmt: skip
 Lines = Sequence[tuple[str, int]]
 
 RESERVED, PARTIAL, QUEUED, SHORT = 1, 2, 3, 4

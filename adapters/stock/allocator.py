@@ -307,6 +307,7 @@ class Allocator:
         priority: int = 0,
         op_id: str = "reserve",
         sink: LedgerSink | None = None,
+        avoid: Sequence[str] = (),
     ) -> Reservation:
         """Reserve an order's lines, or queue them as the backorder policy says.
 
@@ -316,7 +317,15 @@ class Allocator:
         The first warehouse (by priority) that can fill the order whole gets it. Otherwise,
         with splitting allowed, each warehouse in turn reserves what it can; what is still
         missing (or, without splitting, the order) waits in the first warehouse's queues.
+
+        ``avoid`` names warehouses whose stock is not to be taken now (where a short pick
+        found less than the count said): another warehouse that can fill the lines whole
+        gets them, else they wait in the first one avoided, for a recount or a receipt.
         """
+        if avoid:
+            return await _again_if_stale(
+                lambda: self._reserve_avoiding(order_id, lines, priority, op_id, sink, avoid)
+            )
         if len(self._order) == 1:
             return await self._reserve_here(order_id, lines, policy, priority, op_id, sink)
         return await _again_if_stale(
@@ -429,6 +438,43 @@ class Allocator:
         await record(rest_call.op_id, rest)
         allocated = (*parts, *rest)
         return Reservation(order_id, op_id, status_of(allocated), allocated, False)
+
+    async def _reserve_avoiding(
+        self,
+        order_id: str,
+        lines: Lines,
+        priority: int,
+        op_id: str,
+        sink: LedgerSink | None,
+        avoid: Sequence[str],
+    ) -> Reservation:
+        """One attempt of :meth:`reserve` away from the ``avoid`` warehouses."""
+        now = self._clock()
+        policy = self._policy.backorder_policy
+        earlier = await self._earlier_reservation(order_id, op_id)
+        if earlier:
+            found: list[AllocatedLine] = []
+            for record_op, code, epoch, taken in earlier:
+                await self._record_reservation(
+                    order_id, record_op, taken, now, {code: epoch}, policy, priority, sink
+                )
+                found.extend(line for line in taken if line.wanted)
+            return Reservation(order_id, op_id, status_of(found), tuple(found), True)
+        waiting = next((code for code in avoid if code in self._keys), self._order[0])
+        tries: list[tuple[str, ReserveMode]] = [
+            (code, "all") for code in self._order if code not in avoid
+        ]
+        tries.append((waiting, "queue"))
+        for code, mode in tries:
+            outcome = await self._reserve_in(code, _Call(order_id, op_id, mode, priority, lines))
+            if outcome.result.code in (RESERVED, QUEUED):
+                allocated = _allocated(code, outcome.result)
+                await self._record_reservation(
+                    order_id, op_id, allocated, now, {code: outcome.epoch}, policy, priority,
+                    sink,
+                )  # fmt: skip
+                return Reservation(order_id, op_id, status_of(allocated), allocated, False)
+        raise AssertionError("a queue call always queues")
 
     async def _reserve_in(self, code: str, call: _Call) -> Outcome[ReserveResult]:
         batches = self._batches["reserve"][code]

@@ -441,6 +441,38 @@ async def test_without_splitting_a_short_order_waits_in_the_first_warehouse(
     assert await level(allocator, "A", "west") == (1, 0, 0)
 
 
+async def test_units_a_short_pick_missed_come_from_another_warehouse_not_the_short_one(
+    make_allocator: MakeAllocator, pg: Any
+) -> None:
+    allocator = await two_warehouses(make_allocator, pg, {"A": 5}, {"A": 3})
+    result = await allocator.reserve("o1", [("A", 2)], op_id="reserve:o1-1", avoid=["east"])
+    assert result.status == "reserved"
+    assert {line.warehouse for line in result.lines} == {"west"}
+    assert await level(allocator, "A", "east") == (5, 0, 0)
+    again = await allocator.reserve("o1", [("A", 2)], op_id="reserve:o1-1", avoid=["east"])
+    assert again.replay
+    assert {line.warehouse for line in again.lines} == {"west"}
+    assert await level(allocator, "A", "west") == (3, 2, 0)
+    assert await allocator.reconcile() == []
+
+
+async def test_units_no_other_warehouse_has_wait_in_the_short_one_for_a_recount(
+    make_allocator: MakeAllocator, pg: Any
+) -> None:
+    allocator = await two_warehouses(make_allocator, pg, {"A": 5}, {"A": 1})
+    result = await allocator.reserve("o1", [("A", 2)], op_id="reserve:o1-1", avoid=["east"])
+    # East's count says 5, but east is where the units were not found: they wait there.
+    assert result.status == "backordered"
+    assert await level(allocator, "A", "east") == (5, 0, 2)
+    assert await level(allocator, "A", "west") == (1, 0, 0)
+    assert (await allocator.reserve("o1", [("A", 2)], op_id="reserve:o1-1", avoid=["east"])).replay
+    # The recount: the waiting order is filled from what the shelf really holds.
+    counted = await allocator.adjust("A", 3, movement_id="recount-1", mode="set", warehouse="east")
+    assert counted.filled_orders == ("o1",)
+    assert await level(allocator, "A", "east") == (3, 2, 0)
+    assert await allocator.reconcile() == []
+
+
 async def test_a_split_takes_from_each_warehouse(make_allocator: MakeAllocator, pg: Any) -> None:
     allocator = await two_warehouses(
         make_allocator, pg, {"A": 2}, {"A": 3}, split_across_warehouses=True

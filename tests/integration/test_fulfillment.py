@@ -238,16 +238,22 @@ async def test_an_http_wms_gets_a_signed_request_retried_and_its_callbacks_ship_
     assert view["shipments"][0]["fulfillment_request"]["attempts"] == 2
 
 
-async def test_a_short_pick_is_written_off_and_the_rest_waits_as_a_backorder(
-    make_daemon: MakeDaemon, pg: Any, run_orderd: Any, set_stock: SetStock
+async def test_a_short_pick_is_written_off_and_the_rest_waits_for_a_recount_not_the_same_bin(
+    make_daemon: MakeDaemon, pg: Any, run_orderd: Any, set_stock: SetStock, tmp_path: Path
 ) -> None:
     await add_products(pg, *SKUS)
-    await stocked(set_stock, units=2)
+    await stocked(set_stock, units=4)
     daemon = make_daemon(ORDERD_WMS__ADAPTER="spool", ORDERD_WMS__SECRET=SECRET)
     send_paid(daemon)
     await reaches(pg, "fulfillment_requested")
     shipment = (await order_view(pg))["shipments"][0]
     order_id = (await order_view(pg))["id"]
+    pick_list = tmp_path / "spool" / f"{shipment['id']}.pdf"
+
+    async def written() -> bool:
+        return pick_list.exists()
+
+    await eventually(written, what="the pick list")
     missing = {"event": "short_pick", "order_id": order_id, "shipment_id": shipment["id"],
                "missing": [{"sku": "SKU2006-020", "quantity": 2}]}  # fmt: skip
     assert wms_callback(daemon, missing)[0] == 202
@@ -255,14 +261,23 @@ async def test_a_short_pick_is_written_off_and_the_rest_waits_as_a_backorder(
     view = await order_view(pg)
     assert [s["status"] for s in view["shipments"]] == ["short_picked"]
     level = json.loads(run_orderd("stock", "show", "SKU2006-020", "--json").stdout)
-    # Both units were not there: written off, and the order waits for two more.
-    assert (level["on_hand"], level["reserved"], level["backordered"]) == (0, 0, 2)
+    # Both units were not on the shelf: written off. The count still says 2 are there, but
+    # the picker is not sent back to the shelf that came up short: the order waits.
+    assert (level["on_hand"], level["reserved"], level["backordered"]) == (2, 0, 2)
     adjusted = await pg.fetchval(
         "SELECT reason FROM stock_ledger WHERE kind = 'adjust' AND order_id = $1", order_id
     )
     assert adjusted == f"short pick of shipment {shipment['id']}"
-    # Stock arrives: the backorder fills and a new shipment with everything goes out.
-    assert run_orderd("stock", "adjust", "SKU2006-020", "+3", "--reason", "receipt").returncode == 0
+    # The superseded pick list is withdrawn at the warehouse.
+    note = tmp_path / "spool" / f"{shipment['id']}.CANCELLED.txt"
+
+    async def withdrawn() -> bool:
+        return note.exists() and not pick_list.exists()
+
+    await eventually(withdrawn, what="the short pick list to be withdrawn")
+    # A recount finds 3: the backorder fills, and a new shipment with everything goes out.
+    recount = run_orderd("stock", "set", "SKU2006-020", "3", "--reason", "recount")
+    assert recount.returncode == 0, recount.stderr
     await reaches(pg, "fulfillment_requested")
     second = (await order_view(pg))["shipments"][1]
     assert second["id"].endswith("-2")
@@ -429,7 +444,9 @@ async def test_a_short_pick_is_reserved_again_in_another_warehouse_and_ships_fro
     config.write_text(TWO_WAREHOUSES)
     env = {"ORDERD_CONFIG": str(config)}
     await add_products(pg, *SKUS)
-    await set_stock({"SKU2006-001": 1, "SKU2006-020": 2}, warehouse="main", config=config)
+    # Main's count says 4: after a short pick of 2 it still says 2, but they are not sent
+    # for on the shelf that came up short; north has them.
+    await set_stock({"SKU2006-001": 1, "SKU2006-020": 4}, warehouse="main", config=config)
     await set_stock({"SKU2006-020": 5}, warehouse="north", config=config)
     daemon = make_daemon(ORDERD_WMS__ADAPTER="spool", ORDERD_WMS__SECRET=SECRET, **env)
     send_paid(daemon)
@@ -466,7 +483,7 @@ async def test_a_short_pick_is_reserved_again_in_another_warehouse_and_ships_fro
         run_orderd("stock", "show", "SKU2006-020", "--warehouse", "main", "--json", env=env).stdout
     )
     assert (north["on_hand"], north["reserved"]) == (3, 0)
-    assert (main["on_hand"], main["reserved"]) == (0, 0)
+    assert (main["on_hand"], main["reserved"]) == (2, 0)
 
 
 async def test_cancelling_after_the_warehouse_has_it_tells_it_to_stop(

@@ -315,7 +315,10 @@ def test_a_short_pick_writes_off_the_missing_units_and_reserves_them_again() -> 
     assert snapshot.shipments[0].status == "short_picked"
     assert Holding("main", "A", 1, 0) in snapshot.holdings
     decision, snapshot = step(snapshot, WrittenOff(shipment_id="ord_1-1", lines=(("A", 1),)))
-    assert decision.effects == (Reserve((("A", 1),), "wait_all", op_id="reserve:ord_1-1"),)
+    # Not from the shelf that came up short.
+    assert decision.effects == (
+        Reserve((("A", 1),), "wait_all", op_id="reserve:ord_1-1", avoid=("main",)),
+    )
     # Found in another warehouse: the order goes out from both, a shipment from each.
     elsewhere = Allocated(
         status="reserved", holdings=(Holding("north", "A", 1, 0),), policy="wait_all",

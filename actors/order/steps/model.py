@@ -112,6 +112,8 @@ class Reserve(Struct, frozen=True):
     lines: tuple[tuple[str, int], ...]
     policy: Policy
     op_id: str = "reserve"
+    # Warehouses whose stock is not to be taken (a short pick found less there).
+    avoid: tuple[str, ...] = ()
 
 
 class ReleaseAll(Struct, frozen=True):

@@ -77,14 +77,16 @@ def allocation_refused(message: AllocationRefused, now: datetime) -> Decision:
 
 
 def written_off(snapshot: Snapshot | None, message: WrittenOff, rules: Rules) -> Decision:
-    """Reserve the written-off units again (elsewhere, or as a backorder), by the policy."""
+    """Reserve the written-off units again: from another warehouse that has them all, not
+    from the shelf that came up short; else they wait there for a recount or a receipt."""
     shipment_id = message.shipment_id
     found = find_shipment(snapshot, shipment_id)
     if snapshot is None or found is None or not found.short:
         return Decision()
     shortfall = found.short
     policy: Policy = policy_of(snapshot, rules)
-    return Decision((), (Reserve(shortfall, policy, op_id=f"reserve:{shipment_id}"),))
+    reserve = Reserve(shortfall, policy, op_id=f"reserve:{shipment_id}", avoid=(found.warehouse,))
+    return Decision((), (reserve,))
 
 
 def stock_allocated(current: Snapshot, event: StockAllocated) -> Snapshot:

@@ -14,6 +14,9 @@ ARGV[6]  ints              msgpack array of integers, per request: mode, priorit
                                  2 "partial"        what is free now; nothing is queued
                                  3 "wait_all"       all lines, else queue the whole order
                                  4 "ship_available" what is free now, queue the rest
+                                 5 "queue"          queue the whole order, reserve nothing now
+                                                    (units a short pick did not find here
+                                                    wait for a recount or a receipt)
                            priority 0..9 (9 first in the backorder queues)
                            op_id names the reservation ("reserve" for the order's first one; a
                            re-route after a short pick gets its own): one result per order and op_id.
@@ -181,7 +184,7 @@ for i = 1, count do
   local order, op = ids[2 * i - 1], ids[2 * i]
   local stored = earlier[i] or seen_here[fields[i]]
   if type(order) ~= 'string' or order == '' or type(op) ~= 'string' or op == '' or n == 0
-      or type(mode) ~= 'number' or mode < 1 or mode > 4 or type(priority) ~= 'number'
+      or type(mode) ~= 'number' or mode < 1 or mode > 5 or type(priority) ~= 'number'
       or priority < 0 or priority > 9 or priority % 1 ~= 0 then
     refuse(BAD_REQUEST)
   elseif stored then
@@ -206,6 +209,9 @@ for i = 1, count do
           whole = false
         end
       end
+    end
+    if mode == 5 then
+      whole = false
     end
     if code then
       refuse(code, at_fault)
