@@ -53,7 +53,23 @@ class ParcelDelivered(Struct, frozen=True, kw_only=True):
     delivered_at: datetime
 
 
-PlatformCall = ParcelShipped | ParcelDelivered
+class TrackingChanged(Struct, frozen=True, kw_only=True):
+    """A parcel the platform was told of travels under another tracking number now: its
+    record (found by the old number, or already by the new) carries the new one."""
+
+    platform: Platform
+    order_id: str
+    external_order_id: str
+    shipment_id: str
+    was: str | None
+    tracking_number: str
+    tracking_url: str | None = None
+    carrier: str | None = None
+    parcel: int = 1
+    parcels: int = 1
+
+
+PlatformCall = ParcelShipped | ParcelDelivered | TrackingChanged
 
 
 class PlatformError(OrderdError):
@@ -79,6 +95,11 @@ class Storefront(Protocol):
     async def parcel_delivered(self, delivered: ParcelDelivered) -> str:
         """Record the parcel's arrival on the platform; the platform's id of the record
         (an event). Done at most once per parcel, however often asked."""
+        ...
+
+    async def tracking_changed(self, changed: TrackingChanged) -> str:
+        """Give the parcel's record the new tracking number; the record's id. Done at most
+        once per number, however often asked."""
         ...
 
     async def close(self) -> None: ...

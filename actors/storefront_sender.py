@@ -19,7 +19,13 @@ from datetime import UTC, datetime, timedelta
 from actors.errors import printable
 from actors.loops import drain_repeatedly
 from actors.ports.outboxes import DueCall, PlatformOutbox
-from actors.storefront import ParcelShipped, PlatformError, Storefront
+from actors.storefront import (
+    ParcelDelivered,
+    ParcelShipped,
+    PlatformError,
+    Storefront,
+    TrackingChanged,
+)
 
 log = logging.getLogger("orderd.storefront")
 
@@ -60,10 +66,13 @@ class StorefrontSender:
                 raise PlatformError(
                     f"write-back to {parcel.platform} is not configured", temporary=False
                 )
-            if isinstance(parcel, ParcelShipped):
-                result = await platform.parcel_shipped(parcel)
-            else:
-                result = await platform.parcel_delivered(parcel)
+            match parcel:
+                case ParcelShipped():
+                    result = await platform.parcel_shipped(parcel)
+                case ParcelDelivered():
+                    result = await platform.parcel_delivered(parcel)
+                case TrackingChanged():
+                    result = await platform.tracking_changed(parcel)
         except Exception as exc:
             await self._failed(call, exc, now)
             return

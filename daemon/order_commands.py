@@ -23,6 +23,7 @@ from actors.order.messages import (
     Packed,
     ResendRequested,
     RetryRequested,
+    TrackingCorrected,
     decode_message,
 )
 from actors.order.states import TERMINAL, OrderState
@@ -396,6 +397,60 @@ async def set_address(
         say(f"{order_id}: the address is corrected; it is {view['state']} now")
 
 
+_TRACKING_NUMBER_CHARS = 100
+
+
+async def set_tracking(
+    settings: Settings,
+    ref: str,
+    shipment_id: str | None,
+    number: str,
+    url: str | None,
+    say: Callable[[str], None],
+) -> None:
+    """A shipped parcel travels under another tracking number (labelled again by hand,
+    same carrier): it is watched under that one, and the customer and the store told."""
+    number = number.strip()
+    if not number or len(number) > _TRACKING_NUMBER_CHARS or not number.isprintable():
+        raise OrderdError(f"--number: 1 to {_TRACKING_NUMBER_CHARS} printable characters")
+    if " " in number:
+        raise OrderdError("--number: a tracking number has no spaces")
+    if url is not None and (urlsplit(url).scheme not in ("http", "https") or " " in url):
+        raise OrderdError("--url: an http(s):// address")
+    async with open_resources(settings, pool_size=2) as res:
+        async with res.pool.acquire() as conn:
+            order_id = await _resolve(conn, ref, settings)
+            snapshot = (await orders.load(conn, order_id)).snapshot
+        shipped = [s for s in (snapshot.shipments if snapshot else ()) if s.status == "shipped"]
+        if shipment_id is not None:
+            shipped = [s for s in shipped if s.id == shipment_id]
+        if not shipped:
+            which = f"shipment {shipment_id}" if shipment_id else "no shipment"
+            raise OrderdError(
+                f"{order_id}: {which} on its way (only a parcel shipped and not yet "
+                "delivered takes another tracking number)"
+            )
+        if len(shipped) > 1:
+            ids = ", ".join(s.id for s in shipped)
+            raise OrderdError(f"{order_id}: several parcels are on their way ({ids}): --shipment")
+        [parcel] = shipped
+        if parcel.tracking_number == number:
+            say(f"{order_id}: {parcel.id} travels under {number} already")
+            return
+        message = TrackingCorrected(
+            order_id=order_id, shipment_id=parcel.id, tracking_number=number, tracking_url=url
+        )
+        [posted] = await res.mail.send([message])
+        view = await _applied(res, order_id, posted.seq)
+    if view is None:
+        say(f"{order_id}: the new tracking number of {parcel.id} is stored; the daemon applies it")
+    else:
+        say(
+            f"{order_id}: {parcel.id} travels under {number} now (was {parcel.tracking_number}); "
+            "the customer and the store are told"
+        )
+
+
 async def _applied(res: Any, order_id: str, seq: int) -> dict[str, Any] | None:
     """The order once its message ``seq`` is applied; None if the daemon did not apply it
     within a few seconds (it is stored: the daemon applies it when it runs)."""
@@ -451,7 +506,9 @@ async def dlq_replay(settings: Settings, letter_id: int, say: Callable[[str], No
 def add_commands(commands: Any, add: Callable[..., argparse.ArgumentParser]) -> None:
     """Register ``order`` and ``dlq`` with the CLI's parser."""
     order = commands.add_parser(
-        "order", help="orders: list, show, cancel, packed, retry, release, resend, set-address"
+        "order",
+        help="orders: list, show, cancel, packed, retry, release, resend, set-address, "
+        "set-tracking",
     )
     order_commands = order.add_subparsers(dest="order_command", required=True, metavar="ACTION")
     listed = add("list", cmd_order_list, "list orders: by state, held, stuck", order_commands)
@@ -496,6 +553,15 @@ def add_commands(commands: Any, add: Callable[..., argparse.ArgumentParser]) -> 
     )  # fmt: skip
     resent.add_argument("id", help="orderd's id, the platform's order id or its name")
     resent.add_argument("--shipment", help="one shipment (default: every one not picked yet)")
+    tracked = add(
+        "set-tracking", cmd_order_set_tracking,
+        "a shipped parcel's new tracking number (labelled again by hand, same carrier)",
+        order_commands,
+    )  # fmt: skip
+    tracked.add_argument("id", help="orderd's id, the platform's order id or its name")
+    tracked.add_argument("--shipment", help="the parcel, when several are on their way")
+    tracked.add_argument("--number", required=True, help="the new tracking number")
+    tracked.add_argument("--url", help="its tracking page (default: none)")
     moved = add(
         "set-address", cmd_order_set_address,
         "correct the shipping address before the pick list goes out", order_commands,
@@ -563,6 +629,13 @@ async def cmd_order_resend(args: argparse.Namespace) -> int:
 async def cmd_order_set_address(args: argparse.Namespace) -> int:
     changes = {f: getattr(args, f) for f in ADDRESS_FIELDS if getattr(args, f) is not None}
     await set_address(load_settings(args.config), args.id, changes, _say)
+    return 0
+
+
+async def cmd_order_set_tracking(args: argparse.Namespace) -> int:
+    await set_tracking(
+        load_settings(args.config), args.id, args.shipment, args.number, args.url, _say
+    )
     return 0
 
 

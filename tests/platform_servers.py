@@ -71,7 +71,10 @@ class Fulfillment:
     tracking: dict[str, str]
     notify_customer: bool
     message: str | None
-    events: list[dict[str, str]] = field(default_factory=list)  # {"id", "status", "happenedAt"}
+    events: list[dict[str, str]] = field(default_factory=list)
+    retracked: int = (
+        0  # tracking numbers changed since it was made  # {"id", "status", "happenedAt"}
+    )
 
 
 class ShopifyAdminServer(_LocalServer):
@@ -148,6 +151,8 @@ class ShopifyAdminServer(_LocalServer):
             data = {"inventorySetQuantities": self._set_quantities(variables)}
         elif operation == "InventoryLevels":
             data = {"nodes": [self._item_levels(item) for item in variables["ids"]]}
+        elif operation == "FulfillmentTrackingInfoUpdate":
+            data = {"fulfillmentTrackingInfoUpdate": self._retrack(variables)}
         elif operation == "FulfillmentEvents":
             data = {"order": self._order_events(variables["id"])}
         elif operation == "FulfillmentEventCreate":
@@ -257,6 +262,15 @@ class ShopifyAdminServer(_LocalServer):
                 if f.order_id == order_id
             ],
         }
+
+    def _retrack(self, variables: dict[str, Any]) -> dict[str, Any]:
+        found = next((f for f in self.fulfillments if f.id == variables["fulfillmentId"]), None)
+        if found is None:
+            refusal = {"field": ["fulfillmentId"], "message": "Fulfillment does not exist."}
+            return {"fulfillment": None, "userErrors": [refusal]}
+        found.tracking = dict(variables["trackingInfoInput"])
+        found.retracked += 1
+        return {"fulfillment": {"id": found.id}, "userErrors": []}
 
     def _event(self, event: dict[str, Any]) -> dict[str, Any]:
         found = next((f for f in self.fulfillments if f.id == event["fulfillmentId"]), None)

@@ -49,6 +49,7 @@ from actors.order.events import (
     Shipped,
     ShortPick,
     StockAllocated,
+    TrackingNumberChanged,
 )
 from actors.order.messages import (
     AddressCorrected,
@@ -65,6 +66,7 @@ from actors.order.messages import (
     ResendRequested,
     RetryRequested,
     ShortPicked,
+    TrackingCorrected,
     TrackingUpdated,
     WarehouseRefused,
 )
@@ -216,6 +218,8 @@ def decide(
             return fulfillment.address_corrected(snapshot, message, rules, now, evolve)
         case OrderChanged():
             return fulfillment.order_changed(snapshot, message, rules, now, evolve)
+        case TrackingCorrected():
+            return tracking.corrected(snapshot, message, rules, now)
         case ResendRequested():
             return fulfillment.resend(snapshot, message, now)
         case ReminderDue():
@@ -272,6 +276,8 @@ def evolve(snapshot: Snapshot | None, event: Event, order_id: str) -> Snapshot:
             return shipping.shipped(current, event)
         case ShipmentTracked():
             return tracking.shipment_tracked(current, event)
+        case TrackingNumberChanged():
+            return tracking.tracking_number_changed(current, event)
         case EstimateMoved():
             return tracking.estimate_moved(current, event)
         case DelayDetected():

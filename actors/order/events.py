@@ -164,6 +164,16 @@ class ShipmentTracked(_Event, frozen=True, tag="tracked"):
     estimated_delivery: date | None = None
 
 
+class TrackingNumberChanged(_Event, frozen=True, tag="tracking_number_changed"):
+    """The parcel travels under this tracking number from now on (a person corrected it)."""
+
+    shipment_id: str
+    tracking_number: str
+    tracking_url: str | None
+    was: str | None
+    by: str
+
+
 class HoldReleased(_Event, frozen=True, tag="hold_released"):
     """What held the order (a shipment, a dead-lettered message) is dealt with."""
 
@@ -268,6 +278,7 @@ Event = (
     | HoldReleased
     | AddressChanged
     | LinesChanged
+    | TrackingNumberChanged
     | FulfillmentResent
     | EstimateMoved
     | DelayDetected

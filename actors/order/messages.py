@@ -87,6 +87,17 @@ class OrderChanged(_Message, frozen=True, tag="order_changed"):
     by: str
 
 
+class TrackingCorrected(_Message, frozen=True, tag="tracking_corrected"):
+    """A person says the shipped parcel travels under another tracking number (it was
+    labelled again by hand, with the same carrier): watch that one, and tell the customer
+    and the store."""
+
+    shipment_id: str
+    tracking_number: Annotated[str, Meta(min_length=1, max_length=100)]
+    tracking_url: str | None = None
+    by: str = "operator"
+
+
 class ResendRequested(_Message, frozen=True, tag="resend_requested"):
     """A person fixed what made the warehouse system refuse (or lose) a shipment's pick
     list: deliver the request to it again."""
@@ -167,6 +178,7 @@ Message = (
     | HoldRelease
     | AddressCorrected
     | OrderChanged
+    | TrackingCorrected
     | ResendRequested
     | TrackingUpdated
     | NotificationSettled

@@ -47,6 +47,8 @@ class Shipment(Struct, frozen=True, kw_only=True, omit_defaults=True):
     estimated_delivery: date | None = None
     tracking_number: str | None = None
     tracking_url: str | None = None
+    # How often a person corrected the tracking number (a parcel labelled again by hand).
+    tracking_changes: int = 0
     label_format: str | None = None
     label_path: str | None = None
     purchase_id: str | None = None

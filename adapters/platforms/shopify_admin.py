@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 import msgspec
 
-from actors.storefront import ParcelDelivered, ParcelShipped, PlatformError
+from actors.storefront import ParcelDelivered, ParcelShipped, PlatformError, TrackingChanged
 from adapters.bounded import TooLarge, read_bounded, retry_after_seconds
 
 _MAX_ANSWER_BYTES = 2 * 1024 * 1024
@@ -70,6 +70,20 @@ EVENT_MUTATION = """
 mutation FulfillmentEventCreate($event: FulfillmentEventInput!) {
   fulfillmentEventCreate(fulfillmentEvent: $event) {
     fulfillmentEvent { id status }
+    userErrors { field message }
+  }
+}
+"""
+
+TRACKING_MUTATION = """
+mutation FulfillmentTrackingInfoUpdate(
+  $fulfillmentId: ID!, $trackingInfoInput: FulfillmentTrackingInput!, $notifyCustomer: Boolean
+) {
+  fulfillmentTrackingInfoUpdate(
+    fulfillmentId: $fulfillmentId, trackingInfoInput: $trackingInfoInput,
+    notifyCustomer: $notifyCustomer
+  ) {
+    fulfillment { id }
     userErrors { field message }
   }
 }
@@ -204,6 +218,54 @@ class ShopifyAdmin:
         except (KeyError, TypeError, AttributeError):
             raise PlatformError("malformed answer from Shopify", temporary=False) from None
         return event_id
+
+    async def tracking_changed(self, changed: TrackingChanged) -> str:
+        """The parcel's fulfillment (found by its old tracking number) takes the new one
+        (``fulfillmentTrackingInfoUpdate``); one that has it already is the answer."""
+        order_gid = f"gid://shopify/Order/{changed.external_order_id}"
+        data = await self._call(ORDER_QUERY, {"id": order_gid})
+        order = data.get("order")
+        if not isinstance(order, dict):
+            raise PlatformError(f"Shopify has no order {order_gid}", temporary=False)
+        try:
+            done = _with_tracking(order, changed.tracking_number)
+            if done is not None:
+                found: str = done["id"]
+                return found
+            before = _with_tracking(order, changed.was) if changed.was else None
+            if before is None:
+                # Its fulfillment is not made yet (that call waits): this one waits too.
+                raise PlatformError(
+                    "Shopify has no fulfillment with the parcel's tracking number yet",
+                    temporary=True,
+                    retry_after_s=60.0,
+                )
+            fulfillment_id = before["id"]
+        except (KeyError, TypeError, AttributeError):
+            raise PlatformError("malformed answer from Shopify", temporary=False) from None
+        tracking = {"number": changed.tracking_number}
+        if changed.carrier:
+            tracking["company"] = changed.carrier
+        if changed.tracking_url:
+            tracking["url"] = changed.tracking_url
+        updated = await self._call(
+            TRACKING_MUTATION,
+            {
+                "fulfillmentId": fulfillment_id,
+                "trackingInfoInput": tracking,
+                "notifyCustomer": self._notify_customer,
+            },
+        )
+        try:
+            payload = updated["fulfillmentTrackingInfoUpdate"]
+            errors = payload.get("userErrors") or []
+            if errors:
+                text = "; ".join(str(e.get("message", "")) for e in errors)
+                raise PlatformError(f"Shopify refused the tracking number: {text}", temporary=False)
+            result: str = payload["fulfillment"]["id"]
+        except (KeyError, TypeError, AttributeError):
+            raise PlatformError("malformed answer from Shopify", temporary=False) from None
+        return result
 
     async def parcel_shipped(self, parcel: ParcelShipped) -> str:
         order_gid = f"gid://shopify/Order/{parcel.external_order_id}"

@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import msgspec
 
-from actors.storefront import ParcelDelivered, ParcelShipped, PlatformError
+from actors.storefront import ParcelDelivered, ParcelShipped, PlatformError, TrackingChanged
 from adapters.bounded import TooLarge, read_bounded, retry_after_seconds
 
 _MAX_ANSWER_BYTES = 2 * 1024 * 1024
@@ -124,6 +124,36 @@ class WooCommerceApi:
         if found is None:
             found = await self._call(
                 "POST", f"/orders/{order}/notes", {"note": text, "customer_note": False}
+            )
+        if not isinstance(found, dict) or "id" not in found:
+            raise PlatformError("malformed answer from WooCommerce", temporary=False)
+        return f"note {found['id']}"
+
+    async def tracking_changed(self, changed: TrackingChanged) -> str:
+        """A note to the customer with the parcel's new tracking number and link, unless
+        a note names that number already."""
+        order = changed.external_order_id
+        if not order.isdigit():
+            raise PlatformError(f"WooCommerce order id {order!r} is not a number", temporary=False)
+        notes = await self._call("GET", f"/orders/{order}/notes")
+        if not isinstance(notes, list):
+            raise PlatformError("malformed answer from WooCommerce", temporary=False)
+        mark = changed.tracking_number
+        found = next(
+            (n for n in notes if isinstance(n, dict) and mark in str(n.get("note", ""))), None
+        )
+        if found is None:
+            which = (
+                f"Parcel {changed.parcel} of {changed.parcels}"
+                if changed.parcels > 1
+                else ("Your parcel")
+            )
+            text = f"{which} now travels under tracking number {mark}"
+            if changed.carrier:
+                text += f" with {changed.carrier}"
+            text += f": {changed.tracking_url}." if changed.tracking_url else "."
+            found = await self._call(
+                "POST", f"/orders/{order}/notes", {"note": text, "customer_note": True}
             )
         if not isinstance(found, dict) or "id" not in found:
             raise PlatformError("malformed answer from WooCommerce", temporary=False)

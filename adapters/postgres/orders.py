@@ -38,6 +38,7 @@ from actors.order.events import (
     ShipmentTracked,
     Shipped,
     ShortPick,
+    TrackingNumberChanged,
     encode_event,
 )
 from actors.order.holds import describe
@@ -86,7 +87,7 @@ _CHANGES_ORDER = (OrderReceived, AddressChanged, LinesChanged)
 _SHIPMENT_EVENTS = (
     FulfillmentRequested, ShipmentPicked, ShipmentPacked, PackMismatch, ShortPick, CarrierChosen,
     LabelCreated, Shipped, LabelVoided, OrderCancelled, ShipmentTracked, DelayDetected,
-    DelayEnded, ShipmentDelivered, DeliveryFailed, EstimateMoved,
+    DelayEnded, ShipmentDelivered, DeliveryFailed, EstimateMoved, TrackingNumberChanged,
 )  # fmt: skip
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 
 from actors.ports.outboxes import DueCall
-from actors.storefront import ParcelDelivered, ParcelShipped, PlatformCall
+from actors.storefront import ParcelDelivered, ParcelShipped, PlatformCall, TrackingChanged
 from adapters.postgres.rows import Rows
 from adapters.postgres.writes import Writes
 
@@ -25,19 +25,29 @@ _QUEUED = Rows(
 _encode = msgspec.json.Encoder().encode
 PARCEL_SHIPPED = "parcel_shipped"
 PARCEL_DELIVERED = "parcel_delivered"
+TRACKING_CHANGED = "tracking_changed"
 # The call's body by its kind (the kind column says which: bodies carry no tag).
 _DECODERS: dict[str, msgspec.json.Decoder[Any]] = {
     PARCEL_SHIPPED: msgspec.json.Decoder(ParcelShipped),
     PARCEL_DELIVERED: msgspec.json.Decoder(ParcelDelivered),
+    TRACKING_CHANGED: msgspec.json.Decoder(TrackingChanged),
 }
 
 
 def kind_of(call: PlatformCall) -> str:
-    return PARCEL_SHIPPED if isinstance(call, ParcelShipped) else PARCEL_DELIVERED
+    match call:
+        case ParcelShipped():
+            return PARCEL_SHIPPED
+        case ParcelDelivered():
+            return PARCEL_DELIVERED
+        case TrackingChanged():
+            return TRACKING_CHANGED
 
 
 def call_key(parcel: PlatformCall) -> str:
-    return f"{parcel.platform}:{kind_of(parcel)}:{parcel.shipment_id}"
+    """One call per parcel and kind; a tracking correction, one per new number."""
+    key = f"{parcel.platform}:{kind_of(parcel)}:{parcel.shipment_id}"
+    return f"{key}:{parcel.tracking_number}" if isinstance(parcel, TrackingChanged) else key
 
 
 def add_queued(writes: Writes, parcels: Sequence[PlatformCall], now: datetime) -> None:

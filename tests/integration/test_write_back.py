@@ -176,6 +176,64 @@ async def test_an_arrival_becomes_a_delivered_event_on_shopify_and_a_staff_note_
         assert shipped_note["customer_note"] is True
 
 
+async def test_a_corrected_tracking_number_reaches_the_customer_and_both_platforms(
+    make_daemon: MakeDaemon, pg: Any, set_stock: SetStock, run_orderd: Any
+) -> None:
+    await add_products(pg, "SKU2006-001", "SKU2006-020", "woo-single-1", "Bar3")
+    await set_stock({"SKU2006-001": 5, "SKU2006-020": 5, "woo-single-1": 5, "Bar3": 5})
+    body = shopify_body(processed_at=datetime.now(UTC).isoformat())
+    async with ShopifyAdminServer() as shop, WooCommerceServer() as store:
+        store.orders[727] = WooOrder()
+        shop.add_order(ORDER, payload_lines(body))
+        daemon = make_daemon(**{**shop.env(), **store.env()})
+        assert request(f"{daemon.url}/webhooks/shopify", body, shopify_headers(body))[0] == 202
+        post_woocommerce_order(daemon)
+
+        async def sent(count: int) -> bool:
+            done: int = await pg.fetchval(
+                "SELECT count(*) FROM platform_calls WHERE status = 'sent'"
+            )
+            return done == count
+
+        await eventually(lambda: sent(2), within_s=30, what="both parcels told")
+        # The warehouse labelled the Shopify parcel again by hand: same carrier, new number.
+        done = run_orderd(
+            "order", "set-tracking", "#1001", "--number", "SB-NEW-1",
+            "--url", "https://track.example.com/SB-NEW-1",
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert "travels under SB-NEW-1 now (was SB" in done.stdout
+        woo = run_orderd("order", "set-tracking", "727", "--number", "SB-NEW-2")
+        assert woo.returncode == 0, woo.stderr
+        await eventually(lambda: sent(4), within_s=30, what="both corrections told")
+
+        [fulfillment] = shop.fulfillments  # the same fulfillment, with the new number
+        assert fulfillment.retracked == 1
+        assert fulfillment.tracking["number"] == "SB-NEW-1"
+        assert fulfillment.tracking["url"] == "https://track.example.com/SB-NEW-1"
+        assert fulfillment.tracking["company"] == await pg.fetchval(
+            "SELECT carrier_account FROM shipments s JOIN orders o ON o.id = s.order_id "
+            "WHERE o.name = '#1001'"
+        )
+        newest = store.orders[727].notes[0]
+        assert newest["customer_note"] is True
+        assert newest["note"].startswith("Your parcel now travels under tracking number SB-NEW-2")
+        numbers = await pg.fetch("SELECT tracking_number FROM shipments ORDER BY tracking_number")
+        assert [r["tracking_number"] for r in numbers] == ["SB-NEW-1", "SB-NEW-2"]
+        # The customer's confirmation goes again, with the new number.
+        confirmations = await pg.fetchval(
+            "SELECT count(*) FROM notifications WHERE kind = 'shipping_confirmation'"
+        )
+        assert confirmations == 4
+        # Again with the same number: nothing to do.
+        same = run_orderd("order", "set-tracking", "727", "--number", "SB-NEW-2")
+        assert same.returncode == 0
+        assert "already" in same.stdout
+        refused = run_orderd("order", "set-tracking", "727", "--number", "has space")
+        assert refused.returncode != 0
+        assert "no spaces" in refused.stderr
+
+
 def post_woocommerce_order(daemon: Any) -> None:
     """WooCommerce's order 727, paid, as its webhook brings it."""
     body = (PAYLOADS / "woocommerce_order_processing.json").read_bytes()

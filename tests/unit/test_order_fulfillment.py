@@ -47,6 +47,7 @@ from actors.order.messages import (
     Picked,
     RetryRequested,
     ShortPicked,
+    TrackingCorrected,
     TrackingUpdated,
     WarehouseRefused,
 )
@@ -56,7 +57,7 @@ from actors.order.types import Address, Customer, Line, NormalizedOrder
 from actors.shipping.carriers import Parcel, Rate
 from actors.shipping.pick_list import PickLine
 from actors.shipping.selection import ShippingRules
-from actors.storefront import ParcelDelivered, ParcelShipped, ShippedLine
+from actors.storefront import ParcelDelivered, ParcelShipped, ShippedLine, TrackingChanged
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)  # a Thursday, before the 15:00 cutoff
 RULES = Rules(backorder_policy="wait_all")
@@ -532,6 +533,39 @@ def test_a_delivered_parcel_is_told_to_a_platform_that_records_deliveries() -> N
     ):
         quiet = decide(snapshot, news, rules, NOW)
         assert not any(isinstance(e, TellPlatform) for e in quiet.effects)
+
+
+def test_a_corrected_tracking_number_is_watched_confirmed_again_and_told() -> None:
+    snapshot = labelled()
+    _, snapshot = step(snapshot, bought(snapshot))
+    shipped = CommittedShipment(shipment_id="ord_1-1", lines=(("A", 2), ("B", 1)))
+    _, snapshot = step(snapshot, shipped)
+    fix = TrackingCorrected(order_id="ord_1", shipment_id="ord_1-1", tracking_number="SB999")
+    writing = msgspec.structs.replace(RULES, write_back=("shopify",))
+    decision = decide(snapshot, fix, writing, NOW)
+    assert decision.effects == (
+        Notify(kind="shipping_confirmation", shipment_id="ord_1-1", episode=1),
+        TellPlatform(
+            TrackingChanged(
+                platform="shopify", order_id="ord_1", external_order_id="1001",
+                shipment_id="ord_1-1", was="SB123", tracking_number="SB999",
+                carrier="Sandbox Post",
+            )
+        ),
+    )  # fmt: skip
+    _, after = step(snapshot, fix)
+    assert after is not None
+    [parcel] = after.shipments
+    assert (parcel.tracking_number, parcel.tracking_changes) == ("SB999", 1)
+    # The same number again, or a parcel not on its way: nothing.
+    assert decide(after, fix, writing, NOW) == Decision()
+    early = TrackingCorrected(order_id="ord_1", shipment_id="ord_1-1", tracking_number="X1")
+    assert decide(labelled(), early, writing, NOW) == Decision()
+    # A second correction is a confirmation of its own.
+    again = msgspec.structs.replace(fix, tracking_number="SB1000")
+    assert decide(after, again, RULES, NOW).effects == (
+        Notify(kind="shipping_confirmation", shipment_id="ord_1-1", episode=2),
+    )
 
 
 def test_each_parcel_of_a_split_order_is_told_with_its_number() -> None:

@@ -24,9 +24,10 @@ from actors.order.events import (
     Event,
     ShipmentDelivered,
     ShipmentTracked,
+    TrackingNumberChanged,
 )
 from actors.order.holds import ShipmentHold
-from actors.order.messages import ReminderDue, TrackingUpdated
+from actors.order.messages import ReminderDue, TrackingCorrected, TrackingUpdated
 from actors.order.reminder import ReminderKind, ReminderScope
 from actors.order.shipment import OPEN, Shipment
 from actors.order.states import TERMINAL, OrderState
@@ -52,7 +53,7 @@ from actors.shipping.tracking import (
     detect_delay,
     late_estimate,
 )
-from actors.storefront import ParcelDelivered
+from actors.storefront import ParcelDelivered, TrackingChanged
 
 # The order's state for a carrier's status; other statuses leave it where it is.
 TRACKED_STATE = {
@@ -338,6 +339,51 @@ def shipment_tracked(current: Snapshot, event: ShipmentTracked) -> Snapshot:
         tracking_detail=event.detail or event.carrier_status,
         tracking_at=event.scanned_at, carrier_estimate=event.estimated_delivery or known,
         scans=(found.scans + 1) if found else 1,
+    )  # fmt: skip
+
+
+def corrected(
+    snapshot: Snapshot | None, message: TrackingCorrected, rules: Rules, now: datetime
+) -> Decision:
+    """A shipped parcel's new tracking number: watched from now on; the customer gets the
+    shipping confirmation again with it, and the order's platform is told (when it is
+    written back to)."""
+    found = find_shipment(snapshot, message.shipment_id)
+    if snapshot is None or found is None or found.status != "shipped":
+        return Decision()  # not on its way: a label bought later carries its own number
+    if message.tracking_number == found.tracking_number:
+        return Decision()
+    changed = TrackingNumberChanged(
+        at=now, shipment_id=found.id, tracking_number=message.tracking_number,
+        tracking_url=message.tracking_url, was=found.tracking_number, by=message.by,
+    )  # fmt: skip
+    effects: list[Effect] = [
+        Notify(
+            kind="shipping_confirmation",
+            shipment_id=found.id,
+            episode=found.tracking_changes + 1,
+        )
+    ]
+    order = snapshot.order
+    if order is not None and order.external_id and order.platform in rules.write_back:
+        told = TrackingChanged(
+            platform=order.platform, order_id=snapshot.order_id,
+            external_order_id=order.external_id, shipment_id=found.id,
+            was=found.tracking_number, tracking_number=message.tracking_number,
+            tracking_url=message.tracking_url,
+            carrier=found.rate.carrier_account if found.rate is not None else None,
+            parcel=found.seq, parcels=len(snapshot.shipments),
+        )  # fmt: skip
+        effects.append(TellPlatform(told))
+    return Decision((changed,), tuple(effects))
+
+
+def tracking_number_changed(current: Snapshot, event: TrackingNumberChanged) -> Snapshot:
+    found = shipments.find(current.shipments, event.shipment_id)
+    return moved(
+        current, event.shipment_id, current.state, tracking_number=event.tracking_number,
+        tracking_url=event.tracking_url,
+        tracking_changes=(found.tracking_changes + 1) if found else 1,
     )  # fmt: skip
 
 
