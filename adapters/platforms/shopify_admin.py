@@ -178,23 +178,22 @@ class ShopifyAdmin:
     async def close(self) -> None:
         await self._api.close()
 
-    async def parcel_delivered(self, delivered: ParcelDelivered) -> str:
-        """A ``DELIVERED`` event on the parcel's fulfillment (found by its tracking
-        number), unless it has one already."""
-        order_gid = f"gid://shopify/Order/{delivered.external_order_id}"
-        data = await self._call(EVENTS_QUERY, {"id": order_gid})
+    async def _order(self, query: str, external_order_id: str) -> dict[str, Any]:
+        order_gid = f"gid://shopify/Order/{external_order_id}"
+        data = await self._call(query, {"id": order_gid})
         order = data.get("order")
         if not isinstance(order, dict):
             raise PlatformError(f"Shopify has no order {order_gid}", temporary=False)
+        return order
+
+    async def parcel_delivered(self, delivered: ParcelDelivered) -> str:
+        """A ``DELIVERED`` event on the parcel's fulfillment (found by its tracking
+        number), unless it has one already."""
+        order = await self._order(EVENTS_QUERY, delivered.external_order_id)
         try:
             fulfillment = _with_tracking(order, delivered.tracking_number)
             if fulfillment is None:
-                # Its fulfillment is not made yet (that call waits): this one waits too.
-                raise PlatformError(
-                    "Shopify has no fulfillment with the parcel's tracking number yet",
-                    temporary=True,
-                    retry_after_s=60.0,
-                )
+                raise _not_made_yet()
             for event in (fulfillment.get("events") or {}).get("nodes") or []:
                 if event.get("status") == "DELIVERED":
                     found: str = event["id"]
@@ -208,25 +207,12 @@ class ShopifyAdmin:
             "happenedAt": delivered.delivered_at.isoformat(),
         }
         created = await self._call(EVENT_MUTATION, {"event": event_input})
-        try:
-            payload = created["fulfillmentEventCreate"]
-            errors = payload.get("userErrors") or []
-            if errors:
-                text = "; ".join(str(e.get("message", "")) for e in errors)
-                raise PlatformError(f"Shopify refused the delivery event: {text}", temporary=False)
-            event_id: str = payload["fulfillmentEvent"]["id"]
-        except (KeyError, TypeError, AttributeError):
-            raise PlatformError("malformed answer from Shopify", temporary=False) from None
-        return event_id
+        return _made(created, "fulfillmentEventCreate", "fulfillmentEvent", "the delivery event")
 
     async def tracking_changed(self, changed: TrackingChanged) -> str:
         """The parcel's fulfillment (found by its old tracking number) takes the new one
         (``fulfillmentTrackingInfoUpdate``); one that has it already is the answer."""
-        order_gid = f"gid://shopify/Order/{changed.external_order_id}"
-        data = await self._call(ORDER_QUERY, {"id": order_gid})
-        order = data.get("order")
-        if not isinstance(order, dict):
-            raise PlatformError(f"Shopify has no order {order_gid}", temporary=False)
+        order = await self._order(ORDER_QUERY, changed.external_order_id)
         try:
             done = _with_tracking(order, changed.tracking_number)
             if done is not None:
@@ -234,12 +220,7 @@ class ShopifyAdmin:
                 return found
             before = _with_tracking(order, changed.was) if changed.was else None
             if before is None:
-                # Its fulfillment is not made yet (that call waits): this one waits too.
-                raise PlatformError(
-                    "Shopify has no fulfillment with the parcel's tracking number yet",
-                    temporary=True,
-                    retry_after_s=60.0,
-                )
+                raise _not_made_yet()
             fulfillment_id = before["id"]
         except (KeyError, TypeError, AttributeError):
             raise PlatformError("malformed answer from Shopify", temporary=False) from None
@@ -256,23 +237,10 @@ class ShopifyAdmin:
                 "notifyCustomer": self._notify_customer,
             },
         )
-        try:
-            payload = updated["fulfillmentTrackingInfoUpdate"]
-            errors = payload.get("userErrors") or []
-            if errors:
-                text = "; ".join(str(e.get("message", "")) for e in errors)
-                raise PlatformError(f"Shopify refused the tracking number: {text}", temporary=False)
-            result: str = payload["fulfillment"]["id"]
-        except (KeyError, TypeError, AttributeError):
-            raise PlatformError("malformed answer from Shopify", temporary=False) from None
-        return result
+        return _made(updated, "fulfillmentTrackingInfoUpdate", "fulfillment", "the tracking number")
 
     async def parcel_shipped(self, parcel: ParcelShipped) -> str:
-        order_gid = f"gid://shopify/Order/{parcel.external_order_id}"
-        data = await self._call(ORDER_QUERY, {"id": order_gid})
-        order = data.get("order")
-        if not isinstance(order, dict):
-            raise PlatformError(f"Shopify has no order {order_gid}", temporary=False)
+        order = await self._order(ORDER_QUERY, parcel.external_order_id)
         try:
             done = _fulfilled_before(order, parcel.tracking_number)
             if done is not None:
@@ -295,16 +263,30 @@ class ShopifyAdmin:
         created = await self._call(
             CREATE_MUTATION, {"fulfillment": fulfillment, "message": message}
         )
-        try:
-            payload = created["fulfillmentCreate"]
-            errors = payload.get("userErrors") or []
-            if errors:
-                text = "; ".join(str(e.get("message", "")) for e in errors)
-                raise PlatformError(f"Shopify refused the fulfillment: {text}", temporary=False)
-            fulfillment_id: str = payload["fulfillment"]["id"]
-        except (KeyError, TypeError, AttributeError):
-            raise PlatformError("malformed answer from Shopify", temporary=False) from None
-        return fulfillment_id
+        return _made(created, "fulfillmentCreate", "fulfillment", "the fulfillment")
+
+
+def _not_made_yet() -> PlatformError:
+    # The parcel's fulfillment is not made yet (that call waits): this one waits too.
+    return PlatformError(
+        "Shopify has no fulfillment with the parcel's tracking number yet",
+        temporary=True,
+        retry_after_s=60.0,
+    )
+
+
+def _made(data: dict[str, Any], mutation: str, made: str, what: str) -> str:
+    """The id of what a mutation made; its ``userErrors`` refuse it for good."""
+    try:
+        payload = data[mutation]
+        errors = payload.get("userErrors") or []
+        if errors:
+            text = "; ".join(str(e.get("message", "")) for e in errors)
+            raise PlatformError(f"Shopify refused {what}: {text}", temporary=False)
+        found: str = payload[made]["id"]
+    except (KeyError, TypeError, AttributeError):
+        raise PlatformError("malformed answer from Shopify", temporary=False) from None
+    return found
 
 
 def _with_tracking(order: dict[str, Any], tracking_number: str) -> dict[str, Any] | None:

@@ -12,6 +12,7 @@ request however often it is made.
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -108,73 +109,65 @@ class WooCommerceApi:
     async def parcel_delivered(self, delivered: ParcelDelivered) -> str:
         """A private note for the store's staff that the parcel arrived (a customer note
         would mail the customer, who knows), unless the order has one already."""
-        order = delivered.external_order_id
-        if not order.isdigit():
-            raise PlatformError(f"WooCommerce order id {order!r} is not a number", temporary=False)
         text = (
             f"Parcel {delivered.tracking_number} delivered on "
             f"{delivered.delivered_at.date().isoformat()}."
         )
-        notes = await self._call("GET", f"/orders/{order}/notes")
-        if not isinstance(notes, list):
-            raise PlatformError("malformed answer from WooCommerce", temporary=False)
-        found = next(
-            (n for n in notes if isinstance(n, dict) and str(n.get("note", "")) == text), None
+        return await self._note_once(
+            delivered.external_order_id, lambda note: note == text, lambda: text, customer=False
         )
-        if found is None:
-            found = await self._call(
-                "POST", f"/orders/{order}/notes", {"note": text, "customer_note": False}
-            )
-        if not isinstance(found, dict) or "id" not in found:
-            raise PlatformError("malformed answer from WooCommerce", temporary=False)
-        return f"note {found['id']}"
 
     async def tracking_changed(self, changed: TrackingChanged) -> str:
         """A note to the customer with the parcel's new tracking number and link, unless
         a note names that number already."""
-        order = changed.external_order_id
-        if not order.isdigit():
-            raise PlatformError(f"WooCommerce order id {order!r} is not a number", temporary=False)
-        notes = await self._call("GET", f"/orders/{order}/notes")
-        if not isinstance(notes, list):
-            raise PlatformError("malformed answer from WooCommerce", temporary=False)
         mark = changed.tracking_number
-        found = next(
-            (n for n in notes if isinstance(n, dict) and mark in str(n.get("note", ""))), None
-        )
-        if found is None:
-            which = (
-                f"Parcel {changed.parcel} of {changed.parcels}"
-                if changed.parcels > 1
-                else ("Your parcel")
-            )
-            text = f"{which} now travels under tracking number {mark}"
+
+        def text() -> str:
+            which = "Your parcel"
+            if changed.parcels > 1:
+                which = f"Parcel {changed.parcel} of {changed.parcels}"
+            words = f"{which} now travels under tracking number {mark}"
             if changed.carrier:
-                text += f" with {changed.carrier}"
-            text += f": {changed.tracking_url}." if changed.tracking_url else "."
-            found = await self._call(
-                "POST", f"/orders/{order}/notes", {"note": text, "customer_note": True}
-            )
-        if not isinstance(found, dict) or "id" not in found:
-            raise PlatformError("malformed answer from WooCommerce", temporary=False)
-        return f"note {found['id']}"
+                words += f" with {changed.carrier}"
+            return words + (f": {changed.tracking_url}." if changed.tracking_url else ".")
+
+        return await self._note_once(
+            changed.external_order_id, lambda note: mark in note, text, customer=True
+        )
 
     async def parcel_shipped(self, parcel: ParcelShipped) -> str:
-        order = parcel.external_order_id
+        mark = parcel.tracking_number or parcel.shipment_id
+        done = await self._note_once(
+            parcel.external_order_id,
+            lambda note: mark in note,
+            lambda: _note_text(parcel),
+            customer=True,
+        )
+        if parcel.all_shipped:
+            await self._call("PUT", f"/orders/{parcel.external_order_id}", {"status": "completed"})
+        return done
+
+    async def _note_once(
+        self,
+        order: str,
+        written: Callable[[str], bool],
+        text: Callable[[], str],
+        *,
+        customer: bool,
+    ) -> str:
+        """The order's note that ``written`` recognises, added (with ``text``) when it has
+        none: WooCommerce has no idempotency key, so a repeated call finds its first note."""
         if not order.isdigit():
             raise PlatformError(f"WooCommerce order id {order!r} is not a number", temporary=False)
-        mark = parcel.tracking_number or parcel.shipment_id
         notes = await self._call("GET", f"/orders/{order}/notes")
         if not isinstance(notes, list):
             raise PlatformError("malformed answer from WooCommerce", temporary=False)
         found = next(
-            (n for n in notes if isinstance(n, dict) and mark in str(n.get("note", ""))), None
+            (n for n in notes if isinstance(n, dict) and written(str(n.get("note", "")))), None
         )
         if found is None:
-            note = {"note": _note_text(parcel), "customer_note": True}
+            note = {"note": text(), "customer_note": customer}
             found = await self._call("POST", f"/orders/{order}/notes", note)
-        if parcel.all_shipped:
-            await self._call("PUT", f"/orders/{order}", {"status": "completed"})
         if not isinstance(found, dict) or "id" not in found:
             raise PlatformError("malformed answer from WooCommerce", temporary=False)
         return f"note {found['id']}"

@@ -396,17 +396,9 @@ class Allocator:
             seen[code] = outcome.epoch
             return outcome.result
 
-        earlier = await self._earlier_reservation(order_id, op_id)
-        if earlier:
-            # Recorded again (a no-op when the first record was saved): the first caller
-            # may have died before its ledger entries were written.
-            found: list[AllocatedLine] = []
-            for record_op, code, epoch, taken in earlier:
-                await self._record_reservation(
-                    order_id, record_op, taken, now, {code: epoch}, policy, priority, sink
-                )
-                found.extend(line for line in taken if line.wanted)
-            return Reservation(order_id, op_id, status_of(found), tuple(found), True)
+        earlier = await self._replayed(order_id, op_id, now, policy, priority, sink)
+        if earlier is not None:
+            return earlier
 
         for code in self._order:
             result = await attempt(code, _Call(order_id, op_id, "all", priority, lines))
@@ -451,15 +443,9 @@ class Allocator:
         """One attempt of :meth:`reserve` away from the ``avoid`` warehouses."""
         now = self._clock()
         policy = self._policy.backorder_policy
-        earlier = await self._earlier_reservation(order_id, op_id)
-        if earlier:
-            found: list[AllocatedLine] = []
-            for record_op, code, epoch, taken in earlier:
-                await self._record_reservation(
-                    order_id, record_op, taken, now, {code: epoch}, policy, priority, sink
-                )
-                found.extend(line for line in taken if line.wanted)
-            return Reservation(order_id, op_id, status_of(found), tuple(found), True)
+        earlier = await self._replayed(order_id, op_id, now, policy, priority, sink)
+        if earlier is not None:
+            return earlier
         waiting = next((code for code in avoid if code in self._keys), self._order[0])
         tries: list[tuple[str, ReserveMode]] = [
             (code, "all") for code in self._order if code not in avoid
@@ -486,6 +472,30 @@ class Allocator:
                 raise
             outcome = await batches.submit(call)
         return outcome
+
+    async def _replayed(
+        self,
+        order_id: str,
+        op_id: str,
+        now: float,
+        policy: BackorderPolicy,
+        priority: int,
+        sink: LedgerSink | None,
+    ) -> Reservation | None:
+        """The first result of a call made before with the same order and op_id, if any.
+
+        It is recorded again (a no-op when the first record was saved): the first caller
+        may have died before its ledger entries were written."""
+        earlier = await self._earlier_reservation(order_id, op_id)
+        if not earlier:
+            return None
+        found: list[AllocatedLine] = []
+        for record_op, code, epoch, taken in earlier:
+            await self._record_reservation(
+                order_id, record_op, taken, now, {code: epoch}, policy, priority, sink
+            )
+            found.extend(line for line in taken if line.wanted)
+        return Reservation(order_id, op_id, status_of(found), tuple(found), True)
 
     async def _earlier_reservation(
         self, order_id: str, op_id: str
