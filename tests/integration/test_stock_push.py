@@ -75,32 +75,52 @@ def shop_inventory(shop: ShopifyAdminServer) -> ShopifyInventory:
     )
 
 
-def pusher(
-    allocator: Allocator, pool: Any, redis: aioredis.Redis, prefix: str, clock: Clock, **kw: Any
-) -> StockPusher:
-    lease = SoleLease(redis, RuntimeKeys(prefix).stock_push, lease_ms=30_000)
-    return StockPusher(
-        figures=allocator, pushed=PostgresPushedLevels(pool), platforms=kw, lease=lease,
-        clock=clock,
-    )  # fmt: skip
+class World:
+    """What a pusher works on: the test's allocation core, database and Redis."""
+
+    def __init__(
+        self,
+        make_allocator: Callable[..., Awaitable[Allocator]],
+        pg: Any,
+        pool: Any,
+        redis: aioredis.Redis,
+        prefix: str,
+    ) -> None:
+        self.make_allocator, self.pg, self.pool = make_allocator, pg, pool
+        self.redis, self.prefix = redis, prefix
+
+    async def stocked(self, **units: int) -> Allocator:
+        return await allocator_with_stock(self.make_allocator, self.pg, **units)
+
+    def pusher(self, allocator: Allocator, clock: Clock, **platforms: Any) -> StockPusher:
+        lease = SoleLease(self.redis, RuntimeKeys(self.prefix).stock_push, lease_ms=30_000)
+        return StockPusher(
+            figures=allocator, pushed=PostgresPushedLevels(self.pool), platforms=platforms,
+            lease=lease, clock=clock,
+        )  # fmt: skip
 
 
-async def test_a_flurry_of_movements_reaches_shopify_as_one_figure_per_sku_and_location(
+@pytest.fixture
+def world(
     make_allocator: Callable[..., Awaitable[Allocator]],
     pg: Any,
     pool: Any,
     redis_client: aioredis.Redis,
     redis_prefix: str,
+) -> World:
+    return World(make_allocator, pg, pool, redis_client, redis_prefix)
+
+
+async def test_a_flurry_of_movements_reaches_shopify_as_one_figure_per_sku_and_location(
+    world: World, pg: Any
 ) -> None:
-    allocator = await allocator_with_stock(make_allocator, pg, MUG=10, CAP=4, SOCK=9)
+    allocator = await world.stocked(MUG=10, CAP=4, SOCK=9)
     async with ShopifyAdminServer() as shop:
         shop.stock(MAIN, {MUG: 0, CAP: 0})
         shop.stock(EAST, {MUG: 0, CAP: 0})
         shop.throttle_next = 1  # the shop's budget is spent at first
         clock = Clock()
-        push = pusher(
-            allocator, pool, redis_client, redis_prefix, clock, shopify=shop_inventory(shop)
-        )
+        push = world.pusher(allocator, clock, shopify=shop_inventory(shop))
         await push.push_once()
         assert shop.inventory_sets == []  # throttled: waits as long as Shopify asked
         # Meanwhile: six orders reserve a mug each, and stock arrives in the east.
@@ -136,21 +156,13 @@ async def test_a_flurry_of_movements_reaches_shopify_as_one_figure_per_sku_and_l
         await push.close()
 
 
-async def test_a_sale_shopify_counted_first_is_not_overwritten(
-    make_allocator: Callable[..., Awaitable[Allocator]],
-    pg: Any,
-    pool: Any,
-    redis_client: aioredis.Redis,
-    redis_prefix: str,
-) -> None:
-    allocator = await allocator_with_stock(make_allocator, pg, MUG=10)
+async def test_a_sale_shopify_counted_first_is_not_overwritten(world: World, pg: Any) -> None:
+    allocator = await world.stocked(MUG=10)
     async with ShopifyAdminServer() as shop:
         shop.stock(MAIN, {MUG: 0})
         shop.stock(EAST, {MUG: 0})
         clock = Clock()
-        push = pusher(
-            allocator, pool, redis_client, redis_prefix, clock, shopify=shop_inventory(shop)
-        )
+        push = world.pusher(allocator, clock, shopify=shop_inventory(shop))
         await push.push_once()
         assert shop.level(MUG, MAIN) == 10
         shop.available["gid://shopify/InventoryItem/701", "gid://shopify/Location/11"] = 8
@@ -166,20 +178,13 @@ async def test_a_sale_shopify_counted_first_is_not_overwritten(
 
 
 async def test_an_item_shopify_does_not_stock_at_a_location_is_set_aside_with_the_reason(
-    make_allocator: Callable[..., Awaitable[Allocator]],
-    run_orderd: Callable[..., subprocess.CompletedProcess[str]],
-    pg: Any,
-    pool: Any,
-    redis_client: aioredis.Redis,
-    redis_prefix: str,
+    world: World, pg: Any, run_orderd: Callable[..., subprocess.CompletedProcess[str]]
 ) -> None:
-    allocator = await allocator_with_stock(make_allocator, pg, MUG=10, CAP=4)
+    allocator = await world.stocked(MUG=10, CAP=4)
     async with ShopifyAdminServer() as shop:
         shop.stock(MAIN, {MUG: 0, CAP: 0})
         shop.stock(EAST, {MUG: 0})  # the caps are not stocked in the east
-        push = pusher(
-            allocator, pool, redis_client, redis_prefix, Clock(), shopify=shop_inventory(shop)
-        )
+        push = world.pusher(allocator, Clock(), shopify=shop_inventory(shop))
         await push.push_once()
         assert shop.inventory_sets == []  # one refusal applies nothing of the call
         await push.push_once()  # the others go again, without it
@@ -202,13 +207,9 @@ async def test_an_item_shopify_does_not_stock_at_a_location_is_set_aside_with_th
 
 
 async def test_woocommerce_gets_each_products_units_summed_over_warehouses(
-    make_allocator: Callable[..., Awaitable[Allocator]],
-    pg: Any,
-    pool: Any,
-    redis_client: aioredis.Redis,
-    redis_prefix: str,
+    world: World, pg: Any
 ) -> None:
-    allocator = await allocator_with_stock(make_allocator, pg, MUG=10, CAP=4, SOCK=1)
+    allocator = await world.stocked(MUG=10, CAP=4, SOCK=1)
     await allocator.adjust("CAP", 2, movement_id="east-cap", warehouse="east")
     async with WooCommerceServer() as store:
         store.add_product(31, "MUG", stock=0)
@@ -219,10 +220,7 @@ async def test_woocommerce_gets_each_products_units_summed_over_warehouses(
             store_url=store.url, consumer_key=CONSUMER_KEY, consumer_secret=CONSUMER_SECRET
         )
         clock = Clock()
-        push = pusher(
-            allocator, pool, redis_client, redis_prefix, clock,
-            woocommerce=WooCommerceInventory(api),
-        )  # fmt: skip
+        push = world.pusher(allocator, clock, woocommerce=WooCommerceInventory(api))
         await push.push_once()
         assert store.stock_updates == []  # too many requests: waits the 5 s asked
         for n in range(3):
@@ -242,29 +240,21 @@ async def test_woocommerce_gets_each_products_units_summed_over_warehouses(
 
 
 async def test_a_second_process_pushes_nothing_while_the_first_holds_the_lease(
-    make_allocator: Callable[..., Awaitable[Allocator]],
-    pg: Any,
-    pool: Any,
-    redis_client: aioredis.Redis,
-    redis_prefix: str,
+    world: World, pg: Any
 ) -> None:
-    allocator = await allocator_with_stock(make_allocator, pg, MUG=10)
+    allocator = await world.stocked(MUG=10)
     async with ShopifyAdminServer() as shop:
         shop.stock(MAIN, {MUG: 0})
         shop.stock(EAST, {MUG: 0})
         clock = Clock()
-        first = pusher(
-            allocator, pool, redis_client, redis_prefix, clock, shopify=shop_inventory(shop)
-        )
-        second = pusher(
-            allocator, pool, redis_client, redis_prefix, clock, shopify=shop_inventory(shop)
-        )
+        first = world.pusher(allocator, clock, shopify=shop_inventory(shop))
+        second = world.pusher(allocator, clock, shopify=shop_inventory(shop))
         await first.push_once()
         await allocator.adjust("MUG", -1, movement_id="out")
         await second.push_once()
         assert shop.level(MUG, MAIN) == 10
         await first.push_once()
         assert shop.level(MUG, MAIN) == 9
-        assert await redis_client.pttl(RuntimeKeys(redis_prefix).stock_push) > 25_000
+        assert await world.redis.pttl(RuntimeKeys(world.prefix).stock_push) > 25_000
         await first.close()
         await second.close()

@@ -336,7 +336,8 @@ def test_a_corrected_address_that_still_will_not_do_holds_the_order_again() -> N
     assert after.reason == "cannot ship: address: city is missing"
 
 
-def test_an_address_corrected_after_the_pick_list_was_sent_holds_the_order_instead() -> None:
+def with_pick_list() -> tuple[RequestFulfillment, Snapshot]:
+    """Paid for 2 A, reserved, and its pick list at the warehouse."""
     _, snapshot = run(None, paid(an_order(Line(sku="A", quantity=2))))
     reserved = Allocated(
         status="reserved", holdings=(Holding("main", "A", 2, 0),), policy="wait_all"
@@ -349,7 +350,13 @@ def test_an_address_corrected_after_the_pick_list_was_sent_holds_the_order_inste
         service_level=request.service_level, promised_by=request.promised_by, pick_list=(),
         parcel=Parcel(weight_g=100, length_cm=10, width_cm=10, height_cm=10),
     )  # fmt: skip
-    snapshot = evolve(snapshot, requested, "ord_1")
+    after = evolve(snapshot, requested, "ord_1")
+    assert after is not None
+    return request, after
+
+
+def test_an_address_corrected_after_the_pick_list_was_sent_holds_the_order_instead() -> None:
+    request, snapshot = with_pick_list()
     moved = msgspec.structs.replace(ADDRESS, line1="1 Other St")
     decision, after = run(snapshot, AddressCorrected(order_id="ord_1", address=moved))
     assert [type(e) for e in decision.events] == [AttentionNeeded]
@@ -447,19 +454,7 @@ def test_a_new_address_from_the_platform_releases_an_address_hold_and_ships() ->
 
 
 def test_a_platform_change_after_the_pick_list_holds_the_order_saying_what_changed() -> None:
-    _, snapshot = run(None, paid(an_order(Line(sku="A", quantity=2))))
-    reserved = Allocated(
-        status="reserved", holdings=(Holding("main", "A", 2, 0),), policy="wait_all"
-    )
-    decision, snapshot = run(snapshot, reserved)
-    [request] = decision.effects
-    assert isinstance(request, RequestFulfillment)
-    requested = FulfillmentRequested(
-        at=NOW, shipment_id=request.shipment_id, warehouse="main", lines=request.lines,
-        service_level=request.service_level, promised_by=request.promised_by, pick_list=(),
-        parcel=Parcel(weight_g=100, length_cm=10, width_cm=10, height_cm=10),
-    )  # fmt: skip
-    snapshot = evolve(snapshot, requested, "ord_1")
+    request, snapshot = with_pick_list()
     assert snapshot is not None
     assert snapshot.order is not None
     moved = msgspec.structs.replace(
