@@ -21,6 +21,7 @@ from actors.errors import printable
 from actors.loops import drain_repeatedly
 from actors.mail import Mail
 from actors.order.messages import Message, WarehouseRefused
+from actors.ports.observe import UNOBSERVED, Observer, timed
 from actors.ports.outboxes import DueRequest, RequestOutbox
 from actors.shipping.warehouse import WarehouseSystem, WmsError
 
@@ -37,7 +38,9 @@ class Dispatcher:
         retry_max_s: float = 300.0,
         lease_s: float = 120.0,
         clock: Callable[[], float] = time.time,
+        observer: Observer = UNOBSERVED,
     ) -> None:
+        self._observer = observer
         self._requests = requests
         self._mail = mail
         self.warehouse = warehouse
@@ -102,10 +105,11 @@ class Dispatcher:
         return len(due)
 
     async def _deliver(self, due: DueRequest) -> list[Message]:
+        name = self.warehouse.name
         if due.kind == "cancel":
-            await self.warehouse.cancel(due.request)
+            await timed(self._observer, "wms", name, self.warehouse.cancel(due.request))
             return []
-        return await self.warehouse.send(due.request)
+        return await timed(self._observer, "wms", name, self.warehouse.send(due.request))
 
     async def run(self, stopping: asyncio.Event, every_s: float = 0.5) -> None:
         """Deliver due requests until ``stopping`` is set."""

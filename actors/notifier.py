@@ -32,6 +32,7 @@ from actors.notify.rules import quiet_until
 from actors.order.behaviour import FOLLOW_UPS
 from actors.order.messages import NotificationSettled
 from actors.ports.mail import Posted
+from actors.ports.observe import UNOBSERVED, Observer, timed
 from actors.ports.outboxes import DueNotification, NotificationOutbox, NotificationSettling
 
 log = logging.getLogger("orderd.notifier")
@@ -57,7 +58,9 @@ class Outbox:
         senders: Mapping[str, Notifier],
         settings: NotifierSettings,
         clock: Callable[[], float] = time.time,
+        observer: Observer = UNOBSERVED,
     ) -> None:
+        self._observer = observer
         self._notifications = notifications
         self._mail = mail
         self._senders = dict(senders)
@@ -151,7 +154,7 @@ class Outbox:
             until = quiet_until(now, message.context.get("country"), start=start, end=end)
             if until is not None:
                 return until
-        sent = await sender.send(message)
+        sent = await timed(self._observer, "notifier", message.channel, sender.send(message))
         return sent.message_id
 
     async def _record_together(

@@ -34,6 +34,7 @@ from actors.batching import Coalescer
 from actors.order.actor import OrderTurns, Outcome, Outside
 from actors.order.messages import Message, decode_message
 from actors.places import Places
+from actors.ports.observe import UNOBSERVED, Observer
 from actors.ports.stream import ConsumerGroup, DeadLetters, Entry, GroupLost
 from actors.ports.turns import ConcurrentTurn
 from actors.stock import StaleEpoch
@@ -86,7 +87,9 @@ class ActorRuntime:
         on_group_lost: Callable[[], Awaitable[None]] | None = None,
         on_gap: Callable[[str, int], Awaitable[None]] | None = None,
         pressed: Callable[[], bool] = lambda: False,
+        observer: Observer = UNOBSERVED,
     ) -> None:
+        self._observer = observer
         self._streams = streams
         self._turns = turns
         self._dead_letters = dead_letters
@@ -302,6 +305,7 @@ class ActorRuntime:
                 raise ValueError("message is for another order than its entry says")
         except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
             return await self._dead_letter(entry, f"unreadable message: {exc}", None)
+        started = time.monotonic()
         try:
             outcome = await self._turns.apply(entry.order_id, entry.seq, message, outside)
         except Exception as exc:
@@ -328,6 +332,7 @@ class ActorRuntime:
                 self._ack(entry.id)
                 self.turns_done += 1
                 self.last_progress = time.monotonic()
+                self._observer.turn(self.last_progress - started)
                 return None
             # Another message or process comes first: not a failure.
             case Outcome.EARLY:

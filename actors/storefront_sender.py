@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 from actors.errors import printable
 from actors.loops import drain_repeatedly
+from actors.ports.observe import UNOBSERVED, Observer, timed
 from actors.ports.outboxes import DueCall, PlatformOutbox
 from actors.storefront import (
     ParcelDelivered,
@@ -39,7 +40,9 @@ class StorefrontSender:
         retry_max_s: float = 600.0,
         lease_s: float = 120.0,
         clock: Callable[[], float] = time.time,
+        observer: Observer = UNOBSERVED,
     ) -> None:
+        self._observer = observer
         self._calls = calls
         self._platforms = dict(platforms)
         self._retry_max_s = retry_max_s
@@ -68,11 +71,12 @@ class StorefrontSender:
                 )
             match parcel:
                 case ParcelShipped():
-                    result = await platform.parcel_shipped(parcel)
+                    told = platform.parcel_shipped(parcel)
                 case ParcelDelivered():
-                    result = await platform.parcel_delivered(parcel)
+                    told = platform.parcel_delivered(parcel)
                 case TrackingChanged():
-                    result = await platform.tracking_changed(parcel)
+                    told = platform.tracking_changed(parcel)
+            result = await timed(self._observer, "platform", parcel.platform, told)
         except Exception as exc:
             await self._failed(call, exc, now)
             return

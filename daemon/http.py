@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -24,6 +23,7 @@ from typing import Any
 import asyncpg
 import msgspec
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -76,7 +76,7 @@ class Context:
     # The key that signs rating links, and the clock their expiry is read by.
     feedback_secrets: Callable[[], list[str]] = lambda: []
     clock: Callable[[], float] = time.time
-    metrics: Callable[[], Awaitable[dict[str, float]]] | None = None
+    metrics: Callable[[], Awaitable[bytes]] | None = None
     draining: bool = False
     answers: dict[str, int] = field(default_factory=dict)
 
@@ -363,27 +363,17 @@ async def readyz(request: web.Request) -> web.StreamResponse:
     return _json(200 if ok else 503, {"status": "ready" if ok else "not ready", "checks": checks})
 
 
-_METRIC_NAME = re.compile(r"[^a-zA-Z0-9_]")
-
-
 async def metrics(request: web.Request) -> web.StreamResponse:
+    """Prometheus's text format (:mod:`daemon.metrics`)."""
     context = request.app[CONTEXT]
-    lines = ["# TYPE orderd_http_answers_total counter"]
-    for key, count in sorted(context.answers.items()):
-        method, route, status = key.split(" ")
-        lines.append(
-            f'orderd_http_answers_total{{method="{method}",route="{route}",status="{status}"}} '
-            f"{count}"
-        )
-    lines.append("# TYPE orderd_webhooks_total counter")
-    for outcome, count in sorted(context.intake.outcomes.items()):
-        lines.append(f'orderd_webhooks_total{{outcome="{outcome}"}} {count}')
-    if context.metrics is not None:
-        for name, value in sorted((await context.metrics()).items()):
-            metric = "orderd_" + _METRIC_NAME.sub("_", name)
-            lines.append(f"# TYPE {metric} gauge")
-            lines.append(f"{metric} {value}")
-    return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+    if context.metrics is None:
+        return _error(404, "metrics are not kept here")
+    try:
+        text = await context.metrics()
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, RedisError) as exc:
+        log.warning("metrics could not be read: %s", type(exc).__name__)
+        return _error(503, "metrics cannot be read now: a server is away")
+    return web.Response(body=text, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 def _authorised(request: web.Request) -> web.Response | None:

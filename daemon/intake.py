@@ -99,7 +99,8 @@ class Intake:
         self._batches: Coalescer[Delivery, Answer] = Coalescer(
             self._accept_batch, max_batch=max_batch, max_in_flight=2, linger_s=linger_s
         )
-        self.outcomes: Counter[str] = Counter()
+        # (source, what became of it): a platform, the warehouse system or a carrier.
+        self.outcomes: Counter[tuple[str, str]] = Counter()
 
     def pressed(self) -> bool:
         """A burst of webhooks is in: the order actors should make room. It holds for a
@@ -135,7 +136,7 @@ class Intake:
             )
         finally:
             self._in_progress -= 1
-        self.outcomes[str(answer.body["status"])] += 1
+        self.outcomes[source, str(answer.body["status"])] += 1
         return answer
 
     async def _accept_batch(self, deliveries: Sequence[Delivery]) -> list[Answer | Exception]:

@@ -12,6 +12,7 @@ import msgspec
 from redis.asyncio import Redis
 
 from actors.mail import Mail
+from actors.ports.observe import UNOBSERVED, Observer
 from adapters.postgres import schema
 from adapters.postgres.mailbox import PostgresMailbox
 from adapters.postgres.pool import connection, create_pool
@@ -45,7 +46,7 @@ class Resources:
 
 @asynccontextmanager
 async def open_resources(
-    settings: Settings, *, pool_size: int | None = None
+    settings: Settings, *, pool_size: int | None = None, observer: Observer = UNOBSERVED
 ) -> AsyncIterator[Resources]:
     """PostgreSQL (schema checked), Redis (answering) and an allocator over both."""
     pg = settings.postgres
@@ -69,6 +70,7 @@ async def open_resources(
                 prefix=settings.redis.prefix,
                 warehouses=[WarehouseConfig(w.code, w.priority) for w in settings.warehouses],
                 policy=allocation_policy(settings),
+                observer=observer,
             )
             mail = Mail(PostgresMailbox(pool), Streams(redis, RuntimeKeys(settings.redis.prefix)))
             yield Resources(settings, pool, redis, allocator, mail)

@@ -20,6 +20,7 @@ import signal
 import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -55,6 +56,7 @@ from adapters.redis.streams import Streams
 from daemon import logs, shipping, systemd
 from daemon.http import Context, build_app
 from daemon.intake import Intake, Tracked
+from daemon.metrics import Metrics
 from daemon.resources import open_resources
 from daemon.settings import Settings
 
@@ -79,8 +81,16 @@ def _stock_push_lease_ms(settings: Settings) -> int:
 class Daemon:
     """The running process: its parts, their tasks, and how it stops."""
 
-    def __init__(self, settings: Settings, resources: Any, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        resources: Any,
+        clock: Callable[[], float],
+        metrics: Metrics | None = None,
+    ) -> None:
         self.settings = settings
+        self.metrics = observer = metrics or Metrics()
+        self.clock = clock
         pool, redis, allocator = resources.pool, resources.redis, resources.allocator
         keys = RuntimeKeys(settings.redis.prefix)
         self.streams = Streams(redis, keys)
@@ -94,16 +104,18 @@ class Daemon:
             # Longer than any delivery can take, so a live sender's claim never runs out.
             lease_s=settings.wms.timeout_s * 3 + 30,
             clock=clock,
+            observer=observer,
         )
         carriers = shipping.carriers(settings, pool, clock)
         self.sandbox = shipping.sandbox(carriers)
-        self.shipping = shipping.shipping(settings, pool, carriers, system)
+        self.shipping = shipping.shipping(settings, pool, carriers, system, observer)
         self.outbox = Outbox(
             notifications=PostgresNotifications(pool),
             mail=self.mail,
             senders=shipping.senders(settings),
             settings=shipping.outbox_settings(settings),
             clock=clock,
+            observer=observer,
         )
         webhooks = settings.webhooks
         writing = [w for w in (webhooks.shopify, webhooks.woocommerce) if w.write_back]
@@ -114,6 +126,7 @@ class Daemon:
             # a live sender's claim never runs out, and a dead one's does soon after.
             lease_s=3 * max([w.timeout_s for w in writing] or [0.0]) + 5,
             clock=clock,
+            observer=observer,
         )
         self.stock_push = StockPusher(
             figures=allocator,
@@ -155,6 +168,7 @@ class Daemon:
             on_group_lost=self.rebuild_backlog,
             on_gap=self.restream_order,
             pressed=intake.pressed,
+            observer=observer,
         )
         self.reminders = Reminders(
             store=PostgresReminders(pool), schedule=schedule, mail=self.mail, clock=clock
@@ -167,7 +181,7 @@ class Daemon:
             allocator=allocator,
             mail=self.mail,
             ready=self.ready,
-            metrics=self.gauges,
+            metrics=self.exposition,
             feedback_secrets=self.feedback_secrets,
             clock=clock,
         )
@@ -258,16 +272,21 @@ class Daemon:
                 count,
             )
 
-    async def gauges(self) -> dict[str, float]:
-        backlog = await self.streams.backlog()
-        return {
-            "stream_lag": backlog["lag"],
-            "stream_pending": backlog["pending"],
-            "stream_oldest_pending_age_seconds": round(self.runtime.oldest_pending_s, 3),
-            "actors_active": self.runtime.active_actors,
-            "turns_total": self.runtime.turns_done,
-            "turns_put_off_by_outages_total": self.runtime.outages,
-        }
+    async def exposition(self) -> bytes:
+        """What ``GET /metrics`` answers (:mod:`daemon.metrics`)."""
+        return await self.metrics.exposition(
+            pool=self.pool,
+            backlog=self.backlog if self.actors_here else None,
+            webhooks=self.context.intake.outcomes,
+            answers=self.context.answers,
+            now=datetime.fromtimestamp(self.clock(), UTC),
+            put_off=self.runtime.outages,
+            active=self.runtime.active_actors,
+        )
+
+    async def backlog(self) -> dict[str, float]:
+        found = await self.streams.backlog()
+        return {**found, "oldest_pending_age_seconds": round(self.runtime.oldest_pending_s, 3)}
 
     async def pump(self) -> None:
         """Stream what was stored but not streamed (a crash in between, Redis away)."""
@@ -315,11 +334,12 @@ async def serve(settings: Settings, clock: Callable[[], float] = time.time) -> i
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, signals.put_nowait, int(sig))
 
-    async with open_resources(settings) as resources:
+    metrics = Metrics()
+    async with open_resources(settings, observer=metrics) as resources:
         rebuilt = await resources.allocator.start()
         if rebuilt:
             log.warning("stock rebuilt from the ledger for warehouse(s): %s", ", ".join(rebuilt))
-        daemon = Daemon(settings, resources, clock)
+        daemon = Daemon(settings, resources, clock, metrics)
         async with resources.pool.acquire() as conn:
             daemon.feedback_key = await conn.fetchval("SELECT feedback_key FROM orderd_instance")
         await daemon.streams.ensure_group()

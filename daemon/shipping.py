@@ -13,6 +13,7 @@ from actors.order.behaviour import Rules
 from actors.order.effects import Shipping
 from actors.order.outbox import MessageSettings
 from actors.order.types import Address
+from actors.ports.observe import UNOBSERVED, Observer
 from actors.shipping.calendar import BusinessCalendar
 from actors.shipping.carriers import Carrier
 from actors.shipping.selection import Preference, ServiceLevel, ShippingRules, Zone
@@ -145,9 +146,14 @@ def sandbox(enabled: Mapping[str, Carrier]) -> SandboxCarrier | None:
 
 
 def shipping(
-    settings: Settings, pool: Any, enabled: Mapping[str, Carrier], system: WarehouseSystem
+    settings: Settings,
+    pool: Any,
+    enabled: Mapping[str, Carrier],
+    system: WarehouseSystem,
+    observer: Observer = UNOBSERVED,
 ) -> Shipping:
     return Shipping(
+        observer=observer,
         catalog=PostgresCatalog(pool),
         carriers=enabled,
         ship_from={w.code: ship_from(w) for w in settings.warehouses},

@@ -8,9 +8,9 @@ catalog, the carriers, the label store.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from datetime import datetime
-from typing import assert_never
+from typing import TypeVar, assert_never
 
 from actors.batching import Coalescer
 from actors.order.behaviour import (
@@ -30,10 +30,13 @@ from actors.order.messages import TrackingUpdated
 from actors.order.types import Address, NormalizedOrder
 from actors.ports.catalog import CatalogItem, ProductCatalog
 from actors.ports.labels import LabelStore
+from actors.ports.observe import UNOBSERVED, Observer, timed
 from actors.ports.outboxes import QueuedRequest
 from actors.shipping.carriers import Carrier, CarrierError, Rate, RateRequest
 from actors.shipping.pick_list import PickLine, estimate_parcel, sort_pick_list
 from actors.shipping.warehouse import FulfillmentRequest
+
+T = TypeVar("T")
 
 
 class Shipping:
@@ -48,7 +51,9 @@ class Shipping:
         wms_delay_s: float = 0.0,
         tare_g: int = 100,
         default_box_cm: tuple[float, float, float] = (30.0, 20.0, 10.0),
+        observer: Observer = UNOBSERVED,
     ) -> None:
+        self._observer = observer
         self._catalog = catalog
         self._carriers = dict(carriers)
         self._ship_from = dict(ship_from)
@@ -135,7 +140,8 @@ class Shipping:
         )
         names = sorted(self._carriers)
         answers = await asyncio.gather(
-            *(self._carriers[name].rates(request) for name in names), return_exceptions=True
+            *(self._timed(name, self._carriers[name].rates(request)) for name in names),
+            return_exceptions=True,
         )
         rates: list[Rate] = []
         failures: list[str] = []
@@ -170,10 +176,13 @@ class Shipping:
                 reason=f"carrier {effect.rate.carrier} is no longer enabled",
             )
         try:
-            purchase = await carrier.buy(
-                effect.rate,
-                idempotency_key=effect.idempotency_key,
-                label_format=effect.label_format,
+            purchase = await self._timed(
+                effect.rate.carrier,
+                carrier.buy(
+                    effect.rate,
+                    idempotency_key=effect.idempotency_key,
+                    label_format=effect.label_format,
+                ),
             )
         except CarrierError as exc:
             if exc.temporary:
@@ -204,8 +213,11 @@ class Shipping:
                 "is not enabled",
                 temporary=True,
             )
-        await carrier.void(effect.purchase_id)
+        await self._timed(effect.carrier, carrier.void(effect.purchase_id))
         return Voided(shipment_id=effect.shipment_id)
+
+    def _timed(self, carrier: str, call: Awaitable[T]) -> Awaitable[T]:
+        return timed(self._observer, "carrier", carrier, call)
 
     async def _load_products(
         self, asked: Sequence[tuple[str, ...]]
@@ -220,8 +232,9 @@ class Shipping:
         if carrier is None:
             return nothing
         try:
-            tracking = await carrier.track(
-                effect.tracking_number, carrier_account=effect.carrier_account
+            tracking = await self._timed(
+                effect.carrier,
+                carrier.track(effect.tracking_number, carrier_account=effect.carrier_account),
             )
         except CarrierError:
             return nothing  # asked again at the next poll

@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 
 from actors.batching import Coalescer
 from actors.order.types import BackorderPolicy
+from actors.ports.observe import UNOBSERVED, Observer
 from actors.stock import (
     Adjusted,
     AllocatedLine,
@@ -87,9 +88,11 @@ class Allocator:
         policy: AllocationPolicy | None = None,
         clock: Callable[[], float] = time.time,
         ledger_sink: LedgerSink | None = None,
+        observer: Observer = UNOBSERVED,
     ) -> None:
         if not warehouses:
             raise ValueError("at least one warehouse")
+        self._observer = observer
         self._redis = redis
         self._pool = pool
         self._policy = policy or AllocationPolicy()
@@ -112,13 +115,19 @@ class Allocator:
         self._batches: dict[str, dict[str, Coalescer[Any, Any]]] = defaultdict(dict)
         for code in self._order:
             self._batches["reserve"][code] = Coalescer(
-                partial(self._reserve_batch, code), **batching
+                self._observed("reserve", partial(self._reserve_batch, code)), **batching
             )
             self._batches["release"][code] = Coalescer(
-                partial(self._run_batch, code, self._scripts.release, tuple), **batching
+                self._observed(
+                    "release", partial(self._run_batch, code, self._scripts.release, tuple)
+                ),
+                **batching,
             )
             self._batches["commit"][code] = Coalescer(
-                partial(self._run_batch, code, self._scripts.commit, tuple), **batching
+                self._observed(
+                    "commit", partial(self._run_batch, code, self._scripts.commit, tuple)
+                ),
+                **batching,
             )
         self._recovery = Recovery(
             redis, pool, ttl_s=self._ttl_s, window_ms=self._window_ms, clock=clock
@@ -174,6 +183,20 @@ class Allocator:
         except WarehouseNotReady:
             await self.recover(code)
             return await call()
+
+    def _observed(
+        self, operation: str, handler: Callable[[Sequence[Any]], Awaitable[Sequence[Any]]]
+    ) -> Callable[[Sequence[Any]], Awaitable[Sequence[Any]]]:
+        """``handler`` with each batch's size and time told to the observer."""
+
+        async def run(calls: Sequence[Any]) -> Sequence[Any]:
+            started = time.monotonic()
+            try:
+                return await handler(calls)
+            finally:
+                self._observer.batch(operation, len(calls), time.monotonic() - started)
+
+        return run
 
     async def _run_batch(
         self,

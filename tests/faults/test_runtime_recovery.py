@@ -275,7 +275,7 @@ async def test_readiness_fails_while_an_order_is_stuck_and_comes_back_when_it_mo
     age = next(
         float(line.split()[-1])
         for line in metrics.splitlines()
-        if line.startswith("orderd_stream_oldest_pending_age_seconds ")
+        if line.startswith("orderd_stream_oldest_pending_age_seconds{")
     )
     assert age > 1
     stuck = run_orderd("order", "list", "--stuck", env={"ORDERD_RUNTIME__MAX_PENDING_AGE_S": "1"})
