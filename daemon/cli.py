@@ -258,18 +258,24 @@ async def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _moment(flag: str, text: str | None) -> datetime | None:
+    """An ISO date or time given on the command line (UTC unless it says otherwise)."""
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise OrderdError(f"{flag}: not an ISO date or time: {text!r}") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 async def cmd_report(args: argparse.Namespace) -> int:
     from daemon import report
 
-    since = None
-    if args.since:
-        try:
-            since = datetime.fromisoformat(args.since)
-        except ValueError:
-            raise OrderdError(f"--since: not an ISO date or time: {args.since!r}") from None
-        if since.tzinfo is None:
-            since = since.replace(tzinfo=UTC)
-    figures = await report.report(_settings(args), since)
+    since, until = _moment("--since", args.since), _moment("--until", args.until)
+    if since is not None and until is not None and until < since:
+        raise OrderdError("--until: before --since")
+    figures = await report.report(_settings(args), since, until)
     if args.json:
         _out(msgspec.json.encode(figures).decode())
     else:
@@ -379,6 +385,7 @@ def _parser() -> argparse.ArgumentParser:
     add("recover", cmd_recover, "rebuild Redis state from PostgreSQL")
     shown = add("report", cmd_report, "fulfillment time, accuracy, satisfaction, turnover")
     shown.add_argument("--since", help="orders paid since this ISO date or time (default: all)")
+    shown.add_argument("--until", help="orders paid until this ISO date or time (default: now)")
     shown.add_argument("--json", action="store_true", help="print JSON")
     add("run", cmd_run, "run the daemon (what systemd starts)")
     add_commands(commands, add)

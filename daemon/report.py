@@ -4,7 +4,9 @@ Fulfillment time (paid to shipped, paid to delivered: median and 90th percentile
 accuracy (shipments packed right the first time and not reported wrong, over all packed),
 customer satisfaction (share of 4 and 5 among each order's latest rating) and inventory
 turnover (cost of the goods shipped over the average value of the stock on hand), with the
-orders counted by state. Nothing comes from counters a restart would lose.
+orders counted by state, and broken down by carrier (shipments, label spend, on-time rate,
+transit time) and by warehouse (shipments, accuracy, time to ship). Nothing comes from
+counters a restart would lose.
 """
 
 from __future__ import annotations
@@ -19,11 +21,14 @@ from daemon.resources import database
 from daemon.settings import Settings
 
 
-async def report(settings: Settings, since: datetime | None) -> dict[str, Any]:
-    """The figures for orders paid since ``since`` (all of them when None)."""
+async def report(
+    settings: Settings, since: datetime | None, until: datetime | None = None
+) -> dict[str, Any]:
+    """The figures for orders paid from ``since`` (all of them when None) to ``until``
+    (now when None)."""
     async with database(settings) as conn:
         await schema.require_current(conn, settings.postgres.schema)
-        return await figures(conn, since, datetime.now(UTC))
+        return await figures(conn, since, until or datetime.now(UTC))
 
 
 async def figures(
@@ -35,18 +40,20 @@ async def figures(
     states = await conn.fetch(
         """
         SELECT state, count(*) AS n FROM orders
-        WHERE paid_at >= $1 AND ($2::text[] IS NULL OR id = ANY($2::text[]))
+        WHERE paid_at >= $1 AND paid_at <= $3 AND ($2::text[] IS NULL OR id = ANY($2::text[]))
         GROUP BY state ORDER BY 1
         """,
         start,
         only,
+        until,
     )
     times = await conn.fetchrow(
         """
         WITH took AS (
             SELECT extract(epoch FROM shipped_at - paid_at) AS shipped,
                    extract(epoch FROM delivered_at - paid_at) AS delivered
-            FROM orders WHERE paid_at >= $1 AND ($2::text[] IS NULL OR id = ANY($2::text[]))
+            FROM orders
+            WHERE paid_at >= $1 AND paid_at <= $3 AND ($2::text[] IS NULL OR id = ANY($2::text[]))
         )
         SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY shipped) AS shipped_p50,
                percentile_cont(0.9) WITHIN GROUP (ORDER BY shipped) AS shipped_p90,
@@ -56,6 +63,7 @@ async def figures(
         """,
         start,
         only,
+        until,
     )
     accuracy = await conn.fetchrow(
         """
@@ -66,7 +74,8 @@ async def figures(
                               WHERE e.order_id = s.order_id AND e.type = 'pack_mismatch'
                                 AND e.data->>'shipment_id' = s.id) AS wrong
             FROM shipments s JOIN orders o ON o.id = s.order_id
-            WHERE o.paid_at >= $1 AND ($3::text[] IS NULL OR o.id = ANY($3::text[]))
+            WHERE o.paid_at >= $1 AND o.paid_at <= $4
+              AND ($3::text[] IS NULL OR o.id = ANY($3::text[]))
               AND (s.status = ANY($2::text[]) OR s.status = 'mismatch' OR s.packed_ok IS NOT NULL)
         )
         SELECT count(*) AS packed, count(*) FILTER (WHERE NOT wrong) AS right FROM packed
@@ -74,19 +83,22 @@ async def figures(
         start,
         sorted(LEFT),
         only,
+        until,
     )
     ratings = await conn.fetchrow(
         """
         WITH latest AS (
             SELECT DISTINCT ON (f.order_id) f.score
             FROM feedback f JOIN orders o ON o.id = f.order_id
-            WHERE o.paid_at >= $1 AND ($2::text[] IS NULL OR o.id = ANY($2::text[]))
+            WHERE o.paid_at >= $1 AND o.paid_at <= $3
+              AND ($2::text[] IS NULL OR o.id = ANY($2::text[]))
             ORDER BY f.order_id, f.at DESC, f.id DESC
         )
         SELECT count(*) AS rated, count(*) FILTER (WHERE score >= 4) AS satisfied FROM latest
         """,
         start,
         only,
+        until,
     )
     stock = await conn.fetchrow(
         """
@@ -105,6 +117,42 @@ async def figures(
         until,
     )
     average = (stock["value_start"] + stock["value_end"]) / 2
+    carriers = await conn.fetch(
+        """
+        SELECT s.carrier, s.rate_currency AS currency, count(*) AS shipments,
+               coalesce(sum(s.rate_amount), 0) AS spend,
+               count(*) FILTER (WHERE s.delivered_at IS NOT NULL AND s.promised_by IS NOT NULL)
+                   AS delivered,
+               count(*) FILTER (WHERE (s.delivered_at AT TIME ZONE 'UTC')::date <= s.promised_by)
+                   AS on_time,
+               percentile_cont(0.5) WITHIN GROUP
+                   (ORDER BY extract(epoch FROM s.delivered_at - s.shipped_at)) AS transit_p50
+        FROM shipments s JOIN orders o ON o.id = s.order_id
+        WHERE s.shipped_at IS NOT NULL AND s.carrier IS NOT NULL
+          AND o.paid_at >= $1 AND o.paid_at <= $3
+          AND ($2::text[] IS NULL OR o.id = ANY($2::text[]))
+        GROUP BY 1, 2 ORDER BY 1, 2
+        """,
+        start,
+        only,
+        until,
+    )
+    warehouses = await conn.fetch(
+        """
+        SELECT s.warehouse, count(*) AS shipments,
+               count(*) FILTER (WHERE s.packed_ok IS NOT NULL) AS packed,
+               count(*) FILTER (WHERE s.packed_ok AND NOT s.reported_wrong) AS right,
+               percentile_cont(0.5) WITHIN GROUP
+                   (ORDER BY extract(epoch FROM s.shipped_at - o.paid_at)) AS shipped_p50
+        FROM shipments s JOIN orders o ON o.id = s.order_id
+        WHERE o.paid_at >= $1 AND o.paid_at <= $3
+          AND ($2::text[] IS NULL OR o.id = ANY($2::text[]))
+        GROUP BY 1 ORDER BY 1
+        """,
+        start,
+        only,
+        until,
+    )
     return {
         "since": start.isoformat(),
         "until": until.isoformat(),
@@ -117,6 +165,27 @@ async def figures(
         "inventory_turnover": float(stock["shipped_cost"] / average) if average else None,
         "cost_of_goods_shipped": float(stock["shipped_cost"]),
         "average_inventory_value": float(average),
+        "by_carrier": [
+            {
+                "carrier": r["carrier"],
+                "currency": (r["currency"] or "").strip(),
+                "shipments": r["shipments"],
+                "label_spend": float(r["spend"]),
+                "on_time": _share(r["on_time"], r["delivered"]),
+                "delivered": r["delivered"],
+                "transit_p50_s": _round(r["transit_p50"]),
+            }
+            for r in carriers
+        ],
+        "by_warehouse": [
+            {
+                "warehouse": r["warehouse"],
+                "shipments": r["shipments"],
+                "shipping_accuracy": _share(r["right"], r["packed"]),
+                "shipped_p50_s": _round(r["shipped_p50"]),
+            }
+            for r in warehouses
+        ],
     }
 
 
@@ -139,6 +208,18 @@ def lines(figures: dict[str, Any]) -> list[str]:
         + (f"{turnover:.2f}" if turnover is not None else "-")
         + f" (goods shipped at cost {figures['cost_of_goods_shipped']:.2f} over average "
         f"stock value {figures['average_inventory_value']:.2f})",
+        *(
+            f"carrier {c['carrier']}: {c['shipments']} shipments, labels "
+            f"{c['label_spend']:.2f} {c['currency']}, on time {_percent(c['on_time'])} of "
+            f"{c['delivered']} delivered, transit median {_hours(c['transit_p50_s'])}"
+            for c in figures["by_carrier"]
+        ),
+        *(
+            f"warehouse {w['warehouse']}: {w['shipments']} shipments, packed right "
+            f"{_percent(w['shipping_accuracy'])}, paid -> shipped median "
+            f"{_hours(w['shipped_p50_s'])}"
+            for w in figures["by_warehouse"]
+        ),
     ]
 
 
