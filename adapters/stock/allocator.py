@@ -347,7 +347,9 @@ class Allocator:
         """
         if avoid:
             return await _again_if_stale(
-                lambda: self._reserve_avoiding(order_id, lines, priority, op_id, sink, avoid)
+                lambda: self._reserve_avoiding(
+                    order_id, lines, policy, priority, op_id, sink, avoid
+                )
             )
         if len(self._order) == 1:
             return await self._reserve_here(order_id, lines, policy, priority, op_id, sink)
@@ -458,14 +460,16 @@ class Allocator:
         self,
         order_id: str,
         lines: Lines,
+        policy: BackorderPolicy | None,
         priority: int,
         op_id: str,
         sink: LedgerSink | None,
         avoid: Sequence[str],
     ) -> Reservation:
-        """One attempt of :meth:`reserve` away from the ``avoid`` warehouses."""
+        """One attempt of :meth:`reserve` away from the ``avoid`` warehouses; the order's
+        ``policy`` decides how long the units may wait (``cancel_after_days``)."""
         now = self._clock()
-        policy = self._policy.backorder_policy
+        policy = policy or self._policy.backorder_policy
         earlier = await self._replayed(order_id, op_id, now, policy, priority, sink)
         if earlier is not None:
             return earlier

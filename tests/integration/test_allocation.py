@@ -460,9 +460,15 @@ async def test_units_no_other_warehouse_has_wait_in_the_short_one_for_a_recount(
     make_allocator: MakeAllocator, pg: Any
 ) -> None:
     allocator = await two_warehouses(make_allocator, pg, {"A": 5}, {"A": 1})
-    result = await allocator.reserve("o1", [("A", 2)], op_id="reserve:o1-1", avoid=["east"])
-    # East's count says 5, but east is where the units were not found: they wait there.
+    result = await allocator.reserve(
+        "o1", [("A", 2)], policy="cancel_after_days", op_id="reserve:o1-1", avoid=["east"]
+    )
+    # East's count says 5, but east is where the units were not found: they wait there,
+    # as long as the order's policy lets them.
     assert result.status == "backordered"
+    place = await pg.fetchrow("SELECT warehouse, cancel_at FROM backorder_queue")
+    assert place["warehouse"] == "east"
+    assert place["cancel_at"] is not None
     assert await level(allocator, "A", "east") == (5, 0, 2)
     assert await level(allocator, "A", "west") == (1, 0, 0)
     assert (await allocator.reserve("o1", [("A", 2)], op_id="reserve:o1-1", avoid=["east"])).replay
