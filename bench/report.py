@@ -69,13 +69,13 @@ async def build(conn: Any, orders: int, now: datetime) -> None:
         """
         INSERT INTO shipments (id, order_id, seq, warehouse, status, carrier, service,
                                rate_amount, rate_currency, label_id, promised_by, shipped_at,
-                               delivered_at, packed_ok, reported_wrong)
+                               delivered_at, packed_ok, reported_wrong, mispacked)
         SELECT o.id || '-1', o.id, 1, o.warehouse,
                CASE WHEN o.delivered_at IS NULL THEN 'shipped' ELSE 'delivered' END,
                (ARRAY['sandbox', 'easypost', 'shippo'])[1 + g % 3],
                (ARRAY['ground', 'Priority', 'express'])[1 + g % 3],
                4 + g % 7, 'EUR', 'lbl-' || g, (o.paid_at + interval '4 days')::date,
-               o.shipped_at, o.delivered_at, g % 200 <> 0, false
+               o.shipped_at, o.delivered_at, g % 200 <> 0, false, g % 200 = 0
         FROM orders o, LATERAL (SELECT substr(o.id, 5)::int AS g) n
         """
     )

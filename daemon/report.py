@@ -68,11 +68,7 @@ async def figures(
     accuracy = await conn.fetchrow(
         """
         WITH packed AS (
-            SELECT s.id,
-                   s.reported_wrong
-                   OR EXISTS (SELECT 1 FROM order_events e
-                              WHERE e.order_id = s.order_id AND e.type = 'pack_mismatch'
-                                AND e.data->>'shipment_id' = s.id) AS wrong
+            SELECT s.id, s.reported_wrong OR s.mispacked AS wrong
             FROM shipments s JOIN orders o ON o.id = s.order_id
             WHERE o.paid_at >= $1 AND o.paid_at <= $4
               AND ($3::text[] IS NULL OR o.id = ANY($3::text[]))
@@ -141,7 +137,8 @@ async def figures(
         """
         SELECT s.warehouse, count(*) AS shipments,
                count(*) FILTER (WHERE s.packed_ok IS NOT NULL) AS packed,
-               count(*) FILTER (WHERE s.packed_ok AND NOT s.reported_wrong) AS right,
+               count(*) FILTER (WHERE s.packed_ok IS NOT NULL
+                                  AND NOT (s.reported_wrong OR s.mispacked)) AS right,
                percentile_cont(0.5) WITHIN GROUP
                    (ORDER BY extract(epoch FROM s.shipped_at - o.paid_at)) AS shipped_p50
         FROM shipments s JOIN orders o ON o.id = s.order_id

@@ -53,6 +53,8 @@ class Shipment(Struct, frozen=True, kw_only=True, omit_defaults=True):
     label_path: str | None = None
     purchase_id: str | None = None
     packed_ok: bool | None = None
+    # Once packed wrong, it stays counted against shipping accuracy, however it ends.
+    mispacked: bool = False
     problem: str | None = None
     short: tuple[tuple[str, int], ...] = ()  # units the warehouse could not find
     shipped_at: datetime | None = None

@@ -20,6 +20,7 @@ _SHIPMENTS = Rows(
     "updated_at timestamptz", "shipped_at timestamptz", "tracking_status text",
     "tracking_detail text", "tracking_at timestamptz", "carrier_estimate date",
     "delayed bool", "delay_episode int", "delay_reason text", "delivered_at timestamptz",
+    "mispacked bool",
 )  # fmt: skip
 _LINES = Rows("shipment_id text", "line_no int", "sku text", "quantity int")
 
@@ -37,7 +38,7 @@ def _row(order_id: str, s: Shipment, at: datetime) -> tuple[Any, ...]:
         parcel.width_cm if parcel else None, parcel.height_cm if parcel else None,
         s.promised_by, s.estimated_delivery, s.packed_ok, s.problem, at, s.shipped_at,
         s.tracking_status, s.tracking_detail, s.tracking_at, s.carrier_estimate, s.delayed,
-        s.delay_episode, s.delay_reason, s.delivered_at,
+        s.delay_episode, s.delay_reason, s.delivered_at, s.mispacked,
     )  # fmt: skip
 
 
@@ -47,7 +48,7 @@ _COLUMNS = """
     tracking_number, tracking_url, label_format, label_path, weight_g, length_cm, width_cm,
     height_cm, promised_by, estimated_delivery, packed_ok, problem, shipped_at, updated_at,
     tracking_status, tracking_detail, tracking_at, carrier_estimate, delayed, delay_episode,
-    delay_reason, delivered_at
+    delay_reason, delivered_at, mispacked
 """
 # What a turn may change in a shipment it already had (its order, number, warehouse,
 # service level and promise stay as they were made), from the row named ``new``.
@@ -66,7 +67,8 @@ _CHANGES = """
     tracking_status = {new}.tracking_status, tracking_detail = {new}.tracking_detail,
     tracking_at = {new}.tracking_at, carrier_estimate = {new}.carrier_estimate,
     delayed = {new}.delayed, delay_episode = {new}.delay_episode,
-    delay_reason = {new}.delay_reason, delivered_at = {new}.delivered_at
+    delay_reason = {new}.delay_reason, delivered_at = {new}.delivered_at,
+    mispacked = s.mispacked OR {new}.mispacked
 """
 
 

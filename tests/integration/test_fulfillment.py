@@ -145,6 +145,7 @@ async def test_a_wrongly_packed_shipment_is_held_and_never_shipped(
     [shipment] = view["shipments"]
     assert shipment["status"] == "mismatch"
     assert shipment["packed_ok"] is False
+    assert await pg.fetchval("SELECT mispacked FROM shipments") is True
     assert "packed wrong" in view["reason"]
     assert shipment["tracking_number"] is None
     assert await pg.fetchval("SELECT count(*) FROM sandbox_shipments") == 0

@@ -30,6 +30,7 @@ async def add_shipped(
     service: str,
     amount: str,
     wrong: bool = False,
+    mispacked: bool = False,
 ) -> None:
     await pg.execute(
         """
@@ -43,11 +44,12 @@ async def add_shipped(
         """
         INSERT INTO shipments (id, order_id, seq, warehouse, status, carrier, service,
                                rate_amount, rate_currency, label_id, promised_by, shipped_at,
-                               delivered_at, packed_ok, reported_wrong)
-        VALUES ($1, $2, 1, $3, 'delivered', $4, $5, $6, 'EUR', 'lbl', $7, $8, $9, true, $10)
+                               delivered_at, packed_ok, reported_wrong, mispacked)
+        VALUES ($1, $2, 1, $3, 'delivered', $4, $5, $6, 'EUR', 'lbl', $7, $8, $9, true, $10,
+                $11)
         """,
         f"ord_{n}-1", f"ord_{n}", warehouse, carrier, service, Decimal(amount), promised,
-        shipped, delivered, wrong,
+        shipped, delivered, wrong, mispacked,
     )  # fmt: skip
 
 
@@ -99,6 +101,16 @@ async def test_the_report_covers_its_window_by_carrier_and_by_warehouse(
     # Everything since the first: the third order counts too.
     every = json.loads(run_orderd("report", "--since", "2026-11-01", "--json").stdout)
     assert every["orders"] == {"delivered": 3}
+    assert every["shipping_accuracy"] == round(2 / 3, 4)
+    # Packed wrong once, then right: it still counts against accuracy.
+    await add_shipped(
+        pg, 4, paid=at(11), shipped=at(11, 11), delivered=at(13), promised=date(2026, 11, 14),
+        warehouse="main", carrier="sandbox", service="ground", amount="5.00", mispacked=True,
+    )  # fmt: skip
+    every = json.loads(run_orderd("report", "--since", "2026-11-01", "--json").stdout)
+    assert every["shipping_accuracy"] == 0.5
+    main = next(w for w in every["by_warehouse"] if w["warehouse"] == "main")
+    assert main["shipping_accuracy"] == round(2 / 3, 4)
 
 
 def test_a_bad_window_is_refused(run_orderd: Run) -> None:

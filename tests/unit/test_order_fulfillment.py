@@ -231,6 +231,8 @@ def test_a_wrongly_packed_shipment_is_held_with_the_difference_and_can_be_packed
     decision, snapshot = step(snapshot, right)
     assert [type(e) for e in decision.effects] == [ShopRates]
     assert snapshot.state is OrderState.PACKED
+    # Packed right in the end, it still counts as packed wrong the first time.
+    assert (snapshot.shipments[0].packed_ok, snapshot.shipments[0].mispacked) == (True, True)
 
 
 def test_the_chosen_rate_is_recorded_before_the_label_is_bought_in_a_later_turn() -> None:

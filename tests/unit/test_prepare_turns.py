@@ -92,10 +92,10 @@ async def test_only_the_shipments_a_turn_changed_are_written() -> None:
     assert "UPDATE shipments" in query
     assert "INSERT INTO shipments" in query
     assert "ON CONFLICT (id) DO UPDATE" in query  # only on the insert of the new one
-    # Each JSON parameter's rows: a shipment's row has 37 values, a line's four (as has
+    # Each JSON parameter's rows: a shipment's row has 38 values, a line's four (as has
     # the turn's events' row, named by the order).
     rows = [r for a in args if isinstance(a, str) and a.startswith("[[") for r in json.loads(a)]
-    assert sorted(r[0] for r in rows if len(r) == 37) == ["ord_s-1", "ord_s-3"]
+    assert sorted(r[0] for r in rows if len(r) == 38) == ["ord_s-1", "ord_s-3"]
     lines = [r[0] for r in rows if len(r) == 4 and r[0] != "ord_s"]
     assert lines == ["ord_s-3"]  # only the new one's line
     assert ["ord_s-1"] in args  # the update finds its row by the key

@@ -386,7 +386,7 @@ def shipment_packed(current: Snapshot, event: ShipmentPacked) -> Snapshot:
 def pack_mismatch(current: Snapshot, event: PackMismatch) -> Snapshot:
     return moved(
         current, event.shipment_id, current.state, status="mismatch", packed_ok=False,
-        problem=f"packed wrong: {event.difference}",
+        problem=f"packed wrong: {event.difference}", mispacked=True,
     )  # fmt: skip
 
 
