@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from actors.order.shipment import LEFT
@@ -96,22 +97,13 @@ async def figures(
         only,
         until,
     )
-    stock = await conn.fetchrow(
-        """
-        WITH moves AS (
-            SELECT l.at, l.kind, (line->>0) AS sku, (line->>1)::numeric AS on_hand
-            FROM stock_ledger l, jsonb_array_elements(l.lines) AS line
-        )
-        SELECT coalesce(sum(-m.on_hand * p.unit_cost)
-                            FILTER (WHERE m.kind = 'commit' AND m.at >= $1 AND m.at <= $2), 0)
-                   AS shipped_cost,
-               coalesce(sum(m.on_hand * p.unit_cost) FILTER (WHERE m.at < $1), 0) AS value_start,
-               coalesce(sum(m.on_hand * p.unit_cost) FILTER (WHERE m.at <= $2), 0) AS value_end
-        FROM moves m JOIN products p ON p.sku = m.sku
-        """,
-        start,
-        until,
-    )
+    await _summarise_days(conn)
+    before, through = await _stock_at(conn, start, True), await _stock_at(conn, until, False)
+    stock = {
+        "shipped_cost": through[1] - before[1],
+        "value_start": before[0],
+        "value_end": through[0],
+    }
     average = (stock["value_start"] + stock["value_end"]) / 2
     carriers = await conn.fetch(
         """
@@ -184,6 +176,85 @@ async def figures(
             for r in warehouses
         ],
     }
+
+
+# Days are summed once closed: the day before yesterday (UTC) and earlier, so that a
+# movement written a little after its time still lands in a day not yet summed.
+_SUMMARY_LAG = "2 days"
+
+_MOVES = """
+    SELECT l.at, l.kind, (line->>0) AS sku, (line->>1)::bigint AS on_hand
+    FROM stock_ledger l, jsonb_array_elements(l.lines) AS line
+"""
+
+
+async def _summarise_days(conn: Any) -> None:
+    """Sum the ledger's closed days not summed yet into ``stock_days``, once."""
+    async with conn.transaction():
+        # One report at a time sums: another waits, then finds the days done.
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('orderd stock_days'))")
+        closed = await conn.fetchval(
+            f"SELECT ((now() AT TIME ZONE 'UTC') - interval '{_SUMMARY_LAG}')::date"
+        )
+        upto = await conn.fetchval("SELECT upto FROM stock_days_done")
+        if upto is not None and upto >= closed:
+            return
+        await conn.execute(
+            f"""
+            INSERT INTO stock_days (day, sku, on_hand, shipped)
+            SELECT (m.at AT TIME ZONE 'UTC')::date, m.sku, sum(m.on_hand),
+                   coalesce(sum(-m.on_hand) FILTER (WHERE m.kind = 'commit'), 0)
+            FROM ({_MOVES} WHERE ($1::date IS NULL OR l.at >= ($1::date)::timestamp
+                                                         AT TIME ZONE 'UTC')
+                    AND l.at < ($2::date)::timestamp AT TIME ZONE 'UTC') m
+            GROUP BY 1, 2
+            """,
+            upto,
+            closed,
+        )
+        await conn.execute(
+            """
+            INSERT INTO stock_days_done (upto) VALUES ($1)
+            ON CONFLICT (only_row) DO UPDATE SET upto = excluded.upto
+            """,
+            closed,
+        )
+
+
+async def _stock_at(conn: Any, moment: datetime, inclusive: bool) -> tuple[Decimal, Decimal]:
+    """The value of the stock on hand, and of the goods shipped so far, at ``moment`` (its
+    movements included when ``inclusive``), at today's unit costs: the summed days before
+    it, and the ledger's own rows after them."""
+    upto = await conn.fetchval("SELECT upto FROM stock_days_done")
+    day = moment.astimezone(UTC).date()
+    # From this day on, the ledger's own rows (a plain bound, so its BRIN index serves).
+    edge = min(day, upto) if upto is not None else None
+    start = datetime(edge.year, edge.month, edge.day, tzinfo=UTC) if edge is not None else None
+    row = await conn.fetchrow(
+        f"""
+        WITH summed AS (
+            SELECT d.sku, sum(d.on_hand) AS on_hand, sum(d.shipped) AS shipped
+            FROM stock_days d WHERE d.day < $3 GROUP BY d.sku
+        ),
+        recent AS (
+            SELECT m.sku, sum(m.on_hand) AS on_hand,
+                   coalesce(sum(-m.on_hand) FILTER (WHERE m.kind = 'commit'), 0) AS shipped
+            FROM ({_MOVES}
+                  WHERE ($4::timestamptz IS NULL OR l.at >= $4)
+                    AND (l.at < $1 OR ($2 AND l.at = $1))) m
+            GROUP BY m.sku
+        ),
+        both_parts AS (SELECT * FROM summed UNION ALL SELECT * FROM recent)
+        SELECT coalesce(sum(b.on_hand * p.unit_cost), 0) AS value,
+               coalesce(sum(b.shipped * p.unit_cost), 0) AS shipped
+        FROM both_parts b JOIN products p ON p.sku = b.sku
+        """,
+        moment,
+        inclusive,
+        edge,
+        start,
+    )
+    return row["value"], row["shipped"]
 
 
 def lines(figures: dict[str, Any]) -> list[str]:

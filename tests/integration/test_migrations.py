@@ -23,6 +23,8 @@ TABLES = {
     "platform_calls",
     "platform_stock",
     "marketing_opt_outs",
+    "stock_days",
+    "stock_days_done",
     "sandbox_shipments",
     "products",
     "webhook_inbox",

@@ -120,3 +120,55 @@ def test_a_bad_window_is_refused(run_orderd: Run) -> None:
     garbled = run_orderd("report", "--until", "last tuesday")
     assert garbled.returncode == 2
     assert "--until: not an ISO date or time: 'last tuesday'" in garbled.stderr
+
+
+async def test_turnover_from_summed_days_equals_the_ledger_summed_whole(
+    run_orderd: Run, pg: Any
+) -> None:
+    await pg.execute(
+        """
+        INSERT INTO products (sku, name, weight_g, bin, unit_cost)
+        VALUES ('A', 'A', 100, 'A-1', 2.50), ('B', 'B', 100, 'B-1', 10)
+        """
+    )
+    # Receipts and shipments over 40 days up to now, a few today: most days closed.
+    await pg.execute(
+        """
+        INSERT INTO stock_ledger (movement_key, warehouse, kind, order_id, op_id, at, lines)
+        SELECT 'm' || g, 'main', CASE WHEN g % 4 = 0 THEN 'adjust' ELSE 'commit' END,
+               CASE WHEN g % 4 = 0 THEN NULL ELSE 'o' || g END, 'x',
+               now() - make_interval(hours => 10 * g),
+               jsonb_build_array(jsonb_build_array(
+                   CASE WHEN g % 2 = 0 THEN 'A' ELSE 'B' END,
+                   CASE WHEN g % 4 = 0 THEN 30 ELSE -(1 + g % 3) END, 0, 0))
+        FROM generate_series(0, 100) g
+        """
+    )
+    whole = await pg.fetchrow(
+        """
+        WITH moves AS (
+            SELECT l.at, l.kind, (line->>0) AS sku, (line->>1)::numeric AS on_hand
+            FROM stock_ledger l, jsonb_array_elements(l.lines) AS line
+        )
+        SELECT sum(-m.on_hand * p.unit_cost) FILTER (WHERE m.kind = 'commit'
+                   AND m.at >= now() - interval '20 days') AS shipped,
+               sum(m.on_hand * p.unit_cost) FILTER (WHERE m.at < now() - interval '20 days')
+                   AS value_start,
+               sum(m.on_hand * p.unit_cost) AS value_end
+        FROM moves m JOIN products p ON p.sku = m.sku
+        """
+    )
+    since = (await pg.fetchval("SELECT now() - interval '20 days'")).isoformat()
+    expected = float(whole["shipped"] / ((whole["value_start"] + whole["value_end"]) / 2))
+    for _ in range(2):  # the first sums the closed days; the second reads them
+        shown = run_orderd("report", "--since", since, "--json")
+        assert shown.returncode == 0, shown.stderr
+        figures = json.loads(shown.stdout)
+        assert figures["cost_of_goods_shipped"] == float(whole["shipped"])
+        assert figures["inventory_turnover"] == expected
+    done = await pg.fetchval("SELECT upto FROM stock_days_done")
+    assert done == await pg.fetchval(
+        "SELECT ((now() AT TIME ZONE 'UTC') - interval '2 days')::date"
+    )
+    summed = await pg.fetchval("SELECT count(*) FROM stock_days")
+    assert 0 < summed < 101  # a row per day and sku, not per movement
