@@ -14,7 +14,6 @@ import sys
 import traceback
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from actors.stock import Adjusted
 from adapters.errors import CatalogError
 from adapters.postgres import platform_stock, schema
 from adapters.stock.model import StockLevel
-from daemon.order_commands import add_commands
+from daemon.order_commands import add_commands, moment
 from daemon.resources import database, open_resources
 from daemon.settings import Settings, load_settings, resolve_config_path
 
@@ -258,21 +257,10 @@ async def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _moment(flag: str, text: str | None) -> datetime | None:
-    """An ISO date or time given on the command line (UTC unless it says otherwise)."""
-    if not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise OrderdError(f"{flag}: not an ISO date or time: {text!r}") from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 async def cmd_report(args: argparse.Namespace) -> int:
     from daemon import report
 
-    since, until = _moment("--since", args.since), _moment("--until", args.until)
+    since, until = moment("--since", args.since), moment("--until", args.until)
     if since is not None and until is not None and until < since:
         raise OrderdError("--until: before --since")
     figures = await report.report(_settings(args), since, until)

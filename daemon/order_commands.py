@@ -94,6 +94,17 @@ async def show(settings: Settings, ref: str, as_json: bool, say: Callable[[str],
         say(f"  {event['at']}  {event['type']}")
 
 
+def moment(flag: str, text: str | None) -> datetime | None:
+    """An ISO date or time given on the command line (UTC unless it says otherwise)."""
+    if not text:
+        return None
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise OrderdError(f"{flag}: not an ISO date or time: {text!r}") from None
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
 async def listing(
     settings: Settings,
     *,
@@ -109,12 +120,7 @@ async def listing(
     ``[runtime] max_pending_age_s`` and still not applied."""
     if state is not None and state not in {s.value for s in OrderState}:
         raise OrderdError(f"--state: no such state {state!r}; one of {_STATES}")
-    try:
-        after = datetime.fromisoformat(since) if since else None
-    except ValueError:
-        raise OrderdError(f"--since: not an ISO date or time: {since!r}") from None
-    if after is not None and after.tzinfo is None:
-        after = after.replace(tzinfo=UTC)
+    after = moment("--since", since)
     stuck_after = timedelta(seconds=settings.runtime.max_pending_age_s) if stuck else None
     async with open_resources(settings, pool_size=1) as res, res.pool.acquire() as conn:
         found = await listing_sql.listed(

@@ -12,7 +12,7 @@ counters a restart would lose.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -97,8 +97,9 @@ async def figures(
         only,
         until,
     )
-    await _summarise_days(conn)
-    before, through = await _stock_at(conn, start, True), await _stock_at(conn, until, False)
+    upto = await _summarise_days(conn)
+    before = await _stock_at(conn, upto, start, inclusive=True)
+    through = await _stock_at(conn, upto, until, inclusive=False)
     stock = {
         "shipped_cost": through[1] - before[1],
         "value_start": before[0],
@@ -188,8 +189,9 @@ _MOVES = """
 """
 
 
-async def _summarise_days(conn: Any) -> None:
-    """Sum the ledger's closed days not summed yet into ``stock_days``, once."""
+async def _summarise_days(conn: Any) -> date | None:
+    """Sum the ledger's closed days not summed yet into ``stock_days``, once; the day
+    they are summed up to (not included)."""
     async with conn.transaction():
         # One report at a time sums: another waits, then finds the days done.
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext('orderd stock_days'))")
@@ -198,7 +200,8 @@ async def _summarise_days(conn: Any) -> None:
         )
         upto = await conn.fetchval("SELECT upto FROM stock_days_done")
         if upto is not None and upto >= closed:
-            return
+            found: date = upto
+            return found
         await conn.execute(
             f"""
             INSERT INTO stock_days (day, sku, on_hand, shipped)
@@ -219,13 +222,16 @@ async def _summarise_days(conn: Any) -> None:
             """,
             closed,
         )
+    summed: date = closed
+    return summed
 
 
-async def _stock_at(conn: Any, moment: datetime, inclusive: bool) -> tuple[Decimal, Decimal]:
+async def _stock_at(
+    conn: Any, upto: date | None, moment: datetime, *, inclusive: bool
+) -> tuple[Decimal, Decimal]:
     """The value of the stock on hand, and of the goods shipped so far, at ``moment`` (its
     movements included when ``inclusive``), at today's unit costs: the summed days before
     it, and the ledger's own rows after them."""
-    upto = await conn.fetchval("SELECT upto FROM stock_days_done")
     day = moment.astimezone(UTC).date()
     # From this day on, the ledger's own rows (a plain bound, so its BRIN index serves).
     edge = min(day, upto) if upto is not None else None

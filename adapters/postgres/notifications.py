@@ -164,30 +164,26 @@ async def later(
 
 async def failed(conn: Any, row_id: int, claim: datetime, error: str) -> bool:
     """Give the message up; only while the claim ``claim`` holds (False when it does not)."""
+    return await _settled(conn, row_id, claim, "failed", error)
+
+
+async def _settled(conn: Any, row_id: int, claim: datetime, status: str, why: str) -> bool:
     done: str = await conn.execute(
         """
-        UPDATE notifications SET status = 'failed', last_error = $3, claimed_until = NULL
+        UPDATE notifications SET status = $3, last_error = $4, claimed_until = NULL
         WHERE id = $1 AND status = 'sending' AND claimed_until = $2
         """,
         row_id,
         claim,
-        error,
+        status,
+        why,
     )
     return done == "UPDATE 1"
 
 
 async def skipped(conn: Any, row_id: int, claim: datetime, reason: str) -> bool:
     """Not to be sent (the customer unsubscribed); only while the claim ``claim`` holds."""
-    done: str = await conn.execute(
-        """
-        UPDATE notifications SET status = 'skipped', last_error = $3, claimed_until = NULL
-        WHERE id = $1 AND status = 'sending' AND claimed_until = $2
-        """,
-        row_id,
-        claim,
-        reason,
-    )
-    return done == "UPDATE 1"
+    return await _settled(conn, row_id, claim, "skipped", reason)
 
 
 async def opt_out(conn: Any, order_id: str, now: datetime) -> bool:
