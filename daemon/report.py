@@ -98,8 +98,9 @@ async def figures(
         until,
     )
     upto = await _summarise_days(conn)
-    before = await _stock_at(conn, upto, start, inclusive=True)
-    through = await _stock_at(conn, upto, until, inclusive=False)
+    # The window is [start, until]: what moved at its start counts in it, not before it.
+    before = await _stock_at(conn, upto, start, inclusive=False)
+    through = await _stock_at(conn, upto, until, inclusive=True)
     stock = {
         "shipped_cost": through[1] - before[1],
         "value_start": before[0],

@@ -172,3 +172,27 @@ async def test_turnover_from_summed_days_equals_the_ledger_summed_whole(
     )
     summed = await pg.fetchval("SELECT count(*) FROM stock_days")
     assert 0 < summed < 101  # a row per day and sku, not per movement
+
+
+async def test_goods_shipped_at_either_end_of_the_window_count_in_it(
+    run_orderd: Run, pg: Any
+) -> None:
+    await pg.execute(
+        "INSERT INTO products (sku, name, weight_g, bin, unit_cost) "
+        "VALUES ('A', 'A', 100, 'A-1', 2)"
+    )
+    await pg.execute(
+        """
+        INSERT INTO stock_ledger (movement_key, warehouse, kind, order_id, op_id, at, lines)
+        VALUES ('in', 'main', 'adjust', NULL, 'x', '2026-10-01T00:00:00Z', '[["A", 100, 0, 0]]'),
+               ('s1', 'main', 'commit', 'o1', 'x', '2026-11-01T00:00:00Z', '[["A", -3, -3, 0]]'),
+               ('s2', 'main', 'commit', 'o2', 'x', '2026-11-05T00:00:00Z', '[["A", -5, -5, 0]]')
+        """
+    )
+    shown = run_orderd(
+        "report", "--since", "2026-11-01T00:00:00Z", "--until", "2026-11-05T00:00:00Z", "--json"
+    )
+    assert shown.returncode == 0, shown.stderr
+    figures = json.loads(shown.stdout)
+    assert figures["cost_of_goods_shipped"] == 16.0  # 3 + 5 units at 2
+    assert figures["average_inventory_value"] == (200 + 184) / 2
