@@ -30,6 +30,8 @@ from redis.exceptions import RedisError
 from actors.errors import OrderdError
 from actors.mail import Mail
 from actors.notify.feedback import (
+    bad_comment_page,
+    comment_of,
     not_found_page,
     rating_page,
     read_token,
@@ -53,6 +55,7 @@ from adapters.platforms.signatures import verify_generic, verify_shopify, verify
 from adapters.postgres import notifications, orders
 from adapters.stock.allocator import Allocator
 from adapters.wms.callbacks import parse_callback
+from daemon.dashboard import Dashboard
 from daemon.intake import ForOrder, Intake, StoreUnavailable, Tracked
 from daemon.settings import CarrierAccount, Settings, WebhookSource
 
@@ -287,17 +290,22 @@ async def feedback(request: web.Request) -> web.StreamResponse:
     order_id = read_token(token, context.feedback_secrets(), now=now)
     if order_id is None or not isinstance(score, str) or score not in ("1", "2", "3", "4", "5"):
         return web.Response(status=404, text=not_found_page(), content_type="text/html")
+    try:
+        comment = comment_of(form.get("comment"))
+    except ValueError as exc:
+        return web.Response(status=400, text=bad_comment_page(str(exc)), content_type="text/html")
     async with context.pool.acquire() as conn:
         stored = await conn.fetchval(
             """
-            INSERT INTO feedback (order_id, score, token_id, at)
-            SELECT id, $2, $3, $4 FROM orders WHERE id = $1
+            INSERT INTO feedback (order_id, score, token_id, at, comment)
+            SELECT id, $2, $3, $4, $5 FROM orders WHERE id = $1
             RETURNING id
             """,
             order_id,
             int(score),
             token_id(token),
             now,
+            comment,
         )
     if stored is None:
         return web.Response(status=404, text=not_found_page(), content_type="text/html")
@@ -539,5 +547,6 @@ def build_app(context: Context) -> web.Application:
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/v1/orders/{id}", admin_order)
     app.router.add_get("/api/v1/stock/{sku}", admin_stock)
+    Dashboard(context).add_routes(app)
     app.router.add_post("/api/v1/stock/{sku}/adjust", admin_adjust)
     return app

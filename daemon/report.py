@@ -273,9 +273,9 @@ def lines(figures: dict[str, Any]) -> list[str]:
     )  # fmt: skip
     return [
         f"orders since {figures['since']}: {orders}",
-        f"fulfillment time: paid -> shipped median {_hours(times['shipped_p50'])}, "
-        f"p90 {_hours(times['shipped_p90'])}; paid -> delivered median "
-        f"{_hours(times['delivered_p50'])}, p90 {_hours(times['delivered_p90'])}",
+        f"fulfillment time: paid -> shipped median {hours(times['shipped_p50'])}, "
+        f"p90 {hours(times['shipped_p90'])}; paid -> delivered median "
+        f"{hours(times['delivered_p50'])}, p90 {hours(times['delivered_p90'])}",
         f"shipping accuracy: {_percent(accuracy)} of {figures['shipments_packed']} shipments "
         "packed right the first time",
         f"customer satisfaction: {_percent(csat)} of {figures['ratings']} ratings are 4 or 5",
@@ -286,13 +286,13 @@ def lines(figures: dict[str, Any]) -> list[str]:
         *(
             f"carrier {c['carrier']}: {c['shipments']} shipments, labels "
             f"{c['label_spend']:.2f} {c['currency']}, on time {_percent(c['on_time'])} of "
-            f"{c['delivered']} delivered, transit median {_hours(c['transit_p50_s'])}"
+            f"{c['delivered']} delivered, transit median {hours(c['transit_p50_s'])}"
             for c in figures["by_carrier"]
         ),
         *(
             f"warehouse {w['warehouse']}: {w['shipments']} shipments, packed right "
             f"{_percent(w['shipping_accuracy'])}, paid -> shipped median "
-            f"{_hours(w['shipped_p50_s'])}"
+            f"{hours(w['shipped_p50_s'])}"
             for w in figures["by_warehouse"]
         ),
     ]
@@ -310,7 +310,7 @@ def _percent(value: float | None) -> str:
     return f"{value * 100:.1f}%" if value is not None else "-"
 
 
-def _hours(seconds: float | None) -> str:
+def hours(seconds: float | None) -> str:
     if seconds is None:
         return "-"
     if seconds < 3600:

@@ -317,18 +317,21 @@ def settle_memory() -> None:
     gc.set_threshold(_GC_YOUNG, older, oldest)
 
 
-def scaled(clock: Callable[[], float], scale: float) -> Callable[[], float]:
-    """A clock that runs ``scale`` times faster from now on (demos and tests)."""
-    if scale == 1:
+def scaled(
+    clock: Callable[[], float], scale: float, offset_s: float = 0.0
+) -> Callable[[], float]:
+    """A clock ``offset_s`` ahead of ``clock`` that runs ``scale`` times faster from now on
+    (demos and tests)."""
+    if scale == 1 and not offset_s:
         return clock
     start = clock()
-    return lambda: start + (clock() - start) * scale
+    return lambda: start + offset_s + (clock() - start) * scale
 
 
 async def serve(settings: Settings, clock: Callable[[], float] = time.time) -> int:
     """Run until a signal; return the exit status."""
     logs.configure(settings.daemon.log_level)
-    clock = scaled(clock, settings.clock.scale)
+    clock = scaled(clock, settings.clock.scale, settings.clock.offset_s)
     loop = asyncio.get_running_loop()
     signals = asyncio.Queue[int]()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -349,6 +349,9 @@ class FeedbackSettings(_Section, frozen=True):
 class ClockSettings(_Section, frozen=True):
     # Run reminders and the sandbox carrier this many times faster (demos and tests).
     scale: Annotated[float, Meta(ge=1, le=10_000_000)] = 1.0
+    # Start the daemon's clock this far ahead of the wall clock (a demo goes on serving
+    # from where its fast clock left off).
+    offset_s: Annotated[float, Meta(ge=0, le=10 * 365 * 86400)] = 0.0
 
 
 class ShippingSettings(_Section, frozen=True):

@@ -40,6 +40,7 @@ _MAX_ORDER_ID_BYTES = 200
 _MAX_TOKEN_CHARS = math.ceil((_HEADER.size + _MAX_ORDER_ID_BYTES + _TAG_SIZE) * 4 / 3)
 _URL_SAFE = re.compile(r"[A-Za-z0-9_-]+")
 _TOKEN_ID_CHARS = 32  # 128 bits of the digest as hex
+MAX_COMMENT = 1000  # characters of a rating's comment
 
 
 def issue_token(
@@ -98,6 +99,21 @@ def token_id(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()[:_TOKEN_ID_CHARS]
 
 
+def comment_of(value: object) -> str | None:
+    """The rating's comment as the form sent it: None when left empty; ValueError when it
+    is not text, too long, or holds characters a comment cannot (NUL)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError("the comment must be text")
+    text = value.strip()
+    if len(text) > MAX_COMMENT:
+        raise ValueError(f"the comment is longer than {MAX_COMMENT} characters")
+    if "\x00" in text:
+        raise ValueError("the comment holds a NUL character")
+    return text or None
+
+
 def thank_you_page(score: int) -> str:
     """The page a customer sees after rating an order ``score`` out of 5."""
     if not 1 <= score <= 5:
@@ -123,6 +139,9 @@ def rating_page(token: str, score: int) -> str:
         f'<p class="stars" aria-label="{score} out of 5">{stars}</p>'
         f'<form method="post" action="{action}">'
         f'<input type="hidden" name="score" value="{score}">'
+        '<p><label for="comment">Anything to tell us? (optional)</label><br>'
+        f'<textarea id="comment" name="comment" rows="4" cols="40" maxlength="{MAX_COMMENT}">'
+        "</textarea></p>"
         f'<button type="submit" style="font-size:1.1rem;padding:.6rem 1.2rem">'
         f"Rate it {score} out of 5</button></form>",
     )
@@ -148,6 +167,15 @@ def unsubscribed_page() -> str:
         "Unsubscribed",
         "<p>You will get no more reminders or offers from us by email. Messages about your "
         "orders still come.</p>",
+    )
+
+
+def bad_comment_page(reason: str) -> str:
+    """The page for a rating whose comment cannot be kept: nothing was recorded."""
+    return _page(
+        "Not recorded",
+        f"<p>Your rating was not recorded: {html.escape(reason)}. Go back, shorten it and "
+        "try again.</p>",
     )
 
 

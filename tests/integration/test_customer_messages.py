@@ -133,12 +133,24 @@ async def test_an_order_runs_from_paid_to_completed_and_the_customer_hears_each_
     action = re.search(r'action="([^"]+)"', str(page))
     assert action is not None
     assert action.group(1) == f"/feedback/{token}"
-    for score in ("4", "5"):
-        status, page = post_form(f"{daemon.url}{action.group(1)}", {"score": score})
+    assert '<textarea id="comment" name="comment"' in str(page)
+    # A comment too long, or holding a NUL, is refused, and nothing is recorded.
+    for comment in ("x" * 1001, "a\x00b"):
+        form = {"score": "4", "comment": comment}
+        status, page = post_form(f"{daemon.url}{action.group(1)}", form)
+        assert status == 400
+        assert "not recorded" in page
+    assert await pg.fetchval("SELECT count(*) FROM feedback") == 0
+    for score, comment in (("4", "  "), ("5", " Arrived early, well packed. ")):
+        form = {"score": score, "comment": comment}
+        status, page = post_form(f"{daemon.url}{action.group(1)}", form)
         assert status == 200
         assert "thank" in page.lower()
-    scores = await pg.fetch("SELECT score FROM feedback ORDER BY at, id")
-    assert [r["score"] for r in scores] == [4, 5]
+    scores = await pg.fetch("SELECT score, comment FROM feedback ORDER BY at, id")
+    assert [(r["score"], r["comment"]) for r in scores] == [
+        (4, None),
+        (5, "Arrived early, well packed."),
+    ]
     for bad in (
         f"/feedback/{token}?score=9",
         f"/feedback/{token[:-2]}xx?score=3",
