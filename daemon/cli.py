@@ -253,7 +253,7 @@ async def cmd_demo(args: argparse.Namespace) -> int:
 
     if not 1 <= args.orders <= 100_000:
         raise OrderdError("--orders: from 1 to 100000")
-    await run_demo(_settings(args), args.orders, lambda line: _out(f"demo: {line}"))
+    await run_demo(_settings(args), args.orders, lambda line: _out(f"demo: {line}"), keep=args.keep)
     return EXIT_OK
 
 
@@ -379,6 +379,11 @@ def _parser() -> argparse.ArgumentParser:
     add_commands(commands, add)
     demo = add("demo", cmd_demo, "run orderd end to end on this machine")
     demo.add_argument("--orders", type=int, default=50, help="orders to run (default 50)")
+    demo.add_argument(
+        "--keep",
+        action="store_true",
+        help="then keep orderd serving (dashboard, admin API) until Ctrl-C",
+    )
     return parser
 
 

@@ -15,10 +15,12 @@ import hmac
 import itertools
 import json
 import logging
+import re
 import time
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 import asyncpg
 from aiohttp import web
@@ -41,6 +43,8 @@ REFRESH_S = 30
 LOW_STOCK = 5  # units available to sell at or below which a sku is shown as low
 MAX_DAYS = 90
 _SESSION_CONTEXT = b"orderd dashboard session\x00"
+# A page of the dashboard with its query: no other host, no scheme, no escapes.
+_BACK = re.compile(r"/dashboard(/orders/[A-Za-z0-9_.#%-]{1,300})?(\?[A-Za-z0-9=&%._-]{0,200})?")
 
 # The states in the order an order passes through them, each with its colour.
 STATE_COLOURS = (
@@ -133,6 +137,13 @@ def signed_in(request: web.Request, token: str) -> bool:
     return session_valid(token, request.cookies.get(COOKIE, ""), time.time())
 
 
+def back_to(value: object) -> str:
+    """Where to go once signed in: a page of the dashboard, never anywhere else."""
+    if isinstance(value, str) and _BACK.fullmatch(value):
+        return value
+    return "/dashboard"
+
+
 def _closed() -> web.Response:
     return _render(
         "message.html",
@@ -210,12 +221,13 @@ class Dashboard:
             return _closed()
         if signed_in(request, self._token):
             return None
-        return _see_other("/dashboard/login")
+        # Back to this page once signed in.
+        return _see_other(f"/dashboard/login?{urlencode({'next': request.path_qs})}")
 
     async def login_page(self, request: web.Request) -> web.StreamResponse:
         if not self._token:
             return _closed()
-        return _render("login.html", title="Sign in")
+        return _render("login.html", title="Sign in", next=back_to(request.query.get("next")))
 
     async def login(self, request: web.Request) -> web.StreamResponse:
         token = self._token
@@ -228,10 +240,14 @@ class Dashboard:
         ):
             log.warning("dashboard: a sign-in with a wrong token from %s", request.remote)
             return _render(
-                "login.html", status=401, title="Sign in", error="That is not the token."
+                "login.html",
+                status=401,
+                title="Sign in",
+                error="That is not the token.",
+                next=back_to(form.get("next")),
             )
         expires = int(time.time()) + SESSION_S
-        answer = _see_other("/dashboard")
+        answer = _see_other(back_to(form.get("next")))
         answer.set_cookie(
             COOKIE,
             session_value(token, expires),

@@ -10,8 +10,8 @@ from typing import Any
 
 from msgspec import Struct
 
-# Edges of the fulfillment-time buckets, in hours: the last bucket is "72 h and more".
-HOUR_EDGES = (0, 2, 4, 8, 12, 24, 48, 72)
+# Edges of the fulfillment-time buckets, in hours: the last is "a week and more".
+HOUR_EDGES = (0, 2, 4, 8, 12, 24, 48, 72, 120, 168)
 
 
 class DayCount(Struct, frozen=True):

@@ -66,13 +66,16 @@ async def test_the_dashboard_needs_the_token_or_a_session_from_the_login_form(
     daemon = await _ready(make_daemon, pg, set_stock, ORDERD_ADMIN__TOKEN=TOKEN)
     jar = aiohttp.CookieJar(unsafe=True)  # keeps cookies of 127.0.0.1
     async with aiohttp.ClientSession(cookie_jar=jar) as http:
-        for path in ("/dashboard", "/dashboard/orders/anything"):
+        for path, back in (("/dashboard?days=3", "%2Fdashboard%3Fdays%3D3"),
+                           ("/dashboard/orders/o1", "%2Fdashboard%2Forders%2Fo1")):  # fmt: skip
             async with http.get(f"{daemon.url}{path}", allow_redirects=False) as answer:
                 assert answer.status == 303
-                assert answer.headers["Location"] == "/dashboard/login"
-        async with http.get(f"{daemon.url}/dashboard/login") as answer:
+                assert answer.headers["Location"] == f"/dashboard/login?next={back}"
+        async with http.get(f"{daemon.url}/dashboard/login?next=/dashboard?days=3") as answer:
             assert answer.status == 200
-            assert 'name="token"' in await answer.text()
+            form = await answer.text()
+        assert 'name="token"' in form
+        assert '<input type="hidden" name="next" value="/dashboard?days=3">' in form
         # A wrong token: the form again, with why, and no session.
         wrong = {"token": TOKEN + "x"}
         async with http.post(f"{daemon.url}/dashboard/login", data=wrong) as answer:
@@ -90,6 +93,19 @@ async def test_the_dashboard_needs_the_token_or_a_session_from_the_login_form(
                 ) as answer,
             ):
                 assert answer.status == 303
+        # Signed in, back to the page asked for; never to another site.
+        for back, to in (("/dashboard?days=3", "/dashboard?days=3"),
+                         ("//elsewhere.example/x", "/dashboard"),
+                         ("https://elsewhere.example/dashboard", "/dashboard")):  # fmt: skip
+            right = {"token": TOKEN, "next": back}
+            async with (
+                aiohttp.ClientSession() as bare,
+                bare.post(
+                    f"{daemon.url}/dashboard/login", data=right, allow_redirects=False
+                ) as answer,
+            ):
+                assert answer.status == 303
+                assert answer.headers["Location"] == to
         right = {"token": TOKEN}
         async with http.post(
             f"{daemon.url}/dashboard/login", data=right, allow_redirects=False

@@ -11,6 +11,7 @@ import pytest
 from adapters.postgres.dashboard import DayCount
 from daemon import charts
 from daemon.dashboard import (
+    back_to,
     day_columns,
     days_of,
     session_valid,
@@ -150,3 +151,22 @@ def test_an_event_not_known_here_is_shown_by_its_fields() -> None:
     assert describe(event) == "new kind: shipment_id S1"
     # An event of a known type whose fields are not what its words expect still shows.
     assert describe({"type": "stock_allocated", "holdings": 5}) == "stock allocated: holdings 5"
+
+
+@pytest.mark.parametrize(
+    ("asked", "back"),
+    [
+        ("/dashboard?days=30", "/dashboard?days=30"),
+        ("/dashboard/orders/ord_1", "/dashboard/orders/ord_1"),
+        ("/dashboard/orders/%231001", "/dashboard/orders/%231001"),
+        ("//elsewhere.example/dashboard", "/dashboard"),
+        ("https://elsewhere.example/dashboard", "/dashboard"),
+        ("/dashboard/../metrics", "/dashboard"),
+        ("/dashboard\\x", "/dashboard"),
+        ("/metrics", "/dashboard"),
+        (None, "/dashboard"),
+        (5, "/dashboard"),
+    ],
+)
+def test_sign_in_goes_back_only_to_a_page_of_the_dashboard(asked: object, back: str) -> None:
+    assert back_to(asked) == back
