@@ -317,9 +317,7 @@ def settle_memory() -> None:
     gc.set_threshold(_GC_YOUNG, older, oldest)
 
 
-def scaled(
-    clock: Callable[[], float], scale: float, offset_s: float = 0.0
-) -> Callable[[], float]:
+def scaled(clock: Callable[[], float], scale: float, offset_s: float = 0.0) -> Callable[[], float]:
     """A clock ``offset_s`` ahead of ``clock`` that runs ``scale`` times faster from now on
     (demos and tests)."""
     if scale == 1 and not offset_s:
