@@ -9,13 +9,14 @@ STAMP := $(VENV)/.installed
 ENV_FILE := .run/services.env
 WITH_SERVICES := set -a && . ./$(ENV_FILE) && set +a &&
 
-.PHONY: help install services migrate demo test unit lint format clean
+.PHONY: help install services migrate browser demo test unit lint format clean
 
 help:
 	@echo "make demo    run orderd end to end on this machine"
 	@echo "make test    lint, type-check and run the whole test suite"
 	@echo "make unit    the fast unit tests only (no servers)"
 	@echo "make lint    ruff, mypy and the import contracts"
+	@echo "make browser install Chromium for the browser tests (Debian's chromium) if missing"
 	@echo "make clean   stop local servers started under .run/ and remove .run/ and .venv/"
 
 install: $(STAMP)
@@ -37,8 +38,15 @@ services: $(STAMP)
 migrate: services
 	@$(WITH_SERVICES) $(BIN)/orderd migrate
 
+# The browser tests drive the system's Chromium; nothing is downloaded when they run.
+browser:
+	@test -x /usr/bin/chromium || command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && [ -f /etc/debian_version ]; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	  else echo "the browser tests need Chromium at /usr/bin/chromium (Debian: apt-get install chromium)"; exit 2; fi; }
+
 demo: migrate
-	@$(WITH_SERVICES) $(BIN)/orderd demo
+	@$(WITH_SERVICES) $(BIN)/orderd demo $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -53,7 +61,7 @@ unit: $(STAMP)
 # Three workers on two cores: most tests wait on servers and daemons rather than compute.
 # Each test has its own schema and key prefix, so any worker may take any test; an idle
 # worker takes tests from a busy one (worksteal), so a long test does not leave one alone.
-test: lint migrate
+test: lint migrate browser
 	@$(WITH_SERVICES) $(BIN)/pytest -n 3 --dist worksteal
 
 format: $(STAMP)

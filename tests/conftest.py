@@ -41,6 +41,9 @@ _DEFAULTS = Settings()
 REDIS_URL = os.environ.get("ORDERD_REDIS__URL", _DEFAULTS.redis.url)
 POSTGRES_DSN = os.environ.get("ORDERD_POSTGRES__DSN", _DEFAULTS.postgres.dsn)
 
+# The browser tests' fixtures: ``browser``, ``page`` and ``screenshot``.
+pytest_plugins = ("tests.browser",)
+
 
 @pytest.fixture
 def unique_name() -> str:
