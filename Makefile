@@ -63,6 +63,15 @@ unit: $(STAMP)
 # worker takes tests from a busy one (worksteal), so a long test does not leave one alone.
 test: lint migrate browser
 	@$(WITH_SERVICES) $(BIN)/pytest -n 3 --dist worksteal
+	@echo "the tests that exercise Redis, again on a local Redis Cluster (3 masters, 3 replicas):"
+	@$(WITH_SERVICES) ORDERD_TEST_REDIS_CLUSTER=1 $(BIN)/pytest -n 3 --dist worksteal $(CLUSTER_TESTS)
+
+# What runs a second time on a Redis Cluster: every test whose subject is a Redis call
+# (allocation scripts, streams, leases, intake, turns) or a daemon carrying orders through.
+CLUSTER_TESTS := $(addprefix tests/integration/,test_allocation.py test_streams.py \
+	test_leases.py test_lease_renewal.py test_intake.py test_intake_batches.py \
+	test_turn_saves.py test_stored_forms.py test_fulfillment.py test_daemon_faults.py \
+	test_stock_push.py test_order_release.py test_metrics.py)
 
 format: $(STAMP)
 	$(BIN)/ruff format .

@@ -111,6 +111,7 @@ class ActorRuntime:
         self._retries: dict[str, asyncio.TimerHandle] = {}
         self._unacked: set[str] = set()  # applied, but the acknowledgement failed
         self._backlog_lost = False  # the group was recreated; the backlog not yet rebuilt
+        self._stream_master: str | None = None  # the server that held the stream last time
         self._yielding = Yielding(
             limit=self._settings.turns_when_pressed,
             pressed=pressed,
@@ -462,6 +463,19 @@ class ActorRuntime:
             self._log_failure("recreating the consumer group", exc)
             await self._pause(self._settings.outage_pause_s)
 
+    async def _check_master(self) -> None:
+        """Another server holds the stream than last time (a replica promoted, a server
+        restarted with its data): entries added just before may be gone with the old one,
+        so every message not yet applied is streamed again (repeats are recognised)."""
+        master = await self._streams.master_id()
+        if self._stream_master is not None and master != self._stream_master:
+            log.warning(
+                "another Redis server holds the stream now: streaming again what is not applied"
+            )
+            self._backlog_lost = True
+            await self._rebuild_backlog()
+        self._stream_master = master
+
     async def _rebuild_backlog(self) -> None:
         if self._backlog_lost:
             if self._on_group_lost is not None:
@@ -511,6 +525,7 @@ class ActorRuntime:
                 )
                 await self._streams.trim()
                 await self._streams.forget_idle_consumers(self._settings.forget_consumers_after_ms)
+                await self._check_master()
             except GroupLost:
                 await self._group_lost()
             except Exception as exc:

@@ -14,6 +14,14 @@ _REDIS_AWAY = (
     redis_errors.ConnectionError,  # refused, reset, LOADING (BusyLoadingError)
     redis_errors.TimeoutError,
     redis_errors.ReadOnlyError,  # a replica being promoted
+    # A Redis Cluster failing over: a shard without its master, slots moving, or no node
+    # answering at all (the cluster client's own error, which is not a RedisError).
+    redis_errors.ClusterDownError,
+    redis_errors.MasterDownError,
+    redis_errors.TryAgainError,
+    redis_errors.ClusterError,
+    redis_errors.SlotNotCoveredError,
+    redis_errors.RedisClusterException,
 )
 _POSTGRES_AWAY = (
     asyncpg.PostgresConnectionError,  # class 08: cannot connect, connection lost

@@ -25,7 +25,7 @@ from urllib.parse import urlencode
 import asyncpg
 from aiohttp import web
 from jinja2 import Environment, PackageLoader, select_autoescape
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from adapters.postgres import dashboard as queries
 from adapters.postgres import listing, orders
@@ -335,7 +335,7 @@ class Dashboard:
         """Skus with :data:`LOW_STOCK` units or fewer to sell, per warehouse, from Redis."""
         try:
             available = await self._context.allocator.available()
-        except (RedisError, OSError) as exc:
+        except (RedisError, RedisClusterException, OSError) as exc:
             return [], f"stock cannot be read now ({type(exc).__name__})"
         low = sorted(
             (units, warehouse, sku)

@@ -24,8 +24,7 @@ import asyncpg
 import msgspec
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from actors.errors import OrderdError
 from actors.mail import Mail
@@ -53,6 +52,7 @@ from adapters.platforms import MalformedPayload, generic, shopify, woocommerce
 from adapters.platforms.normalize import require_utf8
 from adapters.platforms.signatures import verify_generic, verify_shopify, verify_woocommerce
 from adapters.postgres import notifications, orders
+from adapters.redis.client import RedisClient
 from adapters.stock.allocator import Allocator
 from adapters.wms.callbacks import parse_callback
 from daemon.dashboard import Dashboard
@@ -70,7 +70,7 @@ class Context:
 
     settings: Settings
     pool: Any
-    redis: Redis
+    redis: RedisClient
     intake: Intake
     allocator: Allocator
     mail: Mail
@@ -356,7 +356,7 @@ async def readyz(request: web.Request) -> web.StreamResponse:
     try:
         await context.redis.ping()
         checks["redis"] = "ok"
-    except (RedisError, OSError) as exc:
+    except (RedisError, RedisClusterException, OSError) as exc:
         checks["redis"] = f"unavailable: {type(exc).__name__}"
     try:
         async with context.pool.acquire(timeout=2) as conn:
@@ -378,7 +378,13 @@ async def metrics(request: web.Request) -> web.StreamResponse:
         return _error(404, "metrics are not kept here")
     try:
         text = await context.metrics()
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, RedisError) as exc:
+    except (
+        OSError,
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        RedisError,
+        RedisClusterException,
+    ) as exc:
         log.warning("metrics could not be read: %s", type(exc).__name__)
         return _error(503, "metrics cannot be read now: a server is away")
     return web.Response(body=text, headers={"Content-Type": CONTENT_TYPE_LATEST})

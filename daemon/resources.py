@@ -9,14 +9,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-from redis.asyncio import Redis
 
 from actors.mail import Mail
 from actors.ports.observe import UNOBSERVED, Observer
 from adapters.postgres import schema
 from adapters.postgres.mailbox import PostgresMailbox
 from adapters.postgres.pool import connection, create_pool
-from adapters.redis.client import connect_redis
+from adapters.redis.client import RedisClient, connect_redis
 from adapters.redis.keys import RuntimeKeys
 from adapters.redis.streams import Streams
 from adapters.stock.allocator import Allocator
@@ -39,7 +38,7 @@ def database(settings: Settings) -> Any:
 class Resources:
     settings: Settings
     pool: Any
-    redis: Redis
+    redis: RedisClient
     allocator: Allocator
     mail: Mail
 
@@ -62,7 +61,7 @@ async def open_resources(
     try:
         async with pool.acquire() as conn:
             await schema.require_current(conn, pg.schema)
-        redis = await connect_redis(settings.redis.url)
+        redis = await connect_redis(settings.redis.url, cluster=settings.redis.cluster)
         try:
             allocator = Allocator(
                 redis,
@@ -72,7 +71,10 @@ async def open_resources(
                 policy=allocation_policy(settings),
                 observer=observer,
             )
-            mail = Mail(PostgresMailbox(pool), Streams(redis, RuntimeKeys(settings.redis.prefix)))
+            mail = Mail(
+                PostgresMailbox(pool),
+                Streams(redis, RuntimeKeys(settings.redis.prefix, tagged=settings.redis.cluster)),
+            )
             yield Resources(settings, pool, redis, allocator, mail)
             await allocator.drain()
             await mail.drain()

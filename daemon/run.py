@@ -92,7 +92,7 @@ class Daemon:
         self.metrics = observer = metrics or Metrics()
         self.clock = clock
         pool, redis, allocator = resources.pool, resources.redis, resources.allocator
-        keys = RuntimeKeys(settings.redis.prefix)
+        keys = RuntimeKeys(settings.redis.prefix, tagged=settings.redis.cluster)
         self.streams = Streams(redis, keys)
         self.mail = Mail(PostgresMailbox(pool), self.streams)
         system = shipping.warehouse_system(settings)

@@ -76,6 +76,8 @@ class RuntimeSettings(_Section, frozen=True):
 class RedisSettings(_Section, frozen=True):
     url: str = "redis://127.0.0.1:6379/0"
     prefix: KeyPrefix = "orderd:"
+    # A Redis Cluster: url names any one of its nodes, and the others are found from it.
+    cluster: bool = False
 
 
 class PostgresSettings(_Section, frozen=True):
@@ -608,9 +610,17 @@ def _check(settings: Settings) -> None:
                 "when write_back is true"
             )
     _check_stock_push(settings)
-    redis_scheme = urlsplit(settings.redis.url).scheme
-    if redis_scheme not in ("redis", "rediss", "unix"):
+    redis_url = urlsplit(settings.redis.url)
+    if redis_url.scheme not in ("redis", "rediss", "unix"):
         raise ConfigError(f"{where}: redis.url: expected redis://, rediss:// or unix:// URL")
+    # A cluster has one database, and its nodes are reached over TCP.
+    if settings.redis.cluster and (
+        redis_url.scheme == "unix" or redis_url.path.strip("/") not in ("", "0")
+    ):
+        raise ConfigError(
+            f"{where}: redis.url: a Redis Cluster is reached by redis:// or rediss:// and has "
+            "database 0 only"
+        )
     if urlsplit(settings.postgres.dsn).scheme not in ("postgres", "postgresql"):
         raise ConfigError(f"{where}: postgres.dsn: expected a postgresql:// URL")
     if settings.postgres.pool_min_size > settings.postgres.pool_max_size:

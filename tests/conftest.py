@@ -26,9 +26,12 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 from adapters.postgres import schema as pg_schema
 from adapters.postgres.pool import connection, create_pool
+from adapters.redis.client import RedisClient
+from adapters.redis.keys import RuntimeKeys
 from adapters.stock.allocator import Allocator
 from adapters.stock.model import AllocationPolicy, WarehouseConfig
 from daemon.resources import open_resources
@@ -40,9 +43,14 @@ ORDERD = Path(sys.executable).with_name("orderd")
 _DEFAULTS = Settings()
 REDIS_URL = os.environ.get("ORDERD_REDIS__URL", _DEFAULTS.redis.url)
 POSTGRES_DSN = os.environ.get("ORDERD_POSTGRES__DSN", _DEFAULTS.postgres.dsn)
+# ORDERD_TEST_REDIS_CLUSTER=1 (``make test``'s second run): the tests that take their Redis
+# from these fixtures run against a local Redis Cluster of 3 masters, each with a replica,
+# one per test process, started here; orderd is told ``[redis] cluster = true``.
+ON_CLUSTER = os.environ.get("ORDERD_TEST_REDIS_CLUSTER") == "1"
 
-# The browser tests' fixtures: ``browser``, ``page`` and ``screenshot``.
-pytest_plugins = ("tests.browser",)
+# The browser tests' fixtures: ``browser``, ``page`` and ``screenshot``; a local Redis
+# Cluster's: ``redis_cluster`` and ``redis_cluster_own``.
+pytest_plugins = ("tests.browser", "tests.redis_cluster")
 
 
 @pytest.fixture
@@ -129,12 +137,33 @@ async def pg(pg_schema_name: str, migrated_schema: MigratedSchema) -> AsyncItera
         yield conn
 
 
+@pytest.fixture(scope="session")
+def redis_url(request: pytest.FixtureRequest) -> str:
+    """The Redis the tests share: the configured server, or this process's cluster."""
+    if not ON_CLUSTER:
+        return REDIS_URL
+    url: str = request.getfixturevalue("redis_cluster").url
+    return url
+
+
+def runtime_keys(prefix: str) -> RuntimeKeys:
+    """The runtime's key names as orderd lays them out on the Redis the tests share."""
+    return RuntimeKeys(prefix, tagged=ON_CLUSTER)
+
+
+def redis_for(url: str) -> RedisClient:
+    """A client of ``url``: the cluster's client when the tests run on a cluster."""
+    if ON_CLUSTER:
+        return RedisCluster.from_url(url)
+    return aioredis.Redis.from_url(url)
+
+
 @pytest.fixture
-async def redis_prefix(unique_name: str) -> AsyncIterator[str]:
+async def redis_prefix(unique_name: str, redis_url: str) -> AsyncIterator[str]:
     """This test's Redis key prefix; every key under it is deleted afterwards."""
     prefix = f"orderd-{unique_name}:"
     yield prefix
-    client = aioredis.Redis.from_url(REDIS_URL)
+    client = redis_for(redis_url)
     try:
         keys = [key async for key in client.scan_iter(match=f"{prefix}*", count=1000)]
         for start in range(0, len(keys), 1000):
@@ -144,9 +173,9 @@ async def redis_prefix(unique_name: str) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def redis_client(redis_prefix: str) -> AsyncIterator[aioredis.Redis]:
+async def redis_client(redis_prefix: str, redis_url: str) -> AsyncIterator[RedisClient]:
     """A client of the shared Redis (keys under this test's prefix are cleaned up)."""
-    client = aioredis.Redis.from_url(REDIS_URL)
+    client = redis_for(redis_url)
     try:
         yield client
     finally:
@@ -154,11 +183,12 @@ async def redis_client(redis_prefix: str) -> AsyncIterator[aioredis.Redis]:
 
 
 @pytest.fixture
-def test_env(pg_schema_name: str, redis_prefix: str) -> dict[str, str]:
+def test_env(pg_schema_name: str, redis_prefix: str, redis_url: str) -> dict[str, str]:
     """Environment overrides that point orderd at this test's schema and key prefix."""
     return {
-        "ORDERD_REDIS__URL": REDIS_URL,
+        "ORDERD_REDIS__URL": redis_url,
         "ORDERD_REDIS__PREFIX": redis_prefix,
+        "ORDERD_REDIS__CLUSTER": "true" if ON_CLUSTER else "false",
         "ORDERD_POSTGRES__DSN": POSTGRES_DSN,
         "ORDERD_POSTGRES__SCHEMA": pg_schema_name,
     }

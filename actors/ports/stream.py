@@ -76,6 +76,11 @@ class ConsumerGroup(Protocol):
         epoch); None when there is none."""
         ...
 
+    async def master_id(self) -> str:
+        """Which server holds the stream (its replication id): another one after a
+        failover or a restart, which may lack the last entries added before it."""
+        ...
+
 
 class DeadLetters(Protocol):
     """Where messages given up on are kept for a person to look at."""

@@ -122,20 +122,30 @@ class RuntimeKeys:
     ``P stock_push``                STRING  which process pushes stock to the platforms
                                             (expires)
     ==============================  ======  ============================================
+
+    On a Redis Cluster the stream, its dead letters and the leases carry one hash tag,
+    ``P{part.0}:stream:orders``, ``P{part.0}:stream:dead``, ``P{part.0}:lease:<order>``, so
+    that a dead letter moves in one transaction and a batch of leases goes to one script.
+    (A warehouse code holds no ``.``: the tag is never a warehouse's.)
     """
 
     prefix: str
+    tagged: bool = False
+
+    @property
+    def _runtime(self) -> str:
+        return f"{self.prefix}{{part.0}}:" if self.tagged else self.prefix
 
     @property
     def orders_stream(self) -> str:
-        return f"{self.prefix}stream:orders"
+        return f"{self._runtime}stream:orders"
 
     @property
     def dead_stream(self) -> str:
-        return f"{self.prefix}stream:dead"
+        return f"{self._runtime}stream:dead"
 
     def lease(self, order_id: str) -> str:
-        return f"{self.prefix}lease:{order_id}"
+        return f"{self._runtime}lease:{order_id}"
 
     @property
     def reminders(self) -> str:

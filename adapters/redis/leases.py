@@ -20,10 +20,8 @@ import itertools
 import secrets
 from collections.abc import Sequence
 
-from redis.asyncio import Redis
-
 from actors.ports.turns import Taken
-from adapters.redis.client import FAILURES
+from adapters.redis.client import FAILURES, RedisClient
 from adapters.redis.keys import RuntimeKeys
 from adapters.redis.scripts import lua_source
 
@@ -40,7 +38,7 @@ class Leases:
     failures = FAILURES
 
     def __init__(
-        self, redis: Redis, keys: RuntimeKeys, *, lease_ms: int, remember_ms: int = 120_000
+        self, redis: RedisClient, keys: RuntimeKeys, *, lease_ms: int, remember_ms: int = 120_000
     ) -> None:
         self._keys = keys
         self._lease_ms = lease_ms
@@ -98,7 +96,7 @@ class SoleLease:
     to the platforms), kept as long as it asks again within ``lease_ms``
     (:class:`actors.stock_push.Lease`)."""
 
-    def __init__(self, redis: Redis, key: str, *, lease_ms: int) -> None:
+    def __init__(self, redis: RedisClient, key: str, *, lease_ms: int) -> None:
         self._key = key
         self._lease_ms = lease_ms
         self._token = secrets.token_hex(8)

@@ -8,17 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from redis.asyncio import Redis
-
 from actors.ports.turns import Reminder
-from adapters.redis.client import FAILURES
+from adapters.redis.client import FAILURES, RedisClient
 from adapters.redis.keys import RuntimeKeys
 
 
 class RedisSchedule:
     failures = FAILURES
 
-    def __init__(self, redis: Redis, keys: RuntimeKeys) -> None:
+    def __init__(self, redis: RedisClient, keys: RuntimeKeys) -> None:
         self._redis = redis
         self._key = keys.reminders
 

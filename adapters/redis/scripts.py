@@ -16,13 +16,13 @@ from importlib import resources
 from typing import Any, Generic, Literal, TypeVar
 
 import msgspec
-from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from actors.stock import AllocationError, UnknownSku
+from adapters.redis.client import RedisClient
 from adapters.redis.keys import WarehouseKeys
 
 ReserveMode = Literal["all", "partial", "wait_all", "ship_available", "queue"]
@@ -187,7 +187,7 @@ def allocation_source(name: str) -> str:
 class Scripts:
     """The four scripts registered on one client."""
 
-    def __init__(self, client: Redis) -> None:
+    def __init__(self, client: RedisClient) -> None:
         self._reserve: AsyncScript = client.register_script(allocation_source("reserve"))
         self._release: AsyncScript = client.register_script(allocation_source("release"))
         self._commit: AsyncScript = client.register_script(allocation_source("commit"))

@@ -12,12 +12,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import msgspec
-from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from actors.ports.mail import Posted
 from actors.ports.stream import Entry, GroupLost
-from adapters.redis.client import FAILURES
+from adapters.redis.client import FAILURES, RedisClient
 from adapters.redis.keys import GROUP, RuntimeKeys
 from adapters.redis.scripts import lua_source
 
@@ -48,11 +47,12 @@ class Streams:
 
     failures = FAILURES
 
-    def __init__(self, redis: Redis, keys: RuntimeKeys) -> None:
+    def __init__(self, redis: RedisClient, keys: RuntimeKeys) -> None:
         self._redis = redis
         self._keys = keys
         self.stream = keys.orders_stream
         self._add = redis.register_script(lua_source("stream_add"))
+        self._master_id = redis.register_script(lua_source("master_id"))
 
     async def ensure_group(self) -> bool:
         """Create the stream and group if missing; True when they were created."""
@@ -68,7 +68,7 @@ class Streams:
         """Put stored messages on the stream, in order; return their entry ids."""
         if not posted:
             return []
-        # As text: Redis's cmsgpack reads no binary type, and the JSON is UTF-8.
+        # As text: RedisClient's cmsgpack reads no binary type, and the JSON is UTF-8.
         batch = _encode([(m.order_id, str(m.seq), m.body.decode(), str(m.id)) for m in posted])
         ids = await self._add(keys=[self.stream], args=[batch])
         return [_text(entry_id) for entry_id in ids]
@@ -204,6 +204,10 @@ class Streams:
                 gone.append(name)
         return gone
 
+    async def master_id(self) -> str:
+        found = await self._master_id(keys=[self.stream])
+        return _text(found)
+
     async def oldest_unfinished_ms(self) -> int | None:
         """When the oldest entry the group has not finished was added (ms since the epoch):
         the lowest pending one, or the first not yet delivered; None when there is none."""
@@ -216,7 +220,7 @@ class Streams:
             summary: Any = await self._redis.xpending(self.stream, GROUP)
             if summary and summary.get("min"):
                 oldest.append(_text(summary["min"]))
-        # Not lag: Redis cannot always count it (after deletions), and answers nil then.
+        # Not lag: RedisClient cannot always count it (after deletions), and answers nil then.
         after = "(" + _text(group["last-delivered-id"])
         first: Any = await self._redis.xrange(self.stream, min=after, count=1)
         if first:

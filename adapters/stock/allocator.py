@@ -16,7 +16,6 @@ from functools import partial
 from typing import Any, Literal, TypeVar
 
 from msgspec import Struct
-from redis.asyncio import Redis
 
 from actors.batching import Coalescer
 from actors.order.types import BackorderPolicy
@@ -38,6 +37,7 @@ from actors.stock import (
     status_of,
 )
 from adapters.postgres import stock as ledger
+from adapters.redis.client import RedisClient
 from adapters.redis.keys import WarehouseKeys, done_field
 from adapters.redis.scripts import (
     MODE_CODES,
@@ -80,7 +80,7 @@ class Allocator:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         pool: Any,
         *,
         prefix: str,
@@ -142,7 +142,7 @@ class Allocator:
         return self._keys[warehouse]
 
     async def epochs(self, warehouses: Sequence[str]) -> dict[str, str | None]:
-        """The Redis epoch of each warehouse now (None: Redis does not hold it)."""
+        """The Redis epoch of each warehouse now (None: RedisClient does not hold it)."""
         if not warehouses:
             return {}
         pipe = self._redis.pipeline(transaction=False)
@@ -797,7 +797,7 @@ class Allocator:
         )
         if result.code < 0 and result.code != -6:
             raise error_for(result.code, _adjust_refusal(sku, quantity, mode, result))
-        # -6: Redis has it but the ledger has not (a crash in between): record it now.
+        # -6: RedisClient has it but the ledger has not (a crash in between): record it now.
         kind: MovementKind = "set" if mode == "set" else "adjust"
         await self._ledger.record(
             entries.adjustment(

@@ -16,11 +16,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-from redis.asyncio import Redis
 
 from adapters.postgres import stock as ledger
+from adapters.redis.client import RedisClient
 from adapters.redis.keys import WarehouseKeys, done_field, queue_score
-from adapters.redis.scripts import PARTIAL, QUEUED, RESERVED, WarehouseNotReady
+from adapters.redis.scripts import PARTIAL, QUEUED, RESERVED, WarehouseNotReady, lua_source
 from adapters.stock.model import Drift, Rebuilt
 
 _LOCK_MS = 120_000
@@ -41,7 +41,7 @@ class Recovery:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         pool: Any,
         *,
         ttl_s: int,
@@ -55,6 +55,7 @@ class Recovery:
         self._clock = clock
         self._instance: str | None = None
         self._local: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._master_id = redis.register_script(lua_source("master_id"))
 
     async def instance_id(self) -> str:
         if self._instance is None:
@@ -82,7 +83,7 @@ class Recovery:
         async with self._local[keys.warehouse]:
             token = str(time.time_ns())
             if not await self._redis.set(lock_key, token, nx=True, px=_LOCK_MS):
-                await self._wait_for_meta(keys)
+                await self._wait_for_rebuild(keys, lock_key)
                 return None
             try:
                 return await self._rebuild(keys, lock_key)
@@ -90,10 +91,12 @@ class Recovery:
                 if await self._redis.get(lock_key) == token.encode():
                     await self._redis.delete(lock_key)
 
-    async def _wait_for_meta(self, keys: WarehouseKeys) -> None:
+    async def _wait_for_rebuild(self, keys: WarehouseKeys, lock_key: str) -> None:
+        """Until the process rebuilding the warehouse is done (meta may be there already,
+        written under a master that is no more, while it rebuilds)."""
         deadline = time.monotonic() + _LOCK_MS / 1000
         delay = 0.01
-        while not await self._redis.exists(keys.meta):
+        while await self._redis.exists(lock_key) or not await self._redis.exists(keys.meta):
             if time.monotonic() > deadline:
                 raise WarehouseNotReady(keys.warehouse)
             await asyncio.sleep(delay)  # another process is rebuilding: back off
@@ -173,6 +176,9 @@ class Recovery:
                 pipe.hset(keys.done(window), items=pairs[start : start + 2000])
             pipe.pexpire(keys.done(window), until)
         await pipe.execute()
+        # Written under this master: the scripts refuse a meta of another (a replica promoted
+        # since may lack this master's last writes), and the warehouse is rebuilt again.
+        master = await self._master_id(keys=[keys.meta])
         await self._redis.hset(
             keys.meta,
             mapping={
@@ -180,6 +186,7 @@ class Recovery:
                 "layout": LAYOUT,
                 "epoch": uuid.uuid4().hex,
                 "rebuilt_at": int(self._clock() * 1000),
+                "master": text(master),
             },
         )
 

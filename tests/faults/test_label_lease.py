@@ -44,14 +44,13 @@ from adapters.postgres import mailbox
 from adapters.postgres.catalog import PostgresCatalog
 from adapters.postgres.orders import PostgresOrders
 from adapters.postgres.pool import create_pool
-from adapters.redis.keys import RuntimeKeys
 from adapters.redis.leases import Leases
 from adapters.redis.reminders import RedisSchedule
 from adapters.stock.allocator import Allocator
 from daemon.settings import Settings
 from daemon.shipping import message_settings, rules
 from tests.carrier_servers import ShippoServer
-from tests.conftest import POSTGRES_DSN, REDIS_URL, Clock, RedisServer, add_products
+from tests.conftest import POSTGRES_DSN, REDIS_URL, Clock, RedisServer, add_products, runtime_keys
 
 LEASE_MS = 1200
 LEASE_S = LEASE_MS / 1000
@@ -157,7 +156,7 @@ async def make_process(
         async def record(posted: Sequence[Posted], saved: Sequence[Turn]) -> None:
             told.extend(posted)
 
-        keys = RuntimeKeys(redis_prefix)
+        keys = runtime_keys(redis_prefix)
         stock = await make_allocator(redis=stock_client)
         turns = OrderTurns(
             orders=PostgresOrders(pool, stock.epochs),
@@ -273,7 +272,7 @@ async def test_a_label_purchase_slower_than_the_lease_is_made_once_while_another
         assert await second.turns.apply(ORDER, seq, buy) is Outcome.REPEAT
         await second.turns.drain()
     assert await state(pg) == "shipped"
-    freed = await redis_client.get(RuntimeKeys(redis_prefix).lease(ORDER))
+    freed = await redis_client.get(runtime_keys(redis_prefix).lease(ORDER))
     assert isinstance(freed, bytes)
     assert freed.startswith(b"~")
 
@@ -286,7 +285,7 @@ async def test_a_turn_that_lost_its_lease_stops_before_buying_and_buys_once_when
     redis_prefix: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    lease = RuntimeKeys(redis_prefix).lease(ORDER)
+    lease = runtime_keys(redis_prefix).lease(ORDER)
     other = "f" * 16
     take = Leases.take
     losing = False

@@ -35,9 +35,8 @@ from adapters.postgres.notifications import (
 )
 from adapters.postgres.pool import create_pool
 from adapters.postgres.writes import Writes
-from adapters.redis.keys import RuntimeKeys
 from adapters.redis.streams import Streams
-from tests.conftest import POSTGRES_DSN, add_products
+from tests.conftest import POSTGRES_DSN, add_products, runtime_keys
 from tests.integration.daemon_harness import (
     SmtpSink,
     eventually,
@@ -149,7 +148,7 @@ async def make_outbox(
         )
         outbox = Outbox(
             notifications=notifications(pool),
-            mail=Mail(PostgresMailbox(pool), Streams(redis_client, RuntimeKeys(redis_prefix))),
+            mail=Mail(PostgresMailbox(pool), Streams(redis_client, runtime_keys(redis_prefix))),
             senders={"email": smtp},
             settings=NotifierSettings(claim_s=claim_s),
             clock=clock,

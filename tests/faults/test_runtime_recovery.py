@@ -22,10 +22,9 @@ from adapters.platforms import generic, shopify
 from adapters.postgres import mailbox
 from adapters.postgres.mailbox import PostgresMailbox
 from adapters.postgres.pool import connection, create_pool
-from adapters.redis.keys import RuntimeKeys
 from adapters.redis.streams import Streams
 from daemon.intake import Intake
-from tests.conftest import POSTGRES_DSN, add_products
+from tests.conftest import POSTGRES_DSN, add_products, runtime_keys
 from tests.integration.daemon_harness import (
     eventually,
     generic_body,
@@ -52,7 +51,7 @@ async def _waiting_on_locks(pg: Any, count: int, within_s: float = 20.0) -> None
 async def test_the_same_new_order_taken_by_two_processes_at_once_is_accepted_once(
     pg: Any, pg_schema_name: str, redis_client: aioredis.Redis, redis_prefix: str
 ) -> None:
-    streams = Streams(redis_client, RuntimeKeys(redis_prefix))
+    streams = Streams(redis_client, runtime_keys(redis_prefix))
     pools = [await create_pool(POSTGRES_DSN, pg_schema_name) for _ in range(2)]
     mails = [Mail(PostgresMailbox(pool), streams) for pool in pools]
     intakes = [Intake(pool, mail, calm_after_s=0) for pool, mail in zip(pools, mails, strict=True)]
@@ -108,7 +107,7 @@ async def _stored(pg: Any, count: int, orders: int = 50) -> list[Posted]:
 async def test_the_pump_puts_each_stored_message_on_the_stream_once(
     pg: Any, pg_schema_name: str, redis_client: aioredis.Redis, redis_prefix: str
 ) -> None:
-    streams = Streams(redis_client, RuntimeKeys(redis_prefix))
+    streams = Streams(redis_client, runtime_keys(redis_prefix))
     await streams.ensure_group()
     pool = await create_pool(POSTGRES_DSN, pg_schema_name, min_size=1, max_size=2)
     mail = Mail(PostgresMailbox(pool), streams)
@@ -130,7 +129,7 @@ async def test_the_pump_with_redis_away_streams_nothing_and_says_so(
 ) -> None:
     away = aioredis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=1)
     pool = await create_pool(POSTGRES_DSN, pg_schema_name, min_size=1, max_size=2)
-    mail = Mail(PostgresMailbox(pool), Streams(away, RuntimeKeys(redis_prefix)))
+    mail = Mail(PostgresMailbox(pool), Streams(away, runtime_keys(redis_prefix)))
     try:
         await _stored(pg, 10)
         try:
@@ -180,7 +179,7 @@ async def _run_until(runtime: ActorRuntime, check: Any, within_s: float, what: s
 async def test_a_dead_consumers_whole_pending_list_is_claimed(
     pg: Any, redis_client: aioredis.Redis, redis_prefix: str
 ) -> None:
-    streams = Streams(redis_client, RuntimeKeys(redis_prefix))
+    streams = Streams(redis_client, runtime_keys(redis_prefix))
     await streams.ensure_group()
     await streams.add(await _stored(pg, 3000, orders=3000))
     taken, _ = await streams.read("died", count=3000, block_ms=None)
@@ -208,7 +207,7 @@ async def test_a_dead_consumers_whole_pending_list_is_claimed(
 async def test_the_oldest_unfinished_entry_is_found_pending_or_not_yet_read(
     pg: Any, redis_client: aioredis.Redis, redis_prefix: str
 ) -> None:
-    streams = Streams(redis_client, RuntimeKeys(redis_prefix))
+    streams = Streams(redis_client, runtime_keys(redis_prefix))
     await streams.ensure_group()
     assert await streams.oldest_unfinished_ms() is None
     first = await streams.add(await _stored(pg, 2))
@@ -224,7 +223,7 @@ async def test_the_oldest_unfinished_entry_is_found_pending_or_not_yet_read(
 async def test_a_restarted_consumer_runs_all_of_its_own_pending_entries_first(
     pg: Any, redis_client: aioredis.Redis, redis_prefix: str
 ) -> None:
-    streams = Streams(redis_client, RuntimeKeys(redis_prefix))
+    streams = Streams(redis_client, runtime_keys(redis_prefix))
     await streams.ensure_group()
     await streams.add(await _stored(pg, 700, orders=700))
     await streams.read("same", count=700, block_ms=None)  # then the process was killed
@@ -258,7 +257,7 @@ async def test_readiness_fails_while_an_order_is_stuck_and_comes_back_when_it_mo
     decision = generic.parse(body)
     order_id = decision.order.id  # type: ignore[union-attr]
     # Another process holds the order and never lets go: its message stays pending.
-    lease = RuntimeKeys(redis_prefix).lease(order_id)
+    lease = runtime_keys(redis_prefix).lease(order_id)
     await redis_client.set(lease, "f" * 16, px=600_000)
     daemon = make_daemon(
         ORDERD_RUNTIME__MAX_PENDING_AGE_S="1", ORDERD_RUNTIME__CLAIM_IDLE_MS="600000"

@@ -9,19 +9,32 @@ import subprocess
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisClusterException, RedisError
 
 from adapters.postgres.pool import connection
+from adapters.redis.client import RedisClient
 from adapters.redis.keys import GROUP, RuntimeKeys
-from tests.conftest import PostgresServer, RedisServer
+from tests.conftest import PostgresServer
 from tests.faults.flood import Flood
 from tests.faults.history import PASSING, RESTING, History, Settling, check_history, settle
 from tests.integration.daemon_harness import Daemon
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
+
+
+class RedisOfItsOwn(Protocol):
+    """A Redis server of the test's own, or a Redis Cluster of its own."""
+
+    @property
+    def url(self) -> str: ...
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
 
 
 class World:
@@ -30,15 +43,17 @@ class World:
     def __init__(
         self,
         *,
-        redis: RedisServer,
+        redis: RedisOfItsOwn,
         postgres: PostgresServer,
         schema: str,
         prefix: str,
         run_orderd: Run,
         make_daemon: Callable[..., Daemon],
         directory: Path,
+        cluster: bool = False,
     ) -> None:
         self.redis = redis
+        self.cluster = cluster
         self.postgres = postgres
         self.schema = schema
         self.prefix = prefix
@@ -55,7 +70,11 @@ class World:
 
     @property
     def env(self) -> dict[str, str]:
-        return {"ORDERD_REDIS__URL": self.redis.url, "ORDERD_POSTGRES__DSN": self.postgres.dsn}
+        return {
+            "ORDERD_REDIS__URL": self.redis.url,
+            "ORDERD_REDIS__CLUSTER": "true" if self.cluster else "false",
+            "ORDERD_POSTGRES__DSN": self.postgres.dsn,
+        }
 
     def run(
         self, *args: str, env: Mapping[str, str] | None = None
@@ -158,9 +177,13 @@ class World:
     async def stream_state(self, order_ids: Sequence[str]) -> str:
         """The order stream as redis-cli shows it: the group, its consumers, and where the
         entries of ``order_ids`` are (pending for whom, delivered how often)."""
-        keys = RuntimeKeys(self.prefix)
+        keys = RuntimeKeys(self.prefix, tagged=self.cluster)
         stream = keys.orders_stream
-        client = aioredis.Redis.from_url(self.redis.url, decode_responses=True, socket_timeout=5)
+        client: RedisClient = (
+            RedisCluster.from_url(self.redis.url, decode_responses=True, socket_timeout=5)
+            if self.cluster
+            else aioredis.Redis.from_url(self.redis.url, decode_responses=True, socket_timeout=5)
+        )
         try:
             lines = [f"Redis: {stream} holds {await client.xlen(stream)} entries"]
             for group in await client.xinfo_groups(stream):
@@ -196,7 +219,7 @@ class World:
                     f"expires in {await client.pttl(lease)} ms"
                 )
             return "\n".join(lines)
-        except (RedisError, OSError) as exc:
+        except (RedisError, RedisClusterException, OSError) as exc:
             return f"Redis could not be read: {exc}"
         finally:
             await client.aclose()

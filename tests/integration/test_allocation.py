@@ -261,7 +261,9 @@ async def test_a_broken_request_in_a_batch_writes_nothing_and_spares_the_others(
     assert [getattr(r, "status", None) for r in (results[0], results[2])] == ["reserved"] * 2
     assert await level(allocator, "B") == (10, 1, 0)
     assert await allocator.holding("bad") == ({}, {})
-    for key in await redis_client.keys(keys.done(0).replace(":done:0", ":done:*")):
+    windows = [k async for k in redis_client.scan_iter(match=keys.done(0)[:-1] + "*")]
+    assert windows
+    for key in windows:
         assert not await redis_client.hexists(key, "bad reserve")
 
 
@@ -341,6 +343,29 @@ async def test_redis_holding_another_databases_data_is_rebuilt_at_start(
     await redis_client.hset(keys.on_hand, "A", 999)
     second = await make_allocator()
     assert await level(second, "A") == (7, 0, 0)
+
+
+async def test_a_warehouse_written_under_another_master_is_rebuilt_before_anything_is_decided(
+    make_allocator: MakeAllocator, pg: Any, redis_client: aioredis.Redis
+) -> None:
+    allocator = await stocked(make_allocator, pg, {"A": 3})
+    await allocator.reserve("o1", [("A", 2)])
+    keys = allocator.keys("main")
+    epoch, master = await redis_client.hmget(keys.meta, ["epoch", "master"])
+    assert master  # the replication id of the master it was written under
+    # As a replica promoted in a failover holds it: the old master's meta, without the
+    # master's last write (o1's reservation), which replication had not carried yet.
+    await redis_client.hset(keys.meta, "master", "a-master-that-is-gone")
+    await redis_client.hset(keys.reserved, "A", 0)
+    await redis_client.hdel(keys.orders, "o1")
+    # Had the stale figures been trusted, o2 would take 2 of A's 3 units and oversell it.
+    result = await allocator.reserve("o2", [("A", 2)])
+    assert result.status == "backordered"
+    assert await level(allocator, "A") == (3, 2, 2)
+    assert await allocator.holding("o1") == ({"A": 2}, {})
+    now_epoch, now_master = await redis_client.hmget(keys.meta, ["epoch", "master"])
+    assert (now_epoch != epoch, now_master) == (True, master)
+    assert await allocator.reconcile() == []
 
 
 async def test_redis_keys_of_an_earlier_layout_are_rebuilt_at_start(
@@ -564,7 +589,9 @@ async def test_a_movement_the_ledger_has_already_is_not_written_twice(
     # Redis no longer remembers the result (its window gone), while the ledger has it: the
     # batch's COPY meets the row and the batch is written again past it.
     keys = allocator.keys("main")
-    for key in await redis_client.keys(keys.done(0).replace(":done:0", ":done:*")):
+    windows = [k async for k in redis_client.scan_iter(match=keys.done(0)[:-1] + "*")]
+    assert windows
+    for key in windows:
         await redis_client.delete(key)
     await asyncio.gather(allocator.reserve("o1", [("A", 2)]), allocator.reserve("o2", [("A", 1)]))
     rows = await pg.fetch("SELECT order_id FROM stock_ledger WHERE kind = 'reserve'")

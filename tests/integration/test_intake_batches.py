@@ -20,10 +20,9 @@ from actors.order.messages import decode_message
 from adapters.platforms import shopify
 from adapters.postgres.mailbox import PostgresMailbox
 from adapters.postgres.pool import create_pool
-from adapters.redis.keys import RuntimeKeys
 from adapters.redis.streams import Streams
 from daemon.intake import Answer, Intake
-from tests.conftest import POSTGRES_DSN
+from tests.conftest import POSTGRES_DSN, runtime_keys
 from tests.integration.daemon_harness import PAYLOADS, shopify_body
 
 
@@ -32,7 +31,7 @@ async def intake(
     pg: Any, pg_schema_name: str, redis_client: aioredis.Redis, redis_prefix: str
 ) -> AsyncIterator[Intake]:
     pool = await create_pool(POSTGRES_DSN, pg_schema_name)
-    mail = Mail(PostgresMailbox(pool), Streams(redis_client, RuntimeKeys(redis_prefix)))
+    mail = Mail(PostgresMailbox(pool), Streams(redis_client, runtime_keys(redis_prefix)))
     try:
         yield Intake(pool, mail, calm_after_s=0)
     finally:
@@ -88,7 +87,7 @@ async def test_a_batch_of_new_orders_is_accepted_and_streamed_in_order(
     assert [(r["status"], r["order_id"]) for r in inbox] == [
         ("streamed", a.body["order_id"]) for a in answers
     ]
-    entries: Any = await redis_client.xrange(RuntimeKeys(redis_prefix).orders_stream)
+    entries: Any = await redis_client.xrange(runtime_keys(redis_prefix).orders_stream)
     assert [fields[b"order"].decode() for _, fields in entries] == [
         a.body["order_id"] for a in answers
     ]

@@ -19,13 +19,12 @@ from actors.order.types import Customer, Line, NormalizedOrder
 from actors.stock import Stock
 from adapters.postgres.orders import PostgresOrders
 from adapters.postgres.pool import create_pool
-from adapters.redis.keys import RuntimeKeys
 from adapters.redis.leases import Leases
 from adapters.redis.reminders import RedisSchedule
 from adapters.stock.allocator import Allocator
 from daemon.settings import Settings
 from daemon.shipping import message_settings
-from tests.conftest import POSTGRES_DSN, Clock, add_products
+from tests.conftest import POSTGRES_DSN, Clock, add_products, runtime_keys
 
 LEASE_MS = 300
 BOUND_S = 20.0
@@ -89,7 +88,7 @@ async def test_the_leases_of_turns_running_together_are_renewed_in_one_call_whil
 
     monkeypatch.setattr(Leases, "renew", recorded)
     pool = await create_pool(POSTGRES_DSN, pg_schema_name, min_size=1, max_size=4)
-    keys = RuntimeKeys(redis_prefix)
+    keys = runtime_keys(redis_prefix)
     turns = OrderTurns(
         orders=PostgresOrders(pool, held.epochs),
         leases=Leases(redis_client, keys, lease_ms=LEASE_MS),
@@ -132,7 +131,7 @@ async def test_the_leases_of_turns_running_together_are_renewed_in_one_call_whil
         await pool.close()
     assert calls
     assert all(call == ["ord_1", "ord_2"] for call in calls)
-    keys = RuntimeKeys(redis_prefix)
+    keys = runtime_keys(redis_prefix)
     # Freed once the turns ended ("~" and the token of the turn that held it).
     for order_id in ("ord_1", "ord_2"):
         freed = await redis_client.get(keys.lease(order_id))

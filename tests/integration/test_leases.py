@@ -7,8 +7,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from actors.ports.turns import Taken
-from adapters.redis.keys import RuntimeKeys
 from adapters.redis.leases import Leases
+from tests.conftest import runtime_keys
 
 # A token's first 10 characters name its process: A and A2 are two turns of one process.
 A, B, C = "a" * 16, "b" * 16, "c" * 16
@@ -18,7 +18,7 @@ A2 = "a" * 10 + "000002"
 async def test_a_lease_is_taken_only_where_free(
     redis_client: aioredis.Redis, redis_prefix: str
 ) -> None:
-    keys = RuntimeKeys(redis_prefix)
+    keys = runtime_keys(redis_prefix)
     one, other = (Leases(redis_client, keys, lease_ms=60_000) for _ in range(2))
     assert await one.take([("o1", A), ("o2", A)]) == [Taken.TAKEN, Taken.TAKEN]
     # Another process: o1 and o2 are taken, o3 is free.
@@ -34,7 +34,7 @@ async def test_a_lease_is_taken_only_where_free(
 async def test_a_lease_is_freed_only_with_the_token_that_took_it(
     redis_client: aioredis.Redis, redis_prefix: str
 ) -> None:
-    keys = RuntimeKeys(redis_prefix)
+    keys = runtime_keys(redis_prefix)
     leases = Leases(redis_client, keys, lease_ms=60_000)
     await leases.take([("o1", A), ("o2", A)])
     # o2's lease ran out and another turn holds it now: freeing with the old token leaves it.
@@ -50,7 +50,7 @@ async def test_a_lease_is_freed_only_with_the_token_that_took_it(
 async def test_taking_a_lease_tells_whether_this_process_ran_the_order_s_last_turn(
     redis_client: aioredis.Redis, redis_prefix: str
 ) -> None:
-    keys = RuntimeKeys(redis_prefix)
+    keys = runtime_keys(redis_prefix)
     here = Leases(redis_client, keys, lease_ms=60_000)
     there = Leases(redis_client, keys, lease_ms=60_000)
     assert await here.take([("o1", A), ("o2", A), ("o3", A)]) == [Taken.TAKEN] * 3
@@ -71,7 +71,7 @@ async def test_taking_a_lease_tells_whether_this_process_ran_the_order_s_last_tu
 
 
 async def test_a_lease_runs_out_by_itself(redis_client: aioredis.Redis, redis_prefix: str) -> None:
-    keys = RuntimeKeys(redis_prefix)
+    keys = runtime_keys(redis_prefix)
     assert await Leases(redis_client, keys, lease_ms=1).take([("o1", A)]) == [Taken.TAKEN]
     # Expiry is Redis's own clock: wait for it by asking, not by sleeping a guess.
     for _ in range(100_000):
@@ -83,7 +83,7 @@ async def test_a_lease_runs_out_by_itself(redis_client: aioredis.Redis, redis_pr
 async def test_a_lease_is_renewed_only_while_the_turn_that_took_it_still_holds_it(
     redis_client: aioredis.Redis, redis_prefix: str
 ) -> None:
-    keys = RuntimeKeys(redis_prefix)
+    keys = runtime_keys(redis_prefix)
     leases = Leases(redis_client, keys, lease_ms=60_000)
     assert await leases.take([("held", A), ("taken", A)]) == [Taken.TAKEN, Taken.TAKEN]
     assert await Leases(redis_client, keys, lease_ms=1).take([("expired", A)]) == [Taken.TAKEN]
@@ -110,7 +110,7 @@ async def test_a_lease_is_renewed_only_while_the_turn_that_took_it_still_holds_i
 async def test_a_renewed_lease_still_keeps_other_turns_off_and_is_freed_by_its_turn(
     redis_client: aioredis.Redis, redis_prefix: str
 ) -> None:
-    keys = RuntimeKeys(redis_prefix)
+    keys = runtime_keys(redis_prefix)
     one, other = (Leases(redis_client, keys, lease_ms=60_000) for _ in range(2))
     await one.take([("o1", A)])
     assert await other.renew([("o1", B)]) == [False]
@@ -123,7 +123,7 @@ async def test_a_renewed_lease_still_keeps_other_turns_off_and_is_freed_by_its_t
 async def test_tokens_of_another_width_are_refused(
     redis_client: aioredis.Redis, redis_prefix: str
 ) -> None:
-    leases = Leases(redis_client, RuntimeKeys(redis_prefix), lease_ms=60_000)
+    leases = Leases(redis_client, runtime_keys(redis_prefix), lease_ms=60_000)
     with pytest.raises(ValueError, match="16 characters"):
         await leases.take([("o1", "short")])
     with pytest.raises(ValueError, match="16 characters"):

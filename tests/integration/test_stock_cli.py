@@ -135,6 +135,11 @@ async def test_recover_rebuilds_what_redis_lost(
 @pytest.mark.usefixtures("pg")
 def test_stock_commands_with_redis_down_say_so(run_orderd: Run) -> None:
     line = refused(
-        run_orderd("stock", "show", "MUG-1", env={"ORDERD_REDIS__URL": "redis://127.0.0.1:1/0"})
+        run_orderd(
+            "stock",
+            "show",
+            "MUG-1",
+            env={"ORDERD_REDIS__URL": "redis://127.0.0.1:1/0", "ORDERD_REDIS__CLUSTER": "false"},
+        )
     )
     assert "cannot reach Redis at redis://127.0.0.1:1/0" in line

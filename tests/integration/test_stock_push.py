@@ -21,11 +21,10 @@ from adapters.platforms.woocommerce_api import WooCommerceRest
 from adapters.platforms.woocommerce_inventory import WooCommerceInventory
 from adapters.postgres.platform_stock import PostgresPushedLevels
 from adapters.postgres.pool import create_pool
-from adapters.redis.keys import RuntimeKeys
 from adapters.redis.leases import SoleLease
 from adapters.stock.allocator import Allocator
 from adapters.stock.model import WarehouseConfig
-from tests.conftest import POSTGRES_DSN, add_products
+from tests.conftest import POSTGRES_DSN, add_products, runtime_keys
 from tests.platform_servers import (
     CONSUMER_KEY,
     CONSUMER_SECRET,
@@ -93,7 +92,7 @@ class World:
         return await allocator_with_stock(self.make_allocator, self.pg, **units)
 
     def pusher(self, allocator: Allocator, clock: Clock, **platforms: Any) -> StockPusher:
-        lease = SoleLease(self.redis, RuntimeKeys(self.prefix).stock_push, lease_ms=30_000)
+        lease = SoleLease(self.redis, runtime_keys(self.prefix).stock_push, lease_ms=30_000)
         return StockPusher(
             figures=allocator, pushed=PostgresPushedLevels(self.pool), platforms=platforms,
             lease=lease, clock=clock,
@@ -255,6 +254,6 @@ async def test_a_second_process_pushes_nothing_while_the_first_holds_the_lease(
         assert shop.level(MUG, MAIN) == 10
         await first.push_once()
         assert shop.level(MUG, MAIN) == 9
-        assert await world.redis.pttl(RuntimeKeys(world.prefix).stock_push) > 25_000
+        assert await world.redis.pttl(runtime_keys(world.prefix).stock_push) > 25_000
         await first.close()
         await second.close()

@@ -42,14 +42,13 @@ from adapters.postgres.mailbox import PostgresMailbox
 from adapters.postgres.orders import PostgresOrders
 from adapters.postgres.pool import create_pool
 from adapters.postgres.reminders import PostgresReminders
-from adapters.redis.keys import RuntimeKeys
 from adapters.redis.leases import Leases
 from adapters.redis.reminders import RedisSchedule
 from adapters.redis.streams import Streams
 from adapters.stock.allocator import Allocator
 from daemon.settings import Settings
 from daemon.shipping import message_settings
-from tests.conftest import POSTGRES_DSN, Clock
+from tests.conftest import POSTGRES_DSN, Clock, runtime_keys
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -234,7 +233,7 @@ async def world(
     clock: Clock,
 ) -> AsyncIterator[World]:
     pool = await create_pool(POSTGRES_DSN, pg_schema_name, min_size=1, max_size=4)
-    keys = RuntimeKeys(redis_prefix)
+    keys = runtime_keys(redis_prefix)
     streams = Streams(redis_client, keys)
     await streams.ensure_group()
     mail = Mail(PostgresMailbox(pool), streams)

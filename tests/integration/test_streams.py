@@ -16,10 +16,9 @@ from adapters.postgres import mailbox
 from adapters.postgres.mailbox import PostgresMailbox
 from adapters.postgres.pool import create_pool
 from adapters.postgres.reminders import PostgresReminders
-from adapters.redis.keys import RuntimeKeys
 from adapters.redis.reminders import RedisSchedule
 from adapters.redis.streams import Streams
-from tests.conftest import POSTGRES_DSN, Clock
+from tests.conftest import POSTGRES_DSN, Clock, runtime_keys
 
 
 async def stored(pg: Any, count: int) -> list[Posted]:
@@ -43,7 +42,7 @@ async def test_messages_are_numbered_per_order(pg: Any) -> None:
 async def test_a_batch_goes_on_the_stream_in_order_with_every_field(
     pg: Any, redis_client: aioredis.Redis, redis_prefix: str
 ) -> None:
-    streams = Streams(redis_client, RuntimeKeys(redis_prefix))
+    streams = Streams(redis_client, runtime_keys(redis_prefix))
     await streams.ensure_group()
     messages = [
         CancelRequested(order_id=f"o{n % 7}", reason=f"réason ✓ {n}", requested_by="test")
@@ -64,7 +63,7 @@ async def test_a_batch_goes_on_the_stream_in_order_with_every_field(
 async def test_trimming_keeps_every_entry_still_pending(
     pg: Any, redis_client: aioredis.Redis, redis_prefix: str
 ) -> None:
-    streams = Streams(redis_client, RuntimeKeys(redis_prefix))
+    streams = Streams(redis_client, runtime_keys(redis_prefix))
     await streams.ensure_group()
     await streams.add(await stored(pg, 10))
     first, _ = await streams.read("c1", count=4, block_ms=None)
@@ -80,7 +79,7 @@ async def test_trimming_keeps_every_entry_still_pending(
 async def test_a_consumer_with_pending_entries_is_never_forgotten(
     pg: Any, redis_client: aioredis.Redis, redis_prefix: str
 ) -> None:
-    streams = Streams(redis_client, RuntimeKeys(redis_prefix))
+    streams = Streams(redis_client, runtime_keys(redis_prefix))
     await streams.ensure_group()
     await streams.add(await stored(pg, 2))
     await streams.read("busy", count=1, block_ms=None)
@@ -93,7 +92,7 @@ async def test_a_consumer_with_pending_entries_is_never_forgotten(
 async def test_idle_entries_of_a_dead_consumer_are_claimed_with_their_delivery_count(
     pg: Any, redis_client: aioredis.Redis, redis_prefix: str
 ) -> None:
-    streams = Streams(redis_client, RuntimeKeys(redis_prefix))
+    streams = Streams(redis_client, runtime_keys(redis_prefix))
     await streams.ensure_group()
     await streams.add(await stored(pg, 3))
     taken, _ = await streams.read("dead", count=3, block_ms=None)
@@ -106,7 +105,7 @@ async def test_idle_entries_of_a_dead_consumer_are_claimed_with_their_delivery_c
 async def test_a_due_reminder_is_sent_to_its_order_once(
     pg: Any, pg_schema_name: str, redis_client: aioredis.Redis, redis_prefix: str, clock: Clock
 ) -> None:
-    keys = RuntimeKeys(redis_prefix)
+    keys = runtime_keys(redis_prefix)
     streams = Streams(redis_client, keys)
     await streams.ensure_group()
     pool = await create_pool(POSTGRES_DSN, pg_schema_name, min_size=1, max_size=2)
@@ -147,7 +146,7 @@ async def test_a_due_reminder_is_sent_to_its_order_once(
 async def test_messages_left_off_the_stream_are_streamed_by_the_pump(
     pg: Any, pg_schema_name: str, redis_client: aioredis.Redis, redis_prefix: str
 ) -> None:
-    keys = RuntimeKeys(redis_prefix)
+    keys = runtime_keys(redis_prefix)
     pool = await create_pool(POSTGRES_DSN, pg_schema_name)
     unreachable = aioredis.Redis.from_url("redis://127.0.0.1:1/0")
     try:
@@ -190,12 +189,12 @@ async def test_after_redis_lost_the_stream_every_unapplied_message_goes_on_it_ag
     assert await pg.fetchval("SELECT count(*) FROM unstreamed") == 2
     pool = await create_pool(POSTGRES_DSN, pg_schema_name)
     try:
-        mail = Mail(PostgresMailbox(pool), Streams(redis_client, RuntimeKeys(redis_prefix)))
+        mail = Mail(PostgresMailbox(pool), Streams(redis_client, runtime_keys(redis_prefix)))
         assert await mail.pump(older_than_s=60) == 3  # taken at once, however recent
         await mail.drain()
     finally:
         await pool.close()
-    entries: Any = await redis_client.xrange(RuntimeKeys(redis_prefix).orders_stream)
+    entries: Any = await redis_client.xrange(runtime_keys(redis_prefix).orders_stream)
     again = {(fields[b"order"].decode(), int(fields[b"seq"])) for _, fields in entries}
     assert again == {("o1", 2), ("o2", 1), ("o2", 2)}
     assert {(p.order_id, p.seq) for p in posted} > again

@@ -28,13 +28,12 @@ from adapters.postgres.orders import PostgresOrders
 from adapters.postgres.pool import connection, create_pool
 from adapters.postgres.stock import ledger_transaction
 from adapters.postgres.writes import Writes
-from adapters.redis.keys import RuntimeKeys
 from adapters.redis.leases import Leases
 from adapters.redis.reminders import RedisSchedule
 from adapters.stock.allocator import Allocator
 from daemon.settings import Settings
 from daemon.shipping import message_settings
-from tests.conftest import POSTGRES_DSN, Clock, add_products
+from tests.conftest import POSTGRES_DSN, Clock, add_products, runtime_keys
 
 MakeAllocator = Callable[..., Awaitable[Allocator]]
 
@@ -101,7 +100,7 @@ async def make_turns(
         settings=msgspec.structs.replace(message_settings(settings), email_enabled=True),
         feedback_secret=lambda: "secret",
     )
-    keys = RuntimeKeys(redis_prefix)
+    keys = runtime_keys(redis_prefix)
 
     def make(on_saved: OnSaved | None = None) -> OrderTurns:
         return OrderTurns(

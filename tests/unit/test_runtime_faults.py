@@ -29,6 +29,9 @@ def _entry(order_id: str, seq: int, n: int | None = None) -> Entry:
 class _Streams:
     stream = "test:stream"
 
+    async def master_id(self) -> str:
+        return "the-only-server"
+
     def __init__(self, failing_acks: int = 0) -> None:
         self.acked: list[str] = []
         self.failing_acks = failing_acks

@@ -18,6 +18,9 @@ from adapters.outages import is_outage
 class _Streams:
     stream = "test:stream"
 
+    async def master_id(self) -> str:
+        return "the-only-server"
+
     def __init__(self) -> None:
         self.acked: list[str] = []
 

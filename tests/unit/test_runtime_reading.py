@@ -31,6 +31,9 @@ class _Streams:
 
     stream = "test:stream"
 
+    async def master_id(self) -> str:
+        return "the-only-server"
+
     def __init__(self, reads: list[list[Entry]]) -> None:
         self.reads = reads
         self.calls = 0

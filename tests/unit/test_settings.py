@@ -97,6 +97,8 @@ SHOP_WRITING = (
         ("[daemon]\nlog_level = 'loud'\n", "daemon.log_level: invalid enum value 'loud'"),
         ("[redis]\nprefix = 'a{b}'\n", "redis.prefix: expected str matching regex"),
         ("[redis]\nurl = 'http://x'\n", "redis.url: expected redis://"),
+        ("[redis]\ncluster = true\nurl = 'unix:///run/redis.sock'\n", "has database 0 only"),
+        ("[redis]\ncluster = true\nurl = 'redis://10.0.0.1:7000/3'\n", "has database 0 only"),
         ("[postgres]\ndsn = 'mysql://x'\n", "postgres.dsn: expected a postgresql:// URL"),
         ("[postgres]\npool_min_size = 9\npool_max_size = 3\n", "postgres.pool_min_size"),
         ("[postgres]\nbackend_flush_after = 'x'\n", "postgres.backend_flush_after: expected"),

@@ -23,7 +23,7 @@ Codes    1 done; -1 unknown sku; -2 bad quantity; -3 bad request;
          -5 on_hand would fall below what is reserved (release or commit first);
          -6 duplicate movement id (nothing written; the stored result is returned);
          -7 the stock record is not numbers (repair with recover).
-Errors   "NOMETA ..." when KEYS[1] is missing. Everything is validated before the first write.
+Errors   "NOMETA ..." when KEYS[1] is missing, or written under another master. Everything is validated before the first write.
 Filling: orders are taken in queue order (priority, then age); an order is filled only when
 every sku it waits for is free at once; one that cannot be keeps its place and the walk goes on.
 ]]
@@ -32,9 +32,8 @@ local DONE, UNKNOWN_SKU, BAD_QUANTITY, BAD_REQUEST, BELOW_RESERVED, DUPLICATE, C
   1, -1, -2, -3, -5, -6, -7
 local MAX_QUANTITY = 1000000000
 
--- The warehouse's epoch: it changes with every rebuild, so a ledger write can tell whether
--- the Redis state it records still exists.
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
+-- The warehouse's epoch, or nil when Redis lost the warehouse (holdings.lua).
+local epoch = current_epoch(KEYS[1])
 if not epoch then
   return redis.error_reply('NOMETA warehouse not initialised: ' .. KEYS[1])
 end

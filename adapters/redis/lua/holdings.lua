@@ -39,3 +39,17 @@ local function keep_holding(orders_key, order, h)
   end
 end
 
+
+-- The warehouse's epoch (it changes with every rebuild, so a ledger write can tell whether
+-- the Redis state it records still exists); nil when Redis has lost the warehouse: no meta,
+-- or meta written under another master than the one running this script. A replica
+-- promoted since (a failover) may lack the old master's last writes, which replication
+-- had not carried yet: the caller rebuilds the warehouse from the ledger, then runs again.
+local function current_epoch(meta)
+  local found = redis.call('HMGET', meta, 'epoch', 'master')
+  local epoch, master = found[1], found[2]
+  if not epoch then return nil end
+  local replid = string.match(redis.call('INFO', 'replication'), 'master_replid:(%w+)')
+  if master ~= replid then return nil end
+  return epoch
+end

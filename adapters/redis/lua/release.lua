@@ -15,15 +15,14 @@ Returns  a flat array: the warehouse's epoch, then two items per request: replay
          available stock and dropped = {{sku, quantity}, ...} taken out of the queues.
 Codes    1 done; -2 bad quantity; -3 bad request; -4 more than the order holds;
          -7 a stock record that is not numbers. Nothing is written unless the code is 1.
-Errors   "NOMETA ..." when KEYS[1] is missing; "BADBATCH ..." when ARGV cannot be read.
+Errors   "NOMETA ..." when KEYS[1] is missing, or written under another master; "BADBATCH ..." when ARGV cannot be read.
 ]]
 
 local DONE, BAD_QUANTITY, BAD_REQUEST, NOT_HELD, CORRUPT = 1, -2, -3, -4, -7
 local MAX_QUANTITY = 1000000000
 
--- The warehouse's epoch: it changes with every rebuild, so a ledger write can tell whether
--- the Redis state it records still exists.
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
+-- The warehouse's epoch, or nil when Redis lost the warehouse (holdings.lua).
+local epoch = current_epoch(KEYS[1])
 if not epoch then
   return redis.error_reply('NOMETA warehouse not initialised: ' .. KEYS[1])
 end

@@ -33,7 +33,7 @@ Codes    1 reserved in full; 2 partly reserved (the rest queued, or not, per mod
          -1 unknown sku; -2 bad quantity; -3 bad request;
          -7 a stock record that is not numbers (repair with recover).
          Nothing is written for a request unless its code is 1, 2 or 3.
-Errors   "NOMETA ..." when KEYS[1] is missing; "BADBATCH ..." when ARGV cannot be read.
+Errors   "NOMETA ..." when KEYS[1] is missing, or written under another master; "BADBATCH ..." when ARGV cannot be read.
 Stock    <base>on_hand, <base>reserved, <base>backordered: HASH sku -> units; a sku with no
          on_hand field is unknown here.
 Writes   the skus' reserved and backordered, once per sku; <base>orders, one field per
@@ -51,9 +51,8 @@ local MAX_QUANTITY = 1000000000
 local PRIORITY_STEP = 10000000000000
 local SLICE = 500  -- values per variadic call: unpack() has a limit
 
--- The warehouse's epoch: it changes with every rebuild, so a ledger write can tell whether
--- the Redis state it records still exists.
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
+-- The warehouse's epoch, or nil when Redis lost the warehouse (holdings.lua).
+local epoch = current_epoch(KEYS[1])
 if not epoch then
   return redis.error_reply('NOMETA warehouse not initialised: ' .. KEYS[1])
 end
