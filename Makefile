@@ -71,7 +71,7 @@ test: lint migrate browser
 CLUSTER_TESTS := $(addprefix tests/integration/,test_allocation.py test_streams.py \
 	test_leases.py test_lease_renewal.py test_intake.py test_intake_batches.py \
 	test_turn_saves.py test_stored_forms.py test_fulfillment.py test_daemon_faults.py \
-	test_stock_push.py test_order_release.py test_metrics.py)
+	test_stock_push.py test_order_release.py test_metrics.py test_stream_partitions.py)
 
 format: $(STAMP)
 	$(BIN)/ruff format .

@@ -16,8 +16,7 @@ from adapters.postgres import schema
 from adapters.postgres.mailbox import PostgresMailbox
 from adapters.postgres.pool import connection, create_pool
 from adapters.redis.client import RedisClient, connect_redis
-from adapters.redis.keys import RuntimeKeys
-from adapters.redis.streams import Streams
+from adapters.redis.streams import order_stream
 from adapters.stock.allocator import Allocator
 from adapters.stock.model import AllocationPolicy, WarehouseConfig
 from daemon.settings import Settings
@@ -71,10 +70,7 @@ async def open_resources(
                 policy=allocation_policy(settings),
                 observer=observer,
             )
-            mail = Mail(
-                PostgresMailbox(pool),
-                Streams(redis, RuntimeKeys(settings.redis.prefix, tagged=settings.redis.cluster)),
-            )
+            mail = Mail(PostgresMailbox(pool), order_stream(redis, settings.redis.runtime_keys()))
             yield Resources(settings, pool, redis, allocator, mail)
             await allocator.drain()
             await mail.drain()

@@ -49,15 +49,15 @@ from adapters.postgres.orders import PostgresOrders
 from adapters.postgres.platform_calls import PostgresPlatformCalls
 from adapters.postgres.platform_stock import PostgresPushedLevels
 from adapters.postgres.reminders import PostgresReminders
-from adapters.redis.keys import RuntimeKeys
 from adapters.redis.leases import Leases, SoleLease
 from adapters.redis.reminders import RedisSchedule
-from adapters.redis.streams import Streams
+from adapters.redis.streams import PartitionedStream, Streams, drop_streams_of, relaid
 from daemon import logs, shipping, systemd
 from daemon.http import Context, build_app
 from daemon.intake import Intake, Tracked
 from daemon.metrics import Metrics
 from daemon.resources import open_resources
+from daemon.runtimes import Runtimes
 from daemon.settings import Settings
 
 log = logging.getLogger("orderd.daemon")
@@ -92,9 +92,16 @@ class Daemon:
         self.metrics = observer = metrics or Metrics()
         self.clock = clock
         pool, redis, allocator = resources.pool, resources.redis, resources.allocator
-        keys = RuntimeKeys(settings.redis.prefix, tagged=settings.redis.cluster)
-        self.streams = Streams(redis, keys)
-        self.mail = Mail(PostgresMailbox(pool), self.streams)
+        self.keys = keys = settings.redis.runtime_keys()
+        self.redis = redis
+        # One stream per partition, each read by a runtime of its own.
+        self.partitions = [Streams(redis, keys, k) for k in range(keys.partitions)]
+        self.mail = Mail(
+            PostgresMailbox(pool),
+            self.partitions[0]
+            if keys.partitions == 1
+            else PartitionedStream(self.partitions, keys),
+        )
         system = shipping.warehouse_system(settings)
         self.dispatcher = Dispatcher(
             requests=PostgresRequests(pool),
@@ -153,22 +160,29 @@ class Daemon:
         )
         consumer = settings.daemon.consumer_name or f"{socket.gethostname()}-{os.getpid()}"
         intake = Intake(pool, self.mail)
-        self.runtime = ActorRuntime(
-            streams=self.streams,
-            turns=turns,
-            dead_letters=PostgresDeadLetters(pool),
-            is_outage=is_outage,
-            consumer=consumer,
-            settings=ActorSettings(
-                read_count=settings.runtime.read_count,
-                max_deliveries=settings.runtime.max_deliveries,
-                claim_idle_ms=settings.runtime.claim_idle_ms,
-                max_turns=settings.runtime.max_turns,
-            ),
-            on_group_lost=self.rebuild_backlog,
-            on_gap=self.restream_order,
-            pressed=intake.pressed,
-            observer=observer,
+        # The turns running at once are shared out among the partitions' runtimes.
+        share = max(1, -(-settings.runtime.max_turns // keys.partitions))
+        self.runtime = Runtimes(
+            [
+                ActorRuntime(
+                    streams=streams,
+                    turns=turns,
+                    dead_letters=PostgresDeadLetters(pool),
+                    is_outage=is_outage,
+                    consumer=consumer,
+                    settings=ActorSettings(
+                        read_count=settings.runtime.read_count,
+                        max_deliveries=settings.runtime.max_deliveries,
+                        claim_idle_ms=settings.runtime.claim_idle_ms,
+                        max_turns=share,
+                    ),
+                    on_group_lost=self.rebuild_backlog,
+                    on_gap=self.restream_order,
+                    pressed=intake.pressed,
+                    observer=observer,
+                )
+                for streams in self.partitions
+            ]
         )
         self.reminders = Reminders(
             store=PostgresReminders(pool), schedule=schedule, mail=self.mail, clock=clock
@@ -285,8 +299,29 @@ class Daemon:
         )
 
     async def backlog(self) -> dict[str, float]:
-        found = await self.streams.backlog()
-        return {**found, "oldest_pending_age_seconds": round(self.runtime.oldest_pending_s, 3)}
+        """The group's backlog over every partition of the stream."""
+        found = await asyncio.gather(*(p.backlog() for p in self.partitions))
+        return {
+            "lag": sum(f["lag"] for f in found),
+            "pending": sum(f["pending"] for f in found),
+            "oldest_pending_age_seconds": round(self.runtime.oldest_pending_s, 3),
+        }
+
+    async def lay_out_streams(self) -> None:
+        """The groups on every partition's stream; and when the stream was laid out
+        otherwise before (another number of partitions, or tagged for a cluster), every
+        message not yet applied streamed again into this layout, and the old streams
+        deleted (the messages are in PostgreSQL; repeats are recognised)."""
+        for streams in self.partitions:
+            await streams.ensure_group()
+        was = await relaid(self.redis, self.keys)
+        if was is None:
+            return
+        log.warning("the stream was laid out as %r, now %r", was, self.keys.layout)
+        await self.rebuild_backlog()
+        dropped = await drop_streams_of(self.redis, self.keys, was)
+        if dropped:
+            log.warning("streams of the earlier layout deleted: %s", ", ".join(dropped))
 
     async def pump(self) -> None:
         """Stream what was stored but not streamed (a crash in between, Redis away)."""
@@ -343,7 +378,7 @@ async def serve(settings: Settings, clock: Callable[[], float] = time.time) -> i
         daemon = Daemon(settings, resources, clock, metrics)
         async with resources.pool.acquire() as conn:
             daemon.feedback_key = await conn.fetchval("SELECT feedback_key FROM orderd_instance")
-        await daemon.streams.ensure_group()
+        await daemon.lay_out_streams()
         await daemon.reminders.rebuild()
 
         runner = web.AppRunner(build_app(daemon.context), access_log=None)
@@ -364,7 +399,10 @@ async def serve(settings: Settings, clock: Callable[[], float] = time.time) -> i
         if daemon.actors_here:
             stopping = daemon.stopping
             parts += [
-                ("runtime", daemon.runtime.run, daemon.runtime.stopping),
+                *(
+                    (f"runtime-{k}" if k else "runtime", runtime.run, runtime.stopping)
+                    for k, runtime in enumerate(daemon.runtime.all)
+                ),
                 ("reminders", lambda: daemon.reminders.run(stopping), stopping),
                 ("dispatcher", lambda: daemon.dispatcher.run(stopping), stopping),
                 ("outbox", lambda: daemon.outbox.run(stopping), stopping),
@@ -451,7 +489,7 @@ async def supervised(
 
 async def _until_reading(daemon: Daemon, tasks: list[asyncio.Task[Any]]) -> None:
     """Wait until the runtime reads the stream (its own pending entries dispatched first)."""
-    reading = asyncio.create_task(daemon.runtime.started.wait())
+    reading = asyncio.create_task(daemon.runtime.wait_started())
     done, _ = await asyncio.wait({reading, *tasks}, return_when=asyncio.FIRST_COMPLETED)
     if reading not in done:
         reading.cancel()

@@ -22,6 +22,7 @@ from msgspec import Meta, Struct
 
 from adapters.errors import ConfigError
 from adapters.postgres.pool import redact_dsn as redact_dsn  # for tools that print a DSN
+from adapters.redis.keys import RuntimeKeys
 
 ENV_PREFIX = "ORDERD_"
 CONFIG_ENV = "ORDERD_CONFIG"
@@ -78,6 +79,15 @@ class RedisSettings(_Section, frozen=True):
     prefix: KeyPrefix = "orderd:"
     # A Redis Cluster: url names any one of its nodes, and the others are found from it.
     cluster: bool = False
+    # The order stream cut in this many streams, by a hash of the order id (each order's
+    # messages in one), so that reading spreads over a cluster's shards. Change it with
+    # every process stopped: the next to start streams again what was not applied.
+    stream_partitions: Annotated[int, Meta(ge=1, le=64)] = 1
+
+    def runtime_keys(self) -> RuntimeKeys:
+        """The runtime's keys as laid out for these settings."""
+        tagged = self.cluster or self.stream_partitions > 1
+        return RuntimeKeys(self.prefix, tagged=tagged, partitions=self.stream_partitions)
 
 
 class PostgresSettings(_Section, frozen=True):

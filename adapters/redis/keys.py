@@ -37,6 +37,7 @@ suffixes; this module is the reference for their shapes.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 # Scores put higher priorities first, then older entries; both fit a double exactly.
@@ -121,31 +122,64 @@ class RuntimeKeys:
                                             holds the reminder itself
     ``P stock_push``                STRING  which process pushes stock to the platforms
                                             (expires)
+    ``P stream:layout``             STRING  the stream's partitions and whether tagged
+                                            (``3 tagged``), as the last process started
+                                            laid it out
     ==============================  ======  ============================================
 
-    On a Redis Cluster the stream, its dead letters and the leases carry one hash tag,
-    ``P{part.0}:stream:orders``, ``P{part.0}:stream:dead``, ``P{part.0}:lease:<order>``, so
-    that a dead letter moves in one transaction and a batch of leases goes to one script.
-    (A warehouse code holds no ``.``: the tag is never a warehouse's.)
+    The stream may be cut into partitions (``[redis] stream_partitions``): an order's
+    messages all go to one, chosen by a hash of its id, so each order is still read in its
+    order, and the partitions spread over a cluster's shards. Tagged (on a Redis Cluster, or
+    with more than one partition), each partition's stream, dead letters and its orders'
+    leases carry the partition's hash tag: ``P{part.<k>}:stream:orders``,
+    ``P{part.<k>}:stream:dead``, ``P{part.<k>}:lease:<order>``, so that a dead letter moves
+    in one transaction and a batch of leases goes to one script per partition. (A warehouse
+    code holds no ``.``: the tag is never a warehouse's.)
     """
 
     prefix: str
     tagged: bool = False
+    partitions: int = 1
+
+    def __post_init__(self) -> None:
+        if self.partitions < 1 or (self.partitions > 1 and not self.tagged):
+            raise ValueError("more than one stream partition needs tagged keys")
+
+    def partition(self, order_id: str) -> int:
+        """The partition of an order's messages: the same in every process and every run."""
+        if self.partitions == 1:
+            return 0
+        return zlib.crc32(order_id.encode()) % self.partitions
+
+    def _runtime(self, partition: int = 0) -> str:
+        return f"{self.prefix}{{part.{partition}}}:" if self.tagged else self.prefix
+
+    def orders_stream_of(self, partition: int) -> str:
+        return f"{self._runtime(partition)}stream:orders"
+
+    def dead_stream_of(self, partition: int) -> str:
+        return f"{self._runtime(partition)}stream:dead"
 
     @property
-    def _runtime(self) -> str:
-        return f"{self.prefix}{{part.0}}:" if self.tagged else self.prefix
+    def layout(self) -> str:
+        """How the stream is laid out, as kept in ``P stream:layout``."""
+        return f"{self.partitions} {'tagged' if self.tagged else 'plain'}"
+
+    @property
+    def stream_layout(self) -> str:
+        return f"{self.prefix}stream:layout"
 
     @property
     def orders_stream(self) -> str:
-        return f"{self._runtime}stream:orders"
+        """The first partition's stream (the only one, unless partitioned)."""
+        return self.orders_stream_of(0)
 
     @property
     def dead_stream(self) -> str:
-        return f"{self._runtime}stream:dead"
+        return self.dead_stream_of(0)
 
     def lease(self, order_id: str) -> str:
-        return f"{self._runtime}lease:{order_id}"
+        return f"{self._runtime(self.partition(order_id))}lease:{order_id}"
 
     @property
     def reminders(self) -> str:

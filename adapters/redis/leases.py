@@ -16,9 +16,11 @@ still the order's state, and the turn need not load it again.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import secrets
-from collections.abc import Sequence
+from collections.abc import Awaitable, Iterable, Sequence
+from typing import Any
 
 from actors.ports.turns import Taken
 from adapters.redis.client import FAILURES, RedisClient
@@ -61,28 +63,70 @@ class Leases:
 
     async def take(self, wanted: Sequence[tuple[str, str]]) -> list[Taken]:
         """Take the lease of each (order, token) where no other process holds it."""
-        if not wanted:
-            return []
-        keys = [self._keys.lease(order_id) for order_id, _ in wanted]
-        taken = await self._take(keys=keys, args=[self._lease_ms, _tokens(wanted)])
-        return [Taken(t) for t in taken]
+        answers = await _each(
+            self._take(keys=keys, args=[self._lease_ms, tokens])
+            for keys, tokens in self._groups(wanted)
+        )
+        return [Taken(t) for t in _in_order(wanted, self._keys, answers)]
 
     async def renew(self, held: Sequence[tuple[str, str]]) -> list[bool]:
         """Make each (order, token) lease still held with that token last ``lease_ms`` from
         now; True where it was still held, False where it ran out or another turn has it."""
-        if not held:
-            return []
-        keys = [self._keys.lease(order_id) for order_id, _ in held]
-        kept = await self._renew(keys=keys, args=[self._lease_ms, _tokens(held)])
-        return [bool(k) for k in kept]
+        answers = await _each(
+            self._renew(keys=keys, args=[self._lease_ms, tokens])
+            for keys, tokens in self._groups(held)
+        )
+        return [bool(k) for k in _in_order(held, self._keys, answers)]
 
     async def free(self, held: Sequence[tuple[str, str]]) -> int:
         """Free each (order, token) lease still held with that token; return how many."""
-        if not held:
-            return 0
-        keys = [self._keys.lease(order_id) for order_id, _ in held]
-        freed: int = await self._release(keys=keys, args=[_tokens(held), self._remember_ms])
-        return freed
+        freed = await _each(
+            self._release(keys=keys, args=[tokens, self._remember_ms])
+            for keys, tokens in self._groups(held)
+        )
+        return sum(int(count) for count in freed)
+
+    def _groups(self, pairs: Sequence[tuple[str, str]]) -> list[tuple[list[str], str]]:
+        """The lease keys and tokens of ``pairs``, one group per stream partition: on a
+        cluster each partition's leases are a slot of their own, and a script's keys must
+        share one. An order's lease is independent of another's, so a batch split into
+        calls made at once is still one batch."""
+        return [
+            ([self._keys.lease(order_id) for order_id, _ in part], _tokens(part))
+            for part in _by_partition(pairs, self._keys).values()
+        ]
+
+
+async def _each(calls: Iterable[Awaitable[Any]]) -> list[Any]:
+    """The calls' answers: one awaited as it is (the batch of one partition, the usual
+    case), several at once."""
+    pending = list(calls)
+    if len(pending) == 1:
+        return [await pending[0]]
+    return list(await asyncio.gather(*pending))
+
+
+def _by_partition(
+    pairs: Sequence[tuple[str, str]], keys: RuntimeKeys
+) -> dict[int, list[tuple[str, str]]]:
+    groups: dict[int, list[tuple[str, str]]] = {}
+    for pair in pairs:
+        groups.setdefault(keys.partition(pair[0]), []).append(pair)
+    return groups
+
+
+def _in_order(
+    pairs: Sequence[tuple[str, str]], keys: RuntimeKeys, answers: Sequence[Sequence[Any]]
+) -> list[Any]:
+    """The groups' answers (in :func:`_by_partition`'s order) put back in ``pairs``' order."""
+    positions: dict[int, list[int]] = {}
+    for index, (order_id, _) in enumerate(pairs):
+        positions.setdefault(keys.partition(order_id), []).append(index)
+    out: list[Any] = [None] * len(pairs)
+    for indexes, answer in zip(positions.values(), answers, strict=True):
+        for index, value in zip(indexes, answer, strict=True):
+            out[index] = value
+    return out
 
 
 def _tokens(pairs: Sequence[tuple[str, str]]) -> str:

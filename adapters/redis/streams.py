@@ -8,6 +8,7 @@ the stream loses nothing (see :func:`adapters.postgres.mailbox.restream_unapplie
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -47,10 +48,11 @@ class Streams:
 
     failures = FAILURES
 
-    def __init__(self, redis: RedisClient, keys: RuntimeKeys) -> None:
+    def __init__(self, redis: RedisClient, keys: RuntimeKeys, partition: int = 0) -> None:
         self._redis = redis
         self._keys = keys
-        self.stream = keys.orders_stream
+        self.stream = keys.orders_stream_of(partition)
+        self._dead = keys.dead_stream_of(partition)
         self._add = redis.register_script(lua_source("stream_add"))
         self._master_id = redis.register_script(lua_source("master_id"))
 
@@ -161,7 +163,7 @@ class Streams:
         """Copy the entry to the dead-letter stream and acknowledge it here, both or neither."""
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.xadd(
-                self._keys.dead_stream,
+                self._dead,
                 {
                     "order": entry.order_id,
                     "seq": entry.seq,
@@ -241,3 +243,65 @@ class Streams:
 def _order_key(entry_id: str) -> tuple[int, int]:
     ms, _, seq = entry_id.partition("-")
     return int(ms), int(seq or 0)
+
+
+class PartitionedStream:
+    """The order stream cut into partitions, as messages are put on it
+    (:class:`actors.ports.mail.MessageStream`): each order's messages go to its partition's
+    stream, in the order given, the partitions' at the same time."""
+
+    failures = FAILURES
+
+    def __init__(self, partitions: Sequence[Streams], keys: RuntimeKeys) -> None:
+        if len(partitions) != keys.partitions:
+            raise ValueError("one stream per partition")
+        self._partitions = list(partitions)
+        self._keys = keys
+
+    async def add(self, posted: Sequence[Posted]) -> list[str]:
+        groups: dict[int, list[int]] = {}
+        for index, message in enumerate(posted):
+            groups.setdefault(self._keys.partition(message.order_id), []).append(index)
+        # One failing partition fails the call: the whole batch is left to the pump, and
+        # what the others took is streamed twice, which is recognised by its number.
+        added = await asyncio.gather(
+            *(
+                self._partitions[k].add([posted[i] for i in indexes])
+                for k, indexes in groups.items()
+            )
+        )
+        ids = [""] * len(posted)
+        for indexes, entry_ids in zip(groups.values(), added, strict=True):
+            for index, entry_id in zip(indexes, entry_ids, strict=True):
+                ids[index] = entry_id
+        return ids
+
+
+async def relaid(redis: RedisClient, keys: RuntimeKeys) -> str | None:
+    """Record the stream's layout (``keys.layout``); the layout it replaces when another
+    one was recorded, or when the stream had none recorded yet and is not laid out as the
+    first versions laid it (so their entries, if any, are in a stream no one reads now)."""
+    was = await redis.getset(keys.stream_layout, keys.layout)
+    before = _text(was) if was is not None else "1 plain"
+    return None if before == keys.layout else before
+
+
+async def drop_streams_of(redis: RedisClient, keys: RuntimeKeys, layout: str) -> list[str]:
+    """Delete the order streams of an earlier layout (``"3 tagged"``) that ``keys``' does
+    not read; their dead letters stay. The streams deleted."""
+    count, _, kind = layout.partition(" ")
+    if not count.isdigit() or kind not in ("tagged", "plain") or not 1 <= int(count) <= 1024:
+        return []
+    old = RuntimeKeys(keys.prefix, tagged=kind == "tagged", partitions=int(count))
+    read = {keys.orders_stream_of(k) for k in range(keys.partitions)}
+    streams = [s for k in range(old.partitions) if (s := old.orders_stream_of(k)) not in read]
+    for stream in streams:
+        await redis.delete(stream)  # one at a time: on a cluster each is in its own slot
+    return streams
+
+
+def order_stream(redis: RedisClient, keys: RuntimeKeys) -> Streams | PartitionedStream:
+    """Where stored messages are put: the stream, or its partitions."""
+    if keys.partitions == 1:
+        return Streams(redis, keys)
+    return PartitionedStream([Streams(redis, keys, k) for k in range(keys.partitions)], keys)

@@ -7,6 +7,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from actors.ports.turns import Taken
+from adapters.redis.keys import RuntimeKeys
 from adapters.redis.leases import Leases
 from tests.conftest import runtime_keys
 
@@ -130,3 +131,21 @@ async def test_tokens_of_another_width_are_refused(
         await leases.renew([("o1", "short")])
     assert await leases.take([]) == []
     assert await leases.free([]) == 0
+
+
+async def test_a_batch_across_stream_partitions_is_answered_in_its_own_order(
+    redis_client: aioredis.Redis, redis_prefix: str
+) -> None:
+    # Three partitions: on a cluster, three slots; the batch is one script call each.
+    keys = RuntimeKeys(redis_prefix, tagged=True, partitions=3)
+    one, other = (Leases(redis_client, keys, lease_ms=60_000) for _ in range(2))
+    orders = [f"o{n}" for n in range(12)]
+    assert {keys.partition(o) for o in orders} == {0, 1, 2}
+    assert await one.take([(o, A) for o in orders[::2]]) == [Taken.TAKEN] * 6
+    # Every other order is held: the answers come back in the batch's order.
+    assert await other.take([(o, B) for o in orders]) == [
+        Taken.BUSY if n % 2 == 0 else Taken.TAKEN for n in range(12)
+    ]
+    assert await one.renew([(o, A) for o in orders]) == [n % 2 == 0 for n in range(12)]
+    assert await one.free([(o, A) for o in orders]) == 6
+    assert await redis_client.get(keys.lease("o0")) != A.encode()

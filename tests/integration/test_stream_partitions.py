@@ -1,0 +1,97 @@
+"""The order stream cut into partitions (``[redis] stream_partitions``): each order's
+messages go to one partition, read by a runtime of its own, and a change of layout
+streams again what was not applied. Run on one server and, in ``make test``'s second run,
+on a Redis Cluster."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from adapters.redis.client import RedisClient
+from adapters.redis.keys import RuntimeKeys
+from tests.conftest import ON_CLUSTER, SetStock, add_products
+from tests.integration.daemon_harness import eventually, generic_body, generic_headers, request
+
+MakeDaemon = Callable[..., Any]
+PARTS = {"ORDERD_REDIS__STREAM_PARTITIONS": "3"}
+
+
+async def _post(url: str, refs: list[str]) -> None:
+    for ref in refs:
+        body = generic_body(ref, [("SKU-P", 1)])
+        assert request(f"{url}/webhooks/orders", body, generic_headers(body))[0] == 202
+
+
+async def _states(pg: Any) -> dict[str, str]:
+    return {
+        r["external_id"]: r["state"]
+        for r in await pg.fetch("SELECT external_id, state FROM orders")
+    }
+
+
+async def test_orders_spread_over_three_partitions_are_each_carried_through(
+    make_daemon: MakeDaemon,
+    pg: Any,
+    set_stock: SetStock,
+    redis_client: RedisClient,
+    redis_prefix: str,
+) -> None:
+    await add_products(pg, "SKU-P")
+    await set_stock({"SKU-P": 100})
+    daemon = make_daemon(**PARTS)
+    refs = [f"P-{n}" for n in range(30)]
+    await _post(daemon.url, refs)
+
+    async def all_requested() -> bool:
+        states = await _states(pg)
+        return len(states) == 30 and set(states.values()) == {"fulfillment_requested"}
+
+    await eventually(all_requested, within_s=30, what="every order at the warehouse")
+    keys = RuntimeKeys(redis_prefix, tagged=True, partitions=3)
+    ids = {r["external_id"]: r["id"] for r in await pg.fetch("SELECT id, external_id FROM orders")}
+    read = []
+    for k in range(3):
+        entries: Any = await redis_client.xrange(keys.orders_stream_of(k))
+        orders = {fields[b"order"].decode() for _, fields in entries}
+        # Each order's messages in its own partition's stream, and only there.
+        assert all(keys.partition(order) == k for order in orders)
+        read.append(len(orders))
+    assert sum(read) == 30
+    assert min(read) > 0  # thirty orders reach all three
+    assert await redis_client.get(keys.stream_layout) == b"3 tagged"
+    assert not await redis_client.exists(RuntimeKeys(redis_prefix).orders_stream) or ON_CLUSTER
+    assert set(ids) == set(refs)
+
+
+async def test_a_new_layout_streams_again_what_was_stored_under_the_old_one(
+    make_daemon: MakeDaemon,
+    pg: Any,
+    set_stock: SetStock,
+    redis_client: RedisClient,
+    redis_prefix: str,
+) -> None:
+    await add_products(pg, "SKU-P")
+    await set_stock({"SKU-P": 100})
+    # Taken in, never applied: only the intake runs, on the stream laid out as one.
+    intake = make_daemon("intake", ORDERD_DAEMON__ROLE="intake")
+    refs = [f"L-{n}" for n in range(12)]
+    await _post(intake.url, refs)
+    assert await pg.fetchval("SELECT count(*) FROM mailbox") == 12
+    assert await pg.fetchval("SELECT count(*) FROM orders") == 0
+    old = RuntimeKeys(redis_prefix, tagged=ON_CLUSTER)
+    assert await redis_client.xlen(old.orders_stream) == 12
+    intake.stop()
+    # The actors start with three partitions: what waits in the old stream is streamed
+    # again into the new ones, from PostgreSQL, and carried through.
+    make_daemon("actors", **PARTS)
+
+    async def all_requested() -> bool:
+        states = await _states(pg)
+        return len(states) == 12 and set(states.values()) == {"fulfillment_requested"}
+
+    await eventually(all_requested, within_s=30, what="the orders stored before the change")
+    new = RuntimeKeys(redis_prefix, tagged=True, partitions=3)
+    assert await redis_client.get(new.stream_layout) == b"3 tagged"
+    if not ON_CLUSTER:  # on a cluster the first partition's stream is the old one
+        assert not await redis_client.exists(old.orders_stream)
