@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from adapters.redis.client import RedisClient
 from adapters.redis.keys import RuntimeKeys
 from tests.conftest import ON_CLUSTER, SetStock, add_products
@@ -30,24 +32,28 @@ async def _states(pg: Any) -> dict[str, str]:
     }
 
 
-async def test_orders_spread_over_three_partitions_are_each_carried_through(
-    make_daemon: MakeDaemon,
-    pg: Any,
-    set_stock: SetStock,
-    redis_client: RedisClient,
-    redis_prefix: str,
-) -> None:
+@pytest.fixture
+async def stocked(pg: Any, set_stock: SetStock) -> None:
     await add_products(pg, "SKU-P")
     await set_stock({"SKU-P": 100})
+
+
+async def at_the_warehouse(pg: Any, count: int) -> None:
+    async def all_requested() -> bool:
+        states = await _states(pg)
+        return len(states) == count and set(states.values()) == {"fulfillment_requested"}
+
+    await eventually(all_requested, within_s=30, what=f"{count} orders at the warehouse")
+
+
+@pytest.mark.usefixtures("stocked")
+async def test_orders_spread_over_three_partitions_are_each_carried_through(
+    make_daemon: MakeDaemon, pg: Any, redis_client: RedisClient, redis_prefix: str
+) -> None:
     daemon = make_daemon(**PARTS)
     refs = [f"P-{n}" for n in range(30)]
     await _post(daemon.url, refs)
-
-    async def all_requested() -> bool:
-        states = await _states(pg)
-        return len(states) == 30 and set(states.values()) == {"fulfillment_requested"}
-
-    await eventually(all_requested, within_s=30, what="every order at the warehouse")
+    await at_the_warehouse(pg, 30)
     keys = RuntimeKeys(redis_prefix, tagged=True, partitions=3)
     ids = {r["external_id"]: r["id"] for r in await pg.fetch("SELECT id, external_id FROM orders")}
     read = []
@@ -64,15 +70,10 @@ async def test_orders_spread_over_three_partitions_are_each_carried_through(
     assert set(ids) == set(refs)
 
 
+@pytest.mark.usefixtures("stocked")
 async def test_a_new_layout_streams_again_what_was_stored_under_the_old_one(
-    make_daemon: MakeDaemon,
-    pg: Any,
-    set_stock: SetStock,
-    redis_client: RedisClient,
-    redis_prefix: str,
+    make_daemon: MakeDaemon, pg: Any, redis_client: RedisClient, redis_prefix: str
 ) -> None:
-    await add_products(pg, "SKU-P")
-    await set_stock({"SKU-P": 100})
     # Taken in, never applied: only the intake runs, on the stream laid out as one.
     intake = make_daemon("intake", ORDERD_DAEMON__ROLE="intake")
     refs = [f"L-{n}" for n in range(12)]
@@ -85,12 +86,7 @@ async def test_a_new_layout_streams_again_what_was_stored_under_the_old_one(
     # The actors start with three partitions: what waits in the old stream is streamed
     # again into the new ones, from PostgreSQL, and carried through.
     make_daemon("actors", **PARTS)
-
-    async def all_requested() -> bool:
-        states = await _states(pg)
-        return len(states) == 12 and set(states.values()) == {"fulfillment_requested"}
-
-    await eventually(all_requested, within_s=30, what="the orders stored before the change")
+    await at_the_warehouse(pg, 12)
     new = RuntimeKeys(redis_prefix, tagged=True, partitions=3)
     assert await redis_client.get(new.stream_layout) == b"3 tagged"
     if not ON_CLUSTER:  # on a cluster the first partition's stream is the old one
