@@ -53,6 +53,7 @@ class Streams:
         self._keys = keys
         self.stream = keys.orders_stream_of(partition)
         self._dead = keys.dead_stream_of(partition)
+        self._partition = partition
         self._add = redis.register_script(lua_source("stream_add"))
         self._master_id = redis.register_script(lua_source("master_id"))
 
@@ -105,11 +106,17 @@ class Streams:
                     foreign.append(_text(entry_id))  # deleted while pending
                     continue
                 entry = _entry(entry_id, fields)
-                if entry is None:
+                if entry is None or not self._mine(entry):
                     foreign.append(_text(entry_id))
                 else:
                     entries.append(entry)
         return entries, foreign
+
+    def _mine(self, entry: Entry) -> bool:
+        """Whether the entry's order belongs to this partition. One that does not was
+        added under an earlier layout, whose messages were all streamed again into this
+        one: read here too, two runtimes would run the order's turns side by side."""
+        return self._keys.partition(entry.order_id) == self._partition
 
     async def ack(self, ids: Sequence[str]) -> None:
         if ids:
@@ -137,11 +144,14 @@ class Streams:
         if not claimed:
             return [], cursor
         counts = await self.delivery_counts([_text(entry_id) for entry_id, _ in claimed])
-        entries = []
+        entries, others = [], []
         for entry_id, fields in claimed:
             entry = _entry(entry_id, fields or {}, counts.get(_text(entry_id), 1))
-            if entry is not None:
+            if entry is not None and self._mine(entry):
                 entries.append(entry)
+            elif entry is not None:
+                others.append(entry.id)
+        await self.ack(others)  # another partition's, streamed again there
         return entries, cursor
 
     async def delivery_counts(self, ids: Sequence[str]) -> dict[str, int]:
@@ -282,7 +292,14 @@ async def relaid(redis: RedisClient, keys: RuntimeKeys) -> str | None:
     one was recorded, or when the stream had none recorded yet and is not laid out as the
     first versions laid it (so their entries, if any, are in a stream no one reads now)."""
     was = await redis.getset(keys.stream_layout, keys.layout)
-    before = _text(was) if was is not None else "1 plain"
+    if was is None:
+        # Nothing recorded: a new Redis, or one the first versions laid out, whose stream
+        # is the plain one.
+        first = RuntimeKeys(keys.prefix)
+        if keys.layout == first.layout or not await redis.exists(first.orders_stream):
+            return None
+        return first.layout
+    before = _text(was)
     return None if before == keys.layout else before
 
 
