@@ -12,12 +12,18 @@ In one run, on this machine:
   further orders to have ``--awaiting`` parcels waiting for delivery (the daemon's RSS);
 - baselines in the same run: intake alone (a bare aiohttp handler driven by the same
   client) and allocation alone (``Allocator.reserve`` with its ledger, as
-  ``bench/allocation.py`` measures it, on fewer orders).
+  ``bench/allocation.py`` measures it, on fewer orders, on the configured Redis server).
 
-Everything it creates (schemas, Redis keys, processes, label files) is removed at the end,
-also after an error or Ctrl-C.
+With ``--processes N`` there are N ``orderd run`` processes on one HTTP port (the kernel
+spreads the connections) and one consumer group; their CPU and RSS are given each and
+summed. With ``--cluster`` they run on a Redis Cluster of 3 masters with a replica each,
+started for the run.
 
-    .venv/bin/python bench/e2e.py [--quick] [--orders N] [--awaiting N] [--json]
+Everything it creates (schemas, Redis keys, processes, the cluster, label files) is removed
+at the end, also after an error or Ctrl-C.
+
+    .venv/bin/python bench/e2e.py [--quick] [--processes N] [--cluster] [--orders N]
+                                  [--awaiting N] [--json]
 """
 
 from __future__ import annotations
@@ -31,12 +37,13 @@ import os
 import platform
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,7 +53,7 @@ import aiohttp
 import asyncpg
 import redis.asyncio as aioredis
 import uvloop
-from redis.exceptions import RedisError
+from redis.asyncio.cluster import RedisCluster
 
 if __package__ in (None, ""):
     # Run as a script (bench/e2e.py): the sibling benchmarks are imported as bench.*.
@@ -56,9 +63,11 @@ from actors.errors import OrderdError
 from adapters.platforms.signatures import sign_generic
 from adapters.postgres import schema as pg_schema
 from adapters.postgres.pool import connection, redact_dsn
+from adapters.redis.client import FAILURES, RedisClient, redact_url
 from adapters.stock.model import AllocationPolicy
 from bench import allocation, intake
 from daemon.settings import Settings, load_settings
+from tests.redis_cluster import Cluster, start_cluster
 
 ORDERD = Path(sys.executable).with_name("orderd")
 SECRET = "bench-e2e-secret"
@@ -66,6 +75,9 @@ PRODUCTS = 20
 PLENTY = 100_000_000  # units per product: no run can ask for more
 CONFIRMATION = "shipping_confirmation"
 IDLE_S = 3.0  # seconds the idle daemon's CPU is measured over, before the flood
+READY_LIMIT_S = 60.0  # every orderd process started and ready (migrated schema, stock set)
+CLUSTER_MASTERS = 3
+CLUSTER_REPLICAS = 1  # per master
 
 TARGET_ORDERS_PER_S = 1_000.0
 TARGET_P99_SHIPPED_S = 1.0  # at 500/s
@@ -282,6 +294,10 @@ class SinkLog:
         return len(self.confirmed_at)
 
 
+def per_order_ms(seconds: float, orders: int) -> float:
+    return round(seconds / orders * 1000, 3)
+
+
 def cpu_seconds(pid: int) -> float:
     """The process's user + system CPU so far, from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
@@ -297,6 +313,23 @@ def memory(pid: int) -> dict[str, int]:
         if name in ("VmRSS", "VmHWM"):
             found[name] = int(value.split()[0]) * 1024
     return found
+
+
+def rss_figures(found: Sequence[dict[str, int]]) -> dict[str, Any]:
+    """RSS and peak RSS summed over the daemons (None if one could not be read), and each's.
+    The summed peaks need not have been at the same moment."""
+
+    def total(values: list[int | None]) -> int | None:
+        return None if None in values else sum(value or 0 for value in values)
+
+    rss = [each.get("VmRSS") for each in found]
+    peaks = [each.get("VmHWM") for each in found]
+    return {
+        "rss_bytes": total(rss),
+        "rss_peak_bytes": total(peaks),
+        "rss_bytes_by_process": rss,
+        "rss_peak_bytes_by_process": peaks,
+    }
 
 
 async def table_bytes(conn: Any, schema: str) -> dict[str, int]:
@@ -335,9 +368,32 @@ async def wal_bytes(conn: Any, before: str) -> int:
     return int(diff)
 
 
-async def redis_cpu_s(redis: aioredis.Redis) -> float:
-    info = await redis.info("cpu")
-    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+async def redis_cpu_s(redis: RedisClient) -> dict[str, float]:
+    """Each Redis server's user + system CPU so far (INFO cpu): the one server, or every
+    master of the cluster (a cluster client sends INFO to one node unless told)."""
+    if isinstance(redis, RedisCluster):
+        infos = await redis.info("cpu", target_nodes=RedisCluster.PRIMARIES)
+    else:
+        infos = {"server": await redis.info("cpu")}
+    return {
+        node: float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+        for node, info in sorted(infos.items())
+    }
+
+
+async def delete_keys(redis: RedisClient, pattern: str) -> int:
+    """Unlink every key matching ``pattern``; how many there were (on a cluster, SCAN visits
+    every master and UNLINK is split by slot)."""
+    deleted = 0
+    batch: list[bytes] = []
+    async for key in redis.scan_iter(match=pattern, count=1000):
+        batch.append(key)
+        if len(batch) == 1000:
+            deleted += await redis.unlink(*batch)
+            batch = []
+    if batch:
+        deleted += await redis.unlink(*batch)
+    return deleted
 
 
 async def stage_times(conn: Any, pattern: str) -> dict[str, dict[str, float]]:
@@ -413,27 +469,49 @@ class Run:
     schema: str
     prefix: str
     tmp: Path
-    redis: aioredis.Redis
+    single: aioredis.Redis  # the configured server: the allocation-alone baseline's
+    redis: RedisClient  # the daemons' Redis: the configured server, or the run's cluster
+    cluster: Cluster | None = None
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     schema_made: bool = False
     allocation_bench: allocation.Bench | None = None
     sink: SinkLog | None = None
-    daemon: subprocess.Popen[bytes] | None = None
+    daemons: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    # One sd_notify socket per daemon, where it says READY=1 (and STOPPING=1 at the end).
+    notify: list[socket.socket] = field(default_factory=list)
+
+    @property
+    def redis_url(self) -> str:
+        return self.settings.redis.url if self.cluster is None else self.cluster.url
+
+    @property
+    def redis_label(self) -> str:
+        return "single" if self.cluster is None else f"cluster({CLUSTER_MASTERS} masters)"
+
+    def daemon_cpu_s(self) -> list[float]:
+        return [cpu_seconds(daemon.pid) for daemon in self.daemons]
+
+    def daemon_memory(self) -> list[dict[str, int]]:
+        return [memory(daemon.pid) for daemon in self.daemons]
 
 
 def daemon_env(run: Run, port: int, smtp_port: int) -> dict[str, str]:
+    """What every orderd command of the run is given; :func:`start_daemons` adds what
+    differs between the ``orderd run`` processes."""
     settings = run.settings
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORDERD_")}
     env.update(
         {
-            "ORDERD_REDIS__URL": settings.redis.url,
+            "ORDERD_REDIS__URL": run.redis_url,
+            "ORDERD_REDIS__CLUSTER": "false" if run.cluster is None else "true",
             "ORDERD_REDIS__PREFIX": run.prefix,
             "ORDERD_POSTGRES__DSN": settings.postgres.dsn,
             "ORDERD_POSTGRES__SCHEMA": run.schema,
             "ORDERD_HTTP__HOST": "127.0.0.1",
             "ORDERD_HTTP__PORT": str(port),
+            # Several processes listen on the one port; the kernel spreads the connections.
+            "ORDERD_HTTP__REUSE_PORT": "true",
             "ORDERD_DAEMON__LOG_LEVEL": "warning",
-            "ORDERD_DAEMON__CONSUMER_NAME": f"bench-e2e-{run.run_id}",
             "ORDERD_WEBHOOKS__GENERIC__ENABLED": "true",
             "ORDERD_WEBHOOKS__GENERIC__SECRET": SECRET,
             # The sandbox warehouse packs at once; the sandbox carrier sells the labels.
@@ -470,6 +548,48 @@ async def wait_port(port: int, process: subprocess.Popen[bytes], limit_s: float 
             return
         await asyncio.sleep(0.05)
     raise RuntimeError(f"nothing listens on port {port}")
+
+
+def start_daemons(run: Run, env: dict[str, str], count: int) -> None:
+    """``count`` ``orderd run`` processes, each with a consumer name, a log and a notify
+    socket of its own."""
+    for index in range(1, count + 1):
+        said = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        run.notify.append(said)  # before binding, so cleanup closes it whatever happens
+        said.bind(str(run.tmp / f"notify-{index}"))
+        said.setblocking(False)
+        own = env | {
+            "ORDERD_DAEMON__CONSUMER_NAME": f"bench-e2e-{run.run_id}-{index}",
+            "NOTIFY_SOCKET": str(run.tmp / f"notify-{index}"),
+        }
+        with (run.tmp / f"orderd-{index}.log").open("wb") as out:
+            daemon = subprocess.Popen([str(ORDERD), "run"], env=own, stdout=out, stderr=out)
+        run.processes.append(daemon)
+        run.daemons.append(daemon)
+
+
+async def wait_daemons_ready(run: Run, limit_s: float = READY_LIMIT_S) -> None:
+    """Until every ``orderd run`` has sent READY=1 (its listener and consumers are up): with
+    one shared port, /readyz answers for whichever process the kernel picks."""
+    waiting = set(range(len(run.daemons)))
+    deadline = time.monotonic() + limit_s
+    while waiting:
+        for index in sorted(waiting):
+            daemon = run.daemons[index]
+            if daemon.poll() is not None:
+                raise RuntimeError(
+                    f"orderd run #{index + 1} exited with {daemon.returncode} while starting"
+                )
+            with contextlib.suppress(BlockingIOError):
+                while index in waiting:
+                    if "READY=1" in run.notify[index].recv(4096).decode().splitlines():
+                        waiting.discard(index)
+        if not waiting:
+            return
+        if time.monotonic() > deadline:
+            started = ", ".join(f"#{index + 1}" for index in sorted(waiting))
+            raise RuntimeError(f"orderd run {started} not ready within {limit_s:.0f} s")
+        await asyncio.sleep(0.05)  # other processes starting
 
 
 async def set_up(run: Run, env: dict[str, str]) -> None:
@@ -518,8 +638,11 @@ async def wait_done(
             )
             if shipped >= len(wanted):
                 return time.perf_counter() - started
-        if run.daemon is not None and run.daemon.poll() is not None:
-            raise RuntimeError(f"orderd run exited with {run.daemon.returncode} during the run")
+        for index, daemon in enumerate(run.daemons, 1):
+            if daemon.poll() is not None:
+                raise RuntimeError(
+                    f"orderd run #{index} exited with {daemon.returncode} during the run"
+                )
         await asyncio.sleep(0.25)  # polling another process's progress
     return None
 
@@ -532,7 +655,7 @@ async def allocation_alone(run: Run, orders: int) -> dict[str, Any]:
         settings=settings,
         run_id=f"e2e{run.run_id}",
         prefix=f"{run.prefix}alloc:",
-        redis=run.redis,
+        redis=run.single,
         skus=allocation.catalog(),
         concurrency=allocation.DEFAULT_CONCURRENCY,
         pool_size=allocation.DEFAULT_POOL_SIZE,
@@ -557,6 +680,7 @@ async def allocation_alone(run: Run, orders: int) -> dict[str, Any]:
         "p99_ms": result.p99_ms,
         "concurrency": bench.concurrency,
         "consistent": not result.problems and result.oversell == 0,
+        "redis": "single",
     }
 
 
@@ -567,20 +691,34 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     settings = load_settings()
     run_id = uuid.uuid4().hex[:10]
+    single = aioredis.Redis.from_url(settings.redis.url)
     run = Run(
         settings=settings,
         run_id=run_id,
         schema=f"bench_e2e_{run_id}",
         prefix=f"orderd-bench-e2e-{run_id}:",
         tmp=Path(tempfile.mkdtemp(prefix="orderd-bench-e2e-")),
-        redis=aioredis.Redis.from_url(settings.redis.url),
-    )
-    log(
-        f"schema {run.schema} on {redact_dsn(settings.postgres.dsn)}, Redis prefix "
-        f"{run.prefix} on {settings.redis.url}, files in {run.tmp}"
+        single=single,
+        redis=single,
     )
     finished = False
     try:
+        if args.cluster:
+            log(
+                f"starting a Redis Cluster of {CLUSTER_MASTERS} masters with "
+                f"{CLUSTER_REPLICAS} replica each ..."
+            )
+            # In the loop's thread on purpose: nothing else runs yet, and a signal meanwhile
+            # cancels at the next await, once run.cluster is set for cleanup to stop it.
+            run.cluster = start_cluster(
+                run.tmp / "redis-cluster", CLUSTER_MASTERS, CLUSTER_REPLICAS
+            )
+            run.redis = RedisCluster.from_url(run.cluster.url)
+        log(
+            f"schema {run.schema} on {redact_dsn(settings.postgres.dsn)}, Redis prefix "
+            f"{run.prefix} on {redact_url(run.redis_url)}"
+            f"{' (a cluster)' if run.cluster else ''}, files in {run.tmp}"
+        )
         report = await measure(run, args)
         finished = True
         return report
@@ -606,6 +744,11 @@ async def measure(run: Run, args: argparse.Namespace) -> dict[str, Any]:
             "allocation_orders": args.allocation_orders,
             "products": PRODUCTS,
             "max_turns": settings.runtime.max_turns,
+            "processes": args.processes,
+            "redis": run.redis_label,
+            "redis_cluster": None
+            if run.cluster is None
+            else {"masters": CLUSTER_MASTERS, "replicas_per_master": CLUSTER_REPLICAS},
         },
     }
 
@@ -632,18 +775,11 @@ async def measure(run: Run, args: argparse.Namespace) -> dict[str, Any]:
         stderr=subprocess.DEVNULL,
     )
     run.processes.append(bare)
-    with (run.tmp / "orderd.log").open("wb") as out:
-        daemon = subprocess.Popen(
-            [str(ORDERD), "run"],
-            env=env,
-            stdout=out,
-            stderr=out,
-        )
-    run.processes.append(daemon)
-    run.daemon = daemon
+    log(f"starting {args.processes} orderd run on port {orderd_port} ...")
+    start_daemons(run, env, args.processes)
     await wait_port(smtp_port, sink)
     await intake.wait_ready(f"http://127.0.0.1:{bare_port}/healthz", bare)
-    await intake.wait_ready(f"http://127.0.0.1:{orderd_port}/readyz", daemon)
+    await wait_daemons_ready(run)
     orderd_url = f"http://127.0.0.1:{orderd_port}/webhooks/orders"
 
     log(f"preparing {args.orders:,} signed deliveries ...")
@@ -664,15 +800,17 @@ async def measure(run: Run, args: argparse.Namespace) -> dict[str, Any]:
     async with connection(settings.postgres.dsn, run.schema) as conn:
         # -- flood
         log(f"flood: {args.orders:,} orders as fast as possible, then until each is confirmed")
-        # What the daemon spends with nothing to do (its polling loops), to read the CPU
+        # What the daemons spend with nothing to do (their polling loops), to read the CPU
         # per order against: over a long wait it is a part of the figure.
-        idle_cpu = cpu_seconds(daemon.pid)
+        idle_before = run.daemon_cpu_s()
         await asyncio.sleep(IDLE_S)
-        idle_cpu = (cpu_seconds(daemon.pid) - idle_cpu) / IDLE_S
+        idle_cpu = [
+            (now - then) / IDLE_S for now, then in zip(run.daemon_cpu_s(), idle_before, strict=True)
+        ]
         tables_before = await table_bytes(conn, run.schema)
         lsn_before = await wal_lsn(conn)
         redis_before = await redis_cpu_s(run.redis)
-        cpu_before = cpu_seconds(daemon.pid)
+        cpu_before = run.daemon_cpu_s()
         sent = await flood(orderd_url, burst, args.connections, Sent())
         log(
             f"  {sent.accepted:,} accepted in {sent.wall_s:.1f} s; waiting for shipping and "
@@ -681,9 +819,9 @@ async def measure(run: Run, args: argparse.Namespace) -> dict[str, Any]:
         pattern = phase_pattern(run.run_id, "f")
         refs = [ref for ref, _, _ in burst]
         waited = await wait_done(run, conn, refs, pattern, args.drain_limit_s)
-        cpu_after = cpu_seconds(daemon.pid)
+        cpu_after = run.daemon_cpu_s()
         redis_after = await redis_cpu_s(run.redis)
-        rss = memory(daemon.pid)
+        rss = run.daemon_memory()
         wal = await wal_bytes(conn, lsn_before)
         tables_after = await table_bytes(conn, run.schema)
         grown = {
@@ -709,12 +847,22 @@ async def measure(run: Run, args: argparse.Namespace) -> dict[str, Any]:
             ),
             "orders_per_s": round(end_to_end, 1) if waited is not None else None,
             "stages": stage_rates(times, sent.first_post),
-            "daemon_cpu_ms_per_order": round((cpu_after - cpu_before) / args.orders * 1000, 3),
-            "daemon_idle_cpu_ms_per_s": round(idle_cpu * 1000, 1),
-            "redis_cpu_ms_per_order": round((redis_after - redis_before) / args.orders * 1000, 3),
-            "client_cpu_ms_per_order": round(sent.client_cpu_s / args.orders * 1000, 3),
-            "rss_bytes": rss.get("VmRSS"),
-            "rss_peak_bytes": rss.get("VmHWM"),
+            "daemon_cpu_ms_per_order": per_order_ms(sum(cpu_after) - sum(cpu_before), args.orders),
+            "daemon_cpu_ms_per_order_by_process": [
+                per_order_ms(after - before, args.orders)
+                for before, after in zip(cpu_before, cpu_after, strict=True)
+            ],
+            "daemon_idle_cpu_ms_per_s": round(sum(idle_cpu) * 1000, 1),
+            "daemon_idle_cpu_ms_per_s_by_process": [round(cpu * 1000, 1) for cpu in idle_cpu],
+            "redis_cpu_ms_per_order": per_order_ms(
+                sum(redis_after.values()) - sum(redis_before.values()), args.orders
+            ),
+            "redis_cpu_ms_per_order_by_node": {
+                node: per_order_ms(spent - redis_before.get(node, 0.0), args.orders)
+                for node, spent in redis_after.items()
+            },
+            "client_cpu_ms_per_order": per_order_ms(sent.client_cpu_s, args.orders),
+            **rss_figures(rss),
             "pg_table_bytes_per_order": sum(grown.values()),
             "pg_table_bytes_per_order_by_table": dict(
                 sorted(grown.items(), key=lambda item: -item[1])
@@ -754,7 +902,7 @@ async def measure(run: Run, args: argparse.Namespace) -> dict[str, Any]:
             }
 
         # -- parcels awaiting delivery
-        report["awaiting"] = await awaiting(run, conn, args, orderd_url, first, daemon.pid)
+        report["awaiting"] = await awaiting(run, conn, args, orderd_url, first)
         report["schema_bytes_per_order_at_end"] = round(
             sum((await table_bytes(conn, run.schema)).values())
             / max(1, await conn.fetchval("SELECT count(*) FROM orders"))
@@ -766,9 +914,9 @@ async def measure(run: Run, args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def awaiting(
-    run: Run, conn: Any, args: argparse.Namespace, url: str, first: int, pid: int
+    run: Run, conn: Any, args: argparse.Namespace, url: str, first: int
 ) -> dict[str, Any]:
-    """Orders until ``args.awaiting`` parcels wait for delivery at once; the daemon's RSS."""
+    """Orders until ``args.awaiting`` parcels wait for delivery at once; the daemons' RSS."""
 
     async def waiting() -> int:
         count = await conn.fetchval(
@@ -795,7 +943,7 @@ async def awaiting(
     refs = [external_id(run.run_id, "a", k) for k in range(first, n)]
     left = max(1.0, deadline - time.perf_counter())
     waited = await wait_done(run, conn, refs, phase_pattern(run.run_id, "a"), left)
-    rss = memory(pid)
+    rss = run.daemon_memory()
     now_waiting = await waiting()
     return {
         "wanted": args.awaiting,
@@ -804,8 +952,7 @@ async def awaiting(
         "done": waited is not None and now_waiting >= args.awaiting,
         "awaiting_delivery": now_waiting,
         "seconds": round(time.perf_counter() - started, 1),
-        "rss_bytes": rss.get("VmRSS"),
-        "rss_peak_bytes": rss.get("VmHWM"),
+        **rss_figures(rss),
     }
 
 
@@ -825,17 +972,26 @@ def targets(report: dict[str, Any]) -> dict[str, bool]:
     }
 
 
-async def cleanup(run: Run, *, keep_logs: bool) -> None:
-    """Remove everything the run made; each step is tried even if an earlier one failed."""
-    for process in run.processes:
+async def stop(processes: Sequence[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM to each process still running, then wait for all (kill -9 after 30 s)."""
+    for process in processes:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
-    for process in run.processes:
+    for process in processes:
         try:
             await asyncio.to_thread(process.wait, 30)
         except subprocess.TimeoutExpired:
             process.kill()
             await asyncio.to_thread(process.wait, 10)
+
+
+async def cleanup(run: Run, *, keep_logs: bool) -> None:
+    """Remove everything the run made; each step is tried even if an earlier one failed."""
+    # The daemons first: what they finish while draining still reaches the SMTP server.
+    await stop(run.daemons)
+    await stop(run.processes)
+    for said in run.notify:  # only now: a daemon stopping says STOPPING=1 there
+        said.close()
     if run.allocation_bench is not None:
         await run.allocation_bench.close_pools()
         try:
@@ -848,12 +1004,26 @@ async def cleanup(run: Run, *, keep_logs: bool) -> None:
                 await conn.execute(f'DROP SCHEMA IF EXISTS "{run.schema}" CASCADE')
         except (OrderdError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log(f"could not drop schema {run.schema}: {exc}")
-    try:
-        await allocation.delete_keys(run.redis, f"{run.prefix}*")
-    except (RedisError, OSError) as exc:
-        log(f"could not delete Redis keys {run.prefix}*: {exc}")
-    finally:
-        await run.redis.aclose()
+    # The daemons' keys are on the cluster when there is one; the allocation baseline's are
+    # on the configured server either way.
+    clients: list[RedisClient] = [run.redis] if run.redis is run.single else [run.redis, run.single]
+    for client in clients:
+        where = "the cluster" if isinstance(client, RedisCluster) else "the Redis server"
+        try:
+            deleted = await delete_keys(client, f"{run.prefix}*")
+            log(f"{deleted:,} keys {run.prefix}* deleted on {where}")
+        except FAILURES as exc:
+            log(f"could not delete Redis keys {run.prefix}*: {exc}")
+        finally:
+            await client.aclose()
+    if run.cluster is not None:
+        try:
+            await asyncio.to_thread(run.cluster.stop)
+        except (subprocess.TimeoutExpired, OSError) as exc:
+            log(f"could not stop the Redis Cluster: {exc}")
+        left = run.cluster.leftovers()
+        if left:
+            log("Redis Cluster processes still running: " + "; ".join(left))
     if keep_logs:
         # Labels are many and say nothing about a failure: only the logs are kept.
         shutil.rmtree(run.tmp / "labels", ignore_errors=True)
@@ -877,8 +1047,22 @@ def _mb(value: int | None) -> str:
     return "-" if value is None else f"{value / 1024 / 1024:,.1f} MB"
 
 
+def _each(values: Iterable[Any], show: Callable[[Any], str], unit: str = "") -> str:
+    """Each process's (or node's) part of a summed figure, when there is more than one."""
+    parts = [show(value) for value in values]
+    return f"  (each{unit}: {' + '.join(parts)})" if len(parts) > 1 else ""
+
+
+def _mb_each(values: Iterable[int | None]) -> str:
+    return _each(
+        values, lambda value: "-" if value is None else f"{value / 1024 / 1024:,.1f}", " MB"
+    )
+
+
 def render(report: dict[str, Any]) -> str:
     machine, setup, flood = report["machine"], report["settings"], report["flood"]
+    processes, on_cluster = setup["processes"], setup["redis_cluster"] is not None
+    summed = ", summed" if processes > 1 else ""
     alloc, bare, waited, goals = (
         report["allocation_alone"],
         report["intake_alone"],
@@ -889,6 +1073,11 @@ def render(report: dict[str, Any]) -> str:
     load_end = " / ".join(f"{x:.2f}" for x in machine["load_avg_at_end"])
     at_500 = report["rates"].get(str(int(TARGET_P99_RATE)))
     p99_500 = at_500["latency"]["shipped"]["p99_ms"] if at_500 else None
+    redis_cpu = (
+        f"Redis CPU ms per order ({setup['redis_cluster']['masters']} masters)"
+        if on_cluster
+        else "Redis CPU ms per order (server-wide)"
+    )
     rows: list[tuple[str, str, str, str]] = [
         (
             f"end to end, flood of {flood['orders']:,}: orders/s",
@@ -903,7 +1092,7 @@ def render(report: dict[str, Any]) -> str:
             mark(goals["p99_shipped_at_500"]),
         ),
         (
-            "daemon CPU per order (ms, flood)",
+            f"daemon CPU per order (ms, flood{summed})",
             f"{flood['daemon_cpu_ms_per_order']:.3f}",
             f"<= {TARGET_CPU_MS_PER_ORDER:g}",
             mark(goals["daemon_cpu_ms_per_order"]),
@@ -915,7 +1104,7 @@ def render(report: dict[str, Any]) -> str:
             mark(goals["pg_bytes_per_order"]),
         ),
         (
-            f"RSS, {waited['awaiting_delivery']:,} awaiting delivery",
+            f"RSS{summed}, {waited['awaiting_delivery']:,} awaiting delivery",
             _mb(waited["rss_bytes"]),
             f"< {TARGET_RSS_BYTES // 1024 // 1024} MB at {waited['wanted']:,}",
             mark(goals["rss_awaiting"]),
@@ -924,6 +1113,16 @@ def render(report: dict[str, Any]) -> str:
     out = [
         "orderd end-to-end benchmark: signed generic webhook -> shipped with a label -> "
         "shipping confirmation at a local SMTP server",
+        f"  processes={processes}, redis={setup['redis']}",
+        f"    {processes} orderd run on one HTTP port (SO_REUSEPORT), one consumer group"
+        + ("; their CPU and RSS summed, then each's" if processes > 1 else "")
+        + (
+            f"; a Redis Cluster of {setup['redis_cluster']['masters']} masters with "
+            f"{setup['redis_cluster']['replicas_per_master']} replica each, started for the "
+            "run (allocation alone runs on the configured single server)"
+            if on_cluster
+            else "; the configured single Redis server"
+        ),
         f"  machine: {machine['cpu_count']} CPUs, {machine['platform']}, Python "
         f"{machine['python']}; client, orderd, SMTP server, Redis and PostgreSQL share them",
         f"  load average (1/5/15 min): {load} at start, {load_end} at end",
@@ -939,20 +1138,25 @@ def render(report: dict[str, Any]) -> str:
         f"  flood of {flood['orders']:,}"
         f"{'' if flood['done'] else ' (NOT all confirmed within the limit)'}:",
         f"    {'accepted (202) per s':<44}{flood['accepted_per_s']:>10,.0f}   baseline: "
-        f"intake alone (bare aiohttp, same client) {bare['accepted_per_s']:,.0f}/s",
+        f"intake alone (bare aiohttp, one process, same client) "
+        f"{bare['accepted_per_s']:,.0f}/s",
         f"    {'orders/s, first post to last notified':<44}"
         f"{(flood['orders_per_s'] or 0):>10,.0f}   baseline: allocation alone "
-        f"(Allocator.reserve, {alloc['orders']:,} orders) {alloc['orders_per_s']:,.0f}/s",
+        f"(Allocator.reserve, {alloc['redis']} Redis, {alloc['orders']:,} orders) "
+        f"{alloc['orders_per_s']:,.0f}/s",
         f"    {'first post to last notified (s)':<44}"
         f"{_ms(flood['first_post_to_last_notified_s'], ',.1f'):>10}",
         f"    {'errors (not 202)':<44}{flood['errors']:>10,}",
-        f"    {'daemon CPU ms per order':<44}{flood['daemon_cpu_ms_per_order']:>10.3f}",
+        f"    {'daemon CPU ms per order':<44}{flood['daemon_cpu_ms_per_order']:>10.3f}"
+        + _each(flood["daemon_cpu_ms_per_order_by_process"], lambda ms: f"{ms:.3f}"),
         f"    {'daemon CPU ms per s when idle (before)':<44}"
-        f"{flood['daemon_idle_cpu_ms_per_s']:>10.1f}",
-        f"    {'Redis CPU ms per order (server-wide)':<44}{flood['redis_cpu_ms_per_order']:>10.3f}",
+        f"{flood['daemon_idle_cpu_ms_per_s']:>10.1f}"
+        + _each(flood["daemon_idle_cpu_ms_per_s_by_process"], lambda ms: f"{ms:.1f}"),
+        f"    {redis_cpu:<44}{flood['redis_cpu_ms_per_order']:>10.3f}"
+        + _each(flood["redis_cpu_ms_per_order_by_node"].values(), lambda ms: f"{ms:.3f}"),
         f"    {'client CPU ms per order':<44}{flood['client_cpu_ms_per_order']:>10.3f}",
         f"    {'daemon RSS after the flood (peak)':<44}{_mb(flood['rss_bytes']):>10}   "
-        f"({_mb(flood['rss_peak_bytes'])})",
+        f"({_mb(flood['rss_peak_bytes'])})" + _mb_each(flood["rss_bytes_by_process"]),
         f"    {'PostgreSQL tables+indexes bytes per order':<44}"
         f"{flood['pg_table_bytes_per_order']:>10,}",
         f"    {'PostgreSQL WAL bytes per order (cluster)':<44}"
@@ -993,7 +1197,8 @@ def render(report: dict[str, Any]) -> str:
         f"  awaiting delivery: {waited['posted']:,} more orders posted, "
         f"{waited['awaiting_delivery']:,} parcels waiting at the end, in {waited['seconds']:.0f} s"
         f"{'' if waited['done'] else ' (NOT reached within the limit)'}; daemon RSS "
-        f"{_mb(waited['rss_bytes'])} (peak {_mb(waited['rss_peak_bytes'])})",
+        f"{_mb(waited['rss_bytes'])} (peak {_mb(waited['rss_peak_bytes'])})"
+        + _mb_each(waited["rss_bytes_by_process"]),
         f"  PostgreSQL schema bytes per order at the end (all phases): "
         f"{report['schema_bytes_per_order_at_end']:,}",
         "  messages at the SMTP server: "
@@ -1015,6 +1220,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--orders", type=int, help="flood orders (20,000; quick 2,000)")
     parser.add_argument("--connections", type=int, default=64, help="client connections")
     parser.add_argument(
+        "--processes", type=int, default=1, help="orderd run processes sharing the work (1)"
+    )
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help=f"run orderd on a local Redis Cluster ({CLUSTER_MASTERS} masters, "
+        f"{CLUSTER_REPLICAS} replica each) started for the run",
+    )
+    parser.add_argument(
         "--rates", type=float, nargs="*", default=[200.0, 500.0], help="fixed rates per s"
     )
     parser.add_argument("--rate-seconds", type=float, help="seconds per fixed rate (20; quick 4)")
@@ -1035,7 +1249,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.awaiting = args.awaiting if args.awaiting is not None else (6_000 if quick else 100_000)
     args.awaiting_limit_s = args.awaiting_limit_s or (300.0 if quick else 1_200.0)
     args.allocation_orders = args.allocation_orders or (5_000 if quick else 20_000)
-    for name in ("orders", "connections", "allocation_orders"):
+    for name in ("orders", "connections", "allocation_orders", "processes"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if any(rate <= 0 for rate in args.rates):
@@ -1053,7 +1267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except asyncio.CancelledError:
         log("terminated")
         return 143
-    except (OrderdError, RedisError, OSError, RuntimeError, asyncpg.PostgresError) as exc:
+    except (OrderdError, *FAILURES, RuntimeError, asyncpg.PostgresError) as exc:
         log(f"bench failed: {exc}")
         return 1
     print(json.dumps(report, indent=2) if args.json else render(report))
