@@ -472,6 +472,7 @@ class Run:
     single: aioredis.Redis  # the configured server: the allocation-alone baseline's
     redis: RedisClient  # the daemons' Redis: the configured server, or the run's cluster
     cluster: Cluster | None = None
+    partitions: int = 1  # the order stream's ([redis] stream_partitions)
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     schema_made: bool = False
     allocation_bench: allocation.Bench | None = None
@@ -504,6 +505,7 @@ def daemon_env(run: Run, port: int, smtp_port: int) -> dict[str, str]:
         {
             "ORDERD_REDIS__URL": run.redis_url,
             "ORDERD_REDIS__CLUSTER": "false" if run.cluster is None else "true",
+            "ORDERD_REDIS__STREAM_PARTITIONS": str(run.partitions),
             "ORDERD_REDIS__PREFIX": run.prefix,
             "ORDERD_POSTGRES__DSN": settings.postgres.dsn,
             "ORDERD_POSTGRES__SCHEMA": run.schema,
@@ -700,6 +702,7 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         tmp=Path(tempfile.mkdtemp(prefix="orderd-bench-e2e-")),
         single=single,
         redis=single,
+        partitions=args.partitions,
     )
     finished = False
     try:
@@ -745,6 +748,7 @@ async def measure(run: Run, args: argparse.Namespace) -> dict[str, Any]:
             "products": PRODUCTS,
             "max_turns": settings.runtime.max_turns,
             "processes": args.processes,
+            "stream_partitions": args.partitions,
             "redis": run.redis_label,
             "redis_cluster": None
             if run.cluster is None
@@ -1113,7 +1117,8 @@ def render(report: dict[str, Any]) -> str:
     out = [
         "orderd end-to-end benchmark: signed generic webhook -> shipped with a label -> "
         "shipping confirmation at a local SMTP server",
-        f"  processes={processes}, redis={setup['redis']}",
+        f"  processes={processes}, stream_partitions={setup['stream_partitions']}, "
+        f"redis={setup['redis']}",
         f"    {processes} orderd run on one HTTP port (SO_REUSEPORT), one consumer group"
         + ("; their CPU and RSS summed, then each's" if processes > 1 else "")
         + (
@@ -1242,7 +1247,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--drain-limit-s", type=float, default=600.0, help="bound of each wait for shipping"
     )
+    parser.add_argument(
+        "--partitions", type=int, default=1, help="the order stream's partitions (1-64)"
+    )
     args = parser.parse_args(argv)
+    if not 1 <= args.partitions <= 64:
+        parser.error("--partitions: from 1 to 64")
     quick = args.quick
     args.orders = args.orders or (2_000 if quick else 20_000)
     args.rate_seconds = args.rate_seconds or (4.0 if quick else 20.0)
