@@ -36,6 +36,7 @@ import uvloop
 from adapters.platforms.signatures import sign_shopify
 from adapters.postgres import schema as pg_schema
 from adapters.postgres.pool import connection
+from adapters.redis.keys import RuntimeKeys
 from daemon.settings import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -277,14 +278,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if roles != ("intake",):
             # The fixed rate is measured once the actors have caught up with the flood.
             log("waiting for the actors to take every order of the flood ...")
-            left = await drained(redis, f"{prefix}stream:orders", args.drain_limit_s)
+            left = await drained(redis, RuntimeKeys(prefix).orders_stream, args.drain_limit_s)
             drain_s = None if left is None else time.perf_counter() - flood_started
         log(f"baseline: {paced_count:,} at {args.rate:,.0f}/s ...")
         baseline_paced = await paced(baseline_url, steady, args.rate)
         log(f"orderd: {paced_count:,} at {args.rate:,.0f}/s ...")
         orderd_paced = await paced(orderd_url, steady, args.rate)
         # Whether the actors kept up with the fixed rate: what is left when it ends.
-        behind = None if roles == ("intake",) else await backlog(redis, f"{prefix}stream:orders")
+        behind = (
+            None
+            if roles == ("intake",)
+            else await backlog(redis, RuntimeKeys(prefix).orders_stream)
+        )
         finished = True
         return {
             "accepted_per_s": orderd["accepted_per_s"],
