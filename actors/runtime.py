@@ -187,6 +187,9 @@ class ActorRuntime:
         while not self._stopping.is_set():
             try:
                 await self._streams.ensure_group()
+                # Which server holds the stream, before anything is read from it: a
+                # failover from here on is noticed by the janitor's next look.
+                self._stream_master = await self._streams.master_id()
                 await self._own_pending()
                 return
             except Exception as exc:

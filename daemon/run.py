@@ -51,7 +51,13 @@ from adapters.postgres.platform_stock import PostgresPushedLevels
 from adapters.postgres.reminders import PostgresReminders
 from adapters.redis.leases import Leases, SoleLease
 from adapters.redis.reminders import RedisSchedule
-from adapters.redis.streams import PartitionedStream, Streams, drop_streams_of, relaid
+from adapters.redis.streams import (
+    PartitionedStream,
+    Streams,
+    drop_streams_of,
+    laid_out_before,
+    record_layout,
+)
 from daemon import logs, shipping, systemd
 from daemon.http import Context, build_app
 from daemon.intake import Intake, Tracked
@@ -161,7 +167,7 @@ class Daemon:
         consumer = settings.daemon.consumer_name or f"{socket.gethostname()}-{os.getpid()}"
         intake = Intake(pool, self.mail)
         # The turns running at once are shared out among the partitions' runtimes.
-        share = max(1, -(-settings.runtime.max_turns // keys.partitions))
+        share = max(1, settings.runtime.max_turns // keys.partitions)
         self.runtime = Runtimes(
             [
                 ActorRuntime(
@@ -314,11 +320,13 @@ class Daemon:
         deleted (the messages are in PostgreSQL; repeats are recognised)."""
         for streams in self.partitions:
             await streams.ensure_group()
-        was = await relaid(self.redis, self.keys)
+        was = await laid_out_before(self.redis, self.keys)
         if was is None:
+            await record_layout(self.redis, self.keys)
             return
         log.warning("the stream was laid out as %r, now %r", was, self.keys.layout)
         await self.rebuild_backlog()
+        await record_layout(self.redis, self.keys)
         dropped = await drop_streams_of(self.redis, self.keys, was)
         if dropped:
             log.warning("streams of the earlier layout deleted: %s", ", ".join(dropped))

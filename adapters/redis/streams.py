@@ -71,7 +71,7 @@ class Streams:
         """Put stored messages on the stream, in order; return their entry ids."""
         if not posted:
             return []
-        # As text: RedisClient's cmsgpack reads no binary type, and the JSON is UTF-8.
+        # As text: Redis's cmsgpack reads no binary type, and the JSON is UTF-8.
         batch = _encode([(m.order_id, str(m.seq), m.body.decode(), str(m.id)) for m in posted])
         ids = await self._add(keys=[self.stream], args=[batch])
         return [_text(entry_id) for entry_id in ids]
@@ -232,7 +232,7 @@ class Streams:
             summary: Any = await self._redis.xpending(self.stream, GROUP)
             if summary and summary.get("min"):
                 oldest.append(_text(summary["min"]))
-        # Not lag: RedisClient cannot always count it (after deletions), and answers nil then.
+        # Not lag: Redis cannot always count it (after deletions), and answers nil then.
         after = "(" + _text(group["last-delivered-id"])
         first: Any = await self._redis.xrange(self.stream, min=after, count=1)
         if first:
@@ -287,11 +287,12 @@ class PartitionedStream:
         return ids
 
 
-async def relaid(redis: RedisClient, keys: RuntimeKeys) -> str | None:
-    """Record the stream's layout (``keys.layout``); the layout it replaces when another
-    one was recorded, or when the stream had none recorded yet and is not laid out as the
-    first versions laid it (so their entries, if any, are in a stream no one reads now)."""
-    was = await redis.getset(keys.stream_layout, keys.layout)
+async def laid_out_before(redis: RedisClient, keys: RuntimeKeys) -> str | None:
+    """The layout the stream had before, when it differs from ``keys.layout``: another one
+    recorded, or none recorded and the first versions' plain stream there (their entries,
+    if any, are where no one reads now). Record the new one only once what was not applied
+    is streamed again (:func:`record_layout`): a crash in between finds the change again."""
+    was = await redis.get(keys.stream_layout)
     if was is None:
         # Nothing recorded: a new Redis, or one the first versions laid out, whose stream
         # is the plain one.
@@ -301,6 +302,10 @@ async def relaid(redis: RedisClient, keys: RuntimeKeys) -> str | None:
         return first.layout
     before = _text(was)
     return None if before == keys.layout else before
+
+
+async def record_layout(redis: RedisClient, keys: RuntimeKeys) -> None:
+    await redis.set(keys.stream_layout, keys.layout)
 
 
 async def drop_streams_of(redis: RedisClient, keys: RuntimeKeys, layout: str) -> list[str]:

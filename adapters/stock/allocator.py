@@ -142,7 +142,7 @@ class Allocator:
         return self._keys[warehouse]
 
     async def epochs(self, warehouses: Sequence[str]) -> dict[str, str | None]:
-        """The Redis epoch of each warehouse now (None: RedisClient does not hold it)."""
+        """The Redis epoch of each warehouse now (None: Redis does not hold it)."""
         if not warehouses:
             return {}
         pipe = self._redis.pipeline(transaction=False)
@@ -797,7 +797,7 @@ class Allocator:
         )
         if result.code < 0 and result.code != -6:
             raise error_for(result.code, _adjust_refusal(sku, quantity, mode, result))
-        # -6: RedisClient has it but the ledger has not (a crash in between): record it now.
+        # -6: Redis has it but the ledger has not (a crash in between): record it now.
         kind: MovementKind = "set" if mode == "set" else "adjust"
         await self._ledger.record(
             entries.adjustment(

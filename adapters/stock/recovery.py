@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
+from redis.exceptions import ResponseError
 
 from adapters.postgres import stock as ledger
 from adapters.redis.client import RedisClient
@@ -34,6 +35,13 @@ _JSON = msgspec.json.Encoder().encode
 
 def text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+_REBUILDS = 3
+
+
+class _MasterChanged(Exception):
+    """Another master serves the warehouse than when its rebuild began."""
 
 
 class Recovery:
@@ -56,6 +64,7 @@ class Recovery:
         self._instance: str | None = None
         self._local: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._master_id = redis.register_script(lua_source("master_id"))
+        self._claim_meta = redis.register_script(lua_source("claim_meta"))
 
     async def instance_id(self) -> str:
         if self._instance is None:
@@ -66,12 +75,15 @@ class Recovery:
     async def holds_this_database(self, keys: WarehouseKeys) -> bool:
         """Whether Redis holds this database's warehouse, in the key layout of this
         version (one written by an earlier version is rebuilt at start, not read)."""
-        held, layout = await self._redis.hmget(keys.meta, ["instance", "layout"])
+        held, layout, master = await self._redis.hmget(keys.meta, ["instance", "layout", "master"])
         return (
             held is not None
             and layout is not None
             and text(layout) == LAYOUT
             and text(held) == await self.instance_id()
+            # Written under the master that serves it now (not one failed over since).
+            and master is not None
+            and text(master) == text(await self._master_id(keys=[keys.meta]))
         )
 
     async def recover(self, keys: WarehouseKeys) -> Rebuilt | None:
@@ -86,7 +98,14 @@ class Recovery:
                 await self._wait_for_rebuild(keys, lock_key)
                 return None
             try:
-                return await self._rebuild(keys, lock_key)
+                # A failover during the rebuild leaves it unclaimed: it runs again under
+                # the new master, a few times at most.
+                for _ in range(_REBUILDS):
+                    try:
+                        return await self._rebuild(keys, lock_key)
+                    except _MasterChanged:
+                        continue
+                raise WarehouseNotReady(keys.warehouse)
             finally:
                 if await self._redis.get(lock_key) == token.encode():
                     await self._redis.delete(lock_key)
@@ -136,6 +155,9 @@ class Recovery:
         ops: Sequence[ledger.RecentOp],
         instance: str,
     ) -> None:
+        # The master it is written under, read before anything is written: meta is
+        # claimed under it or not at all.
+        master = text(await self._master_id(keys=[keys.meta]))
         await self._redis.delete(keys.meta)
         stale = [
             key
@@ -176,19 +198,22 @@ class Recovery:
                 pipe.hset(keys.done(window), items=pairs[start : start + 2000])
             pipe.pexpire(keys.done(window), until)
         await pipe.execute()
-        # Written under this master: the scripts refuse a meta of another (a replica promoted
-        # since may lack this master's last writes), and the warehouse is rebuilt again.
-        master = await self._master_id(keys=[keys.meta])
-        await self._redis.hset(
-            keys.meta,
-            mapping={
-                "instance": instance,
-                "layout": LAYOUT,
-                "epoch": uuid.uuid4().hex,
-                "rebuilt_at": int(self._clock() * 1000),
-                "master": text(master),
-            },
-        )
+        # Claimed under the master it began under: the scripts refuse a meta of another
+        # (a replica promoted since may lack this master's last writes).
+        fields: dict[str, str | int] = {
+            "instance": instance,
+            "layout": LAYOUT,
+            "epoch": uuid.uuid4().hex,
+            "rebuilt_at": int(self._clock() * 1000),
+        }
+        try:
+            await self._claim_meta(
+                keys=[keys.meta], args=[master, *[v for kv in fields.items() for v in kv]]
+            )
+        except ResponseError as exc:
+            if str(exc).startswith("NOMETA"):
+                raise _MasterChanged from None
+            raise
 
     async def reconcile(self, keys: WarehouseKeys) -> list[Drift]:
         """Where Redis and what the ledger implies disagree (empty when they agree)."""

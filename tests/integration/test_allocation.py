@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
 
 from actors.stock import Filled, UnknownSku
 from adapters.redis.keys import WarehouseKeys
@@ -18,6 +19,7 @@ from adapters.redis.scripts import (
     DuplicateMovement,
     NotHeld,
     allocation_source,
+    lua_source,
 )
 from adapters.stock.allocator import Allocator
 from adapters.stock.model import AllocationPolicy, WarehouseConfig
@@ -366,6 +368,25 @@ async def test_a_warehouse_written_under_another_master_is_rebuilt_before_anythi
     now_epoch, now_master = await redis_client.hmget(keys.meta, ["epoch", "master"])
     assert (now_epoch != epoch, now_master) == (True, master)
     assert await allocator.reconcile() == []
+
+
+async def test_a_rebuild_claims_meta_only_under_the_master_it_began_under(
+    make_allocator: MakeAllocator, pg: Any, redis_client: aioredis.Redis
+) -> None:
+    allocator = await stocked(make_allocator, pg, {"A": 3})
+    keys = allocator.keys("main")
+    before = await redis_client.hgetall(keys.meta)
+    claim = redis_client.register_script(lua_source("claim_meta"))
+    # As when a replica was promoted while the rebuild wrote: another master serves it.
+    with pytest.raises(ResponseError, match=r"^NOMETA"):
+        await claim(keys=[keys.meta], args=["a-master-that-is-gone", "epoch", "e2"])
+    assert await redis_client.hgetall(keys.meta) == before
+    # Found so at start, the warehouse is rebuilt then.
+    await redis_client.hset(keys.meta, "master", "a-master-that-is-gone")
+    second = await make_allocator()
+    assert await level(second, "A") == (3, 0, 0)
+    assert await redis_client.hget(keys.meta, "master") == before[b"master"]
+    assert await redis_client.hget(keys.meta, "epoch") != before[b"epoch"]
 
 
 async def test_redis_keys_of_an_earlier_layout_are_rebuilt_at_start(

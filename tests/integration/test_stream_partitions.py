@@ -12,6 +12,7 @@ import pytest
 
 from adapters.redis.client import RedisClient
 from adapters.redis.keys import RuntimeKeys
+from adapters.redis.streams import drop_streams_of, laid_out_before, record_layout
 from tests.conftest import ON_CLUSTER, SetStock, add_products
 from tests.integration.daemon_harness import eventually, generic_body, generic_headers, request
 
@@ -91,3 +92,20 @@ async def test_a_new_layout_streams_again_what_was_stored_under_the_old_one(
     assert await redis_client.get(new.stream_layout) == b"3 tagged"
     if not ON_CLUSTER:  # on a cluster the first partition's stream is the old one
         assert not await redis_client.exists(old.orders_stream)
+
+
+async def test_a_new_layout_is_recorded_only_once_the_backlog_is_streamed_again(
+    redis_client: RedisClient, redis_prefix: str
+) -> None:
+    plain = RuntimeKeys(redis_prefix, tagged=ON_CLUSTER)
+    await redis_client.xadd(plain.orders_stream, {"order": "o1", "seq": "1", "msg": "{}"})
+    await record_layout(redis_client, plain)
+    new = RuntimeKeys(redis_prefix, tagged=True, partitions=3)
+    # A process that stops before it streamed the backlog again finds the change again.
+    assert await laid_out_before(redis_client, new) == plain.layout
+    assert await laid_out_before(redis_client, new) == plain.layout
+    await record_layout(redis_client, new)
+    assert await laid_out_before(redis_client, new) is None
+    dropped = await drop_streams_of(redis_client, new, plain.layout)
+    # The old stream goes, unless the new layout reads it (a cluster's first partition).
+    assert dropped == ([] if ON_CLUSTER else [plain.orders_stream])

@@ -92,3 +92,8 @@ async def test_a_new_server_holding_the_stream_has_the_backlog_streamed_again_on
 
 async def test_the_same_server_throughout_streams_nothing_again() -> None:
     assert await _run(_Streams(["a"], enough=5)) == 0
+
+
+async def test_a_failover_before_the_janitors_first_look_is_noticed() -> None:
+    # The runtime notes the server as it starts; another one at the first look is news.
+    assert await _run(_Streams(["a", "b", "b", "b"], enough=4)) == 1
