@@ -26,6 +26,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from actors.errors import OrderdError
 from actors.fulfillment import Dispatcher
 from actors.loops import drain_repeatedly
 from actors.mail import Mail
@@ -33,6 +34,7 @@ from actors.notifier import Outbox
 from actors.order.actor import OrderTurns
 from actors.order.outbox import CustomerMessages
 from actors.ports.mail import Posted
+from actors.ports.stream import Entry
 from actors.ports.turns import Turn
 from actors.reminders import Reminders
 from actors.runtime import ActorRuntime
@@ -49,14 +51,18 @@ from adapters.postgres.orders import PostgresOrders
 from adapters.postgres.platform_calls import PostgresPlatformCalls
 from adapters.postgres.platform_stock import PostgresPushedLevels
 from adapters.postgres.reminders import PostgresReminders
+from adapters.redis.client import FAILURES
 from adapters.redis.leases import Leases, SoleLease
 from adapters.redis.reminders import RedisSchedule
 from adapters.redis.streams import (
     PartitionedStream,
     Streams,
     drop_streams_of,
+    forget_running,
     laid_out_before,
     record_layout,
+    running_otherwise,
+    seen_running,
 )
 from daemon import logs, shipping, systemd
 from daemon.http import Context, build_app
@@ -69,6 +75,8 @@ from daemon.settings import Settings
 log = logging.getLogger("orderd.daemon")
 
 _FINISH_S = 10.0  # how long the background loops get to finish their batch at shutdown
+# A process not seen for this long is taken to have stopped (it notes itself every third).
+_SEEN_WITHIN_MS = 15_000
 # Collect the youngest objects after this many allocations, not CPython's 700: every
 # webhook and turn allocates hundreds of short-lived objects, nearly none in cycles.
 _GC_YOUNG = 20_000
@@ -101,7 +109,9 @@ class Daemon:
         self.keys = keys = settings.redis.runtime_keys()
         self.redis = redis
         # One stream per partition, each read by a runtime of its own.
-        self.partitions = [Streams(redis, keys, k) for k in range(keys.partitions)]
+        self.partitions = [
+            Streams(redis, keys, k, elsewhere=self.stream_elsewhere) for k in range(keys.partitions)
+        ]
         self.mail = Mail(
             PostgresMailbox(pool),
             self.partitions[0]
@@ -164,7 +174,9 @@ class Daemon:
             messages=messages,
             on_saved=self.saved,
         )
-        consumer = settings.daemon.consumer_name or f"{socket.gethostname()}-{os.getpid()}"
+        self.consumer = consumer = (
+            settings.daemon.consumer_name or f"{socket.gethostname()}-{os.getpid()}"
+        )
         intake = Intake(pool, self.mail)
         # The turns running at once are shared out among the partitions' runtimes.
         share = max(1, settings.runtime.max_turns // keys.partitions)
@@ -269,6 +281,9 @@ class Daemon:
                 await asyncio.wait_for(self.stopping.wait(), 0.5)
 
     async def close(self) -> None:
+        # Stopped: another layout may start now without waiting for this one's note to age.
+        with contextlib.suppress(*FAILURES):
+            await forget_running(self.redis, self.keys, self.consumer)
         await self.turns.drain()
         await self.dispatcher.close()
         await self.outbox.close()
@@ -282,6 +297,16 @@ class Daemon:
             count = await mailbox.restream_unapplied(conn)
         await self.reminders.rebuild()
         log.warning("stream rebuilt from PostgreSQL: %d message(s) to stream again", count)
+
+    async def stream_elsewhere(self, entry: Entry) -> None:
+        """An entry read in a partition its order is not in (added under another layout):
+        the order's messages not applied, up to it, streamed again into its own."""
+        count = await self.mail.restream_order(entry.order_id, entry.seq + 1)
+        log.warning(
+            "order %s: a message found in another partition's stream, %d streamed again",
+            entry.order_id,
+            count,
+        )
 
     async def restream_order(self, order_id: str, before_seq: int) -> None:
         count = await self.mail.restream_order(order_id, before_seq)
@@ -318,6 +343,16 @@ class Daemon:
         otherwise before (another number of partitions, or tagged for a cluster), every
         message not yet applied streamed again into this layout, and the old streams
         deleted (the messages are in PostgreSQL; repeats are recognised)."""
+        now_ms = int(time.time() * 1000)
+        others = await running_otherwise(self.redis, self.keys, now_ms, _SEEN_WITHIN_MS)
+        if others:
+            # Two layouts at once would read different streams and take different leases.
+            raise OrderdError(
+                f"orderd processes run with another layout of the stream ({', '.join(others)}"
+                f"; this one: {self.keys.layout}): stop every process before changing "
+                "[redis] stream_partitions or cluster"
+            )
+        await seen_running(self.redis, self.keys, self.consumer, now_ms)
         for streams in self.partitions:
             await streams.ensure_group()
         was = await laid_out_before(self.redis, self.keys)
@@ -330,6 +365,16 @@ class Daemon:
         dropped = await drop_streams_of(self.redis, self.keys, was)
         if dropped:
             log.warning("streams of the earlier layout deleted: %s", ", ".join(dropped))
+
+    async def announce(self) -> None:
+        """Tell the others, every few seconds, that this process runs, with its layout."""
+        while not self.stopping.is_set():
+            try:
+                await seen_running(self.redis, self.keys, self.consumer, int(time.time() * 1000))
+            except Exception as exc:
+                log.warning("could not note this process as running: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), _SEEN_WITHIN_MS / 3000)
 
     async def pump(self) -> None:
         """Stream what was stored but not streamed (a crash in between, Redis away)."""
@@ -402,7 +447,8 @@ async def serve(settings: Settings, clock: Callable[[], float] = time.time) -> i
             await site.start()
 
         parts: list[tuple[str, Callable[[], Awaitable[None]], asyncio.Event]] = [
-            ("pump", daemon.pump, daemon.stopping)
+            ("pump", daemon.pump, daemon.stopping),
+            ("announce", daemon.announce, daemon.stopping),
         ]
         if daemon.actors_here:
             stopping = daemon.stopping

@@ -125,6 +125,8 @@ class RuntimeKeys:
     ``P stream:layout``             STRING  the stream's partitions and whether tagged
                                             (``3 tagged``), as the last process started
                                             laid it out
+    ``P processes``                 ZSET    ``<process> <layout>`` -> when it was last
+                                            seen running (ms)
     ==============================  ======  ============================================
 
     The stream may be cut into partitions (``[redis] stream_partitions``): an order's
@@ -168,6 +170,10 @@ class RuntimeKeys:
     @property
     def stream_layout(self) -> str:
         return f"{self.prefix}stream:layout"
+
+    @property
+    def processes(self) -> str:
+        return f"{self.prefix}processes"
 
     @property
     def orders_stream(self) -> str:

@@ -9,7 +9,8 @@ the stream loses nothing (see :func:`adapters.postgres.mailbox.restream_unapplie
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import logging
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -20,6 +21,8 @@ from actors.ports.stream import Entry, GroupLost
 from adapters.redis.client import FAILURES, RedisClient
 from adapters.redis.keys import GROUP, RuntimeKeys
 from adapters.redis.scripts import lua_source
+
+log = logging.getLogger("orderd.streams")
 
 _encode = msgspec.msgpack.Encoder().encode
 
@@ -48,12 +51,21 @@ class Streams:
 
     failures = FAILURES
 
-    def __init__(self, redis: RedisClient, keys: RuntimeKeys, partition: int = 0) -> None:
+    def __init__(
+        self,
+        redis: RedisClient,
+        keys: RuntimeKeys,
+        partition: int = 0,
+        *,
+        elsewhere: Callable[[Entry], Awaitable[None]] | None = None,
+    ) -> None:
         self._redis = redis
         self._keys = keys
         self.stream = keys.orders_stream_of(partition)
         self._dead = keys.dead_stream_of(partition)
         self._partition = partition
+        # Streams an entry of another partition's order again where it belongs.
+        self._elsewhere = elsewhere
         self._add = redis.register_script(lua_source("stream_add"))
         self._master_id = redis.register_script(lua_source("master_id"))
 
@@ -106,17 +118,32 @@ class Streams:
                     foreign.append(_text(entry_id))  # deleted while pending
                     continue
                 entry = _entry(entry_id, fields)
-                if entry is None or not self._mine(entry):
+                if entry is None:
                     foreign.append(_text(entry_id))
-                else:
+                elif self._mine(entry):
                     entries.append(entry)
+                elif await self._sent_on(entry):
+                    foreign.append(entry.id)
         return entries, foreign
 
     def _mine(self, entry: Entry) -> bool:
-        """Whether the entry's order belongs to this partition. One that does not was
-        added under an earlier layout, whose messages were all streamed again into this
-        one: read here too, two runtimes would run the order's turns side by side."""
+        """Whether the entry's order belongs to this partition. One that does not was added
+        under another layout (before a change, or by a process still running the old one):
+        read here too, two runtimes would run the order's turns side by side."""
         return self._keys.partition(entry.order_id) == self._partition
+
+    async def _sent_on(self, entry: Entry) -> bool:
+        """Stream another partition's entry again where it belongs; True once it is, so it
+        is acknowledged here. Not sent (PostgreSQL or Redis away): it stays pending here,
+        and is claimed and tried again."""
+        if self._elsewhere is None:
+            return True  # nothing reads by layout here: left, as before partitions
+        try:
+            await self._elsewhere(entry)
+        except Exception as exc:
+            log.warning("an entry of order %s could not be streamed again: %s", entry.order_id, exc)
+            return False
+        return True
 
     async def ack(self, ids: Sequence[str]) -> None:
         if ids:
@@ -149,7 +176,7 @@ class Streams:
             entry = _entry(entry_id, fields or {}, counts.get(_text(entry_id), 1))
             if entry is not None and self._mine(entry):
                 entries.append(entry)
-            elif entry is not None:
+            elif entry is not None and await self._sent_on(entry):
                 others.append(entry.id)
         await self.ack(others)  # another partition's, streamed again there
         return entries, cursor
@@ -306,6 +333,27 @@ async def laid_out_before(redis: RedisClient, keys: RuntimeKeys) -> str | None:
 
 async def record_layout(redis: RedisClient, keys: RuntimeKeys) -> None:
     await redis.set(keys.stream_layout, keys.layout)
+
+
+async def seen_running(redis: RedisClient, keys: RuntimeKeys, process: str, now_ms: int) -> None:
+    """Note that ``process`` runs, with its layout of the stream (and forget processes not
+    seen for a day)."""
+    await redis.zadd(keys.processes, {f"{process} {keys.layout}": now_ms})
+    await redis.zremrangebyscore(keys.processes, "-inf", now_ms - 86_400_000)
+
+
+async def forget_running(redis: RedisClient, keys: RuntimeKeys, process: str) -> None:
+    """``process`` stopped."""
+    await redis.zrem(keys.processes, f"{process} {keys.layout}")
+
+
+async def running_otherwise(
+    redis: RedisClient, keys: RuntimeKeys, now_ms: int, within_ms: int
+) -> list[str]:
+    """Processes seen running within ``within_ms`` with another layout of the stream than
+    ``keys``' (as ``<process> <layout>``)."""
+    found: Any = await redis.zrangebyscore(keys.processes, now_ms - within_ms, "+inf")
+    return [m for m in map(_text, found) if m.partition(" ")[2] != keys.layout]
 
 
 async def drop_streams_of(redis: RedisClient, keys: RuntimeKeys, layout: str) -> list[str]:

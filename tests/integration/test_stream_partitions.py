@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
+from actors.ports.stream import Entry
 from adapters.redis.client import RedisClient
 from adapters.redis.keys import RuntimeKeys
-from adapters.redis.streams import drop_streams_of, laid_out_before, record_layout
+from adapters.redis.streams import Streams, drop_streams_of, laid_out_before, record_layout
 from tests.conftest import ON_CLUSTER, SetStock, add_products
 from tests.integration.daemon_harness import eventually, generic_body, generic_headers, request
 
@@ -109,3 +110,44 @@ async def test_a_new_layout_is_recorded_only_once_the_backlog_is_streamed_again(
     dropped = await drop_streams_of(redis_client, new, plain.layout)
     # The old stream goes, unless the new layout reads it (a cluster's first partition).
     assert dropped == ([] if ON_CLUSTER else [plain.orders_stream])
+
+
+async def test_a_process_with_another_layout_does_not_start_beside_one_still_running(
+    make_daemon: MakeDaemon, pg: Any, redis_client: RedisClient, redis_prefix: str
+) -> None:
+    running = make_daemon("old", ORDERD_DAEMON__ROLE="intake")
+    layout = RuntimeKeys(redis_prefix, tagged=ON_CLUSTER).layout
+    new = make_daemon("new", start=False, **PARTS)
+    with pytest.raises(RuntimeError, match="another layout of the stream") as refused:
+        new.start()
+    assert f"old {layout}" in str(refused.value)
+    assert "stop every process before changing [redis] stream_partitions" in str(refused.value)
+    # What the running process laid out is left as it was.
+    assert await redis_client.get(RuntimeKeys(redis_prefix).stream_layout) == layout.encode()
+    running.stop()
+
+
+async def test_an_entry_of_another_partitions_order_is_sent_on_not_run_here(
+    redis_client: RedisClient, redis_prefix: str
+) -> None:
+    keys = RuntimeKeys(redis_prefix, tagged=True, partitions=3)
+    order = next(f"o{n}" for n in range(100) if keys.partition(f"o{n}") == 2)
+    sent: list[Entry] = []
+    refusing = True
+
+    async def elsewhere(entry: Entry) -> None:
+        if refusing:
+            raise ConnectionError("PostgreSQL away")
+        sent.append(entry)
+
+    first = Streams(redis_client, keys, 0, elsewhere=elsewhere)
+    await first.ensure_group()
+    # As a process of another layout added it: into the first partition's stream.
+    await redis_client.xadd(first.stream, {"order": order, "seq": "1", "msg": "{}"})
+    # Not sent on (the database away): neither run here nor acknowledged; it stays pending.
+    assert await first.read("c1", count=10, block_ms=None) == ([], [])
+    refusing = False
+    entries, done = await first.read("c1", count=10, block_ms=None, own_pending=True)
+    assert entries == []
+    assert [(e.order_id, e.seq) for e in sent] == [(order, 1)]
+    assert done == [sent[0].id]  # acknowledged by the caller, as foreign entries are
