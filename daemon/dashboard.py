@@ -29,6 +29,7 @@ from redis.exceptions import RedisClusterException, RedisError
 
 from adapters.postgres import dashboard as queries
 from adapters.postgres import listing, orders
+from adapters.postgres.catalog import PostgresCatalog
 from daemon import charts, report, timeline
 from daemon.metrics import reason_label
 
@@ -82,11 +83,7 @@ def when(value: datetime | str | None) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
 
 
-def percent(value: float | None) -> str:
-    return f"{value * 100:.1f}%" if value is not None else "-"
-
-
-_templates.filters.update(when=when, percent=percent, hours=report.hours)
+_templates.filters.update(when=when, percent=report.percent, hours=report.hours)
 
 
 def _render(name: str, status: int = 200, **values: Any) -> web.Response:
@@ -203,6 +200,7 @@ class Dashboard:
 
     def __init__(self, context: Context) -> None:
         self._context = context
+        self._catalog = PostgresCatalog(context.pool)
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/dashboard", self.page)
@@ -285,7 +283,7 @@ class Dashboard:
                 delays = await queries.open_delays(conn)
                 held = await listing.listed(conn, held=True, limit=50)
                 waiting = await queries.waiting_for_stock(conn)
-                low, stock_note = await self._low_stock(conn)
+            low, stock_note = await self._low_stock()
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("dashboard: the order store could not be read: %s", type(exc).__name__)
             return _render(
@@ -331,7 +329,7 @@ class Dashboard:
             stock_note=stock_note,
         )
 
-    async def _low_stock(self, conn: Any) -> tuple[list[dict[str, Any]], str | None]:
+    async def _low_stock(self) -> tuple[list[dict[str, Any]], str | None]:
         """Skus with :data:`LOW_STOCK` units or fewer to sell, per warehouse, from Redis."""
         try:
             available = await self._context.allocator.available()
@@ -342,9 +340,14 @@ class Dashboard:
             for (warehouse, sku), units in available.items()
             if units <= LOW_STOCK
         )[:50]
-        names = await queries.product_names(conn, [sku for _, _, sku in low])
+        products = await self._catalog.products({sku for _, _, sku in low})
         return [
-            {"sku": sku, "name": names.get(sku), "warehouse": warehouse, "available": units}
+            {
+                "sku": sku,
+                "name": products[sku].name if sku in products else None,
+                "warehouse": warehouse,
+                "available": units,
+            }
             for units, warehouse, sku in low
         ], None
 

@@ -411,22 +411,22 @@ def lines(figures: dict[str, Any]) -> list[str]:
         f"fulfillment time: paid -> shipped median {hours(times['shipped_p50'])}, "
         f"p90 {hours(times['shipped_p90'])}; paid -> delivered median "
         f"{hours(times['delivered_p50'])}, p90 {hours(times['delivered_p90'])}",
-        f"shipping accuracy: {_percent(accuracy)} of {figures['shipments_packed']} shipments "
+        f"shipping accuracy: {percent(accuracy)} of {figures['shipments_packed']} shipments "
         "packed right the first time",
-        f"customer satisfaction: {_percent(csat)} of {figures['ratings']} ratings are 4 or 5",
+        f"customer satisfaction: {percent(csat)} of {figures['ratings']} ratings are 4 or 5",
         "inventory turnover: "
         + (f"{turnover:.2f}" if turnover is not None else "-")
         + f" (goods shipped at cost {figures['cost_of_goods_shipped']:.2f} over average "
         f"stock value {figures['average_inventory_value']:.2f})",
         *(
             f"carrier {c['carrier']}: {c['shipments']} shipments, labels "
-            f"{c['label_spend']:.2f} {c['currency']}, on time {_percent(c['on_time'])} of "
+            f"{c['label_spend']:.2f} {c['currency']}, on time {percent(c['on_time'])} of "
             f"{c['delivered']} delivered, transit median {hours(c['transit_p50_s'])}"
             for c in figures["by_carrier"]
         ),
         *(
             f"warehouse {w['warehouse']}: {w['shipments']} shipments, packed right "
-            f"{_percent(w['shipping_accuracy'])}, paid -> shipped median "
+            f"{percent(w['shipping_accuracy'])}, paid -> shipped median "
             f"{hours(w['shipped_p50_s'])}"
             for w in figures["by_warehouse"]
         ),
@@ -441,7 +441,7 @@ def _round(value: Any) -> float | None:
     return round(float(value), 1) if value is not None else None
 
 
-def _percent(value: float | None) -> str:
+def percent(value: float | None) -> str:
     return f"{value * 100:.1f}%" if value is not None else "-"
 
 

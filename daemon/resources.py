@@ -16,7 +16,7 @@ from adapters.postgres import schema
 from adapters.postgres.mailbox import PostgresMailbox
 from adapters.postgres.pool import connection, create_pool
 from adapters.redis.client import RedisClient, connect_redis
-from adapters.redis.streams import order_stream
+from adapters.redis.streams import order_stream, partition_streams
 from adapters.stock.allocator import Allocator
 from adapters.stock.model import AllocationPolicy, WarehouseConfig
 from daemon.settings import Settings
@@ -70,7 +70,8 @@ async def open_resources(
                 policy=allocation_policy(settings),
                 observer=observer,
             )
-            mail = Mail(PostgresMailbox(pool), order_stream(redis, settings.redis.runtime_keys()))
+            keys = settings.redis.runtime_keys()
+            mail = Mail(PostgresMailbox(pool), order_stream(partition_streams(redis, keys), keys))
             yield Resources(settings, pool, redis, allocator, mail)
             await allocator.drain()
             await mail.drain()

@@ -55,11 +55,11 @@ from adapters.redis.client import FAILURES
 from adapters.redis.leases import Leases, SoleLease
 from adapters.redis.reminders import RedisSchedule
 from adapters.redis.streams import (
-    PartitionedStream,
-    Streams,
     drop_streams_of,
     forget_running,
     laid_out_before,
+    order_stream,
+    partition_streams,
     record_layout,
     running_otherwise,
     seen_running,
@@ -109,15 +109,8 @@ class Daemon:
         self.keys = keys = settings.redis.runtime_keys()
         self.redis = redis
         # One stream per partition, each read by a runtime of its own.
-        self.partitions = [
-            Streams(redis, keys, k, elsewhere=self.stream_elsewhere) for k in range(keys.partitions)
-        ]
-        self.mail = Mail(
-            PostgresMailbox(pool),
-            self.partitions[0]
-            if keys.partitions == 1
-            else PartitionedStream(self.partitions, keys),
-        )
+        self.partitions = partition_streams(redis, keys, elsewhere=self.stream_elsewhere)
+        self.mail = Mail(PostgresMailbox(pool), order_stream(self.partitions, keys))
         system = shipping.warehouse_system(settings)
         self.dispatcher = Dispatcher(
             requests=PostgresRequests(pool),

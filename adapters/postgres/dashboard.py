@@ -4,7 +4,6 @@ stock. Read-only; every query is bounded by the window or a limit."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -176,13 +175,6 @@ async def waiting_for_stock(conn: Any, limit: int = 50) -> list[Waiting]:
         limit,
     )
     return [Waiting(r["sku"], r["name"], r["units"], r["orders"]) for r in rows]
-
-
-async def product_names(conn: Any, skus: Sequence[str]) -> dict[str, str]:
-    rows = await conn.fetch(
-        "SELECT sku, name FROM products WHERE sku = ANY($1::text[])", list(skus)
-    )
-    return {r["sku"]: r["name"] for r in rows}
 
 
 async def order_events(conn: Any, order_id: str) -> list[tuple[int, str, datetime, str]]:

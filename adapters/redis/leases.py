@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import secrets
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from actors.ports.turns import Taken
@@ -63,67 +63,51 @@ class Leases:
 
     async def take(self, wanted: Sequence[tuple[str, str]]) -> list[Taken]:
         """Take the lease of each (order, token) where no other process holds it."""
-        answers = await _each(
-            self._take(keys=keys, args=[self._lease_ms, tokens])
-            for keys, tokens in self._groups(wanted)
+        answered = await self._per_partition(
+            wanted, lambda keys, tokens: self._take(keys=keys, args=[self._lease_ms, tokens])
         )
-        return [Taken(t) for t in _in_order(wanted, self._keys, answers)]
+        return [Taken(t) for t in _in_order(len(wanted), answered)]
 
     async def renew(self, held: Sequence[tuple[str, str]]) -> list[bool]:
         """Make each (order, token) lease still held with that token last ``lease_ms`` from
         now; True where it was still held, False where it ran out or another turn has it."""
-        answers = await _each(
-            self._renew(keys=keys, args=[self._lease_ms, tokens])
-            for keys, tokens in self._groups(held)
+        answered = await self._per_partition(
+            held, lambda keys, tokens: self._renew(keys=keys, args=[self._lease_ms, tokens])
         )
-        return [bool(k) for k in _in_order(held, self._keys, answers)]
+        return [bool(k) for k in _in_order(len(held), answered)]
 
     async def free(self, held: Sequence[tuple[str, str]]) -> int:
         """Free each (order, token) lease still held with that token; return how many."""
-        freed = await _each(
-            self._release(keys=keys, args=[tokens, self._remember_ms])
-            for keys, tokens in self._groups(held)
+        answered = await self._per_partition(
+            held, lambda keys, tokens: self._release(keys=keys, args=[tokens, self._remember_ms])
         )
-        return sum(int(count) for count in freed)
+        return sum(int(count) for _, count in answered)
 
-    def _groups(self, pairs: Sequence[tuple[str, str]]) -> list[tuple[list[str], str]]:
-        """The lease keys and tokens of ``pairs``, one group per stream partition: on a
-        cluster each partition's leases are a slot of their own, and a script's keys must
-        share one. An order's lease is independent of another's, so a batch split into
-        calls made at once is still one batch."""
-        return [
-            ([self._keys.lease(order_id) for order_id, _ in part], _tokens(part))
-            for part in _by_partition(pairs, self._keys).values()
-        ]
-
-
-async def _each(calls: Iterable[Awaitable[Any]]) -> list[Any]:
-    """The calls' answers: one awaited as it is (the batch of one partition, the usual
-    case), several at once."""
-    pending = list(calls)
-    if len(pending) == 1:
-        return [await pending[0]]
-    return list(await asyncio.gather(*pending))
-
-
-def _by_partition(
-    pairs: Sequence[tuple[str, str]], keys: RuntimeKeys
-) -> dict[int, list[tuple[str, str]]]:
-    groups: dict[int, list[tuple[str, str]]] = {}
-    for pair in pairs:
-        groups.setdefault(keys.partition(pair[0]), []).append(pair)
-    return groups
+    async def _per_partition(
+        self,
+        pairs: Sequence[tuple[str, str]],
+        call: Callable[[list[str], str], Awaitable[Any]],
+    ) -> list[tuple[list[int], Any]]:
+        """One script call per stream partition of the orders' leases (on a cluster each
+        partition is a slot of its own, and a script's keys must share one); each call's
+        answer with the positions in ``pairs`` it stands for. An order's lease is
+        independent of another's, so a batch split into calls made at once is still one
+        batch; the usual batch, of one partition, is one call awaited as it is."""
+        groups: dict[int, list[int]] = {}
+        for index, (order_id, _) in enumerate(pairs):
+            groups.setdefault(self._keys.partition(order_id), []).append(index)
+        calls = []
+        for indexes in groups.values():
+            part = [pairs[i] for i in indexes]
+            calls.append(call([self._keys.lease(order_id) for order_id, _ in part], _tokens(part)))
+        answers = [await calls[0]] if len(calls) == 1 else list(await asyncio.gather(*calls))
+        return list(zip(groups.values(), answers, strict=True))
 
 
-def _in_order(
-    pairs: Sequence[tuple[str, str]], keys: RuntimeKeys, answers: Sequence[Sequence[Any]]
-) -> list[Any]:
-    """The groups' answers (in :func:`_by_partition`'s order) put back in ``pairs``' order."""
-    positions: dict[int, list[int]] = {}
-    for index, (order_id, _) in enumerate(pairs):
-        positions.setdefault(keys.partition(order_id), []).append(index)
-    out: list[Any] = [None] * len(pairs)
-    for indexes, answer in zip(positions.values(), answers, strict=True):
+def _in_order(count: int, answered: Sequence[tuple[list[int], Sequence[Any]]]) -> list[Any]:
+    """The partitions' answers put back in the order of the batch."""
+    out: list[Any] = [None] * count
+    for indexes, answer in answered:
         for index, value in zip(indexes, answer, strict=True):
             out[index] = value
     return out

@@ -370,8 +370,15 @@ async def drop_streams_of(redis: RedisClient, keys: RuntimeKeys, layout: str) ->
     return streams
 
 
-def order_stream(redis: RedisClient, keys: RuntimeKeys) -> Streams | PartitionedStream:
+def partition_streams(
+    redis: RedisClient,
+    keys: RuntimeKeys,
+    elsewhere: Callable[[Entry], Awaitable[None]] | None = None,
+) -> list[Streams]:
+    """The stream of each partition (just the stream, unless partitioned)."""
+    return [Streams(redis, keys, k, elsewhere=elsewhere) for k in range(keys.partitions)]
+
+
+def order_stream(partitions: Sequence[Streams], keys: RuntimeKeys) -> Streams | PartitionedStream:
     """Where stored messages are put: the stream, or its partitions."""
-    if keys.partitions == 1:
-        return Streams(redis, keys)
-    return PartitionedStream([Streams(redis, keys, k) for k in range(keys.partitions)], keys)
+    return partitions[0] if len(partitions) == 1 else PartitionedStream(partitions, keys)

@@ -19,7 +19,6 @@ from playwright.async_api import Page, expect
 
 from adapters.postgres.pool import connection
 from daemon import report
-from daemon.dashboard import percent
 from tests.browser import Screenshot
 from tests.conftest import ORDERD, POSTGRES_DSN
 from tests.integration.test_cli import demo_environ, nothing_held_or_reserved
@@ -47,8 +46,8 @@ async def _expected(conn: Any, base: str, days: int) -> dict[str, Any]:
     return {
         "orders": sum(figures["orders"].values()),
         "held": figures["orders"].get("needs_attention", 0),
-        "accuracy": percent(figures["shipping_accuracy"]),
-        "csat": percent(figures["csat"]),
+        "accuracy": report.percent(figures["shipping_accuracy"]),
+        "csat": report.percent(figures["csat"]),
         "ratings": figures["ratings"],
         "shipped-p50": report.hours(figures["fulfillment_time_s"]["shipped_p50"]),
     }
